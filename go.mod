@@ -1,0 +1,3 @@
+module gio
+
+go 1.26
