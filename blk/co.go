@@ -1,0 +1,342 @@
+package blk
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Co is the coroutine handle of one request. QEMU runs every block request
+// as a coroutine on one event loop; gio runs each on its own goroutine but
+// hands a single token between them, so exactly one runs at a time and it
+// gives the token back only at named yield points. Any function that may
+// yield takes a *Co as its first parameter.
+//
+// The token passes by a pair of channel operations (the loop wakes the
+// request, the request signals when it parks or ends), which gives the race
+// detector its happens-before edges and keeps every interleaving a pure
+// function of the script.
+type Co struct {
+	loop *Loop
+	id   int
+	name string
+	wake chan struct{}
+	done bool
+	// yielded records that the request parked at least once; a request that
+	// finishes during its own submission delivers its completion as a bottom
+	// half, the way QEMU's blk_aio_prwv does.
+	yielded bool
+	// why describes the current yield point for reports of waits that can
+	// never finish ("waits for #2", "suspended at 'A'").
+	why string
+}
+
+// ID returns the request number, in submission order.
+func (co *Co) ID() int { return co.id }
+
+// Name returns the request's display name, such as "#3 aio_write 0+512".
+func (co *Co) Name() string { return co.name }
+
+// Loop returns the loop the request runs on.
+func (co *Co) Loop() *Loop { return co.loop }
+
+// Yielded reports whether the request has parked at least once.
+func (co *Co) Yielded() bool { return co.yielded }
+
+// Done reports whether the request has finished.
+func (co *Co) Done() bool { return co.done }
+
+// Clock is the time source of a loop. Virtual clocks advance only when
+// nothing is runnable; real ones sleep.
+type Clock interface {
+	// Now returns the time since the clock started.
+	Now() time.Duration
+	// AdvanceTo moves the clock to t (never backwards): a virtual clock
+	// jumps, a real one sleeps until then.
+	AdvanceTo(t time.Duration)
+}
+
+// VirtualClock is a clock that jumps: sleeping costs no wall time. Now still
+// includes the real time elapsed so that report lines show realistic
+// figures; jumps add to it.
+type VirtualClock struct {
+	start  time.Time
+	offset time.Duration
+}
+
+// NewVirtualClock returns a virtual clock starting now.
+func NewVirtualClock() *VirtualClock { return &VirtualClock{start: time.Now()} }
+
+// Now implements Clock.
+func (c *VirtualClock) Now() time.Duration { return time.Since(c.start) + c.offset }
+
+// AdvanceTo implements Clock.
+func (c *VirtualClock) AdvanceTo(t time.Duration) {
+	if now := c.Now(); t > now {
+		c.offset += t - now
+	}
+}
+
+// RealClock sleeps for real.
+type RealClock struct{ start time.Time }
+
+// NewRealClock returns a real clock starting now.
+func NewRealClock() *RealClock { return &RealClock{start: time.Now()} }
+
+// Now implements Clock.
+func (c *RealClock) Now() time.Duration { return time.Since(c.start) }
+
+// AdvanceTo implements Clock.
+func (c *RealClock) AdvanceTo(t time.Duration) {
+	if d := t - c.Now(); d > 0 {
+		time.Sleep(d)
+	}
+}
+
+type timer struct {
+	at  time.Duration
+	seq int
+	fn  func()
+}
+
+// Loop is the event loop and scheduler. It is driven by a single caller
+// goroutine (the shell); the requests' goroutines run only while that
+// caller waits for them, so the loop's fields need no lock: they are
+// touched only by whoever holds the token.
+type Loop struct {
+	clock  Clock
+	ready  []*Co // runnable requests, FIFO
+	ioDone []*Co // requests whose I/O "completed"; delivered at loop points
+	bhs    []func()
+	timers []timer
+	seq    int
+	nextID int
+	live   map[*Co]struct{}
+	parked chan struct{}
+	cur    *Co
+}
+
+// NewLoop returns a loop on the given clock (a real clock if nil).
+func NewLoop(clock Clock) *Loop {
+	if clock == nil {
+		clock = NewRealClock()
+	}
+	return &Loop{clock: clock, live: map[*Co]struct{}{}, parked: make(chan struct{})}
+}
+
+// Clock returns the loop's clock.
+func (l *Loop) Clock() Clock { return l.clock }
+
+// Now is shorthand for l.Clock().Now().
+func (l *Loop) Now() time.Duration { return l.clock.Now() }
+
+// Spawn creates a request running fn and makes it runnable. It does not run
+// it: call Run, RunUntil or Poll.
+func (l *Loop) Spawn(name string, fn func(co *Co)) *Co {
+	l.nextID++
+	co := &Co{loop: l, id: l.nextID, name: fmt.Sprintf("#%d %s", l.nextID, name), wake: make(chan struct{})}
+	l.live[co] = struct{}{}
+	go func() {
+		<-co.wake
+		fn(co)
+		co.done = true
+		delete(l.live, co)
+		l.parked <- struct{}{}
+	}()
+	l.ready = append(l.ready, co)
+	return co
+}
+
+// park gives the token back to the loop and waits to be woken. The caller
+// must already have arranged for someone to wake it.
+func (co *Co) park(why string) {
+	co.yielded = true
+	co.why = why
+	co.loop.parked <- struct{}{}
+	<-co.wake
+	co.why = ""
+}
+
+// Wake makes a parked request runnable. Only the token holder may call it.
+func (co *Co) Wake() { co.loop.ready = append(co.loop.ready, co) }
+
+// Park yields until someone calls Wake. why names the yield point.
+func (co *Co) Park(why string) { co.park(why) }
+
+// YieldIO models I/O handed to the outside world (QEMU's thread pool): the
+// request gives up the token and continues at the next loop point. The
+// data transfer itself has already happened, so ordering stays
+// deterministic; what this preserves is qemu-io's observable order of
+// completions relative to commands.
+func (co *Co) YieldIO() {
+	co.loop.ioDone = append(co.loop.ioDone, co)
+	co.park("waits for I/O")
+}
+
+// Sleep parks the request for d on the loop's clock.
+func (co *Co) Sleep(d time.Duration) {
+	co.loop.AddTimer(d, co.Wake)
+	co.park(fmt.Sprintf("sleeps %v", d))
+}
+
+// AddTimer runs fn (under the token) once the clock reaches now+d.
+func (l *Loop) AddTimer(d time.Duration, fn func()) {
+	l.seq++
+	l.timers = append(l.timers, timer{at: l.clock.Now() + d, seq: l.seq, fn: fn})
+	sort.SliceStable(l.timers, func(i, j int) bool {
+		if l.timers[i].at != l.timers[j].at {
+			return l.timers[i].at < l.timers[j].at
+		}
+		return l.timers[i].seq < l.timers[j].seq
+	})
+}
+
+// ScheduleBH queues fn as a bottom half: it runs at the next loop point.
+// Bottom halves scheduled between two loop points run newest first, as
+// QEMU's aio_bh_poll does; that is why qemu-io prints the completions of
+// requests that finished during submission in reverse order.
+func (l *Loop) ScheduleBH(fn func()) { l.bhs = append(l.bhs, fn) }
+
+// runReady runs every runnable request until none is runnable. It is what
+// happens inside one command without polling (QEMU's qemu_coroutine_enter):
+// I/O completions and bottom halves wait for a loop point.
+func (l *Loop) runReady() bool {
+	progress := false
+	for len(l.ready) > 0 {
+		co := l.ready[0]
+		l.ready = l.ready[1:]
+		if co.done {
+			continue
+		}
+		l.cur = co
+		co.wake <- struct{}{}
+		<-l.parked
+		l.cur = nil
+		progress = true
+	}
+	return progress
+}
+
+// RunReady runs runnable requests to quiescence without delivering I/O
+// completions, bottom halves or timers.
+func (l *Loop) RunReady() { l.runReady() }
+
+// step makes one unit of progress at a loop point: runnable requests, then
+// bottom halves (newest first), then I/O completions (oldest first).
+// It reports false when nothing could progress without the clock moving.
+func (l *Loop) step() bool {
+	if l.runReady() {
+		return true
+	}
+	if n := len(l.bhs); n > 0 {
+		bhs := l.bhs
+		l.bhs = nil
+		for i := n - 1; i >= 0; i-- {
+			bhs[i]()
+		}
+		return true
+	}
+	if len(l.ioDone) > 0 {
+		l.ready = append(l.ready, l.ioDone...)
+		l.ioDone = nil
+		return true
+	}
+	return false
+}
+
+// fireTimer advances the clock to the first timer if it is due no later
+// than limit (a negative limit means no limit) and runs it.
+func (l *Loop) fireTimer(limit time.Duration) bool {
+	if len(l.timers) == 0 {
+		return false
+	}
+	t := l.timers[0]
+	if limit >= 0 && t.at > limit {
+		return false
+	}
+	l.timers = l.timers[1:]
+	l.clock.AdvanceTo(t.at)
+	t.fn()
+	return true
+}
+
+// Poll runs the loop until nothing can progress without time passing.
+func (l *Loop) Poll() {
+	for l.step() {
+	}
+}
+
+// Sleep runs the loop for d of clock time: everything that becomes
+// runnable runs, timers fire in order, and the clock ends at now+d.
+func (l *Loop) Sleep(d time.Duration) {
+	end := l.clock.Now() + d
+	for {
+		l.Poll()
+		if !l.fireTimer(end) {
+			break
+		}
+	}
+	l.clock.AdvanceTo(end)
+}
+
+// ErrStuck reports a wait that can never finish: nothing is runnable, no
+// I/O is outstanding and no timer is pending.
+type ErrStuck struct {
+	What    string   // what was waited for
+	Waiters []string // each live request and where it waits
+}
+
+func (e *ErrStuck) Error() string {
+	if len(e.Waiters) == 0 {
+		return e.What + " can never happen"
+	}
+	return e.What + " can never happen: " + strings.Join(e.Waiters, "; ")
+}
+
+// RunUntil runs the loop until cond holds, firing timers as needed. When
+// nothing can progress any more and cond still fails it returns *ErrStuck
+// instead of hanging. cond is checked before every step, so a condition
+// already true costs no loop turn.
+func (l *Loop) RunUntil(what string, cond func() bool) error {
+	for !cond() {
+		if l.step() {
+			continue
+		}
+		if l.fireTimer(-1) {
+			continue
+		}
+		return &ErrStuck{What: what, Waiters: l.Blocked()}
+	}
+	return nil
+}
+
+// Blocked describes every live request and where it waits, in request
+// order.
+func (l *Loop) Blocked() []string {
+	cos := make([]*Co, 0, len(l.live))
+	for co := range l.live {
+		cos = append(cos, co)
+	}
+	sort.Slice(cos, func(i, j int) bool { return cos[i].id < cos[j].id })
+	out := make([]string, 0, len(cos))
+	for _, co := range cos {
+		why := co.why
+		if why == "" {
+			why = "runnable"
+		}
+		out = append(out, co.name+" "+why)
+	}
+	return out
+}
+
+// InFlight returns the number of requests that have not finished.
+func (l *Loop) InFlight() int { return len(l.live) }
+
+// Drain runs the loop until every request has finished and every pending
+// bottom half has run (QEMU's bdrv_drain_all).
+func (l *Loop) Drain(what string) error {
+	return l.RunUntil(what, func() bool {
+		return len(l.live) == 0 && len(l.bhs) == 0 && len(l.ready) == 0
+	})
+}

@@ -1,0 +1,142 @@
+// Package raw is the raw format driver: a pass-through format over a child
+// node, optionally exposing only a window of it (offset, size).
+package raw
+
+import (
+	"gio/blk"
+
+	"golang.org/x/sys/unix"
+)
+
+// Driver is the raw format driver.
+var Driver = &blk.Driver{
+	Name:   "raw",
+	Format: true,
+	Probe:  func([]byte) int { return 1 },
+	Open:   open,
+}
+
+type node struct {
+	file    *blk.Child
+	offset  int64
+	size    int64
+	hasSize bool
+	self    *blk.Node
+	// blocksWrite reports whether data written to block 0 of a probed
+	// image would probe as another format.
+	blocksWrite func([]byte) bool
+}
+
+func open(a *blk.OpenArgs) (blk.Impl, error) {
+	n := &node{self: a.Node(), blocksWrite: a.ProbesAsOtherFormat}
+	off, _, err := a.Opts.TakeSize("offset", 0)
+	if err != nil {
+		return nil, err
+	}
+	n.offset = int64(off)
+	if _, ok := a.Opts.Get("size"); ok {
+		n.hasSize = true
+		size, _, err := a.Opts.TakeSize("size", 0)
+		if err != nil {
+			return nil, err
+		}
+		n.size = int64(size)
+	}
+	if n.file, err = a.OpenChild("file", true, true); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// adjust maps a request into the child, refusing to leak outside an
+// explicit size (raw_adjust_offset).
+func (n *node) adjust(off, bytes int64, write bool) (int64, error) {
+	if n.hasSize && (off > n.size || bytes > n.size-off) {
+		if write {
+			return 0, unix.ENOSPC
+		}
+		return 0, unix.EINVAL
+	}
+	return off + n.offset, nil
+}
+
+func (n *node) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) error {
+	off, err := n.adjust(off, int64(len(buf)), false)
+	if err != nil {
+		return err
+	}
+	n.file.Event(co, blk.EvReadAIO)
+	return n.file.Node.PRead(co, off, buf, flags)
+}
+
+func (n *node) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) error {
+	if n.self.Probed() && off < 512 && len(buf) > 0 && n.blocksWrite != nil && n.blocksWrite(buf[:min(512, len(buf))]) {
+		return unix.EPERM
+	}
+	off, err := n.adjust(off, int64(len(buf)), true)
+	if err != nil {
+		return err
+	}
+	n.file.Event(co, blk.EvWriteAIO)
+	return n.file.Node.PWrite(co, off, buf, flags)
+}
+
+func (n *node) PWriteZeroes(co *blk.Co, off, bytes int64, flags blk.ReqFlags) error {
+	off, err := n.adjust(off, bytes, true)
+	if err != nil {
+		return err
+	}
+	return n.file.Node.PWriteZeroes(co, off, bytes, flags)
+}
+
+func (n *node) PDiscard(co *blk.Co, off, bytes int64) error {
+	off, err := n.adjust(off, bytes, true)
+	if err != nil {
+		return err
+	}
+	return n.file.Node.PDiscard(co, off, bytes)
+}
+
+func (n *node) Length(co *blk.Co) (int64, error) {
+	if n.hasSize {
+		return n.size, nil
+	}
+	l, err := n.file.Node.Length(co)
+	if err != nil {
+		return 0, err
+	}
+	return max(0, l-n.offset), nil
+}
+
+func (n *node) BlockStatus(co *blk.Co, wantZero bool, off, bytes int64) (blk.Status, error) {
+	return blk.Status{Flags: blk.StatusRaw | blk.StatusOffsetValid, Pnum: bytes, Map: off + n.offset, File: n.file.Node}, nil
+}
+
+func (n *node) Truncate(co *blk.Co, size int64, exact bool, prealloc blk.Prealloc) error {
+	if n.hasSize {
+		return blk.Msgf(unix.ENOTSUP, "Cannot resize fixed-size raw disks")
+	}
+	if 1<<63-1-size < n.offset {
+		return blk.Msgf(unix.EINVAL, "Disk size too large for the chosen offset")
+	}
+	return n.file.Node.Truncate(co, size+n.offset, exact, prealloc)
+}
+
+// RefreshLimits passes the child's data-path limits up (raw adds none of
+// its own), so that a blkdebug max-transfer splits requests at the raw
+// layer, each piece with its own read_aio/write_aio event.
+func (n *node) RefreshLimits(l *blk.Limits) {
+	cl := n.file.Node.Limits()
+	l.SupportedWriteFlags = cl.SupportedWriteFlags & (blk.FUA)
+	l.SupportedZeroFlags = cl.SupportedZeroFlags & (blk.FUA | blk.MayUnmap | blk.NoFallback)
+}
+
+func (n *node) Close() error { return nil }
+
+var (
+	_ blk.ZeroWriter      = (*node)(nil)
+	_ blk.Discarder       = (*node)(nil)
+	_ blk.BlockStatuser   = (*node)(nil)
+	_ blk.Truncater       = (*node)(nil)
+	_ blk.LimitsRefresher = (*node)(nil)
+)

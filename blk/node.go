@@ -1,0 +1,317 @@
+package blk
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// Node is one node of the block graph: a driver's implementation plus the
+// generic state blk keeps for it (limits, tracked requests, flush
+// generations). Fields are touched only under the scheduler token.
+type Node struct {
+	name     string
+	filename string // the "filename" option it was opened with, if any
+	driver   *Driver
+	impl     Impl
+	ops      nodeOps
+
+	children []*Child
+	file     *Child // primary child, if any
+	limits   Limits
+
+	readOnly    bool
+	noFlush     bool // cache=unsafe: never flush to disk
+	discardOn   bool // discard=unmap
+	probed      bool
+	noSerialise bool // debug switch: never serialise (shows lost updates)
+
+	tracked             []*trackedReq // newest first, like QEMU's QLIST_INSERT_HEAD
+	serialisingInFlight int
+	writeGen            uint64
+	flushedGen          uint64
+	// totalBytes caches the length rounded up to 512, as QEMU's
+	// total_sectors does; -1 means unknown.
+	totalBytes int64
+}
+
+// nodeOps holds the optional interfaces, asserted once at open so the hot
+// path never re-asserts and info can list what the node supports.
+type nodeOps struct {
+	zero    ZeroWriter
+	discard Discarder
+	status  BlockStatuser
+	osFlush OSFlusher
+	dFlush  DiskFlusher
+	trunc   Truncater
+	events  DebugEventer
+	brk     Breakpointer
+	filter  Filter
+	info    Infoer
+}
+
+// Child is an edge of the graph, with QEMU's role name ("file", "image",
+// "backing").
+type Child struct {
+	Name   string
+	Node   *Node
+	Parent *Node
+}
+
+func newNode(d *Driver, name string) *Node {
+	return &Node{driver: d, name: name, totalBytes: -1, limits: Limits{RequestAlignment: 1}}
+}
+
+func (n *Node) setImpl(impl Impl) {
+	n.impl = impl
+	n.ops = nodeOps{}
+	n.ops.zero, _ = impl.(ZeroWriter)
+	n.ops.discard, _ = impl.(Discarder)
+	n.ops.status, _ = impl.(BlockStatuser)
+	n.ops.osFlush, _ = impl.(OSFlusher)
+	n.ops.dFlush, _ = impl.(DiskFlusher)
+	n.ops.trunc, _ = impl.(Truncater)
+	n.ops.events, _ = impl.(DebugEventer)
+	n.ops.brk, _ = impl.(Breakpointer)
+	n.ops.filter, _ = impl.(Filter)
+	n.ops.info, _ = impl.(Infoer)
+}
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.name }
+
+// Filename returns the file name the node was opened with ("" if none).
+func (n *Node) Filename() string { return n.filename }
+
+// Driver returns the node's driver.
+func (n *Node) Driver() *Driver { return n.driver }
+
+// Impl returns the driver's implementation of the node.
+func (n *Node) Impl() Impl { return n.impl }
+
+// Limits returns the node's current limits.
+func (n *Node) Limits() Limits { return n.limits }
+
+// File returns the primary child, or nil.
+func (n *Node) File() *Child { return n.file }
+
+// Children returns every child edge.
+func (n *Node) Children() []*Child { return n.children }
+
+// ReadOnly reports whether the node is read-only.
+func (n *Node) ReadOnly() bool { return n.readOnly }
+
+// Probed reports whether the node's format was probed.
+func (n *Node) Probed() bool { return n.probed }
+
+// SetSerialisation turns request serialisation on or off. Off is a debug
+// mode that lets overlapping read-modify-write requests lose updates, so
+// that users can watch the bug serialisation prevents.
+func (n *Node) SetSerialisation(on bool) { n.noSerialise = !on }
+
+// Breakpointer returns the first node at or below n (following primary
+// children) that implements breakpoints, or nil.
+func (n *Node) Breakpointer() Breakpointer {
+	for c := n; c != nil; {
+		if c.ops.brk != nil {
+			return c.ops.brk
+		}
+		if c.file == nil {
+			return nil
+		}
+		c = c.file.Node
+	}
+	return nil
+}
+
+// refreshLimits merges the primary child's limits and lets the driver
+// adjust them (bdrv_refresh_limits).
+func (n *Node) refreshLimits() {
+	l := Limits{RequestAlignment: 1}
+	if n.file != nil {
+		cl := n.file.Node.limits
+		l.MaxTransfer = cl.MaxTransfer
+		l.OptTransfer = cl.OptTransfer
+		l.MemAlignment = cl.MemAlignment
+	}
+	if r, ok := n.impl.(LimitsRefresher); ok {
+		r.RefreshLimits(&l)
+	}
+	if l.RequestAlignment < 1 {
+		l.RequestAlignment = 1
+	}
+	if n.probed && l.RequestAlignment < 512 {
+		// QEMU's raw_refresh_limits: a probed raw image does
+		// read-modify-write on sub-sector writes so that block 0 can be
+		// checked before it is written.
+		l.RequestAlignment = 512
+	}
+	n.limits = l
+}
+
+// Length returns the node's length rounded up to 512 bytes, as QEMU's
+// bdrv_getlength does.
+func (n *Node) Length(co *Co) (int64, error) {
+	if n.totalBytes >= 0 {
+		return n.totalBytes, nil
+	}
+	return n.refreshLength(co)
+}
+
+func (n *Node) refreshLength(co *Co) (int64, error) {
+	l, err := n.impl.Length(co)
+	if err != nil {
+		return 0, err
+	}
+	n.totalBytes = roundUp(l, 512)
+	return n.totalBytes, nil
+}
+
+// DebugEvent fires ev on n (QEMU's bdrv_debug_event): only a node whose
+// driver handles events reacts. It may yield.
+func (n *Node) DebugEvent(co *Co, ev Event) {
+	if n != nil && n.ops.events != nil {
+		n.ops.events.DebugEvent(co, ev)
+	}
+}
+
+// Event fires ev on the child's node (QEMU's BLKDBG_EVENT(child, ev)).
+func (c *Child) Event(co *Co, ev Event) {
+	if c != nil {
+		c.Node.DebugEvent(co, ev)
+	}
+}
+
+func roundUp(v, a int64) int64   { return (v + a - 1) / a * a }
+func roundDown(v, a int64) int64 { return v / a * a }
+func minNonZero(a, b int64) int64 {
+	if a == 0 {
+		return b
+	}
+	if b == 0 || a < b {
+		return a
+	}
+	return b
+}
+
+// ---------------------------------------------------------------------
+// Request tracking and serialisation (QEMU's BdrvTrackedRequest).
+
+type reqKind int
+
+const (
+	trackRead reqKind = iota
+	trackWrite
+	trackDiscard
+	trackTruncate
+)
+
+type trackedReq struct {
+	node        *Node
+	co          *Co
+	off, bytes  int64
+	overlapOff  int64
+	overlapLen  int64
+	serialising bool
+	kind        reqKind
+	waitingFor  *trackedReq
+	waiters     []*Co
+}
+
+func (r *trackedReq) String() string {
+	return fmt.Sprintf("%s [0x%x+0x%x]", r.co.name, r.off, r.bytes)
+}
+
+func (n *Node) track(co *Co, off, bytes int64, kind reqKind) *trackedReq {
+	r := &trackedReq{node: n, co: co, off: off, bytes: bytes, overlapOff: off, overlapLen: bytes, kind: kind}
+	n.tracked = append([]*trackedReq{r}, n.tracked...)
+	return r
+}
+
+// end untracks the request and restarts everyone waiting for it, in FIFO
+// order.
+func (r *trackedReq) end() {
+	n := r.node
+	for i, t := range n.tracked {
+		if t == r {
+			n.tracked = append(n.tracked[:i], n.tracked[i+1:]...)
+			break
+		}
+	}
+	if r.serialising {
+		n.serialisingInFlight--
+	}
+	for _, co := range r.waiters {
+		co.Wake()
+	}
+	r.waiters = nil
+}
+
+func (r *trackedReq) overlaps(off, bytes int64) bool {
+	return off < r.overlapOff+r.overlapLen && r.overlapOff < off+bytes
+}
+
+// findConflict mirrors bdrv_find_conflicting_request: an overlapping
+// request where one side is serialising, unless that request is itself
+// waiting (it would wait for us, so going on avoids a deadlock).
+func (n *Node) findConflict(self *trackedReq) *trackedReq {
+	for _, r := range n.tracked {
+		if r == self || (!r.serialising && !self.serialising) {
+			continue
+		}
+		if r.overlaps(self.overlapOff, self.overlapLen) && r.waitingFor == nil {
+			return r
+		}
+	}
+	return nil
+}
+
+// waitSerialising waits while a conflicting request is in flight
+// (bdrv_wait_serialising_requests). It yields.
+func (n *Node) waitSerialising(co *Co, self *trackedReq) {
+	if n.noSerialise || (n.serialisingInFlight == 0 && !self.serialising) {
+		return
+	}
+	for {
+		r := n.findConflict(self)
+		if r == nil {
+			return
+		}
+		self.waitingFor = r
+		r.waiters = append(r.waiters, co)
+		co.park("waits for " + r.String())
+		self.waitingFor = nil
+	}
+}
+
+// makeSerialising widens the request's overlap range to align and waits
+// for conflicting requests (bdrv_make_request_serialising).
+func (n *Node) makeSerialising(co *Co, r *trackedReq, align int64) {
+	if !r.serialising {
+		r.serialising = true
+		n.serialisingInFlight++
+	}
+	start := roundDown(r.off, align)
+	end := roundUp(r.off+r.bytes, align)
+	if start < r.overlapOff {
+		r.overlapLen += r.overlapOff - start
+		r.overlapOff = start
+	}
+	if end > r.overlapOff+r.overlapLen {
+		r.overlapLen = end - r.overlapOff
+	}
+	n.waitSerialising(co, r)
+}
+
+// checkRequest rejects negative or overflowing ranges (bdrv_check_request).
+func checkRequest(off, bytes int64) error {
+	const maxLen = 1<<63 - 1 - 511
+	if off < 0 || bytes < 0 || bytes > maxLen || off > maxLen-bytes {
+		return unix.EIO
+	}
+	return nil
+}
+
+// ErrReadOnly is returned by writes to a read-only node.
+var ErrReadOnly = errors.New("Block node is read-only")

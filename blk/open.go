@@ -1,0 +1,341 @@
+package blk
+
+import (
+	"fmt"
+	"strings"
+
+	"gio/blk/qdict"
+)
+
+// Driver holds a driver's static facts and its Open function (QEMU's
+// BlockDriver, minus the callbacks, which are interfaces on Impl).
+type Driver struct {
+	// Name is the driver's QEMU name: "file", "raw", "null-co", "blkdebug".
+	Name string
+	// Format drivers (raw, qcow2) interpret a child's bytes; they are
+	// candidates for probing, and their option errors say "Block format".
+	Format bool
+	// Protocol is the filename prefix the driver owns ("null-co" for
+	// "null-co://", "blkdebug" for "blkdebug:..."), if any.
+	Protocol string
+	// ParseFilename turns a filename into options (protocol drivers).
+	ParseFilename func(filename string, opts *qdict.Dict) error
+	// Probe scores how likely head (the first bytes of an image) is in
+	// this format; 0 means no.
+	Probe func(head []byte) int
+	// Open opens a node. It must take every option it understands from
+	// a.Opts; leftovers are reported as unsupported options.
+	Open func(a *OpenArgs) (Impl, error)
+}
+
+// Registry is the set of drivers a program knows. cmd/gio builds one;
+// tests build their own.
+type Registry struct {
+	drivers []*Driver
+}
+
+// NewRegistry returns a registry holding drivers.
+func NewRegistry(drivers ...*Driver) *Registry { return &Registry{drivers: drivers} }
+
+// Register adds a driver.
+func (r *Registry) Register(d *Driver) { r.drivers = append(r.drivers, d) }
+
+// Lookup finds a driver by name.
+func (r *Registry) Lookup(name string) *Driver {
+	for _, d := range r.drivers {
+		if d.Name == name {
+			return d
+		}
+	}
+	return nil
+}
+
+// Drivers returns every registered driver.
+func (r *Registry) Drivers() []*Driver { return r.drivers }
+
+func (r *Registry) protocolFor(filename string) *Driver {
+	for _, d := range r.drivers {
+		if d.Protocol != "" && strings.HasPrefix(filename, d.Protocol+":") {
+			return d
+		}
+	}
+	return r.Lookup("file")
+}
+
+// OpenFlags are the node-wide open settings inherited by children.
+type OpenFlags struct {
+	ReadOnly   bool
+	Direct     bool // cache.direct: O_DIRECT
+	NoFlush    bool // cache.no-flush (cache=unsafe)
+	Unmap      bool // discard=unmap
+	ForceShare bool
+	AIO        string // threads, native, io_uring
+}
+
+// OpenArgs is what a driver's Open receives.
+type OpenArgs struct {
+	Opts  *qdict.Dict
+	Flags OpenFlags
+	Loop  *Loop
+	node  *Node
+	reg   *Registry
+	// preopened children by role, for probing (the protocol node is opened
+	// before the format is known).
+	preopened map[string]*Node
+}
+
+// Node returns the node being opened (to set serialisation and the like).
+func (a *OpenArgs) Node() *Node { return a.node }
+
+// OpenChild opens the child called name from the "name." options and
+// attaches it as the node's primary child when primary is set. A missing
+// child gives QEMU's "A block device must be specified" error when
+// required, nil otherwise.
+func (a *OpenArgs) OpenChild(name string, primary, required bool) (*Child, error) {
+	var cn *Node
+	if pre := a.preopened[name]; pre != nil {
+		cn = pre
+	} else {
+		copts := a.Opts.ExtractPrefix(name)
+		if ref, ok := a.Opts.Get(name); ok {
+			a.Opts.Del(name)
+			if copts.Len() == 0 {
+				return nil, fmt.Errorf("Cannot find device='%s' nor node-name='%s'", ref, ref)
+			}
+		}
+		if copts.Len() == 0 {
+			if required {
+				return nil, fmt.Errorf("A block device must be specified for \"%s\"", name)
+			}
+			return nil, nil
+		}
+		var err error
+		cn, err = a.reg.openNode(copts, a.Flags, a.Loop, false)
+		if err != nil {
+			return nil, err
+		}
+	}
+	c := &Child{Name: name, Node: cn, Parent: a.node}
+	a.node.children = append(a.node.children, c)
+	if primary {
+		a.node.file = c
+	}
+	return c, nil
+}
+
+// openNode opens one node from its options: the driver named by "driver",
+// else the protocol owning "filename".
+func (r *Registry) openNode(opts *qdict.Dict, flags OpenFlags, loop *Loop, probed bool) (*Node, error) {
+	name, hasDriver := opts.Get("driver")
+	var d *Driver
+	if hasDriver {
+		opts.Del("driver")
+		if d = r.Lookup(name); d == nil {
+			return nil, fmt.Errorf("Unknown driver '%s'", name)
+		}
+	} else {
+		fn, ok := opts.Get("filename")
+		if !ok {
+			return nil, fmt.Errorf("Must specify either driver or file")
+		}
+		d = r.protocolFor(fn)
+	}
+	if fn, ok := opts.Get("filename"); ok && d.ParseFilename != nil && !d.Format {
+		opts.Del("filename")
+		if err := d.ParseFilename(fn, opts); err != nil {
+			return nil, err
+		}
+	}
+	return r.openWith(d, opts, flags, loop, probed, nil)
+}
+
+func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *Loop, probed bool, pre map[string]*Node) (*Node, error) {
+	n := newNode(d, d.Name)
+	n.readOnly = flags.ReadOnly
+	n.noFlush = flags.NoFlush
+	n.discardOn = flags.Unmap
+	n.probed = probed
+	n.filename, _ = opts.Get("filename")
+	a := &OpenArgs{Opts: opts, Flags: flags, Loop: loop, node: n, reg: r, preopened: pre}
+	impl, err := d.Open(a)
+	if err != nil {
+		closeChildren(n)
+		return nil, err
+	}
+	n.setImpl(impl)
+	if keys := opts.Keys(); len(keys) > 0 {
+		impl.Close()
+		closeChildren(n)
+		if d.Format {
+			return nil, fmt.Errorf("Block format '%s' does not support the option '%s'", d.Name, keys[0])
+		}
+		return nil, fmt.Errorf("Block protocol '%s' doesn't support the option '%s'", d.Name, keys[0])
+	}
+	n.refreshLimits()
+	if v, ok := impl.(interface{ Validate(*Node) error }); ok {
+		if err := v.Validate(n); err != nil {
+			n.close()
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+func closeChildren(n *Node) {
+	for _, c := range n.children {
+		c.Node.close()
+	}
+	n.children = nil
+}
+
+func (n *Node) close() {
+	if n.impl != nil {
+		n.impl.Close()
+	}
+	closeChildren(n)
+}
+
+// Spec says what to open, however the user spelled it.
+type Spec struct {
+	Filename string      // path, "json:{...}", "null-co://", "blkdebug:cfg:img"; may be empty
+	Opts     *qdict.Dict // -o / --image-opts options (may be nil)
+	Format   string      // -f
+	Flags    OpenFlags
+	// WriteThrough makes every write FUA (qemu-io's default cache mode).
+	WriteThrough bool
+}
+
+// Open opens an image as a Backend: JSON filenames are expanded, a format
+// is probed when none is named (Backend.Probed says so), and the node
+// graph is built from the options.
+func (r *Registry) Open(spec Spec, loop *Loop) (*Backend, error) {
+	opts := qdict.New()
+	if spec.Opts != nil {
+		opts = spec.Opts.Clone()
+	}
+	filename := spec.Filename
+	if strings.HasPrefix(filename, "json:") {
+		jd, err := qdict.ParseJSON(filename[len("json:"):])
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range opts.Keys() {
+			v, _ := opts.Get(k)
+			jd.Set(k, v)
+		}
+		opts = jd
+		filename = ""
+	}
+	if spec.Format != "" {
+		opts.Set("driver", spec.Format)
+	}
+	drvName, hasDriver := opts.Get("driver")
+	var d *Driver
+	if hasDriver {
+		if d = r.Lookup(drvName); d == nil {
+			return nil, fmt.Errorf("Unknown driver '%s'", drvName)
+		}
+	}
+	if filename != "" {
+		if _, dup := opts.Get("filename"); dup {
+			return nil, fmt.Errorf("filename given twice")
+		}
+		if d != nil && d.Format {
+			if !opts.HasPrefix("file") {
+				opts.Set("file.filename", filename)
+			} else if _, ok := opts.Get("file.filename"); !ok {
+				opts.Set("file.filename", filename)
+			}
+		} else {
+			opts.Set("filename", filename)
+		}
+	} else if d == nil {
+		if _, ok := opts.Get("filename"); !ok && !opts.HasPrefix("file") {
+			return nil, fmt.Errorf("Must specify either driver or file")
+		}
+	}
+	var root *Node
+	var err error
+	probed := false
+	if d != nil {
+		opts.Del("driver")
+		root, err = r.openWith(d, opts, spec.Flags, loop, false, nil)
+	} else {
+		root, probed, err = r.probeAndOpen(opts, spec.Flags, loop)
+	}
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{Root: root, loop: loop, writeThrough: spec.WriteThrough, probed: probed, flags: spec.Flags}
+	return b, nil
+}
+
+// probeAndOpen opens the protocol layer, reads its first bytes and picks
+// the format with the highest probe score (raw when none claims it).
+func (r *Registry) probeAndOpen(opts *qdict.Dict, flags OpenFlags, loop *Loop) (*Node, bool, error) {
+	popts := opts.ExtractPrefix("file")
+	if fn, ok := opts.Get("filename"); ok {
+		opts.Del("filename")
+		popts.Set("filename", fn)
+	}
+	proto, err := r.openNode(popts, flags, loop, false)
+	if err != nil {
+		return nil, false, err
+	}
+	head := make([]byte, 2048)
+	var rerr error
+	co := loop.Spawn("probe", func(co *Co) {
+		l, err := proto.Length(co)
+		if err != nil {
+			rerr = err
+			return
+		}
+		head = head[:min(int64(len(head)), l)]
+		rerr = proto.PRead(co, 0, head, 0)
+	})
+	if err := loop.RunUntil("probe", co.Done); err != nil {
+		rerr = err
+	}
+	if rerr != nil {
+		proto.close()
+		return nil, false, Errorf(ErrnoOf(rerr), "Could not read image for determining its format")
+	}
+	var best *Driver
+	bestScore := 0
+	for _, d := range r.drivers {
+		if d.Format && d.Probe != nil {
+			if s := d.Probe(head); s > bestScore {
+				best, bestScore = d, s
+			}
+		}
+	}
+	if best == nil {
+		best = r.Lookup("raw")
+	}
+	if best == nil {
+		proto.close()
+		return nil, false, fmt.Errorf("Could not determine image format")
+	}
+	n, err := r.openWith(best, opts, flags, loop, best.Name == "raw", map[string]*Node{"file": proto})
+	if err != nil {
+		proto.close()
+		return nil, false, err
+	}
+	return n, best.Name == "raw", nil
+}
+
+// ProbeBlocksWrite reports whether writing buf at offset 0 of a probed
+// raw image must be refused because the data would probe as another
+// format (QEMU's raw_probe_blocksize restriction on block 0).
+func (r *Registry) ProbeBlocksWrite(buf []byte) bool {
+	for _, d := range r.drivers {
+		if d.Format && d.Probe != nil && d.Name != "raw" && d.Probe(buf) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// ProbesAsOtherFormat reports whether buf, written to the start of a
+// probed raw image, would make it probe as another format.
+func (a *OpenArgs) ProbesAsOtherFormat(buf []byte) bool { return a.reg.ProbeBlocksWrite(buf) }

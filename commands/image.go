@@ -1,0 +1,524 @@
+package commands
+
+import (
+	"fmt"
+	"strings"
+
+	"gio/blk"
+	"gio/blk/qdict"
+	"gio/internal/cvt"
+	"gio/internal/getopt"
+)
+
+func imageCommands() []*Command {
+	return []*Command{
+		{Name: "open", Alias: "o", Args: "[-rsCnkU] [-t cache] [-d discard] [-o options] [path]",
+			Oneline: "open the file specified by path", Help: openHelp,
+			Opts: "snCro:ki:t:d:U", MinArgs: 1, MaxArgs: -1, Family: "image", Run: openCmd},
+		{Name: "close", Alias: "c", Oneline: "close the current open file",
+			MinArgs: 0, MaxArgs: 0, NeedsFile: true, Family: "image", Run: closeCmd},
+		{Name: "reopen", Args: "[(-r|-w)] [-c cache] [-o options]",
+			Oneline: "reopens an image with new options", Help: reopenHelp,
+			Opts: "c:o:rw", MinArgs: 0, MaxArgs: -1, NeedsFile: true, Family: "image", Run: reopenCmd},
+		{Name: "truncate", Alias: "t", Args: "[-m prealloc_mode] off",
+			Oneline: "truncates the current file at the given offset",
+			Opts:    "m:", MinArgs: 1, MaxArgs: 3, NeedsFile: true, Write: true, Family: "image", Run: truncateCmd},
+		{Name: "length", Alias: "l", Oneline: "gets the length of the current file",
+			MinArgs: 0, MaxArgs: 0, NeedsFile: true, Family: "image", Run: lengthCmd},
+		{Name: "info", Alias: "i", Oneline: "prints information about the current file",
+			MinArgs: 0, MaxArgs: 0, NeedsFile: true, Family: "image", Run: infoCmd},
+		{Name: "map", Args: "", Oneline: "prints the allocated areas of a file",
+			MinArgs: 0, MaxArgs: 0, NeedsFile: true, RawArgs: true, Family: "image", Run: mapCmd,
+			GioArgs: []string{"-s", "--output=json", "--output=human"}},
+		{Name: "alloc", Alias: "a", Args: "offset [count]",
+			Oneline: "checks if offset is allocated in the file",
+			MinArgs: 1, MaxArgs: 2, NeedsFile: true, RawArgs: true, Family: "image", Run: allocCmd},
+	}
+}
+
+// OpenOptions are qemu-io's open flags, shared by the command line and
+// the open command.
+type OpenOptions struct {
+	ReadOnly, Snapshot, NoCache, CopyOnRead, NativeAIO, ForceShare bool
+	// Cache, Discard, AIO hold the -t, -d and -i values ("" = default).
+	Cache, Discard, AIO string
+	Format              string
+	Opts                *qdict.Dict
+}
+
+// cacheMode parses a -t value into direct, writethrough, no-flush
+// (bdrv_parse_cache_mode).
+func cacheMode(mode string) (direct, writethrough, noFlush, ok bool) {
+	switch mode {
+	case "none", "off":
+		return true, false, false, true
+	case "directsync":
+		return true, true, false, true
+	case "writeback":
+		return false, false, false, true
+	case "unsafe":
+		return false, false, true, true
+	case "writethrough":
+		return false, true, false, true
+	}
+	return false, false, false, false
+}
+
+// OpenImage opens name (may be empty) with o, as qemu-io's openfile does,
+// printing its errors and the probe warning. It reports success.
+func (s *Session) OpenImage(name string, o OpenOptions) bool {
+	if s.Img != nil {
+		s.errorReport("file open already, try 'help close'")
+		return false
+	}
+	if o.Opts != nil {
+		o.Opts = o.Opts.Clone()
+	}
+	given := name
+	name = s.resolveScratch(name, o.Opts)
+	spec := blk.Spec{Filename: name, Opts: o.Opts, Format: o.Format, WriteThrough: true}
+	spec.Flags.Unmap = true
+	if o.NoCache {
+		spec.Flags.Direct = true
+		spec.WriteThrough = false
+	}
+	if o.Cache != "" {
+		direct, wt, nf, ok := cacheMode(o.Cache)
+		if !ok {
+			s.errorReport("Invalid cache option: %s", o.Cache)
+			return false
+		}
+		spec.Flags.Direct, spec.WriteThrough, spec.Flags.NoFlush = direct, wt, nf
+	}
+	switch o.Discard {
+	case "", "unmap", "on":
+	case "ignore", "off":
+		spec.Flags.Unmap = false
+	default:
+		s.errorReport("Invalid discard option: %s", o.Discard)
+		return false
+	}
+	aio := o.AIO
+	if o.NativeAIO {
+		aio = "native"
+	}
+	switch aio {
+	case "", "threads", "native", "io_uring":
+	default:
+		s.errorReport("Invalid aio option: %s", aio)
+		return false
+	}
+	spec.Flags.AIO = aio
+	spec.Flags.ReadOnly = o.ReadOnly
+	spec.Flags.ForceShare = o.ForceShare
+	device := ""
+	if given != "" {
+		device = " device " + given
+	}
+	if aio == "native" && !spec.Flags.Direct {
+		s.errorReport("can't open%s: aio=native was specified, but it requires cache.direct=on, which was not specified.", device)
+		return false
+	}
+	if o.ForceShare && !o.ReadOnly {
+		s.errorReport("can't open%s: force-share=on can only be used with read-only images", device)
+		return false
+	}
+	img, err := s.Reg.Open(spec, s.Loop)
+	if err != nil {
+		s.errorReport("can't open%s: %s", device, errText(err))
+		return false
+	}
+	if img.Probed() && !o.ReadOnly {
+		shown := given
+		if o.Opts != nil && o.Opts.Len() > 0 {
+			d := o.Opts.Clone()
+			if given != "" {
+				d.Set("file.filename", given)
+			}
+			shown = "json:" + d.JSON()
+		}
+		fmt.Fprintf(s.Err, "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"+
+			"         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n"+
+			"         Specify the 'raw' format explicitly to remove the restrictions.\n", shown)
+	}
+	s.Img = img
+	return true
+}
+
+// openCmd is qemu-io's open_f.
+func openCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
+	var o OpenOptions
+	for _, op := range opts {
+		switch op.Name {
+		case 's':
+			o.Snapshot = true
+		case 'n':
+			o.NoCache = true
+		case 'C':
+			o.CopyOnRead = true
+		case 'r':
+			o.ReadOnly = true
+		case 'k':
+			o.NativeAIO = true
+		case 't':
+			if _, _, _, ok := cacheMode(op.Arg); !ok {
+				s.errorReport("Invalid cache option: %s", op.Arg)
+				return errFailed
+			}
+			o.Cache = op.Arg
+		case 'd':
+			switch op.Arg {
+			case "ignore", "off", "unmap", "on":
+			default:
+				s.errorReport("Invalid discard option: %s", op.Arg)
+				return errFailed
+			}
+			o.Discard = op.Arg
+		case 'i':
+			switch op.Arg {
+			case "threads", "native", "io_uring":
+			default:
+				s.errorReport("Invalid aio option: %s", op.Arg)
+				return errFailed
+			}
+			o.AIO = op.Arg
+		case 'o':
+			if s.ImageOpts {
+				fmt.Fprintln(s.Out, "--image-opts and 'open -o' are mutually exclusive")
+				return errFailed
+			}
+			d, ok := s.ParseOptions(op.Arg)
+			if !ok {
+				return errFailed
+			}
+			if o.Opts == nil {
+				o.Opts = d
+			} else {
+				for _, k := range d.Keys() {
+					v, _ := d.Get(k)
+					o.Opts.Set(k, v)
+				}
+			}
+		case 'U':
+			o.ForceShare = true
+		}
+	}
+	if s.ImageOpts && len(args) == 1 {
+		d, ok := s.ParseOptions(args[0])
+		if !ok {
+			return errFailed
+		}
+		o.Opts = d
+		args = nil
+	}
+	var path string
+	switch len(args) {
+	case 0:
+	case 1:
+		path = args[0]
+	default:
+		return errUsage
+	}
+	if !s.OpenImage(path, o) {
+		return errFailed
+	}
+	return nil
+}
+
+// ParseOptions parses a -o / --image-opts string, printing warnings and
+// errors as qemu_opts_parse_noisily does.
+func (s *Session) ParseOptions(str string) (*qdict.Dict, bool) {
+	d, warnings, err := qdict.ParseKeyValue(str)
+	for _, w := range warnings {
+		s.errorReport("%s", w)
+	}
+	if err != nil {
+		s.errorReport("%s", err)
+		return nil, false
+	}
+	return d, true
+}
+
+// CloseImage drains, flushes and closes the image. A drain that can never
+// finish is reported; the image is closed anyway.
+func (s *Session) CloseImage() bool {
+	if s.Img == nil {
+		return true
+	}
+	err := s.Img.Close()
+	s.Img = nil
+	if err != nil {
+		s.stuck(err)
+		return false
+	}
+	return true
+}
+
+func closeCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
+	if !s.CloseImage() {
+		return errFailed
+	}
+	return nil
+}
+
+// reopenCmd is qemu-io's reopen_f: read-only state and cache mode can
+// change; driver options cannot.
+func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
+	hasRW := false
+	ro := s.Img.ReadOnly()
+	cache := ""
+	var ropts *qdict.Dict
+	for _, o := range opts {
+		switch o.Name {
+		case 'c':
+			if _, _, _, ok := cacheMode(o.Arg); !ok {
+				s.errorReport("Invalid cache option: %s", o.Arg)
+				return errFailed
+			}
+			cache = o.Arg
+		case 'o':
+			d, ok := s.ParseOptions(o.Arg)
+			if !ok {
+				return errFailed
+			}
+			ropts = d
+		case 'r', 'w':
+			if hasRW {
+				s.errorReport("Only one -r/-w option may be given")
+				return errFailed
+			}
+			hasRW = true
+			ro = o.Name == 'r'
+		}
+	}
+	if len(args) != 0 {
+		return errUsage
+	}
+	if ropts != nil {
+		for _, k := range ropts.Keys() {
+			v, _ := ropts.Get(k)
+			switch k {
+			case "read-only":
+				if hasRW {
+					s.errorReport("Cannot set both -r/-w and 'read-only'")
+					return errFailed
+				}
+				ro = v == "on" || v == "true" || v == "yes"
+			default:
+				s.errorReport("Cannot change the option '%s'", k)
+				return errFailed
+			}
+		}
+	}
+	if err := s.Loop.Drain("reopen"); err != nil {
+		return s.stuck(err)
+	}
+	if ro && !s.Img.ReadOnly() {
+		// Going read-only flushes what was written, as bdrv_reopen does.
+		if err := s.runSync("reopen flush", func(co *blk.Co) error { return s.Img.Flush(co) }); err != nil {
+			if e := s.stuck(err); e != nil {
+				return e
+			}
+		}
+	}
+	s.Img.SetReadOnly(ro)
+	if cache != "" {
+		_, wt, nf, _ := cacheMode(cache)
+		s.Img.SetWriteThrough(wt)
+		s.Img.SetNoFlush(nf)
+	}
+	return nil
+}
+
+// truncateCmd is qemu-io's truncate_f. qemu-io 7.2 crashes on
+// "truncate -m MODE" with no offset; gio prints the usage line.
+func truncateCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
+	prealloc := blk.PreallocOff
+	for _, o := range opts {
+		p, ok := blk.ParsePrealloc(o.Arg)
+		if !ok {
+			s.errorReport("Invalid preallocation mode '%s'", o.Arg)
+			return errFailed
+		}
+		prealloc = p
+	}
+	if len(args) == 0 {
+		return errUsage
+	}
+	size, warn, err := cvt.ParseNumWarn(args[0])
+	if warn != "" {
+		fmt.Fprintf(s.Err, "%s: warning: %s\n", ProgName, warn)
+	}
+	if err != nil {
+		// qemu-io names argv[1] here, which is the option when one was
+		// given ("-- -m"); reproduced for byte compatibility.
+		shown := s.lastWords[0]
+		fmt.Fprintln(s.Out, strings.Replace(err.Error(), "-- "+args[0], "-- "+shown, 1))
+		return errFailed
+	}
+	err = s.runSync("truncate", func(co *blk.Co) error { return s.Img.Truncate(co, size, prealloc) })
+	if e := s.stuck(err); e != nil {
+		return e
+	}
+	if err != nil {
+		s.errorReport("%s", errText(err))
+		return errFailed
+	}
+	return nil
+}
+
+func lengthCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
+	var l int64
+	err := s.runSync("length", func(co *blk.Co) (err error) { l, err = s.Img.Length(co); return })
+	if err != nil {
+		fmt.Fprintf(s.Out, "getlength: %s\n", errText(err))
+		return errFailed
+	}
+	fmt.Fprintln(s.Out, cvt.Size(float64(l)))
+	return nil
+}
+
+// infoCmd is qemu-io's info_f: protocol and filter drivers have both a
+// format and a protocol name, so theirs prints twice.
+func infoCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
+	d := s.Img.Root.Driver()
+	fmt.Fprintf(s.Out, "format name: %s\n", d.Name)
+	if !d.Format {
+		fmt.Fprintf(s.Out, "format name: %s\n", d.Name)
+	}
+	info, err := s.Img.Info()
+	if err != nil {
+		return errFailed
+	}
+	fmt.Fprintf(s.Out, "cluster size: %s\n", cvt.Size(float64(info.ClusterSize)))
+	fmt.Fprintf(s.Out, "vm state offset: %s\n", cvt.Size(float64(info.VMStateOffset)))
+	return nil
+}
+
+// mapCmd is qemu-io's map_f, or with -s / --output=json gio's
+// qemu-img-map-style block status (see mapStatus).
+func mapCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
+	if len(args) > 0 {
+		json := false
+		for _, a := range args {
+			json = json || a == "--output=json"
+		}
+		return mapStatusCmd(s, json)
+	}
+	var length int64
+	var lerr error
+	var lines []string
+	err := s.runSync("map", func(co *blk.Co) error {
+		length, lerr = s.Img.Length(co)
+		if lerr != nil {
+			return nil
+		}
+		for off, left := int64(0), length; left > 0; {
+			alloc, n, err := mapIsAllocated(co, s.Img, off, left)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return errUnexpectedEnd
+			}
+			what := "not allocated"
+			if alloc {
+				what = "    allocated"
+			}
+			lines = append(lines, fmt.Sprintf("%s (0x%x) bytes %s at offset %s (0x%x)",
+				cvt.Size(float64(n)), n, what, cvt.Size(float64(off)), off))
+			off += n
+			left -= n
+		}
+		return nil
+	})
+	if e := s.stuck(err); e != nil {
+		return e
+	}
+	if lerr != nil {
+		s.errorReport("Failed to query image length: %s", errText(lerr))
+		return errFailed
+	}
+	for _, l := range lines {
+		fmt.Fprintln(s.Out, l)
+	}
+	if err == errUnexpectedEnd {
+		s.errorReport("Unexpected end of image")
+		return errFailed
+	}
+	if err != nil {
+		s.errorReport("Failed to get allocation status: %s", errText(err))
+		return errFailed
+	}
+	return nil
+}
+
+var errUnexpectedEnd = fmt.Errorf("unexpected end of image")
+
+// mapIsAllocated merges consecutive answers with the same allocation
+// state (qemu-io's map_is_allocated).
+func mapIsAllocated(co *blk.Co, img *blk.Backend, off, bytes int64) (bool, int64, error) {
+	first, num, err := img.IsAllocated(co, off, bytes)
+	if err != nil {
+		return false, 0, err
+	}
+	pnum := num
+	for bytes > 0 {
+		off += num
+		bytes -= num
+		if bytes == 0 {
+			break
+		}
+		a, n, err := img.IsAllocated(co, off, bytes)
+		if err != nil || a != first || n == 0 {
+			break
+		}
+		num = n
+		pnum += n
+	}
+	return first, pnum, nil
+}
+
+// allocCmd is qemu-io's alloc_f: no alignment checks, no length limit,
+// count clipped to the image.
+func allocCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
+	start, ok := s.num(args[0])
+	if !ok {
+		return errFailed
+	}
+	count := int64(512)
+	if len(args) == 2 {
+		if count, ok = s.num(args[1]); !ok {
+			return errFailed
+		}
+	}
+	var sum int64
+	err := s.runSync("alloc", func(co *blk.Co) error {
+		off, remaining := start, count
+		for remaining > 0 {
+			alloc, n, err := s.Img.IsAllocated(co, off, remaining)
+			if err != nil {
+				return err
+			}
+			off += n
+			remaining -= n
+			if alloc {
+				sum += n
+			}
+			if n == 0 {
+				count -= remaining
+				remaining = 0
+			}
+		}
+		return nil
+	})
+	if e := s.stuck(err); e != nil {
+		return e
+	}
+	if err != nil {
+		fmt.Fprintf(s.Out, "is_allocated failed: %s\n", errText(err))
+		return errFailed
+	}
+	fmt.Fprintf(s.Out, "%d/%d bytes allocated at offset %s\n", sum, count, cvt.Size(float64(start)))
+	return nil
+}

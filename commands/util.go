@@ -1,0 +1,122 @@
+package commands
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"gio/blk"
+	"gio/internal/cvt"
+)
+
+// maxRequestBytes is QEMU's BDRV_REQUEST_MAX_BYTES (2^31 - 512).
+const maxRequestBytes = 1<<31 - 512
+
+// num parses an offset or length as qemu-io's cvtnum does, printing its
+// errors (stdout) and deprecation warning (stderr).
+func (s *Session) num(arg string) (int64, bool) {
+	v, warn, err := cvt.ParseNumWarn(arg)
+	if warn != "" {
+		fmt.Fprintf(s.Err, "%s: warning: %s\n", ProgName, warn)
+	}
+	if err != nil {
+		fmt.Fprintln(s.Out, err)
+		return 0, false
+	}
+	return v, true
+}
+
+// pattern parses a -P argument, printing qemu-io's error.
+func (s *Session) pattern(arg string) (byte, bool) {
+	p, err := cvt.ParsePattern(arg)
+	if err != nil {
+		fmt.Fprintln(s.Out, err)
+		return 0, false
+	}
+	return p, true
+}
+
+// errText renders an error as qemu-io would print it after "X failed: ".
+func errText(err error) string {
+	var be *blk.Error
+	if errors.As(err, &be) {
+		switch {
+		case be.Msg == "":
+			return cvt.Strerror(be.Errno)
+		case be.Plain:
+			return be.Msg
+		default:
+			return be.Msg + ": " + cvt.Strerror(be.Errno)
+		}
+	}
+	var stuck *blk.ErrStuck
+	if errors.As(err, &stuck) {
+		return stuck.Error()
+	}
+	return cvt.Strerror(blk.ErrnoOf(err))
+}
+
+// report prints the two-line (or -C) I/O report.
+func (s *Session) report(op string, total, off int64, elapsed time.Duration, machine bool) {
+	fmt.Fprint(s.Out, cvt.Report(op, total, off, elapsed, 1, machine))
+}
+
+// fill returns a buffer of n bytes set to b.
+func fill(n int64, b byte) []byte {
+	buf := make([]byte, n)
+	if b != 0 {
+		buf[0] = b
+		for i := 1; i < len(buf); i *= 2 {
+			copy(buf[i:], buf[:i])
+		}
+	}
+	return buf
+}
+
+// mismatch reports whether buf differs from pattern byte p.
+func mismatch(buf []byte, p byte) bool {
+	for _, b := range buf {
+		if b != p {
+			return true
+		}
+	}
+	return false
+}
+
+// runSync runs fn as a request and waits for it: a synchronous command.
+// A wait that can never finish (the request is suspended at a breakpoint
+// nobody can resume) returns *blk.ErrStuck instead of hanging.
+func (s *Session) runSync(name string, fn func(co *blk.Co) error) error {
+	var err error
+	co := s.Loop.Spawn(name, func(co *blk.Co) { err = fn(co) })
+	if e := s.Loop.RunUntil(co.Name(), co.Done); e != nil {
+		return e
+	}
+	return err
+}
+
+// stuck prints a wait that can never finish and fails the command.
+func (s *Session) stuck(err error) error {
+	var st *blk.ErrStuck
+	if errors.As(err, &st) {
+		fmt.Fprintf(s.Err, "gio: %s\n", st.Error())
+		return errFailed
+	}
+	return nil
+}
+
+// runAIO submits fn as a request and runs it until it first blocks.
+// done runs under the token when the request finishes: inline when the
+// request had yielded (its completion comes from the loop), else as a
+// bottom half at the next loop point, as QEMU's blk_aio_prwv does.
+func (s *Session) runAIO(name string, fn func(co *blk.Co) error, done func(err error)) {
+	s.Loop.Spawn(name, func(co *blk.Co) {
+		err := fn(co)
+		if co.Yielded() {
+			done(err)
+		} else {
+			s.Loop.ScheduleBH(func() { done(err) })
+		}
+	})
+	s.Loop.RunReady()
+}

@@ -1,0 +1,66 @@
+// Package imports holds the test that keeps DESIGN.md's import direction:
+// cmd/gio -> repl -> commands -> blk; blk/drivers/* -> blk; blkdebug -> blk.
+package imports
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// allowed lists, for each package prefix, the gio packages it may import.
+var allowed = map[string][]string{
+	"gio/blk":          {"gio/blk/qdict"},
+	"gio/blk/qdict":    {},
+	"gio/blk/drivers/": {"gio/blk", "gio/blk/qdict"},
+	"gio/blk/blktest":  {"gio/blk", "gio/blk/qdict", "gio/blk/drivers/"},
+	"gio/blkdebug":     {"gio/blk", "gio/blk/qdict"},
+	"gio/commands":     {"gio/blk", "gio/blk/qdict", "gio/internal/"},
+	"gio/repl":         {"gio/commands", "gio/blk", "gio/blk/qdict", "gio/internal/"},
+	"gio/internal/":    {},
+	"gio/cmd/gio":      {"gio/"},
+}
+
+func rule(pkg string) ([]string, bool) {
+	best := ""
+	for p := range allowed {
+		if (pkg == p || strings.HasPrefix(pkg, p) && strings.HasSuffix(p, "/")) && len(p) > len(best) {
+			best = p
+		}
+	}
+	r, ok := allowed[best]
+	return r, ok
+}
+
+func TestImportDirection(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "gio/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		pkg, imports := f[0], f[1:]
+		if strings.HasPrefix(pkg, "gio/internal/imports") {
+			continue
+		}
+		ok, known := rule(pkg)
+		if !known {
+			t.Errorf("%s: no import rule; add it to allowed", pkg)
+			continue
+		}
+		for _, imp := range imports {
+			if !strings.HasPrefix(imp, "gio/") || imp == pkg {
+				continue
+			}
+			good := false
+			for _, a := range ok {
+				if imp == a || strings.HasSuffix(a, "/") && strings.HasPrefix(imp, a) {
+					good = true
+				}
+			}
+			if !good {
+				t.Errorf("%s imports %s: forbidden by DESIGN.md's import direction", pkg, imp)
+			}
+		}
+	}
+}
