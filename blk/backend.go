@@ -154,16 +154,38 @@ func (b *Backend) Info() (Info, error) {
 }
 
 // SetReadOnly changes the read-only state of every node (reopen -r/-w).
-func (b *Backend) SetReadOnly(ro bool) {
+// Drivers implementing Reopener are asked first, children before their
+// parents (bdrv_reopen_prepare); if one refuses, those already switched
+// are switched back and nothing changes (bdrv_reopen_abort).
+func (b *Backend) SetReadOnly(ro bool) error {
+	var nodes []*Node
 	var walk func(n *Node)
 	walk = func(n *Node) {
-		n.readOnly = ro
 		for _, c := range n.children {
 			walk(c.Node)
 		}
+		nodes = append(nodes, n)
 	}
 	walk(b.Root)
+	for i, n := range nodes {
+		r, ok := n.impl.(Reopener)
+		if !ok || n.readOnly == ro {
+			continue
+		}
+		if err := r.Reopen(ro); err != nil {
+			for _, m := range nodes[:i] {
+				if r, ok := m.impl.(Reopener); ok && m.readOnly != ro {
+					_ = r.Reopen(m.readOnly)
+				}
+			}
+			return err
+		}
+	}
+	for _, n := range nodes {
+		n.readOnly = ro
+	}
 	b.flags.ReadOnly = ro
+	return nil
 }
 
 // SetWriteThrough changes the cache mode's writethrough part.

@@ -261,6 +261,21 @@ func (l *Loop) fireTimer(limit time.Duration) bool {
 	return true
 }
 
+// RunPending runs runnable requests and bottom halves until none is
+// left, without delivering I/O completions or firing timers. It models
+// qemu-io waiting for piped input: its main loop runs the bottom halves
+// that are already scheduled, but input is ready long before thread-pool
+// I/O completes.
+func (l *Loop) RunPending() {
+	for {
+		l.runReady()
+		if len(l.bhs) == 0 {
+			return
+		}
+		l.step()
+	}
+}
+
 // Poll runs the loop until nothing can progress without time passing.
 func (l *Loop) Poll() {
 	for l.step() {

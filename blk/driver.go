@@ -161,6 +161,12 @@ type Truncater interface {
 	Truncate(co *Co, size int64, exact bool, prealloc Prealloc) error
 }
 
+// Reopener is implemented by drivers whose open state depends on the
+// read-only flag (the file driver's descriptor is O_RDONLY or O_RDWR).
+// Backend.SetReadOnly calls it before it changes the node's flag; an
+// error leaves the node as it was.
+type Reopener interface{ Reopen(readOnly bool) error }
+
 // LimitsRefresher lets a driver set its limits after blk has merged the
 // primary child's (QEMU's bdrv_refresh_limits).
 type LimitsRefresher interface{ RefreshLimits(l *Limits) }

@@ -11,8 +11,9 @@ import (
 // debug events fired at each step.
 
 // maxBounce bounds the zero buffer of the zero-write fallback, so that a
-// 100 GiB zero write never needs more than this much memory.
-const maxBounce = 1 << 20
+// 100 GiB zero write never needs more than this much memory (QEMU's
+// MAX_BOUNCE_BUFFER).
+const maxBounce = 16 << 20
 
 // padding describes the read-modify-write of an unaligned request
 // (QEMU's BdrvRequestPadding).
@@ -60,6 +61,10 @@ func (n *Node) PRead(co *Co, off int64, buf []byte, flags ReqFlags) error {
 	if padded {
 		aoff = off - p.head
 		abuf = make([]byte, p.head+bytes+p.tail)
+		// QEMU pads the caller's I/O vector with head and tail buffers,
+		// so the driver reads straight into the caller's memory: bytes a
+		// driver leaves alone (null-co) keep what the caller had there.
+		copy(abuf[p.head:], buf)
 	}
 	req := n.track(co, aoff, int64(len(abuf)), trackRead)
 	err := n.alignedPRead(co, req, aoff, abuf, flags)
@@ -142,9 +147,11 @@ func (n *Node) pwrite(co *Co, off, bytes int64, buf []byte, flags ReqFlags) erro
 	defer req.end()
 	if padded {
 		n.makeSerialising(co, req, align)
-		if err := n.rmwRead(co, req, &p, align, false); err != nil {
-			return err
-		}
+		// QEMU 7.2 ignores a failed padding read here (and in the zero
+		// write below): the write goes ahead with whatever the padding
+		// buffer holds, zeroes in gio. qemu-io shows "wrote", and the
+		// bytes around the request are overwritten.
+		_ = n.rmwRead(co, req, &p, align, false)
 		// The padded buffer: head and tail from the padding reads, the
 		// middle from the caller. Built after the wait above, so a request
 		// that waited never writes back stale bytes.
@@ -202,9 +209,7 @@ func (n *Node) zeroPWrite(co *Co, req *trackedReq, off, bytes int64, flags ReqFl
 	p, padded := initPadding(off, bytes, align)
 	if padded {
 		n.makeSerialising(co, req, align)
-		if err := n.rmwRead(co, req, &p, align, true); err != nil {
-			return err
-		}
+		_ = n.rmwRead(co, req, &p, align, true) // ignored, as in 7.2 (see pwrite)
 		if p.head != 0 || p.merge {
 			aoff := off &^ (align - 1)
 			wbytes := align
@@ -367,9 +372,16 @@ func (n *Node) PDiscard(co *Co, off, bytes int64) error {
 	for bytes > 0 {
 		num := bytes
 		if head != 0 {
+			// Small pieces up to the alignment boundary; each piece
+			// starts and ends on request_alignment where it can.
 			num = min(bytes, align-head)
-			if num%l.RequestAlignment != 0 {
-				num %= l.RequestAlignment
+			if r := off % l.RequestAlignment; r != 0 {
+				num = min(num, l.RequestAlignment-r)
+			} else if num%l.RequestAlignment != 0 {
+				num = num / l.RequestAlignment * l.RequestAlignment
+				if num == 0 {
+					num = bytes
+				}
 			}
 			head = (head + num) % align
 		} else if tail != 0 {

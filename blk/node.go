@@ -150,6 +150,25 @@ func (n *Node) refreshLimits() {
 	n.limits = l
 }
 
+// checkWritableLength refuses a writable node whose length is not a
+// multiple of its request alignment: QEMU cannot grant write permission
+// on it, because a write at the end could not be padded.
+func (n *Node) checkWritableLength(loop *Loop) error {
+	if n.readOnly || n.limits.RequestAlignment <= 512 || loop == nil {
+		return nil
+	}
+	var l int64
+	var lerr error
+	co := loop.Spawn("open: length", func(co *Co) { l, lerr = n.Length(co) })
+	if err := loop.RunUntil(co.Name(), co.Done); err != nil || lerr != nil {
+		return nil
+	}
+	if l%n.limits.RequestAlignment != 0 {
+		return Msgf(unix.EINVAL, "Cannot get 'write' permission without 'resize': Image size is not a multiple of request alignment")
+	}
+	return nil
+}
+
 // Length returns the node's length rounded up to 512 bytes, as QEMU's
 // bdrv_getlength does.
 func (n *Node) Length(co *Co) (int64, error) {

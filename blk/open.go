@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"gio/blk/qdict"
+
+	"golang.org/x/sys/unix"
 )
 
 // Driver holds a driver's static facts and its Open function (QEMU's
@@ -82,6 +84,17 @@ type OpenArgs struct {
 	// preopened children by role, for probing (the protocol node is opened
 	// before the format is known).
 	preopened map[string]*Node
+	// warn prints the probe warning (Spec.ProbeWarning).
+	warn func()
+}
+
+// WarnProbed prints the warning about a probed raw image opened
+// writable; the raw driver calls it once its file child is open, where
+// raw_open prints it (so it shows even when the open fails later).
+func (a *OpenArgs) WarnProbed() {
+	if a.warn != nil && a.node.probed && !a.node.readOnly {
+		a.warn()
+	}
 }
 
 // Node returns the node being opened (to set serialisation and the like).
@@ -114,6 +127,11 @@ func (a *OpenArgs) OpenChild(name string, primary, required bool) (*Child, error
 		if err != nil {
 			return nil, err
 		}
+		if cn.readOnly && !a.Flags.ReadOnly {
+			// A writable parent needs write permission on its child.
+			cn.close()
+			return nil, Msgf(unix.EPERM, "Block node is read-only")
+		}
 	}
 	c := &Child{Name: name, Node: cn, Parent: a.node}
 	a.node.children = append(a.node.children, c)
@@ -140,23 +158,34 @@ func (r *Registry) openNode(opts *qdict.Dict, flags OpenFlags, loop *Loop, probe
 		}
 		d = r.protocolFor(fn)
 	}
-	if fn, ok := opts.Get("filename"); ok && d.ParseFilename != nil && !d.Format {
+	// A file name is parsed by its protocol (blkdebug:cfg:img, null-co://)
+	// only when the protocol was deduced from it, as bdrv_fill_options does;
+	// with an explicit driver the filename option is taken literally.
+	if fn, ok := opts.Get("filename"); ok && !hasDriver && d.ParseFilename != nil && !d.Format {
 		opts.Del("filename")
 		if err := d.ParseFilename(fn, opts); err != nil {
 			return nil, err
 		}
 	}
-	return r.openWith(d, opts, flags, loop, probed, nil)
+	return r.openWith(d, opts, flags, loop, probed, nil, nil)
 }
 
-func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *Loop, probed bool, pre map[string]*Node) (*Node, error) {
+// warn is the probe warning a probed raw driver prints (OpenArgs.WarnProbed).
+func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *Loop, probed bool, pre map[string]*Node, warn func()) (*Node, error) {
+	// The generic read-only option overrides the inherited flag, for the
+	// node and its children (update_flags_from_options).
+	ro, err := opts.TakeBool("read-only", flags.ReadOnly)
+	if err != nil {
+		return nil, err
+	}
+	flags.ReadOnly = ro
 	n := newNode(d, d.Name)
 	n.readOnly = flags.ReadOnly
 	n.noFlush = flags.NoFlush
 	n.discardOn = flags.Unmap
 	n.probed = probed
 	n.filename, _ = opts.Get("filename")
-	a := &OpenArgs{Opts: opts, Flags: flags, Loop: loop, node: n, reg: r, preopened: pre}
+	a := &OpenArgs{Opts: opts, Flags: flags, Loop: loop, node: n, reg: r, preopened: pre, warn: warn}
 	impl, err := d.Open(a)
 	if err != nil {
 		closeChildren(n)
@@ -172,6 +201,10 @@ func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *
 		return nil, fmt.Errorf("Block protocol '%s' doesn't support the option '%s'", d.Name, keys[0])
 	}
 	n.refreshLimits()
+	if err := n.checkWritableLength(loop); err != nil {
+		n.close()
+		return nil, err
+	}
 	if v, ok := impl.(interface{ Validate(*Node) error }); ok {
 		if err := v.Validate(n); err != nil {
 			n.close()
@@ -203,6 +236,10 @@ type Spec struct {
 	Flags    OpenFlags
 	// WriteThrough makes every write FUA (qemu-io's default cache mode).
 	WriteThrough bool
+	// ProbeWarning, if set, is called when probing picked raw for a
+	// writable image, as soon as the raw node is open (QEMU's raw_open
+	// prints its warning there, even if the open fails later).
+	ProbeWarning func()
 }
 
 // Open opens an image as a Backend: JSON filenames are expanded, a format
@@ -240,14 +277,29 @@ func (r *Registry) Open(spec Spec, loop *Loop) (*Backend, error) {
 		if _, dup := opts.Get("filename"); dup {
 			return nil, fmt.Errorf("filename given twice")
 		}
-		if d != nil && d.Format {
-			if !opts.HasPrefix("file") {
-				opts.Set("file.filename", filename)
-			} else if _, ok := opts.Get("file.filename"); !ok {
-				opts.Set("file.filename", filename)
+		var err error
+		if d != nil && !d.Format {
+			err = setFilename(d, filename, opts)
+		} else if _, ok := opts.Get("file.filename"); !ok {
+			// The format's file child gets the name, parsed by the
+			// protocol that owns its prefix.
+			child := opts.ExtractPrefix("file")
+			proto := r.protocolFor(filename)
+			if dn, ok := child.Get("driver"); ok {
+				if pd := r.Lookup(dn); pd != nil {
+					proto = pd
+				}
+			} else {
+				child.Set("driver", proto.Name)
 			}
-		} else {
-			opts.Set("filename", filename)
+			err = setFilename(proto, filename, child)
+			for _, k := range child.Keys() {
+				v, _ := child.Get(k)
+				opts.Set("file."+k, v)
+			}
+		}
+		if err != nil {
+			return nil, err
 		}
 	} else if d == nil {
 		if _, ok := opts.Get("filename"); !ok && !opts.HasPrefix("file") {
@@ -259,20 +311,35 @@ func (r *Registry) Open(spec Spec, loop *Loop) (*Backend, error) {
 	probed := false
 	if d != nil {
 		opts.Del("driver")
-		root, err = r.openWith(d, opts, spec.Flags, loop, false, nil)
+		root, err = r.openWith(d, opts, spec.Flags, loop, false, nil, nil)
 	} else {
-		root, probed, err = r.probeAndOpen(opts, spec.Flags, loop)
+		root, probed, err = r.probeAndOpen(opts, spec.Flags, loop, spec.ProbeWarning)
 	}
 	if err != nil {
 		return nil, err
+	}
+	if root.readOnly && !spec.Flags.ReadOnly {
+		// read-only=on, but the user asked for a writable image.
+		root.close()
+		return nil, Msgf(unix.EPERM, "Block node is read-only")
 	}
 	b := &Backend{Root: root, loop: loop, writeThrough: spec.WriteThrough, probed: probed, flags: spec.Flags}
 	return b, nil
 }
 
+// setFilename hands a file name to protocol driver d: parsed when the
+// driver has a filename syntax, else as its "filename" option.
+func setFilename(d *Driver, filename string, opts *qdict.Dict) error {
+	if d.ParseFilename != nil {
+		return d.ParseFilename(filename, opts)
+	}
+	opts.Set("filename", filename)
+	return nil
+}
+
 // probeAndOpen opens the protocol layer, reads its first bytes and picks
 // the format with the highest probe score (raw when none claims it).
-func (r *Registry) probeAndOpen(opts *qdict.Dict, flags OpenFlags, loop *Loop) (*Node, bool, error) {
+func (r *Registry) probeAndOpen(opts *qdict.Dict, flags OpenFlags, loop *Loop, warn func()) (*Node, bool, error) {
 	popts := opts.ExtractPrefix("file")
 	if fn, ok := opts.Get("filename"); ok {
 		opts.Del("filename")
@@ -316,7 +383,7 @@ func (r *Registry) probeAndOpen(opts *qdict.Dict, flags OpenFlags, loop *Loop) (
 		proto.close()
 		return nil, false, fmt.Errorf("Could not determine image format")
 	}
-	n, err := r.openWith(best, opts, flags, loop, best.Name == "raw", map[string]*Node{"file": proto})
+	n, err := r.openWith(best, opts, flags, loop, best.Name == "raw", map[string]*Node{"file": proto}, warn)
 	if err != nil {
 		proto.close()
 		return nil, false, err

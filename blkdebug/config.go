@@ -457,11 +457,16 @@ func (o *qemuOpts) rule() (Rule, error) {
 func cInt(v uint64) int { return int(int32(v)) }
 
 // ParseConfig parses a blkdebug config file (the FILE of
-// blkdebug:FILE:IMAGE) and returns its rules in file order. Errors carry
-// qemu-io's messages ("There is no option group 'foo'", "no group
-// defined", "Invalid parameter 'bogus'", ...). Like QEMU, it checks the
-// event names of all [inject-error] sections before those of the
-// [set-state] sections.
+// blkdebug:FILE:IMAGE) and returns its rules in file order. It reads what
+// QEMU 7.2 reads, quirks included: lines are read in pieces of at most
+// 1023 bytes; a line with a word on it but not of the form KEY = "VALUE"
+// sets the key to "" or becomes the key itself (`event="x"` is the key
+// `event="x"`); indentation turns a group or comment line into a key line.
+// Errors carry qemu-io's messages ("There is no option group 'foo'", "no
+// group defined", "Invalid parameter 'bogus'", ...), and the first error
+// is the one QEMU reports: values are checked as each section closes, in
+// QEMU's hash order of the keys, and the event names of all
+// [inject-error] sections before those of the [set-state] sections.
 func ParseConfig(data []byte) ([]Rule, error) {
 	s := newOptsStore()
 	if err := s.parseConfig(data); err != nil {

@@ -51,15 +51,17 @@
 //	state = "2"              # default 0: any state
 //	once = "on"              # delete the rule after one injection
 //	immediately = "on"       # fail without yielding first
-//	iotype = "write"         # read, write, write-zeroes, discard, flush,
-//	                         # block-status; default all but block-status
+//	iotype = "write"         # default: all types but block-status
 //
 //	[set-state]
 //	event = "write_aio"
 //	state = "1"
 //	new_state = "2"
 //
-// ParseConfig reads this format with QEMU's quirks (see parseConfig) and
+// The I/O types are read, write, write-zeroes, discard, flush and
+// block-status. Text after a closing quote is ignored, which makes the
+// comments above legal; a line starting with white space is never a
+// comment. ParseConfig reads this format with QEMU's quirks, and
 // Rule.String prints it back in a canonical form.
 //
 // # Semantics

@@ -54,18 +54,13 @@ func parseFilename(filename string, opts *qdict.Dict) error {
 	return nil
 }
 
-// sizeOpts are the limit overrides, in the order QEMU checks their
-// constraints.
-var sizeOpts = []string{"align", "max-transfer", "opt-write-zero", "max-write-zero", "opt-discard", "max-discard"}
-
 // runtimeOpts are blkdebug's plain options (QEMU's runtime_opts, plus
-// gio's serialise).
-var runtimeOpts = append([]string{"config", "x-image", "serialise"}, sizeOpts...)
+// gio's serialise); all but the first three are sizes.
+var runtimeOpts = []string{"config", "x-image", "serialise",
+	"align", "max-transfer", "opt-write-zero", "max-write-zero", "opt-discard", "max-discard"}
 
-// open is blkdebug_open, step for step, because the step that fails
-// first decides the message: runtime options, rules (config file, then
-// rule options), child permissions, the image, the limit constraints,
-// then the none event.
+// open opens a blkdebug node, with errors in the form the command layer
+// prints verbatim.
 func open(a *blk.OpenArgs, out func() io.Writer) (blk.Impl, error) {
 	b, err := openNode(a, out)
 	if err != nil {
@@ -74,6 +69,10 @@ func open(a *blk.OpenArgs, out func() io.Writer) (blk.Impl, error) {
 	return b, nil
 }
 
+// openNode is blkdebug_open, step for step, because the step that fails
+// first decides the message: runtime options, rules (config file, then
+// rule options), child permissions, the image, the limit constraints,
+// then the none event.
 func openNode(a *blk.OpenArgs, out func() io.Writer) (*node, error) {
 	b := &node{
 		out:   out,
@@ -134,8 +133,11 @@ func openNode(a *blk.OpenArgs, out func() io.Writer) (*node, error) {
 	od := newODict()
 	for _, k := range a.Opts.Keys() {
 		if strings.HasPrefix(k, "inject-error.") || strings.HasPrefix(k, "set-state.") {
-			v, _ := a.Opts.TakeString(k)
-			od.put(k, v)
+			// Non-scalar JSON values stay behind, to be reported as
+			// unsupported options.
+			if v, ok := a.Opts.TakeString(k); ok {
+				od.put(k, v)
+			}
 		}
 	}
 	for _, l := range configGroups {

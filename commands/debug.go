@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"time"
+	"unsafe"
 
 	"gio/blk"
 	"gio/internal/cvt"
@@ -131,15 +133,33 @@ func sigraiseCmd(s *Session, name string, opts []getopt.Opt, args []string) erro
 		return nil
 	}
 	s.Flush()
+	if qemuIgnored[unix.Signal(sig)] {
+		return nil
+	}
 	raise(unix.Signal(sig))
 	return nil
+}
+
+// qemuIgnored are the signals qemu-io survives: SIGPIPE is ignored, QEMU's
+// main loop takes SIGUSR1, SIGIO, SIGALRM and SIGBUS through a signalfd,
+// and glibc keeps 32 and 33 for itself.
+var qemuIgnored = map[unix.Signal]bool{
+	unix.SIGPIPE: true, unix.SIGUSR1: true, unix.SIGIO: true, unix.SIGALRM: true, unix.SIGBUS: true,
+	32: true, 33: true,
 }
 
 // raise delivers sig to the process with its default action, as C's
 // raise() does (Go's runtime would otherwise catch some signals).
 func raise(sig unix.Signal) {
 	signal.Reset(sig)
-	_ = unix.Kill(os.Getpid(), sig)
+	// Go's runtime handles SIGABRT, SIGSEGV, SIGQUIT and friends itself
+	// (a goroutine dump and exit status 2); the kernel's default action
+	// is what C's raise() gets, so install it directly.
+	var act [4]uint64 // struct sigaction: SIG_DFL, no flags, empty mask
+	_, _, _ = unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&act)), 0, 8, 0, 0)
+	runtime.LockOSThread()
+	_ = unix.Tgkill(os.Getpid(), unix.Gettid(), sig)
+	runtime.UnlockOSThread()
 	// A signal whose default action is to ignore returns here; one that
 	// terminates may take a moment to be delivered.
 	if sig != unix.SIGCHLD && sig != unix.SIGURG && sig != unix.SIGWINCH && sig != unix.SIGCONT {

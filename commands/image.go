@@ -46,6 +46,22 @@ type OpenOptions struct {
 	Opts                *qdict.Dict
 }
 
+// SetAIO records a -i value as bdrv_parse_aio does: "native" and
+// "io_uring" add a flag that a later "threads" does not clear, and
+// native wins over io_uring.
+func (o *OpenOptions) SetAIO(mode string) {
+	switch mode {
+	case "native":
+		o.NativeAIO = true
+	case "io_uring":
+		o.AIO = mode
+	case "threads":
+		if o.AIO == "" {
+			o.AIO = mode
+		}
+	}
+}
+
 // cacheMode parses a -t value into direct, writethrough, no-flush
 // (bdrv_parse_cache_mode).
 func cacheMode(mode string) (direct, writethrough, noFlush, ok bool) {
@@ -100,6 +116,7 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 	}
 	aio := o.AIO
 	if o.NativeAIO {
+		// BDRV_O_NATIVE_AIO stays set whatever -i says.
 		aio = "native"
 	}
 	switch aio {
@@ -123,23 +140,34 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 		s.errorReport("can't open%s: force-share=on can only be used with read-only images", device)
 		return false
 	}
-	img, err := s.Reg.Open(spec, s.Loop)
-	if err != nil {
-		s.errorReport("can't open%s: %s", device, errText(err))
+	if o.Snapshot {
+		// qemu-io puts a temporary qcow2 overlay on top so that writes
+		// never reach the image. gio has no qcow2 yet; opening without
+		// the overlay would write to the image the user meant to keep.
+		s.errorReport("can't open%s: snapshot mode (-s) needs a temporary qcow2 overlay, which gio does not support", device)
 		return false
 	}
-	if img.Probed() && !o.ReadOnly {
+	// The probe warning comes from the raw driver's open, so it is
+	// printed even when the open fails afterwards.
+	spec.ProbeWarning = func() {
+		// QEMU names the raw node's file child: the name as given,
+		// unless options of its own make it a generated json: name.
 		shown := given
-		if o.Opts != nil && o.Opts.Len() > 0 {
+		if o.Opts != nil && o.Opts.HasPrefix("file") {
 			d := o.Opts.Clone()
 			if given != "" {
 				d.Set("file.filename", given)
 			}
-			shown = "json:" + d.JSON()
+			shown = "json:" + d.JSON("file", "image", "backing")
 		}
 		fmt.Fprintf(s.Err, "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"+
 			"         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n"+
 			"         Specify the 'raw' format explicitly to remove the restrictions.\n", shown)
+	}
+	img, err := s.Reg.Open(spec, s.Loop)
+	if err != nil {
+		s.errorReport("can't open%s: %s", device, errText(err))
+		return false
 	}
 	s.Img = img
 	return true
@@ -153,7 +181,9 @@ func openCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 		case 's':
 			o.Snapshot = true
 		case 'n':
+			// -n and -t set the same cache flags: the last one wins.
 			o.NoCache = true
+			o.Cache = "none"
 		case 'C':
 			o.CopyOnRead = true
 		case 'r':
@@ -181,7 +211,7 @@ func openCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 				s.errorReport("Invalid aio option: %s", op.Arg)
 				return errFailed
 			}
-			o.AIO = op.Arg
+			o.SetAIO(op.Arg)
 		case 'o':
 			if s.ImageOpts {
 				fmt.Fprintln(s.Out, "--image-opts and 'open -o' are mutually exclusive")
@@ -305,7 +335,10 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 				}
 				ro = v == "on" || v == "true" || v == "yes"
 			default:
-				s.errorReport("Cannot change the option '%s'", k)
+				// A child's option is checked by the child's own reopen,
+				// which names it without the prefix ("file.align" is
+				// 'align'), after the node's own options.
+				s.errorReport("Cannot change the option '%s'", reopenKey(s.Img.Root, ropts.Keys()))
 				return errFailed
 			}
 		}
@@ -321,7 +354,10 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 			}
 		}
 	}
-	s.Img.SetReadOnly(ro)
+	if err := s.Img.SetReadOnly(ro); err != nil {
+		s.errorReport("%s", errText(err))
+		return errFailed
+	}
 	if cache != "" {
 		_, wt, nf, _ := cacheMode(cache)
 		s.Img.SetWriteThrough(wt)
@@ -521,4 +557,32 @@ func allocCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 	}
 	fmt.Fprintf(s.Out, "%d/%d bytes allocated at offset %s\n", sum, count, cvt.Size(float64(start)))
 	return nil
+}
+
+// reopenKey names the option bdrv_reopen_prepare complains about first.
+// Options of a child ("file.align") are handed to that child's reopen,
+// which names them without the prefix ('align'); the top node checks its
+// own options before its children do.
+func reopenKey(root *blk.Node, keys []string) string {
+	best, bestDepth := "", -1
+	for _, k := range keys {
+		if k == "read-only" {
+			continue
+		}
+		n, depth := root, 0
+	descend:
+		for {
+			for _, c := range n.Children() {
+				if rest, ok := strings.CutPrefix(k, c.Name+"."); ok {
+					n, k, depth = c.Node, rest, depth+1
+					continue descend
+				}
+			}
+			break
+		}
+		if bestDepth < 0 || depth < bestDepth {
+			best, bestDepth = k, depth
+		}
+	}
+	return best
 }

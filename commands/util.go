@@ -7,6 +7,8 @@ import (
 
 	"gio/blk"
 	"gio/internal/cvt"
+
+	"golang.org/x/sys/unix"
 )
 
 // maxRequestBytes is QEMU's BDRV_REQUEST_MAX_BYTES (2^31 - 512).
@@ -53,7 +55,13 @@ func errText(err error) string {
 	if errors.As(err, &stuck) {
 		return stuck.Error()
 	}
-	return cvt.Strerror(blk.ErrnoOf(err))
+	var errno unix.Errno
+	if errors.As(err, &errno) || errors.Is(err, errors.ErrUnsupported) {
+		return cvt.Strerror(blk.ErrnoOf(err))
+	}
+	// A message of its own (option and open errors: "Unknown driver
+	// 'bogus'", "Could not parse the JSON options: ...").
+	return err.Error()
 }
 
 // report prints the two-line (or -C) I/O report.
@@ -64,7 +72,7 @@ func (s *Session) report(op string, total, off int64, elapsed time.Duration, mac
 // fill returns a buffer of n bytes set to b.
 func fill(n int64, b byte) []byte {
 	buf := make([]byte, n)
-	if b != 0 {
+	if b != 0 && n > 0 {
 		buf[0] = b
 		for i := 1; i < len(buf); i *= 2 {
 			copy(buf[i:], buf[:i])

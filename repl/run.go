@@ -33,14 +33,17 @@ const maxLine = 1023
 
 // RunStdin reads commands from a non-terminal reader, printing the
 // prompt (and flushing stdout) before each read, as qemu-io does. Before
-// reading, the loop delivers every completion that is ready: qemu-io runs
-// its main loop while it waits for input.
+// reading, the loop runs what is already scheduled (bottom halves, such as
+// the completions of requests that finished during submission), as
+// qemu-io's main loop does while it waits for input; thread-pool I/O
+// completes only when a later command waits (sleep, aio_flush, a sync
+// request) or at exit, which is what qemu-io shows with piped input.
 func RunStdin(s *commands.Session, out *StdioWriter, in io.Reader) {
 	r := bufio.NewReaderSize(in, 64*1024)
 	for !s.Quit {
 		out.Write([]byte(Prompt))
 		out.Flush()
-		s.Loop.Poll()
+		s.Loop.RunPending()
 		line, ok := readChunk(r)
 		if !ok {
 			return

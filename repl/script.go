@@ -96,7 +96,7 @@ func (e Env) RunScript(name, src string, image string, stdout, stderr io.Writer,
 		}
 		lineNo = numbers[i]
 		out.Flush()
-		s.Loop.Poll()
+		s.Loop.RunPending()
 		s.Execute(l)
 	}
 	out.Flush()

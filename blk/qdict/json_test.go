@@ -1,6 +1,7 @@
 package qdict
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -173,4 +174,85 @@ func FuzzParseJSON(f *testing.F) {
 		_ = d.String()
 		_ = d.HashOrderKeys()
 	})
+}
+
+// FuzzParseJSONDifferential compares with encoding/json on the inputs where
+// QEMU's dialect and standard JSON agree: printable ASCII without single
+// quotes or \u escapes. There, QEMU accepts exactly the valid objects,
+// except for duplicate keys, nesting deeper than 1024 and numbers like
+// "0e5" (a zero directly followed by an exponent), which it rejects.
+func FuzzParseJSONDifferential(f *testing.F) {
+	for _, s := range []string{`{"a":[1,{"b":-0.5E+3}],"c":"x\\n"}`, `{"a":0e5}`, `{"a":1,"a":2}`, `{"a" : [ ] }`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			if c == '\'' || c >= 0x7f || c < 0x20 && c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+				return
+			}
+		}
+		if strings.Contains(s, `\u`) {
+			return
+		}
+		_, err := ParseJSON(s)
+		valid := json.Valid([]byte(s))
+		if err == nil && !valid {
+			t.Fatalf("accepted invalid JSON %q", s)
+		}
+		if err != nil && valid && strings.HasPrefix(strings.TrimLeft(s, " \t\r\n"), "{") && stdAgrees(s) {
+			t.Fatalf("rejected valid JSON %q: %v", s, err)
+		}
+	})
+}
+
+// stdAgrees reports whether a valid JSON text avoids the constructs QEMU
+// rejects although they are valid JSON.
+func stdAgrees(s string) bool {
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	type level struct {
+		obj   bool
+		keys  map[string]bool
+		atKey bool
+	}
+	var stack []*level
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return true // io.EOF: the whole text was seen
+		}
+		var top *level
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		isKey := top != nil && top.obj && top.atKey
+		if top != nil && top.obj {
+			top.atKey = !top.atKey
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{', '[':
+				stack = append(stack, &level{obj: v == '{', keys: map[string]bool{}, atKey: true})
+				if len(stack) > maxNesting {
+					return false
+				}
+			default:
+				stack = stack[:len(stack)-1]
+			}
+		case string:
+			if isKey {
+				if top.keys[v] {
+					return false
+				}
+				top.keys[v] = true
+			}
+		case json.Number:
+			n := strings.TrimPrefix(string(v), "-")
+			if len(n) > 1 && n[0] == '0' && (n[1] == 'e' || n[1] == 'E') {
+				return false
+			}
+		}
+	}
 }

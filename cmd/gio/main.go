@@ -143,7 +143,9 @@ func run(args []string) int {
 		case 's':
 			o.Snapshot = true
 		case 'n':
+			// -n and -t set the same cache flags: the last one wins.
 			o.NoCache = true
+			o.Cache = "none"
 		case 'C':
 			o.CopyOnRead = true
 		case 'm':
@@ -166,7 +168,7 @@ func run(args []string) int {
 		case 'i':
 			switch op.Arg {
 			case "threads", "native", "io_uring":
-				o.AIO = op.Arg
+				o.SetAIO(op.Arg)
 			default:
 				return report("Invalid aio option: %s", op.Arg)
 			}

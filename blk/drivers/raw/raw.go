@@ -45,7 +45,29 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	if n.file, err = a.OpenChild("file", true, true); err != nil {
 		return nil, err
 	}
+	a.WarnProbed()
+	if err := n.applyOptions(); err != nil {
+		return nil, err
+	}
 	return n, nil
+}
+
+// applyOptions checks offset and size against the file (raw_apply_options).
+func (n *node) applyOptions() error {
+	// Open runs outside any request; the child answers without yielding.
+	real, err := n.file.Node.Length(nil)
+	if err != nil {
+		return blk.Errorf(blk.ErrnoOf(err), "Could not get image size")
+	}
+	switch {
+	case n.offset > real:
+		return blk.Msgf(unix.EINVAL, "Offset (%d) cannot be greater than size of the containing file (%d)", n.offset, real)
+	case n.hasSize && real-n.offset < n.size:
+		return blk.Msgf(unix.EINVAL, "The sum of offset (%d) and size (%d) has to be smaller or equal to the  actual size of the containing file (%d)", n.offset, n.size, real)
+	case n.hasSize && n.size%512 != 0:
+		return blk.Msgf(unix.EINVAL, "Specified size is not multiple of 512")
+	}
+	return nil
 }
 
 // adjust maps a request into the child, refusing to leak outside an
@@ -97,13 +119,15 @@ func (n *node) PDiscard(co *blk.Co, off, bytes int64) error {
 	return n.file.Node.PDiscard(co, off, bytes)
 }
 
+// Length is raw_getlength: the explicit size, clipped to what the file
+// still holds past the offset.
 func (n *node) Length(co *blk.Co) (int64, error) {
-	if n.hasSize {
-		return n.size, nil
-	}
 	l, err := n.file.Node.Length(co)
 	if err != nil {
 		return 0, err
+	}
+	if n.hasSize {
+		return max(0, min(n.size, l-n.offset)), nil
 	}
 	return max(0, l-n.offset), nil
 }
