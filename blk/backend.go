@@ -153,32 +153,24 @@ func (b *Backend) Info() (Info, error) {
 	return Info{}, unix.ENOTSUP
 }
 
-// SetReadOnly changes the read-only state of every node (reopen -r/-w).
-// Drivers implementing Reopener are asked first, children before their
-// parents (bdrv_reopen_prepare); if one refuses, those already switched
-// are switched back and nothing changes (bdrv_reopen_abort).
+// SetReadOnly changes the read-only state of every node (reopen -r/-w);
+// nodes holding OS resources reopen them first, so a failure leaves the
+// graph as it was.
 func (b *Backend) SetReadOnly(ro bool) error {
 	var nodes []*Node
 	var walk func(n *Node)
 	walk = func(n *Node) {
+		nodes = append(nodes, n)
 		for _, c := range n.children {
 			walk(c.Node)
 		}
-		nodes = append(nodes, n)
 	}
 	walk(b.Root)
-	for i, n := range nodes {
-		r, ok := n.impl.(Reopener)
-		if !ok || n.readOnly == ro {
-			continue
-		}
-		if err := r.Reopen(ro); err != nil {
-			for _, m := range nodes[:i] {
-				if r, ok := m.impl.(Reopener); ok && m.readOnly != ro {
-					_ = r.Reopen(m.readOnly)
-				}
+	for _, n := range nodes {
+		if r, ok := n.impl.(Reopener); ok && n.readOnly != ro {
+			if err := r.Reopen(ro); err != nil {
+				return err
 			}
-			return err
 		}
 	}
 	for _, n := range nodes {

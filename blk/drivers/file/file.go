@@ -95,7 +95,7 @@ var aioModes = []string{"threads", "native", "io_uring"}
 // open is raw_open / raw_open_common for regular files.
 func open(a *blk.OpenArgs) (blk.Impl, error) {
 	filename, ok := a.Opts.TakeString("filename")
-	if !ok {
+	if !ok || filename == "" {
 		return nil, blk.Msgf(unix.EINVAL, "The 'file' block driver requires a file name")
 	}
 

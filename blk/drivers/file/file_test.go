@@ -97,6 +97,11 @@ func TestConformance(t *testing.T) {
 					t.Skip("O_DIRECT not supported")
 				}
 				for _, size := range []int64{1 << 20, 1048000} {
+					if direct && size%4096 != 0 {
+						// QEMU refuses write permission on a device whose
+						// length is not a multiple of its alignment.
+						continue
+					}
 					blktest.Run(t, func(t *testing.T) *blk.Backend {
 						return mustOpen(t, newImage(t, dir, size), blk.OpenFlags{Direct: direct})
 					})
