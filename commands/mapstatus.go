@@ -71,6 +71,10 @@ func mapStatusCmd(s *Session, json bool) error {
 		s.errorReport("Failed to get allocation status: %s", errText(err))
 		return errFailed
 	}
+	if len(entries) == 0 {
+		// qemu-img map dumps its initial, empty entry for an empty image.
+		entries = []mapEntry{{}}
+	}
 	var b strings.Builder
 	if json {
 		b.WriteString("[")
