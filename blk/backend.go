@@ -143,7 +143,11 @@ func (n *Node) backing() *Node {
 func (b *Backend) Info() (Info, error) {
 	for n := b.Root; n != nil; {
 		if n.ops.info != nil {
-			return n.ops.info.Info()
+			info, err := n.ops.info.Info()
+			if n != b.Root {
+				info.Specific = nil
+			}
+			return info, err
 		}
 		if n.file == nil {
 			break

@@ -4,7 +4,11 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Co is the coroutine handle of one request. QEMU runs every block request
@@ -94,6 +98,37 @@ func (c *RealClock) AdvanceTo(t time.Duration) {
 	}
 }
 
+// AdvanceToOrStop implements StoppableClock: it sleeps until t or until
+// stop is closed, and reports whether t was reached.
+func (c *RealClock) AdvanceToOrStop(t time.Duration, stop <-chan struct{}) bool {
+	d := t - c.Now()
+	if d <= 0 {
+		return true
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true
+	case <-stop:
+		return false
+	}
+}
+
+// StoppableClock is a Clock whose waits can be cut short, so that Ctrl-C
+// at the shell ends a real-time sleep at once (see Loop.Interrupt).
+type StoppableClock interface {
+	Clock
+	// AdvanceToOrStop is AdvanceTo that gives up when stop is closed; it
+	// reports whether the clock reached t.
+	AdvanceToOrStop(t time.Duration, stop <-chan struct{}) bool
+}
+
+// ErrInterrupted is returned by waits abandoned because of Loop.Interrupt
+// (and by long requests that stop between chunks); it is EINTR, so that
+// commands print "Interrupted system call".
+var ErrInterrupted error = unix.EINTR
+
 type timer struct {
 	at  time.Duration
 	seq int
@@ -115,6 +150,12 @@ type Loop struct {
 	live   map[*Co]struct{}
 	parked chan struct{}
 	cur    *Co
+
+	// interrupted and stop are the Ctrl-C state; the only fields another
+	// goroutine (a signal handler) may touch.
+	interrupted atomic.Bool
+	stopMu      sync.Mutex
+	stop        chan struct{} // closed while interrupted
 }
 
 // NewLoop returns a loop on the given clock (a real clock if nil).
@@ -123,6 +164,59 @@ func NewLoop(clock Clock) *Loop {
 		clock = NewRealClock()
 	}
 	return &Loop{clock: clock, live: map[*Co]struct{}{}, parked: make(chan struct{})}
+}
+
+// Interrupt asks the loop to stop waiting (Ctrl-C at the shell). It may be
+// called from any goroutine. Until ClearInterrupt, Sleep returns early,
+// RunUntil returns ErrInterrupted, timers no longer fire (a StoppableClock
+// abandons its wait) and Interrupted reports true, so long requests can
+// stop between chunks. Requests already in flight stay in flight.
+func (l *Loop) Interrupt() {
+	l.stopMu.Lock()
+	defer l.stopMu.Unlock()
+	if l.interrupted.Swap(true) {
+		return
+	}
+	if l.stop == nil {
+		l.stop = make(chan struct{})
+	}
+	close(l.stop)
+}
+
+// ClearInterrupt ends the interrupted state (before the next command).
+func (l *Loop) ClearInterrupt() {
+	l.stopMu.Lock()
+	defer l.stopMu.Unlock()
+	if l.interrupted.Swap(false) {
+		l.stop = nil
+	}
+}
+
+// Interrupted reports whether Interrupt was called since the last
+// ClearInterrupt. Loops over chunks check it and return ErrInterrupted.
+func (l *Loop) Interrupted() bool { return l.interrupted.Load() }
+
+// stopChan returns a channel closed when the loop is interrupted.
+func (l *Loop) stopChan() <-chan struct{} {
+	l.stopMu.Lock()
+	defer l.stopMu.Unlock()
+	if l.stop == nil {
+		l.stop = make(chan struct{})
+	}
+	return l.stop
+}
+
+// advance moves the clock to t, reporting false when an interrupt cut
+// the wait short.
+func (l *Loop) advance(t time.Duration) bool {
+	if l.Interrupted() {
+		return false
+	}
+	if sc, ok := l.clock.(StoppableClock); ok {
+		return sc.AdvanceToOrStop(t, l.stopChan())
+	}
+	l.clock.AdvanceTo(t)
+	return true
 }
 
 // Clock returns the loop's clock.
@@ -255,8 +349,10 @@ func (l *Loop) fireTimer(limit time.Duration) bool {
 	if limit >= 0 && t.at > limit {
 		return false
 	}
+	if !l.advance(t.at) {
+		return false
+	}
 	l.timers = l.timers[1:]
-	l.clock.AdvanceTo(t.at)
 	t.fn()
 	return true
 }
@@ -292,7 +388,19 @@ func (l *Loop) Sleep(d time.Duration) {
 			break
 		}
 	}
-	l.clock.AdvanceTo(end)
+	l.advance(end)
+}
+
+// RunDue runs the loop like Poll and also fires the timers that are
+// already due on the clock, without waiting for later ones (the shell,
+// before showing its prompt).
+func (l *Loop) RunDue() {
+	for {
+		l.Poll()
+		if !l.fireTimer(l.clock.Now()) {
+			return
+		}
+	}
 }
 
 // ErrStuck reports a wait that can never finish: nothing is runnable, no
@@ -315,10 +423,13 @@ func (e *ErrStuck) Error() string {
 // already true costs no loop turn.
 func (l *Loop) RunUntil(what string, cond func() bool) error {
 	for !cond() {
+		if l.Interrupted() {
+			return ErrInterrupted
+		}
 		if l.step() {
 			continue
 		}
-		if l.fireTimer(-1) {
+		if l.fireTimer(-1) || l.Interrupted() {
 			continue
 		}
 		return &ErrStuck{What: what, Waiters: l.Blocked()}

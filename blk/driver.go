@@ -194,6 +194,10 @@ type Filter interface{ FilteredChild() *Child }
 type Info struct {
 	ClusterSize   int64
 	VMStateOffset int64
+	// Specific holds the lines of "Format specific information" (without
+	// indentation), for the node's own format only: filters above a
+	// format pass its cluster size on, but not these.
+	Specific []string
 }
 
 // Infoer reports format information; nodes without it make info fail.

@@ -92,6 +92,9 @@ func (n *Node) alignedPRead(co *Co, req *trackedReq, off int64, buf []byte, flag
 		return n.impl.PRead(co, off, buf, 0)
 	}
 	for done := int64(0); done < bytes; {
+		if co.loop.Interrupted() {
+			return ErrInterrupted // Ctrl-C at the shell, between chunks
+		}
 		num := bytes - done
 		if maxBytes > 0 {
 			num = min(num, maxBytes, maxTransfer)
@@ -255,6 +258,10 @@ func (n *Node) alignedPWrite(co *Co, req *trackedReq, off, bytes int64, buf []by
 	default:
 		n.DebugEvent(co, EvPwritev)
 		for done := int64(0); done < bytes; {
+			if co.loop.Interrupted() {
+				err = ErrInterrupted
+				break
+			}
 			num := min(bytes-done, maxTransfer)
 			lf := flags
 			if num < bytes-done && n.limits.SupportedWriteFlags&FUA == 0 {
@@ -329,6 +336,10 @@ func (n *Node) doPWriteZeroes(co *Co, off, bytes int64, flags ReqFlags) error {
 			// Write the piece with a zero buffer of at most maxTransfer
 			// bytes, looping: memory stays bounded whatever the length.
 			for done := int64(0); done < num; {
+				if co.loop.Interrupted() {
+					err = ErrInterrupted
+					break
+				}
 				chunk := min(num-done, maxTransfer)
 				if int64(len(buf)) < chunk {
 					buf = make([]byte, chunk)
@@ -490,6 +501,17 @@ func (n *Node) BlockStatus(co *Co, wantZero bool, off, bytes int64) (Status, err
 	}
 	if st.Flags&(StatusData|StatusZero) != 0 {
 		st.Flags |= StatusAllocated
+	} else if n.driver.SupportsBacking {
+		// Unallocated in a format with backing files: zeroes when
+		// there is nothing below, or (want_zero) past the end of what
+		// is below (bdrv_co_block_status).
+		if back := n.backing(); back == nil {
+			st.Flags |= StatusZero
+		} else if wantZero {
+			if l, err := back.Length(co); err == nil && off >= l {
+				st.Flags |= StatusZero
+			}
+		}
 	}
 	if wantZero && st.Flags&StatusRecurse != 0 && st.File != nil && st.File != n &&
 		st.Flags&StatusData != 0 && st.Flags&StatusZero == 0 && st.Flags&StatusOffsetValid != 0 {

@@ -28,6 +28,13 @@ type Driver struct {
 	// Open opens a node. It must take every option it understands from
 	// a.Opts; leftovers are reported as unsupported options.
 	Open func(a *OpenArgs) (Impl, error)
+	// SupportsBacking marks formats with backing files (qcow2): block
+	// status reads an area neither data nor zero in such a node as
+	// zeroes when there is no backing file, or past its end.
+	SupportsBacking bool
+	// Create formats an empty protocol node as an image of this format
+	// (QEMU's bdrv_co_create); nil when the driver cannot create images.
+	Create func(co *Co, a *CreateArgs) error
 }
 
 // Registry is the set of drivers a program knows. cmd/gio builds one;
@@ -72,6 +79,11 @@ type OpenFlags struct {
 	Unmap      bool // discard=unmap
 	ForceShare bool
 	AIO        string // threads, native, io_uring
+	// TakePerms and UnsharePerms adjust what the nodes below take and
+	// share on top of what their parents need (blkdebug's
+	// take-child-perms and unshare-child-perms); the file driver locks
+	// the result (see Perm).
+	TakePerms, UnsharePerms Perm
 }
 
 // OpenArgs is what a driver's Open receives.
@@ -85,15 +97,15 @@ type OpenArgs struct {
 	// before the format is known).
 	preopened map[string]*Node
 	// warn prints the probe warning (Spec.ProbeWarning).
-	warn func()
+	warn func(file *Node)
 }
 
 // WarnProbed prints the warning about a probed raw image opened
 // writable; the raw driver calls it once its file child is open, where
 // raw_open prints it (so it shows even when the open fails later).
 func (a *OpenArgs) WarnProbed() {
-	if a.warn != nil && a.node.probed && !a.node.readOnly {
-		a.warn()
+	if a.warn != nil && a.node.probed && !a.node.readOnly && a.node.file != nil {
+		a.warn(a.node.file.Node)
 	}
 }
 
@@ -171,7 +183,7 @@ func (r *Registry) openNode(opts *qdict.Dict, flags OpenFlags, loop *Loop, probe
 }
 
 // warn is the probe warning a probed raw driver prints (OpenArgs.WarnProbed).
-func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *Loop, probed bool, pre map[string]*Node, warn func()) (*Node, error) {
+func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *Loop, probed bool, pre map[string]*Node, warn func(*Node)) (*Node, error) {
 	// The generic read-only option overrides the inherited flag, for the
 	// node and its children (update_flags_from_options).
 	ro, err := opts.TakeBool("read-only", flags.ReadOnly)
@@ -239,7 +251,8 @@ type Spec struct {
 	// ProbeWarning, if set, is called when probing picked raw for a
 	// writable image, as soon as the raw node is open (QEMU's raw_open
 	// prints its warning there, even if the open fails later).
-	ProbeWarning func()
+	// It gets the file node, whose name the warning shows.
+	ProbeWarning func(file *Node)
 }
 
 // Open opens an image as a Backend: JSON filenames are expanded, a format
@@ -274,8 +287,10 @@ func (r *Registry) Open(spec Spec, loop *Loop) (*Backend, error) {
 		}
 	}
 	if filename != "" {
-		if _, dup := opts.Get("filename"); dup {
-			return nil, fmt.Errorf("filename given twice")
+		// bdrv_fill_options: a protocol cannot take both; a format
+		// leaves a "filename" option of its own to fail as unsupported.
+		if _, dup := opts.Get("filename"); dup && d != nil && !d.Format {
+			return nil, fmt.Errorf("Can't specify 'file' and 'filename' options at the same time")
 		}
 		var err error
 		if d != nil && !d.Format {
@@ -301,10 +316,10 @@ func (r *Registry) Open(spec Spec, loop *Loop) (*Backend, error) {
 		if err != nil {
 			return nil, err
 		}
-	} else if d == nil {
-		if _, ok := opts.Get("filename"); !ok && !opts.HasPrefix("file") {
-			return nil, fmt.Errorf("Must specify either driver or file")
-		}
+	} else if d == nil && !opts.HasPrefix("file") {
+		// Probing needs a file child; a top-level "filename" option
+		// does not name one.
+		return nil, fmt.Errorf("Must specify either driver or file")
 	}
 	var root *Node
 	var err error
@@ -339,12 +354,8 @@ func setFilename(d *Driver, filename string, opts *qdict.Dict) error {
 
 // probeAndOpen opens the protocol layer, reads its first bytes and picks
 // the format with the highest probe score (raw when none claims it).
-func (r *Registry) probeAndOpen(opts *qdict.Dict, flags OpenFlags, loop *Loop, warn func()) (*Node, bool, error) {
+func (r *Registry) probeAndOpen(opts *qdict.Dict, flags OpenFlags, loop *Loop, warn func(*Node)) (*Node, bool, error) {
 	popts := opts.ExtractPrefix("file")
-	if fn, ok := opts.Get("filename"); ok {
-		opts.Del("filename")
-		popts.Set("filename", fn)
-	}
 	proto, err := r.openNode(popts, flags, loop, false)
 	if err != nil {
 		return nil, false, err

@@ -153,14 +153,16 @@ func openNode(a *blk.OpenArgs, out func() io.Writer) (*node, error) {
 		b.add(r)
 	}
 
-	// Permissions are accepted and checked; gio has no permission system
-	// to apply them to.
+	// Child permissions (blkdebug_child_perm): what the image below
+	// takes and shares, which its file driver turns into image locks.
 	if b.takePerms, err = takePerms(a.Opts, "take-child-perms."); err != nil {
 		return nil, err
 	}
 	if b.unsharePerms, err = takePerms(a.Opts, "unshare-child-perms."); err != nil {
 		return nil, err
 	}
+	a.Flags.TakePerms |= blk.Perm(b.takePerms)
+	a.Flags.UnsharePerms |= blk.Perm(b.unsharePerms)
 
 	if hasXImage {
 		if _, ok := a.Opts.Get("image.filename"); ok {

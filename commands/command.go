@@ -179,6 +179,19 @@ func (s *Session) dispatch(words []string) bool {
 		s.errorReport("Block node is read-only")
 		return false
 	}
+	if c.Write && s.Img != nil {
+		// qemu-io adds what the command needs to the image's
+		// permissions (and keeps it): write, and resize for truncate.
+		// Another user of the image may object (image locks).
+		need := blk.PermWrite
+		if c.Name == "truncate" {
+			need |= blk.PermResize
+		}
+		if err := s.Img.TakePerm(need); err != nil {
+			s.errorReport("%s", errText(err))
+			return false
+		}
+	}
 	var opts []getopt.Opt
 	pos := args
 	if !c.RawArgs {
@@ -249,6 +262,9 @@ type Session struct {
 	// Suggest, if set, is called with an unknown command word (the shell
 	// prints a "did you mean").
 	Suggest func(word string)
+	// Recorder is the interactive shell's recorder (the record command);
+	// nil outside interactive mode.
+	Recorder Recorder
 	// MisalignBuffers mirrors qemu-io -m (no visible effect).
 	MisalignBuffers bool
 	// lastWords are the words after the command name as typed.

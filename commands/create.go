@@ -12,7 +12,7 @@ import (
 
 func gioCommands() []*Command {
 	return []*Command{
-		{Name: "create", Args: "[-f raw] name size",
+		{Name: "create", Args: "[-f raw|qcow2] [-o options] name size",
 			Oneline: "creates a scratch image, removed when gio exits (gio only)",
 			Help: `
  creates a sparse scratch image in a private temporary directory; later
@@ -21,21 +21,48 @@ func gioCommands() []*Command {
 
  Example:
  'create img 64k' then 'open -o driver=raw,file.align=4k blkdebug::img'
- -f, -- image format (raw)
+ 'create -f qcow2 base 1M', then
+ 'create -f qcow2 -o cluster_size=4k,backing_file=base top 1M'
+ -f, -- image format (raw or qcow2)
+ -o, -- creation options, as qemu-img create -o takes them (qcow2:
+       cluster_size, compat, refcount_bits, backing_file, backing_fmt;
+       a backing file without backing_fmt has its format probed)
 
 `,
-			Opts: "f:", MinArgs: 2, MaxArgs: 4, Hidden: true, Family: "gio", Run: createCmd},
+			Opts: "f:o:", MinArgs: 2, MaxArgs: 6, Hidden: true, Family: "gio", Run: createCmd},
+		recordCommand(),
 	}
 }
 
 // createCmd makes a sparse scratch image.
 func createCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 	format := "raw"
+	var copts *qdict.Dict
 	for _, o := range opts {
-		format = o.Arg
+		switch o.Name {
+		case 'f':
+			format = o.Arg
+		case 'o':
+			d, ok := s.ParseOptions(o.Arg)
+			if !ok {
+				return errFailed
+			}
+			if copts == nil {
+				copts = d
+			} else {
+				for _, k := range d.Keys() {
+					v, _ := d.Get(k)
+					copts.Set(k, v)
+				}
+			}
+		}
 	}
-	if format != "raw" {
-		s.errorReport("create: unsupported format '%s' (raw)", format)
+	if format != "raw" && format != "qcow2" {
+		s.errorReport("create: unsupported format '%s' (raw, qcow2)", format)
+		return errFailed
+	}
+	if format == "raw" && copts != nil && copts.Len() > 0 {
+		s.errorReport("create: raw takes no creation options")
 		return errFailed
 	}
 	if len(args) != 2 {
@@ -61,8 +88,15 @@ func createCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 	path := filepath.Join(s.scratchDir, args[0])
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
 	if err == nil {
-		err = f.Truncate(size)
+		if format == "raw" {
+			err = f.Truncate(size)
+		}
 		f.Close()
+	}
+	if err == nil && format != "raw" {
+		// Backing files named in the options are resolved next to the
+		// image, where scratch images live.
+		err = s.Reg.Create(format, path, size, copts, s.Loop)
 	}
 	if err != nil {
 		s.errorReport("create: %s: %s", args[0], errText(err))

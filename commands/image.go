@@ -149,11 +149,15 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 	}
 	// The probe warning comes from the raw driver's open, so it is
 	// printed even when the open fails afterwards.
-	spec.ProbeWarning = func() {
-		// QEMU names the raw node's file child: the name as given,
-		// unless options of its own make it a generated json: name.
+	spec.ProbeWarning = func(file *blk.Node) {
+		// QEMU names the raw node's file child: a plain file by its
+		// file name (its other options are not part of its name),
+		// otherwise the name as given, unless options of its own make it
+		// a generated json: name.
 		shown := given
-		if o.Opts != nil && o.Opts.HasPrefix("file") {
+		if file.Driver().Name == "file" {
+			shown = file.Filename()
+		} else if o.Opts != nil && o.Opts.HasPrefix("file") {
 			d := o.Opts.Clone()
 			if given != "" {
 				d.Set("file.filename", given)
@@ -428,6 +432,12 @@ func infoCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 	}
 	fmt.Fprintf(s.Out, "cluster size: %s\n", cvt.Size(float64(info.ClusterSize)))
 	fmt.Fprintf(s.Out, "vm state offset: %s\n", cvt.Size(float64(info.VMStateOffset)))
+	if len(info.Specific) > 0 {
+		fmt.Fprintln(s.Out, "Format specific information:")
+		for _, l := range info.Specific {
+			fmt.Fprintf(s.Out, "    %s\n", l)
+		}
+	}
 	return nil
 }
 
@@ -450,6 +460,9 @@ func mapCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 			return nil
 		}
 		for off, left := int64(0), length; left > 0; {
+			if co.Loop().Interrupted() {
+				return blk.ErrInterrupted
+			}
 			alloc, n, err := mapIsAllocated(co, s.Img, off, left)
 			if err != nil {
 				return err
@@ -532,6 +545,9 @@ func allocCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 	err := s.runSync("alloc", func(co *blk.Co) error {
 		off, remaining := start, count
 		for remaining > 0 {
+			if co.Loop().Interrupted() {
+				return blk.ErrInterrupted
+			}
 			alloc, n, err := s.Img.IsAllocated(co, off, remaining)
 			if err != nil {
 				return err

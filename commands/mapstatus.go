@@ -38,6 +38,9 @@ func mapStatusCmd(s *Session, json bool) error {
 			return nil
 		}
 		for off := int64(0); off < length; {
+			if co.Loop().Interrupted() {
+				return blk.ErrInterrupted
+			}
 			st, err := s.Img.BlockStatus(co, off, min(1<<30, length-off))
 			if err != nil {
 				return err

@@ -29,6 +29,9 @@ func helpCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 		fmt.Fprintln(s.Out, "Use 'help commandname' for extended help.")
 		return nil
 	}
+	if isHelpGio(args[0]) {
+		return helpGio(s)
+	}
 	c := s.Table.Lookup(args[0])
 	if c == nil {
 		fmt.Fprintf(s.Out, "command %s not found\n", args[0])

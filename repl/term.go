@@ -1,11 +1,7 @@
 package repl
 
 import (
-	"bufio"
-	"fmt"
 	"os"
-
-	"gio/commands"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,22 +14,3 @@ func IsTerminal(f *os.File) bool {
 
 // InteractivePrompt is gio's prompt at a terminal.
 const InteractivePrompt = "gio> "
-
-// RunInteractive reads commands from the terminal.
-func RunInteractive(s *commands.Session, out *StdioWriter) {
-	r := bufio.NewReader(os.Stdin)
-	for !s.Quit {
-		fmt.Fprint(out, InteractivePrompt)
-		out.Flush()
-		s.Loop.Poll()
-		line, err := r.ReadString('\n')
-		if err != nil && line == "" {
-			fmt.Fprintln(out)
-			return
-		}
-		if n := len(line); n > 0 && line[n-1] == '\n' {
-			line = line[:n-1]
-		}
-		s.Execute(line)
-	}
-}

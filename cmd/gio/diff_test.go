@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -330,6 +331,10 @@ func diffCases() []diffCase {
 		{name: "map/sparse-and-filled", size: mb, prep: []string{"write -P 1 64k 4k"}, args: rawc("map", "write -q 128k 4k", "discard -q 512k 64k", "map", "alloc 60k 8k", "alloc 1020k 8k")},
 		{name: "alloc/variants", size: mb, args: rawc("alloc 0", "a 1 1", "alloc 1M", "alloc 2M 1", "alloc 1023k 1G", "alloc -1", "alloc x", "alloc 0 x")},
 
+		// ---- large sparse image ----
+		{name: "large/zero-writes-beyond-2G", size: 3 << 30, prep: []string{"write -P 1 2G 4k"}, args: rawc("write -z -n 1G 2G", "write -z 0 2G", "aio_write -z 0 2147483137", "aio_flush",
+			"read -P 0 2G 4k", "read -v 3221225456 16", "alloc 1G 4G", "map", "write -P 2 3221225472 1")},
+
 		// ---- odd sizes ----
 		{name: "odd/1000-tail", size: 1000, prep: []string{"write -P 0x44 0 1000"}, args: rawc("read -v 992 32", "write -P 0x45 1020 4", "read -v 992 32", "read 1000 24", "read 1024 1")},
 		{name: "odd/1048000-rmw", size: 1048000, args: rawc("write -P 0x66 1047990 3", "read -P 0x66 1047990 3", "read -P 0 1047993 7", "write -z 1047000 100", "discard 1047500 100", "read 1048000 576", "read 1048000 577")},
@@ -537,7 +542,7 @@ func setupDir(t *testing.T, dir string, c diffCase) {
 type result struct {
 	out   string
 	rc    int
-	files map[string][]byte
+	files map[string]string // name to path
 }
 
 const runTimeout = 60 * time.Second
@@ -576,28 +581,67 @@ func runIn(t *testing.T, bin, dir string, args []string, stdin *string) result {
 	return result{out: buf.String(), rc: rc, files: readFiles(t, dir)}
 }
 
-func readFiles(t *testing.T, dir string) map[string][]byte {
+// readFiles lists the regular files of dir (name to path).
+func readFiles(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := map[string][]byte{}
+	files := map[string]string{}
 	for _, e := range ents {
-		if !e.Type().IsRegular() {
-			continue
+		if e.Type().IsRegular() {
+			files[e.Name()] = filepath.Join(dir, e.Name())
 		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[e.Name()] = b
 	}
 	return files
 }
 
+// firstDifference compares two files chunk by chunk (images may be
+// large and sparse); -1 means equal.
+func firstDifference(a, b string) (int64, error) {
+	fa, err := os.Open(a)
+	if err != nil {
+		return 0, err
+	}
+	defer fa.Close()
+	fb, err := os.Open(b)
+	if err != nil {
+		return 0, err
+	}
+	defer fb.Close()
+	ba, bb := make([]byte, 1<<20), make([]byte, 1<<20)
+	for off := int64(0); ; {
+		na, ea := io.ReadFull(fa, ba)
+		nb, eb := io.ReadFull(fb, bb)
+		n := min(na, nb)
+		if i := firstMismatch(ba[:n], bb[:n]); i >= 0 {
+			return off + int64(i), nil
+		}
+		if na != nb {
+			return off + int64(n), nil
+		}
+		off += int64(n)
+		if ea != nil || eb != nil {
+			return -1, nil
+		}
+	}
+}
+
+func firstMismatch(a, b []byte) int {
+	if bytes.Equal(a, b) {
+		return -1
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return -1
+}
+
 // compareFiles describes how two directory snapshots differ ("" = same).
-func compareFiles(q, g map[string][]byte) string {
+func compareFiles(q, g map[string]string) string {
 	var names []string
 	for n := range q {
 		names = append(names, n)
@@ -610,21 +654,31 @@ func compareFiles(q, g map[string][]byte) string {
 	sort.Strings(names)
 	var diffs []string
 	for _, n := range names {
-		qb, qok := q[n]
-		gb, gok := g[n]
+		qp, qok := q[n]
+		gp, gok := g[n]
 		switch {
 		case !qok:
 			diffs = append(diffs, fmt.Sprintf("%s: only in gio's directory", n))
 		case !gok:
 			diffs = append(diffs, fmt.Sprintf("%s: only in qemu-io's directory", n))
-		case len(qb) != len(gb):
-			diffs = append(diffs, fmt.Sprintf("%s: size qemu-io %d, gio %d", n, len(qb), len(gb)))
-		case !bytes.Equal(qb, gb):
-			i := 0
-			for qb[i] == gb[i] {
-				i++
+		default:
+			qs, err1 := os.Stat(qp)
+			gs, err2 := os.Stat(gp)
+			if err1 != nil || err2 != nil {
+				diffs = append(diffs, fmt.Sprintf("%s: %v %v", n, err1, err2))
+				continue
 			}
-			diffs = append(diffs, fmt.Sprintf("%s: first difference at byte %d (qemu-io %#02x, gio %#02x)", n, i, qb[i], gb[i]))
+			if qs.Size() != gs.Size() {
+				diffs = append(diffs, fmt.Sprintf("%s: size qemu-io %d, gio %d", n, qs.Size(), gs.Size()))
+				continue
+			}
+			off, err := firstDifference(qp, gp)
+			switch {
+			case err != nil:
+				diffs = append(diffs, fmt.Sprintf("%s: %v", n, err))
+			case off >= 0:
+				diffs = append(diffs, fmt.Sprintf("%s: first difference at byte %d", n, off))
+			}
 		}
 	}
 	return strings.Join(diffs, "\n")

@@ -13,6 +13,7 @@ import (
 	"gio/blk"
 	"gio/blk/drivers/file"
 	"gio/blk/drivers/null"
+	"gio/blk/drivers/qcow2"
 	"gio/blk/drivers/raw"
 	"gio/blkdebug"
 	"gio/commands"
@@ -60,6 +61,7 @@ const (
 	optObject
 	optClock
 	optColor
+	optRecord
 )
 
 var longOpts = []getopt.LongOpt{
@@ -82,13 +84,14 @@ var longOpts = []getopt.LongOpt{
 	{Name: "force-share", Short: 'U'},
 	{Name: "clock", HasArg: true, Short: optClock},
 	{Name: "color", HasArg: true, Short: optColor},
+	{Name: "record", HasArg: true, Short: optRecord},
 }
 
 func main() { os.Exit(run(os.Args[1:])) }
 
 // env is the shell's view of this program: gio's drivers.
 var env = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
-	return blk.NewRegistry(file.Driver, raw.Driver, null.CoDriver, null.AIODriver,
+	return blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, null.CoDriver, null.AIODriver,
 		blkdebug.NewDriver(func() io.Writer { return out }))
 }}
 
@@ -120,6 +123,8 @@ func run(args []string) int {
 		o         commands.OpenOptions
 		imageOpts bool
 		clock     = ""
+		colour    = repl.ColourAuto
+		record    string
 	)
 	report := func(format string, a ...any) int {
 		out.Flush()
@@ -186,7 +191,15 @@ func run(args []string) int {
 			}
 			clock = op.Arg
 		case optColor:
-			// Colour is for the interactive shell; piped output never has it.
+			// Colour is for the interactive shell; piped output never
+			// has it unless --color=always.
+			m, err := repl.ParseColourMode(op.Arg)
+			if err != nil {
+				return report("%v", err)
+			}
+			colour = m
+		case optRecord:
+			record = op.Arg
 		}
 	}
 	if len(pos) > 1 {
@@ -209,6 +222,12 @@ func run(args []string) int {
 	}
 	s := env.NewSession(out, errw, c)
 	defer s.Cleanup()
+	if repl.UseColour(colour, interactive, stdoutTTY, os.Getenv) {
+		repl.EnableColour(s, out)
+	}
+	if record != "" && !interactive {
+		fmt.Fprintln(errw, "gio: --record records interactive sessions only; ignored")
+	}
 	s.ImageOpts = imageOpts
 	// stderr is unbuffered; flushing stdout first is not what qemu-io
 	// does, so stderr text goes straight out.
@@ -232,7 +251,11 @@ func run(args []string) int {
 	case len(cmds) > 0:
 		repl.RunCommands(s, cmds)
 	case stdinTTY:
-		repl.RunInteractive(s, out)
+		img := ""
+		if len(pos) == 1 {
+			img = pos[0]
+		}
+		repl.RunInteractive(s, out, repl.Options{Record: record, Image: img})
 	default:
 		repl.RunStdin(s, out, os.Stdin)
 	}

@@ -77,6 +77,9 @@ type node struct {
 	// page_cache_inconsistent), because the kernel has marked the failed
 	// pages clean and will never write them back.
 	pageCacheInconsistent unix.Errno
+
+	// locks are the image locks held on fd (lock.go).
+	locks locks
 }
 
 var (
@@ -121,15 +124,10 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 		}
 		aio = v
 	}
-	if v, ok := a.Opts.TakeString("locking"); ok {
-		if !oneOf(v, []string{"on", "off", "auto"}) {
-			return nil, blk.Msgf(unix.EINVAL, "invalid parameter value: %s", v)
-		}
-		// TODO(file): image locking compatible with QEMU's (OFD locks on
-		// bytes 100+perm and 200+perm, raw_apply_lock_bytes), honouring
-		// locking=off and ForceShare, so that gio and a running QEMU see
-		// each other's claims. Until then the option is accepted and no
-		// locks are taken.
+	lockOpt, hasLockOpt := a.Opts.TakeString("locking")
+	useLock, err := parseLocking(lockOpt, hasLockOpt)
+	if err != nil {
+		return nil, err
 	}
 	if v, ok := a.Opts.TakeString("pr-manager"); ok {
 		// qemu-io can create no pr-manager objects, so every id is
@@ -177,6 +175,13 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 			n.Close()
 			return nil, err
 		}
+	}
+	// Image locks: what qemu-io's user of the image needs
+	// (raw_check_perm and raw_set_perm when the node gets its parent).
+	n.locks = locks{use: useLock, shared: blk.PermAll, flags: a.Flags}
+	if err := n.setPerm(wantedPerms(a.Flags)); err != nil {
+		n.Close()
+		return nil, err
 	}
 	return n, nil
 }

@@ -24,6 +24,9 @@ func (n *node) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) erro
 // PWrite writes buf at off (raw_co_pwritev); writing past the end extends
 // the file.
 func (n *node) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) error {
+	if err := n.needPerm(blk.PermWrite); err != nil {
+		return err
+	}
 	err := n.writeAt(off, buf)
 	co.YieldIO()
 	return err
@@ -144,6 +147,9 @@ const punchHole = unix.FALLOC_FL_PUNCH_HOLE | unix.FALLOC_FL_KEEP_SIZE
 // infinity (an XFS workaround for concurrent extending writes). Drivers
 // cannot reach their tracked request in blk; it would need a hook there.
 func (n *node) PWriteZeroes(co *blk.Co, off, bytes int64, flags blk.ReqFlags) error {
+	if err := n.needPerm(blk.PermWrite); err != nil {
+		return err
+	}
 	var err error
 	if flags&blk.MayUnmap != 0 {
 		err = n.writeZeroesUnmap(off, bytes)
@@ -213,6 +219,9 @@ func (n *node) writeZeroes(off, bytes int64) error {
 // PDiscard punches a hole (handle_aiocb_discard). After the filesystem
 // has once said it cannot, the driver stops trying.
 func (n *node) PDiscard(co *blk.Co, off, bytes int64) error {
+	if err := n.needPerm(blk.PermWrite); err != nil {
+		return err
+	}
 	err := error(unix.ENOTSUP)
 	if n.hasDiscard {
 		err = n.fallocate(punchHole, off, bytes)

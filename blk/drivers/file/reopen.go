@@ -1,6 +1,8 @@
 package file
 
 import (
+	"gio/blk"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -15,11 +17,31 @@ func (n *node) Reopen(readOnly bool) error {
 	if n.direct {
 		flags |= unix.O_DIRECT
 	}
+	// The locks change with the mode (raw_check_perm, raw_set_perm):
+	// the old descriptor locks for both modes and checks for conflicts
+	// first, the new one gets a copy of the locks before the old one
+	// closes, so that the image is never unlocked in between. As with
+	// qemu-io, "reopen -r" drops the write permission and "reopen -w"
+	// does not take it back: the next write command does (TakePerm).
+	perm, shared := n.locks.perm, n.locks.shared
+	if readOnly {
+		perm &^= blk.PermWrite
+	}
+	if err := n.lockPrepare(perm, shared); err != nil {
+		return err
+	}
 	fd, err := openFile(n.filename, flags)
+	if err == nil && n.locks.use {
+		if err = applyLockBytes(fd, nil, perm, ^shared, false); err != nil {
+			unix.Close(fd)
+		}
+	}
 	if err != nil {
+		n.lockAbort()
 		return err
 	}
 	unix.Close(n.fd)
 	n.fd = fd
+	n.lockCommit(perm, shared)
 	return nil
 }

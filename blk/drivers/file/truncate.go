@@ -11,6 +11,9 @@ import (
 // only to growing: falloc allocates the new part, full writes zeroes into
 // it and syncs; metadata has no meaning for a plain file.
 func (n *node) Truncate(co *blk.Co, size int64, exact bool, prealloc blk.Prealloc) error {
+	if err := n.needPerm(blk.PermWrite | blk.PermResize); err != nil {
+		return err
+	}
 	err := n.truncate(size, prealloc)
 	co.YieldIO()
 	return err

@@ -1,0 +1,203 @@
+package blk
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"gio/blk/qdict"
+
+	"golang.org/x/sys/unix"
+)
+
+// OpenBacking opens the "backing" child of a format node whose image
+// names a backing file (QEMU's bdrv_open_backing_file). filename is the
+// name stored in the image, resolved against base (the image's own file
+// name) when relative; format is the stored backing format, or "" to
+// probe. "backing.*" options override or complete what the image says,
+// and "backing=" (an empty reference) opens no backing file at all. The
+// child is opened read-only. It returns nil when there is nothing to open.
+func (a *OpenArgs) OpenBacking(filename, format, base string) (*Child, error) {
+	if ref, ok := a.Opts.Get("backing"); ok {
+		a.Opts.Del("backing")
+		if ref == "" || ref == "null" {
+			a.Opts.ExtractPrefix("backing")
+			return nil, nil
+		}
+		if !a.Opts.HasPrefix("backing") {
+			return nil, fmt.Errorf("Cannot find device='%s' nor node-name='%s'", ref, ref)
+		}
+	}
+	copts := a.Opts.ExtractPrefix("backing")
+	if copts.Len() == 0 && filename == "" {
+		return nil, nil
+	}
+	flags := a.Flags
+	flags.ReadOnly = true
+	if filename != "" {
+		filename = CombinePath(base, filename)
+	}
+	var (
+		cn  *Node
+		err error
+	)
+	_, hasDriver := copts.Get("driver")
+	if !hasDriver && format != "" {
+		copts.Set("driver", format)
+		hasDriver = true
+	}
+	_, hasFile := copts.Get("filename")
+	if !hasFile && !copts.HasPrefix("file") && filename != "" {
+		if hasDriver {
+			if d := a.reg.Lookup(mustGet(copts, "driver")); d != nil && !d.Format {
+				copts.Set("filename", filename)
+			} else {
+				copts.Set("file.filename", filename)
+			}
+		} else {
+			copts.Set("file.filename", filename)
+		}
+	}
+	if hasDriver {
+		cn, err = a.reg.openNode(copts, flags, a.Loop, false)
+	} else {
+		if fn, ok := copts.Get("filename"); ok {
+			copts.Del("filename")
+			copts.Set("file.filename", fn)
+		}
+		cn, _, err = a.reg.probeAndOpen(copts, flags, a.Loop, nil)
+	}
+	if err != nil {
+		return nil, &Error{Msg: "Could not open backing file: " + err.Error(), Errno: ErrnoOf(err), Plain: true}
+	}
+	c := &Child{Name: "backing", Node: cn, Parent: a.node}
+	a.node.children = append(a.node.children, c)
+	return c, nil
+}
+
+func mustGet(d *qdict.Dict, key string) string {
+	v, _ := d.Get(key)
+	return v
+}
+
+// CombinePath resolves a backing file name against the image's own name
+// (QEMU's path_combine): absolute names and names with a protocol prefix
+// stay as they are, relative ones are taken from the image's directory.
+func CombinePath(base, name string) string {
+	if name == "" || filepath.IsAbs(name) || hasProtocolPrefix(name) || base == "" {
+		return name
+	}
+	i := strings.LastIndexByte(base, '/')
+	if i < 0 {
+		return name
+	}
+	return base[:i+1] + name
+}
+
+func hasProtocolPrefix(path string) bool {
+	i := strings.IndexAny(path, ":/")
+	return i >= 0 && path[i] == ':'
+}
+
+// Backing returns the node's "backing" child node, or nil.
+func (n *Node) Backing() *Node { return n.backing() }
+
+// BaseFilename returns the first file name found walking down the primary
+// children from n: the name relative backing files are resolved against.
+func (n *Node) BaseFilename() string {
+	for c := n; c != nil; {
+		if c.filename != "" {
+			return c.filename
+		}
+		if c.file == nil {
+			return ""
+		}
+		c = c.file.Node
+	}
+	return ""
+}
+
+// CreateArgs is what a format driver's Create receives: a writable,
+// empty protocol node to format, the virtual size, and the creation
+// options (QEMU's -o), which Create must take.
+type CreateArgs struct {
+	File *Node
+	Size int64
+	Opts *qdict.Dict
+	reg  *Registry
+	loop *Loop
+}
+
+// ProbeFormat opens filename's protocol layer and returns the format
+// probing finds there, for drivers that must record the format of a
+// backing file nobody named; it fails when the file cannot be opened.
+func (a *CreateArgs) ProbeFormat(co *Co, filename string) (string, error) {
+	opts := qdict.New()
+	opts.Set("filename", filename)
+	proto, err := a.reg.openNode(opts, OpenFlags{ReadOnly: true}, a.loop, false)
+	if err != nil {
+		return "", err
+	}
+	defer proto.close()
+	l, err := proto.Length(co)
+	if err != nil {
+		return "", err
+	}
+	head := make([]byte, min(2048, l))
+	if err := proto.PRead(co, 0, head, 0); err != nil {
+		return "", Errorf(ErrnoOf(err), "Could not read image for determining its format")
+	}
+	best, score := "raw", 0
+	for _, d := range a.reg.drivers {
+		if d.Format && d.Probe != nil {
+			if s := d.Probe(head); s > score {
+				best, score = d.Name, s
+			}
+		}
+	}
+	return best, nil
+}
+
+// Create formats filename, an existing file, as an image of the given
+// format and virtual size (what qemu-img create does once the file
+// exists). Options the driver does not take are an error.
+func (r *Registry) Create(format, filename string, size int64, opts *qdict.Dict, loop *Loop) error {
+	d := r.Lookup(format)
+	if d == nil {
+		return fmt.Errorf("Unknown driver '%s'", format)
+	}
+	if d.Create == nil {
+		return Msgf(unix.ENOTSUP, "Driver '%s' does not support image creation", format)
+	}
+	if opts == nil {
+		opts = qdict.New()
+	}
+	fopts := qdict.New()
+	fopts.Set("filename", filename)
+	file, err := r.openNode(fopts, OpenFlags{}, loop, false)
+	if err != nil {
+		return err
+	}
+	defer file.close()
+	a := &CreateArgs{File: file, Size: size, Opts: opts, reg: r, loop: loop}
+	var cerr error
+	co := loop.Spawn("create", func(co *Co) {
+		if cerr = file.Truncate(co, 0, false, PreallocOff); cerr != nil {
+			return
+		}
+		if cerr = d.Create(co, a); cerr != nil {
+			return
+		}
+		cerr = file.Flush(co)
+	})
+	if err := loop.RunUntil("create", co.Done); err != nil {
+		return err
+	}
+	if cerr != nil {
+		return cerr
+	}
+	if keys := opts.Keys(); len(keys) > 0 {
+		return fmt.Errorf("Invalid parameter '%s'", keys[0])
+	}
+	return nil
+}

@@ -1,0 +1,142 @@
+package qcow2
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+
+	"gio/blk"
+
+	"golang.org/x/sys/unix"
+)
+
+// create formats an empty file as a qcow2 image the way qcow2_co_create
+// does, so that the result is byte for byte what qemu-img create writes:
+// a minimal header with a one-cluster refcount table and one refcount
+// block, then the image opened, its first three clusters allocated, the
+// full header written, the L1 table grown to the size, and the backing
+// file recorded.
+//
+// Options (qemu-img's -o names): cluster_size, compat (0.10/v2, 1.1/v3),
+// refcount_bits, backing_file, backing_fmt (probed when absent), and
+// lazy_refcounts, extended_l2, preallocation, compression_type and
+// encrypt only at values gio supports.
+func create(co *blk.Co, a *blk.CreateArgs) error {
+	o := a.Opts
+	size := (a.Size + 511) &^ 511
+	if size < 0 {
+		return blk.Msgf(unix.EINVAL, "Image size must be non-negative")
+	}
+	cs, _, err := o.TakeSize("cluster_size", 65536)
+	if err != nil {
+		return err
+	}
+	if cs < 1<<minClusterBits || cs > 1<<maxClusterBits || cs&(cs-1) != 0 {
+		return blk.Msgf(unix.EINVAL, "Cluster size must be a power of two between %d and %dk", 1<<minClusterBits, 1<<(maxClusterBits-10))
+	}
+	version := 3
+	if v, ok := o.TakeString("compat"); ok {
+		switch v {
+		case "0.10", "v2":
+			version = 2
+		case "1.1", "v3":
+		default:
+			return blk.Msgf(unix.EINVAL, "Parameter 'version' does not accept value '%s'", v)
+		}
+	}
+	rb, err := o.TakeUint("refcount_bits", 16)
+	if err != nil {
+		return err
+	}
+	if rb == 0 || rb > 64 || rb&(rb-1) != 0 {
+		return blk.Msgf(unix.EINVAL, "Refcount width must be a power of two and may not exceed 64 bits")
+	}
+	if version < 3 && rb != 16 {
+		return blk.Msgf(unix.EINVAL, "Different refcount widths than 16 bits require compatibility level 1.1 or above (use version=v3 or greater)")
+	}
+	backingFile, hasBacking := o.TakeString("backing_file")
+	backingFmt, hasFmt := o.TakeString("backing_fmt")
+	if hasFmt && !hasBacking {
+		return blk.Msgf(unix.EINVAL, "Backing format cannot be used without backing file")
+	}
+	for _, k := range []string{"lazy_refcounts", "extended_l2", "encrypt"} {
+		on, err := o.TakeBool(k, false)
+		if err != nil {
+			return err
+		}
+		if on {
+			return blk.Msgf(unix.ENOTSUP, "qcow2: %s=on is not supported by gio", k)
+		}
+	}
+	if v, ok := o.TakeString("preallocation"); ok && v != "off" {
+		return blk.Msgf(unix.ENOTSUP, "qcow2: preallocation=%s is not supported by gio", v)
+	}
+	if v, ok := o.TakeString("compression_type"); ok && v != "zlib" {
+		return blk.Msgf(unix.ENOTSUP, "qcow2: compression_type=%s is not supported by gio", v)
+	}
+	if hasBacking {
+		path := blk.CombinePath(a.File.Filename(), backingFile)
+		probed, err := a.ProbeFormat(co, path)
+		if err != nil {
+			return blk.Msgf(blk.ErrnoOf(err), "Could not open backing file: %v", err)
+		}
+		if !hasFmt {
+			backingFmt = probed
+		}
+	}
+
+	clusterBits := uint(bits.TrailingZeros64(cs))
+	order := uint(bits.TrailingZeros64(rb))
+	h := header{
+		Magic:                 qcowMagic,
+		Version:               uint32(version),
+		ClusterBits:           uint32(clusterBits),
+		RefcountTableOffset:   cs,
+		RefcountTableClusters: 1,
+		RefcountOrder:         uint32(order),
+		HeaderLength:          headerStruct,
+	}
+	hdr := make([]byte, cs)
+	raw, _ := binary.Append(nil, binary.BigEndian, &h)
+	copy(hdr, raw)
+	if err := a.File.PWrite(co, 0, hdr, 0); err != nil {
+		return blk.Errorf(blk.ErrnoOf(err), "Could not write qcow2 header")
+	}
+	rt := make([]byte, 2*cs)
+	binary.BigEndian.PutUint64(rt, 2*cs)
+	if err := a.File.PWrite(co, int64(cs), rt, 0); err != nil {
+		return blk.Errorf(blk.ErrnoOf(err), "Could not write refcount table")
+	}
+
+	s := &state{self: nil, file: &blk.Child{Name: "file", Node: a.File}, loop: co.Loop()}
+	s.discardPassthrough[discardAlways] = true
+	s.discardPassthrough[discardSnapshot] = true
+	s.mu.lock(co)
+	defer s.mu.unlock()
+	if err := s.doOpen(co); err != nil {
+		return err
+	}
+	off, err := s.allocClusters(co, 3*int64(cs))
+	if err != nil {
+		return blk.Errorf(blk.ErrnoOf(err), "Could not allocate clusters for qcow2 header and refcount table")
+	}
+	if off != 0 {
+		return fmt.Errorf("qcow2: first cluster in empty image is already in use")
+	}
+	if err := s.updateHeader(co); err != nil {
+		return blk.Errorf(blk.ErrnoOf(err), "Could not update qcow2 header")
+	}
+	if err := s.truncate(co, size, false); err != nil {
+		return blk.Msgf(blk.ErrnoOf(err), "Could not resize image: %v", err)
+	}
+	if hasBacking {
+		s.backingFile, s.backingFormat = backingFile, backingFmt
+		if err := s.updateHeader(co); err != nil {
+			return blk.Errorf(blk.ErrnoOf(err), "Could not assign backing file '%s' with format '%s'", backingFile, backingFmt)
+		}
+	}
+	if err := s.l2Cache.flush(co); err != nil {
+		return err
+	}
+	return s.rcCache.flush(co)
+}

@@ -1,0 +1,488 @@
+package qcow2
+
+import (
+	"bytes"
+	"compress/flate"
+	"errors"
+	"io"
+
+	"gio/blk"
+
+	"golang.org/x/sys/unix"
+)
+
+// This file holds the request entry points (QEMU's qcow2_co_preadv_part,
+// qcow2_co_pwritev_part, qcow2_co_pwrite_zeroes, qcow2_co_pdiscard,
+// qcow2_co_block_status, qcow2_co_flush_to_os, qcow2_co_truncate). blk
+// calls them with byte-granular requests inside the image.
+
+const maxChunk = 1<<31 - 1 // INT_MAX: the most one mapping step covers
+
+func (s *state) check() error {
+	if s.broken {
+		return blk.Msgf(unix.ENOMEDIUM, "No medium found")
+	}
+	return nil
+}
+
+// PRead reads guest data: zeroes, the backing file, compressed or normal
+// clusters, one mapping step at a time.
+func (s *state) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	for len(buf) > 0 {
+		s.mu.lock(co)
+		n, host, typ, err := s.getHostOffset(co, off, min(int64(len(buf)), maxChunk))
+		s.mu.unlock()
+		if err != nil {
+			return err
+		}
+		piece := buf[:n]
+		switch {
+		case typ == clusterZeroPlain || typ == clusterZeroAlloc || typ == clusterUnallocated && s.backing == nil:
+			clear(piece)
+		case typ == clusterUnallocated:
+			s.file.Event(co, blk.EvReadBackingAIO)
+			err = s.backing.Node.PRead(co, off, piece, 0)
+		case typ == clusterCompressed:
+			err = s.readCompressed(co, host, off, piece)
+		default:
+			s.file.Event(co, blk.EvReadAIO)
+			err = s.readHost(co, int64(host), piece)
+		}
+		if err != nil {
+			return err
+		}
+		buf = buf[n:]
+		off += n
+	}
+	return nil
+}
+
+// readHost reads from the file, with zeroes for what lies past its end
+// (reads never leave the file).
+func (s *state) readHost(co *blk.Co, host int64, buf []byte) error {
+	flen, err := s.file.Node.Length(co)
+	if err != nil {
+		return err
+	}
+	n := min(int64(len(buf)), max(0, flen-host))
+	if n > 0 {
+		if err := s.file.Node.PRead(co, host, buf[:n], 0); err != nil {
+			return err
+		}
+	}
+	clear(buf[n:])
+	return nil
+}
+
+// readCompressed inflates a compressed cluster (raw deflate, as QEMU's
+// zlib mode writes it) and copies the part asked for
+// (qcow2_co_preadv_compressed).
+func (s *state) readCompressed(co *blk.Co, entry uint64, off int64, buf []byte) error {
+	coff, csize := s.compressedRange(entry)
+	if s.compressionType != compressionZlib {
+		return blk.Msgf(unix.ENOTSUP, "qcow2: zstd compressed clusters are not supported by gio")
+	}
+	in := make([]byte, csize)
+	s.file.Event(co, blk.EvReadCompressed)
+	if err := s.readHost(co, coff, in); err != nil {
+		return err
+	}
+	out, err := inflate(in, s.clusterSize)
+	if err != nil {
+		return unix.EIO
+	}
+	copy(buf, out[s.offsetIntoCluster(off):])
+	return nil
+}
+
+// inflate decompresses one cluster; like QEMU it insists on a full
+// cluster of output and ignores what follows it.
+func inflate(in []byte, size int64) ([]byte, error) {
+	r := flate.NewReader(bytes.NewReader(in))
+	defer r.Close()
+	out := make([]byte, size)
+	if _, err := io.ReadFull(r, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// deflate compresses one cluster for write -c (raw deflate, as QEMU's
+// qcow2_zlib_compress); it fails when the result would not be smaller.
+func deflate(in []byte) ([]byte, error) {
+	var b bytes.Buffer
+	w, _ := flate.NewWriter(&b, flate.DefaultCompression)
+	if _, err := w.Write(in); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	if b.Len() >= len(in) {
+		return nil, errNotCompressible
+	}
+	return b.Bytes(), nil
+}
+
+var errNotCompressible = errors.New("qcow2: cluster not compressible")
+
+// PWrite writes guest data: each step allocates (or finds) a contiguous
+// host area under the lock, writes the data without it, then links the
+// new clusters into the L2 table.
+func (s *state) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	for len(buf) > 0 {
+		cur := min(int64(len(buf)), maxChunk)
+		s.mu.lock(co)
+		host, m, err := s.allocHostOffset(co, off, &cur)
+		if err == nil {
+			err = s.overlapCheck(0, host, cur)
+		}
+		if err != nil {
+			_ = s.handleL2Meta(co, &m, false)
+			s.mu.unlock()
+			return err
+		}
+		s.mu.unlock()
+		if err := s.writeTask(co, host, off, buf[:cur], m); err != nil {
+			return err
+		}
+		buf = buf[cur:]
+		off += cur
+	}
+	return nil
+}
+
+// writeTask is qcow2_co_pwritev_task: zero the new clusters efficiently
+// when the COW would copy zeroes anyway, write the data (with the COW
+// regions when they can go in the same request), link the clusters.
+func (s *state) writeTask(co *blk.Co, host, off int64, data []byte, m *l2meta) error {
+	err := s.handleAllocSpace(co, m)
+	if err == nil && !mergeCOW(off, data, m) {
+		s.file.Event(co, blk.EvWriteAIO)
+		err = s.file.Node.PWrite(co, host, data, 0)
+	}
+	s.mu.lock(co)
+	if err == nil {
+		err = s.handleL2Meta(co, &m, true)
+	}
+	_ = s.handleL2Meta(co, &m, false)
+	s.mu.unlock()
+	return err
+}
+
+// mergeCOW attaches the guest data to the allocation whose COW regions
+// surround it exactly, so that COW and data go in one write (merge_cow).
+func mergeCOW(off int64, data []byte, m *l2meta) bool {
+	for ; m != nil; m = m.next {
+		if m.cowStart.nbBytes == 0 && m.cowEnd.nbBytes == 0 || m.skipCOW {
+			continue
+		}
+		if m.cowStartOffset()+m.cowStart.nbBytes != off {
+			continue
+		}
+		if m.offset+m.cowEnd.offset != off+int64(len(data)) {
+			continue
+		}
+		m.data = data
+		return true
+	}
+	return false
+}
+
+// handleAllocSpace zeroes newly allocated clusters with one efficient
+// zero write when their COW regions read as zeroes, and skips the COW
+// (handle_alloc_space).
+func (s *state) handleAllocSpace(co *blk.Co, m *l2meta) error {
+	if s.file.Node.Limits().SupportedZeroFlags&blk.NoFallback == 0 {
+		return nil
+	}
+	for ; m != nil; m = m.next {
+		if m.cowStart.nbBytes == 0 && m.cowEnd.nbBytes == 0 {
+			continue
+		}
+		zero, err := s.isZeroCOW(co, m)
+		if err != nil {
+			return err
+		}
+		if !zero {
+			continue
+		}
+		start := m.allocOffset + m.cowStart.offset
+		n := m.cowEnd.offset + m.cowEnd.nbBytes - m.cowStart.offset
+		if err := s.overlapCheck(0, start, n); err != nil {
+			return err
+		}
+		s.file.Event(co, blk.EvClusterAllocSpace)
+		if err := s.file.Node.PWriteZeroes(co, start, n, blk.NoFallback); err != nil {
+			if errors.Is(err, unix.ENOTSUP) || errors.Is(err, errors.ErrUnsupported) || errors.Is(err, unix.EAGAIN) {
+				continue
+			}
+			return err
+		}
+		m.skipCOW = true
+	}
+	return nil
+}
+
+func (s *state) isZeroCOW(co *blk.Co, m *l2meta) (bool, error) {
+	z, err := s.isZeroFast(co, m.offset+m.cowStart.offset, m.cowStart.nbBytes)
+	if err != nil || !z {
+		return false, err
+	}
+	return s.isZeroFast(co, m.offset+m.cowEnd.offset, m.cowEnd.nbBytes)
+}
+
+// isZeroFast is bdrv_co_is_zero_fast: block status without want_zero says
+// the whole range reads as zeroes.
+func (s *state) isZeroFast(co *blk.Co, off, n int64) (bool, error) {
+	if n == 0 {
+		return true, nil
+	}
+	st, err := s.statusAbove(co, false, off, n)
+	if err != nil {
+		return false, err
+	}
+	return st.Pnum == n && st.Flags&blk.StatusZero != 0, nil
+}
+
+// isZero is is_zero in qcow2.c: the range (clipped to the image) reads as
+// zeroes through the whole backing chain.
+func (s *state) isZero(co *blk.Co, off, n int64) bool {
+	if off+n > s.size {
+		n = s.size - off
+	}
+	if n <= 0 {
+		return true
+	}
+	for {
+		st, err := s.statusAbove(co, true, off, n)
+		if err != nil || st.Flags&blk.StatusZero == 0 {
+			return false
+		}
+		off += st.Pnum
+		n -= st.Pnum
+		if st.Pnum == 0 || n == 0 {
+			return n == 0
+		}
+	}
+}
+
+// statusAbove is bdrv_co_common_block_status_above from this node down
+// its backing chain.
+func (s *state) statusAbove(co *blk.Co, wantZero bool, off, n int64) (blk.Status, error) {
+	st, err := s.self.BlockStatus(co, wantZero, off, n)
+	if err != nil || st.Pnum == 0 || st.Flags&blk.StatusAllocated != 0 {
+		return st, err
+	}
+	eof := int64(-1)
+	if st.Flags&blk.StatusEOF != 0 {
+		eof = off + st.Pnum
+	}
+	n = st.Pnum
+	for p := s.self.Backing(); p != nil; p = p.Backing() {
+		st, err = p.BlockStatus(co, wantZero, off, n)
+		if err != nil {
+			return st, err
+		}
+		if st.Pnum == 0 {
+			st = blk.Status{Flags: blk.StatusZero | blk.StatusAllocated, Pnum: n, File: p}
+			break
+		}
+		if st.Flags&blk.StatusAllocated != 0 {
+			st.Flags &^= blk.StatusEOF
+			break
+		}
+		n = st.Pnum
+	}
+	if off+st.Pnum == eof {
+		st.Flags |= blk.StatusEOF
+	}
+	return st, nil
+}
+
+// PWriteZeroes turns whole clusters into zero clusters. A partial cluster
+// is done only when the rest of it already reads as zeroes; otherwise
+// ENOTSUP sends blk to its zero-buffer fallback (qcow2_co_pwrite_zeroes).
+func (s *state) PWriteZeroes(co *blk.Co, off, n int64, flags blk.ReqFlags) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	head := s.offsetIntoCluster(off)
+	tail := (off+n+s.clusterSize-1)&^(s.clusterSize-1) - (off + n)
+	if off+n == s.size {
+		tail = 0
+	}
+	if head != 0 || tail != 0 {
+		if !s.isZero(co, off-head, head) || !s.isZero(co, off+n, tail) {
+			return unix.ENOTSUP
+		}
+		s.mu.lock(co)
+		off -= head
+		n = s.clusterSize
+		_, _, typ, err := s.getHostOffset(co, off, n)
+		if err != nil || typ == clusterNormal || typ == clusterCompressed {
+			s.mu.unlock()
+			if err != nil {
+				return err
+			}
+			return unix.ENOTSUP
+		}
+	} else {
+		s.mu.lock(co)
+	}
+	err := s.clusterZeroize(co, off, n, flags)
+	s.mu.unlock()
+	return err
+}
+
+// PDiscard frees whole clusters; partial ones are ignored, except a
+// partial last cluster (qcow2_co_pdiscard).
+func (s *state) PDiscard(co *blk.Co, off, n int64) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if s.version < 3 && s.backing != nil {
+		// Without zero clusters, discarding would show the backing file.
+		return unix.ENOTSUP
+	}
+	if (off|n)&(s.clusterSize-1) != 0 {
+		if s.offsetIntoCluster(off) != 0 || off+n != s.size {
+			return unix.ENOTSUP
+		}
+	}
+	s.mu.lock(co)
+	err := s.clusterDiscard(co, off, n, discardRequest, false)
+	s.mu.unlock()
+	return err
+}
+
+// BlockStatus answers for this layer only: data with its host offset,
+// zero clusters (with the host offset they keep), or nothing (the backing
+// file or zeroes show through) (qcow2_co_block_status).
+func (s *state) BlockStatus(co *blk.Co, wantZero bool, off, n int64) (blk.Status, error) {
+	if err := s.check(); err != nil {
+		return blk.Status{}, err
+	}
+	s.mu.lock(co)
+	pnum, host, typ, err := s.getHostOffset(co, off, min(n, maxChunk))
+	s.mu.unlock()
+	if err != nil {
+		return blk.Status{}, err
+	}
+	st := blk.Status{Pnum: pnum}
+	if typ == clusterNormal || typ == clusterZeroAlloc {
+		st.Map, st.File = int64(host), s.file.Node
+		st.Flags |= blk.StatusOffsetValid
+	}
+	switch typ {
+	case clusterZeroPlain, clusterZeroAlloc:
+		st.Flags |= blk.StatusZero
+	case clusterNormal, clusterCompressed:
+		st.Flags |= blk.StatusData
+	}
+	return st, nil
+}
+
+// FlushToOS writes the metadata caches back (qcow2_co_flush_to_os); blk
+// then flushes the file.
+func (s *state) FlushToOS(co *blk.Co) error {
+	if s.broken || s.readOnly {
+		return nil
+	}
+	s.mu.lock(co)
+	err := s.writeCaches(co)
+	s.mu.unlock()
+	return err
+}
+
+// Truncate grows or shrinks the image (qcow2_co_truncate, with the
+// zero-fill bdrv_co_truncate asks for when a larger backing file would
+// otherwise show through the new area). Only preallocation=off.
+func (s *state) Truncate(co *blk.Co, size int64, exact bool, prealloc blk.Prealloc) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if prealloc != blk.PreallocOff {
+		return blk.Msgf(unix.ENOTSUP, "qcow2: preallocation mode '%s' is not supported by gio", prealloc)
+	}
+	if size%512 != 0 {
+		return blk.Msgf(unix.EINVAL, "The new size must be a multiple of 512")
+	}
+	zeroFill := false
+	if size > s.size && s.backing != nil {
+		bl, err := s.backing.Node.Length(co)
+		if err != nil {
+			return blk.Errorf(blk.ErrnoOf(err), "Could not get backing file size")
+		}
+		zeroFill = bl > s.size
+	}
+	s.mu.lock(co)
+	defer s.mu.unlock()
+	return s.truncate(co, size, zeroFill)
+}
+
+func (s *state) truncate(co *blk.Co, size int64, zeroFill bool) error {
+	if s.nbSnapshots > 0 && s.version < 3 {
+		return blk.Msgf(unix.ENOTSUP, "Can't resize a v2 image which has snapshots")
+	}
+	old := s.size
+	newL1 := s.sizeToL1(size)
+	if size < old {
+		if from := (size + s.clusterSize - 1) &^ (s.clusterSize - 1); from < old {
+			if err := s.clusterDiscard(co, from, old-from, discardAlways, true); err != nil {
+				return blk.Errorf(blk.ErrnoOf(err), "Failed to discard cropped clusters")
+			}
+		}
+		if err := s.shrinkL1(co, newL1); err != nil {
+			return blk.Errorf(blk.ErrnoOf(err), "Failed to reduce the number of L2 tables")
+		}
+		flen, err := s.file.Node.Length(co)
+		if err != nil {
+			return blk.Errorf(blk.ErrnoOf(err), "Failed to inquire current file length")
+		}
+		last, err := s.getLastCluster(co, flen)
+		if err != nil {
+			return blk.Errorf(blk.ErrnoOf(err), "Failed to find the last cluster")
+		}
+		if (last+1)*s.clusterSize < flen {
+			// A failure here only leaves the file longer.
+			_ = s.file.Node.Truncate(co, (last+1)*s.clusterSize, false, blk.PreallocOff)
+		}
+	} else if err := s.growL1(co, newL1, true); err != nil {
+		return blk.Errorf(blk.ErrnoOf(err), "Failed to grow the L1 table")
+	}
+	if zeroFill && size > old {
+		zstart := (old + s.clusterSize - 1) &^ (s.clusterSize - 1)
+		s.size = size // the zeroized range may end at the new end
+		if size > zstart {
+			if err := s.clusterZeroize(co, zstart, size-zstart, 0); err != nil {
+				s.size = old
+				return blk.Errorf(blk.ErrnoOf(err), "Failed to zero out new clusters")
+			}
+		}
+		if zstart > old {
+			s.mu.unlock()
+			err := s.PWrite(co, old, make([]byte, min(zstart, size)-old), 0)
+			s.mu.lock(co)
+			if err != nil {
+				s.size = old
+				return blk.Errorf(blk.ErrnoOf(err), "Failed to zero out the new area")
+			}
+		}
+	}
+	s.size = size
+	var b [8]byte
+	b[0], b[1], b[2], b[3] = byte(size>>56), byte(size>>48), byte(size>>40), byte(size>>32)
+	b[4], b[5], b[6], b[7] = byte(size>>24), byte(size>>16), byte(size>>8), byte(size)
+	if err := s.pwriteSync(co, 24, b[:]); err != nil {
+		return blk.Errorf(blk.ErrnoOf(err), "Failed to update the image size")
+	}
+	s.l1VMStateIndex = newL1
+	return nil
+}

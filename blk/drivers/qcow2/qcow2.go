@@ -1,0 +1,730 @@
+// Package qcow2 is the qcow2 format driver, after QEMU's block/qcow2*.c:
+// version 2 and 3 images with their header extensions, L1/L2 tables
+// behind a small write-back cache, refcount tables and blocks of any
+// width, cluster allocation with copy-on-write of partial clusters, zero
+// clusters, discard, block status, backing files, growing and shrinking,
+// and compressed cluster reads.
+//
+// The driver reaches its image only through its "file" child, and reads
+// what it does not hold itself through its "backing" child, so blkdebug
+// can sit under it and see qcow2's debug events (l2_load, l2_update,
+// cluster_alloc, cow_read, cow_write, refblock_*, ...) where QEMU fires
+// them. Metadata is written in the order that keeps an image consistent
+// at every instant: refcount blocks before the L2 entries that use new
+// clusters, data before the L2 entries that point to it, L2 tables
+// before the L1 entries that point to them; a crash leaks clusters but
+// never corrupts.
+//
+// The allocation strategy follows QEMU's closely enough that the same
+// request sequence produces the same layout, so gio's "map -s" can be
+// compared with "qemu-img map" offset by offset.
+//
+// Not supported (refused at open with a message saying so): encryption,
+// external data files, extended L2 entries, and writing to an image with
+// the dirty bit set (lazy refcounts need a repair first). Internal
+// snapshots are kept intact but cannot be created or applied.
+package qcow2
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"gio/blk"
+
+	"golang.org/x/sys/unix"
+)
+
+// Driver is the qcow2 format driver.
+var Driver = &blk.Driver{
+	Name:            "qcow2",
+	Format:          true,
+	SupportsBacking: true,
+	Probe:           probe,
+	Open:            open,
+	Create:          create,
+}
+
+// probe is qcow2_probe: the magic and a version of at least 2.
+func probe(head []byte) int {
+	if len(head) >= headerStruct && binary.BigEndian.Uint32(head) == qcowMagic &&
+		binary.BigEndian.Uint32(head[4:]) >= 2 {
+		return 100
+	}
+	return 0
+}
+
+// discardType says why clusters are freed; the pass-discard-* options say
+// for which reasons freed clusters are discarded in the file too.
+type discardType int
+
+const (
+	discardNever discardType = iota
+	discardAlways
+	discardRequest
+	discardSnapshot
+	discardOther
+	discardMax
+)
+
+// state is an open qcow2 image (BDRVQcow2State). Every field is touched
+// only under the scheduler token, and metadata only under mu.
+type state struct {
+	self    *blk.Node
+	file    *blk.Child
+	backing *blk.Child
+	loop    *blk.Loop
+	mu      coMutex
+
+	readOnly bool
+	version  int
+
+	clusterBits   uint
+	clusterSize   int64
+	l2Bits        uint
+	l2Size        int64 // entries per L2 table
+	csizeShift    uint
+	csizeMask     uint64
+	clusterOffMsk uint64
+
+	refcountOrder     uint
+	refcountBits      uint
+	refcountMax       uint64
+	refcountBlockBits uint
+	refcountBlockSize int64 // entries per refcount block
+
+	size           int64 // virtual size, a multiple of 512
+	l1VMStateIndex int64
+	l1             []uint64
+	l1Offset       int64
+
+	reftable       []uint64
+	reftableOffset int64
+	maxReftableIdx int64
+
+	freeClusterIndex int64
+	freeByteOffset   int64
+
+	incompat, compat, autoclear uint64
+	compressionType             uint8
+	snapshotsOffset             int64
+	nbSnapshots                 uint32
+
+	backingFile, backingFormat string
+	unknownHeaderFields        []byte
+	unknownExts                []extension
+
+	l2Cache, rcCache *cache
+
+	discardPassthrough [discardMax]bool
+	cacheDiscards      bool
+	discards           []region
+
+	// allocs are the allocating writes in flight (cluster_allocs).
+	allocs []*l2meta
+
+	// broken is set once corruption has been found: every later request
+	// fails, as QEMU ejects a corrupt image's driver.
+	broken bool
+}
+
+type region struct{ offset, bytes int64 }
+
+var (
+	_ blk.ZeroWriter      = (*state)(nil)
+	_ blk.Discarder       = (*state)(nil)
+	_ blk.BlockStatuser   = (*state)(nil)
+	_ blk.OSFlusher       = (*state)(nil)
+	_ blk.Truncater       = (*state)(nil)
+	_ blk.LimitsRefresher = (*state)(nil)
+	_ blk.Infoer          = (*state)(nil)
+	_ blk.Reopener        = (*state)(nil)
+)
+
+// errAgain asks an allocation to restart its search (QEMU's -EAGAIN).
+var errAgain = errors.New("qcow2: try again")
+
+// ErrCorrupt is matched by the errors returned when the image's metadata
+// is inconsistent.
+var ErrCorrupt = errors.New("qcow2: image is corrupt")
+
+// corruptError is a corruption found while serving a request: it reads
+// as EIO, like QEMU's qcow2_signal_corruption.
+type corruptError struct{ msg string }
+
+func (e *corruptError) Error() string        { return "qcow2: " + e.msg }
+func (e *corruptError) Unwrap() []error      { return []error{unix.EIO, ErrCorrupt} }
+func (e *corruptError) Is(target error) bool { return target == ErrCorrupt }
+
+// corrupt marks the image broken and returns the error for msg.
+func (s *state) corrupt(format string, args ...any) error {
+	s.broken = true
+	return &corruptError{fmt.Sprintf(format, args...)}
+}
+
+func errnoIs(err error, errno unix.Errno) bool { return err != nil && errors.Is(err, errno) }
+
+// Geometry helpers.
+
+func (s *state) offsetIntoCluster(off int64) int64 { return off & (s.clusterSize - 1) }
+func (s *state) startOfCluster(off int64) int64    { return off &^ (s.clusterSize - 1) }
+func (s *state) sizeToClusters(size int64) int64 {
+	return int64((uint64(size) + uint64(s.clusterSize) - 1) >> s.clusterBits)
+}
+func (s *state) l1Index(off int64) int64 { return int64(uint64(off) >> (s.l2Bits + s.clusterBits)) }
+func (s *state) l2Index(off int64) int64 { return (off >> s.clusterBits) & (s.l2Size - 1) }
+func (s *state) sizeToL1(size int64) int64 {
+	shift := s.l2Bits + s.clusterBits
+	return int64((uint64(size) + (uint64(1) << shift) - 1) >> shift)
+}
+
+// vmStateOffset is where the VM state area starts (qcow2_vm_state_offset).
+func (s *state) vmStateOffset() int64 {
+	return s.l1VMStateIndex << (s.clusterBits + s.l2Bits)
+}
+
+// ---------------------------------------------------------------------
+// Opening.
+
+func open(a *blk.OpenArgs) (blk.Impl, error) {
+	s := &state{self: a.Node(), loop: a.Loop, readOnly: a.Flags.ReadOnly}
+	if s.loop == nil {
+		s.loop = blk.NewLoop(blk.NewVirtualClock())
+	}
+	var err error
+	if s.file, err = a.OpenChild("file", true, true); err != nil {
+		return nil, err
+	}
+	if err := s.takeOptions(a); err != nil {
+		return nil, err
+	}
+	var oerr error
+	co := s.loop.Spawn("qcow2 open", func(co *blk.Co) { oerr = s.doOpen(co) })
+	if err := s.loop.RunUntil(co.Name(), co.Done); err != nil {
+		return nil, err
+	}
+	if oerr != nil {
+		return nil, oerr
+	}
+	base := s.self.Filename()
+	if base == "" {
+		base = s.file.Node.BaseFilename()
+	}
+	if s.backing, err = a.OpenBacking(s.backingFile, s.backingFormat, base); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// takeOptions reads the runtime options (qcow2_update_options_prepare).
+// Cache sizes and overlap checks are accepted; gio sizes its caches
+// itself and always checks metadata overlaps.
+func (s *state) takeOptions(a *blk.OpenArgs) error {
+	o := a.Opts
+	lazy, err := o.TakeBool("lazy-refcounts", false)
+	if err != nil {
+		return err
+	}
+	if lazy {
+		return blk.Msgf(unix.ENOTSUP, "qcow2: lazy refcounts are not supported by gio")
+	}
+	s.discardPassthrough[discardAlways] = true
+	if s.discardPassthrough[discardRequest], err = o.TakeBool("pass-discard-request", a.Flags.Unmap); err != nil {
+		return err
+	}
+	if s.discardPassthrough[discardSnapshot], err = o.TakeBool("pass-discard-snapshot", true); err != nil {
+		return err
+	}
+	if s.discardPassthrough[discardOther], err = o.TakeBool("pass-discard-other", false); err != nil {
+		return err
+	}
+	for _, k := range []string{"cache-size", "l2-cache-size", "l2-cache-entry-size", "refcount-cache-size"} {
+		if _, _, err := o.TakeSize(k, 0); err != nil {
+			return err
+		}
+	}
+	if _, err := o.TakeUint("cache-clean-interval", 0); err != nil {
+		return err
+	}
+	tmpl, ok1 := o.TakeString("overlap-check")
+	tmpl2, ok2 := o.TakeString("overlap-check.template")
+	if ok1 && ok2 && tmpl != tmpl2 {
+		return blk.Msgf(unix.EINVAL, "Conflicting values for qcow2 options 'overlap-check' ('%s') and 'overlap-check.template' ('%s')", tmpl, tmpl2)
+	}
+	if !ok1 {
+		tmpl, ok1 = tmpl2, ok2
+	}
+	if ok1 {
+		switch tmpl {
+		case "none", "constant", "cached", "all":
+		default:
+			return blk.Msgf(unix.EINVAL, "Unsupported value '%s' for qcow2 option 'overlap-check'. Allowed are any of the following: none, constant, cached, all", tmpl)
+		}
+	}
+	for _, k := range []string{"main-header", "active-l1", "active-l2", "refcount-table", "refcount-block", "snapshot-table", "inactive-l1", "inactive-l2", "bitmap-directory"} {
+		if _, err := o.TakeBool("overlap-check."+k, true); err != nil {
+			return err
+		}
+	}
+	if _, ok := o.Get("data-file"); ok || o.HasPrefix("data-file") {
+		return blk.Msgf(unix.EINVAL, "'data-file' can only be set for images with an external data file")
+	}
+	if o.HasPrefix("encrypt") {
+		return blk.Msgf(unix.EINVAL, "No encryption in image header, but options specified format '%s'", mustTake(o, "encrypt.format"))
+	}
+	return nil
+}
+
+// doOpen is qcow2_do_open: read and check the header, the L1 table, the
+// refcount table and the header extensions, with QEMU's messages.
+func (s *state) doOpen(co *blk.Co) error {
+	flen, err := s.file.Node.Length(co)
+	if err != nil {
+		return blk.Errorf(blk.ErrnoOf(err), "Could not read qcow2 header")
+	}
+	buf := make([]byte, headerStruct)
+	if err := s.file.Node.PRead(co, 0, buf, 0); err != nil {
+		return blk.Errorf(blk.ErrnoOf(err), "Could not read qcow2 header")
+	}
+	h, _ := decodeHeader(buf)
+	if h.Magic != qcowMagic {
+		return blk.Msgf(unix.EINVAL, "Image is not in qcow2 format")
+	}
+	if h.Version < 2 || h.Version > 3 {
+		return blk.Msgf(unix.ENOTSUP, "Unsupported qcow2 version %d", h.Version)
+	}
+	s.version = int(h.Version)
+	if h.ClusterBits < minClusterBits || h.ClusterBits > maxClusterBits {
+		return blk.Msgf(unix.EINVAL, "Unsupported cluster size: 2^%d", h.ClusterBits)
+	}
+	s.clusterBits = uint(h.ClusterBits)
+	s.clusterSize = 1 << s.clusterBits
+	if h.Version == 3 && h.HeaderLength < headerV3Len {
+		return blk.Msgf(unix.EINVAL, "qcow2 header too short")
+	}
+	if int64(h.HeaderLength) > s.clusterSize {
+		return blk.Msgf(unix.EINVAL, "qcow2 header exceeds cluster size")
+	}
+	if h.HeaderLength > headerStruct {
+		s.unknownHeaderFields = make([]byte, h.HeaderLength-headerStruct)
+		if err := s.file.Node.PRead(co, headerStruct, s.unknownHeaderFields, 0); err != nil {
+			return blk.Errorf(blk.ErrnoOf(err), "Could not read unknown qcow2 header fields")
+		}
+	}
+	if h.BackingFileOffset > uint64(s.clusterSize) {
+		return blk.Msgf(unix.EINVAL, "Invalid backing file offset")
+	}
+	extEndOff := s.clusterSize
+	if h.BackingFileOffset != 0 {
+		extEndOff = int64(h.BackingFileOffset)
+	}
+	s.incompat, s.compat, s.autoclear = h.IncompatibleFeatures, h.CompatibleFeatures, h.AutoclearFeatures
+	if h.HeaderLength > headerV3Len {
+		s.compressionType = h.CompressionType
+	}
+	switch s.compressionType {
+	case compressionZlib:
+		if s.incompat&incompatCompression != 0 {
+			return blk.Msgf(unix.EINVAL, "qcow2: Compression type incompatible feature bit must not be set")
+		}
+	case compressionZstd:
+		if s.incompat&incompatCompression == 0 {
+			return blk.Msgf(unix.EINVAL, "qcow2: Compression type incompatible feature bit must be set")
+		}
+	default:
+		return blk.Msgf(unix.ENOTSUP, "qcow2: unknown compression type: %d", s.compressionType)
+	}
+	if s.incompat&^incompatMask != 0 {
+		var table []feature
+		if exts, err := s.readExtensions(co, int64(h.HeaderLength), extEndOff); err == nil {
+			for _, e := range exts {
+				if e.magic == extFeatureTable {
+					table = decodeFeatures(e.data)
+				}
+			}
+		}
+		return blk.Msgf(unix.ENOTSUP, "%s", unsupportedFeatures(table, s.incompat&^incompatMask))
+	}
+	if s.incompat&incompatCorrupt != 0 && !s.readOnly {
+		return blk.Msgf(unix.EACCES, "qcow2: Image is corrupt; cannot be opened read/write")
+	}
+	// What gio does not implement is refused before anything depends on it.
+	switch {
+	case s.incompat&incompatDataFile != 0:
+		return blk.Msgf(unix.ENOTSUP, "qcow2: external data files are not supported by gio")
+	case s.incompat&incompatExtL2 != 0:
+		return blk.Msgf(unix.ENOTSUP, "qcow2: extended L2 entries are not supported by gio")
+	case s.incompat&incompatDirty != 0 && !s.readOnly:
+		return blk.Msgf(unix.ENOTSUP, "qcow2: the image is dirty (lazy refcounts); gio cannot repair it, run 'qemu-img check -r all' first")
+	}
+	if h.RefcountOrder > 6 {
+		return blk.Msgf(unix.EINVAL, "Reference count entry width too large; may not exceed 64 bits")
+	}
+	s.refcountOrder = uint(h.RefcountOrder)
+	s.refcountBits = 1 << s.refcountOrder
+	s.refcountMax = uint64(1)<<(s.refcountBits-1) + (uint64(1)<<(s.refcountBits-1) - 1)
+	if h.CryptMethod != 0 {
+		return blk.Msgf(unix.ENOTSUP, "qcow2: encrypted images are not supported by gio")
+	}
+	s.l2Bits = s.clusterBits - 3
+	s.l2Size = 1 << s.l2Bits
+	s.refcountBlockBits = s.clusterBits + 3 - s.refcountOrder
+	s.refcountBlockSize = 1 << s.refcountBlockBits
+	s.size = int64(h.Size/512) * 512
+	if h.Size > 1<<63-1 {
+		s.size = (1<<63 - 1) &^ 511
+	}
+	s.csizeShift = 62 - (s.clusterBits - 8)
+	s.csizeMask = (1 << (s.clusterBits - 8)) - 1
+	s.clusterOffMsk = (1 << s.csizeShift) - 1
+
+	if h.RefcountTableClusters == 0 {
+		return blk.Msgf(unix.EINVAL, "Image does not contain a reference count table")
+	}
+	if err := s.validateTable(h.RefcountTableOffset, uint64(h.RefcountTableClusters), uint64(s.clusterSize), maxReftableBytes, "Reference count table"); err != nil {
+		return err
+	}
+	if err := s.validateTable(h.SnapshotsOffset, uint64(h.NbSnapshots), snapshotHdrSize, snapshotHdrSize*maxSnapshots, "Snapshot table"); err != nil {
+		return err
+	}
+	if err := s.validateTable(h.L1TableOffset, uint64(h.L1Size), 8, maxL1Bytes, "Active L1 table"); err != nil {
+		return err
+	}
+	s.l1Offset = int64(h.L1TableOffset)
+	s.l1VMStateIndex = s.sizeToL1(s.size)
+	if s.l1VMStateIndex > 1<<31-1 {
+		return blk.Msgf(unix.EFBIG, "Image is too big")
+	}
+	if int64(h.L1Size) < s.l1VMStateIndex {
+		return blk.Msgf(unix.EINVAL, "L1 table is too small")
+	}
+	if h.L1Size > 0 {
+		n := int64(h.L1Size) * 8
+		if s.l1Offset+n > flen {
+			return blk.Msgf(unix.EINVAL, "qcow2: L1 table at %#x: beyond end of file", s.l1Offset)
+		}
+		raw := make([]byte, n)
+		if err := s.file.Node.PRead(co, s.l1Offset, raw, 0); err != nil {
+			return blk.Errorf(blk.ErrnoOf(err), "Could not read L1 table")
+		}
+		s.l1 = make([]uint64, h.L1Size)
+		for i := range s.l1 {
+			s.l1[i] = binary.BigEndian.Uint64(raw[i*8:])
+		}
+	}
+	s.snapshotsOffset = int64(h.SnapshotsOffset)
+	s.nbSnapshots = h.NbSnapshots
+
+	s.initCaches()
+
+	// qcow2_refcount_init.
+	s.reftableOffset = int64(h.RefcountTableOffset)
+	n := int64(h.RefcountTableClusters) << s.clusterBits
+	if s.reftableOffset+n > flen {
+		return blk.Msgf(unix.EINVAL, "qcow2: refcount table at %#x: beyond end of file", s.reftableOffset)
+	}
+	s.file.Event(co, blk.EvReftableLoad)
+	raw := make([]byte, n)
+	if err := s.file.Node.PRead(co, s.reftableOffset, raw, 0); err != nil {
+		return blk.Errorf(blk.ErrnoOf(err), "Could not initialize refcount handling")
+	}
+	s.reftable = make([]uint64, n/8)
+	for i := range s.reftable {
+		s.reftable[i] = binary.BigEndian.Uint64(raw[i*8:])
+	}
+	s.updateMaxReftableIndex()
+
+	exts, err := s.readExtensions(co, int64(h.HeaderLength), extEndOff)
+	if err != nil {
+		return err
+	}
+	for _, e := range exts {
+		switch e.magic {
+		case extBackingFormat:
+			if len(e.data) >= backingFmtMax {
+				return blk.Msgf(unix.EINVAL, "ERROR: ext_backing_format: len=%d too large (>=%d)", len(e.data), backingFmtMax)
+			}
+			s.backingFormat = cString(e.data)
+		case extFeatureTable:
+			// Rewritten from knownFeatures by updateHeader.
+		case extCryptoHeader:
+			return blk.Msgf(unix.EINVAL, "CRYPTO header extension only expected with LUKS encryption method")
+		case extDataFile:
+			// Meaningless without the data file bit: dropped on rewrite,
+			// as QEMU does.
+		default:
+			s.unknownExts = append(s.unknownExts, e)
+		}
+	}
+
+	if h.BackingFileOffset != 0 {
+		l := int64(h.BackingFileSize)
+		if l > min(maxBackingName, s.clusterSize-int64(h.BackingFileOffset)) || l >= maxBackingName+1 {
+			return blk.Msgf(unix.EINVAL, "Backing file name too long")
+		}
+		name := make([]byte, l)
+		if err := s.file.Node.PRead(co, int64(h.BackingFileOffset), name, 0); err != nil {
+			return blk.Errorf(blk.ErrnoOf(err), "Could not read backing file name")
+		}
+		s.backingFile = cString(name)
+	}
+
+	// Unknown autoclear bits are cleared by a writer that does not know
+	// them (persistent bitmaps, for gio): that is what the bits are for.
+	if !s.readOnly && s.autoclear != 0 {
+		s.autoclear = 0
+		if err := s.updateHeader(co); err != nil {
+			return blk.Errorf(blk.ErrnoOf(err), "Could not update qcow2 header")
+		}
+	}
+	return nil
+}
+
+func cString(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}
+
+func mustTake(o interface{ TakeString(string) (string, bool) }, k string) string {
+	v, _ := o.TakeString(k)
+	return v
+}
+
+// validateTable is qcow2_validate_table.
+func (s *state) validateTable(offset, entries, entryLen, maxBytes uint64, name string) error {
+	if entries > maxBytes/entryLen {
+		return blk.Msgf(unix.EFBIG, "%s too large", name)
+	}
+	if uint64(1<<63-1)-entries*entryLen < offset || offset&uint64(s.clusterSize-1) != 0 {
+		return blk.Msgf(unix.EINVAL, "%s offset invalid", name)
+	}
+	return nil
+}
+
+// readExtensions reads the header extensions between start and end
+// (qcow2_read_extensions).
+func (s *state) readExtensions(co *blk.Co, start, end int64) ([]extension, error) {
+	var exts []extension
+	for off := start; off < end; {
+		hdr := make([]byte, 8)
+		if err := s.file.Node.PRead(co, off, hdr, 0); err != nil {
+			return nil, blk.Errorf(blk.ErrnoOf(err), "qcow2_read_extension: ERROR: pread fail from offset %d", off)
+		}
+		magic := binary.BigEndian.Uint32(hdr)
+		l := int64(binary.BigEndian.Uint32(hdr[4:]))
+		off += 8
+		if off > end || l > end-off {
+			return nil, blk.Msgf(unix.EINVAL, "Header extension too large")
+		}
+		if magic == extEnd {
+			return exts, nil
+		}
+		data := make([]byte, l)
+		if err := s.file.Node.PRead(co, off, data, 0); err != nil {
+			return nil, blk.Errorf(blk.ErrnoOf(err), "ERROR: Could not read header extension")
+		}
+		exts = append(exts, extension{magic, data})
+		off += (l + 7) &^ 7
+	}
+	return exts, nil
+}
+
+// initCaches sizes the metadata caches as QEMU does by default: enough L2
+// tables to cover the disk but at most 32 MiB of them (and at least 2),
+// and 4 refcount blocks.
+func (s *state) initCaches() {
+	l2Tables := s.sizeToL1(s.size)
+	n := max(2, min(l2Tables, (32<<20)>>s.clusterBits))
+	s.l2Cache = newCache(s, l2Cache, int(n))
+	s.rcCache = newCache(s, refblockCache, 4)
+}
+
+// updateHeader rewrites the whole header cluster: fixed fields, the
+// backing format, the feature table (for clusters over 4 KiB), unknown
+// extensions, the end marker and the backing file name
+// (qcow2_update_header).
+func (s *state) updateHeader(co *blk.Co) error {
+	h := header{
+		Magic:                 qcowMagic,
+		Version:               uint32(s.version),
+		ClusterBits:           uint32(s.clusterBits),
+		Size:                  uint64(s.size),
+		L1Size:                uint32(len(s.l1)),
+		L1TableOffset:         uint64(s.l1Offset),
+		RefcountTableOffset:   uint64(s.reftableOffset),
+		RefcountTableClusters: uint32(int64(len(s.reftable)) >> (s.clusterBits - 3)),
+		NbSnapshots:           s.nbSnapshots,
+		SnapshotsOffset:       uint64(s.snapshotsOffset),
+		IncompatibleFeatures:  s.incompat,
+		CompatibleFeatures:    s.compat,
+		AutoclearFeatures:     s.autoclear,
+		RefcountOrder:         uint32(s.refcountOrder),
+		HeaderLength:          uint32(headerStruct + len(s.unknownHeaderFields)),
+		CompressionType:       s.compressionType,
+	}
+	buf := h.encode()
+	buf = append(buf, s.unknownHeaderFields...)
+	if s.backingFormat != "" {
+		buf = appendExt(buf, extBackingFormat, []byte(s.backingFormat))
+	}
+	if s.version >= 3 && s.clusterSize > 4096 {
+		buf = appendExt(buf, extFeatureTable, encodeFeatures(knownFeatures))
+	}
+	for _, e := range s.unknownExts {
+		buf = appendExt(buf, e.magic, e.data)
+	}
+	buf = appendExt(buf, extEnd, nil)
+	if s.backingFile != "" {
+		binary.BigEndian.PutUint64(buf[8:], uint64(len(buf)))
+		binary.BigEndian.PutUint32(buf[16:], uint32(len(s.backingFile)))
+		buf = append(buf, s.backingFile...)
+	}
+	if int64(len(buf)) > s.clusterSize {
+		return unix.ENOSPC
+	}
+	out := make([]byte, s.clusterSize)
+	copy(out, buf)
+	return s.file.Node.PWrite(co, 0, out, 0)
+}
+
+// checkTableInFile refuses to load a table that lies (partly) beyond the
+// end of the file: only a corrupt image points there.
+func (s *state) checkTableInFile(co *blk.Co, what string, offset, size int64) error {
+	l, err := s.file.Node.Length(co)
+	if err != nil {
+		return err
+	}
+	if offset < 0 || offset > l || size > l-offset {
+		return s.corrupt("%s at %#x: beyond end of file", what, offset)
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------
+// The node's simple facts.
+
+// Length is the virtual size.
+func (s *state) Length(co *blk.Co) (int64, error) { return s.size, nil }
+
+// RefreshLimits is qcow2_refresh_limits: byte-granular requests, zero
+// writes and discards in whole clusters, zero writes that may unmap and
+// never fall back for version 3 images (zero clusters need v3).
+func (s *state) RefreshLimits(l *blk.Limits) {
+	l.PwriteZeroesAlignment = s.clusterSize
+	l.PdiscardAlignment = s.clusterSize
+	if s.version >= 3 {
+		l.SupportedZeroFlags = blk.MayUnmap | blk.NoFallback
+	}
+}
+
+// Info is qcow2_get_info plus qcow2_get_specific_info.
+func (s *state) Info() (blk.Info, error) {
+	info := blk.Info{ClusterSize: s.clusterSize, VMStateOffset: s.vmStateOffset()}
+	compression := "zlib"
+	if s.compressionType == compressionZstd {
+		compression = "zstd"
+	}
+	if s.version == 2 {
+		info.Specific = []string{"compat: 0.10", "compression type: " + compression, fmt.Sprintf("refcount bits: %d", s.refcountBits)}
+	} else {
+		info.Specific = []string{"compat: 1.1", "compression type: " + compression,
+			fmt.Sprintf("lazy refcounts: %t", s.compat&compatLazyRefcounts != 0),
+			fmt.Sprintf("refcount bits: %d", s.refcountBits),
+			fmt.Sprintf("corrupt: %t", s.incompat&incompatCorrupt != 0),
+			"extended l2: false"}
+	}
+	return info, nil
+}
+
+// Reopen writes the caches back before the image becomes read-only
+// (qcow2_reopen_prepare flushes).
+func (s *state) Reopen(readOnly bool) error {
+	if readOnly && !s.readOnly {
+		if err := s.runSync("qcow2 reopen", func(co *blk.Co) error {
+			s.mu.lock(co)
+			defer s.mu.unlock()
+			return s.writeCaches(co)
+		}); err != nil {
+			return err
+		}
+	}
+	if !readOnly && s.incompat&incompatDirty != 0 {
+		return blk.Msgf(unix.ENOTSUP, "qcow2: the image is dirty (lazy refcounts); gio cannot repair it, run 'qemu-img check -r all' first")
+	}
+	s.readOnly = readOnly
+	return nil
+}
+
+// Close writes back what the caches still hold (qcow2_inactivate). blk
+// has normally flushed already.
+func (s *state) Close() error {
+	if s.readOnly || s.l2Cache == nil || (!s.l2Cache.dirty() && !s.rcCache.dirty()) {
+		return nil
+	}
+	return s.runSync("qcow2 close", func(co *blk.Co) error {
+		err := s.l2Cache.flush(co)
+		if e := s.rcCache.flush(co); err == nil {
+			err = e
+		}
+		return err
+	})
+}
+
+// runSync runs fn as a request on the node's loop, outside any other
+// request (open, close, reopen).
+func (s *state) runSync(name string, fn func(co *blk.Co) error) error {
+	var err error
+	co := s.loop.Spawn(name, func(co *blk.Co) { err = fn(co) })
+	if e := s.loop.RunUntil(co.Name(), co.Done); e != nil {
+		return e
+	}
+	return err
+}
+
+// ---------------------------------------------------------------------
+// coMutex is QEMU's CoMutex: the lock that keeps metadata consistent
+// while a request holding it yields in the middle of child I/O.
+type coMutex struct {
+	locked  bool
+	waiters []*blk.Co
+}
+
+func (m *coMutex) lock(co *blk.Co) {
+	for m.locked {
+		m.waiters = append(m.waiters, co)
+		co.Park("waits for the qcow2 lock")
+	}
+	m.locked = true
+}
+
+func (m *coMutex) unlock() {
+	m.locked = false
+	if len(m.waiters) > 0 {
+		w := m.waiters[0]
+		m.waiters = m.waiters[1:]
+		w.Wake()
+	}
+}
+
+// coQueue is QEMU's CoQueue: requests waiting for an event.
+type coQueue struct{ waiters []*blk.Co }
+
+// wait parks co until restartAll, releasing m meanwhile
+// (qemu_co_queue_wait).
+func (q *coQueue) wait(co *blk.Co, m *coMutex, why string) {
+	q.waiters = append(q.waiters, co)
+	m.unlock()
+	co.Park(why)
+	m.lock(co)
+}
+
+func (q *coQueue) restartAll() {
+	for _, w := range q.waiters {
+		w.Wake()
+	}
+	q.waiters = nil
+}

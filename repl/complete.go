@@ -1,0 +1,288 @@
+package repl
+
+import (
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"gio/blk"
+	"gio/commands"
+)
+
+// completer is the interactive shell's tab completion (a
+// readline.AutoCompleter): command names and aliases, the flags of the
+// command being typed, option values (cache, discard and aio modes),
+// blkdebug event names after break, breakpoint tags after resume,
+// wait_break and remove_break, and file paths (and scratch image names)
+// after open and write -s.
+type completer struct {
+	s *commands.Session
+}
+
+// Do implements readline.AutoCompleter: the suffixes that complete the
+// word before the cursor, and that word's length.
+func (c *completer) Do(line []rune, pos int) ([][]rune, int) {
+	cur, cands := c.complete(string(line[:pos]))
+	out := make([][]rune, 0, len(cands))
+	for _, w := range cands {
+		suffix := w[len(cur):]
+		if !strings.HasSuffix(w, "/") {
+			suffix += " "
+		}
+		out = append(out, []rune(suffix))
+	}
+	return out, len([]rune(cur))
+}
+
+// Option values worth completing, by command and option letter.
+var (
+	cacheModes   = []string{"directsync", "none", "off", "unsafe", "writeback", "writethrough"}
+	discardModes = []string{"ignore", "off", "on", "unmap"}
+	aioModes     = []string{"io_uring", "native", "threads"}
+	optValues    = map[string]map[byte][]string{
+		"open":     {'t': cacheModes, 'd': discardModes, 'i': aioModes},
+		"reopen":   {'c': cacheModes},
+		"truncate": {'m': {"falloc", "full", "metadata", "off"}},
+		"create":   {'f': {"raw"}},
+	}
+)
+
+// complete returns the word being completed (the text after the last
+// space of before) and the full words that could replace it, sorted.
+func (c *completer) complete(before string) (string, []string) {
+	words := commands.SplitLine(before)
+	cur := ""
+	if !strings.HasSuffix(before, " ") && len(words) > 0 {
+		cur = words[len(words)-1]
+		words = words[:len(words)-1]
+	}
+	if len(words) == 0 {
+		return cur, matching(c.s.Table.Names(), cur)
+	}
+	cmd := c.s.Table.Lookup(words[0])
+	if cmd == nil {
+		return cur, nil
+	}
+	args := words[1:]
+	// The value of an option that takes one (-t none, write -s FILE).
+	if n := len(args); n > 0 && !cmd.RawArgs {
+		if prev := args[n-1]; len(prev) >= 2 && prev[0] == '-' && prev[1] != '-' {
+			letter := prev[len(prev)-1]
+			if takesArg(cmd.Opts, letter) {
+				if cmd.Name == "write" && letter == 's' {
+					return cur, c.paths(cur)
+				}
+				return cur, matching(optValues[cmd.Name][letter], cur)
+			}
+		}
+	}
+	if strings.HasPrefix(cur, "-") {
+		return cur, matching(flags(cmd), cur)
+	}
+	switch cmd.Name {
+	case "help":
+		if len(args) == 0 {
+			return cur, matching(append(c.s.Table.Names(), "gio"), cur)
+		}
+	case "break":
+		if len(args) == 0 {
+			return cur, matching(blk.EventNames(), cur)
+		}
+	case "resume", "wait_break", "remove_break":
+		if len(args) == 0 {
+			return cur, matching(c.tags(), cur)
+		}
+	case "open":
+		return cur, c.paths(cur)
+	case "record":
+		if len(args) == 0 {
+			return cur, append(matching([]string{"off"}, cur), c.paths(cur)...)
+		}
+	}
+	return cur, nil
+}
+
+// takesArg reports whether letter is an option with an argument in a
+// getopt option string.
+func takesArg(opts string, letter byte) bool {
+	i := strings.IndexByte(opts, letter)
+	return i >= 0 && letter != ':' && i+1 < len(opts) && opts[i+1] == ':'
+}
+
+// flags lists a command's options as "-x" words, plus its gio-only
+// option words (map -s).
+func flags(cmd *commands.Command) []string {
+	var fs []string
+	for i := 0; i < len(cmd.Opts); i++ {
+		if cmd.Opts[i] != ':' {
+			fs = append(fs, "-"+cmd.Opts[i:i+1])
+		}
+	}
+	for _, g := range cmd.GioArgs {
+		if strings.HasPrefix(g, "-") {
+			fs = append(fs, g)
+		}
+	}
+	return fs
+}
+
+// tags lists the open image's breakpoint tags.
+func (c *completer) tags() []string {
+	if c.s.Img == nil || c.s.Img.Root == nil {
+		return nil
+	}
+	b := c.s.Img.Root.Breakpointer()
+	if b == nil {
+		return nil
+	}
+	return b.Tags()
+}
+
+// paths completes a file name, also after a protocol prefix
+// (blkdebug::img, file:img); scratch images made by create count as
+// names in the current directory.
+func (c *completer) paths(cur string) []string {
+	if strings.HasPrefix(cur, "json:") {
+		return nil
+	}
+	prefix, name := "", cur
+	if i := strings.LastIndexByte(cur, ':'); i >= 0 {
+		prefix, name = cur[:i+1], cur[i+1:]
+	}
+	var cands []string
+	if !strings.Contains(name, "/") {
+		cands = append(cands, matching(c.s.ScratchNames(), name)...)
+	}
+	cands = append(cands, completePath(name)...)
+	for i := range cands {
+		cands[i] = prefix + cands[i]
+	}
+	return uniq(cands)
+}
+
+// completePath lists the directory entries that complete name; a
+// directory ends in "/" so that completion can go on inside it. Hidden
+// entries show only when name's last element starts with ".".
+func completePath(name string) []string {
+	dir, base := filepath.Split(name)
+	d := dir
+	if d == "" {
+		d = "."
+	}
+	entries, err := os.ReadDir(d)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		n := e.Name()
+		if !strings.HasPrefix(n, base) || (strings.HasPrefix(n, ".") && !strings.HasPrefix(base, ".")) {
+			continue
+		}
+		p := dir + n
+		if st, err := os.Stat(filepath.Join(d, n)); err == nil && st.IsDir() {
+			p += "/"
+		}
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// matching returns the words with the given prefix, sorted, each once.
+func matching(words []string, prefix string) []string {
+	var out []string
+	for _, w := range words {
+		if strings.HasPrefix(w, prefix) {
+			out = append(out, w)
+		}
+	}
+	sort.Strings(out)
+	return uniq(out)
+}
+
+func uniq(s []string) []string {
+	out := s[:0]
+	seen := map[string]bool{}
+	for _, w := range s {
+		if !seen[w] {
+			seen[w] = true
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// suggest returns the command name closest to a mistyped word, or "":
+// the only command the word is a prefix of, else the nearest by edit
+// distance (adjacent transpositions count once) within a distance that
+// grows with the word's length. Aliases are never suggested.
+func suggest(word string, names []string) string {
+	w := strings.ToLower(word)
+	if w == "" {
+		return ""
+	}
+	var prefixed []string
+	for _, n := range names {
+		if strings.HasPrefix(n, w) {
+			prefixed = append(prefixed, n)
+		}
+	}
+	if len(prefixed) == 1 && len(w) >= 2 {
+		return prefixed[0]
+	}
+	limit := 1
+	switch {
+	case len(w) >= 9:
+		limit = 3
+	case len(w) >= 5:
+		limit = 2
+	}
+	best, bestD := "", limit+1
+	for _, n := range names {
+		if d := editDistance(w, n); d < bestD || (d == bestD && n < best) {
+			best, bestD = n, d
+		}
+	}
+	if bestD > limit {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the optimal string alignment distance: insertions,
+// deletions, substitutions and adjacent transpositions cost one each.
+func editDistance(a, b string) int {
+	n, m := len(a), len(b)
+	d := make([][]int, n+1)
+	for i := range d {
+		d[i] = make([]int, m+1)
+		d[i][0] = i
+	}
+	for j := 0; j <= m; j++ {
+		d[0][j] = j
+	}
+	for i := 1; i <= n; i++ {
+		for j := 1; j <= m; j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[n][m]
+}
+
+// commandNames lists the session's command names, aliases left out.
+func commandNames(s *commands.Session) []string {
+	var ns []string
+	for _, c := range s.Table.Commands() {
+		ns = append(ns, c.Name)
+	}
+	return ns
+}
