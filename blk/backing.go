@@ -1,6 +1,7 @@
 package blk
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -68,7 +69,7 @@ func (a *OpenArgs) OpenBacking(filename, format, base string) (*Child, error) {
 		cn, _, err = a.reg.probeAndOpen(copts, flags, a.Loop, nil)
 	}
 	if err != nil {
-		return nil, &Error{Msg: "Could not open backing file: " + err.Error(), Errno: ErrnoOf(err), Plain: true}
+		return nil, PrefixError("Could not open backing file: ", err)
 	}
 	c := &Child{Name: "backing", Node: cn, Parent: a.node}
 	a.node.children = append(a.node.children, c)
@@ -200,4 +201,17 @@ func (r *Registry) Create(format, filename string, size int64, opts *qdict.Dict,
 		return fmt.Errorf("Invalid parameter '%s'", keys[0])
 	}
 	return nil
+}
+
+// PrefixError puts prefix before err's message (QEMU's error_prepend),
+// keeping its errno so that the text still ends in glibc's wording.
+func PrefixError(prefix string, err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		if e.Msg == "" {
+			return &Error{Msg: strings.TrimSuffix(prefix, ": "), Errno: e.Errno}
+		}
+		return &Error{Msg: prefix + e.Msg, Errno: e.Errno, Plain: e.Plain}
+	}
+	return &Error{Msg: prefix + err.Error(), Errno: ErrnoOf(err), Plain: true}
 }

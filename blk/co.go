@@ -17,15 +17,19 @@ import (
 // gives the token back only at named yield points. Any function that may
 // yield takes a *Co as its first parameter.
 //
-// The token passes by a pair of channel operations (the loop wakes the
-// request, the request signals when it parks or ends), which gives the race
-// detector its happens-before edges and keeps every interleaving a pure
-// function of the script.
+// The token passes by a coroutine switch (iter.Pull's next and yield: the
+// loop resumes the request, the request yields when it parks or ends). The
+// switch happens on the loop's own thread, without the scheduler, and
+// carries the race detector's happens-before edges; every interleaving
+// stays a pure function of the script. The goroutines behind requests
+// are pooled workers (see worker), so a request costs no goroutine
+// creation.
 type Co struct {
 	loop *Loop
 	id   int
 	name string
-	wake chan struct{}
+	fn   func(co *Co)
+	w    *worker // the worker running the request, from its first run
 	done bool
 	// yielded records that the request parked at least once; a request that
 	// finishes during its own submission delivers its completion as a bottom
@@ -148,8 +152,11 @@ type Loop struct {
 	seq    int
 	nextID int
 	live   map[*Co]struct{}
-	parked chan struct{}
 	cur    *Co
+	// engines are the parallel I/O engines attached to the loop (see
+	// Engine); empty in the deterministic default.
+	engines []Engine
+	pool    *ThreadPool
 
 	// interrupted and stop are the Ctrl-C state; the only fields another
 	// goroutine (a signal handler) may touch.
@@ -163,7 +170,7 @@ func NewLoop(clock Clock) *Loop {
 	if clock == nil {
 		clock = NewRealClock()
 	}
-	return &Loop{clock: clock, live: map[*Co]struct{}{}, parked: make(chan struct{})}
+	return &Loop{clock: clock, live: map[*Co]struct{}{}}
 }
 
 // Interrupt asks the loop to stop waiting (Ctrl-C at the shell). It may be
@@ -229,17 +236,25 @@ func (l *Loop) Now() time.Duration { return l.clock.Now() }
 // it: call Run, RunUntil or Poll.
 func (l *Loop) Spawn(name string, fn func(co *Co)) *Co {
 	l.nextID++
-	co := &Co{loop: l, id: l.nextID, name: fmt.Sprintf("#%d %s", l.nextID, name), wake: make(chan struct{})}
+	co := &Co{loop: l, id: l.nextID, name: fmt.Sprintf("#%d %s", l.nextID, name), fn: fn}
 	l.live[co] = struct{}{}
-	go func() {
-		<-co.wake
-		fn(co)
-		co.done = true
-		delete(l.live, co)
-		l.parked <- struct{}{}
-	}()
 	l.ready = append(l.ready, co)
 	return co
+}
+
+// resume runs co until it parks or ends, giving it a pooled worker on its
+// first run and taking the worker back when the request has ended.
+func (co *Co) resume() {
+	if co.w == nil {
+		co.w = getWorker()
+		co.w.co = co
+	}
+	co.w.next()
+	if co.done {
+		w := co.w
+		co.w = nil
+		putWorker(w)
+	}
 }
 
 // park gives the token back to the loop and waits to be woken. The caller
@@ -247,8 +262,7 @@ func (l *Loop) Spawn(name string, fn func(co *Co)) *Co {
 func (co *Co) park(why string) {
 	co.yielded = true
 	co.why = why
-	co.loop.parked <- struct{}{}
-	<-co.wake
+	co.w.yield(struct{}{})
 	co.why = ""
 }
 
@@ -304,8 +318,7 @@ func (l *Loop) runReady() bool {
 			continue
 		}
 		l.cur = co
-		co.wake <- struct{}{}
-		<-l.parked
+		co.resume()
 		l.cur = nil
 		progress = true
 	}
@@ -336,7 +349,7 @@ func (l *Loop) step() bool {
 		l.ioDone = nil
 		return true
 	}
-	return false
+	return len(l.engines) > 0 && l.pollEngines(false)
 }
 
 // fireTimer advances the clock to the first timer if it is due no later
@@ -427,6 +440,9 @@ func (l *Loop) RunUntil(what string, cond func() bool) error {
 			return ErrInterrupted
 		}
 		if l.step() {
+			continue
+		}
+		if len(l.engines) > 0 && l.pollEngines(true) {
 			continue
 		}
 		if l.fireTimer(-1) || l.Interrupted() {

@@ -86,7 +86,7 @@ func (n *Node) alignedPRead(co *Co, req *trackedReq, off int64, buf []byte, flag
 		return err
 	}
 	maxBytes := roundUp(max(0, total-off), align)
-	maxTransfer := roundDown(minNonZero(n.limits.MaxTransfer, 1<<31-1), align)
+	maxTransfer := n.maxTransfer()
 	bytes := int64(len(buf))
 	if bytes <= maxBytes && bytes <= maxTransfer {
 		return n.impl.PRead(co, off, buf, 0)
@@ -244,8 +244,7 @@ func (n *Node) zeroPWrite(co *Co, req *trackedReq, off, bytes int64, flags ReqFl
 // fire pwritev/pwritev_zero, call the driver (split by max_transfer), fire
 // pwritev_done and count the write generation.
 func (n *Node) alignedPWrite(co *Co, req *trackedReq, off, bytes int64, buf []byte, flags ReqFlags) error {
-	align := n.limits.RequestAlignment
-	maxTransfer := roundDown(minNonZero(n.limits.MaxTransfer, 1<<31-1), align)
+	maxTransfer := n.maxTransfer()
 	n.waitSerialising(co, req)
 	var err error
 	switch {
@@ -281,6 +280,18 @@ func (n *Node) alignedPWrite(co *Co, req *trackedReq, off, bytes int64, buf []by
 	return err
 }
 
+// maxTransfer is the longest data request handed to the driver: the
+// max_transfer limit rounded down to the request alignment, but never
+// below the alignment. A child's max-transfer smaller than this node's
+// alignment (blkdebug max-transfer=4 under a probed raw node, aligned to
+// 512) would otherwise round to 0: QEMU 7.2 dies there on assert(num) in
+// bdrv_aligned_preadv, and a loop of empty pieces would never end. One
+// alignment unit is what the node can send; the child splits it further.
+func (n *Node) maxTransfer() int64 {
+	align := n.limits.RequestAlignment
+	return max(align, roundDown(minNonZero(n.limits.MaxTransfer, 1<<31-1), align))
+}
+
 // driverPWrite calls the driver, emulating FUA with a flush where the
 // driver cannot do it (bdrv_driver_pwritev).
 func (n *Node) driverPWrite(co *Co, off int64, buf []byte, flags ReqFlags) error {
@@ -305,7 +316,9 @@ func (n *Node) doPWriteZeroes(co *Co, off, bytes int64, flags ReqFlags) error {
 	alignment := max(l.PwriteZeroesAlignment, l.RequestAlignment)
 	maxZero := minNonZero(l.MaxPwriteZeroes, 1<<63-1)
 	maxZero = roundDown(maxZero, alignment)
-	maxTransfer := minNonZero(l.MaxTransfer, maxBounce)
+	// Fallback chunks stay aligned even when max_transfer is smaller
+	// than the alignment (see maxTransfer).
+	maxTransfer := max(l.RequestAlignment, roundDown(minNonZero(l.MaxTransfer, maxBounce), l.RequestAlignment))
 	head := off % alignment
 	tail := (off + bytes) % alignment
 	needFlush := false

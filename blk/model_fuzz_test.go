@@ -163,7 +163,7 @@ type stack struct {
 	optDiscard, maxDiscard       int64
 	optWriteZero, maxWriteZero   int64
 	raw, writeThrough, fileNode  bool
-	memYield, memFlags           bool
+	memYield, memFlags, noFlush  bool
 	rawOffset, size, granularity int64
 }
 
@@ -176,6 +176,8 @@ func decodeStack(d *decoder) stack {
 	s.fileNode = b&16 != 0
 	s.memYield = b&32 != 0
 	s.memFlags = b&64 != 0
+	// fdatasync costs milliseconds; most inputs do without (cache=unsafe).
+	s.noFlush = s.fileNode && b&128 == 0
 	// granularity is what offsets and sizes gravitate to.
 	s.granularity = max(s.align, 512)
 	b = d.byte()
@@ -225,8 +227,8 @@ func (s stack) String() string {
 	if s.raw {
 		top = fmt.Sprintf("raw(offset=%d) -> ", s.rawOffset)
 	}
-	return fmt.Sprintf("%sblkdebug(%s) -> %s(size=%d, yield=%v, flags=%v), writethrough=%v",
-		top, strings.Join(opts, ","), node, s.size, s.memYield, s.memFlags, s.writeThrough)
+	return fmt.Sprintf("%sblkdebug(%s) -> %s(size=%d, yield=%v, flags=%v), writethrough=%v, no-flush=%v",
+		top, strings.Join(opts, ","), node, s.size, s.memYield, s.memFlags, s.writeThrough, s.noFlush)
 }
 
 // options builds the --image-opts style option dict for the stack.
@@ -620,7 +622,7 @@ func runModel(t *testing.T, data []byte) {
 		}
 	}
 	loop := blk.NewLoop(blk.NewVirtualClock())
-	b, err := modelReg.Open(blk.Spec{Opts: s.options(path), Flags: blk.OpenFlags{Unmap: true}, WriteThrough: s.writeThrough}, loop)
+	b, err := modelReg.Open(blk.Spec{Opts: s.options(path), Flags: blk.OpenFlags{Unmap: true, NoFlush: s.noFlush}, WriteThrough: s.writeThrough}, loop)
 	if err != nil {
 		t.Fatalf("open %s: %v", s, err)
 	}

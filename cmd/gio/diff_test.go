@@ -29,6 +29,9 @@ import (
 
 var gioBin string
 
+// raceEnabled is set when the tests run with -race (race_test.go).
+var raceEnabled bool
+
 func TestMain(m *testing.M) {
 	// qemu-io's abort must not leave core files in the case directories.
 	_ = syscall.Setrlimit(syscall.RLIMIT_CORE, &syscall.Rlimit{})
@@ -38,7 +41,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	gioBin = filepath.Join(dir, "gio")
-	build := exec.Command("go", "build", "-o", gioBin, ".")
+	args := []string{"build", "-o", gioBin}
+	if raceEnabled {
+		// go test -race: run gio itself under the race detector too.
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "building gio: %v\n", err)
@@ -239,6 +247,10 @@ func diffCases() []diffCase {
 		{name: "cli/format-protocol-with-filename", size: 64 * k, args: withArgs([]string{"-f", "file"}, "file:img.raw", "write -P 8 0 512", "read -P 8 0 512", "info")},
 		{name: "cli/format-null-with-filename", size: -1, args: withArgs([]string{"-f", "null-co"}, "null-co://", "read -v 0 16", "info", "length")},
 		{name: "cli/format-blkdebug-with-filename", size: 64 * k, args: withArgs([]string{"-f", "blkdebug"}, "blkdebug::img.raw", "info", "write -P 7 0 512", "read -P 7 0 512")},
+		{name: "cli/json-filename-without-driver", size: 64 * k, args: withArgs(nil, `json:{"filename":"img.raw"}`, "length")},
+		{name: "cli/probe-warning-names", size: 64 * k, args: withArgs(nil, `json:{"file":{"filename":"img.raw"}}`, "length", "close", "open -o file.aio=threads,file.locking=off img.raw", "close", "open -o file.driver=file img.raw")},
+		{name: "cli/probe-warning-image-opts", size: 64 * k, args: withArgs([]string{"--image-opts"}, "file.filename=img.raw", "length")},
+		{name: "cli/image-opts-filename-without-driver", size: 64 * k, args: withArgs([]string{"--image-opts"}, "filename=img.raw", "length")},
 		{name: "cli/image-opts-no-file", size: 64 * k, args: withArgs([]string{"--image-opts"}, "driver=raw", "length")},
 
 		// ---- stdin mode ----
@@ -269,7 +281,10 @@ func diffCases() []diffCase {
 		{name: "read/pattern-range-errors", size: 64 * k, args: rawc("read -s 1 0 1", "read -l 1 0 1", "read -P 1 -s 2 0 1", "read -P 1 -l 2 0 1", "read -P 1 -s 1 -l 1 0 1")},
 		{name: "read/vmstate-and-a", size: 64 * k, args: rawc("read -b 0 512", "read -b 1 512", "read -b 0 1", "read -a 0 512", "read -p 0 512")},
 		{name: "read/permuted-and-dashdash", size: 64 * k, args: rawc("read 0 512 -q", "read -- 0 16", "read 0 -- 16")},
-		{name: "read/out-of-range", size: mb, args: rawc("read 1M 1", "read 1M 0", "read 2M 0", "read 1020k 8k", "read 0 2G", "read 0 2147483136", "read 0x7fffffffffffffff 1", "read 9223372036854775807 0")},
+		{name: "read/out-of-range", size: mb, args: rawc("read 1M 1", "read 1M 0", "read 2M 0", "read 1020k 8k", "read 0 2G", "read 0x7fffffffffffffff 1", "read 9223372036854775807 0")},
+		// Both allocate and fill a 2 GiB buffer before the block layer
+		// refuses the request.
+		{name: "read/max-length-beyond-end", size: mb, args: rawc("read 0 2147483136")},
 		{name: "read/negative", size: mb, args: rawc("read -1 1", "read 0 -1")},
 		{name: "read/arg-count", size: mb, args: rawc("read 0 1 2", "read -v 0")},
 		{name: "read/unaligned", size: 64 * k, prep: filled, args: rawc("read -P 0xaa 1 511", "read -P 0xaa 513 1023", "read -P 0xaa 65535 1")},
@@ -347,6 +362,8 @@ func diffCases() []diffCase {
 		{name: "open/probe-warning", size: 64 * k, args: cmds("open img.raw", "write -P 1 0 1", "close", "open -r -U img.raw", "read -P 1 0 1", "close", "open -k -n -o driver=raw img.raw", "write 0 4k")},
 		{name: "open/blkdebug-align-probe", size: 64 * k, args: cmds("open -o driver=raw,file.align=4k blkdebug::img.raw", "write -P 2 512 512", "read -P 2 512 512")},
 		{name: "open/probe-warning-before-error", size: 64 * k, args: cmds("open -o bogus=1 img.raw", "open -r -o bogus=1 img.raw", "open -o file.bogus=1 img.raw")},
+		{name: "open/filename-option", size: 64 * k, args: cmds("open -o filename=img.raw", "open -o filename=img.raw img.raw", "open -o driver=file,filename=img.raw img.raw",
+			"open -o driver=null-co,filename=x null-co://", "open -o driver=raw,filename=img.raw", "length")},
 		{name: "open/raw-offset-size", size: 64 * k, prep: []string{"write -P 1 0 1k", "write -P 2 1k 1k"}, args: cmds(
 			"open -o driver=raw,offset=1k,size=1k,file.filename=img.raw", "length", "read -P 2 0 1k", "write 0 1k", "write 512 1k", "read 1k 1", "read 0 0", "map", "alloc 0 4k", "truncate 4k", "close",
 			"open -o driver=raw,offset=100,file.filename=img.raw", "length", "read -v 0 4", "close",
@@ -545,7 +562,7 @@ type result struct {
 	files map[string]string // name to path
 }
 
-const runTimeout = 60 * time.Second
+const runTimeout = 3 * time.Minute
 
 // runIn runs bin with args in dir: stdout and stderr into one pipe.
 func runIn(t *testing.T, bin, dir string, args []string, stdin *string) result {

@@ -87,7 +87,12 @@ var longOpts = []getopt.LongOpt{
 	{Name: "record", HasArg: true, Short: optRecord},
 }
 
-func main() { os.Exit(run(os.Args[1:])) }
+func main() {
+	stop := startProfile()
+	code := run(os.Args[1:])
+	stop()
+	os.Exit(code)
+}
 
 // env is the shell's view of this program: gio's drivers.
 var env = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
@@ -102,6 +107,8 @@ func run(args []string) int {
 			return runScript(args[1:])
 		case args[0] == "test":
 			return runTests(args[1:])
+		case args[0] == "fsx":
+			return runFsx(args[1:])
 		case strings.HasSuffix(args[0], ".gio") && !strings.HasPrefix(args[0], "-"):
 			return runScript(args)
 		}

@@ -18,6 +18,7 @@ var allowed = map[string][]string{
 	"gio/commands":     {"gio/blk", "gio/blk/qdict", "gio/internal/"},
 	"gio/repl":         {"gio/commands", "gio/blk", "gio/blk/qdict", "gio/internal/"},
 	"gio/internal/":    {},
+	"gio/internal/fsx": {"gio/commands", "gio/blk", "gio/blk/qdict", "gio/internal/"},
 	"gio/cmd/gio":      {"gio/"},
 }
 

@@ -78,7 +78,7 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 		path := blk.CombinePath(a.File.Filename(), backingFile)
 		probed, err := a.ProbeFormat(co, path)
 		if err != nil {
-			return blk.Msgf(blk.ErrnoOf(err), "Could not open backing file: %v", err)
+			return blk.PrefixError("Could not open backing file: ", err)
 		}
 		if !hasFmt {
 			backingFmt = probed
@@ -127,7 +127,7 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 		return blk.Errorf(blk.ErrnoOf(err), "Could not update qcow2 header")
 	}
 	if err := s.truncate(co, size, false); err != nil {
-		return blk.Msgf(blk.ErrnoOf(err), "Could not resize image: %v", err)
+		return blk.PrefixError("Could not resize image: ", err)
 	}
 	if hasBacking {
 		s.backingFile, s.backingFormat = backingFile, backingFmt

@@ -122,9 +122,12 @@ func (s *state) allocRefcountBlock(co *blk.Co, clusterIndex int64) (*centry, err
 	if err := s.l2Cache.flush(co); err != nil {
 		return nil, err
 	}
-	newBlock, err := s.allocClustersNoref(co, s.clusterSize)
+	newBlock, err := s.allocClustersNoref(co, s.clusterSize, 1<<63-1)
 	if err != nil {
 		return nil, err
+	}
+	if newBlock == 0 {
+		return nil, s.corrupt("Preventing invalid allocation of refcount block at offset 0")
 	}
 	var block *centry
 	if s.inSameRefcountBlock(newBlock, clusterIndex<<s.clusterBits) {
@@ -375,7 +378,13 @@ func (s *state) updateRefcount(co *blk.Co, offset, length int64, addend uint64, 
 				s.rcCache.put(block)
 				block = nil
 			}
-			if block, err = s.allocRefcountBlock(co, ci); err != nil {
+			block, err = s.allocRefcountBlock(co, ci)
+			if err == errAgain {
+				// The caller restarts its search: it should try the
+				// same clusters first, they may well still be free.
+				s.freeClusterIndex = min(s.freeClusterIndex, start>>s.clusterBits)
+			}
+			if err != nil {
 				break
 			}
 		}
@@ -424,8 +433,9 @@ func (s *state) updateRefcount(co *blk.Co, offset, length int64, addend uint64, 
 }
 
 // allocClustersNoref finds size bytes of contiguous free clusters from
-// the free-cluster hint on, without taking them (alloc_clusters_noref).
-func (s *state) allocClustersNoref(co *blk.Co, size int64) (int64, error) {
+// the free-cluster hint on, without taking them; every offset of the
+// range must be at most max (alloc_clusters_noref).
+func (s *state) allocClustersNoref(co *blk.Co, size int64, max uint64) (int64, error) {
 	if s.cacheDiscards {
 		s.processDiscards(co, false)
 	}
@@ -442,18 +452,21 @@ retry:
 			goto retry
 		}
 	}
-	if s.freeClusterIndex > 0 && s.freeClusterIndex-1 > (1<<63-1)>>s.clusterBits {
+	if s.freeClusterIndex > 0 && uint64(s.freeClusterIndex-1) > max>>s.clusterBits {
 		return 0, unix.EFBIG
 	}
 	return (s.freeClusterIndex - n) << s.clusterBits, nil
 }
+
+// maxClusterOffset is QCOW_MAX_CLUSTER_OFFSET: what an L2 entry can hold.
+const maxClusterOffset = 1<<56 - 1
 
 // allocClusters allocates size bytes of contiguous clusters
 // (qcow2_alloc_clusters).
 func (s *state) allocClusters(co *blk.Co, size int64) (int64, error) {
 	s.file.Event(co, blk.EvClusterAlloc)
 	for {
-		off, err := s.allocClustersNoref(co, size)
+		off, err := s.allocClustersNoref(co, size, maxClusterOffset)
 		if err != nil {
 			return 0, err
 		}

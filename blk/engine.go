@@ -1,0 +1,168 @@
+package blk
+
+import (
+	"slices"
+	"sync"
+)
+
+// Engine is a parallel I/O engine attached to a loop (-i threads,
+// -i io_uring): requests hand it work and park; the work runs outside the
+// token, and the engine makes the requests runnable again (Co.Wake) when
+// the loop polls it. Determinism is not promised with an engine, only
+// correctness: completions arrive in whatever order the kernel gives.
+//
+// Poll runs under the token, called by the loop's driver only: never from
+// inside a request.
+type Engine interface {
+	// Pending reports how many requests wait for the engine.
+	Pending() int
+	// Poll submits queued work and wakes the requests whose work has
+	// completed. With block set and work pending, it waits for at least
+	// one completion. It reports whether it woke any request.
+	Poll(block bool) bool
+}
+
+// AddEngine attaches e to the loop, which polls it at every loop point
+// and waits for it when nothing else can progress.
+func (l *Loop) AddEngine(e Engine) {
+	if !slices.Contains(l.engines, e) {
+		l.engines = append(l.engines, e)
+	}
+}
+
+// RemoveEngine detaches e (when the node using it closes).
+func (l *Loop) RemoveEngine(e Engine) {
+	if i := slices.Index(l.engines, e); i >= 0 {
+		l.engines = slices.Delete(l.engines, i, i+1)
+	}
+}
+
+// pollEngines polls every engine; with block set it waits on the first
+// one with pending work when no engine had a completion ready.
+func (l *Loop) pollEngines(block bool) bool {
+	progress := false
+	for _, e := range l.engines {
+		if e.Pending() > 0 && e.Poll(false) {
+			progress = true
+		}
+	}
+	if progress || !block {
+		return progress
+	}
+	for _, e := range l.engines {
+		if e.Pending() > 0 {
+			return e.Poll(true)
+		}
+	}
+	return false
+}
+
+// ThreadJob is blocking work (a pread, a pwrite, an fdatasync) that a
+// request runs on the loop's thread pool with Co.RunInThread.
+type ThreadJob interface {
+	// RunInThread does the work. It runs on a pool goroutine, outside
+	// the token: it may touch only what the parked request handed it.
+	RunInThread()
+}
+
+// RunInThread runs job on the loop's thread pool (QEMU's thread pool:
+// util/thread-pool.c) and parks until it has completed. Other requests
+// run meanwhile. job should be a pointer the caller reuses, so that a
+// request allocates nothing here.
+func (co *Co) RunInThread(job ThreadJob) {
+	co.loop.ThreadPool().submit(co, job)
+	co.park("waits for I/O")
+}
+
+// maxPoolThreads is QEMU's default thread-pool-max.
+const maxPoolThreads = 64
+
+// ThreadPool runs blocking jobs for a loop's requests on up to 64
+// goroutines (each becomes an OS thread while in its syscall).
+type ThreadPool struct {
+	loop    *Loop
+	jobs    chan poolJob
+	threads int // started, under the token
+	idle    int // threads waiting for a job; under mu
+	pending int // submitted, not yet woken; under the token
+
+	mu     sync.Mutex
+	done   []*Co
+	notify chan struct{} // a completion was added to done
+	spare  []*Co
+}
+
+type poolJob struct {
+	co  *Co
+	job ThreadJob
+}
+
+// ThreadPool returns the loop's thread pool, creating it (and attaching
+// it as an engine) on first use.
+func (l *Loop) ThreadPool() *ThreadPool {
+	if l.pool == nil {
+		l.pool = &ThreadPool{loop: l, jobs: make(chan poolJob, 1024), notify: make(chan struct{}, 1)}
+		l.AddEngine(l.pool)
+	}
+	return l.pool
+}
+
+func (p *ThreadPool) submit(co *Co, job ThreadJob) {
+	p.pending++
+	p.mu.Lock()
+	spawn := p.idle == 0 && p.threads < maxPoolThreads
+	if spawn {
+		p.threads++
+	} else if p.idle > 0 {
+		p.idle--
+	}
+	p.mu.Unlock()
+	if spawn {
+		go p.thread()
+	}
+	p.jobs <- poolJob{co, job}
+}
+
+// thread is one pool goroutine. It lives as long as the program: idle
+// ones only wait on the job channel.
+func (p *ThreadPool) thread() {
+	for j := range p.jobs {
+		j.job.RunInThread()
+		p.mu.Lock()
+		p.done = append(p.done, j.co)
+		p.idle++
+		p.mu.Unlock()
+		select {
+		case p.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Pending implements Engine.
+func (p *ThreadPool) Pending() int { return p.pending }
+
+// Poll implements Engine: completed jobs wake their requests in
+// completion order.
+func (p *ThreadPool) Poll(block bool) bool {
+	for {
+		p.mu.Lock()
+		done := p.done
+		p.done = p.spare[:0]
+		p.mu.Unlock()
+		if len(done) > 0 {
+			for i, co := range done {
+				co.Wake()
+				done[i] = nil
+			}
+			p.pending -= len(done)
+			p.spare = done
+			return true
+		}
+		p.spare = done
+		if !block || p.pending == 0 {
+			return false
+		}
+		<-p.notify
+	}
+}
