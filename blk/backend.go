@@ -1,6 +1,8 @@
 package blk
 
 import (
+	"errors"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -213,6 +215,10 @@ func (b *Backend) Close() error {
 		co := b.loop.Spawn("flush at close", func(co *Co) { ferr = b.Root.Flush(co) })
 		err = b.loop.RunUntil("flush at close", co.Done)
 		_ = ferr // qemu-io ignores flush errors at close
+	}
+	var stuck *ErrStuck
+	if errors.As(err, &stuck) {
+		b.loop.Abandon()
 	}
 	b.Root.close()
 	return err

@@ -475,6 +475,17 @@ func (l *Loop) Blocked() []string {
 // InFlight returns the number of requests that have not finished.
 func (l *Loop) InFlight() int { return len(l.live) }
 
+// Abandon forgets every request still live. Backend.Close calls it when
+// its drain can never finish: the image goes away with the requests
+// suspended in it, and nothing can resume them any more, so later drains
+// (of the next image, aio_flush, exit) must not wait for them or report
+// them again. Their goroutines stay parked for the life of the process.
+func (l *Loop) Abandon() {
+	for co := range l.live {
+		delete(l.live, co)
+	}
+}
+
 // Drain runs the loop until every request has finished and every pending
 // bottom half has run (QEMU's bdrv_drain_all).
 func (l *Loop) Drain(what string) error {

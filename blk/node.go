@@ -27,7 +27,12 @@ type Node struct {
 	probed      bool
 	noSerialise bool // debug switch: never serialise (shows lost updates)
 
-	tracked             []*trackedReq // newest first, like QEMU's QLIST_INSERT_HEAD
+	// tracked holds the requests in flight, oldest first: walked from the
+	// end, it is QEMU's list (QLIST_INSERT_HEAD, newest first). Ended
+	// requests are kept in freeReqs for reuse, so that a request's path
+	// allocates nothing in the steady state.
+	tracked             []*trackedReq
+	freeReqs            []*trackedReq
 	serialisingInFlight int
 	writeGen            uint64
 	flushedGen          uint64
@@ -243,28 +248,47 @@ func (r *trackedReq) String() string {
 }
 
 func (n *Node) track(co *Co, off, bytes int64, kind reqKind) *trackedReq {
-	r := &trackedReq{node: n, co: co, off: off, bytes: bytes, overlapOff: off, overlapLen: bytes, kind: kind}
-	n.tracked = append([]*trackedReq{r}, n.tracked...)
+	var r *trackedReq
+	if k := len(n.freeReqs); k > 0 {
+		r = n.freeReqs[k-1]
+		n.freeReqs[k-1] = nil
+		n.freeReqs = n.freeReqs[:k-1]
+	} else {
+		r = &trackedReq{}
+	}
+	*r = trackedReq{node: n, co: co, off: off, bytes: bytes, overlapOff: off, overlapLen: bytes, kind: kind, waiters: r.waiters[:0]}
+	n.tracked = append(n.tracked, r)
 	return r
 }
+
+// maxFreeReqs bounds a node's pool of ended tracked requests.
+const maxFreeReqs = 256
 
 // end untracks the request and restarts everyone waiting for it, in FIFO
 // order.
 func (r *trackedReq) end() {
 	n := r.node
-	for i, t := range n.tracked {
-		if t == r {
+	for i := len(n.tracked) - 1; i >= 0; i-- {
+		if n.tracked[i] == r {
 			n.tracked = append(n.tracked[:i], n.tracked[i+1:]...)
+			n.tracked[len(n.tracked):cap(n.tracked)][0] = nil
 			break
 		}
 	}
 	if r.serialising {
 		n.serialisingInFlight--
 	}
-	for _, co := range r.waiters {
+	for i, co := range r.waiters {
 		co.Wake()
+		r.waiters[i] = nil
 	}
-	r.waiters = nil
+	// Nothing refers to an ended request but the waitingFor links of
+	// requests it has just woken, which are only compared with nil, so
+	// it can be reused at once.
+	*r = trackedReq{waiters: r.waiters[:0]}
+	if len(n.freeReqs) < maxFreeReqs {
+		n.freeReqs = append(n.freeReqs, r)
+	}
 }
 
 func (r *trackedReq) overlaps(off, bytes int64) bool {
@@ -275,7 +299,8 @@ func (r *trackedReq) overlaps(off, bytes int64) bool {
 // request where one side is serialising, unless that request is itself
 // waiting (it would wait for us, so going on avoids a deadlock).
 func (n *Node) findConflict(self *trackedReq) *trackedReq {
-	for _, r := range n.tracked {
+	for i := len(n.tracked) - 1; i >= 0; i-- {
+		r := n.tracked[i]
 		if r == self || (!r.serialising && !self.serialising) {
 			continue
 		}

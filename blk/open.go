@@ -41,6 +41,9 @@ type Driver struct {
 // tests build their own.
 type Registry struct {
 	drivers []*Driver
+	// Warn, if set, prints a warning raised while opening (QEMU's
+	// warn_report: "qemu-io: warning: MSG"); see OpenArgs.Warnf.
+	Warn func(msg string)
 }
 
 // NewRegistry returns a registry holding drivers.
@@ -98,6 +101,14 @@ type OpenArgs struct {
 	preopened map[string]*Node
 	// warn prints the probe warning (Spec.ProbeWarning).
 	warn func(file *Node)
+}
+
+// Warnf reports a warning while opening, such as the deprecation of a
+// size suffix on a hex number ("0x1k"); the program decides where it goes.
+func (a *OpenArgs) Warnf(format string, args ...any) {
+	if a.reg.Warn != nil {
+		a.reg.Warn(fmt.Sprintf(format, args...))
+	}
 }
 
 // WarnProbed prints the warning about a probed raw image opened

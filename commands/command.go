@@ -277,5 +277,10 @@ type Session struct {
 
 // NewSession returns a session with the standard command table.
 func NewSession(out, errw io.Writer, reg *blk.Registry, loop *blk.Loop) *Session {
-	return &Session{Out: out, Err: errw, Flush: func() {}, Table: NewTable(All()), Reg: reg, Loop: loop}
+	s := &Session{Out: out, Err: errw, Flush: func() {}, Table: NewTable(All()), Reg: reg, Loop: loop}
+	if reg != nil {
+		// Drivers' open-time warnings, as QEMU's warn_report prints them.
+		reg.Warn = func(msg string) { fmt.Fprintf(s.Err, "%s: warning: %s\n", ProgName, msg) }
+	}
+	return s
 }

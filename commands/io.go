@@ -380,7 +380,8 @@ func bufferFromFile(name string, count int64) ([]byte, error) {
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%s: %s", name, errText(err))
 	}
-	if n == 0 && count > 0 {
+	if n == 0 {
+		// fread of nothing (a zero length too) reads as an empty file.
 		return nil, fmt.Errorf("%s: file is empty", name)
 	}
 	for i := n; i < len(buf); i += n {

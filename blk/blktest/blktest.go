@@ -32,6 +32,7 @@ type Option func(*config)
 type config struct {
 	noData     bool
 	readsZeros bool
+	sectors    bool
 }
 
 // NoData says the driver stores nothing (null-co): writes succeed but what
@@ -41,6 +42,10 @@ func NoData() Option { return func(c *config) { c.noData = true } }
 // ReadsZeroes says every read returns zeroes (null-co with read-zeroes).
 // Run then checks that instead of the written data; it implies NoData.
 func ReadsZeroes() Option { return func(c *config) { c.noData, c.readsZeros = true, true } }
+
+// SectorSizes says the driver resizes only to multiples of 512 bytes
+// (qcow2, as in QEMU); Truncate is then tested with such sizes.
+func SectorSizes() Option { return func(c *config) { c.sectors = true } }
 
 // Run runs the suite. open must return a freshly opened, writable Backend
 // of at least MinLength bytes, on its own loop; it is called once per
@@ -466,6 +471,9 @@ func testFlush(t *testing.T, s *session) {
 func testTruncate(t *testing.T, s *session) {
 	l := s.length
 	grow := l + 64<<10 + 3
+	if s.cfg.sectors {
+		grow = (grow + 511) &^ 511
+	}
 	err := s.do("truncate", func(co *blk.Co) error { return s.b.Truncate(co, grow, blk.PreallocOff) })
 	if err != nil {
 		checkErrno(t, err)

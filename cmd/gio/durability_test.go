@@ -154,4 +154,3 @@ func checkSynced(t *testing.T, trace string) {
 		t.Fatalf("no fdatasync of img.raw (fd %s) after its last write:\n%s", fd, strings.Join(log, "\n"))
 	}
 }
-

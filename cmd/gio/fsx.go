@@ -161,4 +161,3 @@ func fsxCheck(path string) int {
 	fmt.Printf("%s: %d lines, no failure\n", path, len(body))
 	return 0
 }
-

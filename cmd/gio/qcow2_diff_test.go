@@ -28,6 +28,8 @@ type qcowCase struct {
 	args  []string
 	// leaks allows leaked clusters (injected errors leave them).
 	leaks bool
+	// anyLayout compares the images' content only, not their bytes.
+	anyLayout bool
 	// noCheck skips qemu-img check and compare (images that cannot be
 	// opened).
 	noCheck bool
@@ -80,8 +82,11 @@ var sequences = map[string][]string{
 		"read -P 0 512k 88k", "read -P 2 600k 10k", "read -P 0 610k 414k", "read -P 3 100k 1k",
 		"read -P 1 0 100k", "read -P 4 2M 100", "read -P 5 2047k 2k", "map",
 	},
+	// Completions of overlapping aio_writes come in an order that varies
+	// from run to run in qemu-io (its thread pool), and so can the layout
+	// when requests span L2 tables: -q, and the content is compared.
 	"aio": {
-		"aio_write -P 1 0 4k", "aio_write -P 2 2k 4k", "aio_write -P 3 200k 64k", "aio_write -P 4 64k 128k",
+		"aio_write -q -P 1 0 4k", "aio_write -q -P 2 2k 4k", "aio_write -q -P 3 200k 64k", "aio_write -q -P 4 64k 128k",
 		"aio_flush", "read -P 1 0 2k", "read -P 2 2k 4k", "read -P 3 200k 64k", "map",
 	},
 	"truncate": {
@@ -100,9 +105,10 @@ func qcow2Cases() []qcowCase {
 					b = "backing"
 				}
 				cs = append(cs, qcowCase{
-					name:  fmt.Sprintf("%s/%s/%s", cluster, b, name),
-					setup: newImage(cluster, "4M", backing),
-					args:  withArgs(nil, "img.qcow2", seq...),
+					name:      fmt.Sprintf("%s/%s/%s", cluster, b, name),
+					setup:     newImage(cluster, "4M", backing),
+					args:      withArgs(nil, "img.qcow2", seq...),
+					anyLayout: name == "aio",
 				})
 			}
 		}
@@ -213,6 +219,10 @@ func TestQcow2Diff(t *testing.T) {
 			image := c.image
 			if image == "" {
 				image = "img.qcow2"
+			}
+			if c.anyLayout {
+				delete(q.files, "img.qcow2")
+				delete(g.files, "img.qcow2")
 			}
 			if d := compareFiles(q.files, g.files); d != "" {
 				t.Errorf("files differ:\n%s", d)

@@ -60,15 +60,15 @@ type Result struct {
 
 // request is a request the runner saw issued and has not seen finish.
 type request struct {
-	write   bool
-	off, n  int64
-	start   int
-	id      int // model id of a write-like request
-	line    int
-	sync    bool
-	silent  bool // completion is never printed (sync discard that got stuck)
-	verify  int  // "read -P": the pattern, else -1
-	dump    bool // "-v": data comes as a hex dump
+	write    bool
+	off, n   int64
+	start    int
+	id       int // model id of a write-like request
+	line     int
+	sync     bool
+	silent   bool // completion is never printed (sync discard that got stuck)
+	verify   int  // "read -P": the pattern, else -1
+	dump     bool // "-v": data comes as a hex dump
 	mismatch bool
 }
 
@@ -88,8 +88,8 @@ type runner struct {
 
 	line     int // current body line, -1 during setup
 	bodyText []string
-	ids      []int // each body line's identity (its index in the original sequence)
-	cur  *request // the synchronous request of the current line
+	ids      []int    // each body line's identity (its index in the original sequence)
+	cur      *request // the synchronous request of the current line
 
 	dumpOff  int64
 	dumpData []byte

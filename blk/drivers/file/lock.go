@@ -43,9 +43,6 @@ type locks struct {
 	// locked on the descriptor; lockedShared has a bit for every
 	// permission NOT shared.
 	lockedPerm, lockedShared blk.Perm
-	// flags are the open flags the permissions derive from
-	// (wantedPerms); reopen changes their ReadOnly.
-	flags blk.OpenFlags
 }
 
 // ofdAvailable reports whether the kernel has OFD locks (QEMU's

@@ -442,6 +442,9 @@ func (s *state) truncate(co *blk.Co, size int64, zeroFill bool) error {
 		if err := s.shrinkL1(co, newL1); err != nil {
 			return blk.Errorf(blk.ErrnoOf(err), "Failed to reduce the number of L2 tables")
 		}
+		if err := s.shrinkReftable(co); err != nil {
+			return blk.Errorf(blk.ErrnoOf(err), "Failed to discard unused refblocks")
+		}
 		flen, err := s.file.Node.Length(co)
 		if err != nil {
 			return blk.Errorf(blk.ErrnoOf(err), "Failed to inquire current file length")

@@ -548,3 +548,84 @@ func (s *state) writeCaches(co *blk.Co) error {
 	}
 	return s.rcCache.write(co)
 }
+
+// shrinkReftable drops the refcount blocks that count nothing but
+// (perhaps) themselves, after a shrink (qcow2_shrink_reftable).
+func (s *state) shrinkReftable(co *blk.Co) error {
+	tmp := make([]uint64, len(s.reftable))
+	for i := range s.reftable {
+		off := int64(s.reftable[i] & refOffsetMask)
+		if off == 0 {
+			continue
+		}
+		e, err := s.rcCache.get(co, off, false)
+		if err != nil {
+			return err
+		}
+		unused := true
+		self := (off >> s.clusterBits) & (s.refcountBlockSize - 1)
+		ownBlock := int64(i) == off>>(s.clusterBits+s.refcountBlockBits)
+		for j := int64(0); j < s.refcountBlockSize; j++ {
+			if ownBlock && j == self {
+				continue
+			}
+			if s.refcountAt(e.data, j) != 0 {
+				unused = false
+				break
+			}
+		}
+		s.rcCache.put(e)
+		if !unused {
+			tmp[i] = s.reftable[i]
+		}
+	}
+	raw := make([]byte, len(tmp)*8)
+	for i, v := range tmp {
+		binary.BigEndian.PutUint64(raw[i*8:], v)
+	}
+	err := s.pwriteSync(co, s.reftableOffset, raw)
+	for i := range s.reftable {
+		if s.reftable[i] != 0 && tmp[i] == 0 {
+			if err == nil {
+				err = s.discardRefcountBlock(co, int64(s.reftable[i]&refOffsetMask))
+			}
+			s.reftable[i] = 0
+		}
+	}
+	if !s.cacheDiscards {
+		s.processDiscards(co, err != nil)
+	}
+	return err
+}
+
+// discardRefcountBlock drops the refcount of a refcount block being
+// removed from the table (qcow2_discard_refcount_block).
+func (s *state) discardRefcountBlock(co *blk.Co, off int64) error {
+	ci := off >> s.clusterBits
+	ti := ci >> s.refcountBlockBits
+	var rb int64
+	if ti < int64(len(s.reftable)) {
+		rb = int64(s.reftable[ti] & refOffsetMask)
+	}
+	if rb == 0 {
+		return s.corrupt("Refblock at %#x is not covered by the refcount structures", off)
+	}
+	e, err := s.rcCache.get(co, rb, false)
+	if err != nil {
+		return err
+	}
+	bi := ci & (s.refcountBlockSize - 1)
+	if rc := s.refcountAt(e.data, bi); rc != 1 {
+		s.rcCache.put(e)
+		return s.corrupt("Invalid refcount: refblock offset %#x, reftable index %d, block offset %#x, refcount %#x", rb, ti, off, rc)
+	}
+	s.setRefcountAt(e.data, bi, 0)
+	s.rcCache.markDirty(e)
+	s.rcCache.put(e)
+	s.freeClusterIndex = min(s.freeClusterIndex, ci)
+	if c := s.rcCache.lookup(off); c != nil {
+		s.rcCache.discard(c)
+	}
+	s.queueDiscard(off, s.clusterSize)
+	return nil
+}
