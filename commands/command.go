@@ -76,6 +76,7 @@ func All() []*Command {
 	all = append(all, debugCommands()...)
 	all = append(all, shellCommands()...)
 	all = append(all, gioCommands()...)
+	all = append(all, benchCommands()...)
 	return all
 }
 

@@ -107,6 +107,8 @@ func run(args []string) int {
 			return runScript(args[1:])
 		case args[0] == "test":
 			return runTests(args[1:])
+		case args[0] == "bench":
+			return runBench(args[1:])
 		case args[0] == "fsx":
 			return runFsx(args[1:])
 		case strings.HasSuffix(args[0], ".gio") && !strings.HasPrefix(args[0], "-"):

@@ -195,14 +195,15 @@ func (m *model) settle(t int, off int64, data []byte) {
 	m.segs = append(m.segs[:i], rest...)
 }
 
-// determined returns the single value a read at time t would see over
-// each run of [off, end), or ok=false runs where several are possible.
+// run is a stretch of bytes a read would see as one value (ok), or as
+// one of several (not ok).
 type run struct {
 	off, end int64
 	val      byte
 	ok       bool // a single value
 }
 
+// runs cuts [off, end) into runs for a read at time t.
 func (m *model) runs(off, end int64, t int) []run {
 	var out []run
 	for k, s := range m.segs {

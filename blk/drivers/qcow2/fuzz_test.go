@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"testing"
@@ -65,6 +66,9 @@ func (f *memFile) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) e
 func (f *memFile) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) error {
 	if off < 0 || off > int64(len(f.data))+writeSlack {
 		f.violation = "write at " + strconv.FormatInt(off, 10) + " far past end " + strconv.Itoa(len(f.data))
+		if os.Getenv("QCOW2_FUZZ_STACK") != "" {
+			debug.PrintStack()
+		}
 		return unix.EIO
 	}
 	if end := off + int64(len(buf)); end > int64(len(f.data)) {

@@ -378,6 +378,14 @@ func (s *state) updateRefcount(co *blk.Co, offset, length int64, addend uint64, 
 				s.rcCache.put(block)
 				block = nil
 			}
+			if decrease && (ti >= int64(len(s.reftable)) || s.reftable[ti]&refOffsetMask == 0) {
+				// Nothing counts this cluster: its refcount is 0, and
+				// creating refcount structures for it (perhaps far
+				// past the end of the file, where a corrupt entry
+				// points) only to fail the decrement is pointless.
+				err = unix.EINVAL
+				break
+			}
 			block, err = s.allocRefcountBlock(co, ci)
 			if err == errAgain {
 				// The caller restarts its search: it should try the
