@@ -165,6 +165,10 @@ type stack struct {
 	raw, writeThrough, fileNode  bool
 	memYield, memFlags, noFlush  bool
 	rawOffset, size, granularity int64
+	// upper is the alignment of a second blkdebug node stacked on the
+	// first (0: none): a parent aligned more coarsely than its child's
+	// max-transfer, as a probed raw node over blkdebug can be.
+	upper int64
 }
 
 func decodeStack(d *decoder) stack {
@@ -201,10 +205,14 @@ func decodeStack(d *decoder) stack {
 	if k := int64(b >> 3 & 3); k != 0 {
 		s.maxWriteZero = max(s.optWriteZero, s.align) * k
 	}
-	if b&0x20 != 0 && s.raw && s.align <= 512 {
+	if b>>6 != 0 {
+		s.upper = aligns[b>>6]
+		s.granularity = max(s.granularity, s.upper)
+	}
+	if b&0x20 != 0 && s.raw && s.granularity <= 512 {
 		s.rawOffset = 512
 	}
-	s.size = max(s.align, 16<<10) * int64(1+d.byte()%4)
+	s.size = max(s.granularity, 16<<10) * int64(1+d.byte()%4)
 	return s
 }
 
@@ -227,6 +235,9 @@ func (s stack) String() string {
 	if s.raw {
 		top = fmt.Sprintf("raw(offset=%d) -> ", s.rawOffset)
 	}
+	if s.upper != 0 {
+		top += fmt.Sprintf("blkdebug(align=%d) -> ", s.upper)
+	}
 	return fmt.Sprintf("%sblkdebug(%s) -> %s(size=%d, yield=%v, flags=%v), writethrough=%v, no-flush=%v",
 		top, strings.Join(opts, ","), node, s.size, s.memYield, s.memFlags, s.writeThrough, s.noFlush)
 }
@@ -241,10 +252,13 @@ func (s stack) options(path string) *qdict.Dict {
 			d.Set("offset", fmt.Sprint(s.rawOffset))
 		}
 		p = "file."
-		d.Set("file.driver", "blkdebug")
-	} else {
-		d.Set("driver", "blkdebug")
 	}
+	if s.upper != 0 {
+		d.Set(p+"driver", "blkdebug")
+		d.Set(p+"align", fmt.Sprint(s.upper))
+		p += "image."
+	}
+	d.Set(p+"driver", "blkdebug")
 	for _, o := range []struct {
 		k string
 		v int64
@@ -356,8 +370,8 @@ func (r *modelRun) decodeOp(d *decoder, l int64) op {
 	switch o.kind {
 	case opTruncate:
 		size := d.pos(4*r.s.size, g)
-		if r.s.align > 512 {
-			size = size / r.s.align * r.s.align
+		if g > 512 {
+			size = size / g * g
 		}
 		o.truncate = size
 	case opFlush, opBatch:

@@ -27,15 +27,21 @@ type Node struct {
 	probed      bool
 	noSerialise bool // debug switch: never serialise (shows lost updates)
 
-	// tracked holds the requests in flight, oldest first: walked from the
-	// end, it is QEMU's list (QLIST_INSERT_HEAD, newest first). Ended
-	// requests are kept in freeReqs for reuse, so that a request's path
-	// allocates nothing in the steady state.
-	tracked             []*trackedReq
+	// tracked is the newest request in flight, heading a doubly linked
+	// list to the oldest (QEMU's QLIST_INSERT_HEAD order): insertion and
+	// removal cost the same with 20000 requests in flight as with one.
+	// Ended requests are kept in freeReqs for reuse, so that a request's
+	// path allocates nothing in the steady state.
+	tracked             *trackedReq
 	freeReqs            []*trackedReq
 	serialisingInFlight int
 	writeGen            uint64
 	flushedGen          uint64
+	// activeFlush is set while a flush runs on the node; flushQueue
+	// holds the flushes waiting for it (QEMU's active_flush_req and
+	// flush_queue).
+	activeFlush bool
+	flushQueue  []*Co
 	// totalBytes caches the length rounded up to 512, as QEMU's
 	// total_sectors does; -1 means unknown.
 	totalBytes int64
@@ -152,6 +158,14 @@ func (n *Node) refreshLimits() {
 		// checked before it is written.
 		l.RequestAlignment = 512
 	}
+	if l.MaxTransfer != 0 {
+		// An inherited max_transfer below this node's alignment (blkdebug
+		// max-transfer=4 under a probed raw node) cannot be honoured: the
+		// node can send nothing shorter than one aligned block, which its
+		// child splits further. QEMU 7.2 keeps the limit and dies on
+		// assert(num) in bdrv_aligned_preadv.
+		l.MaxTransfer = max(l.RequestAlignment, roundDown(l.MaxTransfer, l.RequestAlignment))
+	}
 	n.limits = l
 }
 
@@ -240,6 +254,7 @@ type trackedReq struct {
 	serialising bool
 	kind        reqKind
 	waitingFor  *trackedReq
+	prev, next  *trackedReq // neighbours in node.tracked: newer, older
 	waiters     []*Co
 }
 
@@ -257,7 +272,11 @@ func (n *Node) track(co *Co, off, bytes int64, kind reqKind) *trackedReq {
 		r = &trackedReq{}
 	}
 	*r = trackedReq{node: n, co: co, off: off, bytes: bytes, overlapOff: off, overlapLen: bytes, kind: kind, waiters: r.waiters[:0]}
-	n.tracked = append(n.tracked, r)
+	r.next = n.tracked
+	if n.tracked != nil {
+		n.tracked.prev = r
+	}
+	n.tracked = r
 	return r
 }
 
@@ -268,12 +287,13 @@ const maxFreeReqs = 256
 // order.
 func (r *trackedReq) end() {
 	n := r.node
-	for i := len(n.tracked) - 1; i >= 0; i-- {
-		if n.tracked[i] == r {
-			n.tracked = append(n.tracked[:i], n.tracked[i+1:]...)
-			n.tracked[len(n.tracked):cap(n.tracked)][0] = nil
-			break
-		}
+	if r.prev != nil {
+		r.prev.next = r.next
+	} else if n.tracked == r {
+		n.tracked = r.next
+	}
+	if r.next != nil {
+		r.next.prev = r.prev
 	}
 	if r.serialising {
 		n.serialisingInFlight--
@@ -299,8 +319,7 @@ func (r *trackedReq) overlaps(off, bytes int64) bool {
 // request where one side is serialising, unless that request is itself
 // waiting (it would wait for us, so going on avoids a deadlock).
 func (n *Node) findConflict(self *trackedReq) *trackedReq {
-	for i := len(n.tracked) - 1; i >= 0; i-- {
-		r := n.tracked[i]
+	for r := n.tracked; r != nil; r = r.next {
 		if r == self || (!r.serialising && !self.serialising) {
 			continue
 		}

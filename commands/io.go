@@ -104,6 +104,9 @@ func readCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 			return err
 		}
 	}
+	if !vflag && !bflag && s.canStream(count) {
+		return s.readStream(off, count, pflag, pat, patOff, patCount, qflag, cflag)
+	}
 	buf := fill(count, 0xab)
 	start := s.Loop.Now()
 	err := s.runSync(fmt.Sprintf("read %d %d", off, count), func(co *blk.Co) error {
@@ -319,6 +322,9 @@ func writeCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 		if err := sectorAligned(s, off, count); err != nil {
 			return err
 		}
+	}
+	if !zflag && !sflag && !bflag && !cflag && s.canStream(count) {
+		return s.writeStream(off, count, pat, flags, qflag, Cflag)
 	}
 	var buf []byte
 	switch {

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -82,11 +83,27 @@ func fill(n int64, b byte) []byte {
 }
 
 // mismatch reports whether buf differs from pattern byte p.
+//
+// It compares whole blocks with bytes.Equal (a vectorised memcmp, as
+// qemu-io's pattern check is a memcmp): a 1 GiB read -P checks in a
+// fraction of the time a byte loop takes.
 func mismatch(buf []byte, p byte) bool {
-	for _, b := range buf {
-		if b != p {
+	var block [512]byte
+	if len(buf) <= len(block) {
+		for _, b := range buf {
+			if b != p {
+				return true
+			}
+		}
+		return false
+	}
+	fillBytes(block[:], p)
+	for len(buf) > 0 {
+		n := min(len(buf), len(block))
+		if !bytes.Equal(buf[:n], block[:n]) {
 			return true
 		}
+		buf = buf[n:]
 	}
 	return false
 }

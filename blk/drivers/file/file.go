@@ -80,6 +80,10 @@ type node struct {
 
 	// locks are the image locks held on fd (lock.go).
 	locks locks
+
+	// eng is the parallel I/O engine chosen by an explicit aio option
+	// (engine.go); nil in the deterministic default.
+	eng ioEngine
 }
 
 var (
@@ -115,6 +119,9 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	}
 
 	aio := a.Flags.AIO
+	// Only an explicit aio mode selects a parallel engine; the default
+	// stays deterministic (engine.go).
+	explicitAIO := aio != ""
 	if aio == "" {
 		aio = "threads"
 	}
@@ -123,6 +130,7 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 			return nil, blk.Msgf(unix.EINVAL, "invalid parameter value: %s", v)
 		}
 		aio = v
+		explicitAIO = true
 	}
 	lockOpt, hasLockOpt := a.Opts.TakeString("locking")
 	useLock, err := parseLocking(lockOpt, hasLockOpt)
@@ -182,6 +190,12 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	if err := n.setPerm(wantedPerms(a.Flags)); err != nil {
 		n.Close()
 		return nil, err
+	}
+	if explicitAIO {
+		if err := n.startEngine(a.Loop, aio); err != nil {
+			n.Close()
+			return nil, err
+		}
 	}
 	return n, nil
 }
@@ -251,6 +265,7 @@ func (n *node) Info() (blk.Info, error) { return blk.Info{}, nil }
 
 // Close closes the file descriptor.
 func (n *node) Close() error {
+	n.stopEngine()
 	if n.fd < 0 {
 		return nil
 	}

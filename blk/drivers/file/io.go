@@ -16,6 +16,9 @@ const bounceChunk = 1 << 20
 // physical end of the file read as zeroes, since blk rounds the length up
 // to 512 and a short read there is expected.
 func (n *node) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) error {
+	if n.eng != nil {
+		return n.eng.do(co, n, opRead, off, buf)
+	}
 	err := n.readAt(off, buf)
 	co.YieldIO()
 	return err
@@ -26,6 +29,9 @@ func (n *node) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) erro
 func (n *node) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) error {
 	if err := n.needPerm(blk.PermWrite); err != nil {
 		return err
+	}
+	if n.eng != nil {
+		return n.eng.do(co, n, opWrite, off, buf)
 	}
 	err := n.writeAt(off, buf)
 	co.YieldIO()
@@ -300,6 +306,16 @@ func (n *node) findAllocation(start int64) (data, hole int64, err error) {
 // failure is sticky, because the kernel may already have marked the lost
 // pages clean and a later fdatasync would wrongly succeed.
 func (n *node) FlushToDisk(co *blk.Co) error {
+	if n.eng != nil {
+		if n.pageCacheInconsistent != 0 {
+			return n.pageCacheInconsistent
+		}
+		err := n.eng.do(co, n, opFlush, 0, nil)
+		if e, ok := err.(unix.Errno); ok && !n.direct {
+			n.pageCacheInconsistent = e
+		}
+		return err
+	}
 	err := n.fdatasync()
 	co.YieldIO()
 	return err
