@@ -117,7 +117,10 @@ func (b *Backend) BlockStatus(co *Co, off, bytes int64) (Status, error) {
 			return st, err
 		}
 		st.Depth = depth
-		if st.Flags&StatusAllocated != 0 {
+		// qemu-img map's get_block_status stops at the first layer that
+		// says data or zero: zeroes past the end of a shorter backing
+		// file belong to the layer above it.
+		if st.Flags&(StatusAllocated|StatusData|StatusZero) != 0 {
 			return st, nil
 		}
 		back := n.backing()
@@ -224,11 +227,11 @@ func (b *Backend) Close() error {
 	return err
 }
 
-// PWriteCompressed writes compressed data. No driver compresses yet, so
-// an in-range request fails with ENOTSUP, as it does on raw in QEMU.
+// PWriteCompressed writes compressed data (blk_pwrite_compressed): ENOTSUP
+// unless the top node's format compresses (qcow2).
 func (b *Backend) PWriteCompressed(co *Co, off int64, buf []byte) error {
 	if err := b.checkByteRequest(co, off, int64(len(buf))); err != nil {
 		return err
 	}
-	return unix.ENOTSUP
+	return b.Root.PWriteCompressed(co, off, buf)
 }

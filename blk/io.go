@@ -150,11 +150,12 @@ func (n *Node) pwrite(co *Co, off, bytes int64, buf []byte, flags ReqFlags) erro
 	defer req.end()
 	if padded {
 		n.makeSerialising(co, req, align)
-		// QEMU 7.2 ignores a failed padding read here (and in the zero
-		// write below): the write goes ahead with whatever the padding
-		// buffer holds, zeroes in gio. qemu-io shows "wrote", and the
-		// bytes around the request are overwritten.
-		_ = n.rmwRead(co, req, &p, align, false)
+		// QEMU 7.2 ignores a failed padding read and writes its padding
+		// buffer anyway (uninitialised memory over the neighbouring
+		// bytes). gio fails the write instead: never lose data.
+		if err := n.rmwRead(co, req, &p, align, false); err != nil {
+			return err
+		}
 		// The padded buffer: head and tail from the padding reads, the
 		// middle from the caller. Built after the wait above, so a request
 		// that waited never writes back stale bytes.
@@ -212,7 +213,9 @@ func (n *Node) zeroPWrite(co *Co, req *trackedReq, off, bytes int64, flags ReqFl
 	p, padded := initPadding(off, bytes, align)
 	if padded {
 		n.makeSerialising(co, req, align)
-		_ = n.rmwRead(co, req, &p, align, true) // ignored, as in 7.2 (see pwrite)
+		if err := n.rmwRead(co, req, &p, align, true); err != nil {
+			return err // 7.2 ignores it; see pwrite
+		}
 		if p.head != 0 || p.merge {
 			aoff := off &^ (align - 1)
 			wbytes := align

@@ -42,7 +42,8 @@ type Driver struct {
 type Registry struct {
 	drivers []*Driver
 	// Warn, if set, prints a warning raised while opening (QEMU's
-	// warn_report: "qemu-io: warning: MSG"); see OpenArgs.Warnf.
+	// warn_report); msg starts with "warning: ", as qdict's warnings do,
+	// and the program prefixes its name. See OpenArgs.Warnf.
 	Warn func(msg string)
 }
 
@@ -103,8 +104,10 @@ type OpenArgs struct {
 	warn func(file *Node)
 }
 
-// Warnf reports a warning while opening, such as the deprecation of a
-// size suffix on a hex number ("0x1k"); the program decides where it goes.
+// Warnf reports a warning while opening, such as qdict's deprecation
+// warning for a size suffix on a hex number ("warning: Using a multiplier
+// suffix on hex numbers is deprecated: 0x1k"); the program decides where
+// it goes.
 func (a *OpenArgs) Warnf(format string, args ...any) {
 	if a.reg.Warn != nil {
 		a.reg.Warn(fmt.Sprintf(format, args...))
@@ -224,9 +227,13 @@ func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *
 		return nil, fmt.Errorf("Block protocol '%s' doesn't support the option '%s'", d.Name, keys[0])
 	}
 	n.refreshLimits()
-	if err := n.checkWritableLength(loop); err != nil {
-		n.close()
-		return nil, err
+	// With resize permission (a format parent such as qcow2 takes it on
+	// its file) QEMU lets the length be anything.
+	if flags.TakePerms&PermResize == 0 {
+		if err := n.checkWritableLength(loop); err != nil {
+			n.close()
+			return nil, err
+		}
 	}
 	if v, ok := impl.(interface{ Validate(*Node) error }); ok {
 		if err := v.Validate(n); err != nil {

@@ -281,7 +281,7 @@ func NewSession(out, errw io.Writer, reg *blk.Registry, loop *blk.Loop) *Session
 	s := &Session{Out: out, Err: errw, Flush: func() {}, Table: NewTable(All()), Reg: reg, Loop: loop}
 	if reg != nil {
 		// Drivers' open-time warnings, as QEMU's warn_report prints them.
-		reg.Warn = func(msg string) { fmt.Fprintf(s.Err, "%s: warning: %s\n", ProgName, msg) }
+		reg.Warn = func(msg string) { s.errorReport("%s", msg) }
 	}
 	return s
 }

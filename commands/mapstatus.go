@@ -97,6 +97,12 @@ func mapStatusCmd(s *Session, json bool) error {
 		fmt.Fprintf(&b, "%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File")
 		for _, e := range entries {
 			if e.data && !e.zero {
+				if !e.hasOffset {
+					// qemu-img map stops here too (compressed clusters).
+					fmt.Fprint(s.Out, b.String())
+					s.errorReport("File contains external, encrypted or compressed clusters.")
+					return errFailed
+				}
 				fmt.Fprintf(&b, "%-16s%-16s%-16s%s\n", cHex(e.start), cHex(e.length), cHex(e.offset), e.filename)
 			}
 		}

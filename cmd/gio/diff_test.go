@@ -377,6 +377,7 @@ func diffCases() []diffCase {
 			"open -o driver=raw,offset=1k,size=1k,file.filename=img.raw", "length", "read -P 2 0 1k", "write 0 1k", "write 512 1k", "read 1k 1", "read 0 0", "map", "alloc 0 4k", "truncate 4k", "close",
 			"open -o driver=raw,offset=100,file.filename=img.raw", "length", "read -v 0 4", "close",
 			"open -o driver=raw,offset=64k,file.filename=img.raw", "length", "read 0 1", "map")},
+		{name: "open/raw-hex-suffix-warning", size: 64 * k, args: cmds("open -o driver=raw,offset=0x1k,file.filename=img.raw", "length", "close", "open -o driver=raw,size=0x1k,file.filename=img.raw", "length")},
 		{name: "open/raw-offset-size-errors", size: 64 * k, args: cmds(
 			"open -o driver=raw,offset=128k,file.filename=img.raw", "open -o driver=raw,offset=1k,size=64k,file.filename=img.raw",
 			"open -o driver=raw,size=1000,file.filename=img.raw", "open -o size=1000 img.raw", "open -o driver=raw,offset=x,file.filename=img.raw", "length")},
@@ -464,14 +465,6 @@ func diffCases() []diffCase {
 		{name: "inject/flush", size: 64 * k, args: bd(nil, "file.inject-error.0.event=none,file.inject-error.0.iotype=flush", "flush", "write 0 512", "read 0 512", "flush")},
 		{name: "inject/flush-writeback", size: 64 * k, args: bd([]string{"-t", "writeback"}, "file.inject-error.0.event=none,file.inject-error.0.iotype=flush", "flush", "write 0 512", "flush", "write -f 0 512")},
 		{name: "inject/block-status", size: 64 * k, args: bd(nil, "file.inject-error.0.event=none,file.inject-error.0.iotype=block-status,file.inject-error.0.errno=5", "map", "alloc 0", "read 0 512")},
-		{name: "inject/rmw-read-error-ignored", size: 64 * k, prep: []string{"write -P 0x11 0 64k"},
-			garbage: "7.2 ignores a failed padding read and writes its uninitialised padding buffer",
-			args: bd(nil, "file.align=4096,file.inject-error.event=pwritev_rmw_head,file.inject-error.iotype=read",
-				"write -P 0x22 10000 100", "write -z 1000 8k", "write -z 100 100", "write -P 0x33 5000 8k", "read 0 512")},
-		{name: "inject/rmw-tail-read-error-ignored", size: 64 * k, prep: []string{"write -P 0x11 0 64k"},
-			garbage: "7.2 ignores a failed padding read and writes its uninitialised padding buffer",
-			args: bd(nil, "file.align=4096,file.inject-error.event=pwritev_rmw_tail,file.inject-error.iotype=read,file.inject-error.once=on",
-				"write -z 1000 8k", "write -P 0x22 10000 100", "read -P 0x11 0 4k")},
 		{name: "inject/json-strings", size: 64 * k, args: withArgs(nil, `json:{"driver":"raw","file":{"driver":"blkdebug","image":{"driver":"file","filename":"img.raw"},"inject-error":[{"event":"read_aio","errno":"28"}]}}`, "read 0 512", "write 0 512")},
 		{name: "inject/errno-zero-negative", size: 64 * k, args: bd(nil, "file.inject-error.0.event=none,file.inject-error.0.errno=0,file.inject-error.1.event=read_aio,file.inject-error.1.errno=-5", "write 0 512", "read 0 512")},
 		{name: "inject/option-errors", size: 64 * k, args: cmds(
@@ -493,6 +486,10 @@ func diffCases() []diffCase {
 		// ---- null-co ----
 		{name: "null/co", size: -1, args: withArgs(nil, "null-co://", "read -v 0 16", "length", "info", "map", "alloc 0 1G", "write 0 512", "write -z 0 512", "write -z -n 0 512", "discard 0 512", "flush", "truncate 512")},
 		{name: "null/aio-opts", size: -1, args: withArgs([]string{"--image-opts"}, "driver=null-aio,size=4096,read-zeroes=on", "read -v 0 16", "length", "map", "alloc 0", "aio_read 0 512", "aio_flush")},
+		{name: "null/aio-completion-order", size: -1, args: withArgs(nil, "null-co://", "aio_read 0 512", "aio_read 512 512", "aio_write 1024 512", "aio_flush")},
+		{name: "null/stdin-completions", size: -1, args: []string{"null-co://"}, stdin: script("aio_read 0 512", "aio_read 512 512", "length", "aio_write -q 0 1", "aio_flush")},
+		{name: "null/latency", size: -1, racy: "the latency timer must fire within a sleep", args: []string{"--image-opts", "driver=null-aio,latency-ns=50000000"},
+			stdin: script("aio_read 0 512", "length", "sleep 200", "length", "read -v 0 4")},
 		{name: "null/raw-over-null", size: -1, args: withArgs([]string{"--image-opts"}, "driver=raw,file.driver=null-co,file.size=1000", "length", "info", "read -P 0xab 0 512", "write -z -n 0 512")},
 
 		// ---- 077-style serialisation (§8.3, Appendix B.1) ----
@@ -812,6 +809,15 @@ func gioOnlyCases() []gioOnlyCase {
 			op, n, n, off, map[int]string{512: "512 bytes"}[n])
 	}
 	return []gioOnlyCase{
+		{
+			// qemu-io 7.2 ignores a failed read-modify-write padding read
+			// and writes its uninitialised padding buffer over the
+			// neighbouring bytes; gio fails the write and keeps the data.
+			name: "rmw-padding-read-error-fails-the-write", size: 64 * k,
+			args: bd(nil, "file.align=4096,file.inject-error.event=pwritev_rmw_head,file.inject-error.iotype=read,file.inject-error.once=on",
+				"write -q -P 0x11 0 64k", "write -P 0x22 10000 100", "read -q -P 0x11 0 64k"),
+			want: "write failed: Input/output error\n", rc: 1,
+		},
 		{
 			// qemu-io 7.2 dies with SIGSEGV.
 			name: "truncate-mode-without-offset", size: 64 * k,

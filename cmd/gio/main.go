@@ -88,6 +88,7 @@ var longOpts = []getopt.LongOpt{
 }
 
 func main() {
+	tuneGC()
 	stop := startProfile()
 	code := run(os.Args[1:])
 	stop()

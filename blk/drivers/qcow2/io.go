@@ -110,23 +110,6 @@ func inflate(in []byte, size int64) ([]byte, error) {
 	return out, nil
 }
 
-// deflate compresses one cluster for write -c (raw deflate, as QEMU's
-// qcow2_zlib_compress); it fails when the result would not be smaller.
-func deflate(in []byte) ([]byte, error) {
-	var b bytes.Buffer
-	w, _ := flate.NewWriter(&b, flate.DefaultCompression)
-	if _, err := w.Write(in); err != nil {
-		return nil, err
-	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	if b.Len() >= len(in) {
-		return nil, errNotCompressible
-	}
-	return b.Bytes(), nil
-}
-
 var errNotCompressible = errors.New("qcow2: cluster not compressible")
 
 // PWrite writes guest data: each step allocates (or finds) a contiguous

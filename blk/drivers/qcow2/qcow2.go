@@ -191,8 +191,19 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	if s.loop == nil {
 		s.loop = blk.NewLoop(blk.NewVirtualClock())
 	}
+	// The file holds metadata: a writable qcow2 node may grow it, and
+	// nobody else may write or resize it underneath
+	// (bdrv_default_perms_for_storage). So a length that is not a
+	// multiple of the file's alignment is fine, and image locks say so.
+	flags := a.Flags
+	if !a.Flags.ReadOnly {
+		a.Flags.TakePerms |= blk.PermResize
+	}
+	a.Flags.UnsharePerms |= blk.PermWrite | blk.PermResize
 	var err error
-	if s.file, err = a.OpenChild("file", true, true); err != nil {
+	s.file, err = a.OpenChild("file", true, true)
+	a.Flags = flags
+	if err != nil {
 		return nil, err
 	}
 	if err := s.takeOptions(a); err != nil {

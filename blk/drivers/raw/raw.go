@@ -29,14 +29,20 @@ type node struct {
 
 func open(a *blk.OpenArgs) (blk.Impl, error) {
 	n := &node{self: a.Node(), blocksWrite: a.ProbesAsOtherFormat}
-	off, _, err := a.Opts.TakeSize("offset", 0)
+	off, warn, err := a.Opts.TakeSize("offset", 0)
+	if warn != "" {
+		a.Warnf("%s", warn)
+	}
 	if err != nil {
 		return nil, err
 	}
 	n.offset = int64(off)
 	if _, ok := a.Opts.Get("size"); ok {
 		n.hasSize = true
-		size, _, err := a.Opts.TakeSize("size", 0)
+		size, warn, err := a.Opts.TakeSize("size", 0)
+		if warn != "" {
+			a.Warnf("%s", warn)
+		}
 		if err != nil {
 			return nil, err
 		}

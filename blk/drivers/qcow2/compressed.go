@@ -1,0 +1,171 @@
+package qcow2
+
+import (
+	"bytes"
+	"compress/flate"
+
+	"gio/blk"
+
+	"golang.org/x/sys/unix"
+)
+
+// Compressed clusters (qemu-io's write -c): each whole cluster is
+// deflated and stored at byte granularity, packed after the previous
+// compressed cluster (qcow2_co_pwritev_compressed_part,
+// qcow2_alloc_compressed_cluster_offset, qcow2_alloc_bytes).
+//
+// QEMU inflates with a 4 KiB window (zlib windowBits -12), which Go's
+// compress/flate cannot promise to respect (its window is 32 KiB), so gio
+// writes Huffman-only deflate streams: no back references at all, valid
+// for any window. They compress less than QEMU's, but QEMU reads them.
+
+var _ blk.CompressedWriter = (*state)(nil)
+
+// PWriteCompressed writes whole clusters compressed. off must be cluster
+// aligned, and so must the length unless the write ends at the end of the
+// image; a cluster already allocated cannot be overwritten (EIO, as in
+// QEMU). A zero-length write aligns the file's end to a sector.
+func (s *state) PWriteCompressed(co *blk.Co, off int64, buf []byte) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	n := int64(len(buf))
+	if n == 0 {
+		l, err := s.file.Node.Length(co)
+		if err != nil {
+			return err
+		}
+		return s.file.Node.Truncate(co, l, false, blk.PreallocOff)
+	}
+	if s.offsetIntoCluster(off) != 0 || s.offsetIntoCluster(n) != 0 && off+n != s.size {
+		return unix.EINVAL
+	}
+	for len(buf) > 0 {
+		chunk := min(int64(len(buf)), s.clusterSize)
+		if err := s.writeCompressedCluster(co, off, buf[:chunk]); err != nil {
+			return err
+		}
+		off += chunk
+		buf = buf[chunk:]
+	}
+	return nil
+}
+
+// writeCompressedCluster is qcow2_co_pwritev_compressed_task.
+func (s *state) writeCompressedCluster(co *blk.Co, off int64, data []byte) error {
+	in := make([]byte, s.clusterSize)
+	copy(in, data)
+	out, err := deflateCluster(in)
+	if err != nil {
+		// Not compressible: an ordinary write.
+		return s.PWrite(co, off, data, 0)
+	}
+	s.mu.lock(co)
+	host, err := s.allocCompressedCluster(co, off, int64(len(out)))
+	if err == nil {
+		err = s.overlapCheck(0, host, int64(len(out)))
+	}
+	s.mu.unlock()
+	if err != nil {
+		return err
+	}
+	s.file.Event(co, blk.EvWriteCompressed)
+	return s.file.Node.PWrite(co, host, out, 0)
+}
+
+// deflateCluster compresses one cluster into less than a cluster
+// (qcow2_zlib_compress), Huffman-only (see above).
+func deflateCluster(in []byte) ([]byte, error) {
+	var b bytes.Buffer
+	w, err := flate.NewWriter(&b, flate.HuffmanOnly)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(in); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	if b.Len() > len(in)-1 {
+		return nil, errNotCompressible
+	}
+	return b.Bytes(), nil
+}
+
+// allocCompressedCluster points the L2 entry for off at size new bytes
+// and returns where they go (qcow2_alloc_compressed_cluster_offset).
+func (s *state) allocCompressedCluster(co *blk.Co, off, size int64) (int64, error) {
+	e, l2i, err := s.getClusterTable(co, off)
+	if err != nil {
+		return 0, err
+	}
+	defer s.l2Cache.put(e)
+	if l2Entry(e, l2i)&l2eOffsetMask != 0 {
+		// Compression cannot overwrite anything.
+		return 0, unix.EIO
+	}
+	host, err := s.allocBytes(co, size)
+	if err != nil {
+		return 0, err
+	}
+	sectors := (host+size-1)/compressedSectorSize - host/compressedSectorSize
+	entry := uint64(host) | oflagCompressed | uint64(sectors)<<s.csizeShift
+	s.file.Event(co, blk.EvL2UpdateCompressed)
+	s.l2Cache.markDirty(e)
+	setL2Entry(e, l2i, entry)
+	return host, nil
+}
+
+// allocBytes allocates size bytes (at most a cluster) for compressed
+// data, right after the previous allocation when it fits, so that
+// compressed clusters share host clusters (qcow2_alloc_bytes).
+func (s *state) allocBytes(co *blk.Co, size int64) (int64, error) {
+	s.file.Event(co, blk.EvClusterAllocBytes)
+	off := s.freeByteOffset
+	if off != 0 {
+		rc, err := s.getRefcount(co, off>>s.clusterBits)
+		if err != nil {
+			return 0, err
+		}
+		if rc == s.refcountMax {
+			off = 0
+		}
+	}
+	free := s.clusterSize - s.offsetIntoCluster(off)
+	for {
+		if off == 0 || free < size {
+			nc, err := s.allocClustersNoref(co, s.clusterSize, min(s.clusterOffMsk, maxClusterOffset))
+			if err != nil {
+				return 0, err
+			}
+			if nc == 0 {
+				return 0, s.corrupt("Preventing invalid allocation of compressed cluster at offset 0")
+			}
+			if off == 0 || (off+s.clusterSize-1)&^(s.clusterSize-1) != nc {
+				off, free = nc, s.clusterSize
+			} else {
+				free += s.clusterSize
+			}
+		}
+		err := s.updateRefcount(co, off, size, 1, false, discardNever)
+		if err == errAgain {
+			off = 0
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		break
+	}
+	// The L2 entry written next may reach the disk only after the
+	// refcounts.
+	if err := s.l2Cache.setDependency(co, s.rcCache); err != nil {
+		return 0, err
+	}
+	s.freeByteOffset = off + size
+	if s.offsetIntoCluster(s.freeByteOffset) == 0 {
+		s.freeByteOffset = 0
+	}
+	return off, nil
+}
