@@ -156,7 +156,10 @@ type Loop struct {
 	// engines are the parallel I/O engines attached to the loop (see
 	// Engine); empty in the deterministic default.
 	engines []Engine
-	pool    *ThreadPool
+	// readyBuf is the array behind ready, kept for reuse.
+	readyBuf []*Co
+	// pool is the thread pool of -i threads, made on first use.
+	pool *ThreadPool
 
 	// interrupted and stop are the Ctrl-C state; the only fields another
 	// goroutine (a signal handler) may touch.
@@ -311,8 +314,20 @@ func (l *Loop) ScheduleBH(fn func()) { l.bhs = append(l.bhs, fn) }
 // I/O completions and bottom halves wait for a loop point.
 func (l *Loop) runReady() bool {
 	progress := false
+	// The queue is popped from the front; once empty it starts again at
+	// the front of its array (readyBuf), so that it reuses its memory
+	// instead of allocating a new array every turn.
+	if cap(l.ready) > cap(l.readyBuf) {
+		l.readyBuf = l.ready[:0]
+	}
+	defer func() {
+		if len(l.ready) == 0 {
+			l.ready = l.readyBuf[:0]
+		}
+	}()
 	for len(l.ready) > 0 {
 		co := l.ready[0]
+		l.ready[0] = nil
 		l.ready = l.ready[1:]
 		if co.done {
 			continue
@@ -346,7 +361,8 @@ func (l *Loop) step() bool {
 	}
 	if len(l.ioDone) > 0 {
 		l.ready = append(l.ready, l.ioDone...)
-		l.ioDone = nil
+		clear(l.ioDone)
+		l.ioDone = l.ioDone[:0]
 		return true
 	}
 	return len(l.engines) > 0 && l.pollEngines(false)
@@ -402,6 +418,11 @@ func (l *Loop) Sleep(d time.Duration) {
 		}
 	}
 	l.advance(end)
+	if len(l.engines) > 0 {
+		// I/O that a parallel engine completed during the sleep
+		// completes now, as it would have in QEMU's loop.
+		l.Poll()
+	}
 }
 
 // RunDue runs the loop like Poll and also fires the timers that are

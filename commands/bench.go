@@ -346,7 +346,7 @@ func benchCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 			return errFailed
 		}
 		if len(c.openFlags) > 0 {
-			fmt.Fprintf(s.Err, "gio: bench: %s only apply when bench opens a file of its own\n", strings.Join(c.openFlags, ", "))
+			fmt.Fprintf(s.Err, "gio: bench: %s: only with a file name, which bench then opens itself\n", strings.Join(c.openFlags, ", "))
 			return errFailed
 		}
 		if c.write && s.Img.ReadOnly() {

@@ -274,6 +274,9 @@ type Session struct {
 	// to paths.
 	scratchDir string
 	scratch    map[string]string
+	// ioBuf is the buffer synchronous read and write commands reuse
+	// (syncBuf in iobuf.go).
+	ioBuf []byte
 }
 
 // NewSession returns a session with the standard command table.

@@ -77,7 +77,7 @@ func createCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 		return errFailed
 	}
 	if s.scratchDir == "" {
-		d, err := os.MkdirTemp("", "gio-scratch-")
+		d, err := os.MkdirTemp(scratchBase(), "gio-scratch-")
 		if err != nil {
 			s.errorReport("create: %v", err)
 			return errFailed
@@ -140,3 +140,21 @@ func (s *Session) Cleanup() {
 }
 
 var _ = fmt.Sprint
+
+// scratchBase is where scratch images live: $GIO_SCRATCH_DIR, else a
+// tmpfs (/dev/shm) when there is one, because scratch images are thrown
+// away at exit and syncing them to a disk only costs time; else the
+// system temporary directory.
+func scratchBase() string {
+	if d := os.Getenv("GIO_SCRATCH_DIR"); d != "" {
+		return d
+	}
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		if f, err := os.CreateTemp("/dev/shm", ".gio-probe-"); err == nil {
+			f.Close()
+			os.Remove(f.Name())
+			return "/dev/shm"
+		}
+	}
+	return ""
+}

@@ -107,7 +107,7 @@ func readCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 	if !vflag && !bflag && s.canStream(count) {
 		return s.readStream(off, count, pflag, pat, patOff, patCount, qflag, cflag)
 	}
-	buf := fill(count, 0xab)
+	buf := s.syncBuf(count, 0xab)
 	start := s.Loop.Now()
 	err := s.runSync(fmt.Sprintf("read %d %d", off, count), func(co *blk.Co) error {
 		if bflag {
@@ -116,6 +116,7 @@ func readCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 		return s.Img.PRead(co, off, buf)
 	})
 	elapsed := s.Loop.Now() - start
+	defer s.syncDone()
 	if e := s.stuck(err); e != nil {
 		return e
 	}
@@ -337,7 +338,8 @@ func writeCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 		}
 		buf = b
 	default:
-		buf = fill(count, pat)
+		buf = s.syncBuf(count, pat)
+		defer s.syncDone()
 	}
 	start := s.Loop.Now()
 	err := s.runSync(fmt.Sprintf("write %d %d", off, count), func(co *blk.Co) error {

@@ -44,7 +44,7 @@ var (
 		"open":     {'t': cacheModes, 'd': discardModes, 'i': aioModes},
 		"reopen":   {'c': cacheModes},
 		"truncate": {'m': {"falloc", "full", "metadata", "off"}},
-		"create":   {'f': {"raw"}},
+		"create":   {'f': {"raw", "qcow2"}},
 	}
 )
 

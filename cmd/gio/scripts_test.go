@@ -158,7 +158,31 @@ func TestVirtualTime(t *testing.T) {
 // scriptPrefix is the FILE:LINE: prefix script mode puts on stderr lines.
 var scriptPrefix = regexp.MustCompile(`(?m)^[^ \n]*\.gio:[0-9]+: `)
 
-type scratchImage struct{ name, size string }
+// scratchImage is a script's "create [-f FMT] [-o OPTS] NAME SIZE".
+type scratchImage struct{ name, size, format, opts string }
+
+// parseCreate reads the arguments of a create line.
+func parseCreate(args []string) (scratchImage, bool) {
+	var im scratchImage
+	var pos []string
+	for i := 0; i < len(args); i++ {
+		switch {
+		case args[i] == "-f" && i+1 < len(args):
+			i++
+			im.format = args[i]
+		case args[i] == "-o" && i+1 < len(args):
+			i++
+			im.opts = args[i]
+		default:
+			pos = append(pos, args[i])
+		}
+	}
+	if len(pos) != 2 {
+		return im, false
+	}
+	im.name, im.size = pos[0], pos[1]
+	return im, true
+}
 
 // forQemuIO turns a .gio script into qemu-io stdin: comments and blank
 // lines dropped, "create NAME SIZE" lines returned as images to make with
@@ -171,9 +195,11 @@ func forQemuIO(src string) (string, []scratchImage) {
 		if t == "" || strings.HasPrefix(t, "#") {
 			continue
 		}
-		if f := strings.Fields(t); f[0] == "create" && len(f) == 3 {
-			imgs = append(imgs, scratchImage{f[1], f[2]})
-			continue
+		if f := strings.Fields(t); f[0] == "create" {
+			if im, ok := parseCreate(f[1:]); ok {
+				imgs = append(imgs, im)
+				continue
+			}
 		}
 		b.WriteString(l + "\n")
 	}
@@ -183,6 +209,18 @@ func forQemuIO(src string) (string, []scratchImage) {
 func makeImages(t *testing.T, dir string, imgs []scratchImage) {
 	t.Helper()
 	for _, im := range imgs {
+		if im.format != "" && im.format != "raw" {
+			args := []string{"create", "-q", "-f", im.format}
+			if im.opts != "" {
+				args = append(args, "-o", im.opts)
+			}
+			cmd := exec.Command("qemu-img", append(args, im.name, im.size)...)
+			cmd.Dir = dir
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("qemu-img %q: %v\n%s", args, err, out)
+			}
+			continue
+		}
 		f, err := os.Create(filepath.Join(dir, im.name))
 		if err != nil {
 			t.Fatal(err)

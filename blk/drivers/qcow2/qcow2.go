@@ -3,7 +3,7 @@
 // behind a small write-back cache, refcount tables and blocks of any
 // width, cluster allocation with copy-on-write of partial clusters, zero
 // clusters, discard, block status, backing files, growing and shrinking,
-// and compressed cluster reads.
+// and compressed clusters (read, and written by write -c).
 //
 // The driver reaches its image only through its "file" child, and reads
 // what it does not hold itself through its "backing" child, so blkdebug
@@ -22,7 +22,10 @@
 // Not supported (refused at open with a message saying so): encryption,
 // external data files, extended L2 entries, and writing to an image with
 // the dirty bit set (lazy refcounts need a repair first). Internal
-// snapshots are kept intact but cannot be created or applied.
+// snapshots are kept intact but cannot be created or applied; the VM
+// state area, preallocation and zstd-compressed clusters are not done.
+// As in QEMU, shrinking keeps the tail of a partial last cluster, which
+// growing the image shows again.
 package qcow2
 
 import (
@@ -281,7 +284,8 @@ func (s *state) takeOptions(a *blk.OpenArgs) error {
 		return blk.Msgf(unix.EINVAL, "'data-file' can only be set for images with an external data file")
 	}
 	if o.HasPrefix("encrypt") {
-		return blk.Msgf(unix.EINVAL, "No encryption in image header, but options specified format '%s'", mustTake(o, "encrypt.format"))
+		format, _ := o.TakeString("encrypt.format")
+		return blk.Msgf(unix.EINVAL, "No encryption in image header, but options specified format '%s'", format)
 	}
 	return nil
 }
@@ -498,11 +502,6 @@ func cString(b []byte) string {
 		}
 	}
 	return string(b)
-}
-
-func mustTake(o interface{ TakeString(string) (string, bool) }, k string) string {
-	v, _ := o.TakeString(k)
-	return v
 }
 
 // validateTable is qcow2_validate_table.
