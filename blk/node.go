@@ -1,6 +1,10 @@
 package blk
 
 import (
+	"gio/blk/qdict"
+
+	"strings"
+
 	"errors"
 	"fmt"
 
@@ -13,6 +17,7 @@ import (
 type Node struct {
 	name     string
 	filename string // the "filename" option it was opened with, if any
+	openOpts *qdict.Dict
 	driver   *Driver
 	impl     Impl
 	ops      nodeOps
@@ -94,6 +99,56 @@ func (n *Node) Name() string { return n.name }
 
 // Filename returns the file name the node was opened with ("" if none).
 func (n *Node) Filename() string { return n.filename }
+
+// Options returns the node's own open options as given (after filename
+// parsing), without its children's.
+func (n *Node) Options() *qdict.Dict {
+	d := qdict.New()
+	if n.openOpts == nil {
+		return d
+	}
+	for _, k := range n.openOpts.Keys() {
+		first, _, _ := strings.Cut(k, ".")
+		child := false
+		for _, c := range n.children {
+			child = child || c.Name == first
+		}
+		// x- keys are internal hand-overs between a filename parser and
+		// its driver, not options a user gave.
+		if !child && !strings.HasPrefix(k, "x-") {
+			v, _ := n.openOpts.Get(k)
+			d.Set(k, v)
+		}
+	}
+	return d
+}
+
+// FullOptions returns the options that describe the node and its
+// children completely, with "driver" keys, as QEMU's bdrv_refresh_filename
+// builds them for a generated json: file name.
+func (n *Node) FullOptions() *qdict.Dict {
+	d := n.Options()
+	d.Set("driver", n.driver.Name)
+	for _, c := range n.children {
+		cd := c.Node.FullOptions()
+		for _, k := range cd.Keys() {
+			v, _ := cd.Get(k)
+			d.Set(c.Name+"."+k, v)
+		}
+	}
+	return d
+}
+
+// ChildNames returns the role names of the node's children, recursively
+// (for rendering FullOptions as nested JSON).
+func (n *Node) ChildNames() []string {
+	var names []string
+	for _, c := range n.children {
+		names = append(names, c.Name)
+		names = append(names, c.Node.ChildNames()...)
+	}
+	return names
+}
 
 // Driver returns the node's driver.
 func (n *Node) Driver() *Driver { return n.driver }

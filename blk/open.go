@@ -211,6 +211,7 @@ func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *
 	n.discardOn = flags.Unmap
 	n.probed = probed
 	n.filename, _ = opts.Get("filename")
+	n.openOpts = opts.Clone()
 	a := &OpenArgs{Opts: opts, Flags: flags, Loop: loop, node: n, reg: r, preopened: pre, warn: warn}
 	impl, err := d.Open(a)
 	if err != nil {

@@ -154,16 +154,7 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 		// file name (its other options are not part of its name),
 		// otherwise the name as given, unless options of its own make it
 		// a generated json: name.
-		shown := given
-		if file.Driver().Name == "file" {
-			shown = file.Filename()
-		} else if o.Opts != nil && o.Opts.HasPrefix("file") {
-			d := o.Opts.Clone()
-			if given != "" {
-				d.Set("file.filename", given)
-			}
-			shown = "json:" + d.JSON("file", "image", "backing")
-		}
+		shown := probeName(file, given)
 		fmt.Fprintf(s.Err, "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"+
 			"         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n"+
 			"         Specify the 'raw' format explicitly to remove the restrictions.\n", shown)
@@ -175,6 +166,33 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 	}
 	s.Img = img
 	return true
+}
+
+// probeName is the name QEMU gives the probed raw node's file child in
+// its warning (bdrv_refresh_filename): a file by its file name; blkdebug
+// as blkdebug:CONFIG:IMAGE unless options that change its behaviour
+// (align, rules, ...) make it a generated json: name of all its options.
+func probeName(file *blk.Node, given string) string {
+	switch file.Driver().Name {
+	case "file":
+		return file.Filename()
+	case "blkdebug":
+		own := file.Options()
+		config, _ := own.Get("config")
+		strong := false
+		for _, k := range own.Keys() {
+			strong = strong || k != "config"
+		}
+		img := file.File()
+		if !strong && img != nil && img.Node.Driver().Name == "file" {
+			return "blkdebug:" + config + ":" + img.Node.Filename()
+		}
+		return "json:" + file.FullOptions().JSON(file.ChildNames()...)
+	}
+	if given != "" {
+		return given
+	}
+	return "json:" + file.FullOptions().JSON(file.ChildNames()...)
 }
 
 // openCmd is qemu-io's open_f.
