@@ -465,6 +465,10 @@ func diffCases() []diffCase {
 		{name: "inject/flush", size: 64 * k, args: bd(nil, "file.inject-error.0.event=none,file.inject-error.0.iotype=flush", "flush", "write 0 512", "read 0 512", "flush")},
 		{name: "inject/flush-writeback", size: 64 * k, args: bd([]string{"-t", "writeback"}, "file.inject-error.0.event=none,file.inject-error.0.iotype=flush", "flush", "write 0 512", "flush", "write -f 0 512")},
 		{name: "inject/block-status", size: 64 * k, args: bd(nil, "file.inject-error.0.event=none,file.inject-error.0.iotype=block-status,file.inject-error.0.errno=5", "map", "alloc 0", "read 0 512")},
+		{name: "probe-warning/blkdebug-align-json", size: 64 * k, args: cmds("open -o file.align=4k blkdebug::img.raw", "length")},
+		{name: "probe-warning/blkdebug-rule-json", size: 64 * k, args: cmds("open -o file.inject-error.0.event=read_aio blkdebug::img.raw", "length")},
+		{name: "probe-warning/blkdebug-plain", size: 64 * k, args: cmds("open -o file.image.driver=file blkdebug::img.raw", "length")},
+		{name: "probe-warning/image-opts-blkdebug", size: 64 * k, args: []string{"--image-opts", "file.driver=blkdebug,file.image.filename=img.raw", "-c", "length"}},
 		{name: "inject/json-strings", size: 64 * k, args: withArgs(nil, `json:{"driver":"raw","file":{"driver":"blkdebug","image":{"driver":"file","filename":"img.raw"},"inject-error":[{"event":"read_aio","errno":"28"}]}}`, "read 0 512", "write 0 512")},
 		{name: "inject/errno-zero-negative", size: 64 * k, args: bd(nil, "file.inject-error.0.event=none,file.inject-error.0.errno=0,file.inject-error.1.event=read_aio,file.inject-error.1.errno=-5", "write 0 512", "read 0 512")},
 		{name: "inject/option-errors", size: 64 * k, args: cmds(
