@@ -64,10 +64,14 @@ samples=$tmp/samples.tsv
 sample() {
 	local target=$1 tool=$2 in=$3
 	shift 4
-	local rc=0
+	local rc=0 t0 t1
+	t0=$EPOCHREALTIME
 	/usr/bin/time -f "%e %U %S %M" -o "$tmp/time" "$@" <"$in" >"$tmp/out" 2>"$tmp/err" || rc=$?
+	t1=$EPOCHREALTIME
 	local wall user sys rss secs
 	read -r wall user sys rss < <(tail -n 1 "$tmp/time")
+	# GNU time's %e has 10 ms steps; the shell's clock has microseconds.
+	wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')
 	secs=$(sed -n 's/^Run completed in \([0-9.]*\) seconds\.$/\1/p' "$tmp/out")
 	if [ -z "$secs" ] && [ "$tool" = fio ]; then
 		# terse v3: field 8 is the read IOPS, 49 the write IOPS; the
@@ -151,8 +155,10 @@ awk -v n="$N_CMDS" 'BEGIN { for (i = 0; i < n; i++) printf "write -q -P 0x5a %d 
 awk -v n="$N_CMDS" 'BEGIN { for (i = 0; i < n; i++) printf "read -q -P 0x5a %d 4k\n", i * 4096 }' >"$tmp/reads"
 awk -v n="$N_CMDS" 'BEGIN { for (i = 0; i < n; i++) printf "aio_write -q -P 0x5a %d 4k\n", i * 4096; print "aio_flush" }' >"$tmp/aio"
 awk -v n="$N_CMDS" 'BEGIN { for (i = 0; i < n; i++) printf "write -q -P 0x5a %d 512\n", i * 4096 + 512 }' >"$tmp/rmw"
-printf '#!/bin/sh\nfor i in $(seq 20); do "$@" -c quit null-co:// || exit 1; done\n' >"$tmp/startup"
-chmod +x "$tmp/startup"
+# rep20 runs a short command 20 times, so that one sample is long enough
+# to time.
+printf '#!/bin/sh\nfor i in $(seq 20); do "$@" || exit $?; done\n' >"$tmp/rep20"
+chmod +x "$tmp/rep20"
 rmwimg="driver=raw,file.driver=blkdebug,file.align=4k,file.image.filename=$small"
 
 # --- targets -------------------------------------------------------------------
@@ -189,7 +195,7 @@ if want aio-write; then
 	pair aio-write "$tmp/aio" "$GIO" -f raw "$small" -- qemu-io -f raw "$small"
 fi
 if want startup; then
-	pair startup /dev/null "$tmp/startup" "$GIO" -- "$tmp/startup" qemu-io
+	pair startup /dev/null "$tmp/rep20" "$GIO" -c quit null-co:// -- "$tmp/rep20" qemu-io -c quit null-co://
 fi
 if want write-1g; then
 	pair write-1g /dev/null "$GIO" -f raw -c "write -P 0xab 0 1G" "$big" -- qemu-io -f raw -c "write -P 0xab 0 1G" "$big"
@@ -198,10 +204,10 @@ if want read-1g; then
 	pair read-1g /dev/null "$GIO" -f raw -c "read -P 0xab 0 1G" "$big" -- qemu-io -f raw -c "read -P 0xab 0 1G" "$big"
 fi
 if want map; then
-	pair map /dev/null "$GIO" -f raw -r -c map "$sparse" -- qemu-io -f raw -r -c map "$sparse"
+	pair map /dev/null "$tmp/rep20" "$GIO" -f raw -r -c map "$sparse" -- "$tmp/rep20" qemu-io -f raw -r -c map "$sparse"
 fi
 if want alloc; then
-	pair alloc /dev/null "$GIO" -f raw -r -c "alloc 0 16G" "$sparse" -- qemu-io -f raw -r -c "alloc 0 16G" "$sparse"
+	pair alloc /dev/null "$tmp/rep20" "$GIO" -f raw -r -c "alloc 0 16G" "$sparse" -- "$tmp/rep20" qemu-io -f raw -r -c "alloc 0 16G" "$sparse"
 fi
 if want rmw-default; then
 	pair rmw-default "$tmp/rmw" "$GIO" --image-opts "$rmwimg" -- qemu-io --image-opts "$rmwimg"
@@ -231,8 +237,8 @@ targets=(
 	"startup|time|20|<=1.0"
 	"write-1g|time|1|<=1.0"
 	"read-1g|time|1|<=1.0"
-	"map|time|1|<=1.0"
-	"alloc|time|1|<=1.0"
+	"map|time|20|<=1.0"
+	"alloc|time|20|<=1.0"
 	"rmw-default|rate|$N_CMDS|>=1.0"
 	"rmw-writeback|rate|$N_CMDS|>=1.5"
 )
@@ -267,7 +273,7 @@ for line in "${targets[@]}"; do
 		qm=$(awk -v c="$count" -v s="$qs" 'BEGIN { printf "%.4f", s / c }')
 		unit=s
 	fi
-	ratio=$(awk -v g="$gm" -v q="$qm" 'BEGIN { printf "%.2f", g / q }')
+	ratio=$(awk -v g="$gm" -v q="$qm" 'BEGIN { if (q > 0) printf "%.2f", g / q; else print "-" }')
 	ok=$(awk -v r="$ratio" -v goal="$goal" 'BEGIN { op = substr(goal, 1, 2); v = substr(goal, 3) + 0;
 		print ((op == ">=" && r >= v) || (op == "<=" && r <= v)) ? "yes" : "MISS" }')
 	printf '%-14s %-7s %14s %14s %7s %6s  %-5s %9s %9s %9s %9s %8.0f %8.0f\n' "$t" "$unit" "$gm" "$qm" "$ratio" "$goal" "$ok" \

@@ -3,6 +3,7 @@ package blk
 import (
 	"slices"
 	"sync"
+	"time"
 )
 
 // Engine is a parallel I/O engine attached to a loop (-i threads,
@@ -82,9 +83,10 @@ const maxPoolThreads = 64
 type ThreadPool struct {
 	loop    *Loop
 	jobs    chan poolJob
-	threads int // started, under the token
-	idle    int // threads waiting for a job; under mu
 	pending int // submitted, not yet woken; under the token
+
+	threads int // running; under mu
+	idle    int // threads waiting for a job, not yet promised one; under mu
 
 	mu     sync.Mutex
 	done   []*Co
@@ -123,18 +125,40 @@ func (p *ThreadPool) submit(co *Co, job ThreadJob) {
 	p.jobs <- poolJob{co, job}
 }
 
-// thread is one pool goroutine. It lives as long as the program: idle
-// ones only wait on the job channel.
+// poolIdleTimeout is how long a pool thread waits for work before it
+// ends (QEMU's thread pool uses 10 s too).
+const poolIdleTimeout = 10 * time.Second
+
+// thread is one pool goroutine; it ends after poolIdleTimeout without
+// work.
 func (p *ThreadPool) thread() {
-	for j := range p.jobs {
-		j.job.RunInThread()
-		p.mu.Lock()
-		p.done = append(p.done, j.co)
-		p.idle++
-		p.mu.Unlock()
+	idle := time.NewTimer(poolIdleTimeout)
+	defer idle.Stop()
+	for {
 		select {
-		case p.notify <- struct{}{}:
-		default:
+		case j := <-p.jobs:
+			j.job.RunInThread()
+			p.mu.Lock()
+			p.done = append(p.done, j.co)
+			p.idle++
+			p.mu.Unlock()
+			select {
+			case p.notify <- struct{}{}:
+			default:
+			}
+			idle.Reset(poolIdleTimeout)
+		case <-idle.C:
+			p.mu.Lock()
+			if p.idle > 0 {
+				// No job is promised to an idle thread: this one
+				// can go.
+				p.idle--
+				p.threads--
+				p.mu.Unlock()
+				return
+			}
+			p.mu.Unlock()
+			idle.Reset(poolIdleTimeout)
 		}
 	}
 }

@@ -336,8 +336,11 @@ func isTooLarge(err error) bool {
 // own when one is named.
 func benchCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 	e := benchEnv{prog: ProgName, out: s.Out, err: s.Err}
-	c, ok, _ := parseBench(e, args)
+	c, ok, exit := parseBench(e, args)
 	if !ok {
+		if exit == 0 {
+			return nil // -h
+		}
 		return errFailed
 	}
 	if c.file == "" {
@@ -473,6 +476,25 @@ type benchRun struct {
 	err    error
 	errMsg string
 	end    time.Time
+	// active counts the lanes and flush requests still running.
+	active int
+}
+
+// spawn starts one of the run's requests.
+func (b *benchRun) spawn(name string, fn func(co *blk.Co)) {
+	b.active++
+	b.loop.Spawn(name, func(co *blk.Co) {
+		defer func() { b.active-- }()
+		fn(co)
+	})
+}
+
+// finish waits for the run's requests still in flight (the final flush,
+// lanes stopping after a failure), as blk_unref's drain does for
+// qemu-img, so that no request of the run outlives the command.
+func (b *benchRun) finish() {
+	b.wakeAll()
+	_ = b.loop.RunUntil("bench", func() bool { return b.active == 0 })
 }
 
 // runBench runs the benchmark on img and prints qemu-img bench's lines.
@@ -520,7 +542,7 @@ func runBench(e benchEnv, loop *blk.Loop, img *blk.Backend, c benchConfig) bool 
 	start := time.Now()
 	for i := 0; i < lanes; i++ {
 		lb := buf[i*c.bufsize : (i+1)*c.bufsize : (i+1)*c.bufsize]
-		loop.Spawn(fmt.Sprintf("bench lane %d", i), func(co *blk.Co) { b.lane(co, lb) })
+		b.spawn(fmt.Sprintf("bench lane %d", i), func(co *blk.Co) { b.lane(co, lb) })
 	}
 	if b.n > 0 && lanes == 0 {
 		// qemu-img waits forever for requests it never sends.
@@ -539,12 +561,12 @@ func runBench(e benchEnv, loop *blk.Loop, img *blk.Backend, c benchConfig) bool 
 	if b.err != nil {
 		e.errorf("%s: %s", b.errMsg, cvt.Strerror(b.err))
 		// The lanes still in flight stop at their next completion.
-		b.wakeAll()
-		_ = loop.Drain("bench")
+		b.finish()
 		return false
 	}
 	elapsed := end.Sub(start)
 	fmt.Fprintf(e.out, "Run completed in %3.3f seconds.\n", elapsed.Seconds())
+	b.finish()
 	return true
 }
 
@@ -590,7 +612,7 @@ func (b *benchRun) complete(co *blk.Co) {
 		return
 	}
 	if !b.drain {
-		b.loop.Spawn("bench flush", func(co *blk.Co) {
+		b.spawn("bench flush", func(co *blk.Co) {
 			if err := b.img.Flush(co); err != nil {
 				b.fail("Failed flush request", err)
 			}
