@@ -42,14 +42,14 @@ func TestDispatchErrors(t *testing.T) {
 		line, out, err string
 		ok             bool
 	}{
-		{"nosuch", "", "command \"nosuch\" not found\n"},
-		{"read 0 512", "", "no file open, try 'help open'\n"},
-		{"help a b", "", "bad argument count 2 to help, expected between 0 and 1 arguments\n"},
-		{"sleep", "", "bad argument count 0 to sleep, expected 1 arguments\n"},
-		{"open", "", "bad argument count 0 to open, expected at least 1 arguments\n"},
-		{"help nosuch", "command nosuch not found\n", ""},
+		{"nosuch", "", "command \"nosuch\" not found\n", false},
+		{"read 0 512", "", "no file open, try 'help open'\n", false},
+		{"help a b", "", "bad argument count 2 to help, expected between 0 and 1 arguments\n", false},
+		{"sleep", "", "bad argument count 0 to sleep, expected 1 arguments\n", false},
+		{"open", "", "bad argument count 0 to open, expected at least 1 arguments\n", false},
+		{"help nosuch", "command nosuch not found\n", "", false},
 		{"help r", "r [-abCqv] [-P pattern [-s off] [-l len]] off len -- reads a number of bytes at a specified offset\n", "", true},
-		{"sleep abc", "abc is not a valid number\n", ""},
+		{"sleep abc", "abc is not a valid number\n", "", false},
 	} {
 		var out, errw bytes.Buffer
 		s := NewSession(&out, &errw, nil, nil)
