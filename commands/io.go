@@ -108,21 +108,15 @@ func readCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 		return s.readStream(off, count, pflag, pat, patOff, patCount, qflag, cflag)
 	}
 	buf := s.syncBuf(count, 0xab)
-	start := s.Loop.Now()
-	err := s.runSync(fmt.Sprintf("read %d %d", off, count), func(co *blk.Co) error {
+	defer s.syncDone()
+	elapsed, err := s.timedIO("read", off, count, func(co *blk.Co) error {
 		if bflag {
 			return unix.ENOTSUP // no driver has a VM state area
 		}
 		return s.Img.PRead(co, off, buf)
 	})
-	elapsed := s.Loop.Now() - start
-	defer s.syncDone()
-	if e := s.stuck(err); e != nil {
-		return e
-	}
 	if err != nil {
-		fmt.Fprintf(s.Out, "read failed: %s\n", errText(err))
-		return errFailed
+		return err
 	}
 	var result error
 	if pflag && mismatch(buf[patOff:patOff+patCount], pat) {
@@ -229,15 +223,9 @@ func readvCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 		return errFailed
 	}
 	buf := fill(total, 0xab)
-	start := s.Loop.Now()
-	err = s.runSync(fmt.Sprintf("readv %d %d", off, total), func(co *blk.Co) error { return s.Img.PRead(co, off, buf) })
-	elapsed := s.Loop.Now() - start
-	if e := s.stuck(err); e != nil {
-		return e
-	}
+	elapsed, err := s.timedIO("readv", off, total, func(co *blk.Co) error { return s.Img.PRead(co, off, buf) })
 	if err != nil {
-		fmt.Fprintf(s.Out, "readv failed: %s\n", errText(err))
-		return errFailed
+		return err
 	}
 	var result error
 	if vo.P && mismatch(buf, vo.pat) {
@@ -341,8 +329,7 @@ func writeCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 		buf = s.syncBuf(count, pat)
 		defer s.syncDone()
 	}
-	start := s.Loop.Now()
-	err := s.runSync(fmt.Sprintf("write %d %d", off, count), func(co *blk.Co) error {
+	elapsed, err := s.timedIO("write", off, count, func(co *blk.Co) error {
 		switch {
 		case bflag:
 			return unix.ENOTSUP
@@ -354,13 +341,8 @@ func writeCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 			return s.Img.PWrite(co, off, buf, flags)
 		}
 	})
-	elapsed := s.Loop.Now() - start
-	if e := s.stuck(err); e != nil {
-		return e
-	}
 	if err != nil {
-		fmt.Fprintf(s.Out, "write failed: %s\n", errText(err))
-		return errFailed
+		return err
 	}
 	if !qflag {
 		s.report("wrote", count, off, elapsed, Cflag)
@@ -424,15 +406,9 @@ func writevCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 		flags |= blk.FUA
 	}
 	buf := fill(total, pat)
-	start := s.Loop.Now()
-	err = s.runSync(fmt.Sprintf("writev %d %d", off, total), func(co *blk.Co) error { return s.Img.PWrite(co, off, buf, flags) })
-	elapsed := s.Loop.Now() - start
-	if e := s.stuck(err); e != nil {
-		return e
-	}
+	elapsed, err := s.timedIO("writev", off, total, func(co *blk.Co) error { return s.Img.PWrite(co, off, buf, flags) })
 	if err != nil {
-		fmt.Fprintf(s.Out, "writev failed: %s\n", errText(err))
-		return errFailed
+		return err
 	}
 	if !vo.q {
 		s.report("wrote", total, off, elapsed, vo.C)
@@ -458,15 +434,9 @@ func discardCmd(s *Session, name string, opts []getopt.Opt, args []string) error
 		fmt.Fprintf(s.Out, "length cannot exceed %d, given %s\n", int64(maxRequestBytes), args[1])
 		return errFailed
 	}
-	start := s.Loop.Now()
-	err := s.runSync(fmt.Sprintf("discard %d %d", off, count), func(co *blk.Co) error { return s.Img.PDiscard(co, off, count) })
-	elapsed := s.Loop.Now() - start
-	if e := s.stuck(err); e != nil {
-		return e
-	}
+	elapsed, err := s.timedIO("discard", off, count, func(co *blk.Co) error { return s.Img.PDiscard(co, off, count) })
 	if err != nil {
-		fmt.Fprintf(s.Out, "discard failed: %s\n", errText(err))
-		return errFailed
+		return err
 	}
 	if !vo.q {
 		s.report("discard", count, off, elapsed, vo.C)

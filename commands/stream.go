@@ -38,8 +38,7 @@ func (s *Session) readStream(off, count int64, pflag bool, pat byte, patOff, pat
 	fillBytes(chunk, 0xab)
 	vstart, vend := off+patOff, off+patOff+patCount
 	bad := false
-	start := s.Loop.Now()
-	err := s.runSync(fmt.Sprintf("read %d %d", off, count), func(co *blk.Co) error {
+	elapsed, err := s.timedIO("read", off, count, func(co *blk.Co) error {
 		return s.Img.PReadPieces(co, off, count, chunk, func(pos int64, data []byte) {
 			if !pflag || bad {
 				return
@@ -51,13 +50,8 @@ func (s *Session) readStream(off, count int64, pflag bool, pat byte, patOff, pat
 			fillBytes(data, 0xab)
 		})
 	})
-	elapsed := s.Loop.Now() - start
-	if e := s.stuck(err); e != nil {
-		return e
-	}
 	if err != nil {
-		fmt.Fprintf(s.Out, "read failed: %s\n", errText(err))
-		return errFailed
+		return err
 	}
 	var result error
 	if pflag && bad {
@@ -75,17 +69,11 @@ func (s *Session) readStream(off, count int64, pflag bool, pat byte, patOff, pat
 func (s *Session) writeStream(off, count int64, pat byte, flags blk.ReqFlags, qflag, cflag bool) error {
 	chunk := s.Img.BlockAlign(streamChunk)
 	fillBytes(chunk, pat)
-	start := s.Loop.Now()
-	err := s.runSync(fmt.Sprintf("write %d %d", off, count), func(co *blk.Co) error {
+	elapsed, err := s.timedIO("write", off, count, func(co *blk.Co) error {
 		return s.Img.PWriteRepeat(co, off, count, chunk, flags)
 	})
-	elapsed := s.Loop.Now() - start
-	if e := s.stuck(err); e != nil {
-		return e
-	}
 	if err != nil {
-		fmt.Fprintf(s.Out, "write failed: %s\n", errText(err))
-		return errFailed
+		return err
 	}
 	if !qflag {
 		s.report("wrote", count, off, elapsed, cflag)

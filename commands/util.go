@@ -120,6 +120,23 @@ func (s *Session) runSync(name string, fn func(co *blk.Co) error) error {
 	return err
 }
 
+// timedIO runs fn as the synchronous request "VERB off count" and times
+// it. A failure prints qemu-io's "VERB failed: STRERROR" line (or the wait
+// that can never finish) and returns errFailed.
+func (s *Session) timedIO(verb string, off, count int64, fn func(co *blk.Co) error) (time.Duration, error) {
+	start := s.Loop.Now()
+	err := s.runSync(fmt.Sprintf("%s %d %d", verb, off, count), fn)
+	elapsed := s.Loop.Now() - start
+	if e := s.stuck(err); e != nil {
+		return elapsed, e
+	}
+	if err != nil {
+		fmt.Fprintf(s.Out, "%s failed: %s\n", verb, errText(err))
+		return elapsed, errFailed
+	}
+	return elapsed, nil
+}
+
 // stuck prints a wait that can never finish and fails the command.
 func (s *Session) stuck(err error) error {
 	var st *blk.ErrStuck
