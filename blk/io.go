@@ -149,6 +149,7 @@ func (n *Node) pwrite(co *Co, off, bytes int64, buf []byte, flags ReqFlags) erro
 	req := n.track(co, aoff, int64(len(abuf)), trackWrite)
 	defer req.end()
 	if padded {
+		req.padHead, req.padTail, req.padMerge = p.head, p.tail, p.merge
 		n.makeSerialising(co, req, align)
 		// QEMU 7.2 ignores a failed padding read and writes its padding
 		// buffer anyway (uninitialised memory over the neighbouring
@@ -212,6 +213,7 @@ func (n *Node) zeroPWrite(co *Co, req *trackedReq, off, bytes int64, flags ReqFl
 	align := n.limits.RequestAlignment
 	p, padded := initPadding(off, bytes, align)
 	if padded {
+		req.padHead, req.padTail, req.padMerge = p.head, p.tail, p.merge
 		n.makeSerialising(co, req, align)
 		if err := n.rmwRead(co, req, &p, align, true); err != nil {
 			return err // 7.2 ignores it; see pwrite
@@ -450,6 +452,9 @@ func (n *Node) Flush(co *Co) error {
 	}
 	n.activeFlush = true
 	defer n.flushDone()
+	if co.loop.tracer != nil {
+		co.loop.Trace(TraceEvent{Kind: TraceFlushBegin, Req: co.id, Node: n})
+	}
 	err := n.flushThis(co, gen)
 	for _, c := range n.children {
 		if c.Node.readOnly {
@@ -461,6 +466,9 @@ func (n *Node) Flush(co *Co) error {
 	}
 	if err == nil {
 		n.flushedGen = gen
+	}
+	if co.loop.tracer != nil {
+		co.loop.Trace(TraceEvent{Kind: TraceFlushEnd, Req: co.id, Node: n, Err: err})
 	}
 	return err
 }

@@ -20,6 +20,7 @@ func (n *node) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) erro
 		return n.eng.do(co, n, opRead, off, buf)
 	}
 	err := n.readAt(off, buf)
+	co.ChargeIO(int64(len(buf)))
 	co.YieldIO()
 	return err
 }
@@ -34,6 +35,7 @@ func (n *node) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) err
 		return n.eng.do(co, n, opWrite, off, buf)
 	}
 	err := n.writeAt(off, buf)
+	co.ChargeIO(int64(len(buf)))
 	co.YieldIO()
 	return err
 }
@@ -162,6 +164,7 @@ func (n *node) PWriteZeroes(co *blk.Co, off, bytes int64, flags blk.ReqFlags) er
 	} else {
 		err = n.writeZeroes(off, bytes)
 	}
+	co.ChargeIO(0) // the efficient path: no data moves
 	co.YieldIO()
 	return err
 }
@@ -235,6 +238,7 @@ func (n *node) PDiscard(co *blk.Co, off, bytes int64) error {
 			n.hasDiscard = false
 		}
 	}
+	co.ChargeIO(0)
 	co.YieldIO()
 	return err
 }
@@ -317,6 +321,7 @@ func (n *node) FlushToDisk(co *blk.Co) error {
 		return err
 	}
 	err := n.fdatasync()
+	co.ChargeIO(0)
 	co.YieldIO()
 	return err
 }
