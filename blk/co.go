@@ -42,8 +42,12 @@ type Co struct {
 	// last, and err its result as the front end noted it: trace only.
 	spans []int
 	err   error
-	// lastEvent is the last debug event the request fired (requests -v).
+	// lastEvent is the last debug event the request fired (requests -v),
+	// -1 for none.
 	lastEvent Event
+	// cost is virtual time its I/O has cost and the clock not yet
+	// shown (cost.go).
+	cost time.Duration
 }
 
 // ID returns the request number, in submission order.
@@ -251,7 +255,7 @@ func (l *Loop) Now() time.Duration { return l.clock.Now() }
 // it: call Run, RunUntil or Poll.
 func (l *Loop) Spawn(name string, fn func(co *Co)) *Co {
 	l.nextID++
-	co := &Co{loop: l, id: l.nextID, name: fmt.Sprintf("#%d %s", l.nextID, name), fn: fn}
+	co := &Co{loop: l, id: l.nextID, name: fmt.Sprintf("#%d %s", l.nextID, name), fn: fn, lastEvent: -1}
 	l.live[co] = struct{}{}
 	l.ready = append(l.ready, co)
 	if l.tracer != nil {
@@ -285,6 +289,9 @@ func (co *Co) park(why string) {
 	co.why = why
 	if co.loop.tracer != nil {
 		co.loop.Trace(TraceEvent{Kind: TraceYield, Req: co.id, Why: why})
+	}
+	if co.cost != 0 {
+		co.payCost()
 	}
 	co.w.yield(struct{}{})
 	co.why = ""

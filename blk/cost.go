@@ -32,11 +32,21 @@ func (m CostModel) Cost(n int64) time.Duration {
 }
 
 // ChargeIO accounts an I/O of n bytes that a protocol driver has just
-// done: on a virtual clock the clock moves on by the clock's cost model;
-// on a real clock the time has really passed and nothing happens. Only
-// the token holder calls it.
+// done, before it yields for the completion (YieldIO): on a virtual clock
+// the clock moves on by the clock's cost model when the request parks, so
+// that in a trace the time shows as the request waiting for its I/O. On a
+// real clock the time has really passed and nothing happens. Only the
+// token holder calls it.
 func (co *Co) ChargeIO(n int64) {
 	if c, ok := co.loop.clock.(*VirtualClock); ok {
-		c.offset += c.Cost.Cost(n)
+		co.cost += c.Cost.Cost(n)
 	}
+}
+
+// payCost moves the virtual clock on by what the request's I/O cost.
+func (co *Co) payCost() {
+	if c, ok := co.loop.clock.(*VirtualClock); ok {
+		c.offset += co.cost
+	}
+	co.cost = 0
 }

@@ -77,6 +77,7 @@ func All() []*Command {
 	all = append(all, shellCommands()...)
 	all = append(all, gioCommands()...)
 	all = append(all, benchCommands()...)
+	all = append(all, traceCommands()...)
 	return all
 }
 
@@ -277,6 +278,8 @@ type Session struct {
 	// ioBuf is the buffer synchronous read and write commands reuse
 	// (syncBuf in iobuf.go).
 	ioBuf []byte
+	// tracing is the trace being written (trace.go), nil when off.
+	tracing *traceState
 }
 
 // NewSession returns a session with the standard command table.

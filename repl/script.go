@@ -20,6 +20,9 @@ import (
 // blkdebug printing to the session's stdout.
 type Env struct {
 	NewRegistry func(out io.Writer) *blk.Registry
+	// TraceFile, if set, is where RunScript writes a trace of the script
+	// (commands.Session.StartTrace), in TraceFormat.
+	TraceFile, TraceFormat string
 }
 
 // NewSession builds a session writing to out and errw on a fresh loop.
@@ -85,6 +88,12 @@ func (e Env) RunScript(name, src string, image string, stdout, stderr io.Writer,
 	}
 	s := e.NewSession(out, errw, blk.NewVirtualClock())
 	defer s.Cleanup()
+	if e.TraceFile != "" {
+		if err := s.StartTrace(e.TraceFile, e.TraceFormat); err != nil {
+			fmt.Fprintf(stderr, "gio: trace: %v\n", err)
+			return false
+		}
+	}
 	if image != "" && !s.OpenImage(image, commands.OpenOptions{}) {
 		out.Flush()
 		return false
@@ -103,6 +112,7 @@ func (e Env) RunScript(name, src string, image string, stdout, stderr io.Writer,
 	if !s.CloseImage() {
 		s.Failed = true
 	}
+	s.StopTrace()
 	out.Flush()
 	return !s.Failed
 }

@@ -62,6 +62,8 @@ const (
 	optClock
 	optColor
 	optRecord
+	optTrace
+	optTraceFormat
 )
 
 var longOpts = []getopt.LongOpt{
@@ -77,7 +79,8 @@ var longOpts = []getopt.LongOpt{
 	{Name: "native-aio", Short: 'k'},
 	{Name: "discard", HasArg: true, Short: 'd'},
 	{Name: "cache", HasArg: true, Short: 't'},
-	{Name: "trace", HasArg: true, Short: 'T'},
+	{Name: "trace", HasArg: true, Short: optTrace}, // gio's trace file; -T is QEMU's
+	{Name: "trace-format", HasArg: true, Short: optTraceFormat},
 	{Name: "object", HasArg: true, Short: optObject},
 	{Name: "aio", HasArg: true, Short: 'i'},
 	{Name: "image-opts", Short: optImageOpts},
@@ -112,6 +115,8 @@ func run(args []string) int {
 			return runBench(args[1:])
 		case args[0] == "fsx":
 			return runFsx(args[1:])
+		case args[0] == "trace":
+			return runTrace(args[1:])
 		case strings.HasSuffix(args[0], ".gio") && !strings.HasPrefix(args[0], "-"):
 			return runScript(args)
 		}
@@ -135,6 +140,7 @@ func run(args []string) int {
 		clock     = ""
 		colour    = repl.ColourAuto
 		record    string
+		tr        traceFlags
 	)
 	report := func(format string, a ...any) int {
 		out.Flush()
@@ -210,6 +216,10 @@ func run(args []string) int {
 			colour = m
 		case optRecord:
 			record = op.Arg
+		case optTrace:
+			tr.file = op.Arg
+		case optTraceFormat:
+			tr.format = op.Arg
 		}
 	}
 	if len(pos) > 1 {
@@ -239,6 +249,9 @@ func run(args []string) int {
 		fmt.Fprintln(errw, "gio: --record records interactive sessions only; ignored")
 	}
 	s.ImageOpts = imageOpts
+	if !tr.start(s) {
+		return 1
+	}
 	// stderr is unbuffered; flushing stdout first is not what qemu-io
 	// does, so stderr text goes straight out.
 	if len(pos) == 1 {
@@ -272,6 +285,7 @@ func run(args []string) int {
 	if !s.CloseImage() {
 		s.Failed = true
 	}
+	s.StopTrace()
 	out.Flush()
 	if s.Failed {
 		return 1
@@ -282,8 +296,12 @@ func run(args []string) int {
 // runScript is "gio run FILE.gio [image]": the script's commands with
 // errors located as FILE:LINE, exit status 1 when a command failed.
 func runScript(args []string) int {
+	args, tr, ok := parseTraceFlags(args)
+	if !ok {
+		return 2
+	}
 	if len(args) < 1 || len(args) > 2 {
-		fmt.Fprintln(os.Stderr, "usage: gio run FILE.gio [image]")
+		fmt.Fprintln(os.Stderr, "usage: gio run [--trace FILE [--trace-format=json|jsonl]] FILE.gio [image]")
 		return 2
 	}
 	src, err := os.ReadFile(args[0])
@@ -295,7 +313,9 @@ func runScript(args []string) int {
 	if len(args) == 2 {
 		image = args[1]
 	}
-	if !env.RunScript(args[0], string(src), image, os.Stdout, os.Stderr, true) {
+	e := env
+	e.TraceFile, e.TraceFormat = tr.file, tr.format
+	if !e.RunScript(args[0], string(src), image, os.Stdout, os.Stderr, true) {
 		return 1
 	}
 	return 0
