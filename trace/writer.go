@@ -82,7 +82,7 @@ type Writer struct {
 
 	lanes     map[*blk.Node]int
 	laneCount map[string]int
-	reqs      map[int]int  // open requests: depth of open B slices
+	reqs      map[int]int // open requests: depth of open B slices
 	spans     map[int]spanInfo
 	flushes   map[string]int // open flush spans: id -> lane
 	last      time.Duration
