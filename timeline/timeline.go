@@ -29,6 +29,7 @@ const (
 	labelW  = 230 // width of the lane labels
 	stepX   = 7   // horizontal step between two events at the same time
 	topPad  = 34
+	markH   = 14 // strip above a node's bars where its marks go
 	maxGapX = 90
 )
 
@@ -261,7 +262,7 @@ func Render(evs []trace.Event, title string) []byte {
 	for _, k := range nodeLanes {
 		laneY[k] = y
 		layout = append(layout, k)
-		y += float64(rows[k]*laneH) + 4
+		y += markH + float64(rows[k]*laneH) + 4
 	}
 	header("requests")
 	for _, k := range reqLanes {
@@ -293,7 +294,7 @@ func Render(evs []trace.Event, title string) []byte {
 			fmt.Fprintf(&b, `<text class="hdr" x="6" y="%d">%s</text>`+"\n", k.tid+15, esc(names[k]))
 			continue
 		}
-		h := float64(rows[k] * laneH)
+		h := markH + float64(rows[k]*laneH)
 		if k.pid == 2 {
 			h = float64(rows[k]*laneH/2) + 4
 		}
@@ -302,7 +303,11 @@ func Render(evs []trace.Event, title string) []byte {
 			cls = "lane alt"
 		}
 		fmt.Fprintf(&b, `<rect class="%s" x="0" y="%.0f" width="%.0f" height="%.0f"/>`, cls, laneY[k]-2, labelW+width, h+2)
-		fmt.Fprintf(&b, `<text class="lname" x="6" y="%.0f"><title>%s</title>%s</text>`+"\n", laneY[k]+14, esc(names[k]), esc(shorten(names[k], 30)))
+		ty := laneY[k] + 14
+		if k.pid == 1 {
+			ty += markH
+		}
+		fmt.Fprintf(&b, `<text class="lname" x="6" y="%.0f"><title>%s</title>%s</text>`+"\n", ty, esc(names[k]), esc(shorten(names[k], 30)))
 	}
 	// Bars.
 	for _, k := range layout {
@@ -310,7 +315,7 @@ func Render(evs []trace.Event, title string) []byte {
 			continue
 		}
 		for _, br := range bars[k] {
-			yy := laneY[k] + float64(br.row*laneH)
+			yy := laneY[k] + markH + float64(br.row*laneH)
 			hh := float64(laneH - 4)
 			if k.pid == 2 {
 				yy = laneY[k] + float64(br.row*6)
@@ -342,6 +347,9 @@ func Render(evs []trace.Event, title string) []byte {
 	// Marks.
 	for _, m := range marks {
 		yy := laneY[m.lane] + laneH/2 - 2
+		if m.lane.pid == 1 {
+			yy = laneY[m.lane] + 2 // the strip above the node's bars
+		}
 		x := labelW + m.x
 		var shape string
 		switch m.kind {
