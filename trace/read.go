@@ -132,10 +132,17 @@ func readArray(data []byte) ([]Event, error) {
 	}
 	// The closing bracket may be missing (a trace cut short); anything
 	// else after the events is an error.
-	if tok, err := d.Token(); err == nil && tok != json.Delim(']') {
-		return nil, fmt.Errorf("%w: unexpected %v after event %d", ErrMalformed, tok, len(evs))
-	} else if err != nil && err != io.EOF {
+	tok, err := d.Token()
+	switch {
+	case err == io.EOF:
+		return evs, nil
+	case err != nil:
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	case tok != json.Delim(']'):
+		return nil, fmt.Errorf("%w: unexpected %v after event %d", ErrMalformed, tok, len(evs))
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: data after the closing bracket", ErrMalformed)
 	}
 	return evs, nil
 }
