@@ -112,8 +112,11 @@ func (l *Loop) Trace(ev TraceEvent) {
 	if l.tracer == nil {
 		return
 	}
-	ev.At = l.clock.Now()
-	l.tracer.Trace(&ev)
+	// The event goes through the loop's own slot, so that handing a
+	// pointer to the interface does not allocate every event.
+	l.traceEv = ev
+	l.traceEv.At = l.clock.Now()
+	l.tracer.Trace(&l.traceEv)
 }
 
 // NoteError records err as the request's result for the trace (a front

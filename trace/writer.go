@@ -28,6 +28,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -68,17 +69,30 @@ type spanInfo struct {
 
 // Writer is a blk.Tracer that writes a trace file. Its methods run under
 // the scheduler token (Trace) or between commands (Close), never at the
-// same time. After the first write error it drops every event; Err
-// reports the error, and OnError, if set, is told once.
+// same time. After the first write error it drops every event; Close
+// returns the error, and OnError, if set, is told once.
+//
+// Trace only copies the event into a batch: a goroutine of the Writer's
+// own formats and writes full batches, in order, so that tracing costs
+// the requests little more than a copy (BenchmarkTraceOverhead in
+// cmd/gio). Everything below the batch fields belongs to that goroutine
+// until Close has waited for it.
 type Writer struct {
+	batch  []blk.TraceEvent
+	full   chan []blk.TraceEvent // batches to format
+	free   chan []blk.TraceEvent // formatted batches, for reuse
+	done   chan struct{}         // closed when the goroutine has ended
+	failed atomic.Bool           // the goroutine hit a write error
+	told   bool                  // OnError was called
+	// OnError, if set, is called once with the first write error, under
+	// the scheduler token (the session stops tracing and says so).
+	OnError func(error)
+
 	w      *bufio.Writer
 	c      io.Closer
 	format Format
 	n      int // events written
 	err    error
-	// OnError, if set, is called once with the first write error, under
-	// the scheduler token (the session stops tracing and says so).
-	OnError func(error)
 
 	lanes     map[*blk.Node]int
 	laneCount map[string]int
@@ -110,11 +124,65 @@ func NewWriter(w io.Writer, format Format) *Writer {
 	}
 	t.meta(pidNodes, 0, "process_name", "nodes")
 	t.meta(pidRequests, 0, "process_name", "requests")
+	t.full = make(chan []blk.TraceEvent, 4)
+	t.free = make(chan []blk.TraceEvent, 4)
+	t.done = make(chan struct{})
+	t.batch = make([]blk.TraceEvent, 0, batchSize)
+	go t.run()
 	return t
 }
 
-// Err returns the first write error.
-func (t *Writer) Err() error { return t.err }
+// batchSize is how many events Trace collects before handing them over.
+const batchSize = 512
+
+// run formats batches until the channel closes.
+func (t *Writer) run() {
+	defer close(t.done)
+	for b := range t.full {
+		for i := range b {
+			t.formatEvent(&b[i])
+		}
+		clear(b)
+		select {
+		case t.free <- b[:0]:
+		default:
+		}
+	}
+}
+
+// Trace implements blk.Tracer: it queues a copy of e.
+func (t *Writer) Trace(e *blk.TraceEvent) {
+	if t.failed.Load() {
+		t.tell()
+		return
+	}
+	t.batch = append(t.batch, *e)
+	if len(t.batch) == batchSize {
+		t.flushBatch()
+	}
+}
+
+// flushBatch hands the batch to the goroutine and takes an empty one.
+func (t *Writer) flushBatch() {
+	t.full <- t.batch
+	select {
+	case t.batch = <-t.free:
+	default:
+		t.batch = make([]blk.TraceEvent, 0, batchSize)
+	}
+}
+
+// tell calls OnError once, on the caller's goroutine, after the
+// formatting goroutine failed. t.err is safe to read once failed is set.
+func (t *Writer) tell() {
+	if t.told {
+		return
+	}
+	t.told = true
+	if t.OnError != nil {
+		t.OnError(t.err)
+	}
+}
 
 func (t *Writer) write(b []byte) {
 	if t.err != nil {
@@ -125,14 +193,13 @@ func (t *Writer) write(b []byte) {
 	}
 }
 
+// fail records the first write error; the caller's side reports it (tell).
 func (t *Writer) fail(err error) {
 	if t.err != nil {
 		return
 	}
 	t.err = err
-	if t.OnError != nil {
-		t.OnError(err)
-	}
+	t.failed.Store(true)
 }
 
 // ev starts one event object: name, cat, ph, ts, pid, tid. The caller
@@ -226,8 +293,8 @@ func rng(off, bytes int64) string {
 	return "0x" + strconv.FormatInt(off, 16) + "+0x" + strconv.FormatInt(bytes, 16)
 }
 
-// Trace implements blk.Tracer.
-func (t *Writer) Trace(e *blk.TraceEvent) {
+// formatEvent writes e (the formatting goroutine).
+func (t *Writer) formatEvent(e *blk.TraceEvent) {
 	if t.err != nil {
 		return
 	}
@@ -361,6 +428,16 @@ func errString(err error) string { return err.Error() }
 // the last timestamp, marked unfinished), finishes the file and closes
 // it. It returns the first error of the whole trace.
 func (t *Writer) Close() error {
+	if t.full == nil {
+		return t.err // closed before
+	}
+	if len(t.batch) > 0 && !t.failed.Load() {
+		t.full <- t.batch
+	}
+	t.batch = nil
+	close(t.full)
+	<-t.done
+	t.full = nil
 	if t.err == nil {
 		spans := make([]int, 0, len(t.spans))
 		for s := range t.spans {
@@ -402,6 +479,9 @@ func (t *Writer) Close() error {
 			t.fail(err)
 		}
 		t.c = nil
+	}
+	if t.err != nil {
+		t.tell()
 	}
 	return t.err
 }

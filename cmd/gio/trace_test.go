@@ -2,12 +2,17 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
+	"gio/blk"
+	"gio/commands"
+	"gio/repl"
 	"gio/timeline"
 	"gio/trace"
 )
@@ -186,5 +191,47 @@ func TestTraceBadInput(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "o.html")); err == nil {
 		t.Errorf("a failed trace view wrote its output")
+	}
+}
+
+// BenchmarkTraceOverhead pipes 20,000 "write -q" commands into a session
+// on a raw image (writeback cache), without and with a trace (JSON, to a
+// file). The issue
+// asks for at most 10% overhead; compare the two ns/op figures:
+//
+//	go test -run '^$' -bench TraceOverhead -count 5 ./cmd/gio
+func BenchmarkTraceOverhead(b *testing.B) {
+	dir := b.TempDir()
+	img := filepath.Join(dir, "img")
+	if err := os.WriteFile(img, make([]byte, 64<<20), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	var sb strings.Builder
+	for i := 0; i < 20000; i++ {
+		fmt.Fprintf(&sb, "write -q %d 4096\n", (i%16384)*4096)
+	}
+	script := sb.String()
+	for _, traced := range []bool{false, true} {
+		name := "off"
+		if traced {
+			name = "on"
+		}
+		b.Run(name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				s := env.NewSession(repl.NewStdioWriter(io.Discard, false), io.Discard, blk.NewVirtualClock())
+				if traced {
+					if err := s.StartTrace(filepath.Join(dir, "t.json"), ""); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if !s.OpenImage(img, commands.OpenOptions{Format: "raw", Cache: "writeback"}) {
+					b.Fatal("open failed")
+				}
+				repl.RunStdin(s, repl.NewStdioWriter(io.Discard, false), strings.NewReader(script))
+				s.CloseImage()
+				s.StopTrace()
+				s.Cleanup()
+			}
+		})
 	}
 }
