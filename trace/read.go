@@ -24,8 +24,11 @@ type Event struct {
 }
 
 // Arg returns the argument k rendered as text ("" if absent).
-func (e *Event) Arg(k string) string {
-	switch v := e.Args[k].(type) {
+func (e *Event) Arg(k string) string { return text(e.Args[k]) }
+
+// text renders a decoded JSON value (a string, number or bool) as text.
+func text(v any) string {
+	switch v := v.(type) {
 	case nil:
 		return ""
 	case string:
@@ -34,9 +37,8 @@ func (e *Event) Arg(k string) string {
 		return strconv.FormatFloat(v, 'f', -1, 64)
 	case bool:
 		return strconv.FormatBool(v)
-	default:
-		return fmt.Sprint(v)
 	}
+	return fmt.Sprint(v)
 }
 
 // IntArg returns the integer argument k (0 if absent or not a number).
@@ -46,17 +48,7 @@ func (e *Event) IntArg(k string) int {
 }
 
 // IDString returns the event's id as text.
-func (e *Event) IDString() string {
-	switch v := e.ID.(type) {
-	case nil:
-		return ""
-	case string:
-		return v
-	case float64:
-		return strconv.FormatFloat(v, 'f', -1, 64)
-	}
-	return fmt.Sprint(e.ID)
-}
+func (e *Event) IDString() string { return text(e.ID) }
 
 // ErrMalformed is wrapped by every error Read returns for bad input.
 var ErrMalformed = errors.New("malformed trace")
