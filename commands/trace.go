@@ -43,7 +43,7 @@ func traceCommands() []*Command {
 	return []*Command{
 		{Name: "trace", Args: "[start [-f json|jsonl] FILE | stop | view FILE -o OUT]",
 			Oneline: "writes a trace of the session's requests (gio only)", Help: traceHelp,
-			MinArgs: 0, MaxArgs: 5, RawArgs: true, Family: "gio", Run: traceCmd},
+			MinArgs: 0, MaxArgs: 5, RawArgs: true, Hidden: true, Family: "gio", Run: traceCmd},
 		requestsCommand(),
 	}
 }
