@@ -553,11 +553,7 @@ func setupCase(t *testing.T, dir string, c *recCase, tool string) {
 		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+c.tmpfs, "tmpfs", dir).CombinedOutput(); err != nil {
 			t.Skipf("no tmpfs: %v: %s", err, out)
 		}
-		t.Cleanup(func() {
-			if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-				t.Errorf("umount %s: %v: %s", dir, err, out)
-			}
-		})
+		t.Cleanup(func() { unmount(t, dir) })
 	}
 	for _, d := range c.mkdirs {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
@@ -612,6 +608,25 @@ func setupCase(t *testing.T, dir string, c *recCase, tool string) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("setup %q: %v\n%s", argv, err, out)
 		}
+	}
+}
+
+// unmount unmounts the tmpfs on dir. A process forked by another test
+// may hold a descriptor of a file in it for a moment (between fork and
+// exec), which makes umount fail with "target is busy" on a loaded
+// machine: try again, then detach it.
+func unmount(t *testing.T, dir string) {
+	t.Helper()
+	var out []byte
+	var err error
+	for try := 0; try < 20; try++ {
+		if out, err = exec.Command("umount", dir).CombinedOutput(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out2, err2 := exec.Command("umount", "-l", dir).CombinedOutput(); err2 != nil {
+		t.Errorf("umount %s: %v: %s; umount -l: %v: %s", dir, err, out, err2, out2)
 	}
 }
 

@@ -30,6 +30,7 @@ func scripts(t *testing.T) []string {
 func TestScripts(t *testing.T) {
 	for _, path := range scripts(t) {
 		t.Run(filepath.Base(path), func(t *testing.T) {
+			t.Parallel()
 			for _, r := range env.RunGolden([]string{path}, false) {
 				if !r.Passed {
 					t.Errorf("%s", r.Diff)
@@ -255,6 +256,7 @@ func TestScriptsAgainstQemuIO(t *testing.T) {
 			continue
 		}
 		t.Run(filepath.Base(path), func(t *testing.T) {
+			t.Parallel()
 			stdin, imgs := forQemuIO(string(src))
 			qd, gd := t.TempDir(), t.TempDir()
 			makeImages(t, qd, imgs)
