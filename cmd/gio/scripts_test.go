@@ -52,17 +52,20 @@ func TestScriptsDeterministic(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var first string
-		for i := 0; i < runs; i++ {
-			var buf bytes.Buffer
-			env.RunScript(filepath.Base(path), string(src), "", &buf, &buf, true)
-			got := repl.Normalize(buf.String())
-			if i == 0 {
-				first = got
-			} else if got != first {
-				t.Fatalf("%s: run %d differs from run 0:\n%s", path, i, repl.UnifiedDiff("run 0", "run N", first, got))
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			t.Parallel()
+			var first string
+			for i := 0; i < runs; i++ {
+				var buf bytes.Buffer
+				env.RunScript(filepath.Base(path), string(src), "", &buf, &buf, true)
+				got := repl.Normalize(buf.String())
+				if i == 0 {
+					first = got
+				} else if got != first {
+					t.Fatalf("%s: run %d differs from run 0:\n%s", path, i, repl.UnifiedDiff("run 0", "run N", first, got))
+				}
 			}
-		}
+		})
 	}
 }
 
