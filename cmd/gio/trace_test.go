@@ -50,6 +50,7 @@ func TestTraceScripts(t *testing.T) {
 	}
 	for _, path := range scripts(t) {
 		t.Run(filepath.Base(path), func(t *testing.T) {
+			t.Parallel()
 			src, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
