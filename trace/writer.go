@@ -289,8 +289,13 @@ func appendArgs(b []byte, kv ...any) []byte {
 }
 
 // rng renders a byte range as QEMU's traces do: 0xOFF+0xBYTES.
-func rng(off, bytes int64) string {
-	return "0x" + strconv.FormatInt(off, 16) + "+0x" + strconv.FormatInt(bytes, 16)
+func rng(off, bytes int64) string { return string(appendRange(nil, off, bytes)) }
+
+func appendRange(b []byte, off, bytes int64) []byte {
+	b = append(b, '0', 'x')
+	b = strconv.AppendInt(b, off, 16)
+	b = append(b, '+', '0', 'x')
+	return strconv.AppendInt(b, bytes, 16)
 }
 
 // formatEvent writes e (the formatting goroutine).
@@ -303,9 +308,17 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 	}
 	switch e.Kind {
 	case blk.TraceSubmit:
-		t.meta(pidRequests, e.Req, "thread_name", "#"+strconv.Itoa(e.Req)+" "+e.Name)
-		b := t.ev(e.Name, "request", "B", e.At, pidRequests, e.Req)
-		t.emit(appendArgs(b, "req", e.Req))
+		b := t.ev("thread_name", "", "M", 0, pidRequests, e.Req)
+		b = append(b, `,"args":{"name":"#`...)
+		b = strconv.AppendInt(b, int64(e.Req), 10)
+		b = append(b, ' ')
+		b = appendEscaped(b, e.Name)
+		b = append(b, '"', '}')
+		t.emit(b)
+		b = t.ev(e.Name, "request", "B", e.At, pidRequests, e.Req)
+		b = append(b, `,"args":{"req":`...)
+		b = strconv.AppendInt(b, int64(e.Req), 10)
+		t.emit(append(b, '}'))
 		t.reqs[e.Req] = 1
 	case blk.TraceComplete:
 		if _, ok := t.reqs[e.Req]; !ok {
@@ -316,8 +329,7 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		if _, ok := t.reqs[e.Req]; !ok {
 			return
 		}
-		b := t.ev(e.Why, "yield", "B", e.At, pidRequests, e.Req)
-		t.emit(appendArgs(b, "why", e.Why))
+		t.emit(t.ev(e.Why, "yield", "B", e.At, pidRequests, e.Req))
 		t.reqs[e.Req]++
 	case blk.TraceResume:
 		if d := t.reqs[e.Req]; d < 2 {
@@ -338,7 +350,15 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		b := t.ev(e.Name, "req", "b", e.At, pidNodes, l)
 		b = append(b, `,"id":`...)
 		b = strconv.AppendInt(b, int64(e.Span), 10)
-		t.emit(appendArgs(b, "req", e.Req, "span", e.Span, "parent", parent, "range", rng(e.Off, e.Bytes)))
+		b = append(b, `,"args":{"req":`...)
+		b = strconv.AppendInt(b, int64(e.Req), 10)
+		b = append(b, `,"span":`...)
+		b = strconv.AppendInt(b, int64(e.Span), 10)
+		b = append(b, `,"parent":`...)
+		b = strconv.AppendInt(b, int64(parent), 10)
+		b = append(b, `,"range":"`...)
+		b = appendRange(b, e.Off, e.Bytes)
+		t.emit(append(b, '"', '}'))
 	case blk.TraceEnd:
 		s, ok := t.spans[e.Span]
 		if !ok {
@@ -502,8 +522,14 @@ func appendMicros(b []byte, d time.Duration) []byte {
 // appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
 // so the file stays valid JSON whatever a command line held.
 func appendString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
 	b = append(b, '"')
+	b = appendEscaped(b, s)
+	return append(b, '"')
+}
+
+// appendEscaped appends s escaped for the inside of a JSON string.
+func appendEscaped(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
@@ -526,5 +552,5 @@ func appendString(b []byte, s string) []byte {
 		}
 		i += size
 	}
-	return append(b, '"')
+	return b
 }
