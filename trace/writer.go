@@ -306,6 +306,14 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 	if e.At > t.last {
 		t.last = e.At
 	}
+	// A request already in flight when the trace started gets its lane
+	// when it first shows up, so that every event has its request.
+	if e.Kind != blk.TraceSubmit {
+		t.adopt(e.Req, e.At)
+	}
+	if e.Kind == blk.TraceWait {
+		t.adopt(e.Target, e.At)
+	}
 	switch e.Kind {
 	case blk.TraceSubmit:
 		b := t.ev("thread_name", "", "M", 0, pidRequests, e.Req)
@@ -321,14 +329,8 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		t.emit(append(b, '}'))
 		t.reqs[e.Req] = 1
 	case blk.TraceComplete:
-		if _, ok := t.reqs[e.Req]; !ok {
-			return // submitted before tracing started
-		}
 		t.closeReq(e.Req, e.At, e.Err, false)
 	case blk.TraceYield:
-		if _, ok := t.reqs[e.Req]; !ok {
-			return
-		}
 		t.emit(t.ev(e.Why, "yield", "B", e.At, pidRequests, e.Req))
 		t.reqs[e.Req]++
 	case blk.TraceResume:
@@ -338,9 +340,6 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		t.emit(t.ev("", "yield", "E", e.At, pidRequests, e.Req))
 		t.reqs[e.Req]--
 	case blk.TraceBegin:
-		if _, ok := t.reqs[e.Req]; !ok {
-			return // its request began before tracing started
-		}
 		l := t.lane(e.Node)
 		parent := e.Parent
 		if _, ok := t.spans[parent]; !ok {
@@ -405,6 +404,21 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 	case blk.TraceError:
 		t.instant(e, "error", "req", e.Req, "where", e.Name, "error", errString(e.Err), "range", rng(e.Off, e.Bytes))
 	}
+}
+
+// adopt opens a lane and a slice for request req, in flight before the
+// trace started, unless it has one (or req is 0: no request).
+func (t *Writer) adopt(req int, at time.Duration) {
+	if _, ok := t.reqs[req]; ok || req == 0 {
+		return
+	}
+	name := "#" + strconv.Itoa(req) + " (in flight when the trace started)"
+	t.meta(pidRequests, req, "thread_name", name)
+	b := t.ev(name, "request", "B", at, pidRequests, req)
+	b = append(b, `,"args":{"req":`...)
+	b = strconv.AppendInt(b, int64(req), 10)
+	t.emit(append(b, '}'))
+	t.reqs[req] = 1
 }
 
 // instant writes an instant event on e's node lane.

@@ -236,3 +236,50 @@ func BenchmarkTraceOverhead(b *testing.B) {
 		})
 	}
 }
+
+// TestTraceMidFlight starts and stops traces while requests are in
+// flight (suspended at breakpoints): each trace still passes the
+// structural check, the requests it joined midway getting their lanes
+// when they first show up.
+func TestTraceMidFlight(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.json"), filepath.Join(dir, "b.jsonl")
+	script := fmt.Sprintf(`create img 128k
+open -t writeback -o driver=raw,file.align=4k blkdebug::img
+break pwritev_rmw_after_tail A
+aio_write -P 10 0x6000 0x200
+wait_break A
+trace start %s
+aio_write -P 11 0x6800 0x1000
+resume A
+aio_flush
+break pwritev_rmw_after_tail B
+aio_write -P 10 0x9000 0x200
+wait_break B
+trace stop
+trace start -f jsonl %s
+resume B
+aio_flush
+trace stop
+`, a, b)
+	var out bytes.Buffer
+	if !env.RunScript("mid.gio", script, "", &out, &out, true) {
+		t.Fatalf("script failed:\n%s", out.String())
+	}
+	for _, f := range []string{a, b} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, err := trace.Read(bytes.NewReader(data))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if err := trace.Check(evs); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+		if !bytes.Contains(data, []byte("(in flight when the trace started)")) {
+			t.Errorf("%s: no request joined midway", f)
+		}
+	}
+}
