@@ -45,3 +45,19 @@ func TestRender(t *testing.T) {
 		t.Errorf("the page loads something or has unexpected scripts")
 	}
 }
+
+// FuzzRender: whatever trace.Read accepts renders without panicking.
+func FuzzRender(f *testing.F) {
+	f.Add([]byte(`{"name":"x","cat":"request","ph":"B","ts":0,"pid":2,"tid":1}
+{"name":"wait","ph":"i","ts":1,"pid":1,"tid":1,"args":{"req":1,"waits_for":1}}
+{"name":"","cat":"req","ph":"e","ts":-5,"pid":1,"tid":1,"id":"7"}
+{"name":"","ph":"E","ts":1e300,"pid":2,"tid":1}`))
+	f.Add([]byte(`[{"name":"thread_name","ph":"M","ts":0,"pid":1,"tid":3,"args":{"name":7}},{"name":"b","cat":"flush","ph":"b","ts":2,"pid":1,"tid":3,"id":1}]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		evs, err := trace.Read(strings.NewReader(string(b)))
+		if err != nil {
+			return
+		}
+		Render(evs, "fuzz")
+	})
+}
