@@ -113,7 +113,7 @@ func mismatch(buf []byte, p byte) bool {
 // nobody can resume) returns *blk.ErrStuck instead of hanging.
 func (s *Session) runSync(name string, fn func(co *blk.Co) error) error {
 	var err error
-	co := s.Loop.Spawn(name, func(co *blk.Co) { err = fn(co) })
+	co := s.Loop.Spawn(name, func(co *blk.Co) { err = fn(co); co.NoteError(err) })
 	if e := s.Loop.RunUntil(co.Name(), co.Done); e != nil {
 		return e
 	}
@@ -154,6 +154,7 @@ func (s *Session) stuck(err error) error {
 func (s *Session) runAIO(name string, fn func(co *blk.Co) error, done func(err error)) {
 	s.Loop.Spawn(name, func(co *blk.Co) {
 		err := fn(co)
+		co.NoteError(err) // for the trace
 		if co.Yielded() {
 			done(err)
 		} else {

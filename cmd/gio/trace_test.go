@@ -118,7 +118,8 @@ func TestTraceContents(t *testing.T) {
 		}
 	}
 	_, b = traceScript(t, filepath.Join(scriptsDir, "080-error-injection.gio"), "jsonl")
-	for _, want := range []string{`"name":"error"`, `"error":"no space left on device"`, `"name":"rule"`} {
+	for _, want := range []string{`"name":"error"`, `"error":"no space left on device"`, `"name":"rule"`,
+		`"cat":"request","ph":"E","ts":0.000,"pid":2,"tid":1,"args":{"error":"no space left on device"}`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("error-injection trace lacks %s", want)
 		}
