@@ -12,7 +12,7 @@ func TestCost(t *testing.T) {
 		want time.Duration
 	}{
 		{0, 100 * time.Microsecond},
-		{4096, 100*time.Microsecond + 3815},          // 4096/2^30 s = 3814.7 ns, rounded up
+		{4096, 100*time.Microsecond + 3815},           // 4096/2^30 s = 3814.7 ns, rounded up
 		{1 << 30, 100*time.Microsecond + time.Second}, // a whole second of data
 		{1<<62 + 1, 100*time.Microsecond + (1<<32)*time.Second + 1},
 	} {
