@@ -162,7 +162,8 @@ func readLines(data []byte) ([]Event, error) {
 
 // Check validates a trace's structure as Writer promises it: on each lane
 // timestamps never go backwards; every "B" has its "E" on the same lane
-// and every async "b" its "e" (same category and id); every span's parent
+// and every async "b" its "e" (same category and id); every flow end "f"
+// has its start "s"; every span's parent
 // and request exist when it begins; every wait names a request that
 // exists. It returns every problem found, joined.
 func Check(evs []Event) error {
@@ -176,6 +177,7 @@ func Check(evs []Event) error {
 	async := map[string]bool{}
 	spans := map[int]bool{}
 	reqs := map[int]bool{}
+	flows := map[string]bool{}
 	for i := range evs {
 		e := &evs[i]
 		if e.Ph == "M" {
@@ -219,6 +221,12 @@ func Check(evs []Event) error {
 				bad(i, "span %s ends without a begin", key)
 			}
 			delete(async, key)
+		case "s":
+			flows[e.IDString()] = true
+		case "f":
+			if !flows[e.IDString()] {
+				bad(i, "flow %s ends without a start", e.IDString())
+			}
 		case "i":
 			if e.Name == "wait" && !reqs[e.IntArg("waits_for")] {
 				bad(i, "wait for request #%d that was never submitted", e.IntArg("waits_for"))

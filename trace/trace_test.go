@@ -78,6 +78,7 @@ func TestCheck(t *testing.T) {
 		{"backwards", strings.Join([]string{sub, span, strings.Replace(send, `"ts":3`, `"ts":1`, 1), end}, "\n"), "before 2.000"},
 		{"bad parent", strings.Join([]string{sub, strings.Replace(span, `"parent":0`, `"parent":7`, 1), send, end}, "\n"), "parent span 7 does not exist"},
 		{"unknown request", strings.Join([]string{strings.Replace(span, `"req":1`, `"req":9`, 1), send}, "\n"), "request #9 was never submitted"},
+		{"flow without start", strings.Join([]string{sub, `{"name":"w","cat":"wait","ph":"f","ts":2,"pid":2,"tid":1,"id":3,"bp":"e"}`, end}, "\n"), "flow 3 ends without a start"},
 		{"wait unknown", strings.Join([]string{sub, `{"name":"wait","ph":"i","ts":2,"pid":1,"tid":1,"args":{"req":1,"waits_for":4}}`, end}, "\n"), "request #4 that was never submitted"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

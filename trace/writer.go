@@ -101,6 +101,7 @@ type Writer struct {
 	flushes   map[string]int // open flush spans: id -> lane
 	last      time.Duration
 	buf       []byte
+	flows     int // flow arrows written
 }
 
 // Create opens path for writing (truncating it) and returns a Writer.
@@ -369,6 +370,22 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		t.instant(e, "serialising", "req", e.Req, "span", e.Span, "overlap", rng(e.Off, e.Bytes))
 	case blk.TraceWait:
 		t.instant(e, "wait", "req", e.Req, "span", e.Span, "waits_for", e.Target, "on_span", e.Parent, "overlap", rng(e.Off, e.Bytes))
+		// A flow arrow from the waiting request to the one it waits
+		// for, for Perfetto and chrome://tracing (the timeline page
+		// draws its own from the instant above).
+		t.flows++
+		for _, f := range [...]struct {
+			ph  string
+			req int
+		}{{"s", e.Req}, {"f", e.Target}} {
+			b := t.ev("waits for", "wait", f.ph, e.At, pidRequests, f.req)
+			b = append(b, `,"id":`...)
+			b = strconv.AppendInt(b, int64(t.flows), 10)
+			if f.ph == "f" {
+				b = append(b, `,"bp":"e"`...)
+			}
+			t.emit(b)
+		}
 	case blk.TraceDebugEvent:
 		t.instant(e, e.Name, "req", e.Req)
 	case blk.TraceRule:

@@ -112,6 +112,7 @@ func TestTraceContents(t *testing.T) {
 		`"name":"resume","cat":"mark"`, `"name":"serialising"`, `"name":"pwritev_rmw_after_tail"`,
 		`"name":"suspended at 'A'"`, `"name":"waits for #3 aio_write 32256 512 [0x7000+0x1000]"`,
 		`"name":"waits for I/O"`, `"cat":"flush"`, `"name":"aio_write 26624 4096"`,
+		`"cat":"wait","ph":"s"`, `"cat":"wait","ph":"f"`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("trace lacks %s", want)
