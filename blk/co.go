@@ -40,8 +40,9 @@ type Co struct {
 	why string
 	// spans are the request's open tracked-request spans, innermost
 	// last, and err its result as the front end noted it: trace only.
-	spans []int
-	err   error
+	spans   []int
+	spanBuf [4]int // spans' first array: no allocation per request
+	err     error
 	// lastEvent is the last debug event the request fired (requests -v),
 	// -1 for none.
 	lastEvent Event

@@ -138,6 +138,9 @@ func (co *Co) traceSpan(r *trackedReq) {
 	if k := len(co.spans); k > 0 {
 		parent = co.spans[k-1]
 	}
+	if co.spans == nil {
+		co.spans = co.spanBuf[:0]
+	}
 	co.spans = append(co.spans, r.span)
 	l.Trace(TraceEvent{Kind: TraceBegin, Req: co.id, Span: r.span, Parent: parent,
 		Node: r.node, Name: r.kind.String(), Off: r.off, Bytes: r.bytes})

@@ -561,7 +561,17 @@ func appendString(b []byte, s string) []byte {
 // appendEscaped appends s escaped for the inside of a JSON string.
 func appendEscaped(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
-	for i := 0; i < len(s); {
+	// Most strings (operations, command lines) need no escaping: copy
+	// the plain prefix in one go.
+	plain := 0
+	for plain < len(s) {
+		if c := s[plain]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			break
+		}
+		plain++
+	}
+	b = append(b, s[:plain]...)
+	for i := plain; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			switch {
