@@ -326,6 +326,14 @@ func runTests(args []string) int {
 		fmt.Fprintf(os.Stderr, "gio test: %v\n", err)
 		return 2
 	}
+	if len(scripts) == 0 {
+		what := strings.Join(paths, " ")
+		if re != nil {
+			what += " matching -run " + *runRE
+		}
+		fmt.Fprintf(os.Stderr, "gio test: no script (*.gio) in %s: nothing ran\n", what)
+		return 1
+	}
 	passed, failed := 0, 0
 	for _, r := range env.RunGolden(scripts, *update) {
 		if r.Passed {
