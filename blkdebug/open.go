@@ -30,6 +30,7 @@ func NewDriver(out func() io.Writer) *blk.Driver {
 		Protocol:      "blkdebug",
 		ParseFilename: parseFilename,
 		Open:          func(a *blk.OpenArgs) (blk.Impl, error) { return open(a, out) },
+		Options:       options,
 	}
 }
 
@@ -58,6 +59,22 @@ func parseFilename(filename string, opts *qdict.Dict) error {
 // gio's serialise); all but the first three are sizes.
 var runtimeOpts = []string{"config", "x-image", "serialise",
 	"align", "max-transfer", "opt-write-zero", "max-write-zero", "opt-discard", "max-discard"}
+
+// options are runtimeOpts for completion, with the image child and the
+// permission switches.
+var options = func() []blk.Option {
+	o := []blk.Option{{Name: "image."}, {Name: "take-child-perms."}, {Name: "unshare-child-perms."}}
+	for _, n := range runtimeOpts {
+		switch n {
+		case "x-image":
+		case "serialise":
+			o = append(o, blk.Option{Name: n, Values: blk.OnOff()})
+		default:
+			o = append(o, blk.Option{Name: n})
+		}
+	}
+	return o
+}()
 
 // open opens a blkdebug node, with errors in the form the command layer
 // prints verbatim.

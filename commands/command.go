@@ -27,9 +27,9 @@ type Command struct {
 	Args    string // synopsis, e.g. "[-abCqv] [-P pattern [-s off] [-l len]] off len"
 	Oneline string
 	Help    string // extended help, printed after the summary by "help CMD"
-	// Opts is the getopt option string; empty for commands that parse
-	// their words themselves.
-	Opts string
+	// Flags are the command's options (the getopt option string comes
+	// from them); none for commands that parse their words themselves.
+	Flags []Flag
 	// MinArgs and MaxArgs bound the words after the command name
 	// (options included); MaxArgs -1 means unbounded.
 	MinArgs, MaxArgs int
@@ -197,7 +197,7 @@ func (s *Session) dispatch(words []string) bool {
 	pos := args
 	if !c.RawArgs {
 		var err error
-		opts, pos, err = getopt.Parse(c.Name, args, c.Opts)
+		opts, pos, err = getopt.Parse(c.Name, args, OptString(c.Flags))
 		if err != nil {
 			// getopt names the command as typed ("r: invalid option").
 			msg := err.Error()
@@ -260,6 +260,9 @@ type Session struct {
 	ImageOpts bool
 	Failed    bool
 	Quit      bool
+	// Interactive is set by the interactive shell: "help" then points
+	// to "help gio".
+	Interactive bool
 	// Suggest, if set, is called with an unknown command word (the shell
 	// prints a "did you mean").
 	Suggest func(word string)

@@ -136,6 +136,9 @@ func sigraiseCmd(s *Session, name string, opts []getopt.Opt, args []string) erro
 	if qemuIgnored[unix.Signal(sig)] {
 		return nil
 	}
+	if terminates(unix.Signal(sig)) {
+		RemoveScratchDirs()
+	}
 	raise(unix.Signal(sig))
 	return nil
 }
@@ -167,8 +170,19 @@ func raise(sig unix.Signal) {
 	}
 }
 
+// terminates reports whether sig's default action ends the process (it
+// neither is ignored nor stops it).
+func terminates(sig unix.Signal) bool {
+	switch sig {
+	case unix.SIGCHLD, unix.SIGURG, unix.SIGWINCH, unix.SIGCONT, unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
+		return false
+	}
+	return true
+}
+
 // abortCmd simulates a crash: SIGABRT without flushing stdout.
 func abortCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
+	RemoveScratchDirs()
 	raise(unix.SIGABRT)
 	return nil
 }

@@ -14,15 +14,15 @@ func imageCommands() []*Command {
 	return []*Command{
 		{Name: "open", Alias: "o", Args: "[-rsCnkU] [-t cache] [-d discard] [-o options] [path]",
 			Oneline: "open the file specified by path", Help: openHelp,
-			Opts: "snCro:ki:t:d:U", MinArgs: 1, MaxArgs: -1, Family: "image", Run: openCmd},
+			Flags: openFlags, MinArgs: 1, MaxArgs: -1, Family: "image", Run: openCmd},
 		{Name: "close", Alias: "c", Oneline: "close the current open file",
 			MinArgs: 0, MaxArgs: 0, NeedsFile: true, Family: "image", Run: closeCmd},
 		{Name: "reopen", Args: "[(-r|-w)] [-c cache] [-o options]",
 			Oneline: "reopens an image with new options", Help: reopenHelp,
-			Opts: "c:o:rw", MinArgs: 0, MaxArgs: -1, NeedsFile: true, Family: "image", Run: reopenCmd},
+			Flags: []Flag{{Letter: 'c', Arg: "cache", Values: CacheModes}, {Letter: 'o', Arg: "options"}, {Letter: 'r'}, {Letter: 'w'}}, MinArgs: 0, MaxArgs: -1, NeedsFile: true, Family: "image", Run: reopenCmd},
 		{Name: "truncate", Alias: "t", Args: "[-m prealloc_mode] off",
 			Oneline: "truncates the current file at the given offset",
-			Opts:    "m:", MinArgs: 1, MaxArgs: 3, NeedsFile: true, Write: true, Family: "image", Run: truncateCmd},
+			Flags:   []Flag{{Letter: 'm', Arg: "prealloc_mode", Values: PreallocModes}}, MinArgs: 1, MaxArgs: 3, NeedsFile: true, Write: true, Family: "image", Run: truncateCmd},
 		{Name: "length", Alias: "l", Oneline: "gets the length of the current file",
 			MinArgs: 0, MaxArgs: 0, NeedsFile: true, Family: "image", Run: lengthCmd},
 		{Name: "info", Alias: "i", Oneline: "prints information about the current file",
@@ -199,41 +199,14 @@ func probeName(file *blk.Node, given string) string {
 func openCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 	var o OpenOptions
 	for _, op := range opts {
+		if known, err := o.ApplyOpenFlag(op.Name, op.Arg); known {
+			if err != nil {
+				s.errorReport("%v", err)
+				return errFailed
+			}
+			continue
+		}
 		switch op.Name {
-		case 's':
-			o.Snapshot = true
-		case 'n':
-			// -n and -t set the same cache flags: the last one wins.
-			o.NoCache = true
-			o.Cache = "none"
-		case 'C':
-			o.CopyOnRead = true
-		case 'r':
-			o.ReadOnly = true
-		case 'k':
-			o.NativeAIO = true
-		case 't':
-			if _, _, _, ok := cacheMode(op.Arg); !ok {
-				s.errorReport("Invalid cache option: %s", op.Arg)
-				return errFailed
-			}
-			o.Cache = op.Arg
-		case 'd':
-			switch op.Arg {
-			case "ignore", "off", "unmap", "on":
-			default:
-				s.errorReport("Invalid discard option: %s", op.Arg)
-				return errFailed
-			}
-			o.Discard = op.Arg
-		case 'i':
-			switch op.Arg {
-			case "threads", "native", "io_uring":
-			default:
-				s.errorReport("Invalid aio option: %s", op.Arg)
-				return errFailed
-			}
-			o.SetAIO(op.Arg)
 		case 'o':
 			if s.ImageOpts {
 				fmt.Fprintln(s.Out, "--image-opts and 'open -o' are mutually exclusive")
@@ -251,8 +224,6 @@ func openCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 					o.Opts.Set(k, v)
 				}
 			}
-		case 'U':
-			o.ForceShare = true
 		}
 	}
 	if s.ImageOpts && len(args) == 1 {

@@ -184,3 +184,34 @@ func TestEditDistance(t *testing.T) {
 		}
 	}
 }
+
+func TestCompleteOptions(t *testing.T) {
+	s := testSession(t)
+	c := &completer{s: s}
+	for _, tc := range []struct {
+		line string
+		want []string
+	}{
+		{"open -o dri", []string{"driver="}},
+		{"open -o driver=r", []string{"driver=raw"}},
+		{"open -o driver=raw,file.al", nil}, // file. defaults to the file driver
+		{"open -o driver=raw,file.driver=blkdebug,file.al", []string{"driver=raw,file.driver=blkdebug,file.align="}},
+		{"open -o driver=raw,file.driver=blkdebug,file.serialise=o", []string{"driver=raw,file.driver=blkdebug,file.serialise=off", "driver=raw,file.driver=blkdebug,file.serialise=on"}},
+		{"open -o driver=raw,fi", []string{"driver=raw,file."}},
+		{"reopen -o read-only=", []string{"read-only=off", "read-only=on"}},
+		{"create -o clu", []string{"cluster_size="}},
+		{"create -o compat=v", []string{"compat=v2", "compat=v3"}},
+		{"create -f q", []string{"qcow2"}},
+		{"open -t w", []string{"writeback", "writethrough"}},
+	} {
+		_, got := c.complete(tc.line)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%q: %q, want %q", tc.line, got, tc.want)
+		}
+	}
+	// A key waiting for its value takes no space after it.
+	out, _ := c.Do([]rune("open -o dri"), len("open -o dri"))
+	if len(out) != 1 || string(out[0]) != "ver=" {
+		t.Errorf("Do: %q", out)
+	}
+}

@@ -52,6 +52,7 @@ func HistoryPath(getenv func(string) string) string {
 func RunInteractive(s *commands.Session, out *StdioWriter, o Options) {
 	rec := newRecorder(s, o.Image)
 	s.Recorder = rec
+	s.Interactive = true
 	defer rec.Stop()
 	s.Suggest = func(word string) {
 		if n := suggest(word, commandNames(s)); n != "" {

@@ -98,6 +98,8 @@ type ScriptOptions struct {
 	// options (Format, cache modes...).
 	Image string
 	Open  commands.OpenOptions
+	// ImageOpts reads Image as an option string (--image-opts).
+	ImageOpts bool
 	// Clock is the loop's clock; nil means virtual time.
 	Clock blk.Clock
 	// Prefix puts FILE:LINE: before stderr messages, and names a failed
@@ -136,9 +138,20 @@ func (e Env) RunScriptOpts(name, src string, stdout, stderr io.Writer, o ScriptO
 	}
 	s := e.NewSession(out, errw, clock)
 	defer s.Cleanup()
-	if o.Image != "" && !s.OpenImage(o.Image, o.Open) {
-		out.Flush()
-		return false
+	if o.Image != "" {
+		image, open := o.Image, o.Open
+		if o.ImageOpts {
+			d, ok := s.ParseOptions(image)
+			if !ok {
+				out.Flush()
+				return false
+			}
+			image, open.Opts = "", d
+		}
+		if !s.OpenImage(image, open) {
+			out.Flush()
+			return false
+		}
 	}
 	lines, numbers := scriptLines(src)
 	for i, l := range lines {

@@ -30,6 +30,9 @@ var Driver = &blk.Driver{
 	Name:          "file",
 	ParseFilename: parseFilename,
 	Open:          open,
+	Options: []blk.Option{{Name: "filename"}, {Name: "aio", Values: []string{"io_uring", "native", "threads"}},
+		{Name: "aio-max-batch"}, {Name: "drop-cache", Values: blk.OnOff()}, {Name: "locking", Values: []string{"auto", "off", "on"}},
+		{Name: "x-check-cache-dropped", Values: blk.OnOff()}},
 }
 
 // parseFilename strips an explicit "file:" prefix (QEMU's
