@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -550,6 +551,12 @@ func runBench(e benchEnv, loop *blk.Loop, img *blk.Backend, c benchConfig) bool 
 		return false
 	}
 	err := loop.RunUntil("bench", func() bool { return b.n == 0 || b.err != nil })
+	if errors.Is(err, blk.ErrInterrupted) || errors.Is(b.err, blk.ErrInterrupted) {
+		// The lanes still in flight stop at their next turn.
+		b.fail("Interrupted", blk.ErrInterrupted)
+		fmt.Fprintf(e.err, "gio: bench interrupted: %d of %d requests done\n", c.count-b.n, c.count)
+		return false
+	}
 	if b.err == nil && err != nil {
 		fmt.Fprintf(e.err, "gio: %s\n", errText(err))
 		return false
@@ -578,6 +585,13 @@ func (b *benchRun) lane(co *blk.Co, buf []byte) {
 			co.Park("bench: waits for the drained flush")
 		}
 		if b.err != nil || b.n <= b.inFlight {
+			return
+		}
+		if b.loop.Interrupted() {
+			// Ctrl-C: the run stops; a lane whose I/O never yields
+			// would otherwise send every request before the loop
+			// could notice.
+			b.fail("Interrupted", blk.ErrInterrupted)
 			return
 		}
 		off := b.offset

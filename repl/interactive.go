@@ -100,11 +100,15 @@ func RunInteractive(s *commands.Session, out *StdioWriter, o Options) {
 	// SIGINT arrives only while a command runs: readline turns the
 	// terminal's signal keys off while it edits a line, and reads Ctrl-C
 	// as "abandon this line" itself.
-	stop := trapInterrupts(s)
+	stop := trapInterrupts(s, exitInterrupted)
 	defer stop()
 	for !s.Quit {
+		// What the last command left running (aio requests) runs
+		// before the prompt; a Ctrl-C during the command or now stops
+		// it too, as it would stop the command itself.
 		s.Loop.RunDue()
 		out.Flush()
+		s.Loop.ClearInterrupt()
 		line, err := rl.Readline()
 		if errors.Is(err, readline.ErrInterrupt) {
 			continue
@@ -116,15 +120,17 @@ func RunInteractive(s *commands.Session, out *StdioWriter, o Options) {
 		s.Loop.ClearInterrupt()
 		s.Execute(line)
 		out.Flush()
-		s.Loop.ClearInterrupt()
 	}
 }
 
 // trapInterrupts turns SIGINT into a loop interrupt for as long as the
 // shell runs: the command in progress stops at its next wait or chunk
 // and the prompt comes back. The terminal has already echoed "^C"; a
-// newline ends that line as a shell's would.
-func trapInterrupts(s *commands.Session) (stop func()) {
+// newline ends that line as a shell's would. A second SIGINT before the
+// prompt is back means the first did not work: gio then exits (status
+// 130, as a shell reports death by SIGINT), scratch images removed,
+// rather than ignore it.
+func trapInterrupts(s *commands.Session, exit func()) (stop func()) {
 	sigs := make(chan os.Signal, 1)
 	done := make(chan struct{})
 	var stopped atomic.Bool
@@ -133,10 +139,15 @@ func trapInterrupts(s *commands.Session) (stop func()) {
 		for {
 			select {
 			case <-sigs:
-				if !stopped.Load() {
-					s.Loop.Interrupt()
-					os.Stdout.WriteString("\n")
+				if stopped.Load() {
+					continue
 				}
+				if s.Loop.Interrupted() {
+					exit()
+					continue
+				}
+				s.Loop.Interrupt()
+				os.Stdout.WriteString("\n")
 			case <-done:
 				return
 			}
@@ -147,6 +158,13 @@ func trapInterrupts(s *commands.Session) (stop func()) {
 		signal.Stop(sigs)
 		close(done)
 	}
+}
+
+// exitInterrupted ends gio on a second Ctrl-C.
+func exitInterrupted() {
+	os.Stderr.WriteString("\ngio: interrupted again before the prompt came back: exiting\n")
+	commands.RemoveScratchDirs()
+	os.Exit(130)
 }
 
 // runPlain reads lines from a terminal stdin when stdout is not one (or
