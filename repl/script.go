@@ -92,6 +92,22 @@ func scriptLines(src string) (lines []string, numbers []int) {
 	return
 }
 
+// isReadBackCheck reports whether a command line is a synchronous read
+// that verifies a pattern (read -P, readv -P): what echo mode's verdict
+// counts.
+func isReadBackCheck(line string) bool {
+	w := commands.SplitLine(line)
+	if len(w) == 0 || (w[0] != "read" && w[0] != "r" && w[0] != "readv") {
+		return false
+	}
+	for _, a := range w[1:] {
+		if len(a) > 1 && a[0] == '-' && strings.Contains(a, "P") {
+			return true
+		}
+	}
+	return false
+}
+
 // ScriptOptions are the ways a script can be run ("gio run"'s flags).
 type ScriptOptions struct {
 	// Image, if set, is opened before the first line, with Open's
@@ -107,7 +123,9 @@ type ScriptOptions struct {
 	// stdout, such as a pattern mismatch) in a located stderr line.
 	Prefix bool
 	// Echo prints each command line on stdout, after EchoPrompt, before
-	// its output, as a transcript shows it.
+	// its output, as a transcript shows it, with the script's comments;
+	// at the end a verdict counts the read-back checks (read -P) that
+	// passed.
 	Echo bool
 }
 
@@ -154,6 +172,9 @@ func (e Env) RunScriptOpts(name, src string, stdout, stderr io.Writer, o ScriptO
 		}
 	}
 	lines, numbers := scriptLines(src)
+	raw := strings.Split(src, "\n")
+	echoed := 0 // raw lines echoed so far
+	var checks, failedChecks int
 	for i, l := range lines {
 		if s.Quit {
 			break
@@ -162,15 +183,42 @@ func (e Env) RunScriptOpts(name, src string, stdout, stderr io.Writer, o ScriptO
 		out.Flush()
 		s.Loop.RunPending()
 		if o.Echo {
-			fmt.Fprintf(out, "%s%s\n", EchoPrompt, l)
+			// The comments before the line, then the line as written:
+			// the script reads as the transcript of a session.
+			for ; echoed < lineNo-1; echoed++ {
+				fmt.Fprintln(out, strings.TrimRight(raw[echoed], "\r"))
+			}
+			fmt.Fprintf(out, "%s%s\n", EchoPrompt, strings.TrimRight(raw[lineNo-1], "\r"))
+			echoed = lineNo
 		}
 		before := 0
 		if lw != nil {
 			before = lw.wrote
 		}
-		if !s.Execute(l) && lw != nil && lw.wrote == before {
+		ok := s.Execute(l)
+		if isReadBackCheck(l) {
+			checks++
+			if !ok {
+				failedChecks++
+			}
+		}
+		if !ok && lw != nil && lw.wrote == before {
 			out.Flush()
 			fmt.Fprintf(errw, "gio: command failed: %s\n", strings.TrimSpace(l))
+		}
+	}
+	if o.Echo {
+		for ; echoed < len(raw); echoed++ {
+			if t := strings.TrimSpace(raw[echoed]); t != "" {
+				fmt.Fprintln(out, strings.TrimRight(raw[echoed], "\r"))
+			}
+		}
+		switch {
+		case checks == 0:
+		case failedChecks == 0:
+			fmt.Fprintf(out, "gio: all %d read-back checks passed\n", checks)
+		default:
+			fmt.Fprintf(out, "gio: %d of %d read-back checks failed\n", failedChecks, checks)
 		}
 	}
 	out.Flush()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -179,5 +180,35 @@ func waitScratch(t *testing.T, dir string, present bool) {
 			t.Fatalf("scratch dir %s: %d images, %d entries; want present=%v", dir, len(m), len(all), present)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestReadmeDemo: the README's first command is the demo, and the demo
+// tells its story in one screen: the lost update without serialisation,
+// and a verdict on the read-back checks with it.
+func TestReadmeDemo(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, _ := strings.Cut(string(readme), "```sh\n")
+	first, _, _ := strings.Cut(block, "\n")
+	const prefix = "go run ./cmd/gio "
+	if !strings.HasPrefix(first, prefix) {
+		t.Fatalf("README's first command is %q", first)
+	}
+	args := strings.Fields(strings.TrimPrefix(strings.SplitN(first, "#", 2)[0], prefix))
+	out, rc := gio(t, "../..", "", nil, args...)
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if rc != 0 || len(lines) > 60 {
+		t.Errorf("demo: status %d, %d lines (one screen: 60 at most)", rc, len(lines))
+	}
+	if last := lines[len(lines)-1]; !regexp.MustCompile(`^gio: all [0-9]+ read-back checks passed$`).MatchString(last) {
+		t.Errorf("demo ends with %q", last)
+	}
+	for _, w := range []string{"gio> ", "serialise=off", "lost update", "00001400:  00 00 00 00"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("demo output lacks %q:\n%s", w, out)
+		}
 	}
 }
