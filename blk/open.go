@@ -35,6 +35,12 @@ type Driver struct {
 	// Create formats an empty protocol node as an image of this format
 	// (QEMU's bdrv_co_create); nil when the driver cannot create images.
 	Create func(co *Co, a *CreateArgs) error
+	// ExactFilename is the driver's part of QEMU's bdrv_refresh_filename:
+	// the plain name that opens node n again with the same behaviour
+	// ("blkdebug:CONFIG:IMAGE", a file's path), or "" when options of
+	// its own make a generated json: name the only faithful one. Nil
+	// for drivers whose nodes are named as the user gave them.
+	ExactFilename func(n *Node) string
 	// Options lists the runtime options the driver takes, for the
 	// shell's completion only (Open does not consult it). A child is
 	// listed as its name with a dot ("image."); "file." for formats and

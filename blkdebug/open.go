@@ -31,6 +31,7 @@ func NewDriver(out func() io.Writer) *blk.Driver {
 		ParseFilename: parseFilename,
 		Open:          func(a *blk.OpenArgs) (blk.Impl, error) { return open(a, out) },
 		Options:       options,
+		ExactFilename: exactFilename,
 	}
 }
 
@@ -75,6 +76,25 @@ var options = func() []blk.Option {
 	}
 	return o
 }()
+
+// exactFilename is blkdebug_refresh_filename: "blkdebug:CONFIG:IMAGE"
+// when the image child is a plain file and no option but config changes
+// what the node does (align, rules, ... are "strong" options); "" (a
+// generated json: name) otherwise.
+func exactFilename(n *blk.Node) string {
+	own := n.Options()
+	config, _ := own.Get("config")
+	for _, k := range own.Keys() {
+		if k != "config" {
+			return ""
+		}
+	}
+	img := n.File()
+	if img == nil || img.Node.Driver().Name != "file" {
+		return ""
+	}
+	return "blkdebug:" + config + ":" + img.Node.Filename()
+}
 
 // open opens a blkdebug node, with errors in the form the command layer
 // prints verbatim.

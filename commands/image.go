@@ -169,27 +169,16 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 }
 
 // probeName is the name QEMU gives the probed raw node's file child in
-// its warning (bdrv_refresh_filename): a file by its file name; blkdebug
-// as blkdebug:CONFIG:IMAGE unless options that change its behaviour
-// (align, rules, ...) make it a generated json: name of all its options.
+// its warning (bdrv_refresh_filename): the driver's exact file name when
+// it has one (blk.Driver.ExactFilename), else a generated json: name of
+// all the node's options; a driver without the hook keeps the name as
+// given.
 func probeName(file *blk.Node, given string) string {
-	switch file.Driver().Name {
-	case "file":
-		return file.Filename()
-	case "blkdebug":
-		own := file.Options()
-		config, _ := own.Get("config")
-		strong := false
-		for _, k := range own.Keys() {
-			strong = strong || k != "config"
+	if exact := file.Driver().ExactFilename; exact != nil {
+		if name := exact(file); name != "" {
+			return name
 		}
-		img := file.File()
-		if !strong && img != nil && img.Node.Driver().Name == "file" {
-			return "blkdebug:" + config + ":" + img.Node.Filename()
-		}
-		return "json:" + file.FullOptions().JSON(file.ChildNames()...)
-	}
-	if given != "" {
+	} else if given != "" {
 		return given
 	}
 	return "json:" + file.FullOptions().JSON(file.ChildNames()...)
