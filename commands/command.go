@@ -156,7 +156,7 @@ func (s *Session) dispatch(words []string) bool {
 	if c == nil {
 		fmt.Fprintf(s.Err, "command \"%s\" not found\n", name)
 		if s.Suggest != nil {
-			s.Suggest(name)
+			s.Suggest(name, s.commandNames())
 		}
 		return false
 	}
@@ -222,6 +222,15 @@ func (s *Session) dispatch(words []string) bool {
 	return false
 }
 
+// commandNames lists the command names, aliases left out.
+func (s *Session) commandNames() []string {
+	var ns []string
+	for _, c := range s.Table.cmds {
+		ns = append(ns, c.Name)
+	}
+	return ns
+}
+
 func onlyGioArgs(c *Command, args []string) bool {
 	if len(c.GioArgs) == 0 || len(args) == 0 {
 		return false
@@ -263,9 +272,11 @@ type Session struct {
 	// Interactive is set by the interactive shell: "help" then points
 	// to "help gio".
 	Interactive bool
-	// Suggest, if set, is called with an unknown command word (the shell
-	// prints a "did you mean").
-	Suggest func(word string)
+	// Suggest, if set, is called with an unknown word and the words it
+	// may have meant: a command name, a blkdebug event (the shell prints
+	// a "did you mean"). It is unset outside the interactive shell, where
+	// the output stays qemu-io's.
+	Suggest func(word string, candidates []string)
 	// Recorder is the interactive shell's recorder (the record command);
 	// nil outside interactive mode.
 	Recorder Recorder
@@ -277,6 +288,11 @@ type Session struct {
 	// to paths.
 	scratchDir string
 	scratch    map[string]string
+	// createLines are the create commands that succeeded, as typed,
+	// and openLine the open command equivalent to how the open image
+	// was opened (ReplayLines).
+	createLines []string
+	openLine    string
 	// ioBuf is the buffer synchronous read and write commands reuse
 	// (syncBuf in iobuf.go).
 	ioBuf []byte

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"gio/blk"
@@ -126,6 +127,10 @@ func createCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 	if err != nil {
 		gioError(s, "create: %s: %s", target, errText(err))
 		return errFailed
+	}
+	line := "create " + strings.Join(s.lastWords, " ")
+	if !slices.Contains(s.createLines, line) {
+		s.createLines = append(s.createLines, line)
 	}
 	if scratch {
 		if _, known := s.scratch[target]; !known {

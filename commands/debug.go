@@ -52,6 +52,10 @@ func breakCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 	}
 	if err := b.Break(args[0], args[1]); err != nil {
 		fmt.Fprintf(s.Out, "Could not set breakpoint: %s\n", breakErr(err))
+		if _, known := blk.ParseEvent(args[0]); !known && s.Suggest != nil {
+			s.Flush()
+			s.Suggest(args[0], blk.EventNames())
+		}
 		return errFailed
 	}
 	return nil

@@ -165,7 +165,54 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 		return false
 	}
 	s.Img = img
+	s.openLine = o.openLine(given)
 	return true
+}
+
+// openLine is the open command that opens name with o again (for a
+// recording that starts with the image open).
+func (o OpenOptions) openLine(name string) string {
+	w := []string{"open"}
+	for _, f := range []struct {
+		on   bool
+		flag string
+	}{{o.ReadOnly, "-r"}, {o.Snapshot, "-s"}, {o.CopyOnRead, "-C"}, {o.NativeAIO, "-k"}, {o.ForceShare, "-U"}} {
+		if f.on {
+			w = append(w, f.flag)
+		}
+	}
+	for _, f := range []struct{ flag, v string }{{"-t", o.Cache}, {"-d", o.Discard}, {"-i", o.AIO}} {
+		if f.v != "" {
+			w = append(w, f.flag, f.v)
+		}
+	}
+	var kv []string
+	if o.Format != "" {
+		kv = append(kv, "driver="+o.Format)
+	}
+	if o.Opts != nil {
+		for _, k := range o.Opts.Keys() {
+			v, _ := o.Opts.Get(k)
+			kv = append(kv, k+"="+strings.ReplaceAll(v, ",", ",,"))
+		}
+	}
+	if len(kv) > 0 {
+		w = append(w, "-o", strings.Join(kv, ","))
+	}
+	if name != "" {
+		w = append(w, name)
+	}
+	return strings.Join(w, " ")
+}
+
+// ReplayLines are the lines that bring a new session to this one's
+// state: the create commands that made its images, then the open of the
+// image that is open (none when no image is open).
+func (s *Session) ReplayLines() []string {
+	if s.Img == nil {
+		return nil
+	}
+	return append(append([]string(nil), s.createLines...), s.openLine)
 }
 
 // probeName is the name QEMU gives the probed raw node's file child in
@@ -259,6 +306,7 @@ func (s *Session) CloseImage() bool {
 	}
 	err := s.Img.Close()
 	s.Img = nil
+	s.openLine = ""
 	if err != nil {
 		s.stuck(err)
 		return false

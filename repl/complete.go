@@ -196,6 +196,20 @@ func uniq(s []string) []string {
 	return out
 }
 
+// synonyms are words other programs use for a command, which no edit
+// distance relates to it.
+var synonyms = map[string]string{"exit": "quit", "bye": "quit", "logout": "quit"}
+
+// contains reports whether w is one of ws.
+func contains(ws []string, w string) bool {
+	for _, x := range ws {
+		if x == w {
+			return true
+		}
+	}
+	return false
+}
+
 // suggest returns the command name closest to a mistyped word, or "":
 // the only command the word is a prefix of, else the nearest by edit
 // distance (adjacent transpositions count once) within a distance that
@@ -204,6 +218,9 @@ func suggest(word string, names []string) string {
 	w := strings.ToLower(word)
 	if w == "" {
 		return ""
+	}
+	if m, ok := synonyms[w]; ok && contains(names, m) {
+		return m
 	}
 	var prefixed []string
 	for _, n := range names {
@@ -258,15 +275,6 @@ func editDistance(a, b string) int {
 		}
 	}
 	return d[n][m]
-}
-
-// commandNames lists the session's command names, aliases left out.
-func commandNames(s *commands.Session) []string {
-	var ns []string
-	for _, c := range s.Table.Commands() {
-		ns = append(ns, c.Name)
-	}
-	return ns
 }
 
 // options completes a driver option string (open -o, reopen -o,

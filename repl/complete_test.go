@@ -112,13 +112,13 @@ func filterPrefix(s []string, p string) []string {
 	return out
 }
 
-func contains(s []string, w string) bool {
-	for _, x := range s {
-		if x == w {
-			return true
-		}
+// commandNames lists the session's command names, aliases left out.
+func commandNames(s *commands.Session) []string {
+	var ns []string
+	for _, c := range s.Table.Commands() {
+		ns = append(ns, c.Name)
 	}
-	return false
+	return ns
 }
 
 // TestCompleteDo checks the readline side: suffixes, a space after a
@@ -161,10 +161,24 @@ func TestSuggest(t *testing.T) {
 		{"x", ""},
 		{"re", ""},
 		{"bogus_command", ""},
+		{"exit", "quit"},
+		{"EXIT", "quit"},
 	}
 	for _, tc := range tests {
 		if got := suggest(tc.word, names); got != tc.want {
 			t.Errorf("suggest(%q) = %q, want %q", tc.word, got, tc.want)
+		}
+	}
+}
+
+func TestSuggestEvent(t *testing.T) {
+	for _, c := range []struct{ word, want string }{
+		{"pwritev_rmw_afterhead", "pwritev_rmw_after_head"},
+		{"pwritev_rmw_tial", "pwritev_rmw_tail"},
+		{"nonsense_event_name", ""},
+	} {
+		if got := suggest(c.word, blk.EventNames()); got != c.want {
+			t.Errorf("suggest(%q) = %q, want %q", c.word, got, c.want)
 		}
 	}
 }

@@ -23,9 +23,6 @@ type Options struct {
 	// Record, if set, records the session into this .gio file from the
 	// start (--record).
 	Record string
-	// Image is the image named on the command line, noted in a
-	// recording's header.
-	Image string
 }
 
 // HistoryLimit caps the history file, in lines.
@@ -50,12 +47,12 @@ func HistoryPath(getenv func(string) string) string {
 // abandon a line or interrupt a long command, Ctrl-D on an empty line to
 // quit. Without a terminal on both stdin and stdout it reads lines plainly.
 func RunInteractive(s *commands.Session, out *StdioWriter, o Options) {
-	rec := newRecorder(s, o.Image)
+	rec := newRecorder(s)
 	s.Recorder = rec
 	s.Interactive = true
 	defer rec.Stop()
-	s.Suggest = func(word string) {
-		if n := suggest(word, commandNames(s)); n != "" {
+	s.Suggest = func(word string, candidates []string) {
+		if n := suggest(word, candidates); n != "" {
 			fmt.Fprintf(s.Err, "gio: did you mean \"%s\"?\n", n)
 		}
 	}

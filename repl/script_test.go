@@ -95,3 +95,32 @@ func TestRunGoldenMissingOut(t *testing.T) {
 		t.Errorf("missing .out: %+v", r)
 	}
 }
+
+// TestRecordAfterOpen: a recording started with an image open begins
+// with the lines that make and open it, so that it replays.
+func TestRecordAfterOpen(t *testing.T) {
+	var out bytes.Buffer
+	s := testSession(t)
+	s.Out, s.Err = &out, &out
+	for _, l := range []string{"create img 64k", "create other 4k", "open -t writeback -o driver=raw,file.align=4k blkdebug::img", "write -P 1 0 512"} {
+		if !s.Execute(l) {
+			t.Fatalf("%s failed:\n%s", l, out.String())
+		}
+	}
+	path := filepath.Join(t.TempDir(), "rec.gio")
+	r := newRecorder(s)
+	if err := r.Start(path); err != nil {
+		t.Fatal(err)
+	}
+	r.Line("read -P 0 512 512")
+	r.Stop()
+	got, _ := os.ReadFile(path)
+	want := "create img 64k\ncreate other 4k\nopen -t writeback -o driver=raw,file.align=4k blkdebug::img\nread -P 0 512 512\n"
+	if !strings.HasSuffix(string(got), want) {
+		t.Errorf("recording:\n%s\nwant it to end with:\n%s", got, want)
+	}
+	var rb bytes.Buffer
+	if !(Env{NewRegistry: testRegistry}).RunScript("rec.gio", string(got), "", &rb, &rb, true) {
+		t.Errorf("replay failed:\n%s", rb.String())
+	}
+}

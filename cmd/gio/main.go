@@ -209,7 +209,7 @@ func run(args []string) int {
 	s := env.NewSession(out, errw, c)
 	defer s.Cleanup()
 	if repl.UseColour(colour, interactive, stdoutTTY, os.Getenv) {
-		repl.EnableColour(s, out)
+		repl.EnableColour(s, out, colour == repl.ColourAlways || repl.IsTerminal(os.Stderr))
 	}
 	if record != "" && !interactive {
 		fmt.Fprintln(errw, "gio: --record records interactive sessions only; ignored")
@@ -237,11 +237,7 @@ func run(args []string) int {
 	case len(cmds) > 0:
 		repl.RunCommands(s, cmds)
 	case stdinTTY:
-		img := ""
-		if len(pos) == 1 {
-			img = pos[0]
-		}
-		repl.RunInteractive(s, out, repl.Options{Record: record, Image: img})
+		repl.RunInteractive(s, out, repl.Options{Record: record})
 	default:
 		repl.RunStdin(s, out, os.Stdin)
 	}

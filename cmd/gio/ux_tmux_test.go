@@ -80,3 +80,36 @@ func TestHelpPointsToGioTmux(t *testing.T) {
 		}
 	}
 }
+
+// TestRedirectedStderrPlainTmux: at a terminal with stderr redirected to
+// a file, the file gets no escape codes (the screen keeps its colours),
+// and the shell suggests quit for exit and the event meant by a
+// misspelt one.
+func TestRedirectedStderrPlainTmux(t *testing.T) {
+	env := tmuxEnv(t)
+	dir := t.TempDir()
+	p := &pane{t: t, sock: filepath.Join(t.TempDir(), "tmux.sock"), env: env}
+	p.tmux("-f", "/dev/null", "new-session", "-d", "-s", "gio", "-x", "120", "-y", "60", "-c", dir,
+		strconv.Quote(gioBin)+" 2>err.txt", ";", "set-option", "-g", "remain-on-exit", "on")
+	t.Cleanup(func() { exec.Command("tmux", "-S", p.sock, "kill-server").Run() })
+	p.waitLast("gio>", "the first prompt")
+	p.run("create img 64k")
+	p.run("open -o driver=raw,file.align=4k blkdebug::img")
+	p.run("break pwritev_rmw_afterhead A")
+	p.run("exit")
+	p.run("read 64k 1") // "read failed" is painted on stdout
+	p.typeLine("", "C-d")
+	p.waitExit()
+	errText, err := os.ReadFile(filepath.Join(dir, "err.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(errText), "\x1b") {
+		t.Errorf("escape codes in the redirected stderr: %q", errText)
+	}
+	for _, w := range []string{`gio: did you mean "pwritev_rmw_after_head"?`, `command "exit" not found`, `gio: did you mean "quit"?`} {
+		if !strings.Contains(string(errText), w) {
+			t.Errorf("stderr lacks %q:\n%s", w, errText)
+		}
+	}
+}
