@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"gio/blk"
+	"gio/internal/getopt"
 )
 
 // Flag is one option letter of a command, declared once: the getopt
@@ -21,6 +22,9 @@ type Flag struct {
 	Values []string
 	// Path marks an argument that is a file name (completion).
 	Path bool
+	// Long is the option's long name on a program's command line
+	// (qemu-io's --cache for open's -t), "" when it has none.
+	Long string
 	// Keys, for an option string argument ("a=b,c=d"), are the keys it
 	// takes (completion); nil for open's and reopen's -o, whose keys
 	// are the drivers' runtime options (blk.Driver.Options).
@@ -75,13 +79,38 @@ func (f *Flag) valid(v string) bool {
 // openFlags are the options open takes, shared with gio's command line
 // (cmd/gio) and "gio run": ApplyOpenFlag interprets them.
 var openFlags = []Flag{
-	{Letter: 's'}, {Letter: 'n'}, {Letter: 'C'}, {Letter: 'r'},
+	{Letter: 's', Long: "snapshot"}, {Letter: 'n', Long: "nocache"}, {Letter: 'C', Long: "copy-on-read"},
+	{Letter: 'r', Long: "read-only"},
 	{Letter: 'o', Arg: "options"},
-	{Letter: 'k'},
-	{Letter: 'i', Arg: "aio", Values: AIOModes},
-	{Letter: 't', Arg: "cache", Values: CacheModes},
-	{Letter: 'd', Arg: "discard", Values: DiscardModes},
-	{Letter: 'U'},
+	{Letter: 'k', Long: "native-aio"},
+	{Letter: 'i', Arg: "aio", Values: AIOModes, Long: "aio"},
+	{Letter: 't', Arg: "cache", Values: CacheModes, Long: "cache"},
+	{Letter: 'd', Arg: "discard", Values: DiscardModes, Long: "discard"},
+	{Letter: 'U', Long: "force-share"},
+}
+
+// OpenImageFlags are open's flags that a program's command line takes
+// for the image it opens (all but -o), with their long names.
+func OpenImageFlags() []Flag {
+	var fs []Flag
+	for _, f := range openFlags {
+		if f.Letter != 'o' {
+			fs = append(fs, f)
+		}
+	}
+	return fs
+}
+
+// LongOpts are the getopt_long entries of the flags that have a long
+// name, in their order.
+func LongOpts(flags []Flag) []getopt.LongOpt {
+	var l []getopt.LongOpt
+	for _, f := range flags {
+		if f.Long != "" {
+			l = append(l, getopt.LongOpt{Name: f.Long, HasArg: f.Arg != "", Short: f.Letter})
+		}
+	}
+	return l
 }
 
 // ApplyOpenFlag records one of open's flags (all but -o, whose options

@@ -215,6 +215,10 @@ func (e Env) RunScriptOpts(name, src string, stdout, stderr io.Writer, o ScriptO
 		}
 		switch {
 		case checks == 0:
+		case checks == 1 && failedChecks == 0:
+			fmt.Fprintln(out, "gio: the read-back check passed")
+		case checks == 1:
+			fmt.Fprintln(out, "gio: the read-back check failed")
 		case failedChecks == 0:
 			fmt.Fprintf(out, "gio: all %d read-back checks passed\n", checks)
 		default:

@@ -69,8 +69,12 @@ func subcommand(args []string) (func([]string) int, []string, bool) {
 	}
 	rest := append(append([]string(nil), args[i+1:]...), lead...)
 	if f, ok := subcommands[args[i]]; ok {
-		if args[i] == "help" && len(lead) > 0 {
-			return nil, nil, false
+		if args[i] != "run" && len(lead) > 0 {
+			name := args[i]
+			return func([]string) int {
+				fmt.Fprintf(os.Stderr, "gio: %s goes with gio run and the shell, not gio %s\n", lead[0], name)
+				return 2
+			}, nil, true
 		}
 		return f, rest, true
 	}
@@ -94,28 +98,20 @@ and the exit status is 1 when a command failed.
   -h, --help            this text
 `
 
-var runLongOpts = []getopt.LongOpt{
+// runLongOpts are gio run's long options: its own, then open's.
+var runLongOpts = append([]getopt.LongOpt{
 	{Name: "help", Short: 'h'},
 	{Name: "echo", Short: 'x'},
 	{Name: "format", HasArg: true, Short: 'f'},
 	{Name: "clock", HasArg: true, Short: optClock},
 	{Name: "color", HasArg: true, Short: optColor},
 	{Name: "image-opts", Short: optImageOpts},
-	{Name: "read-only", Short: 'r'},
-	{Name: "snapshot", Short: 's'},
-	{Name: "nocache", Short: 'n'},
-	{Name: "copy-on-read", Short: 'C'},
-	{Name: "native-aio", Short: 'k'},
-	{Name: "discard", HasArg: true, Short: 'd'},
-	{Name: "cache", HasArg: true, Short: 't'},
-	{Name: "aio", HasArg: true, Short: 'i'},
-	{Name: "force-share", Short: 'U'},
-}
+}, commands.LongOpts(commands.OpenImageFlags())...)
 
 // runScript is "gio run": a script's commands, errors located as
 // FILE:LINE, exit status 1 when a command failed, 2 for a usage error.
 func runScript(args []string) int {
-	opts, pos, err := getopt.ParseLong("gio run", args, "hxf:rsnCki:t:d:U", runLongOpts)
+	opts, pos, err := getopt.ParseLong("gio run", args, "hxf:"+commands.OptString(commands.OpenImageFlags()), runLongOpts)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%v\n%s", err, runUsage)
 		return 2

@@ -53,7 +53,7 @@ func TestSubcommandFlags(t *testing.T) {
 		{[]string{"run", "--clock=real", "x.gio"}, 0, []string{"read 512/512 bytes at offset 0"}},
 		{[]string{"--clock=real", "run", "x.gio"}, 0, []string{"read 512/512 bytes at offset 0"}},
 		{[]string{"run", "x.gio", "--clock=bogus"}, 2, []string{"invalid clock option: bogus"}},
-		{[]string{"run", "-x", "x.gio"}, 0, []string{"gio> create s 64k\ngio> open -o driver=raw s\ngio> write -P 0xab 0 512\nwrote 512/512"}},
+		{[]string{"run", "-x", "x.gio"}, 0, []string{"gio> create s 64k\ngio> open -o driver=raw s\ngio> write -P 0xab 0 512   # a trailing comment\nwrote 512/512", "gio: the read-back check passed\n"}},
 		{[]string{"run", "-f", "raw", "r.gio", "img.raw"}, 0, []string{"wrote 512/512 bytes at offset 0"}},
 		{[]string{"run", "-r", "-f", "raw", "r.gio", "img.raw"}, 1, []string{"r.gio:2: qemu-io: Block node is read-only"}},
 		{[]string{"run", "-f", "raw", "r.gio"}, 2, []string{"there is none"}},
