@@ -62,6 +62,9 @@ func RunInteractive(s *commands.Session, out *StdioWriter, o Options) {
 		}
 	}
 	if !IsTerminal(os.Stdin) || !IsTerminal(os.Stdout) {
+		// Without readline Ctrl-C ends gio, as it ends qemu-io;
+		// the scratch images go with it.
+		defer commands.CleanupOnSignals(os.Interrupt)()
 		runPlain(s, out, rec)
 		return
 	}
@@ -89,6 +92,7 @@ func RunInteractive(s *commands.Session, out *StdioWriter, o Options) {
 	})
 	if err != nil {
 		fmt.Fprintf(s.Err, "gio: readline: %v\n", err)
+		defer commands.CleanupOnSignals(os.Interrupt)()
 		runPlain(s, out, rec)
 		return
 	}

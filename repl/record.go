@@ -54,7 +54,7 @@ func (r *recorder) Start(path string) error {
 		if st.Size() == 0 {
 			head += "# What the session had done before the recording began:\n" + strings.Join(setup, "\n") + "\n"
 		} else {
-			head += "# The image was opened again with: " + setup[len(setup)-1] + "\n"
+			head += "# The image open at this point was opened as: " + setup[len(setup)-1] + "\n"
 		}
 	}
 	if _, err := f.WriteString(head); err != nil {
