@@ -588,9 +588,8 @@ func (b *benchRun) lane(co *blk.Co, buf []byte) {
 			return
 		}
 		if b.loop.Interrupted() {
-			// Ctrl-C: the run stops; a lane whose I/O never yields
-			// would otherwise send every request before the loop
-			// could notice.
+			// Ctrl-C: no new request. runBench marks the run failed
+			// too, but only once the loop hands control back to it.
 			b.fail("Interrupted", blk.ErrInterrupted)
 			return
 		}
