@@ -55,7 +55,7 @@ func (c *completer) complete(before string) (string, []string) {
 	}
 	args := words[1:]
 	// The value of an option that takes one (-t none, write -s FILE).
-	if n := len(args); n > 0 && !cmd.RawArgs {
+	if n := len(args); n > 0 && len(cmd.Flags) > 0 {
 		if prev := args[n-1]; len(prev) >= 2 && prev[0] == '-' && prev[1] != '-' {
 			if f := cmd.FlagFor(prev[len(prev)-1]); f != nil && f.Arg != "" {
 				switch {
@@ -84,7 +84,7 @@ func (c *completer) complete(before string) (string, []string) {
 		if len(args) == 0 {
 			return cur, matching(c.tags(), cur)
 		}
-	case "open":
+	case "open", "bench":
 		return cur, c.paths(cur)
 	case "record":
 		if len(args) == 0 {

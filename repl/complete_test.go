@@ -217,6 +217,9 @@ func TestCompleteOptions(t *testing.T) {
 		{"create -o compat=v", []string{"compat=v2", "compat=v3"}},
 		{"create -f q", []string{"qcow2"}},
 		{"open -t w", []string{"writeback", "writethrough"}},
+		{"bench -t w", []string{"writeback", "writethrough"}},
+		{"bench -i n", []string{"native"}},
+		{"bench -S", []string{"-S"}},
 	} {
 		_, got := c.complete(tc.line)
 		if !reflect.DeepEqual(got, tc.want) {
