@@ -12,6 +12,14 @@ import (
 	"gio/internal/getopt"
 )
 
+// createFlags are create's options; its help lists them from here.
+var createFlags = []Flag{
+	{Letter: 'f', Arg: "fmt", Values: CreateFormats, Desc: "image format (raw or qcow2)"},
+	{Letter: 'o', Arg: "options", Keys: createOptions, Desc: "creation options, as qemu-img create -o takes them (qcow2:\n" +
+		"cluster_size, compat, refcount_bits, backing_file, backing_fmt;\n" +
+		"a backing file without backing_fmt has its format probed)"},
+}
+
 func gioCommands() []*Command {
 	return []*Command{
 		{Name: "create", Args: "[-f fmt] [-o options] name|path size",
@@ -30,13 +38,8 @@ func gioCommands() []*Command {
  'create img 64k' then 'open -o driver=raw,file.align=4k blkdebug::img'
  'create -f qcow2 base 1M', then
  'create -f qcow2 -o cluster_size=4k,backing_file=base top 1M'
- -f, -- image format (raw or qcow2)
- -o, -- creation options, as qemu-img create -o takes them (qcow2:
-       cluster_size, compat, refcount_bits, backing_file, backing_fmt;
-       a backing file without backing_fmt has its format probed)
-
-`,
-			Flags: []Flag{{Letter: 'f', Arg: "fmt", Values: CreateFormats}, {Letter: 'o', Arg: "options", Keys: createOptions}}, MinArgs: 2, MaxArgs: 6, Hidden: true, Family: "gio", Run: createCmd},
+` + FlagHelp(createFlags) + "\n",
+			Flags: createFlags, MinArgs: 2, MaxArgs: 6, Hidden: true, Family: "gio", Run: createCmd},
 		recordCommand(),
 	}
 }

@@ -22,6 +22,10 @@ type Flag struct {
 	Values []string
 	// Path marks an argument that is a file name (completion).
 	Path bool
+	// Desc is the option's line in a help text made by FlagHelp
+	// (gio's own commands; qemu-io's keep qemu-io's text verbatim).
+	// Further lines after a newline are indented under the first.
+	Desc string
 	// Long is the option's long name on a program's command line
 	// (qemu-io's --cache for open's -t), "" when it has none.
 	Long string
@@ -48,6 +52,19 @@ func OptString(flags []Flag) string {
 		if f.Arg != "" {
 			b.WriteByte(':')
 		}
+	}
+	return b.String()
+}
+
+// FlagHelp is the option part of a help text, in qemu-io's layout
+// (" -f, -- description"), one entry per flag with a Desc.
+func FlagHelp(flags []Flag) string {
+	var b strings.Builder
+	for _, f := range flags {
+		if f.Desc == "" {
+			continue
+		}
+		fmt.Fprintf(&b, " -%c, -- %s\n", f.Letter, strings.ReplaceAll(f.Desc, "\n", "\n       "))
 	}
 	return b.String()
 }

@@ -61,6 +61,22 @@ func flagLetters(syn string) string {
 	return b.String()
 }
 
+// TestFlagsInHelp: every flag of a command with an extended help has
+// its " -X, --" line there (qemu-io's texts are verbatim; gio's come from
+// FlagHelp).
+func TestFlagsInHelp(t *testing.T) {
+	for _, c := range All() {
+		if c.Help == "" || c.Name == "bench" { // bench's help names long options too
+			continue
+		}
+		for _, f := range c.Flags {
+			if !strings.Contains(c.Help, " -"+string(f.Letter)+", --") {
+				t.Errorf("%s: help lacks -%c:\n%s", c.Name, f.Letter, c.Help)
+			}
+		}
+	}
+}
+
 func TestApplyOpenFlag(t *testing.T) {
 	var o OpenOptions
 	for _, c := range []struct {
