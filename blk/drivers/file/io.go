@@ -26,9 +26,9 @@ func (n *node) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) erro
 
 // ioPiece bounds one synchronous transfer of the deterministic engine,
 // so that Ctrl-C at the shell stops a 1 GiB request within a piece
-// (about a tenth of a second) instead of after the whole transfer.
+// (a few hundredths of a second, a tenth on a slow disk) instead of after the whole transfer.
 // Pieces are invisible: no event, no limit, one request.
-const ioPiece = 64 << 20
+const ioPiece = 16 << 20
 
 // inPieces calls do on consecutive pieces of buf of at most ioPiece
 // bytes, stopping with blk.ErrInterrupted between pieces when the loop is
