@@ -24,7 +24,7 @@ type node struct {
 	align, maxTransfer         int64
 	optWriteZero, maxWriteZero int64
 	optDiscard, maxDiscard     int64
-	takePerms, unsharePerms    Perm
+	takePerms, unsharePerms    blk.Perm
 
 	// state is the state machine's state; rules with a State only fire
 	// in it. It starts at 1.
