@@ -185,6 +185,7 @@ const lockHint = "\nIs another process using the image [img.raw]?\n"
 // TestLockBytesMatchQemuIO compares the bytes gio locks with those
 // qemu-io locks, for the same options and commands.
 func TestLockBytesMatchQemuIO(t *testing.T) {
+	t.Parallel()
 	qemuIO := lockTool(t, "qemu-io")
 	for _, tc := range []struct {
 		name string
@@ -229,6 +230,7 @@ func TestLockBytesMatchQemuIO(t *testing.T) {
 // TestLockQemuHoldsGioOpens: a QEMU program holds the image; gio and
 // qemu-io try the same commands and must say the same.
 func TestLockQemuHoldsGioOpens(t *testing.T) {
+	t.Parallel()
 	qemuIO := lockTool(t, "qemu-io")
 	unshare := func(perms ...string) []string {
 		o := "driver=raw,file.driver=blkdebug,file.image.filename=img.raw"
@@ -308,6 +310,7 @@ func TestLockQemuHoldsGioOpens(t *testing.T) {
 // TestLockGioHoldsQemuOpens: gio holds the image; the QEMU tools see its
 // locks exactly as they see qemu-io's.
 func TestLockGioHoldsQemuOpens(t *testing.T) {
+	t.Parallel()
 	qemuIO := lockTool(t, "qemu-io")
 	qemuImg := lockTool(t, "qemu-img")
 	type opener struct {
