@@ -28,6 +28,10 @@ func scripts(t *testing.T) []string {
 // TestScripts runs every scripts/*.gio through the golden runner that
 // "gio test" uses.
 func TestScripts(t *testing.T) {
+	// Not parallel with the other top-level tests: its in-process
+	// sessions hold OFD image locks, and a child another test forks
+	// meanwhile inherits their descriptors until it execs, keeping a lock
+	// alive after close ("Failed to get shared \"write\" lock" under load).
 	for _, path := range scripts(t) {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			t.Parallel()
@@ -43,6 +47,10 @@ func TestScripts(t *testing.T) {
 // TestScriptsDeterministic runs each script 100 times: output must be
 // byte-identical every time (run it under -race, as CI does).
 func TestScriptsDeterministic(t *testing.T) {
+	// Not parallel with the other top-level tests: its in-process
+	// sessions hold OFD image locks, and a child another test forks
+	// meanwhile inherits their descriptors until it execs, keeping a lock
+	// alive after close ("Failed to get shared \"write\" lock" under load).
 	runs := 100
 	if testing.Short() {
 		runs = 10
@@ -251,6 +259,7 @@ func makeImages(t *testing.T, dir string, imgs []scratchImage) {
 // compares the normalised output, the exit status and the image bytes;
 // it also checks that gio's script mode prints what qemu-io prints.
 func TestScriptsAgainstQemuIO(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("qemu-io"); err != nil {
 		t.Skip("qemu-io not installed (apt-get install qemu-utils)")
 	}
