@@ -60,7 +60,7 @@ func createCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 		case 'f':
 			format = o.Arg
 		case 'o':
-			d, ok := s.ParseOptions(o.Arg)
+			d, ok := s.parseOptionsReporting(o.Arg, func(format string, args ...any) { gioError(s, format, args...) })
 			if !ok {
 				return errFailed
 			}

@@ -287,12 +287,18 @@ func openCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 // ParseOptions parses a -o / --image-opts string, printing warnings and
 // errors as qemu_opts_parse_noisily does.
 func (s *Session) ParseOptions(str string) (*qdict.Dict, bool) {
+	return s.parseOptionsReporting(str, s.errorReport)
+}
+
+// parseOptionsReporting is ParseOptions printing with report (gio's
+// own commands print with gio's name).
+func (s *Session) parseOptionsReporting(str string, report func(format string, args ...any)) (*qdict.Dict, bool) {
 	d, warnings, err := qdict.ParseKeyValue(str)
 	for _, w := range warnings {
-		s.errorReport("%s", w)
+		report("%s", w)
 	}
 	if err != nil {
-		s.errorReport("%s", err)
+		report("%s", err)
 		return nil, false
 	}
 	return d, true

@@ -89,8 +89,13 @@ func TestHonestRefusals(t *testing.T) {
 		{[]string{"-c", "open -o driver=raw nbd+unix:///x"}, 1, "Unknown protocol 'nbd+unix'"},
 		{[]string{"-c", "create -f vmdk x 1M"}, 1, "gio: create: unsupported format 'vmdk'"},
 		{[]string{"-c", "create a:b 1M"}, 1, "gio: create: 'a:b': scratch image names cannot contain"},
+		{[]string{"-c", "create -f qcow2 -o ,, x 1M"}, 1, "gio: warning: short-form boolean option"},
+		{[]string{"-c", "create -f qcow2 -o cluster_size=3 x 1M"}, 1, "gio: create: x: Cluster size must be"},
 	} {
 		out, rc := gio(t, dir, "", nil, c.args...)
+		if c.args[1] != "open nbd://localhost:10809/x" && strings.Contains(out, "qemu-io:") && strings.Contains(strings.Join(c.args, " "), "create") {
+			t.Errorf("gio %q: a create message says qemu-io:\n%s", c.args, out)
+		}
 		if rc != c.rc || !strings.Contains(out, c.want) {
 			t.Errorf("gio %q: status %d, output:\n%s\nwant status %d and %q", c.args, rc, out, c.rc, c.want)
 		}
