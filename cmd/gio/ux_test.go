@@ -93,7 +93,7 @@ func TestHonestRefusals(t *testing.T) {
 		{[]string{"-c", "create -f qcow2 -o cluster_size=3 x 1M"}, 1, "gio: create: x: Cluster size must be"},
 	} {
 		out, rc := gio(t, dir, "", nil, c.args...)
-		if c.args[1] != "open nbd://localhost:10809/x" && strings.Contains(out, "qemu-io:") && strings.Contains(strings.Join(c.args, " "), "create") {
+		if strings.HasPrefix(c.args[1], "create ") && strings.Contains(out, "qemu-io:") {
 			t.Errorf("gio %q: a create message says qemu-io:\n%s", c.args, out)
 		}
 		if rc != c.rc || !strings.Contains(out, c.want) {
