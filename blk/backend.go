@@ -176,7 +176,7 @@ func (b *Backend) SetReadOnly(ro bool) error {
 	}
 	walk(b.Root)
 	for _, n := range nodes {
-		if r, ok := n.impl.(Reopener); ok && n.readOnly != ro {
+		if r := n.ops.reopen; r != nil && n.readOnly != ro {
 			if err := r.Reopen(ro); err != nil {
 				return err
 			}

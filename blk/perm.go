@@ -52,12 +52,6 @@ func (p Perm) String() string {
 // PermBits is the number of permission bits (the lock bytes per base).
 const PermBits = 4
 
-// PermTaker is implemented by drivers that keep permissions (the file
-// driver, whose permissions are image locks). TakePerm adds p to what
-// the node holds, checking first that no other user of the image objects;
-// the error then carries QEMU's message (`Failed to get "write" lock`).
-type PermTaker interface{ TakePerm(p Perm) error }
-
 // TakePerm makes every node of the graph that keeps permissions hold p.
 // qemu-io grows its image's permissions when a command needs more than
 // the open gave (write commands need write, truncate write and resize,
@@ -70,8 +64,8 @@ func (b *Backend) TakePerm(p Perm) error {
 		for _, c := range n.children {
 			walk(c.Node)
 		}
-		if t, ok := n.impl.(PermTaker); ok && err == nil {
-			err = t.TakePerm(p)
+		if n.ops.perm != nil && err == nil {
+			err = n.ops.perm.TakePerm(p)
 		}
 	}
 	walk(b.Root)

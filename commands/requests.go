@@ -31,7 +31,7 @@ const requestsHelp = `
 func requestsCommand() *Command {
 	return &Command{Name: "requests", Args: "[-v]",
 		Oneline: "lists the requests in flight per node (gio only)", Help: requestsHelp,
-		Opts: "v", MinArgs: 0, MaxArgs: 1, NeedsFile: true, Hidden: true, Family: "gio", Run: requestsCmd}
+		Flags: []Flag{{Letter: 'v'}}, MinArgs: 0, MaxArgs: 1, NeedsFile: true, Hidden: true, Family: "gio", Run: requestsCmd}
 }
 
 func requestsCmd(s *Session, name string, opts []getopt.Opt, args []string) error {

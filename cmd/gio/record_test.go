@@ -792,6 +792,7 @@ const (
 
 // TestRecorded runs every recorded case; see the top of this file.
 func TestRecorded(t *testing.T) {
+	t.Parallel()
 	dirs := []string{"testdata/diff", "testdata/bad", "testdata/qcow2"}
 	live := oracleLive() || *update
 	if live {

@@ -3,10 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	"gio/commands"
-	"gio/trace"
 )
 
 // traceFlags are --trace FILE and --trace-format=json|jsonl.
@@ -26,38 +24,6 @@ func (t traceFlags) start(s *commands.Session) bool {
 		return false
 	}
 	return true
-}
-
-// parseTraceFlags takes --trace FILE, --trace=FILE and
-// --trace-format[=]FORMAT from the front of a subcommand's arguments.
-func parseTraceFlags(args []string) ([]string, traceFlags, bool) {
-	var t traceFlags
-	for len(args) > 0 {
-		var val *string
-		name, arg, inline := strings.Cut(args[0], "=")
-		switch name {
-		case "--trace", "-trace":
-			val = &t.file
-		case "--trace-format", "-trace-format":
-			val = &t.format
-		default:
-			return args, t, true
-		}
-		if !inline {
-			if len(args) < 2 {
-				fmt.Fprintf(os.Stderr, "gio: %s needs an argument\n", name)
-				return nil, t, false
-			}
-			arg, args = args[1], args[1:]
-		}
-		*val = arg
-		args = args[1:]
-	}
-	if _, err := trace.ParseFormat(t.format); err != nil {
-		fmt.Fprintf(os.Stderr, "gio: %v\n", err)
-		return nil, t, false
-	}
-	return args, t, true
 }
 
 // runTrace is "gio trace view FILE -o OUT.html": render a trace as a

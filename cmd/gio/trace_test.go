@@ -26,10 +26,8 @@ func traceScript(t *testing.T, path, format string) (string, []byte) {
 		t.Fatal(err)
 	}
 	tf := filepath.Join(t.TempDir(), "trace")
-	e := env
-	e.TraceFile, e.TraceFormat = tf, format
 	var out bytes.Buffer
-	e.RunScript(filepath.Base(path), string(src), "", &out, &out, true)
+	env.RunScriptOpts(filepath.Base(path), string(src), &out, &out, repl.ScriptOptions{Prefix: true, TraceFile: tf, TraceFormat: format})
 	b, err := os.ReadFile(tf)
 	if err != nil {
 		t.Fatal(err)

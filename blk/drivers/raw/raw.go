@@ -10,10 +10,11 @@ import (
 
 // Driver is the raw format driver.
 var Driver = &blk.Driver{
-	Name:   "raw",
-	Format: true,
-	Probe:  func([]byte) int { return 1 },
-	Open:   open,
+	Name:    "raw",
+	Format:  true,
+	Probe:   func([]byte) int { return 1 },
+	Open:    open,
+	Options: []blk.Option{{Name: "offset"}, {Name: "size"}},
 }
 
 type node struct {
