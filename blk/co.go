@@ -177,7 +177,6 @@ type Loop struct {
 	// tracked-request spans. See trace.go.
 	tracer  Tracer
 	spanSeq int
-	traceEv TraceEvent
 
 	// interrupted and stop are the Ctrl-C state; the only fields another
 	// goroutine (a signal handler) may touch.

@@ -12,10 +12,11 @@ import "time"
 // Tracer receives trace events. It is called under the scheduler token,
 // so it needs no lock, in an order that is a pure function of the script:
 // with a virtual clock the events and their timestamps are the same on
-// every run. Trace must not call back into the loop or keep ev (blk
-// reuses nothing, but the event's fields describe a moment).
+// every run. Trace must not call back into the loop. The event comes by
+// value: passing it costs a copy on the stack, where a pointer would make
+// every event a heap allocation.
 type Tracer interface {
-	Trace(ev *TraceEvent)
+	Trace(ev TraceEvent)
 }
 
 // TraceKind says what a TraceEvent reports.
@@ -112,11 +113,8 @@ func (l *Loop) Trace(ev TraceEvent) {
 	if l.tracer == nil {
 		return
 	}
-	// The event goes through the loop's own slot, so that handing a
-	// pointer to the interface does not allocate every event.
-	l.traceEv = ev
-	l.traceEv.At = l.clock.Now()
-	l.tracer.Trace(&l.traceEv)
+	ev.At = l.clock.Now()
+	l.tracer.Trace(ev)
 }
 
 // NoteError records err as the request's result for the trace (a front

@@ -15,8 +15,8 @@ import (
 // to a formatting goroutine).
 type batchTracer struct{ evs []blk.TraceEvent }
 
-func (c *batchTracer) Trace(e *blk.TraceEvent) {
-	c.evs = append(c.evs, *e)
+func (c *batchTracer) Trace(e blk.TraceEvent) {
+	c.evs = append(c.evs, e)
 	if len(c.evs) == cap(c.evs) {
 		c.evs = c.evs[:0]
 	}

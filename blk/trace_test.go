@@ -14,7 +14,7 @@ import (
 // recorder is a Tracer that keeps one line per event.
 type recorder struct{ lines []string }
 
-func (r *recorder) Trace(e *blk.TraceEvent) {
+func (r *recorder) Trace(e blk.TraceEvent) {
 	node := ""
 	if e.Node != nil {
 		node = e.Node.Name()

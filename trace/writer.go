@@ -152,12 +152,12 @@ func (t *Writer) run() {
 }
 
 // Trace implements blk.Tracer: it queues a copy of e.
-func (t *Writer) Trace(e *blk.TraceEvent) {
+func (t *Writer) Trace(e blk.TraceEvent) {
 	if t.failed.Load() {
 		t.tell()
 		return
 	}
-	t.batch = append(t.batch, *e)
+	t.batch = append(t.batch, e)
 	if len(t.batch) == batchSize {
 		t.flushBatch()
 	}
