@@ -5,9 +5,6 @@ import (
 	"testing"
 
 	"gio/blk"
-	"gio/blk/blktest"
-	"gio/blk/drivers/raw"
-	"gio/blk/qdict"
 )
 
 // batchTracer does on the request path what trace.Writer.Trace does:
@@ -33,17 +30,7 @@ func (c *batchTracer) Trace(e blk.TraceEvent) {
 func BenchmarkTracerHooks(b *testing.B) {
 	for _, on := range []bool{false, true} {
 		b.Run(map[bool]string{false: "off", true: "on"}[on], func(b *testing.B) {
-			reg := blk.NewRegistry(raw.Driver, blktest.MemDriver)
-			d, _, err := qdict.ParseKeyValue("driver=raw,file.driver=mem,file.yield=on,file.size=1M")
-			if err != nil {
-				b.Fatal(err)
-			}
-			loop := blk.NewLoop(blk.NewVirtualClock())
-			bk, err := reg.Open(blk.Spec{Opts: d}, loop)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer bk.Close()
+			loop, bk := openMem(b, "driver=raw,file.driver=mem,file.yield=on,file.size=1M")
 			if on {
 				loop.SetTracer(&batchTracer{evs: make([]blk.TraceEvent, 0, 512)})
 			}

@@ -11,6 +11,23 @@ import (
 	"gio/blk/qdict"
 )
 
+// openMem opens options (raw over mem) on a virtual-time loop, closed
+// when the test ends.
+func openMem(tb testing.TB, options string) (*blk.Loop, *blk.Backend) {
+	tb.Helper()
+	d, _, err := qdict.ParseKeyValue(options)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	loop := blk.NewLoop(blk.NewVirtualClock())
+	b, err := blk.NewRegistry(raw.Driver, blktest.MemDriver).Open(blk.Spec{Opts: d}, loop)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { b.Close() })
+	return loop, b
+}
+
 // recorder is a Tracer that keeps one line per event.
 type recorder struct{ lines []string }
 
@@ -27,19 +44,9 @@ func (r *recorder) Trace(e blk.TraceEvent) {
 // 4 KiB-aligned node (the second waits for the first), and that a loop
 // without a tracer reports nothing and a stopped tracer hears no more.
 func TestTracer(t *testing.T) {
-	reg := blk.NewRegistry(raw.Driver, blktest.MemDriver)
 	// A probed raw node does read-modify-write on sub-sector writes
 	// (request alignment 512), so the two writes conflict.
-	d, _, err := qdict.ParseKeyValue("file.driver=mem,file.yield=on,file.size=64k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	loop := blk.NewLoop(blk.NewVirtualClock())
-	b, err := reg.Open(blk.Spec{Opts: d}, loop)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	loop, b := openMem(t, "file.driver=mem,file.yield=on,file.size=64k")
 	rec := &recorder{}
 	loop.SetTracer(rec)
 	var id [2]int
