@@ -38,6 +38,16 @@ type Co struct {
 	// why describes the current yield point for reports of waits that can
 	// never finish ("waits for #2", "suspended at 'A'").
 	why string
+	// started records that the request handed a write, zero write,
+	// discard, flush or truncate to a driver that is not pass-through
+	// (Driver.PassThrough): from then on it may have changed the image,
+	// or a format's state, and can no longer be withdrawn.
+	started bool
+	// withdraw takes the request out of the generic layer's wait queue it
+	// is parked in (parkQueued); nil at every other yield point.
+	withdraw func()
+	// withdrawn is set by Loop.Withdraw; parkQueued then reports false.
+	withdrawn bool
 }
 
 // ID returns the request number, in submission order.
@@ -267,6 +277,47 @@ func (co *Co) park(why string) {
 	co.why = why
 	co.w.yield(struct{}{})
 	co.why = ""
+}
+
+// parkQueued parks in a wait queue of the generic layer, from which
+// remove takes the request out again. It reports false when the request
+// was withdrawn instead of woken (Loop.Withdraw): the caller must then
+// unwind at once with ErrWithdrawn, doing nothing more.
+func (co *Co) parkQueued(why string, remove func()) bool {
+	co.withdraw = remove
+	co.park(why)
+	co.withdraw = nil
+	return !co.withdrawn
+}
+
+// markStarted records that the request reached a driver that may change
+// the image (see Co.started).
+func (co *Co) markStarted(d *Driver) {
+	if co != nil && !d.PassThrough {
+		co.started = true
+	}
+}
+
+// ErrWithdrawn fails a request that Loop.Withdraw took out of its wait
+// queue before it had started its I/O (ECANCELED: "Operation canceled").
+var ErrWithdrawn error = unix.ECANCELED
+
+// Withdraw takes a request that can never finish out of the wait queue it
+// is parked in, if it has not started its I/O yet, and makes it runnable:
+// it then ends with ErrWithdrawn, having had no effect on the image. It
+// reports false, changing nothing, when the request is parked anywhere
+// else (a breakpoint, a timer, I/O, a driver's own lock) or has started
+// its I/O: such a request stays in flight and may still complete.
+// Only the token holder may call it.
+func (l *Loop) Withdraw(co *Co) bool {
+	if co.loop != l || co.done || co.started || co.withdraw == nil {
+		return false
+	}
+	co.withdraw()
+	co.withdraw = nil
+	co.withdrawn = true
+	co.Wake()
+	return true
 }
 
 // Wake makes a parked request runnable. Only the token holder may call it.

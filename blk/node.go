@@ -7,6 +7,7 @@ import (
 
 	"errors"
 	"fmt"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -386,26 +387,37 @@ func (n *Node) findConflict(self *trackedReq) *trackedReq {
 }
 
 // waitSerialising waits while a conflicting request is in flight
-// (bdrv_wait_serialising_requests). It yields.
-func (n *Node) waitSerialising(co *Co, self *trackedReq) {
+// (bdrv_wait_serialising_requests). It yields. It returns ErrWithdrawn
+// when the request was withdrawn from the wait (Loop.Withdraw).
+func (n *Node) waitSerialising(co *Co, self *trackedReq) error {
 	if n.noSerialise || (n.serialisingInFlight == 0 && !self.serialising) {
-		return
+		return nil
 	}
 	for {
 		r := n.findConflict(self)
 		if r == nil {
-			return
+			return nil
 		}
 		self.waitingFor = r
 		r.waiters = append(r.waiters, co)
-		co.park("waits for " + r.String())
+		ok := co.parkQueued("waits for "+r.String(), func() { r.removeWaiter(co) })
 		self.waitingFor = nil
+		if !ok {
+			return ErrWithdrawn
+		}
+	}
+}
+
+// removeWaiter takes co out of r's wait queue (a withdrawn request).
+func (r *trackedReq) removeWaiter(co *Co) {
+	if i := slices.Index(r.waiters, co); i >= 0 {
+		r.waiters = slices.Delete(r.waiters, i, i+1)
 	}
 }
 
 // makeSerialising widens the request's overlap range to align and waits
 // for conflicting requests (bdrv_make_request_serialising).
-func (n *Node) makeSerialising(co *Co, r *trackedReq, align int64) {
+func (n *Node) makeSerialising(co *Co, r *trackedReq, align int64) error {
 	if !r.serialising {
 		r.serialising = true
 		n.serialisingInFlight++
@@ -419,7 +431,7 @@ func (n *Node) makeSerialising(co *Co, r *trackedReq, align int64) {
 	if end > r.overlapOff+r.overlapLen {
 		r.overlapLen = end - r.overlapOff
 	}
-	n.waitSerialising(co, r)
+	return n.waitSerialising(co, r)
 }
 
 // checkRequest rejects negative or overflowing ranges (bdrv_check_request).

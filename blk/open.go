@@ -32,6 +32,13 @@ type Driver struct {
 	// status reads an area neither data nor zero in such a node as
 	// zeroes when there is no backing file, or past its end.
 	SupportsBacking bool
+	// PassThrough marks drivers that change nothing when a request
+	// enters them but hand it on to a child (raw, blkdebug). A request
+	// that has entered only such drivers has not started its I/O, so a
+	// wait of the generic layer below them may still be withdrawn
+	// (Loop.Withdraw). Formats with state of their own (qcow2) and
+	// protocols leave it false.
+	PassThrough bool
 	// Create formats an empty protocol node as an image of this format
 	// (QEMU's bdrv_co_create); nil when the driver cannot create images.
 	Create func(co *Co, a *CreateArgs) error

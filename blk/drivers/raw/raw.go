@@ -10,10 +10,11 @@ import (
 
 // Driver is the raw format driver.
 var Driver = &blk.Driver{
-	Name:   "raw",
-	Format: true,
-	Probe:  func([]byte) int { return 1 },
-	Open:   open,
+	Name:        "raw",
+	Format:      true,
+	PassThrough: true, // it only moves requests by its offset
+	Probe:       func([]byte) int { return 1 },
+	Open:        open,
 }
 
 type node struct {
