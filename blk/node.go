@@ -233,9 +233,7 @@ func (n *Node) checkWritableLength(loop *Loop) error {
 		return nil
 	}
 	var l int64
-	var lerr error
-	co := loop.Spawn("open: length", func(co *Co) { l, lerr = n.Length(co) })
-	if err := loop.RunUntil(co.Name(), co.Done); err != nil || lerr != nil {
+	if err := loop.RunSync("open: length", func(co *Co) (err error) { l, err = n.Length(co); return }); err != nil {
 		return nil
 	}
 	if l%n.limits.RequestAlignment != 0 {

@@ -687,12 +687,7 @@ func (s *state) Close() error {
 // runSync runs fn as a request on the node's loop, outside any other
 // request (open, close, reopen).
 func (s *state) runSync(name string, fn func(co *blk.Co) error) error {
-	var err error
-	co := s.loop.Spawn(name, func(co *blk.Co) { err = fn(co) })
-	if e := s.loop.RunUntil(co.Name(), co.Done); e != nil {
-		return e
-	}
-	return err
+	return s.loop.RunSync(name, fn)
 }
 
 // ---------------------------------------------------------------------

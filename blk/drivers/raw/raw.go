@@ -53,16 +53,22 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 		return nil, err
 	}
 	a.WarnProbed()
-	if err := n.applyOptions(); err != nil {
+	if err := n.applyOptions(a.Loop); err != nil {
 		return nil, err
 	}
 	return n, nil
 }
 
 // applyOptions checks offset and size against the file (raw_apply_options).
-func (n *node) applyOptions() error {
-	// Open runs outside any request; the child answers without yielding.
-	real, err := n.file.Node.Length(nil)
+// Open runs outside any request, and the child's length may need I/O
+// that yields (a format child reading its header, a protocol waiting on
+// a server): it is asked in a request of its own.
+func (n *node) applyOptions(loop *blk.Loop) error {
+	var real int64
+	err := loop.RunSync("raw open: length", func(co *blk.Co) (err error) {
+		real, err = n.file.Node.Length(co)
+		return err
+	})
 	if err != nil {
 		return blk.Errorf(blk.ErrnoOf(err), "Could not get image size")
 	}
