@@ -58,22 +58,19 @@ const PermBits = 4
 // the error then carries QEMU's message (`Failed to get "write" lock`).
 type PermTaker interface{ TakePerm(p Perm) error }
 
-// TakePerm makes every node of the graph that keeps permissions hold p.
-// qemu-io grows its image's permissions when a command needs more than
-// the open gave (write commands need write, truncate write and resize,
-// and a write after "reopen -w" takes write again); gio's command layer
-// calls this before such commands.
+// TakePerm makes every data node of the graph that keeps permissions
+// hold p (backing files keep what they have: see dataNodes). qemu-io
+// grows its image's permissions when a command needs more than the open
+// gave (write commands need write, truncate write and resize, and a
+// write after "reopen -w" takes write again); gio's command layer calls
+// this before such commands.
 func (b *Backend) TakePerm(p Perm) error {
-	var err error
-	var walk func(n *Node)
-	walk = func(n *Node) {
-		for _, c := range n.children {
-			walk(c.Node)
-		}
-		if t, ok := n.impl.(PermTaker); ok && err == nil {
-			err = t.TakePerm(p)
+	for _, n := range b.dataNodes() {
+		if t, ok := n.impl.(PermTaker); ok {
+			if err := t.TakePerm(p); err != nil {
+				return err
+			}
 		}
 	}
-	walk(b.Root)
-	return err
+	return nil
 }

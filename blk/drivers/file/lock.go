@@ -260,10 +260,16 @@ func parseLocking(v string, given bool) (bool, error) {
 
 // TakePerm implements blk.PermTaker: qemu-io adds the permissions a
 // command needs to its image's before running it (write for writes,
-// write and resize for truncate), and keeps them.
+// write and resize for truncate), and keeps them. A read-only node
+// cannot take write or resize (QEMU's bdrv_node_refresh_perm): its
+// descriptor is O_RDONLY, and a lock claiming otherwise would only keep
+// other processes out of an image gio never writes (a backing file).
 func (n *node) TakePerm(p blk.Perm) error {
 	if n.locks.perm&p == p {
 		return nil
+	}
+	if p&(blk.PermWrite|blk.PermResize) != 0 && n.self != nil && n.self.ReadOnly() {
+		return blk.Msgf(unix.EPERM, "Block node is read-only")
 	}
 	return n.setPerm(n.locks.perm|p, n.locks.shared)
 }
