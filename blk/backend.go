@@ -170,17 +170,21 @@ func (b *Backend) Info() (Info, error) {
 // (qemu-img info) or even use a base image while an overlay is written.
 func (b *Backend) dataNodes() []*Node {
 	var nodes []*Node
-	var walk func(n *Node)
-	walk = func(n *Node) {
-		for _, c := range n.children {
-			if c.Name != "backing" {
-				walk(c.Node)
+	eachDataNode(b.Root, func(n *Node) error { nodes = append(nodes, n); return nil })
+	return nodes
+}
+
+// eachDataNode calls fn on n and the nodes below it that dataNodes lists,
+// in the same order, until fn fails.
+func eachDataNode(n *Node, fn func(*Node) error) error {
+	for _, c := range n.children {
+		if c.Name != "backing" {
+			if err := eachDataNode(c.Node, fn); err != nil {
+				return err
 			}
 		}
-		nodes = append(nodes, n)
 	}
-	walk(b.Root)
-	return nodes
+	return fn(n)
 }
 
 // SetReadOnly changes the read-only state of the image's data nodes

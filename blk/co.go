@@ -2,6 +2,7 @@ package blk
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -43,9 +44,10 @@ type Co struct {
 	// (Driver.PassThrough): from then on it may have changed the image,
 	// or a format's state, and can no longer be withdrawn.
 	started bool
-	// withdraw takes the request out of the generic layer's wait queue it
-	// is parked in (parkQueued); nil at every other yield point.
-	withdraw func()
+	// queue is the generic layer's wait queue the request is parked in
+	// (parkQueued), from which Loop.Withdraw takes it; nil at every other
+	// yield point.
+	queue *[]*Co
 	// withdrawn is set by Loop.Withdraw; parkQueued then reports false.
 	withdrawn bool
 }
@@ -279,14 +281,15 @@ func (co *Co) park(why string) {
 	co.why = ""
 }
 
-// parkQueued parks in a wait queue of the generic layer, from which
-// remove takes the request out again. It reports false when the request
-// was withdrawn instead of woken (Loop.Withdraw): the caller must then
-// unwind at once with ErrWithdrawn, doing nothing more.
-func (co *Co) parkQueued(why string, remove func()) bool {
-	co.withdraw = remove
+// parkQueued parks in q, a FIFO wait queue of the generic layer whose
+// owner wakes its requests in order; the request must already be in q.
+// It reports false when the request was withdrawn instead of woken
+// (Loop.Withdraw took it out of q): the caller must then unwind at once
+// with ErrWithdrawn, doing nothing more.
+func (co *Co) parkQueued(why string, q *[]*Co) bool {
+	co.queue = q
 	co.park(why)
-	co.withdraw = nil
+	co.queue = nil
 	return !co.withdrawn
 }
 
@@ -310,11 +313,13 @@ var ErrWithdrawn error = unix.ECANCELED
 // its I/O: such a request stays in flight and may still complete.
 // Only the token holder may call it.
 func (l *Loop) Withdraw(co *Co) bool {
-	if co.loop != l || co.done || co.started || co.withdraw == nil {
+	if co.loop != l || co.done || co.started || co.queue == nil {
 		return false
 	}
-	co.withdraw()
-	co.withdraw = nil
+	if i := slices.Index(*co.queue, co); i >= 0 {
+		*co.queue = slices.Delete(*co.queue, i, i+1)
+	}
+	co.queue = nil
 	co.withdrawn = true
 	co.Wake()
 	return true
@@ -437,12 +442,28 @@ func (l *Loop) fireTimer(limit time.Duration) bool {
 	return true
 }
 
+// MaxPendingIO bounds the requests whose I/O has completed and that wait
+// for a loop point to go on (see RunPending).
+const MaxPendingIO = 1024
+
 // RunPending runs runnable requests and bottom halves until none is
 // left, without delivering I/O completions or firing timers. It models
 // qemu-io waiting for piped input: its main loop runs the bottom halves
 // that are already scheduled, but input is ready long before thread-pool
 // I/O completes.
+//
+// Except past MaxPendingIO such requests: each holds a parked goroutine
+// (a 4 KiB stack and its bookkeeping), and 20000 piped aio_write commands
+// before an aio_flush then took 120 MiB. RunPending then delivers them
+// and runs the loop like Poll, as qemu-io's main loop does whenever its
+// thread pool has finished work, which it has long before 1024 more
+// commands are read. Only a script keeping that many requests in flight
+// sees the difference, in a place where qemu-io's order depends on timing.
 func (l *Loop) RunPending() {
+	if len(l.ioDone) > MaxPendingIO {
+		l.Poll()
+		return
+	}
 	for {
 		l.runReady()
 		if len(l.bhs) == 0 {

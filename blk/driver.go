@@ -75,7 +75,11 @@ type Impl interface {
 	// PRead fills buf from offset off.
 	PRead(co *Co, off int64, buf []byte, flags ReqFlags) error
 	// PWrite writes buf at offset off. flags contains at most the node's
-	// SupportedWriteFlags.
+	// SupportedWriteFlags. It must not modify buf, even temporarily (the
+	// rule of io.Writer): callers share one buffer between requests
+	// (every in-flight "aio_write -P 0x5a 0 4k" writes the same one), so
+	// a driver that transforms data (encryption) does it in a buffer of
+	// its own.
 	PWrite(co *Co, off int64, buf []byte, flags ReqFlags) error
 	// Length returns the length in bytes (not rounded).
 	Length(co *Co) (int64, error)

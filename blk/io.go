@@ -1,8 +1,6 @@
 package blk
 
 import (
-	"slices"
-
 	"golang.org/x/sys/unix"
 )
 
@@ -461,7 +459,7 @@ func (n *Node) Flush(co *Co) error {
 	gen := n.writeGen
 	for n.activeFlush {
 		n.flushQueue = append(n.flushQueue, co)
-		if !co.parkQueued("waits for a flush of "+n.name, func() { n.removeFlushWaiter(co) }) {
+		if !co.parkQueued("waits for a flush of "+n.name, &n.flushQueue) {
 			return ErrWithdrawn
 		}
 	}
@@ -491,13 +489,6 @@ func (n *Node) flushDone() {
 		n.flushQueue[0] = nil
 		n.flushQueue = n.flushQueue[1:]
 		next.Wake()
-	}
-}
-
-// removeFlushWaiter takes co out of the flush queue (a withdrawn flush).
-func (n *Node) removeFlushWaiter(co *Co) {
-	if i := slices.Index(n.flushQueue, co); i >= 0 {
-		n.flushQueue = slices.Delete(n.flushQueue, i, i+1)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 
 	"errors"
 	"fmt"
-	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -398,7 +397,7 @@ func (n *Node) waitSerialising(co *Co, self *trackedReq) error {
 		}
 		self.waitingFor = r
 		r.waiters = append(r.waiters, co)
-		ok := co.parkQueued("waits for "+r.String(), func() { r.removeWaiter(co) })
+		ok := co.parkQueued("waits for "+r.String(), &r.waiters)
 		self.waitingFor = nil
 		if !ok {
 			return ErrWithdrawn
@@ -406,12 +405,6 @@ func (n *Node) waitSerialising(co *Co, self *trackedReq) error {
 	}
 }
 
-// removeWaiter takes co out of r's wait queue (a withdrawn request).
-func (r *trackedReq) removeWaiter(co *Co) {
-	if i := slices.Index(r.waiters, co); i >= 0 {
-		r.waiters = slices.Delete(r.waiters, i, i+1)
-	}
-}
 
 // makeSerialising widens the request's overlap range to align and waits
 // for conflicting requests (bdrv_make_request_serialising).

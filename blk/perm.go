@@ -65,12 +65,10 @@ type PermTaker interface{ TakePerm(p Perm) error }
 // write after "reopen -w" takes write again); gio's command layer calls
 // this before such commands.
 func (b *Backend) TakePerm(p Perm) error {
-	for _, n := range b.dataNodes() {
+	return eachDataNode(b.Root, func(n *Node) error {
 		if t, ok := n.impl.(PermTaker); ok {
-			if err := t.TakePerm(p); err != nil {
-				return err
-			}
+			return t.TakePerm(p)
 		}
-	}
-	return nil
+		return nil
+	})
 }
