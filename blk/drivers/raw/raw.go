@@ -62,8 +62,15 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 // applyOptions checks offset and size against the file (raw_apply_options).
 // Open runs outside any request, and the child's length may need I/O
 // that yields (a format child reading its header, a protocol waiting on
-// a server): it is asked in a request of its own.
+// a server): it is asked in a request of its own. Without an offset or a
+// size there is nothing to check, and no request is made, so that the
+// numbers of the user's requests (#1, #2 in gio's messages) do not depend
+// on the format; QEMU asks anyway, and fails the open where the length
+// cannot be had, which gio's first request then reports instead.
 func (n *node) applyOptions(loop *blk.Loop) error {
+	if n.offset == 0 && !n.hasSize {
+		return nil
+	}
 	var real int64
 	err := loop.RunSync("raw open: length", func(co *blk.Co) (err error) {
 		real, err = n.file.Node.Length(co)
