@@ -198,8 +198,8 @@ func (b *Backend) SetReadOnly(ro bool) error {
 	// (qcow2_reopen_prepare) while its file can still take them.
 	for i := len(nodes) - 1; i >= 0; i-- {
 		n := nodes[i]
-		r, ok := n.impl.(Reopener)
-		if !ok || n.readOnly == ro {
+		r := n.ops.reopen
+		if r == nil || n.readOnly == ro {
 			continue
 		}
 		if err := r.Reopen(ro); err != nil {

@@ -52,21 +52,6 @@ type Node struct {
 	totalBytes int64
 }
 
-// nodeOps holds the optional interfaces, asserted once at open so the hot
-// path never re-asserts and info can list what the node supports.
-type nodeOps struct {
-	zero    ZeroWriter
-	discard Discarder
-	status  BlockStatuser
-	osFlush OSFlusher
-	dFlush  DiskFlusher
-	trunc   Truncater
-	events  DebugEventer
-	brk     Breakpointer
-	filter  Filter
-	info    Infoer
-}
-
 // Child is an edge of the graph, with QEMU's role name ("file", "image",
 // "backing").
 type Child struct {
@@ -77,21 +62,6 @@ type Child struct {
 
 func newNode(d *Driver, name string) *Node {
 	return &Node{driver: d, name: name, totalBytes: -1, limits: Limits{RequestAlignment: 1}}
-}
-
-func (n *Node) setImpl(impl Impl) {
-	n.impl = impl
-	n.ops = nodeOps{}
-	n.ops.zero, _ = impl.(ZeroWriter)
-	n.ops.discard, _ = impl.(Discarder)
-	n.ops.status, _ = impl.(BlockStatuser)
-	n.ops.osFlush, _ = impl.(OSFlusher)
-	n.ops.dFlush, _ = impl.(DiskFlusher)
-	n.ops.trunc, _ = impl.(Truncater)
-	n.ops.events, _ = impl.(DebugEventer)
-	n.ops.brk, _ = impl.(Breakpointer)
-	n.ops.filter, _ = impl.(Filter)
-	n.ops.info, _ = impl.(Infoer)
 }
 
 // Name returns the node's name.
@@ -201,8 +171,8 @@ func (n *Node) refreshLimits() {
 		l.OptTransfer = cl.OptTransfer
 		l.MemAlignment = cl.MemAlignment
 	}
-	if r, ok := n.impl.(LimitsRefresher); ok {
-		r.RefreshLimits(&l)
+	if n.ops.limits != nil {
+		n.ops.limits.RefreshLimits(&l)
 	}
 	if l.RequestAlignment < 1 {
 		l.RequestAlignment = 1
@@ -404,7 +374,6 @@ func (n *Node) waitSerialising(co *Co, self *trackedReq) error {
 		}
 	}
 }
-
 
 // makeSerialising widens the request's overlap range to align and waits
 // for conflicting requests (bdrv_make_request_serialising).

@@ -57,9 +57,6 @@ type Registry struct {
 // NewRegistry returns a registry holding drivers.
 func NewRegistry(drivers ...*Driver) *Registry { return &Registry{drivers: drivers} }
 
-// Register adds a driver.
-func (r *Registry) Register(d *Driver) { r.drivers = append(r.drivers, d) }
-
 // Lookup finds a driver by name.
 func (r *Registry) Lookup(name string) *Driver {
 	for _, d := range r.drivers {
@@ -239,12 +236,6 @@ func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *
 	// its file) QEMU lets the length be anything.
 	if flags.TakePerms&PermResize == 0 {
 		if err := n.checkWritableLength(loop); err != nil {
-			n.close()
-			return nil, err
-		}
-	}
-	if v, ok := impl.(interface{ Validate(*Node) error }); ok {
-		if err := v.Validate(n); err != nil {
 			n.close()
 			return nil, err
 		}

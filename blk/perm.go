@@ -52,12 +52,6 @@ func (p Perm) String() string {
 // PermBits is the number of permission bits (the lock bytes per base).
 const PermBits = 4
 
-// PermTaker is implemented by drivers that keep permissions (the file
-// driver, whose permissions are image locks). TakePerm adds p to what
-// the node holds, checking first that no other user of the image objects;
-// the error then carries QEMU's message (`Failed to get "write" lock`).
-type PermTaker interface{ TakePerm(p Perm) error }
-
 // TakePerm makes every data node of the graph that keeps permissions
 // hold p (backing files keep what they have: see dataNodes). qemu-io
 // grows its image's permissions when a command needs more than the open
@@ -66,8 +60,8 @@ type PermTaker interface{ TakePerm(p Perm) error }
 // this before such commands.
 func (b *Backend) TakePerm(p Perm) error {
 	return eachDataNode(b.Root, func(n *Node) error {
-		if t, ok := n.impl.(PermTaker); ok {
-			return t.TakePerm(p)
+		if n.ops.perm != nil {
+			return n.ops.perm.TakePerm(p)
 		}
 		return nil
 	})

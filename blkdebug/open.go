@@ -131,13 +131,13 @@ func openNode(a *blk.OpenArgs, out func() io.Writer) (*node, error) {
 			return nil, err
 		}
 	}
-	od := newODict()
+	od := qdict.New()
 	for _, k := range a.Opts.Keys() {
 		if strings.HasPrefix(k, "inject-error.") || strings.HasPrefix(k, "set-state.") {
 			// Non-scalar JSON values stay behind, to be reported as
 			// unsupported options.
 			if v, ok := a.Opts.TakeString(k); ok {
-				od.put(k, v)
+				od.Set(k, v)
 			}
 		}
 	}
@@ -162,8 +162,8 @@ func openNode(a *blk.OpenArgs, out func() io.Writer) (*node, error) {
 	if b.unsharePerms, err = takePerms(a.Opts, "unshare-child-perms."); err != nil {
 		return nil, err
 	}
-	a.Flags.TakePerms |= blk.Perm(b.takePerms)
-	a.Flags.UnsharePerms |= blk.Perm(b.unsharePerms)
+	a.Flags.TakePerms |= b.takePerms
+	a.Flags.UnsharePerms |= b.unsharePerms
 
 	if hasXImage {
 		if _, ok := a.Opts.Get("image.filename"); ok {

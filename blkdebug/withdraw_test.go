@@ -48,7 +48,7 @@ func TestWithdrawQueuedWrite(t *testing.T) {
 	e.drain()
 	want := make([]byte, 4096)
 	copy(want[512:1024], bytes.Repeat([]byte{0x11}, 512))
-	if got := e.mem.data[:4096]; !bytes.Equal(got, want) {
+	if got := e.mem.Data[:4096]; !bytes.Equal(got, want) {
 		t.Errorf("image starts % x..., want only the aio_write's bytes (the withdrawn write landed)", got[:16])
 	}
 }
@@ -69,8 +69,8 @@ func TestWithdrawRefused(t *testing.T) {
 		}
 		must(t, bp.Resume("A"))
 		e.drain()
-		if *werr != nil || !allBytes(e.mem.data[:512], 0x22) {
-			t.Errorf("after resume: err %v, data % x...; want the write done", *werr, e.mem.data[:4])
+		if *werr != nil || !allBytes(e.mem.Data[:512], 0x22) {
+			t.Errorf("after resume: err %v, data % x...; want the write done", *werr, e.mem.Data[:4])
 		}
 	})
 	t.Run("started", func(t *testing.T) {
@@ -88,8 +88,8 @@ func TestWithdrawRefused(t *testing.T) {
 		}
 		must(t, bp.Resume("A"))
 		e.drain()
-		if *werr != nil || !allBytes(e.mem.data[:4096], 0x33) {
-			t.Errorf("after resume: err %v, data % x...; want the write done", *werr, e.mem.data[:4])
+		if *werr != nil || !allBytes(e.mem.Data[:4096], 0x33) {
+			t.Errorf("after resume: err %v, data % x...; want the write done", *werr, e.mem.Data[:4])
 		}
 	})
 }

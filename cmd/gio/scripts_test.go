@@ -28,8 +28,13 @@ func scripts(t *testing.T) []string {
 // TestScripts runs every scripts/*.gio through the golden runner that
 // "gio test" uses.
 func TestScripts(t *testing.T) {
+	// Not parallel with the other top-level tests: its in-process
+	// sessions hold OFD image locks, and a child another test forks
+	// meanwhile inherits their descriptors until it execs, keeping a lock
+	// alive after close ("Failed to get shared \"write\" lock" under load).
 	for _, path := range scripts(t) {
 		t.Run(filepath.Base(path), func(t *testing.T) {
+			t.Parallel()
 			for _, r := range env.RunGolden([]string{path}, false) {
 				if !r.Passed {
 					t.Errorf("%s", r.Diff)
@@ -42,6 +47,10 @@ func TestScripts(t *testing.T) {
 // TestScriptsDeterministic runs each script 100 times: output must be
 // byte-identical every time (run it under -race, as CI does).
 func TestScriptsDeterministic(t *testing.T) {
+	// Not parallel with the other top-level tests: its in-process
+	// sessions hold OFD image locks, and a child another test forks
+	// meanwhile inherits their descriptors until it execs, keeping a lock
+	// alive after close ("Failed to get shared \"write\" lock" under load).
 	runs := 100
 	if testing.Short() {
 		runs = 10
@@ -51,17 +60,20 @@ func TestScriptsDeterministic(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var first string
-		for i := 0; i < runs; i++ {
-			var buf bytes.Buffer
-			env.RunScript(filepath.Base(path), string(src), "", &buf, &buf, true)
-			got := repl.Normalize(buf.String())
-			if i == 0 {
-				first = got
-			} else if got != first {
-				t.Fatalf("%s: run %d differs from run 0:\n%s", path, i, repl.UnifiedDiff("run 0", "run N", first, got))
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			t.Parallel()
+			var first string
+			for i := 0; i < runs; i++ {
+				var buf bytes.Buffer
+				env.RunScript(filepath.Base(path), string(src), "", &buf, &buf, true)
+				got := repl.Normalize(buf.String())
+				if i == 0 {
+					first = got
+				} else if got != first {
+					t.Fatalf("%s: run %d differs from run 0:\n%s", path, i, repl.UnifiedDiff("run 0", "run N", first, got))
+				}
 			}
-		}
+		})
 	}
 }
 
@@ -243,6 +255,7 @@ func makeImages(t *testing.T, dir string, imgs []scratchImage) {
 // compares the normalised output, the exit status and the image bytes;
 // it also checks that gio's script mode prints what qemu-io prints.
 func TestScriptsAgainstQemuIO(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("qemu-io"); err != nil {
 		t.Skip("qemu-io not installed (apt-get install qemu-utils)")
 	}
@@ -255,6 +268,7 @@ func TestScriptsAgainstQemuIO(t *testing.T) {
 			continue
 		}
 		t.Run(filepath.Base(path), func(t *testing.T) {
+			t.Parallel()
 			stdin, imgs := forQemuIO(string(src))
 			qd, gd := t.TempDir(), t.TempDir()
 			makeImages(t, qd, imgs)
