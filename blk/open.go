@@ -138,6 +138,13 @@ func (a *OpenArgs) OpenChild(name string, primary, required bool) (*Child, error
 	var cn *Node
 	if pre := a.preopened[name]; pre != nil {
 		cn = pre
+		// Probing opened the protocol before the format was known, with
+		// a user's permissions: what the format needs on its file (qcow2
+		// takes resize and shares neither write nor resize) is asked
+		// now, as QEMU settles it when the child is attached.
+		if err := adjustPerms(cn, a.Flags); err != nil {
+			return nil, err
+		}
 	} else {
 		copts := a.Opts.ExtractPrefix(name)
 		if ref, ok := a.Opts.Get(name); ok {
@@ -367,6 +374,23 @@ func setFilename(d *Driver, filename string, opts *qdict.Dict) error {
 	}
 	opts.Set("filename", filename)
 	return nil
+}
+
+// adjustPerms makes the data nodes from n down take flags.TakePerms and
+// stop sharing flags.UnsharePerms.
+func adjustPerms(n *Node, flags OpenFlags) error {
+	if flags.TakePerms == 0 && flags.UnsharePerms == 0 {
+		return nil
+	}
+	return eachDataNode(n, func(n *Node) error {
+		if n.ops.perm == nil {
+			return nil
+		}
+		if err := n.ops.perm.TakePerm(flags.TakePerms); err != nil {
+			return err
+		}
+		return n.ops.perm.UnsharePerm(flags.UnsharePerms)
+	})
 }
 
 // probeAndOpen opens the protocol layer, reads its first bytes and picks

@@ -37,6 +37,8 @@ const (
 // reopen and close.
 type locks struct {
 	use bool // locking=on/auto (off: never lock or check)
+	// forceShare: opened with ForceShare (-U), everything stays shared.
+	forceShare bool
 	// perm and shared are the permissions currently granted.
 	perm, shared blk.Perm
 	// lockedPerm and lockedShared say which bytes of each base are
@@ -272,6 +274,16 @@ func (n *node) TakePerm(p blk.Perm) error {
 		return blk.Msgf(unix.EPERM, "Block node is read-only")
 	}
 	return n.setPerm(n.locks.perm|p, n.locks.shared)
+}
+
+// UnsharePerm implements blk.PermTaker: a format found by probing stops
+// sharing what it cannot let others change under it (qcow2: write and
+// resize). ForceShare (-U) keeps sharing everything.
+func (n *node) UnsharePerm(p blk.Perm) error {
+	if n.locks.forceShare || n.locks.shared&p == 0 {
+		return nil
+	}
+	return n.setPerm(n.locks.perm, n.locks.shared&^p)
 }
 
 // needPerm is the driver's own guard for users of the block layer that

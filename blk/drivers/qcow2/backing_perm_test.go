@@ -127,3 +127,26 @@ func octal(flags []int) string {
 	}
 	return "[" + strings.Join(s, " ") + "]"
 }
+
+// TestProbedLocks: a qcow2 image opened by probing (no format given)
+// holds the locks qemu-io holds on it: the format's own needs on its
+// file (resize taken, write and resize not shared) are added once the
+// format is known, as with an explicit driver=qcow2.
+func TestProbedLocks(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "img.qcow2")
+	create(t, img, 1<<20)
+	for _, probed := range []bool{true, false} {
+		var kv []string
+		if !probed {
+			kv = []string{"driver", "qcow2"}
+		}
+		b := mustOpen(t, img, kv...)
+		for _, byt := range []int64{100, 101, 103, 201, 203} {
+			if !heldBy(t, img, byt) {
+				t.Errorf("probed=%v: lock byte %d of a writable qcow2 image is free", probed, byt)
+			}
+		}
+		b.Close()
+	}
+}
