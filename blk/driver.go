@@ -246,14 +246,15 @@ type LimitsRefresher interface{ RefreshLimits(l *Limits) }
 
 // PermTaker is implemented by drivers that keep permissions (the file
 // driver, whose permissions are image locks). TakePerm adds p to what
-// the node holds, and UnsharePerm stops sharing p with other users
-// (unless the node was opened with ForceShare), each checking first that
-// no other user of the image objects; the error then carries QEMU's
-// message (`Failed to get "write" lock`, `Failed to get shared "write"
-// lock`).
+// the node holds. ParentPerms applies what a parent opened after the node
+// (a format found by probing) needs: f's TakePerms, UnsharePerms and
+// WritablePerms, as if the node had been opened with them. Both check
+// first that no other user of the image objects; the error then carries
+// QEMU's message (`Failed to get "write" lock`, `Failed to get shared
+// "write" lock`).
 type PermTaker interface {
 	TakePerm(p Perm) error
-	UnsharePerm(p Perm) error
+	ParentPerms(f OpenFlags) error
 }
 
 // DebugEventer receives debug events fired on the node (blkdebug). It may

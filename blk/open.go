@@ -92,6 +92,11 @@ type OpenFlags struct {
 	// take-child-perms and unshare-child-perms); the file driver locks
 	// the result (see Perm).
 	TakePerms, UnsharePerms Perm
+	// WritablePerms are what the parent takes whenever it is writable,
+	// and gives back when it becomes read-only (qcow2: write and resize
+	// on its file, bdrv_default_perms_for_storage), so that reopen -r
+	// and -w move them as QEMU does.
+	WritablePerms Perm
 }
 
 // OpenArgs is what a driver's Open receives.
@@ -376,20 +381,17 @@ func setFilename(d *Driver, filename string, opts *qdict.Dict) error {
 	return nil
 }
 
-// adjustPerms makes the data nodes from n down take flags.TakePerms and
-// stop sharing flags.UnsharePerms.
+// adjustPerms gives the data nodes from n down what a parent opened
+// after them needs (PermTaker.ParentPerms).
 func adjustPerms(n *Node, flags OpenFlags) error {
-	if flags.TakePerms == 0 && flags.UnsharePerms == 0 {
+	if flags.TakePerms == 0 && flags.UnsharePerms == 0 && flags.WritablePerms == 0 {
 		return nil
 	}
 	return eachDataNode(n, func(n *Node) error {
 		if n.ops.perm == nil {
 			return nil
 		}
-		if err := n.ops.perm.TakePerm(flags.TakePerms); err != nil {
-			return err
-		}
-		return n.ops.perm.UnsharePerm(flags.UnsharePerms)
+		return n.ops.perm.ParentPerms(flags)
 	})
 }
 

@@ -39,6 +39,10 @@ type locks struct {
 	use bool // locking=on/auto (off: never lock or check)
 	// forceShare: opened with ForceShare (-U), everything stays shared.
 	forceShare bool
+	// writable are the permissions the parent holds while it is
+	// writable (OpenFlags.WritablePerms), dropped by reopen -r and taken
+	// again by reopen -w.
+	writable blk.Perm
 	// perm and shared are the permissions currently granted.
 	perm, shared blk.Perm
 	// lockedPerm and lockedShared say which bytes of each base are
@@ -236,7 +240,7 @@ func (n *node) setPerm(perm, shared blk.Perm) error {
 func wantedPerms(f blk.OpenFlags) (perm, shared blk.Perm) {
 	perm = blk.PermConsistentRead | f.TakePerms
 	if !f.ReadOnly {
-		perm |= blk.PermWrite
+		perm |= blk.PermWrite | f.WritablePerms
 	}
 	shared = blk.PermAll &^ f.UnsharePerms
 	if f.ForceShare {
@@ -276,14 +280,23 @@ func (n *node) TakePerm(p blk.Perm) error {
 	return n.setPerm(n.locks.perm|p, n.locks.shared)
 }
 
-// UnsharePerm implements blk.PermTaker: a format found by probing stops
-// sharing what it cannot let others change under it (qcow2: write and
-// resize). ForceShare (-U) keeps sharing everything.
-func (n *node) UnsharePerm(p blk.Perm) error {
-	if n.locks.forceShare || n.locks.shared&p == 0 {
+// ParentPerms implements blk.PermTaker: a format found by probing
+// takes what it needs on its file, and stops sharing what it cannot let
+// others change under it (qcow2: write and resize). ForceShare (-U)
+// keeps sharing everything.
+func (n *node) ParentPerms(f blk.OpenFlags) error {
+	n.locks.writable |= f.WritablePerms
+	perm, shared := n.locks.perm|f.TakePerms, n.locks.shared
+	if !n.locks.forceShare {
+		shared &^= f.UnsharePerms
+	}
+	if n.self != nil && !n.self.ReadOnly() {
+		perm |= f.WritablePerms
+	}
+	if perm == n.locks.perm && shared == n.locks.shared {
 		return nil
 	}
-	return n.setPerm(n.locks.perm, n.locks.shared&^p)
+	return n.setPerm(perm, shared)
 }
 
 // needPerm is the driver's own guard for users of the block layer that

@@ -150,3 +150,32 @@ func TestProbedLocks(t *testing.T) {
 		b.Close()
 	}
 }
+
+// TestReopenLocks: a qcow2 node holds write and resize on its file while
+// it is writable and gives both back while read-only, so reopen -r frees
+// lock bytes 101 and 103 and reopen -w takes them again, as under
+// qemu-io (a raw image's user takes write only at its next write).
+func TestReopenLocks(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "img.qcow2")
+	create(t, img, 1<<20)
+	b := mustOpen(t, img)
+	defer b.Close()
+	want := func(when string, held bool) {
+		t.Helper()
+		for _, byt := range []int64{101, 103} {
+			if heldBy(t, img, byt) != held {
+				t.Errorf("%s: lock byte %d held %v, want %v", when, byt, !held, held)
+			}
+		}
+	}
+	want("after open", true)
+	if err := b.SetReadOnly(true); err != nil {
+		t.Fatal(err)
+	}
+	want("after reopen -r", false)
+	if err := b.SetReadOnly(false); err != nil {
+		t.Fatal(err)
+	}
+	want("after reopen -w", true)
+}

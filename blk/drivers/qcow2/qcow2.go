@@ -202,6 +202,7 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	if !a.Flags.ReadOnly {
 		a.Flags.TakePerms |= blk.PermResize
 	}
+	a.Flags.WritablePerms |= blk.PermWrite | blk.PermResize
 	a.Flags.UnsharePerms |= blk.PermWrite | blk.PermResize
 	var err error
 	s.file, err = a.OpenChild("file", true, true)
