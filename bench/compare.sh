@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # bench/compare.sh: gio against qemu-img bench and qemu-io (and fio when
 # installed), interleaved on the same files, RUNS runs each, medians and
-# ratios for every target of issue 6.
+# ratios for every target listed in bench/README.md.
 #
-#   bench/compare.sh                  # everything, the issue's counts
+#   bench/compare.sh                  # everything, the full counts
 #   SCALE=0.1 RUNS=3 bench/compare.sh # a quick look
 #   ONLY='null|startup' bench/compare.sh
 #

@@ -42,7 +42,31 @@ type Driver struct {
 	// Create formats an empty protocol node as an image of this format
 	// (QEMU's bdrv_co_create); nil when the driver cannot create images.
 	Create func(co *Co, a *CreateArgs) error
+	// ExactFilename is the driver's part of QEMU's bdrv_refresh_filename:
+	// the plain name that opens node n again with the same behaviour
+	// ("blkdebug:CONFIG:IMAGE", a file's path), or "" when options of
+	// its own make a generated json: name the only faithful one. Nil
+	// for drivers whose nodes are named as the user gave them.
+	ExactFilename func(n *Node) string
+	// Options lists the runtime options the driver takes, for the
+	// shell's completion only (Open does not consult it). A child is
+	// listed as its name with a dot ("image."); "file." for formats and
+	// "backing." for formats with backing files are implied.
+	Options []Option
 }
+
+// Option is one runtime option of a driver: its name and, when it takes
+// one of a few words, those words.
+type Option struct {
+	Name   string
+	Values []string
+}
+
+// onOff are the values of a boolean option as QEMU spells them.
+var onOff = []string{"off", "on"}
+
+// OnOff returns the values of a boolean option.
+func OnOff() []string { return onOff }
 
 // Registry is the set of drivers a program knows. cmd/gio builds one;
 // tests build their own.
@@ -70,13 +94,29 @@ func (r *Registry) Lookup(name string) *Driver {
 // Drivers returns every registered driver.
 func (r *Registry) Drivers() []*Driver { return r.drivers }
 
-func (r *Registry) protocolFor(filename string) *Driver {
+// protocolFor is bdrv_find_protocol: a name with a "proto:" prefix (a
+// colon before any slash) belongs to the driver owning that protocol,
+// and a prefix no driver owns is an error naming it; any other name is
+// a file. "file:" is the file driver's own prefix.
+func (r *Registry) protocolFor(filename string) (*Driver, error) {
+	i := strings.IndexAny(filename, ":/")
+	if i < 0 || filename[i] == '/' {
+		return r.Lookup("file"), nil
+	}
+	proto := filename[:i]
 	for _, d := range r.drivers {
-		if d.Protocol != "" && strings.HasPrefix(filename, d.Protocol+":") {
-			return d
+		if d.Protocol == proto {
+			return d, nil
 		}
 	}
-	return r.Lookup("file")
+	if proto == "file" {
+		return r.Lookup("file"), nil
+	}
+	// QEMU copies the prefix into a 128-byte buffer.
+	if len(proto) > 127 {
+		proto = proto[:127]
+	}
+	return nil, fmt.Errorf("Unknown protocol '%s'", proto)
 }
 
 // OpenFlags are the node-wide open settings inherited by children.
@@ -198,7 +238,10 @@ func (r *Registry) openNode(opts *qdict.Dict, flags OpenFlags, loop *Loop, probe
 		if !ok {
 			return nil, fmt.Errorf("Must specify either driver or file")
 		}
-		d = r.protocolFor(fn)
+		var err error
+		if d, err = r.protocolFor(fn); err != nil {
+			return nil, err
+		}
 	}
 	// A file name is parsed by its protocol (blkdebug:cfg:img, null-co://)
 	// only when the protocol was deduced from it, as bdrv_fill_options does;
@@ -328,13 +371,18 @@ func (r *Registry) Open(spec Spec, loop *Loop) (*Backend, error) {
 			// The format's file child gets the name, parsed by the
 			// protocol that owns its prefix.
 			child := opts.ExtractPrefix("file")
-			proto := r.protocolFor(filename)
+			var proto *Driver
 			if dn, ok := child.Get("driver"); ok {
-				if pd := r.Lookup(dn); pd != nil {
-					proto = pd
+				proto = r.Lookup(dn)
+			}
+			if proto == nil {
+				proto, err = r.protocolFor(filename)
+				if err != nil {
+					return nil, err
 				}
-			} else {
-				child.Set("driver", proto.Name)
+				if _, ok := child.Get("driver"); !ok {
+					child.Set("driver", proto.Name)
+				}
 			}
 			err = setFilename(proto, filename, child)
 			for _, k := range child.Keys() {

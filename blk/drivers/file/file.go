@@ -30,6 +30,12 @@ var Driver = &blk.Driver{
 	Name:          "file",
 	ParseFilename: parseFilename,
 	Open:          open,
+	// A file is named by its path; its other options (locking, aio)
+	// are not part of its name.
+	ExactFilename: func(n *blk.Node) string { return n.Filename() },
+	Options: []blk.Option{{Name: "filename"}, {Name: "aio", Values: []string{"io_uring", "native", "threads"}},
+		{Name: "aio-max-batch"}, {Name: "drop-cache", Values: blk.OnOff()}, {Name: "locking", Values: []string{"auto", "off", "on"}},
+		{Name: "x-check-cache-dropped", Values: blk.OnOff()}},
 }
 
 // parseFilename strips an explicit "file:" prefix (QEMU's

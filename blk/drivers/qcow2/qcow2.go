@@ -44,8 +44,11 @@ var Driver = &blk.Driver{
 	Format:          true,
 	SupportsBacking: true,
 	Probe:           probe,
-	Open:            open,
-	Create:          create,
+	Options: []blk.Option{{Name: "lazy-refcounts", Values: blk.OnOff()}, {Name: "pass-discard-request", Values: blk.OnOff()},
+		{Name: "pass-discard-snapshot", Values: blk.OnOff()}, {Name: "pass-discard-other", Values: blk.OnOff()},
+		{Name: "cache-clean-interval"}, {Name: "overlap-check", Values: []string{"all", "cached", "constant", "none"}}},
+	Open:   open,
+	Create: create,
 }
 
 // probe is qcow2_probe: the magic and a version of at least 2.

@@ -15,6 +15,7 @@ var Driver = &blk.Driver{
 	PassThrough: true, // it only moves requests by its offset
 	Probe:       func([]byte) int { return 1 },
 	Open:        open,
+	Options:     []blk.Option{{Name: "offset"}, {Name: "size"}},
 }
 
 type node struct {
