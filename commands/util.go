@@ -132,6 +132,7 @@ func (s *Session) runSync(name string, fn func(co *blk.Co) error, finish func(er
 	var later func(error)
 	co := s.Loop.Spawn(name, func(co *blk.Co) {
 		err = fn(co)
+		co.NoteError(err)
 		if later != nil {
 			later(err)
 		}
@@ -191,6 +192,7 @@ func (s *Session) stuck(err error) error {
 func (s *Session) runAIO(name string, fn func(co *blk.Co) error, done func(err error)) {
 	s.Loop.Spawn(name, func(co *blk.Co) {
 		err := fn(co)
+		co.NoteError(err) // for the trace
 		if co.Yielded() {
 			done(err)
 		} else {
