@@ -39,17 +39,6 @@ type Co struct {
 	// why describes the current yield point for reports of waits that can
 	// never finish ("waits for #2", "suspended at 'A'").
 	why string
-	// spans are the request's open tracked-request spans, innermost
-	// last, and err its result as the front end noted it: trace only.
-	spans   []int
-	spanBuf [4]int // spans' first array: no allocation per request
-	err     error
-	// lastEvent is the last debug event the request fired (requests -v),
-	// -1 for none.
-	lastEvent Event
-	// cost is virtual time its I/O has cost and the clock not yet
-	// shown (cost.go).
-	cost time.Duration
 	// started records that the request handed a write, zero write,
 	// discard, flush or truncate to a driver that is not pass-through
 	// (Driver.PassThrough): from then on it may have changed the image,
@@ -61,6 +50,17 @@ type Co struct {
 	queue *[]*Co
 	// withdrawn is set by Loop.Withdraw; parkQueued then reports false.
 	withdrawn bool
+	// spans are the request's open tracked-request spans, innermost
+	// last, and err its result as the front end noted it: trace only.
+	spans   []int
+	spanBuf [4]int // spans' first array: no allocation per request
+	err     error
+	// lastEvent is the last debug event the request fired (requests -v),
+	// -1 for none.
+	lastEvent Event
+	// cost is virtual time its I/O has cost and the clock not yet
+	// shown (cost.go).
+	cost time.Duration
 }
 
 // ID returns the request number, in submission order.

@@ -308,11 +308,11 @@ type Session struct {
 	// ioBuf is the buffer synchronous read and write commands reuse
 	// (syncBuf in iobuf.go).
 	ioBuf []byte
-	// tracing is the trace being written (trace.go), nil when off.
-	tracing *traceState
 	// patterns holds the read-only pattern buffers aio_write requests
 	// share (patternBuf in iobuf.go).
 	patterns map[byte][]byte
+	// tracing is the trace being written (trace.go), nil when off.
+	tracing *traceState
 }
 
 // NewSession returns a session with the standard command table.
