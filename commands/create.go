@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,14 +11,16 @@ import (
 	"gio/blk"
 	"gio/blk/qdict"
 	"gio/internal/getopt"
+
+	"golang.org/x/sys/unix"
 )
 
 // createFlags are create's options; its help lists them from here.
 var createFlags = []Flag{
-	{Letter: 'f', Arg: "fmt", Values: CreateFormats, Desc: "image format (raw, qcow2, vdi)"},
+	{Letter: 'f', Arg: "fmt", Values: CreateFormats, Desc: "image format (raw, qcow2, vdi, vpc)"},
 	{Letter: 'o', Arg: "options", Keys: createOptions, Desc: "creation options, as qemu-img create -o takes them (qcow2:\n" +
 		"cluster_size, compat, refcount_bits, backing_file, backing_fmt;\n" +
-		"vdi: static, preallocation;\n" +
+		"vdi: static; vpc: subformat, force_size;\n" +
 		"a backing file without backing_fmt has its format probed)"},
 }
 
@@ -49,7 +52,8 @@ func gioCommands() []*Command {
 // qemu-img create -o names them).
 var createOptions = []blk.Option{{Name: "cluster_size"}, {Name: "compat", Values: []string{"0.10", "1.1", "v2", "v3"}},
 	{Name: "refcount_bits"}, {Name: "backing_file"}, {Name: "backing_fmt", Values: CreateFormats},
-	{Name: "lazy_refcounts", Values: blk.OnOff()}, {Name: "static", Values: blk.OnOff()}}
+	{Name: "lazy_refcounts", Values: blk.OnOff()}, {Name: "static", Values: blk.OnOff()},
+	{Name: "subformat", Values: []string{"dynamic", "fixed"}}, {Name: "force_size", Values: blk.OnOff()}}
 
 // createCmd makes a sparse image: a scratch image for a plain name, a
 // real file for a path.
@@ -127,6 +131,10 @@ func createCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 		// Backing files named in the options are resolved next to the
 		// image, where scratch images live.
 		err = s.Reg.Create(format, path, size, copts, s.Loop)
+		if errors.Is(err, unix.EFBIG) {
+			// qemu-img create's own wording for every format.
+			err = fmt.Errorf("The image size is too large for file format '%s'", format)
+		}
 	}
 	if err != nil {
 		gioError(s, "create: %s: %s", target, errText(err))

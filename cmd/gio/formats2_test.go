@@ -40,6 +40,25 @@ var vdiSeqs = []diffSeq{
 	}},
 }
 
+var vpcSeqs = []diffSeq{
+	{name: "vpc-dynamic", format: "vpc", create: []string{"10M"}, cmds: []string{
+		"length", "write -P 0xaa 0 4k", "write -P 0xbb 2096128 3k", "read -P 0 4k 4k", "read -P 0xbb 2096128 3k",
+		"map", "alloc 0 10M", "alloc 4M 2M", "write -z 5M 64k", "read -P 0 5M 64k", "discard 0 64k", "read -P 0xaa 0 4k",
+		"aio_write -P 1 8M 4k", "aio_write -P 2 8390656 4k", "aio_flush", "read -P 1 8M 2k", "read -P 2 8390656 4k",
+		"writev -P 4 300k 512 1k 2k", "readv -P 4 300k 512 1k 2k", "map", "info", "truncate 20M",
+	}},
+	{name: "vpc-fixed", format: "vpc", create: []string{"-o", "subformat=fixed", "5M"}, cmds: []string{
+		"length", "write -P 0xaa 1000 5000", "read -P 0xaa 1000 5000", "map", "alloc 0 5M",
+		"write -z 1M 1M", "discard 2M 1M", "read -P 0 1M 1M", "map", "info",
+	}},
+	{name: "vpc-force-size", format: "vpc", create: []string{"-o", "force_size=on", "3M"}, cmds: []string{
+		"length", "write -P 7 3141632 4k", "read -P 7 3141632 4k", "map", "alloc 0 3M",
+	}},
+	{name: "vpc-odd-chs", format: "vpc", create: []string{"1000k"}, cmds: []string{
+		"length", "write -P 9 0 64k", "map",
+	}},
+}
+
 func TestFormats2Differential(t *testing.T) {
 	for _, tool := range []string{"qemu-io", "qemu-img"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -48,6 +67,7 @@ func TestFormats2Differential(t *testing.T) {
 	}
 	var seqs []diffSeq
 	seqs = append(seqs, vdiSeqs...)
+	seqs = append(seqs, vpcSeqs...)
 	for _, c := range seqs {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -89,6 +109,9 @@ func TestFormats2Differential(t *testing.T) {
 // from the clock, per format: gio's create fills them deterministically.
 var randomFields = map[string][][2]int{
 	"vdi": {{0x188, 0x1a8}}, // uuid_image, uuid_last_snap
+	// The footer's timestamp, checksum and UUID, at the start of a
+	// dynamic image; a fixed image's footer is its last 512 bytes.
+	"vpc": {{24, 28}, {64, 84}},
 }
 
 // TestCreateFormats2 checks that gio's create makes what qemu-img
@@ -100,6 +123,9 @@ func TestCreateFormats2(t *testing.T) {
 	for _, c := range []struct{ format, opts, size string }{
 		{"vdi", "", "1M"}, {"vdi", "", "1000"}, {"vdi", "", "0"}, {"vdi", "static=on", "3M"},
 		{"vdi", "static=on", "1537k"}, {"vdi", "", "300M"},
+		{"vpc", "", "1M"}, {"vpc", "", "10M"}, {"vpc", "", "0"}, {"vpc", "", "1000"}, {"vpc", "", "127G"},
+		{"vpc", "force_size=on", "10M"}, {"vpc", "subformat=fixed", "5M"}, {"vpc", "subformat=fixed,force_size=on", "3M"},
+		{"vpc", "", "2040G"},
 	} {
 		t.Run(c.format+"-"+c.opts+"-"+c.size, func(t *testing.T) {
 			dir := t.TempDir()
@@ -124,6 +150,10 @@ func TestCreateFormats2(t *testing.T) {
 			}
 			for _, r := range randomFields[c.format] {
 				copy(gb[r[0]:r[1]], qb[r[0]:r[1]])
+				if c.format == "vpc" && len(qb) >= 512 {
+					e := len(qb) - 512
+					copy(gb[e+r[0]:e+r[1]], qb[e+r[0]:e+r[1]])
+				}
 			}
 			for i := range qb {
 				if qb[i] != gb[i] {

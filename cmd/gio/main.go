@@ -13,6 +13,7 @@ import (
 	"gio/blk/drivers/qcow2"
 	"gio/blk/drivers/raw"
 	"gio/blk/drivers/vdi"
+	"gio/blk/drivers/vpc"
 	"gio/blkdebug"
 	"gio/commands"
 	"gio/internal/getopt"
@@ -100,7 +101,7 @@ func main() {
 
 // env is the shell's view of this program: gio's drivers.
 var env = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
-	return blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, vdi.Driver, null.CoDriver, null.AIODriver,
+	return blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, vdi.Driver, vpc.Driver, null.CoDriver, null.AIODriver,
 		blkdebug.NewDriver(func() io.Writer { return out }))
 }}
 
