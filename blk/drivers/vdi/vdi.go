@@ -105,6 +105,11 @@ type state struct {
 	// reads or writes the block before its data is there (QEMU's
 	// bmap_lock taken for writing).
 	mu coMutex
+	// meta serialises the header and block-map writes that follow
+	// allocations: each takes the count and the map as they are when it
+	// gets the lock, so the last write to land is the newest, even when
+	// the file completes overlapping writes out of order (aio threads).
+	meta coMutex
 }
 
 var (
@@ -306,14 +311,16 @@ func (s *state) PWrite(co *blk.Co, off int64, buf []byte, _ blk.ReqFlags) error 
 	if block == nil {
 		return nil
 	}
+	s.meta.lock(co)
+	defer s.meta.unlock()
+	binary.LittleEndian.PutUint32(s.hdr[offBlocksAlloc:], s.blocksAllocated)
 	h := s.hdr
-	binary.LittleEndian.PutUint32(h[offBlocksAlloc:], s.blocksAllocated)
 	if err := s.file.Node.PWrite(co, 0, h[:], 0); err != nil {
 		return err
 	}
-	s.hdr = h
 	fs, ls := first/entriesPerSec, last/entriesPerSec
-	return s.file.Node.PWrite(co, s.offsetBmap+fs*sectorSize, s.bmap[fs*sectorSize:(ls+1)*sectorSize], 0)
+	sectors := append([]byte(nil), s.bmap[fs*sectorSize:(ls+1)*sectorSize]...)
+	return s.file.Node.PWrite(co, s.offsetBmap+fs*sectorSize, sectors, 0)
 }
 
 // Length is the disk size, rounded up to a sector.
@@ -421,7 +428,8 @@ func v4(b []byte) []byte {
 	return u
 }
 
-// coMutex is QEMU's CoMutex: held across the I/O of an allocating write.
+// coMutex is QEMU's CoMutex: held across the I/O of an allocating write
+// (mu) and of the metadata writes that follow (meta).
 type coMutex struct {
 	locked  bool
 	waiters []*blk.Co
@@ -430,7 +438,7 @@ type coMutex struct {
 func (m *coMutex) lock(co *blk.Co) {
 	for m.locked {
 		m.waiters = append(m.waiters, co)
-		co.Park("waits for the vdi block map")
+		co.Park("waits for the vdi lock")
 	}
 	m.locked = true
 }
