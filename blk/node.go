@@ -202,9 +202,7 @@ func (n *Node) checkWritableLength(loop *Loop) error {
 		return nil
 	}
 	var l int64
-	var lerr error
-	co := loop.Spawn("open: length", func(co *Co) { l, lerr = n.Length(co) })
-	if err := loop.RunUntil(co.Name(), co.Done); err != nil || lerr != nil {
+	if err := loop.RunSync("open: length", func(co *Co) (err error) { l, err = n.Length(co); return }); err != nil {
 		return nil
 	}
 	if l%n.limits.RequestAlignment != 0 {
@@ -235,6 +233,12 @@ func (n *Node) refreshLength(co *Co) (int64, error) {
 // driver handles events reacts. It may yield.
 func (n *Node) DebugEvent(co *Co, ev Event) {
 	if n != nil && n.ops.events != nil {
+		if co != nil {
+			co.lastEvent = ev
+			if co.loop.tracer != nil {
+				co.loop.Trace(TraceEvent{Kind: TraceDebugEvent, Req: co.id, Node: n, Name: ev.String()})
+			}
+		}
 		n.ops.events.DebugEvent(co, ev)
 	}
 }
@@ -281,6 +285,11 @@ type trackedReq struct {
 	waitingFor  *trackedReq
 	prev, next  *trackedReq // neighbours in node.tracked: newer, older
 	waiters     []*Co
+	// span numbers the request in the trace (0: not traced); padHead,
+	// padTail and padMerge are its RMW padding (requests -v).
+	span             int
+	padHead, padTail int64
+	padMerge         bool
 }
 
 func (r *trackedReq) String() string {
@@ -302,6 +311,9 @@ func (n *Node) track(co *Co, off, bytes int64, kind reqKind) *trackedReq {
 		n.tracked.prev = r
 	}
 	n.tracked = r
+	if co.loop.tracer != nil {
+		co.traceSpan(r)
+	}
 	return r
 }
 
@@ -312,6 +324,9 @@ const maxFreeReqs = 256
 // order.
 func (r *trackedReq) end() {
 	n := r.node
+	if r.span != 0 {
+		r.co.traceSpanEnd(r)
+	}
 	if r.prev != nil {
 		r.prev.next = r.next
 	} else if n.tracked == r {
@@ -356,26 +371,34 @@ func (n *Node) findConflict(self *trackedReq) *trackedReq {
 }
 
 // waitSerialising waits while a conflicting request is in flight
-// (bdrv_wait_serialising_requests). It yields.
-func (n *Node) waitSerialising(co *Co, self *trackedReq) {
+// (bdrv_wait_serialising_requests). It yields. It returns ErrWithdrawn
+// when the request was withdrawn from the wait (Loop.Withdraw).
+func (n *Node) waitSerialising(co *Co, self *trackedReq) error {
 	if n.noSerialise || (n.serialisingInFlight == 0 && !self.serialising) {
-		return
+		return nil
 	}
 	for {
 		r := n.findConflict(self)
 		if r == nil {
-			return
+			return nil
 		}
 		self.waitingFor = r
 		r.waiters = append(r.waiters, co)
-		co.park("waits for " + r.String())
+		if co.loop.tracer != nil {
+			co.loop.Trace(TraceEvent{Kind: TraceWait, Req: co.id, Span: self.span, Parent: r.span,
+				Target: r.co.id, Node: n, Off: r.overlapOff, Bytes: r.overlapLen})
+		}
+		ok := co.parkQueued("waits for "+r.String(), &r.waiters)
 		self.waitingFor = nil
+		if !ok {
+			return ErrWithdrawn
+		}
 	}
 }
 
 // makeSerialising widens the request's overlap range to align and waits
 // for conflicting requests (bdrv_make_request_serialising).
-func (n *Node) makeSerialising(co *Co, r *trackedReq, align int64) {
+func (n *Node) makeSerialising(co *Co, r *trackedReq, align int64) error {
 	if !r.serialising {
 		r.serialising = true
 		n.serialisingInFlight++
@@ -389,7 +412,10 @@ func (n *Node) makeSerialising(co *Co, r *trackedReq, align int64) {
 	if end > r.overlapOff+r.overlapLen {
 		r.overlapLen = end - r.overlapOff
 	}
-	n.waitSerialising(co, r)
+	if co.loop.tracer != nil {
+		co.loop.Trace(TraceEvent{Kind: TraceSerialise, Req: co.id, Span: r.span, Node: n, Off: r.overlapOff, Bytes: r.overlapLen})
+	}
+	return n.waitSerialising(co, r)
 }
 
 // checkRequest rejects negative or overflowing ranges (bdrv_check_request).
