@@ -2,6 +2,7 @@ package blk
 
 import (
 	"fmt"
+	"io"
 	"strings"
 
 	"gio/blk/qdict"
@@ -45,6 +46,9 @@ type Registry struct {
 	// warn_report); msg starts with "warning: ", as qdict's warnings do,
 	// and the program prefixes its name. See OpenArgs.Warnf.
 	Warn func(msg string)
+	// Stderr, if set, receives what drivers print to stderr without the
+	// program's name (QEMU's qcow2 prints corruption events so).
+	Stderr io.Writer
 }
 
 // NewRegistry returns a registry holding drivers.
@@ -112,6 +116,15 @@ func (a *OpenArgs) Warnf(format string, args ...any) {
 	if a.reg.Warn != nil {
 		a.reg.Warn(fmt.Sprintf(format, args...))
 	}
+}
+
+// Stderr is where the driver prints messages QEMU's drivers print to
+// stderr themselves; never nil.
+func (a *OpenArgs) Stderr() io.Writer {
+	if a.reg == nil || a.reg.Stderr == nil {
+		return io.Discard
+	}
+	return a.reg.Stderr
 }
 
 // WarnProbed prints the warning about a probed raw image opened

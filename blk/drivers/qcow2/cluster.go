@@ -674,8 +674,15 @@ func (s *state) linkL2(co *blk.Co, m *l2meta) error {
 	if err := s.performCOW(co, m); err != nil {
 		return err
 	}
-	if err := s.l2Cache.setDependency(co, s.rcCache); err != nil {
-		return err
+	if s.useLazyRefcounts {
+		if err := s.markDirty(co); err != nil {
+			return err
+		}
+	}
+	if s.needAccurateRefcounts() {
+		if err := s.l2Cache.setDependency(co, s.rcCache); err != nil {
+			return err
+		}
 	}
 	e, l2i, err := s.getClusterTable(co, m.offset)
 	if err != nil {

@@ -3,6 +3,7 @@ package qcow2
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math/bits"
 
 	"gio/blk"
@@ -109,8 +110,8 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 	}
 
 	s := &state{self: nil, file: &blk.Child{Name: "file", Node: a.File}, loop: co.Loop()}
-	s.discardPassthrough[discardAlways] = true
-	s.discardPassthrough[discardSnapshot] = true
+	s.opts = defaultOpts(false)
+	s.stderr = io.Discard
 	s.mu.lock(co)
 	defer s.mu.unlock()
 	if err := s.doOpen(co); err != nil {

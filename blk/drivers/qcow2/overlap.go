@@ -16,6 +16,11 @@ const (
 	olRefcountTable
 	olRefcountBlock
 	olSnapshotTable
+	// Not tracked by gio (no inactive tables or bitmap directory are
+	// loaded), but part of the overlap-check options.
+	olInactiveL1
+	olInactiveL2
+	olBitmapDirectory
 )
 
 var olNames = map[olType]string{
@@ -30,6 +35,7 @@ var olNames = map[olType]string{
 // overlaps returns the first kind of metadata [offset, offset+size)
 // overlaps, 0 for none; kinds in ignore are not checked.
 func (s *state) overlaps(ignore olType, offset, size int64) olType {
+	ignore |= ^s.opts.overlap
 	if size <= 0 {
 		return 0
 	}
@@ -69,7 +75,7 @@ func (s *state) overlaps(ignore olType, offset, size int64) olType {
 // (qcow2_pre_write_overlap_check).
 func (s *state) overlapCheck(ignore olType, offset, size int64) error {
 	if t := s.overlaps(ignore, offset, size); t != 0 {
-		return s.corrupt("Preventing invalid write on metadata (overlaps with %s); image marked as corrupt.", olNames[t])
+		return s.corrupt("Preventing invalid write on metadata (overlaps with %s)", olNames[t])
 	}
 	return nil
 }

@@ -32,8 +32,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 
 	"gio/blk"
+	"gio/blk/qdict"
 
 	"golang.org/x/sys/unix"
 )
@@ -119,7 +121,9 @@ type state struct {
 
 	l2Cache, rcCache *cache
 
+	opts               runtimeOpts
 	discardPassthrough [discardMax]bool
+	useLazyRefcounts   bool
 	cacheDiscards      bool
 	discards           []region
 
@@ -129,6 +133,11 @@ type state struct {
 	// broken is set once corruption has been found: every later request
 	// fails, as QEMU ejects a corrupt image's driver.
 	broken bool
+	// signaledCorruption: a corruption event has been printed; later
+	// ones are not (signaled_corruption).
+	signaledCorruption bool
+	// stderr is where corruption events are printed.
+	stderr io.Writer
 }
 
 type region struct{ offset, bytes int64 }
@@ -159,10 +168,44 @@ func (e *corruptError) Error() string        { return "qcow2: " + e.msg }
 func (e *corruptError) Unwrap() []error      { return []error{unix.EIO, ErrCorrupt} }
 func (e *corruptError) Is(target error) bool { return target == ErrCorrupt }
 
-// corrupt marks the image broken and returns the error for msg.
+// corrupt signals corruption found while serving a request and returns
+// the error for it (qcow2_signal_corruption). On a writable image it is
+// fatal: the corrupt bit is set in the header and every later request
+// fails, as QEMU ejects the driver. On a read-only image the request
+// fails and the image stays usable. Only the first event is printed.
 func (s *state) corrupt(format string, args ...any) error {
-	s.broken = true
-	return &corruptError{fmt.Sprintf(format, args...)}
+	err := &corruptError{fmt.Sprintf(format, args...)}
+	fatal := !s.readOnly
+	if s.signaledCorruption && (!fatal || s.incompat&incompatCorrupt != 0) {
+		if fatal {
+			s.broken = true
+		}
+		return err
+	}
+	if fatal {
+		fmt.Fprintf(s.stderr, "qcow2: Marking image as corrupt: %s; further corruption events will be suppressed\n", err.msg)
+		s.markCorrupt()
+		s.broken = true
+	} else {
+		fmt.Fprintf(s.stderr, "qcow2: Image is corrupt: %s; further non-fatal corruption events will be suppressed\n", err.msg)
+	}
+	s.signaledCorruption = true
+	return err
+}
+
+// markCorrupt sets the corrupt bit on disk (qcow2_mark_corrupt). The
+// request that found the corruption holds the token, so the header write
+// runs as its own request right after it.
+func (s *state) markCorrupt() {
+	s.incompat |= incompatCorrupt
+	if s.loop == nil || s.file == nil {
+		return
+	}
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], s.incompat)
+	s.loop.Spawn("qcow2 mark corrupt", func(co *blk.Co) {
+		_ = s.pwriteSync(co, headerV2Len, b[:]) // best effort, as in QEMU
+	})
 }
 
 func errnoIs(err error, errno unix.Errno) bool { return err != nil && errors.Is(err, errno) }
@@ -190,7 +233,7 @@ func (s *state) vmStateOffset() int64 {
 // Opening.
 
 func open(a *blk.OpenArgs) (blk.Impl, error) {
-	s := &state{self: a.Node(), loop: a.Loop, readOnly: a.Flags.ReadOnly}
+	s := &state{self: a.Node(), loop: a.Loop, readOnly: a.Flags.ReadOnly, stderr: a.Stderr()}
 	if s.loop == nil {
 		s.loop = blk.NewLoop(blk.NewVirtualClock())
 	}
@@ -230,56 +273,15 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	return s, nil
 }
 
-// takeOptions reads the runtime options (qcow2_update_options_prepare).
-// Cache sizes and overlap checks are accepted; gio sizes its caches
-// itself and always checks metadata overlaps.
+// takeOptions reads the runtime options (qcow2_update_options_prepare);
+// doOpen checks them against the header.
 func (s *state) takeOptions(a *blk.OpenArgs) error {
 	o := a.Opts
-	lazy, err := o.TakeBool("lazy-refcounts", false)
+	r, err := takeRuntimeOpts(o, defaultOpts(a.Flags.Unmap), false)
 	if err != nil {
 		return err
 	}
-	if lazy {
-		return blk.Msgf(unix.ENOTSUP, "qcow2: lazy refcounts are not supported by gio")
-	}
-	s.discardPassthrough[discardAlways] = true
-	if s.discardPassthrough[discardRequest], err = o.TakeBool("pass-discard-request", a.Flags.Unmap); err != nil {
-		return err
-	}
-	if s.discardPassthrough[discardSnapshot], err = o.TakeBool("pass-discard-snapshot", true); err != nil {
-		return err
-	}
-	if s.discardPassthrough[discardOther], err = o.TakeBool("pass-discard-other", false); err != nil {
-		return err
-	}
-	for _, k := range []string{"cache-size", "l2-cache-size", "l2-cache-entry-size", "refcount-cache-size"} {
-		if _, _, err := o.TakeSize(k, 0); err != nil {
-			return err
-		}
-	}
-	if _, err := o.TakeUint("cache-clean-interval", 0); err != nil {
-		return err
-	}
-	tmpl, ok1 := o.TakeString("overlap-check")
-	tmpl2, ok2 := o.TakeString("overlap-check.template")
-	if ok1 && ok2 && tmpl != tmpl2 {
-		return blk.Msgf(unix.EINVAL, "Conflicting values for qcow2 options 'overlap-check' ('%s') and 'overlap-check.template' ('%s')", tmpl, tmpl2)
-	}
-	if !ok1 {
-		tmpl, ok1 = tmpl2, ok2
-	}
-	if ok1 {
-		switch tmpl {
-		case "none", "constant", "cached", "all":
-		default:
-			return blk.Msgf(unix.EINVAL, "Unsupported value '%s' for qcow2 option 'overlap-check'. Allowed are any of the following: none, constant, cached, all", tmpl)
-		}
-	}
-	for _, k := range []string{"main-header", "active-l1", "active-l2", "refcount-table", "refcount-block", "snapshot-table", "inactive-l1", "inactive-l2", "bitmap-directory"} {
-		if _, err := o.TakeBool("overlap-check."+k, true); err != nil {
-			return err
-		}
-	}
+	s.opts = r
 	if _, ok := o.Get("data-file"); ok || o.HasPrefix("data-file") {
 		return blk.Msgf(unix.EINVAL, "'data-file' can only be set for images with an external data file")
 	}
@@ -430,7 +432,13 @@ func (s *state) doOpen(co *blk.Co) error {
 	s.snapshotsOffset = int64(h.SnapshotsOffset)
 	s.nbSnapshots = h.NbSnapshots
 
-	s.initCaches()
+	// Parse driver-specific options (qcow2_update_options).
+	r := s.opts
+	l2n, rcn, err := s.prepareOptions(&r)
+	if err != nil {
+		return err
+	}
+	s.commitOptions(r, l2n, rcn)
 
 	// qcow2_refcount_init.
 	s.reftableOffset = int64(h.RefcountTableOffset)
@@ -543,16 +551,6 @@ func (s *state) readExtensions(co *blk.Co, start, end int64) ([]extension, error
 	return exts, nil
 }
 
-// initCaches sizes the metadata caches as QEMU does by default: enough L2
-// tables to cover the disk but at most 32 MiB of them (and at least 2),
-// and 4 refcount blocks.
-func (s *state) initCaches() {
-	l2Tables := s.sizeToL1(s.size)
-	n := max(2, min(l2Tables, (32<<20)>>s.clusterBits))
-	s.l2Cache = newCache(s, l2Cache, int(n))
-	s.rcCache = newCache(s, refblockCache, 4)
-}
-
 // updateHeader rewrites the whole header cluster: fixed fields, the
 // backing format, the feature table (for clusters over 4 KiB), unknown
 // extensions, the end marker and the backing file name
@@ -650,14 +648,17 @@ func (s *state) Info() (blk.Info, error) {
 	return info, nil
 }
 
-// Reopen writes the caches back before the image becomes read-only
-// (qcow2_reopen_prepare flushes).
+// Reopen writes the caches back and clears the dirty bit before the
+// image becomes read-only (qcow2_reopen_prepare).
 func (s *state) Reopen(readOnly bool) error {
-	if readOnly && !s.readOnly {
+	if readOnly && !s.readOnly && !s.broken {
 		if err := s.runSync("qcow2 reopen", func(co *blk.Co) error {
 			s.mu.lock(co)
 			defer s.mu.unlock()
-			return s.writeCaches(co)
+			if err := s.writeCaches(co); err != nil {
+				return err
+			}
+			return s.markClean(co)
 		}); err != nil {
 			return err
 		}
@@ -669,16 +670,59 @@ func (s *state) Reopen(readOnly bool) error {
 	return nil
 }
 
-// Close writes back what the caches still hold (qcow2_inactivate). blk
-// has normally flushed already.
+// PrepareReopen is qcow2_update_options_prepare for a reopen: the new
+// values go over the current ones. Turning lazy refcounts off marks the
+// image clean here, as QEMU does, and the caches are written back before
+// they are replaced.
+func (s *state) PrepareReopen(opts *qdict.Dict, readOnly bool) (func(), error) {
+	r, err := takeRuntimeOpts(opts, s.opts, true)
+	if err != nil {
+		return nil, err
+	}
+	l2n, rcn, err := s.prepareOptions(&r)
+	if err != nil {
+		return nil, err
+	}
+	if !s.readOnly && !s.broken {
+		err := s.runSync("qcow2 reopen", func(co *blk.Co) error {
+			s.mu.lock(co)
+			defer s.mu.unlock()
+			if err := s.l2Cache.flush(co); err != nil {
+				return blk.Errorf(blk.ErrnoOf(err), "Failed to flush the L2 table cache")
+			}
+			if err := s.rcCache.flush(co); err != nil {
+				return blk.Errorf(blk.ErrnoOf(err), "Failed to flush the refcount block cache")
+			}
+			if s.useLazyRefcounts && !r.lazy {
+				if err := s.markClean(co); err != nil {
+					return blk.Errorf(blk.ErrnoOf(err), "Failed to disable lazy refcounts")
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return func() { s.commitOptions(r, l2n, rcn) }, nil
+}
+
+// Close writes back what the caches still hold and clears the dirty bit
+// (qcow2_inactivate). blk has normally flushed already.
 func (s *state) Close() error {
-	if s.readOnly || s.l2Cache == nil || (!s.l2Cache.dirty() && !s.rcCache.dirty()) {
+	if s.readOnly || s.broken || s.l2Cache == nil {
+		return nil
+	}
+	if !s.l2Cache.dirty() && !s.rcCache.dirty() && s.incompat&incompatDirty == 0 {
 		return nil
 	}
 	return s.runSync("qcow2 close", func(co *blk.Co) error {
 		err := s.l2Cache.flush(co)
 		if e := s.rcCache.flush(co); err == nil {
 			err = e
+		}
+		if err == nil {
+			err = s.markClean(co)
 		}
 		return err
 	})

@@ -549,10 +549,14 @@ func (s *state) pwriteSync(co *blk.Co, off int64, buf []byte) error {
 }
 
 // writeCaches writes back the L2 tables (and, through their dependency,
-// the refcount blocks first) and the refcount blocks (qcow2_write_caches).
+// the refcount blocks first) and the refcount blocks, which a dirty image
+// keeps until it is marked clean (qcow2_write_caches).
 func (s *state) writeCaches(co *blk.Co) error {
 	if err := s.l2Cache.write(co); err != nil {
 		return err
+	}
+	if !s.needAccurateRefcounts() {
+		return nil
 	}
 	return s.rcCache.write(co)
 }
