@@ -371,8 +371,6 @@ func (s *state) doOpen(co *blk.Co) error {
 		return blk.Msgf(unix.ENOTSUP, "qcow2: external data files are not supported by gio")
 	case s.incompat&incompatExtL2 != 0:
 		return blk.Msgf(unix.ENOTSUP, "qcow2: extended L2 entries are not supported by gio")
-	case s.incompat&incompatDirty != 0 && !s.readOnly:
-		return blk.Msgf(unix.ENOTSUP, "qcow2: the image is dirty (lazy refcounts); gio cannot repair it, run 'qemu-img check -r all' first")
 	}
 	if h.RefcountOrder > 6 {
 		return blk.Msgf(unix.EINVAL, "Reference count entry width too large; may not exceed 64 bits")
@@ -498,6 +496,12 @@ func (s *state) doOpen(co *blk.Co) error {
 		s.autoclear = 0
 		if err := s.updateHeader(co); err != nil {
 			return blk.Errorf(blk.ErrnoOf(err), "Could not update qcow2 header")
+		}
+	}
+	// Repair the image if it is dirty (lazy refcounts after a crash).
+	if !s.readOnly && s.incompat&incompatDirty != 0 {
+		if err := s.repairDirty(co); err != nil {
+			return err
 		}
 	}
 	return nil
