@@ -252,4 +252,3 @@ func copyDir(t *testing.T, src, dst string) {
 		}
 	}
 }
-
