@@ -49,6 +49,10 @@ type Registry struct {
 	// Stderr, if set, receives what drivers print to stderr without the
 	// program's name (QEMU's qcow2 prints corruption events so).
 	Stderr io.Writer
+	// ReportErr, if set, prints an error a driver meets outside any
+	// request, such as a failed write-back at close (QEMU's
+	// error_report): the program's name, then the error's text.
+	ReportErr func(err error)
 }
 
 // NewRegistry returns a registry holding drivers.
@@ -125,6 +129,15 @@ func (a *OpenArgs) Stderr() io.Writer {
 		return io.Discard
 	}
 	return a.reg.Stderr
+}
+
+// ReportFunc returns the function that reports errors met outside any
+// request (Registry.ReportErr); it stays valid after the open.
+func (a *OpenArgs) ReportFunc() func(err error) {
+	if a.reg == nil || a.reg.ReportErr == nil {
+		return func(error) {}
+	}
+	return a.reg.ReportErr
 }
 
 // WarnProbed prints the warning about a probed raw image opened

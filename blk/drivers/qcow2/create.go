@@ -112,6 +112,7 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 	s := &state{self: nil, file: &blk.Child{Name: "file", Node: a.File}, loop: co.Loop()}
 	s.opts = defaultOpts(false)
 	s.stderr = io.Discard
+	s.report = func(error) {}
 	s.mu.lock(co)
 	defer s.mu.unlock()
 	if err := s.doOpen(co); err != nil {

@@ -136,8 +136,14 @@ type state struct {
 	// signaledCorruption: a corruption event has been printed; later
 	// ones are not (signaled_corruption).
 	signaledCorruption bool
-	// stderr is where corruption events are printed.
+	// stderr is where corruption events are printed; report prints
+	// error_report's messages (with the program's name).
 	stderr io.Writer
+	report func(err error)
+
+	// inactive are the snapshots' tables for the inactive overlap checks.
+	inactive       []inactiveTable
+	inactiveLoaded bool
 }
 
 type region struct{ offset, bytes int64 }
@@ -233,7 +239,7 @@ func (s *state) vmStateOffset() int64 {
 // Opening.
 
 func open(a *blk.OpenArgs) (blk.Impl, error) {
-	s := &state{self: a.Node(), loop: a.Loop, readOnly: a.Flags.ReadOnly, stderr: a.Stderr()}
+	s := &state{self: a.Node(), loop: a.Loop, readOnly: a.Flags.ReadOnly, stderr: a.Stderr(), report: a.ReportFunc()}
 	if s.loop == nil {
 		s.loop = blk.NewLoop(blk.NewVirtualClock())
 	}
@@ -437,6 +443,7 @@ func (s *state) doOpen(co *blk.Co) error {
 		return err
 	}
 	s.commitOptions(r, l2n, rcn)
+	s.loadInactive(co)
 
 	// qcow2_refcount_init.
 	s.reftableOffset = int64(h.RefcountTableOffset)
@@ -708,11 +715,15 @@ func (s *state) PrepareReopen(opts *qdict.Dict, readOnly bool) (func(), error) {
 			return nil, err
 		}
 	}
-	return func() { s.commitOptions(r, l2n, rcn) }, nil
+	return func() {
+		s.commitOptions(r, l2n, rcn)
+		_ = s.runSync("qcow2 reopen", func(co *blk.Co) error { s.loadInactive(co); return nil })
+	}, nil
 }
 
 // Close writes back what the caches still hold and clears the dirty bit
-// (qcow2_inactivate). blk has normally flushed already.
+// (qcow2_inactivate), saying which cache could not be written. blk has
+// normally flushed already.
 func (s *state) Close() error {
 	if s.readOnly || s.broken || s.l2Cache == nil {
 		return nil
@@ -721,14 +732,19 @@ func (s *state) Close() error {
 		return nil
 	}
 	return s.runSync("qcow2 close", func(co *blk.Co) error {
-		err := s.l2Cache.flush(co)
-		if e := s.rcCache.flush(co); err == nil {
-			err = e
+		var result error
+		if err := s.l2Cache.flush(co); err != nil {
+			result = err
+			s.report(blk.Errorf(blk.ErrnoOf(err), "Failed to flush the L2 table cache"))
 		}
-		if err == nil {
-			err = s.markClean(co)
+		if err := s.rcCache.flush(co); err != nil {
+			result = err
+			s.report(blk.Errorf(blk.ErrnoOf(err), "Failed to flush the refcount block cache"))
 		}
-		return err
+		if result == nil {
+			result = s.markClean(co)
+		}
+		return result
 	})
 }
 
