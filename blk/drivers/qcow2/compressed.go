@@ -55,7 +55,7 @@ func (s *state) PWriteCompressed(co *blk.Co, off int64, buf []byte) error {
 func (s *state) writeCompressedCluster(co *blk.Co, off int64, data []byte) error {
 	in := make([]byte, s.clusterSize)
 	copy(in, data)
-	out, err := deflateCluster(in)
+	out, err := s.compressCluster(in)
 	if err != nil {
 		// Not compressible: an ordinary write.
 		return s.PWrite(co, off, data, 0)

@@ -82,15 +82,12 @@ func (s *state) readHost(co *blk.Co, host int64, buf []byte) error {
 // (qcow2_co_preadv_compressed).
 func (s *state) readCompressed(co *blk.Co, entry uint64, off int64, buf []byte) error {
 	coff, csize := s.compressedRange(entry)
-	if s.compressionType != compressionZlib {
-		return blk.Msgf(unix.ENOTSUP, "qcow2: zstd compressed clusters are not supported by gio")
-	}
 	in := make([]byte, csize)
 	s.file.Event(co, blk.EvReadCompressed)
 	if err := s.readHost(co, coff, in); err != nil {
 		return err
 	}
-	out, err := inflate(in, s.clusterSize)
+	out, err := s.decompressCluster(in)
 	if err != nil {
 		return unix.EIO
 	}
