@@ -138,6 +138,10 @@ func TestCreateMatchesQemuImg(t *testing.T) {
 		{"backing", "1M", []string{"backing_file", "base.qcow2", "backing_fmt", "qcow2"}},
 		{"backing-probed", "1M", []string{"backing_file", "base.qcow2"}},
 		{"backing-512", "1M", []string{"cluster_size", "512", "backing_file", "base.qcow2", "backing_fmt", "qcow2"}},
+		{"lazy-refcounts", "1M", []string{"lazy_refcounts", "on"}},
+		{"zstd", "1M", []string{"compression_type", "zstd"}},
+		{"zstd-lazy-4k", "64M", []string{"compression_type", "zstd", "lazy_refcounts", "on", "cluster_size", "4096"}},
+		{"zlib-explicit", "1M", []string{"compression_type", "zlib"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -186,7 +190,10 @@ func TestCreateErrors(t *testing.T) {
 		{[]string{"backing_fmt", "raw"}, "Backing format cannot be used without backing file"},
 		{[]string{"compat", "xx"}, "Parameter 'version' does not accept value 'xx'"},
 		{[]string{"backing_file", "nonexistent"}, "Could not open backing file: Could not open '" + dir + "/nonexistent': No such file or directory"},
-		{[]string{"lazy_refcounts", "on"}, "qcow2: lazy_refcounts=on is not supported by gio"},
+		{[]string{"lazy_refcounts", "on", "compat", "0.10"}, "Lazy refcounts only supported with compatibility level 1.1 and above (use version=v3 or greater)"},
+		{[]string{"lazy_refcounts", "bad"}, "Parameter 'lazy_refcounts' expects 'on' or 'off'"},
+		{[]string{"compression_type", "zstd", "compat", "0.10"}, "Non-zlib compression type is only supported with compatibility level 1.1 and above (use version=v3 or greater)"},
+		{[]string{"compression_type", "foo"}, "Parameter 'compression-type' does not accept value 'foo'"},
 		{[]string{"bogus", "1"}, "Invalid parameter 'bogus'"},
 	} {
 		path := filepath.Join(dir, "x.qcow2")
