@@ -51,8 +51,8 @@ func killed(img string, cs ...string) []string {
 
 func featureCases() []featureCase {
 	img64k := [][]string{
-		qimg("create", "-q", "-f", "qcow2", "img.qcow2", "64k"),
-		qio("img.qcow2", "write -P 42 0 64k"),
+		fqImg("create", "-q", "-f", "qcow2", "img.qcow2", "64k"),
+		fqIO("img.qcow2", "write -P 42 0 64k"),
 	}
 	var cacheSteps [][]string
 	for _, o := range []string{
@@ -69,7 +69,7 @@ func featureCases() []featureCase {
 	} {
 		cacheSteps = append(cacheSteps, ioStep("-c", "open -o "+o+" img.qcow2", "-c", "read -P 42 0 64k"))
 	}
-	snapImg := append(img64k, qimg("snapshot", "-c", "foo", "img.qcow2"))
+	snapImg := append(img64k, fqImg("snapshot", "-c", "foo", "img.qcow2"))
 
 	reopenValid := []string{
 		"reopen -o lazy-refcounts=on,pass-discard-request=on", "reopen -o lazy-refcounts=off,pass-discard-request=off",
@@ -88,39 +88,39 @@ func featureCases() []featureCase {
 		"reopen -o lazy-refcounts=on", "write 0 512", "reopen -r", "reopen -w", "write 0 512",
 	}
 	lazy := func(extra string) [][]string {
-		return [][]string{qimg("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on"+extra, "img.qcow2", "16M")}
+		return [][]string{fqImg("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on"+extra, "img.qcow2", "16M")}
 	}
 	dirty := func(extra string, cs ...string) [][]string {
 		return append(lazy(extra), killed("img.qcow2", cs...))
 	}
-	check := qimg("check", "img.qcow2")
+	check := fqImg("check", "img.qcow2")
 	// 137's transaction test: overlap checks stay on when the reopen
 	// fails, so the write onto the header is caught.
 	pokedRefblock := [][]string{
-		qimg("create", "-q", "-f", "qcow2", "img.qcow2", "64M"),
-		qio("img.qcow2", "write 0 64k"),
+		fqImg("create", "-q", "-f", "qcow2", "img.qcow2", "64M"),
+		fqIO("img.qcow2", "write 0 64k"),
 		{"sh", "-c", `printf '\000\000' | dd of=img.qcow2 bs=1 seek=131072 conv=notrunc 2>/dev/null`},
 	}
 	return []featureCase{
 		{name: "cache/open-options", setup: img64k, steps: cacheSteps},
 		{name: "cache/minimal-cow", setup: snapImg, steps: [][]string{ioStep("-c", "open -o cache-size=0 img.qcow2", "-c", "write 0 64k")}},
-		{name: "cache/small-l2-cache", setup: [][]string{qimg("create", "-q", "-f", "qcow2", "-o", "cluster_size=512", "img.qcow2", "64M")},
+		{name: "cache/small-l2-cache", setup: [][]string{fqImg("create", "-q", "-f", "qcow2", "-o", "cluster_size=512", "img.qcow2", "64M")},
 			steps: [][]string{ioStep("-c", "open -o l2-cache-size=1k,refcount-cache-size=0 img.qcow2", "-c", "write -P 1 0 1M", "-c", "write -P 2 20M 1M", "-c", "write -P 3 40M 1M", "-c", "read -P 1 0 1M", "-c", "read -P 2 20M 1M", "-c", "map")}},
-		{name: "reopen/valid", setup: [][]string{qimg("create", "-q", "-f", "qcow2", "img.qcow2", "64M")}, steps: [][]string{ioStep(append(cmds(reopenValid...), "img.qcow2")...)}},
-		{name: "reopen/invalid", setup: [][]string{qimg("create", "-q", "-f", "qcow2", "img.qcow2", "64M")}, steps: [][]string{ioStep(append(cmds(reopenInvalid...), "img.qcow2")...)}},
-		{name: "reopen/lazy-on-v2", setup: [][]string{qimg("create", "-q", "-f", "qcow2", "-o", "compat=0.10", "img.qcow2", "1M")},
+		{name: "reopen/valid", setup: [][]string{fqImg("create", "-q", "-f", "qcow2", "img.qcow2", "64M")}, steps: [][]string{ioStep(append(cmds(reopenValid...), "img.qcow2")...)}},
+		{name: "reopen/invalid", setup: [][]string{fqImg("create", "-q", "-f", "qcow2", "img.qcow2", "64M")}, steps: [][]string{ioStep(append(cmds(reopenInvalid...), "img.qcow2")...)}},
+		{name: "reopen/lazy-on-v2", setup: [][]string{fqImg("create", "-q", "-f", "qcow2", "-o", "compat=0.10", "img.qcow2", "1M")},
 			steps: [][]string{ioStep("-c", "reopen -o lazy-refcounts=on", "img.qcow2"), ioStep("-c", "open -o lazy-refcounts=on img.qcow2")}},
 		{name: "lazy/clean-on-close", setup: lazy(""), steps: [][]string{ioStep("-c", "write -P 0x5a 0 512", "img.qcow2"), dumpIncompat("img.qcow2"), check}},
 		{name: "lazy/killed", setup: lazy(""), steps: [][]string{
 			ioStep("-t", "writethrough", "-c", "write -P 0x5a 0 512", "-c", "write -P 1 1M 100k", "-c", "sigraise 9", "img.qcow2"),
 			dumpIncompat("img.qcow2"), check}, corrupt: true},
-		{name: "lazy/reopen-on-then-killed", setup: [][]string{qimg("create", "-q", "-f", "qcow2", "img.qcow2", "16M")}, steps: [][]string{
+		{name: "lazy/reopen-on-then-killed", setup: [][]string{fqImg("create", "-q", "-f", "qcow2", "img.qcow2", "16M")}, steps: [][]string{
 			ioStep("-t", "writethrough", "-c", "reopen -o lazy-refcounts=on", "-c", "write -P 0x5a 0 512", "-c", "sigraise 9", "img.qcow2"),
 			dumpIncompat("img.qcow2"), check}, corrupt: true},
 		{name: "lazy/reopen-off-then-killed", setup: lazy(""), steps: [][]string{
 			ioStep("-t", "writethrough", "-c", "reopen -o lazy-refcounts=off", "-c", "write -P 0x5a 0 512", "-c", "sigraise 9", "img.qcow2"),
 			dumpIncompat("img.qcow2"), check}},
-		{name: "lazy/transaction", setup: [][]string{qimg("create", "-q", "-f", "qcow2", "img.qcow2", "16M")}, steps: [][]string{
+		{name: "lazy/transaction", setup: [][]string{fqImg("create", "-q", "-f", "qcow2", "img.qcow2", "16M")}, steps: [][]string{
 			ioStep("-t", "writethrough", "-c", "reopen -o lazy-refcounts=on,overlap-check=blubb", "-c", "write -P 0x5a 0 512", "-c", "sigraise 9", "img.qcow2"),
 			dumpIncompat("img.qcow2"), check}},
 		{name: "lazy/reopen-read-only-marks-clean", setup: lazy(""), steps: [][]string{
@@ -140,9 +140,9 @@ func featureCases() []featureCase {
 		{name: "dirty/repair-reftable-grows", setup: dirty(",cluster_size=512", "write 0 8M", "write 12M 2M"), steps: [][]string{
 			ioStep("-c", "write -P 9 15M 70k", "img.qcow2"), check}},
 		{name: "dirty/repair-with-snapshot", setup: [][]string{
-			qimg("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", "img.qcow2", "16M"),
-			qio("img.qcow2", "write 0 256k"),
-			qimg("snapshot", "-c", "s1", "img.qcow2"),
+			fqImg("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", "img.qcow2", "16M"),
+			fqIO("img.qcow2", "write 0 256k"),
+			fqImg("snapshot", "-c", "s1", "img.qcow2"),
 			killed("img.qcow2", "write -P 7 64k 192k", "write 1M 64k"),
 		}, steps: [][]string{ioStep("-c", "read -P 7 64k 192k", "-c", "write -P 9 3M 70k", "img.qcow2"), check}},
 		{name: "corrupt/overlap-with-header", setup: pokedRefblock, corrupt: true, steps: [][]string{
@@ -153,34 +153,34 @@ func featureCases() []featureCase {
 			ioStep("-r", "-c", "read 0 512", "-c", "read 0 512", "img.qcow2"), dumpIncompat("img.qcow2"),
 			ioStep("-c", "read 0 512", "-c", "read 0 512", "img.qcow2"), dumpIncompat("img.qcow2")}},
 		{name: "zstd/read-qemu-clusters", setup: [][]string{
-			qimg("create", "-q", "-f", "qcow2", "-o", "compression_type=zstd", "img.qcow2", "4M"),
-			qio("img.qcow2", "write -c -P 0xab 0 64k", "write -c -P 0xac 64k 64k", "write -c 1M 1M", "write -c -P 7 3968k 128k"),
+			fqImg("create", "-q", "-f", "qcow2", "-o", "compression_type=zstd", "img.qcow2", "4M"),
+			fqIO("img.qcow2", "write -c -P 0xab 0 64k", "write -c -P 0xac 64k 64k", "write -c 1M 1M", "write -c -P 7 3968k 128k"),
 		}, steps: [][]string{ioStep("-c", "read -P 0xab 0 64k", "-c", "read -P 0xac 64k 64k", "-c", "read -P 0xcd 1M 1M",
 			"-c", "read -v 131070 8", "-c", "read -P 7 3968k 128k", "-c", "map", "-c", "info", "img.qcow2")}},
 		{name: "zstd/write", anyLayout: true, setup: [][]string{
-			qimg("create", "-q", "-f", "qcow2", "-o", "compression_type=zstd,cluster_size=4k", "img.qcow2", "4M"),
+			fqImg("create", "-q", "-f", "qcow2", "-o", "compression_type=zstd,cluster_size=4k", "img.qcow2", "4M"),
 		}, steps: [][]string{
 			ioStep("-c", "write -c -P 0xab 0 64k", "-c", "write -c -P 3 1M 12k", "-c", "write -c 2M 1M", "-c", "read -P 3 1M 12k", "img.qcow2"),
 			{"qemu-io", "-c", "read -P 0xab 0 64k", "-c", "read -P 3 1M 12k", "-c", "read -P 0xcd 2M 1M", "-c", "read -P 0 3M 1M", "img.qcow2"},
 			{"qemu-img", "check", "img.qcow2"}}},
 		{name: "zstd/bad-bits", setup: [][]string{
-			qimg("create", "-q", "-f", "qcow2", "-o", "compression_type=zstd", "z.qcow2", "1M"),
-			qimg("create", "-q", "-f", "qcow2", "img.qcow2", "1M"),
+			fqImg("create", "-q", "-f", "qcow2", "-o", "compression_type=zstd", "z.qcow2", "1M"),
+			fqImg("create", "-q", "-f", "qcow2", "img.qcow2", "1M"),
 			{"sh", "-c", `cp z.qcow2 z0.qcow2; printf '\000' | dd of=z0.qcow2 bs=1 seek=79 conv=notrunc 2>/dev/null; printf '\010' | dd of=img.qcow2 bs=1 seek=79 conv=notrunc 2>/dev/null; cp z.qcow2 z9.qcow2; printf '\011' | dd of=z9.qcow2 bs=1 seek=104 conv=notrunc 2>/dev/null`},
 		}, corrupt: true, steps: [][]string{ioStep("-c", "read 0 512", "z0.qcow2"), ioStep("-c", "read 0 512", "img.qcow2"), ioStep("-c", "read 0 512", "z9.qcow2")}},
-		{name: "vmstate/basic", setup: [][]string{qimg("create", "-q", "-f", "qcow2", "img.qcow2", "64M")}, steps: [][]string{
+		{name: "vmstate/basic", setup: [][]string{fqImg("create", "-q", "-f", "qcow2", "img.qcow2", "64M")}, steps: [][]string{
 			ioStep("-c", "write -b -P 0x11 0 4k", "-c", "read -b -P 0x11 0 4k", "-c", "read -b -v 0 32", "-c", "write -b 513 5",
 				"-c", "read -b 0 17", "-c", "write -b -z 0 512", "-c", "write -b -f 0 512", "-c", "read -b -P 0 64k 4k",
 				"-c", "write -b -P 3 1T 4k", "-c", "read -b -P 3 1T 4k", "-c", "read -P 0 0 64M", "-c", "map", "img.qcow2"),
 			ioStep("-r", "-c", "read -b -P 3 1T 4k", "-c", "write -b 0 512", "img.qcow2")}},
-		{name: "vmstate/small-clusters", setup: [][]string{qimg("create", "-q", "-f", "qcow2", "-o", "cluster_size=1024", "img.qcow2", "16M")}, steps: [][]string{
+		{name: "vmstate/small-clusters", setup: [][]string{fqImg("create", "-q", "-f", "qcow2", "-o", "cluster_size=1024", "img.qcow2", "16M")}, steps: [][]string{
 			ioStep("-c", "write -b -P 5 0 4M", "-c", "read -b -P 5 0 4M", "img.qcow2")}},
 		{name: "vmstate/backing", setup: [][]string{
-			qimg("create", "-q", "-f", "qcow2", "base.qcow2", "1M"),
-			qio("base.qcow2", "write -b -P 8 0 64k"),
-			qimg("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "img.qcow2", "1M"),
+			fqImg("create", "-q", "-f", "qcow2", "base.qcow2", "1M"),
+			fqIO("base.qcow2", "write -b -P 8 0 64k"),
+			fqImg("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "img.qcow2", "1M"),
 		}, steps: [][]string{ioStep("-c", "read -b -P 0 0 64k", "-c", "write -b -P 1 4k 4k", "-c", "read -b -P 1 4k 4k", "img.qcow2")}},
-		{name: "vmstate/blkdebug-and-raw", setup: [][]string{qimg("create", "-q", "-f", "qcow2", "img.qcow2", "1M")}, steps: [][]string{
+		{name: "vmstate/blkdebug-and-raw", setup: [][]string{fqImg("create", "-q", "-f", "qcow2", "img.qcow2", "1M")}, steps: [][]string{
 			ioStep("-c", "write -b -P 2 0 512", "-c", "read -b -P 2 0 512", "blkdebug::img.qcow2"),
 			ioStep("-f", "raw", "-c", "write -b 0 512", "-c", "read -b 0 512", "img.qcow2")}},
 	}
@@ -274,4 +274,10 @@ func copyDir(t *testing.T, src, dst string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// fqImg and fqIO are qemu-img and qemu-io command lines for setups.
+func fqImg(args ...string) []string { return append([]string{"qemu-img"}, args...) }
+func fqIO(image string, cs ...string) []string {
+	return append(append([]string{"qemu-io", "-f", "qcow2"}, cmds(cs...)...), image)
 }
