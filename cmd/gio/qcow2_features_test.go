@@ -168,6 +168,18 @@ func featureCases() []featureCase {
 			fqImg("create", "-q", "-f", "qcow2", "img.qcow2", "1M"),
 			{"sh", "-c", `cp z.qcow2 z0.qcow2; printf '\000' | dd of=z0.qcow2 bs=1 seek=79 conv=notrunc 2>/dev/null; printf '\010' | dd of=img.qcow2 bs=1 seek=79 conv=notrunc 2>/dev/null; cp z.qcow2 z9.qcow2; printf '\011' | dd of=z9.qcow2 bs=1 seek=104 conv=notrunc 2>/dev/null`},
 		}, corrupt: true, steps: [][]string{ioStep("-c", "read 0 512", "z0.qcow2"), ioStep("-c", "read 0 512", "img.qcow2"), ioStep("-c", "read 0 512", "z9.qcow2")}},
+		{name: "bitmaps/info", setup: [][]string{
+			fqImg("create", "-q", "-f", "qcow2", "img.qcow2", "10M"),
+			fqImg("bitmap", "--add", "-g", "65536", "img.qcow2", "b1"),
+			fqImg("bitmap", "--add", "--disable", "img.qcow2", "b2"),
+			fqImg("bitmap", "--add", "-g", "512", "img.qcow2", "a-longer-bitmap-name"),
+			fqIO("img.qcow2", "write 0 1M"),
+		}, steps: [][]string{ioStep("-r", "-c", "info", "-c", "read 0 1M", "img.qcow2")}},
+		{name: "bitmaps/in-use", setup: [][]string{
+			fqImg("create", "-q", "-f", "qcow2", "img.qcow2", "10M"),
+			fqImg("bitmap", "--add", "img.qcow2", "b1"),
+			killed("img.qcow2", "write 0 64k"),
+		}, steps: [][]string{ioStep("-r", "-c", "info", "img.qcow2")}},
 		{name: "vmstate/basic", setup: [][]string{fqImg("create", "-q", "-f", "qcow2", "img.qcow2", "64M")}, steps: [][]string{
 			ioStep("-c", "write -b -P 0x11 0 4k", "-c", "read -b -P 0x11 0 4k", "-c", "read -b -v 0 32", "-c", "write -b 513 5",
 				"-c", "read -b 0 17", "-c", "write -b -z 0 512", "-c", "write -b -f 0 512", "-c", "read -b -P 0 64k 4k",

@@ -144,6 +144,9 @@ type state struct {
 	// inactive are the snapshots' tables for the inactive overlap checks.
 	inactive       []inactiveTable
 	inactiveLoaded bool
+
+	// bitmaps are the persistent bitmaps, for info.
+	bitmaps []bitmapInfo
 }
 
 type region struct{ offset, bytes int64 }
@@ -480,6 +483,11 @@ func (s *state) doOpen(co *blk.Co) error {
 		case extDataFile:
 			// Meaningless without the data file bit: dropped on rewrite,
 			// as QEMU does.
+		case extBitmaps:
+			if s.autoclear&autoclearBitmaps != 0 {
+				s.bitmaps = s.readBitmaps(co, e.data)
+			}
+			s.unknownExts = append(s.unknownExts, e)
 		default:
 			s.unknownExts = append(s.unknownExts, e)
 		}
@@ -651,10 +659,12 @@ func (s *state) Info() (blk.Info, error) {
 		info.Specific = []string{"compat: 0.10", "compression type: " + compression, fmt.Sprintf("refcount bits: %d", s.refcountBits)}
 	} else {
 		info.Specific = []string{"compat: 1.1", "compression type: " + compression,
-			fmt.Sprintf("lazy refcounts: %t", s.compat&compatLazyRefcounts != 0),
+			fmt.Sprintf("lazy refcounts: %t", s.compat&compatLazyRefcounts != 0)}
+		info.Specific = append(info.Specific, s.bitmapLines()...)
+		info.Specific = append(info.Specific,
 			fmt.Sprintf("refcount bits: %d", s.refcountBits),
 			fmt.Sprintf("corrupt: %t", s.incompat&incompatCorrupt != 0),
-			"extended l2: false"}
+			"extended l2: false")
 	}
 	return info, nil
 }
