@@ -19,11 +19,14 @@
 // request sequence produces the same layout, so gio's "map -s" can be
 // compared with "qemu-img map" offset by offset.
 //
+// Also the VM state area (vmstate.go), lazy refcounts and the dirty bit
+// with the repair a read/write open runs (lazy.go, check.go), the corrupt
+// bit, the runtime options (options.go), zstd clusters (zstd.go) and the
+// persistent bitmaps, kept and shown by info (bitmaps.go).
+//
 // Not supported (refused at open with a message saying so): encryption,
-// external data files, extended L2 entries, and writing to an image with
-// the dirty bit set (lazy refcounts need a repair first). Internal
-// snapshots are kept intact but cannot be created or applied; the VM
-// state area, preallocation and zstd-compressed clusters are not done.
+// external data files, extended L2 entries. Internal snapshots are kept
+// intact but cannot be created or applied; preallocation is not done.
 // As in QEMU, shrinking keeps the tail of a partial last cluster, which
 // growing the image shows again.
 package qcow2
