@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"gio/blk"
+	"gio/internal/cvt"
 
 	"golang.org/x/sys/unix"
 )
@@ -436,7 +437,7 @@ func (s *state) compareRefcounts(co *blk.Co, res *checkResult, fix int, rebuild 
 	for i := int64(0); i < t.clusters; i++ {
 		rc1, err := s.getRefcount(co, i)
 		if err != nil {
-			fmt.Fprintf(s.stderr, "Can't get refcount for cluster %d: %s\n", i, blk.ErrnoOf(err).Error())
+			fmt.Fprintf(s.stderr, "Can't get refcount for cluster %d: %s\n", i, cvt.Strerror(blk.ErrnoOf(err)))
 			res.checkErrors++
 			continue
 		}
@@ -542,7 +543,7 @@ func (s *state) rebuildWriteRefblocks(co *blk.Co, t *imrt, first, end int64, ref
 			(*reftable)[idx] = uint64(rbOff)
 		}
 		if err := s.overlapCheckNoCorrupt(rbOff, s.clusterSize); err != nil {
-			fmt.Fprintf(s.stderr, "ERROR writing refblock: %s\n", blk.ErrnoOf(err).Error())
+			fmt.Fprintf(s.stderr, "ERROR writing refblock: %s\n", cvt.Strerror(blk.ErrnoOf(err)))
 			return false, err
 		}
 		// Slices past the table's end are all zero.
@@ -551,7 +552,7 @@ func (s *state) rebuildWriteRefblocks(co *blk.Co, t *imrt, first, end int64, ref
 			copy(block, t.data[lo:])
 		}
 		if err := s.file.Node.PWrite(co, rbOff, block, 0); err != nil {
-			fmt.Fprintf(s.stderr, "ERROR writing refblock: %s\n", blk.ErrnoOf(err).Error())
+			fmt.Fprintf(s.stderr, "ERROR writing refblock: %s\n", cvt.Strerror(blk.ErrnoOf(err)))
 			return false, err
 		}
 		cl = start + s.refcountBlockSize - 1
@@ -603,18 +604,18 @@ func (s *state) rebuildRefcountStructure(co *blk.Co, res *checkResult, t *imrt) 
 		binary.BigEndian.PutUint64(raw[i*8:], v)
 	}
 	if err := s.overlapCheckNoCorrupt(rtOff, int64(len(raw))); err != nil {
-		fmt.Fprintf(s.stderr, "ERROR writing reftable: %s\n", blk.ErrnoOf(err).Error())
+		fmt.Fprintf(s.stderr, "ERROR writing reftable: %s\n", cvt.Strerror(blk.ErrnoOf(err)))
 		return err
 	}
 	if err := s.file.Node.PWrite(co, rtOff, raw, 0); err != nil {
-		fmt.Fprintf(s.stderr, "ERROR writing reftable: %s\n", blk.ErrnoOf(err).Error())
+		fmt.Fprintf(s.stderr, "ERROR writing reftable: %s\n", cvt.Strerror(blk.ErrnoOf(err)))
 		return err
 	}
 	var hdr [12]byte
 	binary.BigEndian.PutUint64(hdr[:], uint64(rtOff))
 	binary.BigEndian.PutUint32(hdr[8:], uint32(rtClusters))
 	if err := s.pwriteSync(co, 48, hdr[:]); err != nil {
-		fmt.Fprintf(s.stderr, "ERROR setting reftable: %s\n", blk.ErrnoOf(err).Error())
+		fmt.Fprintf(s.stderr, "ERROR setting reftable: %s\n", cvt.Strerror(blk.ErrnoOf(err)))
 		return err
 	}
 	s.reftable = reftable
@@ -662,7 +663,7 @@ func (s *state) checkOflagCopied(co *blk.Co, res *checkResult, fix int) error {
 		// disk does.
 		tbl, err := s.l2Cache.get(co, l2Offset, false)
 		if err != nil {
-			fmt.Fprintf(s.stderr, "ERROR: Could not read L2 table: %s\n", blk.ErrnoOf(err).Error())
+			fmt.Fprintf(s.stderr, "ERROR: Could not read L2 table: %s\n", cvt.Strerror(blk.ErrnoOf(err)))
 			res.checkErrors++
 			return err
 		}

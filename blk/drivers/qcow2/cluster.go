@@ -180,7 +180,9 @@ func (s *state) l2Allocate(co *blk.Co, l1i int64) error {
 			s.l2Cache.put(e)
 		}
 		s.l1[l1i] = old
-		s.freeClusters(co, off, s.clusterSize, discardAlways)
+		if off > 0 {
+			s.freeClusters(co, off, s.clusterSize, discardAlways)
+		}
 		return err
 	}
 	if off == 0 {

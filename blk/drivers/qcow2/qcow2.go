@@ -186,8 +186,21 @@ func (e *corruptError) Is(target error) bool { return target == ErrCorrupt }
 // fails, as QEMU ejects the driver. On a read-only image the request
 // fails and the image stays usable. Only the first event is printed.
 func (s *state) corrupt(format string, args ...any) error {
+	return s.signalCorruption(true, format, args...)
+}
+
+// corruptNonFatal signals corruption that does not stop the image (QEMU
+// passes fatal=false): the request fails, the image stays usable.
+func (s *state) corruptNonFatal(format string, args ...any) error {
+	return s.signalCorruption(false, format, args...)
+}
+
+func (s *state) signalCorruption(fatal bool, format string, args ...any) error {
+	for i, a := range args {
+		args[i] = cInt{a}
+	}
 	err := &corruptError{fmt.Sprintf(format, args...)}
-	fatal := !s.readOnly
+	fatal = fatal && !s.readOnly
 	if s.signaledCorruption && (!fatal || s.incompat&incompatCorrupt != 0) {
 		if fatal {
 			s.broken = true
@@ -203,6 +216,33 @@ func (s *state) corrupt(format string, args ...any) error {
 	}
 	s.signaledCorruption = true
 	return err
+}
+
+// cInt formats an integer as C's printf does: "%#x" of 0 is "0", not
+// Go's "0x0". Other values print as Go prints them.
+type cInt struct{ v any }
+
+func (c cInt) Format(f fmt.State, verb rune) {
+	if verb == 'x' && f.Flag('#') {
+		switch v := c.v.(type) {
+		case int64:
+			if v == 0 {
+				fmt.Fprint(f, "0")
+				return
+			}
+		case uint64:
+			if v == 0 {
+				fmt.Fprint(f, "0")
+				return
+			}
+		case int:
+			if v == 0 {
+				fmt.Fprint(f, "0")
+				return
+			}
+		}
+	}
+	fmt.Fprintf(f, fmt.FormatString(f, verb), c.v)
 }
 
 // markCorrupt sets the corrupt bit on disk (qcow2_mark_corrupt). The
@@ -628,7 +668,10 @@ func (s *state) checkTableInFile(co *blk.Co, what string, offset, size int64) er
 	if err != nil {
 		return err
 	}
-	if offset < 0 || offset > l || size > l-offset {
+	// A table may end past the file's end (the file's last cluster can
+	// be partial, as after qemu-img create: QEMU reads zeroes there), but
+	// one that starts past it comes from corrupt metadata.
+	if offset < 0 || offset >= l && size > 0 {
 		return s.corrupt("%s at %#x: beyond end of file", what, offset)
 	}
 	return nil
