@@ -32,6 +32,10 @@ type featureCase struct {
 	// anyLayout: gio's zstd encoder is not libzstd's, so compressed
 	// clusters it writes differ in bytes; only the content is compared.
 	anyLayout bool
+	// noCompare: the image names its data file relative to the current
+	// directory, so qemu-img compare cannot open both; the bytes are
+	// compared instead.
+	noCompare bool
 }
 
 // ioStep builds a step running the tool under test.
@@ -180,6 +184,33 @@ func featureCases() []featureCase {
 			fqImg("bitmap", "--add", "img.qcow2", "b1"),
 			killed("img.qcow2", "write 0 64k"),
 		}, steps: [][]string{ioStep("-r", "-c", "info", "img.qcow2")}},
+		{name: "data-file/efficient", noCompare: true, setup: [][]string{fqImg("create", "-q", "-f", "qcow2", "-o", "data_file=img.data", "img.qcow2", "64M")}, steps: [][]string{
+			ioStep("-c", "write -P 0x11 1M 4M", "-c", "discard 2M 2M", "-c", "write -z 3M 3M", "-c", "write -P 2 100k 3k", "-c", "read -P 0 0 1M",
+				"-c", "read -P 0x11 1M 1M", "-c", "read -P 0 2M 4M", "-c", "map", "-c", "info", "-c", "write -c 8M 64k", "-c", "write -z -u 4M 64k", "img.qcow2"),
+			{"qemu-io", "-f", "raw", "-c", "read -P 0x11 1M 1M", "-c", "read -P 0x11 4M 1M", "img.data"},
+			fqImg("map", "--output=json", "img.qcow2")}},
+		{name: "data-file/raw", noCompare: true, setup: [][]string{fqImg("create", "-q", "-f", "qcow2", "-o", "data_file=img.data,data_file_raw=on,cluster_size=4k", "img.qcow2", "16M")}, steps: [][]string{
+			ioStep("-c", "write -P 0x11 1M 4M", "-c", "discard 2M 2M", "-c", "write -z 3M 3M", "-c", "write -P 5 7M 1000", "-c", "info", "img.qcow2"),
+			{"qemu-io", "-f", "raw", "-c", "read -P 0 0 1M", "-c", "read -P 0x11 1M 1M", "-c", "read -P 0 3M 3M", "-c", "read -P 5 7M 1000", "img.data"},
+			dumpIncompat("img.qcow2")}},
+		{name: "data-file/options", noCompare: true, setup: [][]string{
+			fqImg("create", "-q", "-f", "qcow2", "-o", "data_file=img.data", "img.qcow2", "1M"),
+			fqImg("create", "-q", "-f", "qcow2", "plain.qcow2", "1M"),
+			{"cp", "img.data", "other.data"},
+		}, steps: [][]string{
+			ioStep("-c", "write -P 3 0 64k", "img.qcow2"),
+			ioStep("-c", "open -o data-file.filename=other.data img.qcow2", "-c", "read -P 0 0 64k"),
+			ioStep("-c", "open -o data-file.filename=nonexistent img.qcow2"),
+			ioStep("-c", "open -o data-file.filename=other.data plain.qcow2"),
+			ioStep("-c", "open -o data-file.filename=nonexistent plain.qcow2"),
+			{"sh", "-c", "mv img.data moved.data; true"},
+			ioStep("-c", "read 0 512", "img.qcow2"),
+			{"sh", "-c", "mv moved.data img.data; true"},
+			ioStep("-c", "read -P 3 0 64k", "img.qcow2")}},
+		{name: "data-file/dirty-repair", noCompare: true, setup: append(append([][]string(nil),
+			fqImg("create", "-q", "-f", "qcow2", "-o", "data_file=img.data,lazy_refcounts=on", "img.qcow2", "16M")),
+			killed("img.qcow2", "write -P 1 0 1M", "write -P 2 8M 64k")), steps: [][]string{
+			ioStep("-c", "read -P 1 0 1M", "-c", "write -P 3 4M 64k", "img.qcow2"), dumpIncompat("img.qcow2")}},
 		{name: "vmstate/basic", setup: [][]string{fqImg("create", "-q", "-f", "qcow2", "img.qcow2", "64M")}, steps: [][]string{
 			ioStep("-c", "write -b -P 0x11 0 4k", "-c", "read -b -P 0x11 0 4k", "-c", "read -b -v 0 32", "-c", "write -b 513 5",
 				"-c", "read -b 0 17", "-c", "write -b -z 0 512", "-c", "write -b -f 0 512", "-c", "read -b -P 0 64k 4k",
@@ -258,6 +289,9 @@ func TestQcow2FeaturesDiff(t *testing.T) {
 			check.Dir = gdir
 			if out, err := check.CombinedOutput(); err != nil {
 				t.Errorf("qemu-img check on gio's image: %v\n%s", err, out)
+			}
+			if c.noCompare {
+				return
 			}
 			cmp := exec.Command("qemu-img", "compare", qdir+"/"+image, gdir+"/"+image)
 			if out, err := cmp.CombinedOutput(); err != nil {

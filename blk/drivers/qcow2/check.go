@@ -385,6 +385,9 @@ func (s *state) checkRefcountsL2(co *blk.Co, res *checkResult, t *imrt, l2Offset
 					fmt.Fprintf(s.stderr, "ERROR offset=%x: Data cluster is not properly aligned; L2 entry corrupted.\n", off)
 				}
 			}
+			if s.hasDataFile() {
+				continue // data clusters have no refcounts
+			}
 			if err := s.incRefcounts(co, res, t, off, s.clusterSize); err != nil {
 				return err
 			}
@@ -675,6 +678,9 @@ func (s *state) checkOflagCopied(co *blk.Co, res *checkResult, fix int) error {
 				continue
 			}
 			rc, err := s.getRefcount(co, int64(le&l2eOffsetMask)>>s.clusterBits)
+			if s.hasDataFile() {
+				rc, err = 1, nil
+			}
 			if err != nil {
 				continue
 			}

@@ -29,6 +29,9 @@ func (s *state) PWriteCompressed(co *blk.Co, off int64, buf []byte) error {
 	if err := s.check(); err != nil {
 		return err
 	}
+	if s.hasDataFile() {
+		return unix.ENOTSUP
+	}
 	n := int64(len(buf))
 	if n == 0 {
 		l, err := s.file.Node.Length(co)

@@ -135,6 +135,7 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 
 	s := &state{self: nil, file: &blk.Child{Name: "file", Node: a.File}, loop: co.Loop()}
 	s.opts = defaultOpts(false)
+	s.data = s.file
 	s.stderr = io.Discard
 	s.report = func(error) {}
 	s.mu.lock(co)

@@ -150,6 +150,11 @@ type state struct {
 
 	// bitmaps are the persistent bitmaps, for info.
 	bitmaps []bitmapInfo
+
+	// data is where guest data lives: the file, or the external data
+	// file (datafile.go) named dataFileName in the header.
+	data         *blk.Child
+	dataFileName string
 }
 
 type region struct{ offset, bytes int64 }
@@ -304,6 +309,7 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.data = s.file
 	if err := s.takeOptions(a); err != nil {
 		return nil, err
 	}
@@ -314,6 +320,9 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	}
 	if oerr != nil {
 		return nil, oerr
+	}
+	if err := s.openDataFile(a); err != nil {
+		return nil, err
 	}
 	base := s.self.Filename()
 	if base == "" {
@@ -334,9 +343,6 @@ func (s *state) takeOptions(a *blk.OpenArgs) error {
 		return err
 	}
 	s.opts = r
-	if _, ok := o.Get("data-file"); ok || o.HasPrefix("data-file") {
-		return blk.Msgf(unix.EINVAL, "'data-file' can only be set for images with an external data file")
-	}
 	if o.HasPrefix("encrypt") {
 		format, _ := o.TakeString("encrypt.format")
 		return blk.Msgf(unix.EINVAL, "No encryption in image header, but options specified format '%s'", format)
@@ -419,8 +425,6 @@ func (s *state) doOpen(co *blk.Co) error {
 	}
 	// What gio does not implement is refused before anything depends on it.
 	switch {
-	case s.incompat&incompatDataFile != 0:
-		return blk.Msgf(unix.ENOTSUP, "qcow2: external data files are not supported by gio")
 	case s.incompat&incompatExtL2 != 0:
 		return blk.Msgf(unix.ENOTSUP, "qcow2: extended L2 entries are not supported by gio")
 	}
@@ -526,6 +530,9 @@ func (s *state) doOpen(co *blk.Co) error {
 		case extDataFile:
 			// Meaningless without the data file bit: dropped on rewrite,
 			// as QEMU does.
+			if s.incompat&incompatDataFile != 0 {
+				s.dataFileName = string(e.data)
+			}
 		case extBitmaps:
 			if s.autoclear&autoclearBitmaps != 0 {
 				s.bitmaps = s.readBitmaps(co, e.data)
@@ -550,8 +557,9 @@ func (s *state) doOpen(co *blk.Co) error {
 
 	// Unknown autoclear bits are cleared by a writer that does not know
 	// them (persistent bitmaps, for gio): that is what the bits are for.
-	if !s.readOnly && s.autoclear != 0 {
-		s.autoclear = 0
+	// A raw external data file gio keeps raw.
+	if keep := s.autoclear & autoclearDataFileRaw; !s.readOnly && s.autoclear != keep {
+		s.autoclear = keep
 		if err := s.updateHeader(co); err != nil {
 			return blk.Errorf(blk.ErrnoOf(err), "Could not update qcow2 header")
 		}
@@ -641,6 +649,9 @@ func (s *state) updateHeader(co *blk.Co) error {
 	if s.backingFormat != "" {
 		buf = appendExt(buf, extBackingFormat, []byte(s.backingFormat))
 	}
+	if s.hasDataFile() && s.dataFileName != "" {
+		buf = appendExt(buf, extDataFile, []byte(s.dataFileName))
+	}
 	if s.version >= 3 && s.clusterSize > 4096 {
 		buf = appendExt(buf, extFeatureTable, encodeFeatures(knownFeatures))
 	}
@@ -708,7 +719,12 @@ func (s *state) Info() (blk.Info, error) {
 			fmt.Sprintf("lazy refcounts: %t", s.compat&compatLazyRefcounts != 0)}
 		info.Specific = append(info.Specific, s.bitmapLines()...)
 		info.Specific = append(info.Specific,
-			fmt.Sprintf("refcount bits: %d", s.refcountBits),
+			fmt.Sprintf("refcount bits: %d", s.refcountBits))
+		if s.hasDataFile() {
+			info.Specific = append(info.Specific, "data file: "+s.dataFileName,
+				fmt.Sprintf("data file raw: %t", s.autoclear&autoclearDataFileRaw != 0))
+		}
+		info.Specific = append(info.Specific,
 			fmt.Sprintf("corrupt: %t", s.incompat&incompatCorrupt != 0),
 			"extended l2: false")
 	}

@@ -538,7 +538,9 @@ func (s *state) freeAnyCluster(co *blk.Co, entry uint64, typ discardType) {
 		s.freeClusters(co, off&^511, (off&511+size+511)&^511, typ)
 	case clusterNormal, clusterZeroAlloc:
 		off := int64(entry & l2eOffsetMask)
-		if s.offsetIntoCluster(off) != 0 {
+		if s.hasDataFile() {
+			s.freeDataCluster(co, off, typ)
+		} else if s.offsetIntoCluster(off) != 0 {
 			_ = s.corruptNonFatal("Cannot free unaligned cluster %#x", off)
 		} else {
 			s.freeClusters(co, off, s.clusterSize, typ)
