@@ -190,6 +190,20 @@ func FuzzOpen(f *testing.F) {
 			for i := 0; i+1 < len(kv); i += 2 {
 				opts.Set(kv[i], kv[i+1])
 			}
+			if ops[0]&0x80 != 0 {
+				// An external data file, for images with the data file bit.
+				df := &memFile{}
+				memMu.Lock()
+				memFiles[id+"-data"] = df
+				memMu.Unlock()
+				defer func() {
+					memMu.Lock()
+					delete(memFiles, id+"-data")
+					memMu.Unlock()
+				}()
+				opts.Set("data-file.driver", "mem")
+				opts.Set("data-file.id", id+"-data")
+			}
 		}
 		b, err := reg.Open(blk.Spec{Format: "qcow2", Opts: opts, Flags: blk.OpenFlags{Unmap: true}}, blk.NewLoop(blk.NewVirtualClock()))
 		if mf.violation != "" {
