@@ -34,14 +34,9 @@ func (n *Node) vmstate(co *Co, buf []byte, pos int64, save bool) error {
 	return unix.ENOTSUP
 }
 
-// primary is bdrv_primary_bs: the child a filter passes requests to, or
-// a format's file.
+// primary is bdrv_primary_bs: the child a filter passes requests to
+// (blkdebug's image), or a format's file.
 func (n *Node) primary() *Node {
-	if n.ops.filter != nil {
-		if c := n.ops.filter.FilteredChild(); c != nil {
-			return c.Node
-		}
-	}
 	if n.file != nil {
 		return n.file.Node
 	}
