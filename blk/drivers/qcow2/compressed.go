@@ -104,7 +104,7 @@ func (s *state) allocCompressedCluster(co *blk.Co, off, size int64) (int64, erro
 		return 0, err
 	}
 	defer s.l2Cache.put(e)
-	if l2Entry(e, l2i)&l2eOffsetMask != 0 {
+	if s.l2Entry(e, l2i)&l2eOffsetMask != 0 {
 		// Compression cannot overwrite anything.
 		return 0, unix.EIO
 	}
@@ -116,7 +116,7 @@ func (s *state) allocCompressedCluster(co *blk.Co, off, size int64) (int64, erro
 	entry := uint64(host) | oflagCompressed | uint64(sectors)<<s.csizeShift
 	s.file.Event(co, blk.EvL2UpdateCompressed)
 	s.l2Cache.markDirty(e)
-	setL2Entry(e, l2i, entry)
+	s.setL2Entry(e, l2i, entry)
 	return host, nil
 }
 

@@ -60,9 +60,9 @@ func (s *state) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) err
 		}
 		piece := buf[:n]
 		switch {
-		case typ == clusterZeroPlain || typ == clusterZeroAlloc || typ == clusterUnallocated && s.backing == nil:
+		case typ == clusterZeroPlain || typ == clusterZeroAlloc || isUnallocated(typ) && s.backing == nil:
 			err = clearInterruptibly(co, piece)
-		case typ == clusterUnallocated:
+		case isUnallocated(typ):
 			s.file.Event(co, blk.EvReadBackingAIO)
 			err = s.backing.Node.PRead(co, off, piece, 0)
 		case typ == clusterCompressed:
@@ -324,8 +324,9 @@ func (s *state) PWriteZeroes(co *blk.Co, off, n int64, flags blk.ReqFlags) error
 	if err := s.check(); err != nil {
 		return err
 	}
-	head := s.offsetIntoCluster(off)
-	tail := (off+n+s.clusterSize-1)&^(s.clusterSize-1) - (off + n)
+	scSize := int64(1) << s.subclusterBits
+	head := off & (scSize - 1)
+	tail := (off+n+scSize-1)&^(scSize-1) - (off + n)
 	if off+n == s.size {
 		tail = 0
 	}
@@ -335,7 +336,7 @@ func (s *state) PWriteZeroes(co *blk.Co, off, n int64, flags blk.ReqFlags) error
 		}
 		s.mu.lock(co)
 		off -= head
-		n = s.clusterSize
+		n = scSize
 		_, _, typ, err := s.getHostOffset(co, off, n)
 		if err != nil || typ == clusterNormal || typ == clusterCompressed {
 			s.mu.unlock()
@@ -387,7 +388,7 @@ func (s *state) BlockStatus(co *blk.Co, wantZero bool, off, n int64) (blk.Status
 		return blk.Status{}, err
 	}
 	st := blk.Status{Pnum: pnum}
-	if typ == clusterNormal || typ == clusterZeroAlloc {
+	if typ == clusterNormal || typ == clusterZeroAlloc || typ == clusterUnallocAlloc {
 		st.Map, st.File = int64(host), s.data.Node
 		st.Flags |= blk.StatusOffsetValid
 	}

@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 
 	"gio/blk"
 	"gio/blk/qdict"
@@ -90,13 +91,16 @@ type state struct {
 	readOnly bool
 	version  int
 
-	clusterBits   uint
-	clusterSize   int64
-	l2Bits        uint
-	l2Size        int64 // entries per L2 table
-	csizeShift    uint
-	csizeMask     uint64
-	clusterOffMsk uint64
+	clusterBits    uint
+	clusterSize    int64
+	l2Bits         uint
+	l2Size         int64 // entries per L2 table
+	l2EntrySize    int64 // 8, or 16 with extended L2 entries
+	extL2          bool  // extended L2 entries: 32 subclusters per cluster
+	subclusterBits uint
+	csizeShift     uint
+	csizeMask      uint64
+	clusterOffMsk  uint64
 
 	refcountOrder     uint
 	refcountBits      uint
@@ -427,10 +431,15 @@ func (s *state) doOpen(co *blk.Co) error {
 	if s.incompat&incompatCorrupt != 0 && !s.readOnly {
 		return blk.Msgf(unix.EACCES, "qcow2: Image is corrupt; cannot be opened read/write")
 	}
-	// What gio does not implement is refused before anything depends on it.
-	switch {
-	case s.incompat&incompatExtL2 != 0:
-		return blk.Msgf(unix.ENOTSUP, "qcow2: extended L2 entries are not supported by gio")
+	s.extL2 = s.incompat&incompatExtL2 != 0
+	s.l2EntrySize = 8
+	s.subclusterBits = s.clusterBits
+	if s.extL2 {
+		s.l2EntrySize = 16
+		s.subclusterBits = s.clusterBits - 5
+		if s.subclusterBits < minClusterBits {
+			return blk.Msgf(unix.EINVAL, "Unsupported subcluster size: %d", 1<<s.subclusterBits)
+		}
 	}
 	if h.RefcountOrder > 6 {
 		return blk.Msgf(unix.EINVAL, "Reference count entry width too large; may not exceed 64 bits")
@@ -441,7 +450,7 @@ func (s *state) doOpen(co *blk.Co) error {
 	if h.CryptMethod != 0 {
 		return blk.Msgf(unix.ENOTSUP, "qcow2: encrypted images are not supported by gio")
 	}
-	s.l2Bits = s.clusterBits - 3
+	s.l2Bits = s.clusterBits - uint(bits.TrailingZeros64(uint64(s.l2EntrySize)))
 	s.l2Size = 1 << s.l2Bits
 	s.refcountBlockBits = s.clusterBits + 3 - s.refcountOrder
 	s.refcountBlockSize = 1 << s.refcountBlockBits
@@ -702,7 +711,7 @@ func (s *state) Length(co *blk.Co) (int64, error) { return s.size, nil }
 // writes and discards in whole clusters, zero writes that may unmap and
 // never fall back for version 3 images (zero clusters need v3).
 func (s *state) RefreshLimits(l *blk.Limits) {
-	l.PwriteZeroesAlignment = s.clusterSize
+	l.PwriteZeroesAlignment = 1 << s.subclusterBits
 	l.PdiscardAlignment = s.clusterSize
 	if s.version >= 3 {
 		l.SupportedZeroFlags = blk.MayUnmap | blk.NoFallback
@@ -730,7 +739,7 @@ func (s *state) Info() (blk.Info, error) {
 		}
 		info.Specific = append(info.Specific,
 			fmt.Sprintf("corrupt: %t", s.incompat&incompatCorrupt != 0),
-			"extended l2: false")
+			fmt.Sprintf("extended l2: %t", s.extL2))
 	}
 	return info, nil
 }

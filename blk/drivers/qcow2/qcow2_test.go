@@ -259,7 +259,6 @@ func TestOpenErrors(t *testing.T) {
 		{"named-incompat", 72, be64(1<<5 | 1<<6), false, "Unsupported qcow2 feature(s): Unknown incompatible feature: 60"},
 		{"corrupt-rw", 72, be64(2), false, "qcow2: Image is corrupt; cannot be opened read/write"},
 		{"data-file", 72, be64(4), false, "'data-file' is required for this image"},
-		{"extended-l2", 72, be64(16), false, "qcow2: extended L2 entries are not supported by gio"},
 		{"compression-bit-zlib", 72, be64(8), false, "qcow2: Compression type incompatible feature bit must not be set"},
 		{"refcount-order-7", 96, be32(7), false, "Reference count entry width too large; may not exceed 64 bits"},
 		{"encrypted", 32, be32(1), false, "qcow2: encrypted images are not supported by gio"},
