@@ -117,6 +117,9 @@ func (s *state) allocCompressedCluster(co *blk.Co, off, size int64) (int64, erro
 	s.file.Event(co, blk.EvL2UpdateCompressed)
 	s.l2Cache.markDirty(e)
 	s.setL2Entry(e, l2i, entry)
+	if s.extL2 {
+		s.setL2Bitmap(e, l2i, 0) // compressed clusters have no subclusters
+	}
 	return host, nil
 }
 

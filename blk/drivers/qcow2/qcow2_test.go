@@ -142,6 +142,11 @@ func TestCreateMatchesQemuImg(t *testing.T) {
 		{"zstd", "1M", []string{"compression_type", "zstd"}},
 		{"zstd-lazy-4k", "64M", []string{"compression_type", "zstd", "lazy_refcounts", "on", "cluster_size", "4096"}},
 		{"zlib-explicit", "1M", []string{"compression_type", "zlib"}},
+		{"extended-l2", "1M", []string{"extended_l2", "on"}},
+		{"extended-l2-16k-big", "10G", []string{"extended_l2", "on", "cluster_size", "16384"}},
+		{"extended-l2-2M", "3M", []string{"extended_l2", "on", "cluster_size", "2097152"}},
+		{"extended-l2-backing", "1M", []string{"extended_l2", "on", "backing_file", "base.qcow2", "backing_fmt", "qcow2"}},
+		{"extended-l2-off", "1M", []string{"extended_l2", "off"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -195,6 +200,10 @@ func TestCreateErrors(t *testing.T) {
 		{[]string{"compression_type", "zstd", "compat", "0.10"}, "Non-zlib compression type is only supported with compatibility level 1.1 and above (use version=v3 or greater)"},
 		{[]string{"compression_type", "foo"}, "Parameter 'compression-type' does not accept value 'foo'"},
 		{[]string{"bogus", "1"}, "Invalid parameter 'bogus'"},
+		{[]string{"extended_l2", "bad"}, "Parameter 'extended_l2' expects 'on' or 'off'"},
+		{[]string{"extended_l2", "on", "cluster_size", "8192"}, "Extended L2 entries are only supported with cluster sizes of at least 16384 bytes"},
+		{[]string{"extended_l2", "on", "cluster_size", "1000"}, "Cluster size must be a power of two between 512 and 2048k"},
+		{[]string{"extended_l2", "on", "cluster_size", "1000", "compat", "0.10"}, "Extended L2 entries are only supported with compatibility level 1.1 and above (use version=v3 or greater)"},
 	} {
 		path := filepath.Join(dir, "x.qcow2")
 		os.WriteFile(path, nil, 0o644)
