@@ -160,6 +160,9 @@ type Loop struct {
 	readyBuf []*Co
 	// pool is the thread pool of -i threads, made on first use.
 	pool *ThreadPool
+	// chooser, when set, picks the next request at the choice points
+	// (see Chooser); nil is FIFO and costs one comparison per request.
+	chooser Chooser
 
 	// interrupted and stop are the Ctrl-C state; the only fields another
 	// goroutine (a signal handler) may touch.
@@ -326,6 +329,10 @@ func (l *Loop) runReady() bool {
 		}
 	}()
 	for len(l.ready) > 0 {
+		if l.chooser != nil && l.choose() {
+			progress = true
+			continue
+		}
 		co := l.ready[0]
 		l.ready[0] = nil
 		l.ready = l.ready[1:]
@@ -395,6 +402,9 @@ func (l *Loop) RunPending() {
 	for {
 		l.runReady()
 		if len(l.bhs) == 0 {
+			if l.chooser != nil && l.deliverChosen() {
+				continue
+			}
 			return
 		}
 		l.step()

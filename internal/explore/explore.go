@@ -1,0 +1,370 @@
+// Package explore finds races by enumerating schedules: it runs a .gio
+// script once per distinct answer sequence at the loop's choice points
+// (blk.Chooser), and checks every run with the oracles fsx uses (every
+// read against the overlap-aware model, the script's own "read -P",
+// requests that can never finish). The search is exhaustive depth-first
+// under a bound on deviations from FIFO, with sleep sets skipping
+// orderings of requests on disjoint ranges, or seeded random (PCT).
+package explore
+
+import (
+	"bytes"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gio/blk"
+	"gio/internal/fsx"
+)
+
+// Env is what explore needs from the program: sessions built as the
+// shell builds them, on a fresh loop with ch as its chooser.
+type Env struct {
+	NewSession func(out, errw io.Writer, ch blk.Chooser) fsx.Session
+}
+
+// Config bounds a search.
+type Config struct {
+	// MaxPreemptions bounds the deviations from FIFO per schedule (the
+	// answers the search chose other than the default).
+	MaxPreemptions int
+	// MaxSchedules stops the search after that many runs (0: no limit).
+	MaxSchedules int
+	// Budget stops the search after that much wall time (0: no limit).
+	Budget time.Duration
+	// NoReduce turns sleep sets off.
+	NoReduce bool
+	// Grain is the unit request ranges are widened to for independence
+	// (0: 4096, or the script's align= when larger).
+	Grain int64
+	// Random runs MaxSchedules seeded PCT schedules instead of the
+	// exhaustive search; Seed is the first seed and Depth PCT's d.
+	Random bool
+	Seed   int64
+	Depth  int
+	// Jobs is the number of parallel loops (0: 1).
+	Jobs int
+	// Progress, if not nil, is called now and then with the runs so far.
+	Progress func(runs int64)
+}
+
+// Failure is a failing schedule.
+type Failure struct {
+	Schedule Schedule
+	Seed     int64 // the PCT seed, in random mode
+	What     string
+}
+
+// Summary sums up a search.
+type Summary struct {
+	Runs     int64 // schedules run and checked
+	Pruned   int64 // redundant runs and alternatives skipped by sleep sets
+	States   int   // distinct outcomes (data the reads returned)
+	Failures int
+	Elapsed  time.Duration
+	// Stopped says which bound ended the search early ("" when the
+	// bounded search space was covered).
+	Stopped string
+	First   *Failure
+}
+
+// Rate is schedules per second.
+func (s Summary) Rate() float64 {
+	if s.Elapsed <= 0 {
+		return 0
+	}
+	return float64(s.Runs) / s.Elapsed.Seconds()
+}
+
+func (s Summary) String() string {
+	stop := "bounds covered"
+	if s.Stopped != "" {
+		stop = "stopped: " + s.Stopped
+	}
+	return fmt.Sprintf("%d schedules run, %d pruned, %d distinct outcomes, %d failures, %.0f schedules/s (%.2fs, %s)",
+		s.Runs, s.Pruned, s.States, s.Failures, s.Rate(), s.Elapsed.Seconds(), stop)
+}
+
+// Script is a parsed script: the lines that make the image, the body
+// explored, and the closing lines that check the final image.
+type Script struct {
+	Setup, Body, Closing []string
+	grain                int64
+	reduce               bool
+}
+
+// ParseScript reads a .gio script for exploration. The closing lines
+// drain the requests and read the image back under the model.
+func ParseScript(src string) (*Script, error) {
+	setup, body, err := fsx.ParseScript(src)
+	if err != nil {
+		return nil, err
+	}
+	if len(body) == 0 {
+		return nil, fmt.Errorf("no command after the create and open lines")
+	}
+	s := &Script{Setup: setup, Body: body, grain: 4096, reduce: true}
+	var size int64
+	for _, l := range setup {
+		f := strings.Fields(l)
+		if f[0] == "create" {
+			if len(f) != 3 {
+				return nil, fmt.Errorf("%q: explore wants \"create NAME SIZE\" (a raw scratch image the model follows)", l)
+			}
+			n, err := parseSize(f[2])
+			if err != nil || n <= 0 || n > 64<<20 {
+				return nil, fmt.Errorf("%q: size %s: a size up to 64M", l, f[2])
+			}
+			size = n
+		}
+		if strings.Contains(l, "qcow2") {
+			// Requests on disjoint ranges share qcow2 metadata.
+			s.reduce = false
+		}
+		for _, kv := range strings.FieldsFunc(l, func(r rune) bool { return r == ',' || r == ' ' }) {
+			if v, ok := strings.CutPrefix(kv, "file.align="); ok {
+				if a, err := parseSize(v); err == nil && a > s.grain {
+					s.grain = a
+				}
+			}
+		}
+	}
+	if size == 0 {
+		return nil, fmt.Errorf("no \"create NAME SIZE\" line: the model needs the image's size")
+	}
+	s.Closing = []string{"aio_flush", fmt.Sprintf("read -v 0 %d", min(size, 1<<20))}
+	return s, nil
+}
+
+// parseSize reads 512, 4k, 1M.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "k"), strings.HasSuffix(s, "K"):
+		mult, s = 1<<10, s[:len(s)-1]
+	case strings.HasSuffix(s, "M"), strings.HasSuffix(s, "m"):
+		mult, s = 1<<20, s[:len(s)-1]
+	}
+	var n int64
+	if _, err := fmt.Sscanf(s, "%d", &n); err != nil || fmt.Sprint(n) != s {
+		return 0, fmt.Errorf("%q is not a size", s)
+	}
+	return n * mult, nil
+}
+
+// outcome is one run's verdict.
+type outcome struct {
+	fail  string // "" when every oracle agreed
+	state uint64
+}
+
+// stateWriter hashes the hex dump lines a run prints (the data its reads
+// returned) and passes everything on.
+type stateWriter struct {
+	w   io.Writer
+	h   uint64
+	buf []byte
+}
+
+func (s *stateWriter) Write(p []byte) (int, error) {
+	s.buf = append(s.buf, p...)
+	for {
+		i := bytes.IndexByte(s.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := s.buf[:i]
+		if len(line) > 9 && line[8] == ':' {
+			h := fnv.New64a()
+			h.Write(line)
+			s.h = s.h*31 + h.Sum64()
+		}
+		s.buf = s.buf[i+1:]
+	}
+	return s.w.Write(p)
+}
+
+// stuckWriter notices "can never happen" on stderr: a request that can
+// never finish.
+type stuckWriter struct {
+	w     io.Writer
+	stuck string
+}
+
+func (s *stuckWriter) Write(p []byte) (int, error) {
+	if s.stuck == "" && bytes.Contains(p, []byte("can never happen")) {
+		s.stuck = strings.TrimSpace(string(p))
+	}
+	return s.w.Write(p)
+}
+
+// run runs the script once under ch.
+func (e Env) run(sc *Script, ch blk.Chooser) outcome {
+	var sw *stateWriter
+	var st *stuckWriter
+	fe := fsx.Env{NewSession: func(out, errw io.Writer) fsx.Session {
+		sw = &stateWriter{w: out}
+		st = &stuckWriter{w: errw}
+		return e.NewSession(sw, st, ch)
+	}}
+	body := append(append([]string(nil), sc.Body...), sc.Closing...)
+	res := fe.Check(sc.Setup, body, nil)
+	o := outcome{state: sw.h}
+	switch {
+	case res.Harness != nil:
+		o.fail = "explore could not follow the run: " + res.Harness.Error()
+	case len(res.Failures) > 0:
+		f := res.Target()
+		o.fail = fmt.Sprintf("line %d (%s): %s: %s", f.Line+1, f.Cmd, f.Kind, f.Detail)
+		if f.Line >= len(sc.Body) {
+			o.fail = fmt.Sprintf("final image check (%s): %s: %s", f.Cmd, f.Kind, f.Detail)
+		}
+	case st.stuck != "":
+		o.fail = "a request can never finish: " + st.stuck
+	}
+	return o
+}
+
+// Replay runs one schedule and returns its verdict ("" when it passes)
+// and whether the schedule fitted the run (every step it names was met
+// with that many alternatives).
+func (e Env) Replay(sc *Script, s Schedule) (string, bool) {
+	ch := newChooser(s.dense(), sc.grain, false)
+	o := e.run(sc, ch)
+	return o.fail, !ch.invalid && len(ch.tr) >= len(ch.prefix)
+}
+
+// search is the shared state of one exploration.
+type search struct {
+	env   Env
+	sc    *Script
+	cfg   Config
+	start time.Time
+
+	runs, pruned atomic.Int64
+	stop         atomic.Bool
+	stopped      string
+
+	mu     sync.Mutex
+	states map[uint64]bool
+	first  *Failure
+	firstT int // task index of first (the lowest wins)
+	nfail  int
+}
+
+func (s *search) grain() int64 {
+	if s.cfg.Grain > 0 {
+		return s.cfg.Grain
+	}
+	return s.sc.grain
+}
+
+func (s *search) reduce() bool { return !s.cfg.NoReduce && s.sc.reduce && !s.cfg.Random }
+
+// record counts a run and reports whether the search goes on.
+func (s *search) record(task int, o outcome, sched Schedule, seed int64) bool {
+	n := s.runs.Add(1)
+	s.mu.Lock()
+	s.states[o.state] = true
+	if o.fail != "" {
+		s.nfail++
+		if s.first == nil || task < s.firstT {
+			s.first = &Failure{Schedule: sched, Seed: seed, What: o.fail}
+			s.firstT = task
+		}
+	}
+	s.mu.Unlock()
+	if s.cfg.Progress != nil && n%64 == 0 {
+		s.cfg.Progress(n)
+	}
+	switch {
+	case s.cfg.MaxSchedules > 0 && n >= int64(s.cfg.MaxSchedules):
+		s.halt(fmt.Sprintf("-max-schedules %d reached", s.cfg.MaxSchedules))
+	case s.cfg.Budget > 0 && time.Since(s.start) > s.cfg.Budget:
+		s.halt(fmt.Sprintf("time budget %v spent", s.cfg.Budget))
+	}
+	return !s.stop.Load()
+}
+
+func (s *search) halt(why string) {
+	s.mu.Lock()
+	if s.stopped == "" {
+		s.stopped = why
+	}
+	s.mu.Unlock()
+	s.stop.Store(true)
+}
+
+// failedBefore reports whether a failure was found in a task before
+// task, which makes task pointless: the first failure in task order is
+// the one reported, whatever the number of jobs.
+func (s *search) failedBefore(task int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.first != nil && s.firstT < task
+}
+
+// Explore searches the schedules of sc under cfg.
+func (e Env) Explore(sc *Script, cfg Config) Summary {
+	s := &search{env: e, sc: sc, cfg: cfg, start: time.Now(), states: map[uint64]bool{}, firstT: -1}
+	if cfg.Random {
+		s.random()
+	} else {
+		s.exhaustive()
+	}
+	sum := Summary{Runs: s.runs.Load(), Pruned: s.pruned.Load(), States: len(s.states),
+		Failures: s.nfail, Elapsed: time.Since(s.start), First: s.first}
+	if s.first == nil || s.stopped != "" {
+		sum.Stopped = s.stopped
+	}
+	return sum
+}
+
+// parallel runs tasks 0..n-1 on cfg.Jobs workers, in order of index.
+func (s *search) parallel(n int, do func(task int)) {
+	jobs := max(s.cfg.Jobs, 1)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < jobs; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				t := int(next.Add(1) - 1)
+				if t >= n || s.stop.Load() {
+					return
+				}
+				if s.failedBefore(t) {
+					continue
+				}
+				do(t)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// random runs seeded PCT schedules.
+func (s *search) random() {
+	fifo := newChooser(nil, s.grain(), false)
+	o := s.env.run(s.sc, fifo)
+	if !s.record(0, o, nil, 0) || o.fail != "" {
+		return
+	}
+	steps := len(fifo.tr)
+	n := s.cfg.MaxSchedules
+	if n <= 0 {
+		n = 1000
+	}
+	depth := max(s.cfg.Depth, 1)
+	s.parallel(n, func(t int) {
+		seed := s.cfg.Seed + int64(t)
+		ch := newChooser(nil, s.grain(), false)
+		ch.pct = newPCT(seed, depth, steps)
+		s.record(t+1, s.env.run(s.sc, ch), sparse(ch.tr), seed)
+	})
+}
