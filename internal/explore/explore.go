@@ -104,6 +104,11 @@ func ParseScript(src string) (*Script, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newScript(setup, body)
+}
+
+// newScript makes a script of setup and body lines.
+func newScript(setup, body []string) (*Script, error) {
 	if len(body) == 0 {
 		return nil, fmt.Errorf("no command after the create and open lines")
 	}
@@ -136,7 +141,30 @@ func ParseScript(src string) (*Script, error) {
 	if size == 0 {
 		return nil, fmt.Errorf("no \"create NAME SIZE\" line: the model needs the image's size")
 	}
-	s.Closing = []string{"aio_flush", fmt.Sprintf("read -v 0 %d", min(size, 1<<20))}
+	s.Closing = []string{"aio_flush"}
+	// The final image is read back where the body wrote (what else
+	// it holds cannot change), widened to the grain.
+	lo, hi := size, int64(0)
+	for _, l := range body {
+		f := strings.Fields(l)
+		switch f[0] {
+		case "aio_write", "write", "discard":
+		default:
+			continue
+		}
+		if len(f) < 3 {
+			continue
+		}
+		off, err1 := parseSize(f[len(f)-2])
+		n, err2 := parseSize(f[len(f)-1])
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		lo, hi = min(lo, off/s.grain*s.grain), max(hi, (off+n+s.grain-1)/s.grain*s.grain)
+	}
+	if hi = min(hi, size); lo < hi {
+		s.Closing = append(s.Closing, fmt.Sprintf("read -v %d %d", lo, hi-lo))
+	}
 	return s, nil
 }
 

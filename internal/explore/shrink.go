@@ -1,0 +1,80 @@
+package explore
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Shrink makes a failure smaller: fewer deviations from FIFO (each
+// answer of the schedule dropped if the run still fails), then fewer
+// body lines (each deleted if a search of the smaller script within
+// small bounds still fails), until nothing goes.
+func (e Env) Shrink(sc *Script, f *Failure, cfg Config) (*Script, *Failure) {
+	for {
+		f = e.fewerChoices(sc, f)
+		changed := false
+		for i := len(sc.Body) - 1; i >= 0 && len(sc.Body) > 1; i-- {
+			body := append(append([]string(nil), sc.Body[:i]...), sc.Body[i+1:]...)
+			cand, err := newScript(sc.Setup, body)
+			if err != nil {
+				continue
+			}
+			if what, fits := e.Replay(cand, f.Schedule); fits && what != "" {
+				sc, f, changed = cand, &Failure{Schedule: f.Schedule, What: what}, true
+				continue
+			}
+			c := cfg
+			c.Random, c.Jobs, c.Progress = false, 1, nil
+			c.MaxSchedules = min(max(c.MaxSchedules, 1), 2000)
+			c.Budget = 2 * time.Second
+			if sum := e.Explore(cand, c); sum.First != nil {
+				sc, f, changed = cand, sum.First, true
+			}
+		}
+		if !changed {
+			return sc, f
+		}
+	}
+}
+
+// fewerChoices drops the schedule's answers one at a time while the run
+// still fails.
+func (e Env) fewerChoices(sc *Script, f *Failure) *Failure {
+	for i := len(f.Schedule) - 1; i >= 0; i-- {
+		s := append(append(Schedule(nil), f.Schedule[:i]...), f.Schedule[i+1:]...)
+		if what, fits := e.Replay(sc, s); fits && what != "" {
+			f = &Failure{Schedule: s, What: what}
+		}
+	}
+	return f
+}
+
+// oneValue matches a model failure that names the one value allowed.
+var oneValue = regexp.MustCompile(`byte at 0x([0-9a-f]+) is 0x[0-9a-f]+, allowed \{0x([0-9a-f]+) \([^)]*\)\}`)
+
+// Reproducer formats a failure as a .gio script. A FIFO schedule is the
+// order "gio run" follows, so the script fails under "gio run" too: a
+// failure of the final image check becomes a "read -P" of the first
+// wrong byte. Other schedules replay with "gio explore --schedule".
+func Reproducer(sc *Script, f *Failure) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# gio explore reproducer: schedule %s\n", f.Schedule)
+	fmt.Fprintf(&b, "# failure: %s\n", f.What)
+	if len(f.Schedule) == 0 {
+		b.WriteString("# replay: gio run FILE (FIFO order)\n")
+	} else {
+		fmt.Fprintf(&b, "# replay: gio explore --schedule %s FILE\n", f.Schedule)
+	}
+	for _, l := range sc.Setup {
+		b.WriteString(l + "\n")
+	}
+	for _, l := range sc.Body {
+		b.WriteString(l + "\n")
+	}
+	if m := oneValue.FindStringSubmatch(f.What); m != nil && strings.HasPrefix(f.What, "final image check") {
+		fmt.Fprintf(&b, "aio_flush\nread -P 0x%s 0x%s 1\n", m[2], m[1])
+	}
+	return b.String()
+}
