@@ -1,7 +1,7 @@
 package blk
 
 // ChoicePoint names a place where the loop could go on in more than one
-// way. There are two, so that a schedule is a short list of choices:
+// way. There are three, so that a schedule is a short list of choices:
 type ChoicePoint uint8
 
 const (
@@ -13,11 +13,20 @@ const (
 	// finished their I/O; one completion may be delivered first (its
 	// request becomes runnable), or none and the script goes on.
 	ChooseDeliver
+	// ChooseEffect: a request hands I/O to the outside world (Co.DoIO).
+	// Its transfer takes effect now, before it yields (0, what the loop
+	// does without a chooser), or late, when its completion is
+	// delivered (1), after whatever the loop runs in between: QEMU's
+	// thread pool may run the syscall at any moment in that window.
+	ChooseEffect
 )
 
 func (p ChoicePoint) String() string {
-	if p == ChooseDeliver {
+	switch p {
+	case ChooseDeliver:
 		return "deliver"
+	case ChooseEffect:
+		return "effect"
 	}
 	return "run"
 }
@@ -34,10 +43,26 @@ func (p ChoicePoint) String() string {
 // For ChooseDeliver, cands (one or more, in completion order) are the
 // requests whose I/O has completed, and Choose returns the index of the
 // one to deliver now, or len(cands) (the default) to let the script go
-// on. An index out of range means the default. The chooser must not keep
+// on. For ChooseEffect, cands is the one request doing I/O and Choose
+// returns 0 (effect now) or 1 (effect late). An index out of range means
+// the default. The chooser must not keep
 // cands (the loop reuses the slice) nor call back into the loop.
 type Chooser interface {
 	Choose(p ChoicePoint, cands []*Co) int
+}
+
+// DoIO is YieldIO for I/O whose transfer is effect: effect runs before
+// the request yields, or, when a chooser says so, after its completion
+// is delivered. It returns effect's error.
+func (co *Co) DoIO(effect func() error) error {
+	l := co.loop
+	if l.chooser == nil || l.chooser.Choose(ChooseEffect, []*Co{co}) != 1 {
+		err := effect()
+		co.YieldIO()
+		return err
+	}
+	co.YieldIO()
+	return effect()
 }
 
 // SetChooser installs c (nil restores FIFO, which costs nothing).

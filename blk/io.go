@@ -79,7 +79,9 @@ func (n *Node) PRead(co *Co, off int64, buf []byte, flags ReqFlags) error {
 // hand the driver aligned pieces no longer than max_transfer, zero-filling
 // what lies beyond the end of the node.
 func (n *Node) alignedPRead(co *Co, req *trackedReq, off int64, buf []byte, flags ReqFlags) error {
-	n.waitSerialising(co, req)
+	if !n.staleRMW || req.kind != trackWrite {
+		n.waitSerialising(co, req)
+	}
 	align := n.limits.RequestAlignment
 	total, err := n.Length(co)
 	if err != nil {

@@ -74,6 +74,9 @@ func runExplore(args []string) int {
 	fmt.Printf("gio explore: schedule %s fails: %s\n", sum.First.Schedule, sum.First.What)
 	small, f := exploreEnv.Shrink(sc, sum.First, o.Config)
 	fmt.Printf("gio explore: shrunk to %d lines, schedule %s: %s\n", len(small.Body), f.Schedule, f.What)
+	if bsc, bf, ok := exploreEnv.WithBreakpoints(small, f); ok {
+		small, f = bsc, bf
+	}
 	repro := explore.Reproducer(small, f)
 	if o.Out == "" {
 		fmt.Print(repro)

@@ -78,6 +78,28 @@ type chooser struct {
 	defAt     []int       // the answer the policy would give at each step
 	redundant int         // the step where every candidate slept, or -1
 	invalid   bool        // a prefix answer had no such alternative
+
+	// line is the body line running (set by the session); late lists
+	// the requests whose effect came late, with the lines of their
+	// submission and of the effect.
+	line int
+	late []lateEffect
+}
+
+// lateEffect is an I/O whose effect the schedule placed late.
+type lateEffect struct {
+	id               int
+	reqName          string
+	atLine, effectAt int
+}
+
+// ranReq notes that request id runs: a late effect happens now.
+func (c *chooser) ranReq(id int) {
+	for i := range c.late {
+		if c.late[i].id == id && c.late[i].effectAt < 0 {
+			c.late[i].effectAt = c.line
+		}
+	}
 }
 
 func newChooser(prefix []int, grain int64, reduce bool) *chooser {
@@ -110,6 +132,7 @@ func (c *chooser) ran(sp span) {
 // Choose implements blk.Chooser.
 func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 	if kind == blk.ChooseRun && len(cands) == 1 {
+		c.ranReq(cands[0].ID())
 		if c.reduce {
 			c.ran(spanOf(cands[0].Name(), c.grain))
 		}
@@ -117,13 +140,17 @@ func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 	}
 	step := len(c.tr)
 	p := point{kind: kind, n: len(cands)}
-	if kind == blk.ChooseDeliver {
+	switch kind {
+	case blk.ChooseDeliver:
 		p.n++
 		p.ids = make([]int, p.n)
 		for i, co := range cands {
 			p.ids[i+1] = co.ID()
 		}
-	} else {
+	case blk.ChooseEffect:
+		p.n = 2
+		p.ids = []int{cands[0].ID(), cands[0].ID()}
+	default:
 		p.ids = make([]int, p.n)
 		p.rngs = make([]span, p.n)
 		for i, co := range cands {
@@ -147,12 +174,19 @@ func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 	}
 	p.alt = alt
 	c.tr = append(c.tr, p)
+	if kind == blk.ChooseEffect {
+		if alt == 1 {
+			c.late = append(c.late, lateEffect{id: cands[0].ID(), reqName: cands[0].Name(), atLine: c.line, effectAt: -1})
+		}
+		return alt
+	}
 	if kind == blk.ChooseDeliver {
 		if alt == 0 {
 			return len(cands)
 		}
 		return alt - 1
 	}
+	c.ranReq(p.ids[alt])
 	if c.reduce {
 		c.ran(p.rngs[alt])
 	}
@@ -166,7 +200,7 @@ func (c *chooser) policy(p point, free bool) int {
 	if c.pct != nil {
 		return c.pct.choose(len(c.tr), p)
 	}
-	if p.kind == blk.ChooseDeliver || !c.reduce {
+	if p.kind != blk.ChooseRun || !c.reduce {
 		return 0
 	}
 	for i, id := range p.ids {

@@ -230,6 +230,26 @@ func (s *stuckWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
+// lineSession tells the chooser which body line runs (for reproducers
+// that place breakpoints): -1 and below during setup.
+type lineSession struct {
+	fsx.Session
+	line *int
+	base int
+	n    int
+}
+
+func (l *lineSession) Execute(line string) bool {
+	*l.line = l.n - l.base
+	l.n++
+	return l.Session.Execute(line)
+}
+
+func (l *lineSession) RunPending() {
+	*l.line = l.n - l.base
+	l.Session.RunPending()
+}
+
 // run runs the script once under ch.
 func (e Env) run(sc *Script, ch blk.Chooser) outcome {
 	var sw *stateWriter
@@ -237,7 +257,11 @@ func (e Env) run(sc *Script, ch blk.Chooser) outcome {
 	fe := fsx.Env{NewSession: func(out, errw io.Writer) fsx.Session {
 		sw = &stateWriter{w: out}
 		st = &stuckWriter{w: errw}
-		return e.NewSession(sw, st, ch)
+		s := e.NewSession(sw, st, ch)
+		if c, ok := ch.(*chooser); ok {
+			return &lineSession{Session: s, line: &c.line, base: len(sc.Setup)}
+		}
+		return s
 	}}
 	body := append(append([]string(nil), sc.Body...), sc.Closing...)
 	res := fe.Check(sc.Setup, body, nil)
@@ -261,9 +285,13 @@ func (e Env) run(sc *Script, ch blk.Chooser) outcome {
 // and whether the schedule fitted the run (every step it names was met
 // with that many alternatives).
 func (e Env) Replay(sc *Script, s Schedule) (string, bool) {
-	ch := newChooser(s.dense(), sc.grain, false)
-	o := e.run(sc, ch)
+	ch, o := e.replay(sc, s)
 	return o.fail, !ch.invalid && len(ch.tr) >= len(ch.prefix)
+}
+
+func (e Env) replay(sc *Script, s Schedule) (*chooser, outcome) {
+	ch := newChooser(s.dense(), sc.grain, false)
+	return ch, e.run(sc, ch)
 }
 
 // search is the shared state of one exploration.

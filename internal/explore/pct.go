@@ -43,6 +43,14 @@ func (p *pct) priority(id int) int {
 const depthLimit = 1 << 10
 
 func (p *pct) choose(step int, pt point) int {
+	if pt.kind == blk.ChooseEffect {
+		// Late with the probability of a change point: rare, as a
+		// syscall overtaken by later requests is.
+		if _, ok := p.change[step]; ok || p.rnd.Intn(8) == 0 {
+			return 1
+		}
+		return 0
+	}
 	best, bestPrio := 0, -1
 	for i, id := range pt.ids {
 		if pt.kind == blk.ChooseDeliver && i == 0 {

@@ -51,6 +51,51 @@ func (e Env) fewerChoices(sc *Script, f *Failure) *Failure {
 	return f
 }
 
+// WithBreakpoints rewrites a failing schedule as breakpoints, so that
+// "gio run" replays it: each write whose effect the schedule placed late
+// is suspended at its pwritev event by a "break" line before the line
+// that submits it, and a "resume" before the line where its effect came
+// lets it go on. The rewritten script is returned (with the FIFO
+// schedule) only when it fails under FIFO order, as "gio run" runs it.
+func (e Env) WithBreakpoints(sc *Script, f *Failure) (*Script, *Failure, bool) {
+	if len(f.Schedule) == 0 {
+		return sc, f, true
+	}
+	ch, _ := e.replay(sc, f.Schedule)
+	if len(ch.late) == 0 || len(ch.late) > 26 {
+		return nil, nil, false
+	}
+	before := make([][]string, len(sc.Body)+1)
+	at := func(line int) int {
+		if line < 0 || line > len(sc.Body) {
+			return len(sc.Body)
+		}
+		return line
+	}
+	for i, l := range ch.late {
+		if sp := spanOf(l.reqName, 1); !sp.known || !sp.write || l.atLine < 0 || l.atLine >= len(sc.Body) {
+			return nil, nil, false
+		}
+		tag := string(rune('A' + i))
+		before[l.atLine] = append(before[l.atLine], "break pwritev "+tag)
+		before[at(l.effectAt)] = append(before[at(l.effectAt)], "resume "+tag)
+	}
+	var body []string
+	for i, l := range sc.Body {
+		body = append(body, before[i]...)
+		body = append(body, l)
+	}
+	body = append(body, before[len(sc.Body)]...)
+	out, err := newScript(sc.Setup, body)
+	if err != nil {
+		return nil, nil, false
+	}
+	if what, _ := e.Replay(out, nil); what != "" {
+		return out, &Failure{What: what}, true
+	}
+	return nil, nil, false
+}
+
 // oneValue matches a model failure that names the one value allowed.
 var oneValue = regexp.MustCompile(`byte at 0x([0-9a-f]+) is 0x[0-9a-f]+, allowed \{0x([0-9a-f]+) \([^)]*\)\}`)
 
@@ -63,7 +108,7 @@ func Reproducer(sc *Script, f *Failure) string {
 	fmt.Fprintf(&b, "# gio explore reproducer: schedule %s\n", f.Schedule)
 	fmt.Fprintf(&b, "# failure: %s\n", f.What)
 	if len(f.Schedule) == 0 {
-		b.WriteString("# replay: gio run FILE (FIFO order)\n")
+		b.WriteString("# replay: gio run FILE\n")
 	} else {
 		fmt.Fprintf(&b, "# replay: gio explore --schedule %s FILE\n", f.Schedule)
 	}
