@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"gio/blk"
 	"gio/internal/explore"
@@ -24,7 +25,7 @@ var exploreEnv = explore.Env{NewSession: func(out, errw io.Writer, ch blk.Choose
 func runExplore(args []string) int {
 	o, err := explore.ParseArgs(args)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "gio explore: %v\n%s", err, explore.Usage)
+		fmt.Fprintf(os.Stderr, "gio explore: %v (gio explore -h for help)\n", err)
 		return 2
 	}
 	if o.Help {
@@ -66,6 +67,10 @@ func runExplore(args []string) int {
 	sum := exploreEnv.Explore(sc, o.Config)
 	if o.Progress != nil {
 		fmt.Fprint(os.Stderr, "\r\033[K")
+	}
+	if sum.Unsupported != "" {
+		fmt.Fprintf(os.Stderr, "gio explore: %s: %s\n", o.Script, strings.TrimPrefix(sum.Unsupported, "explore "))
+		return 2
 	}
 	fmt.Printf("gio explore: %s\n", sum)
 	if sum.First == nil {

@@ -16,8 +16,9 @@ const Usage = `usage: gio explore [-h] [-p N] [-n MAX] [-t BUDGET] [-j N] [--no-
                    [-o REPRO.gio] SCRIPT.gio
 
 Runs the script once per distinct schedule: at every point where more than
-one request could run, or a completed request could be delivered before
-the script goes on, each choice is tried. Every read is checked against
+one request could run, a completed request could be delivered before the
+script goes on, or an I/O could take effect at once or only when its
+completion is delivered, each choice is tried. Every read is checked against
 the overlap-aware model of fsx, the final image too, and so are the
 script's own "read -P" checks and requests that can never finish. The
 first failing schedule is shrunk and printed as a script (to -o if

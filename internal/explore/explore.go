@@ -70,6 +70,10 @@ type Summary struct {
 	// bounded search space was covered).
 	Stopped string
 	First   *Failure
+	// Unsupported says why the script cannot be explored: the model
+	// could not follow its FIFO run (output it does not know, two
+	// writes of one range in flight).
+	Unsupported string
 }
 
 // Rate is schedules per second.
@@ -178,7 +182,7 @@ func parseSize(s string) (int64, error) {
 		mult, s = 1<<20, s[:len(s)-1]
 	}
 	var n int64
-	if _, err := fmt.Sscanf(s, "%d", &n); err != nil || fmt.Sprint(n) != s {
+	if _, err := fmt.Sscanf(s, "%d", &n); err != nil || fmt.Sprint(n) != s || n < 0 || n > (1<<62)/mult {
 		return 0, fmt.Errorf("%q is not a size", s)
 	}
 	return n * mult, nil
@@ -186,8 +190,9 @@ func parseSize(s string) (int64, error) {
 
 // outcome is one run's verdict.
 type outcome struct {
-	fail  string // "" when every oracle agreed
-	state uint64
+	fail    string // "" when every oracle agreed
+	harness bool   // fail is the model losing track, not a verdict
+	state   uint64
 }
 
 // stateWriter hashes the hex dump lines a run prints (the data its reads
@@ -269,6 +274,7 @@ func (e Env) run(sc *Script, ch blk.Chooser) outcome {
 	switch {
 	case res.Harness != nil:
 		o.fail = "explore could not follow the run: " + res.Harness.Error()
+		o.harness = true
 	case len(res.Failures) > 0:
 		f := res.Target()
 		o.fail = fmt.Sprintf("line %d (%s): %s: %s", f.Line+1, f.Cmd, f.Kind, f.Detail)
@@ -367,6 +373,9 @@ func (s *search) failedBefore(task int) bool {
 // Explore searches the schedules of sc under cfg.
 func (e Env) Explore(sc *Script, cfg Config) Summary {
 	s := &search{env: e, sc: sc, cfg: cfg, start: time.Now(), states: map[uint64]bool{}, firstT: -1}
+	if o := e.run(sc, newChooser(nil, s.grain(), false)); o.harness {
+		return Summary{Unsupported: o.fail, Elapsed: time.Since(s.start)}
+	}
 	if cfg.Random {
 		s.random()
 	} else {

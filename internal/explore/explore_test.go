@@ -283,7 +283,7 @@ func BenchmarkSchedules(b *testing.B) {
 open -o driver=raw,file.align=4096 blkdebug::img
 aio_write -P 1 0 512
 aio_write -P 2 256 512
-aio_read 0 512
+aio_read -v 0 512
 aio_write -P 3 8k 512
 `)
 			var runs int64
@@ -293,4 +293,38 @@ aio_write -P 3 8k 512
 			b.ReportMetric(float64(runs)/b.Elapsed().Seconds(), "schedules/s")
 		})
 	}
+}
+
+// FuzzParseArgs: any command line gets options or a one-line error.
+func FuzzParseArgs(f *testing.F) {
+	for _, s := range []string{"x.gio", "-p 3 -n 10 x.gio", "--random -seed 5 -depth 2 x.gio", "--schedule 0:1,4:2 x.gio", "-t 1s -j 2 -o r.gio x.gio", "-p -1 x", "--schedule 3:0 x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		_, err := ParseArgs(strings.Fields(line))
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Fatalf("%q: error of more than one line: %q", line, err)
+		}
+	})
+}
+
+// FuzzParseScript: any script text parses or gets a one-line error, and
+// a schedule string round-trips.
+func FuzzParseScript(f *testing.F) {
+	f.Add(three, "0:1,3:2")
+	f.Add("create img 4k\nopen -o driver=raw,file.align=1M img\naio_write 0 4k\n", "fifo")
+	f.Add("open img\n", "x")
+	f.Fuzz(func(t *testing.T, src, sched string) {
+		if _, err := ParseScript(src); err != nil && strings.Contains(err.Error(), "\n") {
+			t.Fatalf("error of more than one line: %q", err)
+		}
+		s, err := ParseSchedule(sched)
+		if err != nil {
+			return
+		}
+		s2, err := ParseSchedule(s.String())
+		if err != nil || s2.String() != s.String() {
+			t.Fatalf("%q: %s does not round-trip: %v %v", sched, s, s2, err)
+		}
+	})
 }
