@@ -315,6 +315,8 @@ type search struct {
 	states map[uint64]bool
 	first  *Failure
 	firstT int // task index of first (the lowest wins)
+	// unsupported is set when the model cannot follow the FIFO run.
+	unsupported string
 	nfail  int
 }
 
@@ -329,6 +331,11 @@ func (s *search) reduce() bool { return !s.cfg.NoReduce && s.sc.reduce && !s.cfg
 
 // record counts a run and reports whether the search goes on.
 func (s *search) record(task int, o outcome, sched Schedule, seed int64) bool {
+	if task == 0 && o.harness {
+		s.unsupported = o.fail
+		s.halt("unsupported")
+		return false
+	}
 	n := s.runs.Add(1)
 	s.mu.Lock()
 	s.states[o.state] = true
@@ -373,9 +380,6 @@ func (s *search) failedBefore(task int) bool {
 // Explore searches the schedules of sc under cfg.
 func (e Env) Explore(sc *Script, cfg Config) Summary {
 	s := &search{env: e, sc: sc, cfg: cfg, start: time.Now(), states: map[uint64]bool{}, firstT: -1}
-	if o := e.run(sc, newChooser(nil, s.grain(), false)); o.harness {
-		return Summary{Unsupported: o.fail, Elapsed: time.Since(s.start)}
-	}
 	if cfg.Random {
 		s.random()
 	} else {
@@ -385,6 +389,9 @@ func (e Env) Explore(sc *Script, cfg Config) Summary {
 		Failures: s.nfail, Elapsed: time.Since(s.start), First: s.first}
 	if s.first == nil || s.stopped != "" {
 		sum.Stopped = s.stopped
+	}
+	if s.unsupported != "" {
+		return Summary{Unsupported: s.unsupported, Elapsed: sum.Elapsed}
 	}
 	return sum
 }
