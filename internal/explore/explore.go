@@ -317,7 +317,7 @@ type search struct {
 	firstT int // task index of first (the lowest wins)
 	// unsupported is set when the model cannot follow the FIFO run.
 	unsupported string
-	nfail  int
+	nfail       int
 }
 
 func (s *search) grain() int64 {
