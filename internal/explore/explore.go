@@ -121,10 +121,10 @@ func newScript(setup, body []string) (*Script, error) {
 	for _, l := range setup {
 		f := strings.Fields(l)
 		if f[0] == "create" {
-			if len(f) != 3 {
-				return nil, fmt.Errorf("%q: explore wants \"create NAME SIZE\" (a raw scratch image the model follows)", l)
+			if len(f) < 3 {
+				return nil, fmt.Errorf("%q: explore wants \"create [-f FMT] NAME SIZE\" (a scratch image the model follows)", l)
 			}
-			n, err := parseSize(f[2])
+			n, err := parseSize(f[len(f)-1])
 			if err != nil || n <= 0 || n > 64<<20 {
 				return nil, fmt.Errorf("%q: size %s: a size up to 64M", l, f[2])
 			}

@@ -12,6 +12,7 @@ import (
 	"gio/blk"
 	"gio/blk/drivers/file"
 	"gio/blk/drivers/null"
+	"gio/blk/drivers/qcow2"
 	"gio/blk/drivers/raw"
 	"gio/blkdebug"
 	"gio/internal/fsx"
@@ -26,7 +27,7 @@ var testEnv = Env{NewSession: func(out, errw io.Writer, ch blk.Chooser) fsx.Sess
 }}
 
 var shell = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
-	return blk.NewRegistry(file.Driver, raw.Driver, null.CoDriver, null.AIODriver,
+	return blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, null.CoDriver, null.AIODriver,
 		blkdebug.NewDriver(func() io.Writer { return out }))
 }}
 
@@ -68,6 +69,11 @@ aio_write -P 2 256 512
 open -o driver=raw,file.align=4096%s blkdebug::img
 aio_write -P 1 0 4k
 aio_write -P 2 256 512
+`},
+	{"qcow2 allocations without dependencies", ",x-alloc-deps=off", `create -f qcow2 img 1M
+open -o driver=qcow2%s img
+aio_write -P 1 0 512
+aio_write -P 2 4k 512
 `},
 }
 

@@ -236,8 +236,10 @@ func (r *runner) exec(line string, body int) bool {
 	r.now++
 	switch w.name {
 	case "create":
-		if len(w.args) == 2 {
-			if n, err := parseNum(w.args[1]); err == nil {
+		// create [-f FMT] [-o OPTS] NAME SIZE: the model follows the
+		// guest's view whatever the format.
+		if len(w.args) >= 2 {
+			if n, err := parseNum(w.args[len(w.args)-1]); err == nil {
 				r.m = newModel(n)
 			}
 		}

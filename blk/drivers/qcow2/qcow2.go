@@ -126,6 +126,10 @@ type state struct {
 	cacheDiscards      bool
 	discards           []region
 
+	// noAllocDeps is the debug switch x-alloc-deps=off (a mutation for
+	// gio explore): an allocating write no longer waits for another
+	// allocation in flight on the same cluster.
+	noAllocDeps bool
 	// allocs are the allocating writes in flight (cluster_allocs).
 	allocs []*l2meta
 
@@ -252,6 +256,11 @@ func (s *state) takeOptions(a *blk.OpenArgs) error {
 	if s.discardPassthrough[discardSnapshot], err = o.TakeBool("pass-discard-snapshot", true); err != nil {
 		return err
 	}
+	allocDeps, err := o.TakeBool("x-alloc-deps", true)
+	if err != nil {
+		return err
+	}
+	s.noAllocDeps = !allocDeps
 	if s.discardPassthrough[discardOther], err = o.TakeBool("pass-discard-other", false); err != nil {
 		return err
 	}
