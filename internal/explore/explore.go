@@ -10,7 +10,6 @@ package explore
 import (
 	"bytes"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"strings"
 	"sync"
@@ -212,9 +211,12 @@ func (s *stateWriter) Write(p []byte) (int, error) {
 		}
 		line := s.buf[:i]
 		if len(line) > 9 && line[8] == ':' {
-			h := fnv.New64a()
-			h.Write(line)
-			s.h = s.h*31 + h.Sum64()
+			// FNV-1a, inline: dump lines are most of the output.
+			h := s.h ^ 14695981039346656037
+			for _, c := range line {
+				h = (h ^ uint64(c)) * 1099511628211
+			}
+			s.h = h
 		}
 		s.buf = s.buf[i+1:]
 	}

@@ -388,8 +388,18 @@ func (r *runner) remove(req *request) {
 	}
 }
 
+// isHex8 reports whether s is 8 lower-case hex digits (a dump line's
+// offset), without a regexp: dump lines are most of the output.
+func isHex8(s string) bool {
+	for i := 0; i < 8; i++ {
+		if unhex(s[i]) < 0 {
+			return false
+		}
+	}
+	return true
+}
+
 var (
-	dumpLine  = regexp.MustCompile(`^[0-9a-f]{8}:  $`)
 	readLine  = regexp.MustCompile(`^read (\d+)/(\d+) bytes at offset (\d+)$`)
 	wroteLine = regexp.MustCompile(`^wrote (\d+)/(\d+) bytes at offset (\d+)$`)
 	statsLine = regexp.MustCompile(`^[0-9.]+ [A-Za-z]+, \d+ ops; `)
@@ -416,7 +426,7 @@ func (r *runner) collect() {
 func (r *runner) parseLine(l string) {
 	// Hex dump lines are most of the output: parsed by hand.
 	// "00001000:  cd cd ...  ................"
-	if len(l) > 11 && l[8] == ':' && l[9] == ' ' && l[10] == ' ' && dumpLine.MatchString(l[:11]) {
+	if len(l) > 11 && l[8] == ':' && l[9] == ' ' && l[10] == ' ' && isHex8(l[:8]) {
 		off, _ := strconv.ParseInt(l[:8], 16, 64)
 		if len(r.dumpData) == 0 {
 			r.dumpOff = off
