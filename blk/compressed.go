@@ -17,8 +17,11 @@ func (n *Node) PWriteCompressed(co *Co, off int64, buf []byte) error {
 	}
 	req := n.track(co, off, int64(len(buf)), trackWrite)
 	defer req.end()
-	n.waitSerialising(co, req)
+	if err := n.waitSerialising(co, req); err != nil {
+		return err
+	}
 	n.DebugEvent(co, EvPwritev)
+	co.markStarted(n.driver)
 	err := cw.PWriteCompressed(co, off, buf)
 	n.DebugEvent(co, EvPwritevDone)
 	n.writeGen++

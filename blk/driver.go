@@ -93,7 +93,11 @@ type Impl interface {
 	// PRead fills all of buf from offset off.
 	PRead(co *Co, off int64, buf []byte, flags ReqFlags) error
 	// PWrite writes buf at offset off. flags contains at most the node's
-	// SupportedWriteFlags.
+	// SupportedWriteFlags. It must not modify buf, even temporarily (the
+	// rule of io.Writer): callers share one buffer between requests
+	// (every in-flight "aio_write -P 0x5a 0 4k" writes the same one), so
+	// a driver that transforms data (encryption) does it in a buffer of
+	// its own.
 	PWrite(co *Co, off int64, buf []byte, flags ReqFlags) error
 	// Length returns the length in bytes (not rounded).
 	Length(co *Co) (int64, error)
@@ -242,9 +246,16 @@ type LimitsRefresher interface{ RefreshLimits(l *Limits) }
 
 // PermTaker is implemented by drivers that keep permissions (the file
 // driver, whose permissions are image locks). TakePerm adds p to what
-// the node holds, checking first that no other user of the image objects;
-// the error then carries QEMU's message (`Failed to get "write" lock`).
-type PermTaker interface{ TakePerm(p Perm) error }
+// the node holds. ParentPerms applies what a parent opened after the node
+// (a format found by probing) needs: f's TakePerms, UnsharePerms and
+// WritablePerms, as if the node had been opened with them. Both check
+// first that no other user of the image objects; the error then carries
+// QEMU's message (`Failed to get "write" lock`, `Failed to get shared
+// "write" lock`).
+type PermTaker interface {
+	TakePerm(p Perm) error
+	ParentPerms(f OpenFlags) error
+}
 
 // DebugEventer receives debug events fired on the node (blkdebug). It may
 // yield (a breakpoint) and runs with the token.

@@ -212,9 +212,7 @@ func (n *Node) checkWritableLength(loop *Loop) error {
 		return nil
 	}
 	var l int64
-	var lerr error
-	co := loop.Spawn("open: length", func(co *Co) { l, lerr = n.Length(co) })
-	if err := loop.RunUntil(co.Name(), co.Done); err != nil || lerr != nil {
+	if err := loop.RunSync("open: length", func(co *Co) (err error) { l, err = n.Length(co); return }); err != nil {
 		return nil
 	}
 	if l%n.limits.RequestAlignment != 0 {
@@ -366,26 +364,30 @@ func (n *Node) findConflict(self *trackedReq) *trackedReq {
 }
 
 // waitSerialising waits while a conflicting request is in flight
-// (bdrv_wait_serialising_requests). It yields.
-func (n *Node) waitSerialising(co *Co, self *trackedReq) {
+// (bdrv_wait_serialising_requests). It yields. It returns ErrWithdrawn
+// when the request was withdrawn from the wait (Loop.Withdraw).
+func (n *Node) waitSerialising(co *Co, self *trackedReq) error {
 	if n.noSerialise || (n.serialisingInFlight == 0 && !self.serialising) {
-		return
+		return nil
 	}
 	for {
 		r := n.findConflict(self)
 		if r == nil {
-			return
+			return nil
 		}
 		self.waitingFor = r
 		r.waiters = append(r.waiters, co)
-		co.park("waits for " + r.String())
+		ok := co.parkQueued("waits for "+r.String(), &r.waiters)
 		self.waitingFor = nil
+		if !ok {
+			return ErrWithdrawn
+		}
 	}
 }
 
 // makeSerialising widens the request's overlap range to align and waits
 // for conflicting requests (bdrv_make_request_serialising).
-func (n *Node) makeSerialising(co *Co, r *trackedReq, align int64) {
+func (n *Node) makeSerialising(co *Co, r *trackedReq, align int64) error {
 	if !r.serialising {
 		r.serialising = true
 		n.serialisingInFlight++
@@ -400,9 +402,9 @@ func (n *Node) makeSerialising(co *Co, r *trackedReq, align int64) {
 		r.overlapLen = end - r.overlapOff
 	}
 	if n.staleRMW && align > 1 {
-		return
+		return nil
 	}
-	n.waitSerialising(co, r)
+	return n.waitSerialising(co, r)
 }
 
 // checkRequest rejects negative or overflowing ranges (bdrv_check_request).

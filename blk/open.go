@@ -32,6 +32,13 @@ type Driver struct {
 	// status reads an area neither data nor zero in such a node as
 	// zeroes when there is no backing file, or past its end.
 	SupportsBacking bool
+	// PassThrough marks drivers that change nothing when a request
+	// enters them but hand it on to a child (raw, blkdebug). A request
+	// that has entered only such drivers has not started its I/O, so a
+	// wait of the generic layer below them may still be withdrawn
+	// (Loop.Withdraw). Formats with state of their own (qcow2) and
+	// protocols leave it false.
+	PassThrough bool
 	// Create formats an empty protocol node as an image of this format
 	// (QEMU's bdrv_co_create); nil when the driver cannot create images.
 	Create func(co *Co, a *CreateArgs) error
@@ -125,6 +132,11 @@ type OpenFlags struct {
 	// take-child-perms and unshare-child-perms); the file driver locks
 	// the result (see Perm).
 	TakePerms, UnsharePerms Perm
+	// WritablePerms are what the parent takes whenever it is writable,
+	// and gives back when it becomes read-only (qcow2: write and resize
+	// on its file, bdrv_default_perms_for_storage), so that reopen -r
+	// and -w move them as QEMU does.
+	WritablePerms Perm
 }
 
 // OpenArgs is what a driver's Open receives.
@@ -171,6 +183,13 @@ func (a *OpenArgs) OpenChild(name string, primary, required bool) (*Child, error
 	var cn *Node
 	if pre := a.preopened[name]; pre != nil {
 		cn = pre
+		// Probing opened the protocol before the format was known, with
+		// a user's permissions: what the format needs on its file (qcow2
+		// takes resize and shares neither write nor resize) is asked
+		// now, as QEMU settles it when the child is attached.
+		if err := adjustPerms(cn, a.Flags); err != nil {
+			return nil, err
+		}
 	} else {
 		copts := a.Opts.ExtractPrefix(name)
 		if ref, ok := a.Opts.Get(name); ok {
@@ -408,6 +427,20 @@ func setFilename(d *Driver, filename string, opts *qdict.Dict) error {
 	}
 	opts.Set("filename", filename)
 	return nil
+}
+
+// adjustPerms gives the data nodes from n down what a parent opened
+// after them needs (PermTaker.ParentPerms).
+func adjustPerms(n *Node, flags OpenFlags) error {
+	if flags.TakePerms == 0 && flags.UnsharePerms == 0 && flags.WritablePerms == 0 {
+		return nil
+	}
+	return eachDataNode(n, func(n *Node) error {
+		if n.ops.perm == nil {
+			return nil
+		}
+		return n.ops.perm.ParentPerms(flags)
+	})
 }
 
 // probeAndOpen opens the protocol layer, reads its first bytes and picks

@@ -52,22 +52,17 @@ func (p Perm) String() string {
 // PermBits is the number of permission bits (the lock bytes per base).
 const PermBits = 4
 
-// TakePerm makes every node of the graph that keeps permissions hold p.
-// qemu-io grows its image's permissions when a command needs more than
-// the open gave (write commands need write, truncate write and resize,
-// and a write after "reopen -w" takes write again); gio's command layer
-// calls this before such commands.
+// TakePerm makes every data node of the graph that keeps permissions
+// hold p (backing files keep what they have: see dataNodes). qemu-io
+// grows its image's permissions when a command needs more than the open
+// gave (write commands need write, truncate write and resize, and a
+// write after "reopen -w" takes write again); gio's command layer calls
+// this before such commands.
 func (b *Backend) TakePerm(p Perm) error {
-	var err error
-	var walk func(n *Node)
-	walk = func(n *Node) {
-		for _, c := range n.children {
-			walk(c.Node)
+	return eachDataNode(b.Root, func(n *Node) error {
+		if n.ops.perm != nil {
+			return n.ops.perm.TakePerm(p)
 		}
-		if n.ops.perm != nil && err == nil {
-			err = n.ops.perm.TakePerm(p)
-		}
-	}
-	walk(b.Root)
-	return err
+		return nil
+	})
 }

@@ -28,6 +28,7 @@ func NewDriver(out func() io.Writer) *blk.Driver {
 	return &blk.Driver{
 		Name:          "blkdebug",
 		Protocol:      "blkdebug",
+		PassThrough:   true, // a filter: data goes to the image child unchanged
 		ParseFilename: parseFilename,
 		Open:          func(a *blk.OpenArgs) (blk.Impl, error) { return open(a, out) },
 		Options:       options,

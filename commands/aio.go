@@ -105,7 +105,7 @@ func aioWriteCmd(s *Session, name string, opts []getopt.Opt, args []string) erro
 		if vo.P {
 			pat = vo.pat
 		}
-		buf = fill(total, pat)
+		buf = s.patternBuf(total, pat)
 	}
 	start := s.Loop.Now()
 	s.runAIO(fmt.Sprintf("aio_write %d %d", off, total),

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -304,8 +305,11 @@ func (s *Session) parseOptionsReporting(str string, report func(format string, a
 	return d, true
 }
 
-// CloseImage drains, flushes and closes the image. A drain that can never
-// finish is reported; the image is closed anyway.
+// CloseImage drains, flushes and closes the image. Where qemu-io would
+// hang (requests suspended at a breakpoint nobody can resume any more),
+// the image is closed anyway and the requests are dropped: they never
+// complete. That is said on stderr, naming each one; the close itself
+// succeeded, so it is not a failure.
 func (s *Session) CloseImage() bool {
 	if s.Img == nil {
 		return true
@@ -313,11 +317,12 @@ func (s *Session) CloseImage() bool {
 	err := s.Img.Close()
 	s.Img = nil
 	s.openLine = ""
-	if err != nil {
-		s.stuck(err)
-		return false
+	var st *blk.ErrStuck
+	if errors.As(err, &st) {
+		fmt.Fprintf(s.Err, "gio: image closed; dropped requests that can never complete: %s\n", strings.Join(st.Waiters, "; "))
+		return true
 	}
-	return true
+	return err == nil
 }
 
 func closeCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
@@ -383,11 +388,17 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 		return s.stuck(err)
 	}
 	if ro && !s.Img.ReadOnly() {
-		// Going read-only flushes what was written, as bdrv_reopen does.
-		if err := s.runSync("reopen flush", func(co *blk.Co) error { return s.Img.Flush(co) }); err != nil {
+		// Going read-only flushes what was written, as bdrv_reopen does
+		// (ignoring a failure). A flush that cannot finish fails the
+		// reopen before anything changed; the flush itself changes no
+		// data, whenever it completes.
+		co := s.Loop.Spawn("reopen flush", func(co *blk.Co) { _ = s.Img.Flush(co) })
+		if err := s.Loop.RunUntil(co.Name(), co.Done); err != nil {
 			if e := s.stuck(err); e != nil {
 				return e
 			}
+			s.errorReport("%s", errText(err))
+			return errFailed
 		}
 	}
 	if err := s.Img.SetReadOnly(ro); err != nil {
@@ -428,26 +439,25 @@ func truncateCmd(s *Session, name string, opts []getopt.Opt, args []string) erro
 		fmt.Fprintln(s.Out, strings.Replace(err.Error(), "-- "+args[0], "-- "+shown, 1))
 		return errFailed
 	}
-	err = s.runSync("truncate", func(co *blk.Co) error { return s.Img.Truncate(co, size, prealloc) })
-	if e := s.stuck(err); e != nil {
-		return e
-	}
-	if err != nil {
-		s.errorReport("%s", errText(err))
-		return errFailed
-	}
-	return nil
+	return s.runSync("truncate", func(co *blk.Co) error { return s.Img.Truncate(co, size, prealloc) }, func(err error) error {
+		if err != nil {
+			s.errorReport("%s", errText(err))
+			return errFailed
+		}
+		return nil
+	})
 }
 
 func lengthCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 	var l int64
-	err := s.runSync("length", func(co *blk.Co) (err error) { l, err = s.Img.Length(co); return })
-	if err != nil {
-		fmt.Fprintf(s.Out, "getlength: %s\n", errText(err))
-		return errFailed
-	}
-	fmt.Fprintln(s.Out, cvt.Size(float64(l)))
-	return nil
+	return s.runSync("length", func(co *blk.Co) (err error) { l, err = s.Img.Length(co); return }, func(err error) error {
+		if err != nil {
+			fmt.Fprintf(s.Out, "getlength: %s\n", errText(err))
+			return errFailed
+		}
+		fmt.Fprintln(s.Out, cvt.Size(float64(l)))
+		return nil
+	})
 }
 
 // infoCmd is qemu-io's info_f: protocol and filter drivers have both a
@@ -486,7 +496,7 @@ func mapCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 	var length int64
 	var lerr error
 	var lines []string
-	err := s.runSync("map", func(co *blk.Co) error {
+	return s.runSync("map", func(co *blk.Co) error {
 		length, lerr = s.Img.Length(co)
 		if lerr != nil {
 			return nil
@@ -512,26 +522,24 @@ func mapCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 			left -= n
 		}
 		return nil
+	}, func(err error) error {
+		if lerr != nil {
+			s.errorReport("Failed to query image length: %s", errText(lerr))
+			return errFailed
+		}
+		for _, l := range lines {
+			fmt.Fprintln(s.Out, l)
+		}
+		if err == errUnexpectedEnd {
+			s.errorReport("Unexpected end of image")
+			return errFailed
+		}
+		if err != nil {
+			s.errorReport("Failed to get allocation status: %s", errText(err))
+			return errFailed
+		}
+		return nil
 	})
-	if e := s.stuck(err); e != nil {
-		return e
-	}
-	if lerr != nil {
-		s.errorReport("Failed to query image length: %s", errText(lerr))
-		return errFailed
-	}
-	for _, l := range lines {
-		fmt.Fprintln(s.Out, l)
-	}
-	if err == errUnexpectedEnd {
-		s.errorReport("Unexpected end of image")
-		return errFailed
-	}
-	if err != nil {
-		s.errorReport("Failed to get allocation status: %s", errText(err))
-		return errFailed
-	}
-	return nil
 }
 
 var errUnexpectedEnd = fmt.Errorf("unexpected end of image")
@@ -574,7 +582,7 @@ func allocCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 		}
 	}
 	var sum int64
-	err := s.runSync("alloc", func(co *blk.Co) error {
+	return s.runSync("alloc", func(co *blk.Co) error {
 		off, remaining := start, count
 		for remaining > 0 {
 			if co.Loop().Interrupted() {
@@ -595,16 +603,14 @@ func allocCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 			}
 		}
 		return nil
+	}, func(err error) error {
+		if err != nil {
+			fmt.Fprintf(s.Out, "is_allocated failed: %s\n", errText(err))
+			return errFailed
+		}
+		fmt.Fprintf(s.Out, "%d/%d bytes allocated at offset %s\n", sum, count, cvt.Size(float64(start)))
+		return nil
 	})
-	if e := s.stuck(err); e != nil {
-		return e
-	}
-	if err != nil {
-		fmt.Fprintf(s.Out, "is_allocated failed: %s\n", errText(err))
-		return errFailed
-	}
-	fmt.Fprintf(s.Out, "%d/%d bytes allocated at offset %s\n", sum, count, cvt.Size(float64(start)))
-	return nil
 }
 
 // reopenKey names the option bdrv_reopen_prepare complains about first.

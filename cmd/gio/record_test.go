@@ -786,7 +786,7 @@ func recordedAs(c *recCase) observed {
 const (
 	gioTimeout   = 3 * time.Minute
 	qemuTimeout  = 3 * time.Minute
-	crashTimeout = 20 * time.Second
+	crashTimeout = 60 * time.Second // a crash is quick; the margin is for a loaded machine
 	hangTimeout  = 3 * time.Second
 )
 

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -289,7 +290,12 @@ func TestScriptsAgainstQemuIO(t *testing.T) {
 				t.Errorf("images differ: %s", d)
 			}
 			var sb bytes.Buffer
+			// The in-process run holds OFD image locks; no child may be
+			// forked meanwhile (it would inherit them until it execs, and a
+			// lock would outlive its close): the other subtests run qemu-io.
+			syscall.ForkLock.Lock()
 			env.RunScript(filepath.Base(path), string(src), "", &sb, &sb, true)
+			syscall.ForkLock.Unlock()
 			script := scriptPrefix.ReplaceAllString(failedNote.ReplaceAllString(sb.String(), ""), "")
 			if a, b := strings.TrimSuffix(repl.Normalize(q.out), "\n"), strings.TrimSuffix(repl.Normalize(script), "\n"); a != b {
 				t.Errorf("script mode output differs from qemu-io:\n%s", repl.UnifiedDiff("qemu-io", "gio run", a, b))

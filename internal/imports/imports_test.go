@@ -22,27 +22,29 @@ var allowed = map[string][]string{
 	// cutils is the leaf of leaves: QEMU's C-style number and string
 	// rules, shared by commands (through cvt), qdict and blkdebug.
 	"gio/internal/cutils": {},
+	"gio/cmd/gio":         {"gio/"},
+
 	// explore drives the loop's chooser (blk) and checks runs with fsx.
 	"gio/internal/explore": {"gio/blk", "gio/internal/"},
-	"gio/cmd/gio":          {"gio/"},
 }
 
 // level orders the packages of DESIGN.md from the leaves up: an allowed
 // import always points to a lower level (TestAllowedPointsDown), so the
 // table cannot grow an upward edge.
 var level = map[string]int{
-	"gio/internal/cutils":  0,
-	"gio/internal/":        1,
-	"gio/blk/qdict":        2,
-	"gio/blk":              3,
-	"gio/blk/drivers/":     4,
-	"gio/blkdebug":         4,
-	"gio/blk/blktest":      5,
-	"gio/internal/explore": 5,
-	"gio/commands":         6,
-	"gio/repl":             7,
-	"gio/":                 8, // as an import of cmd/gio: any package below it
-	"gio/cmd/gio":          9,
+	"gio/internal/cutils": 0,
+	"gio/internal/":       1,
+	"gio/blk/qdict":       2,
+	"gio/blk":             3,
+	"gio/blk/drivers/":    4,
+	"gio/blkdebug":        4,
+	"gio/blk/blktest":     5,
+	"gio/commands":        6,
+	"gio/repl":            7,
+	"gio/":                8, // as an import of cmd/gio: any package below it
+	"gio/cmd/gio":         9,
+
+	"gio/internal/explore": 5, // beside blktest: above blk, below commands
 }
 
 func TestAllowedPointsDown(t *testing.T) {

@@ -192,7 +192,7 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	}
 	// Image locks: what qemu-io's user of the image needs
 	// (raw_check_perm and raw_set_perm when the node gets its parent).
-	n.locks = locks{use: useLock, shared: blk.PermAll}
+	n.locks = locks{use: useLock, shared: blk.PermAll, forceShare: a.Flags.ForceShare, writable: a.Flags.WritablePerms}
 	if err := n.setPerm(wantedPerms(a.Flags)); err != nil {
 		n.Close()
 		return nil, err
