@@ -15,9 +15,10 @@ const (
 	ChooseDeliver
 	// ChooseEffect: a request hands I/O to the outside world (Co.DoIO).
 	// Its transfer takes effect now, before it yields (0, what the loop
-	// does without a chooser), or late, when its completion is
-	// delivered (1), after whatever the loop runs in between: QEMU's
-	// thread pool may run the syscall at any moment in that window.
+	// does without a chooser), or as late as can be (1): the request is
+	// held until a wait (RunUntil) has nothing else to run, then its
+	// transfer happens and it goes on. QEMU's thread pool may run the
+	// syscall at any moment between submission and completion.
 	ChooseEffect
 )
 
@@ -52,8 +53,8 @@ type Chooser interface {
 }
 
 // DoIO is YieldIO for I/O whose transfer is effect: effect runs before
-// the request yields, or, when a chooser says so, after its completion
-// is delivered. It returns effect's error.
+// the request yields, or, when a chooser says so, once a wait has
+// nothing else to run (see ChooseEffect). It returns effect's error.
 func (co *Co) DoIO(effect func() error) error {
 	l := co.loop
 	if l.chooser == nil || l.chooser.Choose(ChooseEffect, []*Co{co}) != 1 {
@@ -61,8 +62,20 @@ func (co *Co) DoIO(effect func() error) error {
 		co.YieldIO()
 		return err
 	}
-	co.YieldIO()
+	l.held = append(l.held, co)
+	co.park("waits for I/O (held late)")
 	return effect()
+}
+
+// releaseHeld makes the oldest held request runnable: its late transfer
+// happens when it runs.
+func (l *Loop) releaseHeld() bool {
+	co := l.held[0]
+	copy(l.held, l.held[1:])
+	l.held[len(l.held)-1] = nil
+	l.held = l.held[:len(l.held)-1]
+	l.ready = append(l.ready, co)
+	return true
 }
 
 // SetChooser installs c (nil restores FIFO, which costs nothing).

@@ -174,7 +174,9 @@ type Loop struct {
 	pool *ThreadPool
 	// chooser, when set, picks the next request at the choice points
 	// (see Chooser); nil is FIFO and costs one comparison per request.
+	// held are the requests whose I/O a chooser made late (Co.DoIO).
 	chooser Chooser
+	held    []*Co
 
 	// interrupted and stop are the Ctrl-C state; the only fields another
 	// goroutine (a signal handler) may touch.
@@ -546,6 +548,9 @@ func (l *Loop) RunUntil(what string, cond func() bool) error {
 			continue
 		}
 		if len(l.engines) > 0 && l.pollEngines(true) {
+			continue
+		}
+		if len(l.held) > 0 && l.releaseHeld() {
 			continue
 		}
 		if l.fireTimer(-1) || l.Interrupted() {

@@ -48,6 +48,11 @@ func runExplore(args []string) int {
 		return 2
 	}
 	defer cleanup()
+	if o.HasSchedule && o.Verbose {
+		for _, l := range exploreEnv.Trace(sc, o.Schedule) {
+			fmt.Println(l)
+		}
+	}
 	if o.HasSchedule {
 		what, fits := exploreEnv.Replay(sc, o.Schedule)
 		if !fits {

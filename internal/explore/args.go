@@ -34,6 +34,7 @@ given). Exit status: 1 failure found, 0 none within the bounds, 2 usage.
   -seed N         first PCT seed (1)
   -depth D        PCT depth: priority change points + 1 (3)
   --schedule S    run only schedule S (as printed) and report its verdict
+  -v              with --schedule: list every choice point of the run
   -o FILE         write the reproducer to FILE
 `
 
@@ -45,6 +46,7 @@ type Options struct {
 	Out         string
 	Script      string
 	Help        bool
+	Verbose     bool
 }
 
 // ParseArgs reads gio explore's arguments; an error is one line.
@@ -62,6 +64,7 @@ func ParseArgs(args []string) (Options, error) {
 	fs.IntVar(&o.Depth, "depth", 3, "")
 	sched := fs.String("schedule", "", "")
 	fs.StringVar(&o.Out, "o", "", "")
+	fs.BoolVar(&o.Verbose, "v", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			o.Help = true

@@ -131,6 +131,13 @@ func (c *chooser) ran(sp span) {
 
 // Choose implements blk.Chooser.
 func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
+	if c.line < 0 {
+		// Creating and opening the image is not what is explored.
+		if kind == blk.ChooseDeliver {
+			return len(cands)
+		}
+		return 0
+	}
 	if kind == blk.ChooseRun && len(cands) == 1 {
 		c.ranReq(cands[0].ID())
 		if c.reduce {
@@ -139,7 +146,7 @@ func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 		return 0
 	}
 	step := len(c.tr)
-	p := point{kind: kind, n: len(cands)}
+	p := point{kind: kind, n: len(cands), line: c.line}
 	switch kind {
 	case blk.ChooseDeliver:
 		p.n++

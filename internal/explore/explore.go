@@ -266,6 +266,7 @@ func (e Env) run(sc *Script, ch blk.Chooser) outcome {
 		st = &stuckWriter{w: errw}
 		s := e.NewSession(sw, st, ch)
 		if c, ok := ch.(*chooser); ok {
+			c.line = -len(sc.Setup)
 			return &lineSession{Session: s, line: &c.line, base: len(sc.Setup)}
 		}
 		return s

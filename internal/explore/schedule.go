@@ -83,6 +83,7 @@ type point struct {
 	ids  []int // candidate request ids in normalised order (0: none for deliver)
 	rngs []span
 	cost int // 1 when the answer is a deviation the bound counts
+	line int // the body line running when the point was met
 }
 
 // sparse returns the schedule of a trace.
@@ -94,4 +95,30 @@ func sparse(tr []point) Schedule {
 		}
 	}
 	return s
+}
+
+// Trace runs schedule s and describes every choice point the run met:
+// step, kind, the candidates (request ids; "script" for the script
+// going on) and the answer taken, one line each.
+func (e Env) Trace(sc *Script, s Schedule) []string {
+	ch, o := e.replay(sc, s)
+	var out []string
+	for i, p := range ch.tr {
+		var cands []string
+		for j, id := range p.ids {
+			switch {
+			case p.kind == blk.ChooseDeliver && j == 0:
+				cands = append(cands, "script")
+			case p.kind == blk.ChooseEffect:
+				cands = []string{fmt.Sprintf("#%d now", id), fmt.Sprintf("#%d late", id)}
+			default:
+				cands = append(cands, fmt.Sprintf("#%d", id))
+			}
+		}
+		out = append(out, fmt.Sprintf("%d %s line %d [%s] -> %d", i, p.kind, p.line+1, strings.Join(cands, " "), p.alt))
+	}
+	if o.fail != "" {
+		out = append(out, "failure: "+o.fail)
+	}
+	return out
 }
