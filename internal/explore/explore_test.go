@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"gio/blk"
@@ -74,6 +75,15 @@ aio_write -P 2 256 512
 open -o driver=qcow2%s img
 aio_write -P 1 0 512
 aio_write -P 2 4k 512
+`},
+	// The write-vs-discard race: a discard frees a cluster a write still
+	// lands in, an allocation reuses it, the write corrupts it.
+	{"qcow2 discard does not wait for writes", ",x-discard-waits=off", `create -f qcow2 img 1M
+open -o driver=qcow2%s,file.driver=blkdebug,file.image.filename=img
+write -P 1 0 64k
+aio_write -P 2 0 4k
+discard 0 64k
+aio_write -P 3 64k 64k
 `},
 }
 
@@ -155,9 +165,16 @@ func collectSchedules(t *testing.T, sc *Script, cfg Config) (Summary, []string) 
 	return sum, got
 }
 
-type recorder struct{ cs []*chooser }
+type recorder struct {
+	mu sync.Mutex
+	cs []*chooser
+}
 
-func (r *recorder) add(c *chooser) { r.cs = append(r.cs, c) }
+func (r *recorder) add(c *chooser) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cs = append(r.cs, c)
+}
 
 // TestExhaustiveCount checks the exhaustive search against brute force:
 // every schedule of at most two non-default answers at the first 24

@@ -105,8 +105,7 @@ var oneValue = regexp.MustCompile(`byte at 0x([0-9a-f]+) is 0x[0-9a-f]+, allowed
 // wrong byte. Other schedules replay with "gio explore --schedule".
 func Reproducer(sc *Script, f *Failure) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# gio explore reproducer: schedule %s\n", f.Schedule)
-	fmt.Fprintf(&b, "# failure: %s\n", f.What)
+	fmt.Fprintf(&b, "# gio explore reproducer, schedule %s: %s\n", f.Schedule, f.What)
 	if len(f.Schedule) == 0 {
 		b.WriteString("# replay: gio run FILE\n")
 	} else {

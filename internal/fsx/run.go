@@ -252,7 +252,7 @@ func (r *runner) exec(line string, body int) bool {
 				r.m = newModel(n)
 			}
 		}
-	case "aio_write", "discard":
+	case "aio_write", "discard", "write":
 		off, n, ok := w.offLen()
 		if !ok || r.m == nil {
 			break
@@ -265,7 +265,7 @@ func (r *runner) exec(line string, body int) bool {
 		if zero {
 			val = 0
 		}
-		req := &request{write: true, off: off, n: n, start: r.now, line: body, verify: -1, sync: w.name == "discard"}
+		req := &request{write: true, off: off, n: n, start: r.now, line: body, verify: -1, sync: w.name != "aio_write"}
 		req.id = r.m.issue(r.now, off, n, val, w.name == "discard", body)
 		r.pending = append(r.pending, req)
 		if req.sync {
@@ -526,7 +526,8 @@ func (r *runner) parseLine(l string) {
 func (r *runner) completeWrite(off, n int64) {
 	var match []*request
 	for _, p := range r.pending {
-		if p.write && !p.sync && p.off == off && p.n == n {
+		// A synchronous write's line comes during its own command.
+		if p.write && (!p.sync || p == r.cur) && p.off == off && p.n == n {
 			match = append(match, p)
 		}
 	}

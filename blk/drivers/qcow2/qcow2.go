@@ -130,6 +130,14 @@ type state struct {
 	// gio explore): an allocating write no longer waits for another
 	// allocation in flight on the same cluster.
 	noAllocDeps bool
+	// dataWrites counts the guest data writes in flight per guest
+	// cluster; a discard waits on writesDone until none is left on
+	// its clusters, or it would free a cluster a write still lands in
+	// (the write-vs-discard race gio explore found). noDiscardWait is
+	// the debug switch x-discard-waits=off that brings the race back.
+	dataWrites    map[int64]int
+	writesDone    coQueue
+	noDiscardWait bool
 	// allocs are the allocating writes in flight (cluster_allocs).
 	allocs []*l2meta
 
@@ -262,6 +270,11 @@ func (s *state) takeOptions(a *blk.OpenArgs) error {
 		return err
 	}
 	s.noAllocDeps = !allocDeps
+	discardWaits, err := o.TakeBool("x-discard-waits", true)
+	if err != nil {
+		return err
+	}
+	s.noDiscardWait = !discardWaits
 	if s.discardPassthrough[discardOther], err = o.TakeBool("pass-discard-other", false); err != nil {
 		return err
 	}
