@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -145,9 +146,13 @@ func newScript(setup, body []string) (*Script, error) {
 		return nil, fmt.Errorf("no \"create NAME SIZE\" line: the model needs the image's size")
 	}
 	s.Closing = []string{"aio_flush"}
-	// The final image is read back where the body wrote (what else
-	// it holds cannot change), widened to the grain.
-	lo, hi := size, int64(0)
+	// The final image is read back where the body wrote. On a raw
+	// image nothing else can change: a stale read-modify-write puts
+	// back what was there, and bytes nobody wrote were always there.
+	// A format can misplace data (a cluster reused while a write still
+	// lands in it), so there the whole span is read, widened to the
+	// grain.
+	var spans []span
 	for _, l := range body {
 		f := strings.Fields(l)
 		switch f[0] {
@@ -163,12 +168,39 @@ func newScript(setup, body []string) (*Script, error) {
 		if err1 != nil || err2 != nil {
 			continue
 		}
-		lo, hi = min(lo, off/s.grain*s.grain), max(hi, (off+n+s.grain-1)/s.grain*s.grain)
+		spans = append(spans, span{off: max(off, 0), end: min(off+n, size)})
 	}
-	if hi = min(hi, size); lo < hi {
-		s.Closing = append(s.Closing, fmt.Sprintf("read -v %d %d", lo, hi-lo))
+	for _, sp := range mergeSpans(spans, s.reduce, s.grain) {
+		if sp.off < sp.end {
+			s.Closing = append(s.Closing, fmt.Sprintf("read -v %d %d", sp.off, sp.end-sp.off))
+		}
 	}
 	return s, nil
+}
+
+// mergeSpans sorts and merges spans; unless exact, into one span
+// widened to the grain.
+func mergeSpans(spans []span, exact bool, grain int64) []span {
+	if len(spans) == 0 {
+		return nil
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].off < spans[j].off })
+	if !exact {
+		w := span{off: spans[0].off / grain * grain}
+		for _, sp := range spans {
+			w.end = max(w.end, (sp.end+grain-1)/grain*grain)
+		}
+		return []span{w}
+	}
+	out := []span{spans[0]}
+	for _, sp := range spans[1:] {
+		if last := &out[len(out)-1]; sp.off <= last.end {
+			last.end = max(last.end, sp.end)
+			continue
+		}
+		out = append(out, sp)
+	}
+	return out
 }
 
 // parseSize reads 512, 4k, 1M.
