@@ -255,15 +255,20 @@ func (s *stateWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
-// stuckWriter notices "can never happen" on stderr: a request that can
-// never finish.
+// stuckWriter notices "can never happen" on stderr during the closing
+// drain: a request that can never finish. Earlier, such a message is
+// the script's business (a request it suspended, a withdrawn write),
+// printed by "gio run" too; at the end every request must finish.
 type stuckWriter struct {
 	w     io.Writer
+	line  *int // the body line running
+	body  int  // the number of body lines
 	stuck string
 }
 
 func (s *stuckWriter) Write(p []byte) (int, error) {
-	if s.stuck == "" && bytes.Contains(p, []byte("can never happen")) {
+	if s.stuck == "" && s.line != nil && *s.line >= s.body &&
+		(bytes.Contains(p, []byte("can never happen")) || bytes.Contains(p, []byte("cannot finish"))) {
 		s.stuck = strings.TrimSpace(string(p))
 	}
 	return s.w.Write(p)
@@ -295,10 +300,11 @@ func (e Env) run(sc *Script, ch blk.Chooser) outcome {
 	var st *stuckWriter
 	fe := fsx.Env{NewSession: func(out, errw io.Writer) fsx.Session {
 		sw = &stateWriter{w: out}
-		st = &stuckWriter{w: errw}
+		st = &stuckWriter{w: errw, body: len(sc.Body)}
 		s := e.NewSession(sw, st, ch)
 		if c, ok := ch.(*chooser); ok {
 			c.line = -len(sc.Setup)
+			st.line = &c.line
 			return &lineSession{Session: s, line: &c.line, base: len(sc.Setup)}
 		}
 		return s

@@ -337,10 +337,14 @@ func (r *runner) finish(w words, ok bool) {
 	// and its output comes when the request completes).
 	inFlight := strings.Contains(r.lastErr, "left in flight")
 	switch {
-	case req.write && req.withdrawn: // sync discard, withdrawn
-		// It never ran: as a discard that did not zero its bytes,
-		// which the model allows.
-		r.m.complete(req.id, r.now)
+	case req.write && req.withdrawn: // sync write or discard, withdrawn
+		// It never ran: for a discard, as one that did not zero its
+		// bytes, which the model allows; a write is forgotten.
+		if r.m.reqs[req.id].discard {
+			r.m.complete(req.id, r.now)
+		} else {
+			r.m.withdraw(req.id, r.now)
+		}
 		r.remove(req)
 	case req.write: // sync discard
 		if ok && !inFlight {
@@ -507,7 +511,7 @@ func (r *runner) parseLine(l string) {
 		return
 	}
 	if m := failed.FindStringSubmatch(l); m != nil {
-		if r.cur != nil && m[1] == map[bool]string{true: "discard", false: "read"}[r.cur.write] && m[2] == "Operation canceled" {
+		if r.cur != nil && (m[1] == "read") != r.cur.write && m[1] != "aio_write" && m[2] == "Operation canceled" {
 			r.cur.withdrawn = true
 			return
 		}
@@ -545,6 +549,20 @@ func (r *runner) completeRead(off, n int64, data []byte) {
 	for _, p := range r.pending {
 		if !p.write && p.off == off && p.n == n && p.dump {
 			match = append(match, p)
+		}
+	}
+	if len(match) == 0 && len(data) == 0 {
+		// A read without -v (scripts that are not generated print
+		// its line): nothing to check but its -P, which finish does
+		// for a synchronous read; an aio_read without -P just ends.
+		if c := r.cur; c != nil && !c.write && c.off == off && c.n == n {
+			return
+		}
+		for _, p := range r.pending {
+			if !p.write && !p.sync && p.off == off && p.n == n && p.verify < 0 {
+				r.remove(p)
+				return
+			}
 		}
 	}
 	if len(match) != 1 {
