@@ -28,6 +28,9 @@ func (e Env) NewSession(out *StdioWriter, errw io.Writer, clock blk.Clock) *comm
 	loop := blk.NewLoop(clock)
 	s := commands.NewSession(out, errw, e.NewRegistry(out), loop)
 	s.Flush = out.Flush
+	s.NewSubSession = func(out, errw io.Writer) *commands.Session {
+		return e.NewSession(NewStdioWriter(out, false), errw, blk.NewVirtualClock())
+	}
 	return s
 }
 

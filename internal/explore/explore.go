@@ -48,7 +48,8 @@ type Config struct {
 	Depth  int
 	// Jobs is the number of parallel loops (0: 1).
 	Jobs int
-	// Progress, if not nil, is called now and then with the runs so far.
+	// Progress, if not nil, is called now and then with the runs so far
+	// (and by Command with -1 when the search is over).
 	Progress func(runs int64)
 }
 
