@@ -2,16 +2,13 @@ package commands
 
 import (
 	"fmt"
-	"io"
-	"os"
 
-	"gio/blk"
-	"gio/internal/explore"
-	"gio/internal/fsx"
 	"gio/internal/getopt"
 )
 
-// exploreCommand is "gio explore" at the prompt.
+// exploreCommand is "gio explore" at the prompt. The program supplies
+// it (Session.Explore): exploring builds sessions of its own, which
+// commands cannot.
 func exploreCommand() *Command {
 	return &Command{Name: "explore", Args: "[-p N] [-n MAX] [-t BUDGET] [-j N] [--random] [--schedule S] [-o file] file.gio",
 		Oneline: "runs a script under every schedule, checked against a model (gio only)",
@@ -21,29 +18,11 @@ func exploreCommand() *Command {
 }
 
 func exploreCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
-	if s.NewSubSession == nil {
-		fmt.Fprintln(s.Err, "gio: explore: sessions cannot be made here")
+	if s.Explore == nil {
+		fmt.Fprintln(s.Err, "gio: explore: not available in this program")
 		return errFailed
 	}
-	o, err := explore.ParseArgs(args)
-	if err != nil {
-		fmt.Fprintf(s.Err, "gio: explore: %v\n", err)
-		return errFailed
-	}
-	var src []byte
-	if !o.Help {
-		if src, err = os.ReadFile(o.Script); err != nil {
-			fmt.Fprintf(s.Err, "gio: explore: %v\n", err)
-			return errFailed
-		}
-	}
-	e := explore.Env{NewSession: func(out, errw io.Writer, ch blk.Chooser) fsx.Session {
-		sub := s.NewSubSession(out, errw)
-		sub.Loop.SetChooser(ch)
-		return sub
-	}}
-	write := func(name string, data []byte) error { return os.WriteFile(name, data, 0o644) }
-	if e.Command(o, o.Script, string(src), s.Out, s.Err, write) != 0 {
+	if s.Explore(args, s.Out, s.Err) != 0 {
 		return errFailed
 	}
 	return nil

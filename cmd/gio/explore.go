@@ -53,3 +53,24 @@ func runExplore(args []string) int {
 }
 
 func writeFile(name string, data []byte) error { return os.WriteFile(name, data, 0o644) }
+
+// The explore command at the prompt and in scripts.
+func init() { env.Explore = exploreIn }
+
+// exploreIn is the explore command: gio explore on the session's
+// streams, without a progress line.
+func exploreIn(args []string, out, errw io.Writer) int {
+	o, err := explore.ParseArgs(args)
+	if err != nil {
+		fmt.Fprintf(errw, "gio: explore: %v\n", err)
+		return 2
+	}
+	var src []byte
+	if !o.Help {
+		if src, err = os.ReadFile(o.Script); err != nil {
+			fmt.Fprintf(errw, "gio: explore: %v\n", err)
+			return 2
+		}
+	}
+	return exploreEnv.Command(o, o.Script, string(src), out, errw, writeFile)
+}

@@ -84,6 +84,27 @@ type chooser struct {
 	// submission and of the effect.
 	line int
 	late []lateEffect
+
+	// lines are the script's I/O spans (Script.lines) when reducing;
+	// skipped counts the effect choices they made pointless.
+	lines   []span
+	skipped int
+}
+
+// alone reports whether only one line of the script (the request's
+// own) touches data the request's span depends on: then its effect
+// commutes with every other request's, and now or late is no choice.
+func (c *chooser) alone(sp span) bool {
+	if !sp.known || c.lines == nil {
+		return false
+	}
+	n := 0
+	for _, l := range c.lines {
+		if !independent(sp, l) {
+			n++
+		}
+	}
+	return n <= 1
 }
 
 // lateEffect is an I/O whose effect the schedule placed late.
@@ -136,6 +157,10 @@ func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 		if kind == blk.ChooseDeliver {
 			return len(cands)
 		}
+		return 0
+	}
+	if kind == blk.ChooseEffect && c.reduce && c.alone(spanOf(cands[0].Name(), c.grain)) {
+		c.skipped++
 		return 0
 	}
 	if kind == blk.ChooseRun && len(cands) == 1 {

@@ -101,7 +101,15 @@ func deviations(path []node) int {
 func (s *search) runPath(task int, path []node) ([]node, bool) {
 	ch := newChooser(prefixOf(path), s.grain(), s.reduce())
 	ch.extra = extrasOf(path)
+	if ch.reduce {
+		ch.lines = s.sc.lines
+	}
 	o := s.env.run(s.sc, ch)
+	if len(path) == 0 {
+		// Effect choices skipped statically, counted once (the FIFO
+		// run meets every request).
+		s.pruned.Add(int64(ch.skipped))
+	}
 	limit := len(ch.tr)
 	goOn := true
 	if ch.redundant >= 0 {

@@ -100,6 +100,36 @@ type Script struct {
 	Setup, Body, Closing []string
 	grain                int64
 	reduce               bool
+	// lines are the spans of the body's I/O lines, for the static
+	// reduction of effect choices (nil: off, a line may touch anything).
+	lines []span
+}
+
+// harmless are the commands that touch no image data.
+var harmless = map[string]bool{"aio_flush": true, "flush": true, "break": true, "wait_break": true,
+	"resume": true, "remove_break": true, "sleep": true, "echo": true}
+
+// lineSpans returns the spans of the body's I/O lines, or nil when a
+// line may touch data in ways a span does not say.
+func lineSpans(body []string, grain int64) []span {
+	var out []span
+	for _, l := range body {
+		f := strings.Fields(l)
+		if harmless[f[0]] {
+			continue
+		}
+		if len(f) < 3 {
+			return nil
+		}
+		off, err1 := parseSize(f[len(f)-2])
+		n, err2 := parseSize(f[len(f)-1])
+		sp := spanOf(fmt.Sprintf("#0 %s %d %d", f[0], off, n), grain)
+		if err1 != nil || err2 != nil || !sp.known {
+			return nil
+		}
+		out = append(out, sp)
+	}
+	return out
 }
 
 // ParseScript reads a .gio script for exploration. The closing lines
@@ -145,6 +175,9 @@ func newScript(setup, body []string) (*Script, error) {
 	}
 	if size == 0 {
 		return nil, fmt.Errorf("no \"create NAME SIZE\" line: the model needs the image's size")
+	}
+	if s.reduce {
+		s.lines = lineSpans(body, s.grain)
 	}
 	s.Closing = []string{"aio_flush"}
 	// The final image is read back where the body wrote. On a raw
