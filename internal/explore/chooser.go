@@ -150,6 +150,16 @@ func (c *chooser) ran(sp span) {
 	c.sleep = keep
 }
 
+// allAlone reports whether every request in cands is alone.
+func (c *chooser) allAlone(cands []*blk.Co) bool {
+	for _, co := range cands {
+		if !c.alone(spanOf(co.Name(), c.grain)) {
+			return false
+		}
+	}
+	return true
+}
+
 // Choose implements blk.Chooser.
 func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 	if c.line < 0 {
@@ -162,6 +172,12 @@ func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 	if kind == blk.ChooseEffect && c.reduce && c.alone(spanOf(cands[0].Name(), c.grain)) {
 		c.skipped++
 		return 0
+	}
+	if kind == blk.ChooseDeliver && c.reduce && c.allAlone(cands) {
+		// Delivering any of them early commutes with what the
+		// script does next.
+		c.skipped++
+		return len(cands)
 	}
 	if kind == blk.ChooseRun && len(cands) == 1 {
 		c.ranReq(cands[0].ID())
