@@ -8,7 +8,10 @@ import "gio/blk"
 // within the preemption bound. With sleep sets (Godefroid 1996), the
 // siblings explored before a branch sleep in it until a request whose
 // range overlaps theirs runs; a sleeping request is not tried, and a run
-// where every runnable request sleeps is redundant.
+// where every runnable request sleeps is redundant. Under a bound on
+// deviations, sleep sets can skip a schedule the bound would have
+// reached only through a pruned one (a known incompleteness of bounded
+// search with sleep sets); --no-reduce explores without them.
 //
 // For -j, the FIFO run's choice points split the tree: each alternative
 // at each of its points roots one subtree (a task). The tasks partition
