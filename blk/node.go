@@ -243,6 +243,12 @@ func (n *Node) refreshLength(co *Co) (int64, error) {
 // driver handles events reacts. It may yield.
 func (n *Node) DebugEvent(co *Co, ev Event) {
 	if n != nil && n.ops.events != nil {
+		if co != nil {
+			co.lastEvent = ev
+			if co.loop.tracer != nil {
+				co.loop.Trace(TraceEvent{Kind: TraceDebugEvent, Req: co.id, Node: n, Name: ev.String()})
+			}
+		}
 		n.ops.events.DebugEvent(co, ev)
 	}
 }
@@ -289,6 +295,11 @@ type trackedReq struct {
 	waitingFor  *trackedReq
 	prev, next  *trackedReq // neighbours in node.tracked: newer, older
 	waiters     []*Co
+	// span numbers the request in the trace (0: not traced); padHead,
+	// padTail and padMerge are its RMW padding (requests -v).
+	span             int
+	padHead, padTail int64
+	padMerge         bool
 }
 
 func (r *trackedReq) String() string {
@@ -310,6 +321,9 @@ func (n *Node) track(co *Co, off, bytes int64, kind reqKind) *trackedReq {
 		n.tracked.prev = r
 	}
 	n.tracked = r
+	if co.loop.tracer != nil {
+		co.traceSpan(r)
+	}
 	return r
 }
 
@@ -320,6 +334,9 @@ const maxFreeReqs = 256
 // order.
 func (r *trackedReq) end() {
 	n := r.node
+	if r.span != 0 {
+		r.co.traceSpanEnd(r)
+	}
 	if r.prev != nil {
 		r.prev.next = r.next
 	} else if n.tracked == r {
@@ -377,6 +394,10 @@ func (n *Node) waitSerialising(co *Co, self *trackedReq) error {
 		}
 		self.waitingFor = r
 		r.waiters = append(r.waiters, co)
+		if co.loop.tracer != nil {
+			co.loop.Trace(TraceEvent{Kind: TraceWait, Req: co.id, Span: self.span, Parent: r.span,
+				Target: r.co.id, Node: n, Off: r.overlapOff, Bytes: r.overlapLen})
+		}
 		ok := co.parkQueued("waits for "+r.String(), &r.waiters)
 		self.waitingFor = nil
 		if !ok {
@@ -400,6 +421,9 @@ func (n *Node) makeSerialising(co *Co, r *trackedReq, align int64) error {
 	}
 	if end > r.overlapOff+r.overlapLen {
 		r.overlapLen = end - r.overlapOff
+	}
+	if co.loop.tracer != nil {
+		co.loop.Trace(TraceEvent{Kind: TraceSerialise, Req: co.id, Span: r.span, Node: n, Off: r.overlapOff, Bytes: r.overlapLen})
 	}
 	if n.staleRMW && align > 1 {
 		return nil

@@ -77,6 +77,7 @@ func All() []*Command {
 	all = append(all, shellCommands()...)
 	all = append(all, gioCommands()...)
 	all = append(all, benchCommands()...)
+	all = append(all, traceCommands()...)
 	return all
 }
 
@@ -313,6 +314,8 @@ type Session struct {
 	// patterns holds the read-only pattern buffers aio_write requests
 	// share (patternBuf in iobuf.go).
 	patterns map[byte][]byte
+	// tracing is the trace being written (trace.go), nil when off.
+	tracing *traceState
 }
 
 // NewSession returns a session with the standard command table.

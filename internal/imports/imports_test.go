@@ -16,7 +16,9 @@ var allowed = map[string][]string{
 	"gio/blk/drivers/": {"gio/blk", "gio/blk/qdict"},
 	"gio/blk/blktest":  {"gio/blk", "gio/blk/qdict", "gio/blk/drivers/"},
 	"gio/blkdebug":     {"gio/blk", "gio/blk/qdict", "gio/internal/cutils"},
-	"gio/commands":     {"gio/blk", "gio/blk/qdict", "gio/internal/"},
+	"gio/commands":     {"gio/blk", "gio/blk/qdict", "gio/internal/", "gio/trace", "gio/timeline"},
+	"gio/trace":        {"gio/blk"},
+	"gio/timeline":     {"gio/trace"},
 	"gio/repl":         {"gio/commands", "gio/blk", "gio/blk/qdict", "gio/internal/"},
 	"gio/internal/":    {"gio/internal/cutils"},
 	// cutils is the leaf of leaves: QEMU's C-style number and string
@@ -39,6 +41,8 @@ var level = map[string]int{
 	"gio/blk/drivers/":    4,
 	"gio/blkdebug":        4,
 	"gio/blk/blktest":     5,
+	"gio/trace":           4,
+	"gio/timeline":        5,
 	"gio/commands":        6,
 	"gio/repl":            7,
 	"gio/":                8, // as an import of cmd/gio: any package below it

@@ -19,6 +19,7 @@ func (n *node) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) erro
 	if n.eng != nil {
 		return n.eng.do(co, n, opRead, off, buf)
 	}
+	co.ChargeIO(int64(len(buf)))
 	// The transfer is the request's effect: a chooser (gio explore) may
 	// place it after other requests' effects.
 	return co.DoIO(func() error {
@@ -59,6 +60,7 @@ func (n *node) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) err
 	if n.eng != nil {
 		return n.eng.do(co, n, opWrite, off, buf)
 	}
+	co.ChargeIO(int64(len(buf)))
 	return co.DoIO(func() error {
 		return inPieces(co, buf, func(done int, piece []byte) error { return n.writeAt(off+int64(done), piece) })
 	})
@@ -188,6 +190,7 @@ func (n *node) PWriteZeroes(co *blk.Co, off, bytes int64, flags blk.ReqFlags) er
 	} else {
 		err = n.writeZeroes(off, bytes)
 	}
+	co.ChargeIO(0) // the efficient path: no data moves
 	co.YieldIO()
 	return err
 }
@@ -261,6 +264,7 @@ func (n *node) PDiscard(co *blk.Co, off, bytes int64) error {
 			n.hasDiscard = false
 		}
 	}
+	co.ChargeIO(0)
 	co.YieldIO()
 	return err
 }
@@ -343,6 +347,7 @@ func (n *node) FlushToDisk(co *blk.Co) error {
 		return err
 	}
 	err := n.fdatasync()
+	co.ChargeIO(0)
 	co.YieldIO()
 	return err
 }
