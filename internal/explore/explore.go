@@ -58,6 +58,8 @@ type Failure struct {
 	Schedule Schedule
 	Seed     int64 // the PCT seed, in random mode
 	What     string
+	// From is the schedule a breakpoint reproducer was made from.
+	From Schedule
 }
 
 // Summary sums up a search.

@@ -91,7 +91,7 @@ func (e Env) WithBreakpoints(sc *Script, f *Failure) (*Script, *Failure, bool) {
 		return nil, nil, false
 	}
 	if what, _ := e.Replay(out, nil); what != "" {
-		return out, &Failure{What: what}, true
+		return out, &Failure{What: what, From: f.Schedule}, true
 	}
 	return nil, nil, false
 }
@@ -105,10 +105,13 @@ var oneValue = regexp.MustCompile(`byte at 0x([0-9a-f]+) is 0x[0-9a-f]+, allowed
 // wrong byte. Other schedules replay with "gio explore --schedule".
 func Reproducer(sc *Script, f *Failure) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# gio explore reproducer, schedule %s: %s\n", f.Schedule, f.What)
-	if len(f.Schedule) == 0 {
-		b.WriteString("# replay: gio run FILE\n")
-	} else {
+	fmt.Fprintf(&b, "# gio explore reproducer: %s\n", f.What)
+	switch {
+	case len(f.Schedule) == 0 && len(f.From) > 0:
+		fmt.Fprintf(&b, "# replay: gio run FILE (the breakpoints stand for schedule %s of the script without them)\n", f.From)
+	case len(f.Schedule) == 0:
+		b.WriteString("# replay: gio run FILE (schedule fifo)\n")
+	default:
 		fmt.Fprintf(&b, "# replay: gio explore --schedule %s FILE\n", f.Schedule)
 	}
 	for _, l := range sc.Setup {
