@@ -45,6 +45,8 @@ type Registry struct {
 	// warn_report); msg starts with "warning: ", as qdict's warnings do,
 	// and the program prefixes its name. See OpenArgs.Warnf.
 	Warn func(msg string)
+	// secrets resolves secret ids (SetSecrets); nil means none defined.
+	secrets Secrets
 }
 
 // NewRegistry returns a registry holding drivers.

@@ -97,8 +97,8 @@ func main() {
 
 // env is the shell's view of this program: gio's drivers.
 var env = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
-	return blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, null.CoDriver, null.AIODriver,
-		blkdebug.NewDriver(func() io.Writer { return out }))
+	return withSecrets(blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, null.CoDriver, null.AIODriver,
+		blkdebug.NewDriver(func() io.Writer { return out })))
 }}
 
 func run(args []string) int {
@@ -194,7 +194,9 @@ func run(args []string) int {
 		case optImageOpts:
 			imageOpts = true
 		case optObject:
-			return report("Parameter 'qom-type' does not accept value '%s'", op.Arg)
+			if code, stop := addObject(op.Arg, out); stop {
+				return code
+			}
 		case optClock:
 			if op.Arg != "virtual" && op.Arg != "real" {
 				return report("Invalid clock option: %s (virtual or real)", op.Arg)
