@@ -164,13 +164,13 @@ func lookup(list []string, name, what string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%s %s not supported", what, name)
+	return fmt.Errorf("%s '%s' not supported", what, name)
 }
 
 func hashLookup(name string) (Hash, error) {
 	h, ok := HashByName(name)
 	if !ok {
-		return 0, fmt.Errorf("Hash algorithm %s not supported", name)
+		return 0, fmt.Errorf("Hash algorithm '%s' not supported", name)
 	}
 	return h, nil
 }
@@ -207,7 +207,7 @@ func (h *Header) parse() error {
 		}
 	}
 	if !found {
-		return fmt.Errorf("Algorithm %s with key size %d bytes not supported", name, kb)
+		return fmt.Errorf("Algorithm '%s' with key size %d bytes not supported", name, kb)
 	}
 	if h.hash, err = hashLookup(cstr(r.HashSpec[:])); err != nil {
 		return err

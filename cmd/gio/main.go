@@ -12,6 +12,7 @@ import (
 
 	"gio/blk"
 	"gio/blk/drivers/file"
+	"gio/blk/drivers/luks"
 	"gio/blk/drivers/null"
 	"gio/blk/drivers/qcow2"
 	"gio/blk/drivers/raw"
@@ -97,7 +98,7 @@ func main() {
 
 // env is the shell's view of this program: gio's drivers.
 var env = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
-	return withSecrets(blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, null.CoDriver, null.AIODriver,
+	return withSecrets(blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, luks.Driver, null.CoDriver, null.AIODriver,
 		blkdebug.NewDriver(func() io.Writer { return out })))
 }}
 
