@@ -8,7 +8,6 @@ package luks
 
 import (
 	"errors"
-	"fmt"
 
 	"gio/blk"
 	"gio/blk/qcrypto"
@@ -187,9 +186,9 @@ func (n *node) Close() error { return nil }
 // create is block_crypto_co_create_opts_luks: the header and slot 0 at
 // the start of the file, which is sized to header plus payload.
 func create(co *blk.Co, a *blk.CreateArgs) error {
-	o, id, err := TakeCreateOptions(a.Opts, "")
+	o, id, err := qcrypto.TakeCreateOptions(a.Opts, "")
 	if err != nil {
-		return err
+		return blk.Msgf(unix.EINVAL, "%v", err)
 	}
 	if pa, ok := a.Opts.TakeString("preallocation"); ok && pa != "off" && pa != "metadata" {
 		if _, ok := blk.ParsePrealloc(pa); !ok {
@@ -220,58 +219,3 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 	return nil
 }
 
-// TakeCreateOptions takes the LUKS creation options (QEMU's
-// BLOCK_CRYPTO_OPT_DEF_LUKS_*) with prefix ("" for luks, "encrypt." for
-// qcow2) and returns them with the key secret's id.
-func TakeCreateOptions(d interface {
-	TakeString(string) (string, bool)
-}, prefix string) (qcrypto.CreateOptions, string, error) {
-	var o qcrypto.CreateOptions
-	if v, ok := d.TakeString(prefix + "cipher-alg"); ok {
-		a, good := qcrypto.ParseAlg(v)
-		if !good {
-			return o, "", blk.Msgf(unix.EINVAL, "Parameter '%scipher-alg' does not accept value '%s'", prefix, v)
-		}
-		o.Alg = a
-	}
-	enum := func(key string, allowed []string, dst *string) error {
-		v, ok := d.TakeString(prefix + key)
-		if !ok {
-			return nil
-		}
-		for _, x := range allowed {
-			if x == v {
-				*dst = v
-				return nil
-			}
-		}
-		return blk.Msgf(unix.EINVAL, "Parameter '%s%s' does not accept value '%s'", prefix, key, v)
-	}
-	hashNames := []string{"md5", "sha1", "sha224", "sha256", "sha384", "sha512", "ripemd160"}
-	for _, e := range []struct {
-		key     string
-		allowed []string
-		dst     *string
-	}{
-		{"cipher-mode", []string{"ecb", "cbc", "xts", "ctr"}, &o.Mode},
-		{"ivgen-alg", []string{"plain", "plain64", "essiv"}, &o.IVGen},
-		{"ivgen-hash-alg", hashNames, &o.IVHash},
-		{"hash-alg", hashNames, &o.Hash},
-	} {
-		if err := enum(e.key, e.allowed, e.dst); err != nil {
-			return o, "", err
-		}
-	}
-	if v, ok := d.TakeString(prefix + "iter-time"); ok {
-		var t int64
-		if _, err := fmt.Sscanf(v, "%d", &t); err != nil || fmt.Sprint(t) != v || t <= 0 {
-			return o, "", blk.Msgf(unix.EINVAL, "Parameter '%siter-time' expects a number", prefix)
-		}
-		o.IterTime = t
-	}
-	id, ok := d.TakeString(prefix + "key-secret")
-	if !ok {
-		return o, "", blk.Msgf(unix.EINVAL, "Parameter '%skey-secret' is required for cipher", prefix)
-	}
-	return o, id, nil
-}

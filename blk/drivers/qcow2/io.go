@@ -33,7 +33,7 @@ func (s *state) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) err
 	}
 	for len(buf) > 0 {
 		s.mu.lock(co)
-		n, host, typ, err := s.getHostOffset(co, off, min(int64(len(buf)), maxChunk))
+		n, host, typ, err := s.getHostOffset(co, off, s.cryptStep(off, min(int64(len(buf)), maxChunk), false))
 		s.mu.unlock()
 		if err != nil {
 			return err
@@ -50,6 +50,9 @@ func (s *state) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) err
 		default:
 			s.file.Event(co, blk.EvReadAIO)
 			err = s.readHost(co, int64(host), piece)
+			if err == nil && s.encrypted() {
+				s.decrypt(int64(host), off, piece)
+			}
 		}
 		if err != nil {
 			return err
@@ -120,7 +123,7 @@ func (s *state) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) er
 		return err
 	}
 	for len(buf) > 0 {
-		cur := min(int64(len(buf)), maxChunk)
+		cur := s.cryptStep(off, min(int64(len(buf)), maxChunk), true)
 		s.mu.lock(co)
 		host, m, err := s.allocHostOffset(co, off, &cur)
 		if err == nil {
@@ -132,7 +135,7 @@ func (s *state) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) er
 			return err
 		}
 		s.mu.unlock()
-		if err := s.writeTask(co, host, off, buf[:cur], m); err != nil {
+		if err := s.writeTask(co, host, off, s.encryptedCopy(host, off, buf[:cur]), m); err != nil {
 			return err
 		}
 		buf = buf[cur:]
@@ -182,7 +185,7 @@ func mergeCOW(off int64, data []byte, m *l2meta) bool {
 // zero write when their COW regions read as zeroes, and skips the COW
 // (handle_alloc_space).
 func (s *state) handleAllocSpace(co *blk.Co, m *l2meta) error {
-	if s.file.Node.Limits().SupportedZeroFlags&blk.NoFallback == 0 {
+	if s.file.Node.Limits().SupportedZeroFlags&blk.NoFallback == 0 || s.encrypted() {
 		return nil
 	}
 	for ; m != nil; m = m.next {
@@ -359,7 +362,7 @@ func (s *state) BlockStatus(co *blk.Co, wantZero bool, off, n int64) (blk.Status
 		return blk.Status{}, err
 	}
 	st := blk.Status{Pnum: pnum}
-	if typ == clusterNormal || typ == clusterZeroAlloc {
+	if (typ == clusterNormal || typ == clusterZeroAlloc) && !s.encrypted() {
 		st.Map, st.File = int64(host), s.file.Node
 		st.Flags |= blk.StatusOffsetValid
 	}
