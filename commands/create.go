@@ -12,7 +12,7 @@ import (
 
 func gioCommands() []*Command {
 	return []*Command{
-		{Name: "create", Args: "[-f raw|qcow2] [-o options] name size",
+		{Name: "create", Args: "[-f raw|qcow2|luks] [-o options] name size",
 			Oneline: "creates a scratch image, removed when gio exits (gio only)",
 			Help: `
  creates a sparse scratch image in a private temporary directory; later
@@ -23,9 +23,11 @@ func gioCommands() []*Command {
  'create img 64k' then 'open -o driver=raw,file.align=4k blkdebug::img'
  'create -f qcow2 base 1M', then
  'create -f qcow2 -o cluster_size=4k,backing_file=base top 1M'
- -f, -- image format (raw or qcow2)
+ -f, -- image format (raw, qcow2 or luks)
  -o, -- creation options, as qemu-img create -o takes them (qcow2:
-       cluster_size, compat, refcount_bits, backing_file, backing_fmt;
+       cluster_size, compat, refcount_bits, backing_file, backing_fmt,
+       encrypt.format=luks|aes and encrypt.*; luks: key-secret, cipher-alg,
+       cipher-mode, ivgen-alg, ivgen-hash-alg, hash-alg, iter-time;
        a backing file without backing_fmt has its format probed)
 
 `,
@@ -57,8 +59,8 @@ func createCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 			}
 		}
 	}
-	if format != "raw" && format != "qcow2" {
-		s.errorReport("create: unsupported format '%s' (raw, qcow2)", format)
+	if format != "raw" && format != "qcow2" && format != "luks" {
+		s.errorReport("create: unsupported format '%s' (raw, qcow2, luks)", format)
 		return errFailed
 	}
 	if format == "raw" && copts != nil && copts.Len() > 0 {

@@ -8,8 +8,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // LUKS1 on-disk constants (the LUKS 1.2.1 specification).
@@ -505,17 +508,21 @@ func Create(o CreateOptions, password []byte) (*Header, []byte, *Cipher, error) 
 func (h *Header) KeyMaterialOffset() int64 { return int64(h.raw.Slots[0].KeyOffset) * SectorSize }
 
 // countIters is qcrypto_pbkdf2_count_iters: PBKDF2 iterations per second
-// of this machine. QEMU measures for over half a second; a tenth is
-// enough for a count that only needs to be of the right size.
+// of this machine's CPU time (the thread's, as QEMU measures, so that a
+// busy machine does not make the count small). QEMU measures for over
+// half a second; a tenth is enough for a count that only needs to be of
+// the right size.
 func countIters(h Hash, key []byte, n int) (uint64, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	salt := make([]byte, saltLen)
 	iter := uint32(1 << 10)
 	for {
-		start := time.Now()
+		start := threadCPU()
 		if _, err := pbkdf(h, key, salt, iter, n); err != nil {
 			return 0, err
 		}
-		d := time.Since(start)
+		d := threadCPU() - start
 		if d >= 100*time.Millisecond || iter >= 1<<30 {
 			return uint64(float64(iter) / d.Seconds()), nil
 		}
@@ -525,6 +532,18 @@ func countIters(h Hash, key []byte, n int) (uint64, error) {
 			iter = uint32(float64(iter) * float64(110*time.Millisecond) / float64(d))
 		}
 	}
+}
+
+var processStart = time.Now()
+
+// threadCPU is the CPU time the calling thread has used (wall time where
+// the system cannot say).
+func threadCPU() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		return time.Since(processStart)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func newUUID() string {

@@ -218,4 +218,3 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 	}
 	return nil
 }
-

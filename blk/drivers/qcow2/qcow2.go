@@ -19,7 +19,9 @@
 // request sequence produces the same layout, so gio's "map -s" can be
 // compared with "qemu-img map" offset by offset.
 //
-// Not supported (refused at open with a message saying so): encryption,
+// Encrypted images (legacy AES and LUKS) are in crypt.go.
+//
+// Not supported (refused at open with a message saying so):
 // external data files, extended L2 entries, and writing to an image with
 // the dirty bit set (lazy refcounts need a repair first). Internal
 // snapshots are kept intact but cannot be created or applied; the VM
