@@ -212,14 +212,16 @@ func (c *Cipher) iv(sector uint64, iv []byte) {
 const parallelMin = 128 << 10
 
 // Encrypt encrypts buf in place; off is the byte offset that numbers the
-// sectors (both multiples of SectorSize).
+// sectors (a multiple of SectorSize). The length is a multiple of
+// SectorSize, except for LUKS key material, whose last sector may be a
+// shorter multiple of the block size (QEMU asserts there; gio copes).
 func (c *Cipher) Encrypt(off int64, buf []byte) { c.run(off, buf, true) }
 
 // Decrypt decrypts buf in place, as Encrypt.
 func (c *Cipher) Decrypt(off int64, buf []byte) { c.run(off, buf, false) }
 
 func (c *Cipher) run(off int64, buf []byte, enc bool) {
-	if len(buf)%SectorSize != 0 || off%SectorSize != 0 {
+	if len(buf)%16 != 0 || off%SectorSize != 0 {
 		panic("qcrypto: unaligned sector request")
 	}
 	n := runtime.GOMAXPROCS(0)
@@ -246,8 +248,8 @@ func (c *Cipher) sectors(sector uint64, buf []byte, enc bool) {
 	var iv [16]byte
 	bs := c.b1.BlockSize()
 	for ; len(buf) > 0; sector++ {
-		s := buf[:SectorSize]
-		buf = buf[SectorSize:]
+		s := buf[:min(len(buf), SectorSize)]
+		buf = buf[len(s):]
 		c.iv(sector, iv[:bs])
 		switch c.spec.Mode {
 		case ModeXTS:

@@ -312,7 +312,7 @@ func (h *Header) loadKey(s *KeySlot, password []byte, read ReadFunc) ([]byte, er
 	if err != nil {
 		return nil, err
 	}
-	c.Decrypt(0, padSectors(split))
+	c.Decrypt(0, split)
 	mk, err := afMerge(h.hash, n, int(s.Stripes), split)
 	if err != nil {
 		return nil, err
@@ -325,16 +325,6 @@ func (h *Header) loadKey(s *KeySlot, password []byte, read ReadFunc) ([]byte, er
 		return mk, nil
 	}
 	return nil, nil
-}
-
-// padSectors returns buf extended in capacity to whole sectors: split key
-// material is a multiple of 512 bytes for every key size QEMU allows
-// (16, 24, 32, 48 or 64 bytes times 4000 stripes), so this is buf itself.
-func padSectors(buf []byte) []byte {
-	if len(buf)%SectorSize != 0 {
-		panic("qcrypto: key material is not a whole number of sectors")
-	}
-	return buf
 }
 
 // afHash is qcrypto_afsplit_hash: diffuse block with the hash, one digest
@@ -499,7 +489,7 @@ func Create(o CreateOptions, password []byte) (*Header, []byte, *Cipher, error) 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	sc.Encrypt(0, padSectors(material))
+	sc.Encrypt(0, material)
 	s.Active = slotEnabled
 	return h, material, payload, nil
 }
