@@ -278,9 +278,21 @@ type ReadFunc func(off int64, buf []byte) error
 // ErrBadPassword is matched by the error for a password no slot takes.
 var ErrBadPassword = errors.New("Invalid password, cannot unlock any keyslot")
 
+// MaxIterations, when nonzero, makes Unlock refuse a header asking for
+// more PBKDF2 iterations than this. Fuzz targets set it, so that a
+// mutated count cannot stall them for hours; programs leave it zero.
+var MaxIterations uint32
+
 // Unlock finds the key slot password opens and returns the payload
 // cipher (qcrypto_block_luks_find_key).
 func (h *Header) Unlock(password []byte, read ReadFunc) (*Cipher, error) {
+	if MaxIterations != 0 {
+		for _, s := range h.raw.Slots {
+			if s.Active == slotEnabled && s.Iterations > MaxIterations || h.raw.MKIterations > MaxIterations {
+				return nil, fmt.Errorf("PBKDF2 iteration count above the limit of %d", MaxIterations)
+			}
+		}
+	}
 	for i := range h.raw.Slots {
 		mk, err := h.loadKey(&h.raw.Slots[i], password, read)
 		if err != nil {
