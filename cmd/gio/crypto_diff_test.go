@@ -289,3 +289,89 @@ func TestObjectOption(t *testing.T) {
 		})
 	}
 }
+
+// diffSession runs the same arguments through qemu-io and gio in dir and
+// fails on any difference of output or exit status; image names in the
+// arguments may use %s for a per-tool copy suffix.
+func diffSession(t *testing.T, dir string, args []string) {
+	t.Helper()
+	q := runIn(t, "qemu-io", dir, args, nil)
+	g := runIn(t, gioBin, dir, args, nil)
+	qo, gout := filterQemuIO(q.out), filterQemuIO(g.out)
+	if qo != gout || q.rc != g.rc {
+		t.Fatalf("%q:\nqemu-io (rc %d):\n%s\ngio (rc %d):\n%s", args, q.rc, qo, g.rc, gout)
+	}
+}
+
+// TestCryptoKeySlots is iotest 293's shape: passwords added to and
+// removed from key slots by qemu-img amend; every password opens the
+// image in gio as in qemu-io, and removed ones are refused alike.
+func TestCryptoKeySlots(t *testing.T) {
+	needTools(t, "qemu-io", "qemu-img")
+	if testing.Short() {
+		t.Skip("qemu-img amend calibrates PBKDF2 for a second per key: slow")
+	}
+	for _, fmtc := range []struct{ format, pr, extra string }{{"luks", "", ""}, {"qcow2", "encrypt.", "encrypt.format=luks,"}} {
+		t.Run(fmtc.format, func(t *testing.T) {
+			dir := t.TempDir()
+			var secrets []string
+			for i := 0; i < 5; i++ {
+				secrets = append(secrets, "--object", "secret,id=sec"+string(rune('0'+i))+",data=hunter"+string(rune('0'+i)))
+			}
+			imgs := func(i int) []string {
+				return []string{"--image-opts", "driver=" + fmtc.format + ",file.filename=img," + fmtc.pr + "key-secret=sec" + string(rune('0'+i))}
+			}
+			pr := fmtc.pr
+			runTool(t, dir, append(append([]string{"qemu-img", "create", "-q"}, secrets[:2]...), "-f", fmtc.format, "-o", fmtc.extra+pr+"key-secret=sec0,"+pr+"iter-time=10", "img", "4M")...)
+			amend := func(via int, o string) {
+				runTool(t, dir, append(append(append([]string{"qemu-img", "amend"}, secrets...), imgs(via)...), "-o", o)...)
+			}
+			amend(0, pr+"state=active,"+pr+"new-secret=sec4,"+pr+"iter-time=10,"+pr+"keyslot=4")
+			amend(0, pr+"state=active,"+pr+"new-secret=sec1,"+pr+"iter-time=10")
+			amend(1, pr+"state=active,"+pr+"new-secret=sec3,"+pr+"iter-time=10,"+pr+"keyslot=3")
+			amend(3, pr+"state=active,"+pr+"new-secret=sec2,"+pr+"iter-time=10")
+			for i := 0; i < 5; i++ {
+				diffSession(t, dir, append(append(append([]string{}, secrets...), imgs(i)...), "-c", "read 0 4096", "-c", "info"))
+			}
+			amend(1, pr+"state=inactive,"+pr+"keyslot=4")
+			amend(1, pr+"state=inactive,"+pr+"old-secret=sec0")
+			for i := 0; i < 5; i++ {
+				diffSession(t, dir, append(append(append([]string{}, secrets...), imgs(i)...), "-c", "read 0 4096", "-c", "info"))
+			}
+		})
+	}
+}
+
+// TestCryptoBackingChain is iotests 158 and 189: an encrypted overlay on
+// an encrypted backing file with its own secret; a partial-cluster write
+// copies the backing data (decrypted, re-encrypted) into the overlay.
+func TestCryptoBackingChain(t *testing.T) {
+	needTools(t, "qemu-io", "qemu-img")
+	for _, tc := range []struct{ name, base, top string }{
+		{"luks", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10", "encrypt.format=luks,encrypt.key-secret=sec1,encrypt.iter-time=10"},
+		{"aes", "encryption=on,encrypt.key-secret=sec0", "encryption=on,encrypt.key-secret=sec1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s0, s1 := "secret,id=sec0,data=astrochicken", "secret,id=sec1,data=furby"
+			runTool(t, dir, "qemu-img", "create", "-q", "--object", s0, "-f", "qcow2", "-o", tc.base, "base", "4M")
+			runTool(t, dir, "qemu-io", "--object", s0, "--image-opts", "driver=qcow2,file.filename=base,encrypt.key-secret=sec0", "-c", "write -P 0xa 0 4M")
+			runTool(t, dir, "qemu-img", "create", "-q", "--object", s1, "-f", "qcow2", "-o", tc.top, "-b", "base", "-F", "qcow2", "top", "4M")
+			copyFile(t, filepath.Join(dir, "top"), filepath.Join(dir, "top2"))
+			spec := func(top string) string {
+				return "driver=qcow2,file.filename=" + top + ",backing.driver=qcow2,backing.file.filename=base,backing.encrypt.key-secret=sec0,encrypt.key-secret=sec1"
+			}
+			cs := cmds("write -P 0xe 0 1024", "read -P 0xe 0 1024", "read -P 0xa 1024 64512", "write -P 0xf 100k 3k", "read -P 0xa 64k 36k", "map")
+			q := runIn(t, "qemu-io", dir, append([]string{"--object", s0, "--object", s1, "--image-opts", spec("top")}, cs...), nil)
+			g := runIn(t, gioBin, dir, append([]string{"--object", s0, "--object", s1, "--image-opts", spec("top2")}, cs...), nil)
+			if qo, gout := filterQemuIO(q.out), filterQemuIO(g.out); qo != gout || q.rc != g.rc {
+				t.Fatalf("qemu-io (rc %d):\n%s\ngio (rc %d):\n%s", q.rc, qo, g.rc, gout)
+			}
+			a, _ := os.ReadFile(filepath.Join(dir, "top"))
+			b, _ := os.ReadFile(filepath.Join(dir, "top2"))
+			if string(a) != string(b) {
+				t.Errorf("overlays differ at byte %d", firstMismatch(a, b))
+			}
+		})
+	}
+}
