@@ -28,6 +28,7 @@ var allowed = map[string][]string{
 var level = map[string]int{
 	"gio/internal/":    0,
 	"gio/blk/qdict":    1,
+	"gio/blk/qcrypto":  2,
 	"gio/blk":          2,
 	"gio/blk/drivers/": 3,
 	"gio/blkdebug":     3,
