@@ -2,6 +2,7 @@ package qcow2
 
 import (
 	"encoding/binary"
+	"errors"
 
 	"gio/blk"
 	"gio/blk/qcrypto"
@@ -145,7 +146,8 @@ func (s *state) cryptoHeaderExt(co *blk.Co, data []byte) error {
 		return blk.Msgf(unix.EINVAL, "%v", err)
 	}
 	if c.cipher, err = c.luks.Unlock(password, read); err != nil {
-		if _, ok := err.(*blk.Error); ok {
+		var be *blk.Error
+		if errors.As(err, &be) {
 			return err
 		}
 		return blk.Msgf(unix.EINVAL, "%v", err)
