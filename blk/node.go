@@ -52,21 +52,6 @@ type Node struct {
 	totalBytes int64
 }
 
-// nodeOps holds the optional interfaces, asserted once at open so the hot
-// path never re-asserts and info can list what the node supports.
-type nodeOps struct {
-	zero    ZeroWriter
-	discard Discarder
-	status  BlockStatuser
-	osFlush OSFlusher
-	dFlush  DiskFlusher
-	trunc   Truncater
-	events  DebugEventer
-	brk     Breakpointer
-	filter  Filter
-	info    Infoer
-}
-
 // Child is an edge of the graph, with QEMU's role name ("file", "image",
 // "backing").
 type Child struct {
@@ -77,21 +62,6 @@ type Child struct {
 
 func newNode(d *Driver, name string) *Node {
 	return &Node{driver: d, name: name, totalBytes: -1, limits: Limits{RequestAlignment: 1}}
-}
-
-func (n *Node) setImpl(impl Impl) {
-	n.impl = impl
-	n.ops = nodeOps{}
-	n.ops.zero, _ = impl.(ZeroWriter)
-	n.ops.discard, _ = impl.(Discarder)
-	n.ops.status, _ = impl.(BlockStatuser)
-	n.ops.osFlush, _ = impl.(OSFlusher)
-	n.ops.dFlush, _ = impl.(DiskFlusher)
-	n.ops.trunc, _ = impl.(Truncater)
-	n.ops.events, _ = impl.(DebugEventer)
-	n.ops.brk, _ = impl.(Breakpointer)
-	n.ops.filter, _ = impl.(Filter)
-	n.ops.info, _ = impl.(Infoer)
 }
 
 // Name returns the node's name.
@@ -201,8 +171,8 @@ func (n *Node) refreshLimits() {
 		l.OptTransfer = cl.OptTransfer
 		l.MemAlignment = cl.MemAlignment
 	}
-	if r, ok := n.impl.(LimitsRefresher); ok {
-		r.RefreshLimits(&l)
+	if n.ops.limits != nil {
+		n.ops.limits.RefreshLimits(&l)
 	}
 	if l.RequestAlignment < 1 {
 		l.RequestAlignment = 1
@@ -232,9 +202,7 @@ func (n *Node) checkWritableLength(loop *Loop) error {
 		return nil
 	}
 	var l int64
-	var lerr error
-	co := loop.Spawn("open: length", func(co *Co) { l, lerr = n.Length(co) })
-	if err := loop.RunUntil(co.Name(), co.Done); err != nil || lerr != nil {
+	if err := loop.RunSync("open: length", func(co *Co) (err error) { l, err = n.Length(co); return }); err != nil {
 		return nil
 	}
 	if l%n.limits.RequestAlignment != 0 {
@@ -386,26 +354,30 @@ func (n *Node) findConflict(self *trackedReq) *trackedReq {
 }
 
 // waitSerialising waits while a conflicting request is in flight
-// (bdrv_wait_serialising_requests). It yields.
-func (n *Node) waitSerialising(co *Co, self *trackedReq) {
+// (bdrv_wait_serialising_requests). It yields. It returns ErrWithdrawn
+// when the request was withdrawn from the wait (Loop.Withdraw).
+func (n *Node) waitSerialising(co *Co, self *trackedReq) error {
 	if n.noSerialise || (n.serialisingInFlight == 0 && !self.serialising) {
-		return
+		return nil
 	}
 	for {
 		r := n.findConflict(self)
 		if r == nil {
-			return
+			return nil
 		}
 		self.waitingFor = r
 		r.waiters = append(r.waiters, co)
-		co.park("waits for " + r.String())
+		ok := co.parkQueued("waits for "+r.String(), &r.waiters)
 		self.waitingFor = nil
+		if !ok {
+			return ErrWithdrawn
+		}
 	}
 }
 
 // makeSerialising widens the request's overlap range to align and waits
 // for conflicting requests (bdrv_make_request_serialising).
-func (n *Node) makeSerialising(co *Co, r *trackedReq, align int64) {
+func (n *Node) makeSerialising(co *Co, r *trackedReq, align int64) error {
 	if !r.serialising {
 		r.serialising = true
 		n.serialisingInFlight++
@@ -419,7 +391,7 @@ func (n *Node) makeSerialising(co *Co, r *trackedReq, align int64) {
 	if end > r.overlapOff+r.overlapLen {
 		r.overlapLen = end - r.overlapOff
 	}
-	n.waitSerialising(co, r)
+	return n.waitSerialising(co, r)
 }
 
 // checkRequest rejects negative or overflowing ranges (bdrv_check_request).

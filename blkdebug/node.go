@@ -24,7 +24,7 @@ type node struct {
 	align, maxTransfer         int64
 	optWriteZero, maxWriteZero int64
 	optDiscard, maxDiscard     int64
-	takePerms, unsharePerms    Perm
+	takePerms, unsharePerms    blk.Perm
 
 	// state is the state machine's state; rules with a State only fire
 	// in it. It starts at 1.
@@ -64,7 +64,6 @@ var (
 	_ blk.LimitsRefresher = (*node)(nil)
 	_ blk.DebugEventer    = (*node)(nil)
 	_ blk.Breakpointer    = (*node)(nil)
-	_ blk.Filter          = (*node)(nil)
 )
 
 // add puts r at the head of its event's list.
@@ -468,9 +467,6 @@ func (b *node) Truncate(co *blk.Co, size int64, exact bool, prealloc blk.Preallo
 
 // Close implements blk.Impl. The image is closed by blk.
 func (b *node) Close() error { return nil }
-
-// FilteredChild implements blk.Filter.
-func (b *node) FilteredChild() *blk.Child { return b.image }
 
 // RefreshLimits implements blk.LimitsRefresher (blkdebug_refresh_limits
 // plus the supported flags of blkdebug_open): the overrides replace what

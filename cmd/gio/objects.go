@@ -33,6 +33,11 @@ func addObject(def string, out io.Writer) (code int, stop bool) {
 	if f, ok := out.(interface{ Flush() error }); ok {
 		f.Flush()
 	}
+	var ue *secret.UnsupportedError
+	if errors.As(err, &ue) {
+		fmt.Fprintln(os.Stderr, err) // gio's own message, not QEMU's
+		return 1, true
+	}
 	fmt.Fprintf(os.Stderr, "%s: %v\n", commands.ProgName, err)
 	return 1, true
 }

@@ -29,6 +29,14 @@ type Store struct {
 // asked for ("help", "secret,help"): qemu-io then exits successfully.
 var ErrHelp = errors.New("help printed")
 
+// UnsupportedError is the answer for an object type qemu-io accepts and
+// gio does not have; its text is gio's, not QEMU's.
+type UnsupportedError struct{ Type string }
+
+func (e *UnsupportedError) Error() string {
+	return fmt.Sprintf("gio: --object %s: gio has no '%s' objects yet, so images that need one (TLS, throttling) cannot be opened", e.Type, e.Type)
+}
+
 // objectTypes are the types qemu-io 7.2 lists as user creatable.
 var objectTypes = []string{"authz-list", "authz-list-file", "authz-simple", "main-loop",
 	"pr-manager-helper", "secret", "secret_keyring", "thread-context", "throttle-group",
@@ -74,10 +82,7 @@ func (s *Store) Add(def string, w io.Writer) error {
 		return fmt.Errorf("Parameter 'qom-type' does not accept value '%s'", typ)
 	}
 	if typ != "secret" {
-		if help {
-			return fmt.Errorf("gio: no help for object type '%s'", typ)
-		}
-		return fmt.Errorf("gio: object type '%s' is not supported", typ)
+		return &UnsupportedError{Type: typ}
 	}
 	if help {
 		fmt.Fprintln(w, "secret options:")
