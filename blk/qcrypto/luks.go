@@ -2,7 +2,6 @@ package qcrypto
 
 import (
 	"bytes"
-	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/binary"
@@ -269,7 +268,7 @@ func pbkdf(h Hash, password, salt []byte, iter uint32, n int) ([]byte, error) {
 	if _, err := h.newHash(); err != nil {
 		return nil, err
 	}
-	return pbkdf2.Key(hashes[h].new, string(password), salt, int(iter), n)
+	return pbkdf2Key(hashes[h].new, password, salt, int(iter), n), nil
 }
 
 // ReadFunc reads key material at a byte offset of the LUKS volume.
@@ -520,10 +519,11 @@ func countIters(h Hash, key []byte, n int) (uint64, error) {
 	salt := make([]byte, saltLen)
 	iter := uint32(1 << 10)
 	for {
-		start := threadCPU()
-		if _, err := pbkdf(h, key, salt, iter, n); err != nil {
+		if _, err := h.newHash(); err != nil {
 			return 0, err
 		}
+		start := threadCPU()
+		pbkdf2Serial(hashes[h].new, key, salt, int(iter), n)
 		d := threadCPU() - start
 		if d >= 100*time.Millisecond || iter >= 1<<30 {
 			return uint64(float64(iter) / d.Seconds()), nil

@@ -3,6 +3,7 @@ package qcrypto
 import (
 	"bytes"
 	"crypto/aes"
+	"crypto/pbkdf2"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -268,5 +269,27 @@ func TestHeaderErrors(t *testing.T) {
 				t.Fatalf("DecodeHeader = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestPBKDF2: the parallel PBKDF2 is the standard library's.
+func TestPBKDF2(t *testing.T) {
+	for _, name := range []string{"sha1", "sha256", "sha512", "md5", "sha224", "sha384"} {
+		h, _ := HashByName(name)
+		for _, n := range []int{16, 20, 32, 64, 100} {
+			for _, iter := range []int{1, 2, 1000} {
+				got := pbkdf2Key(hashes[h].new, []byte("password"), []byte("saltsaltsalt"), iter, n)
+				if serial := pbkdf2Serial(hashes[h].new, []byte("password"), []byte("saltsaltsalt"), iter, n); !bytes.Equal(got, serial) {
+					t.Fatalf("%s n=%d iter=%d: parallel and serial differ", name, n, iter)
+				}
+				want, err := pbkdf2.Key(hashes[h].new, "password", []byte("saltsaltsalt"), iter, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("%s n=%d iter=%d: %x, want %x", name, n, iter, got, want)
+				}
+			}
+		}
 	}
 }
