@@ -50,6 +50,17 @@ type Co struct {
 	queue *[]*Co
 	// withdrawn is set by Loop.Withdraw; parkQueued then reports false.
 	withdrawn bool
+	// spans are the request's open tracked-request spans, innermost
+	// last, and err its result as the front end noted it: trace only.
+	spans   []int
+	spanBuf [4]int // spans' first array: no allocation per request
+	err     error
+	// lastEvent is the last debug event the request fired (requests -v),
+	// -1 for none.
+	lastEvent Event
+	// cost is virtual time its I/O has cost and the clock not yet
+	// shown (cost.go).
+	cost time.Duration
 }
 
 // ID returns the request number, in submission order.
@@ -77,19 +88,21 @@ type Clock interface {
 	AdvanceTo(t time.Duration)
 }
 
-// VirtualClock is a clock that jumps: sleeping costs no wall time. Now still
-// includes the real time elapsed so that report lines show realistic
-// figures; jumps add to it.
+// VirtualClock is a clock that jumps: sleeping costs no wall time, and
+// time passes only by jumps and by the I/O its cost model charges
+// (Co.ChargeIO), never with the wall clock, so everything timed on it is
+// the same on every run.
 type VirtualClock struct {
-	start  time.Time
 	offset time.Duration
+	// Cost is the virtual device's cost model (DefaultCost).
+	Cost CostModel
 }
 
-// NewVirtualClock returns a virtual clock starting now.
-func NewVirtualClock() *VirtualClock { return &VirtualClock{start: time.Now()} }
+// NewVirtualClock returns a virtual clock at 0 with DefaultCost.
+func NewVirtualClock() *VirtualClock { return &VirtualClock{Cost: DefaultCost} }
 
 // Now implements Clock.
-func (c *VirtualClock) Now() time.Duration { return time.Since(c.start) + c.offset }
+func (c *VirtualClock) Now() time.Duration { return c.offset }
 
 // AdvanceTo implements Clock.
 func (c *VirtualClock) AdvanceTo(t time.Duration) {
@@ -172,6 +185,10 @@ type Loop struct {
 	readyBuf []*Co
 	// pool is the thread pool of -i threads, made on first use.
 	pool *ThreadPool
+	// tracer receives trace events (nil: tracing off); spanSeq numbers
+	// tracked-request spans. See trace.go.
+	tracer  Tracer
+	spanSeq int
 
 	// interrupted and stop are the Ctrl-C state; the only fields another
 	// goroutine (a signal handler) may touch.
@@ -251,9 +268,12 @@ func (l *Loop) Now() time.Duration { return l.clock.Now() }
 // it: call Run, RunUntil or Poll.
 func (l *Loop) Spawn(name string, fn func(co *Co)) *Co {
 	l.nextID++
-	co := &Co{loop: l, id: l.nextID, name: fmt.Sprintf("#%d %s", l.nextID, name), fn: fn}
+	co := &Co{loop: l, id: l.nextID, name: fmt.Sprintf("#%d %s", l.nextID, name), fn: fn, lastEvent: -1}
 	l.live[co] = struct{}{}
 	l.ready = append(l.ready, co)
+	if l.tracer != nil {
+		l.Trace(TraceEvent{Kind: TraceSubmit, Req: co.id, Name: name})
+	}
 	return co
 }
 
@@ -266,6 +286,9 @@ func (co *Co) resume() {
 	}
 	co.w.next()
 	if co.done {
+		if co.loop.tracer != nil {
+			co.loop.Trace(TraceEvent{Kind: TraceComplete, Req: co.id, Err: co.err})
+		}
 		w := co.w
 		co.w = nil
 		putWorker(w)
@@ -277,8 +300,17 @@ func (co *Co) resume() {
 func (co *Co) park(why string) {
 	co.yielded = true
 	co.why = why
+	if co.loop.tracer != nil {
+		co.loop.Trace(TraceEvent{Kind: TraceYield, Req: co.id, Why: why})
+	}
+	if co.cost != 0 {
+		co.payCost()
+	}
 	co.w.yield(struct{}{})
 	co.why = ""
+	if co.loop.tracer != nil {
+		co.loop.Trace(TraceEvent{Kind: TraceResume, Req: co.id})
+	}
 }
 
 // parkQueued parks in q, a FIFO wait queue of the generic layer whose

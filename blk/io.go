@@ -151,6 +151,7 @@ func (n *Node) pwrite(co *Co, off, bytes int64, buf []byte, flags ReqFlags) erro
 	req := n.track(co, aoff, int64(len(abuf)), trackWrite)
 	defer req.end()
 	if padded {
+		req.padHead, req.padTail, req.padMerge = p.head, p.tail, p.merge
 		if err := n.makeSerialising(co, req, align); err != nil {
 			return err
 		}
@@ -216,6 +217,7 @@ func (n *Node) zeroPWrite(co *Co, req *trackedReq, off, bytes int64, flags ReqFl
 	align := n.limits.RequestAlignment
 	p, padded := initPadding(off, bytes, align)
 	if padded {
+		req.padHead, req.padTail, req.padMerge = p.head, p.tail, p.merge
 		if err := n.makeSerialising(co, req, align); err != nil {
 			return err
 		}
@@ -466,6 +468,9 @@ func (n *Node) Flush(co *Co) error {
 	co.markStarted(n.driver)
 	n.activeFlush = true
 	defer n.flushDone()
+	if co.loop.tracer != nil {
+		co.loop.Trace(TraceEvent{Kind: TraceFlushBegin, Req: co.id, Node: n})
+	}
 	err := n.flushThis(co, gen)
 	for _, c := range n.children {
 		if c.Node.readOnly {
@@ -477,6 +482,9 @@ func (n *Node) Flush(co *Co) error {
 	}
 	if err == nil {
 		n.flushedGen = gen
+	}
+	if co.loop.tracer != nil {
+		co.loop.Trace(TraceEvent{Kind: TraceFlushEnd, Req: co.id, Node: n, Err: err})
 	}
 	return err
 }

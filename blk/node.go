@@ -233,6 +233,12 @@ func (n *Node) refreshLength(co *Co) (int64, error) {
 // driver handles events reacts. It may yield.
 func (n *Node) DebugEvent(co *Co, ev Event) {
 	if n != nil && n.ops.events != nil {
+		if co != nil {
+			co.lastEvent = ev
+			if co.loop.tracer != nil {
+				co.loop.Trace(TraceEvent{Kind: TraceDebugEvent, Req: co.id, Node: n, Name: ev.String()})
+			}
+		}
 		n.ops.events.DebugEvent(co, ev)
 	}
 }
@@ -279,6 +285,11 @@ type trackedReq struct {
 	waitingFor  *trackedReq
 	prev, next  *trackedReq // neighbours in node.tracked: newer, older
 	waiters     []*Co
+	// span numbers the request in the trace (0: not traced); padHead,
+	// padTail and padMerge are its RMW padding (requests -v).
+	span             int
+	padHead, padTail int64
+	padMerge         bool
 }
 
 func (r *trackedReq) String() string {
@@ -300,6 +311,9 @@ func (n *Node) track(co *Co, off, bytes int64, kind reqKind) *trackedReq {
 		n.tracked.prev = r
 	}
 	n.tracked = r
+	if co.loop.tracer != nil {
+		co.traceSpan(r)
+	}
 	return r
 }
 
@@ -310,6 +324,9 @@ const maxFreeReqs = 256
 // order.
 func (r *trackedReq) end() {
 	n := r.node
+	if r.span != 0 {
+		r.co.traceSpanEnd(r)
+	}
 	if r.prev != nil {
 		r.prev.next = r.next
 	} else if n.tracked == r {
@@ -367,6 +384,10 @@ func (n *Node) waitSerialising(co *Co, self *trackedReq) error {
 		}
 		self.waitingFor = r
 		r.waiters = append(r.waiters, co)
+		if co.loop.tracer != nil {
+			co.loop.Trace(TraceEvent{Kind: TraceWait, Req: co.id, Span: self.span, Parent: r.span,
+				Target: r.co.id, Node: n, Off: r.overlapOff, Bytes: r.overlapLen})
+		}
 		ok := co.parkQueued("waits for "+r.String(), &r.waiters)
 		self.waitingFor = nil
 		if !ok {
@@ -390,6 +411,9 @@ func (n *Node) makeSerialising(co *Co, r *trackedReq, align int64) error {
 	}
 	if end > r.overlapOff+r.overlapLen {
 		r.overlapLen = end - r.overlapOff
+	}
+	if co.loop.tracer != nil {
+		co.loop.Trace(TraceEvent{Kind: TraceSerialise, Req: co.id, Span: r.span, Node: n, Off: r.overlapOff, Bytes: r.overlapLen})
 	}
 	return n.waitSerialising(co, r)
 }

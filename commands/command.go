@@ -77,6 +77,7 @@ func All() []*Command {
 	all = append(all, shellCommands()...)
 	all = append(all, gioCommands()...)
 	all = append(all, benchCommands()...)
+	all = append(all, traceCommands()...)
 	return all
 }
 
@@ -310,6 +311,8 @@ type Session struct {
 	// patterns holds the read-only pattern buffers aio_write requests
 	// share (patternBuf in iobuf.go).
 	patterns map[byte][]byte
+	// tracing is the trace being written (trace.go), nil when off.
+	tracing *traceState
 }
 
 // NewSession returns a session with the standard command table.
@@ -318,6 +321,8 @@ func NewSession(out, errw io.Writer, reg *blk.Registry, loop *blk.Loop) *Session
 	if reg != nil {
 		// Drivers' open-time warnings, as QEMU's warn_report prints them.
 		reg.Warn = func(msg string) { s.errorReport("%s", msg) }
+		reg.Stderr = errw
+		reg.ReportErr = func(err error) { s.errorReport("%s", errText(err)) }
 	}
 	return s
 }

@@ -206,8 +206,10 @@ func (s *Session) resolveScratch(name string, opts *qdict.Dict) string {
 	return name
 }
 
-// Cleanup removes the scratch directory.
+// Cleanup ends a trace still being written and removes the scratch
+// directory.
 func (s *Session) Cleanup() {
+	s.StopTrace()
 	if s.scratchDir != "" {
 		unregisterScratch(s.scratchDir)
 		os.RemoveAll(s.scratchDir)

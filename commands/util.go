@@ -115,43 +115,55 @@ func mismatch(buf []byte, p byte) bool {
 //
 // Where qemu-io would hang (the request can never finish without another
 // command: it is suspended at a breakpoint, or waits for one that is),
-// gio keeps one rule: a command reported as failed has had no effect.
+// and where Ctrl-C stops the wait before the request has finished, gio
+// keeps one rule: a command reported as failed has had no effect.
 //   - A request that has not started its I/O (it waits in a queue of the
 //     generic layer) is withdrawn: finish sees blk.ErrWithdrawn
-//     (ECANCELED, "Operation canceled"); nothing reached the image.
+//     (ECANCELED, "Operation canceled"), or blk.ErrInterrupted after
+//     Ctrl-C; nothing reached the image.
 //   - Any other is not called failed: it stays in flight, the command
 //     returns, and finish runs when the request completes (after a
 //     resume), printing what the command would have printed, as an aio
 //     request's completion does. A failure it reports then marks the
 //     session as failed.
 //
-// Either way one line on stderr says what happened and who waits for
-// whom.
+// One line on stderr says what happened and who waits for whom (a
+// withdrawn interrupted request just fails with "Interrupted system
+// call").
 func (s *Session) runSync(name string, fn func(co *blk.Co) error, finish func(err error) error) error {
 	var err error
 	var later func(error)
 	co := s.Loop.Spawn(name, func(co *blk.Co) {
 		err = fn(co)
+		co.NoteError(err)
 		if later != nil {
 			later(err)
 		}
 	})
 	e := s.Loop.RunUntil(co.Name(), co.Done)
-	var st *blk.ErrStuck
-	switch {
-	case e == nil:
-		return finish(err)
-	case !errors.As(e, &st):
-		return finish(e) // interrupted (Ctrl-C)
-	case s.Loop.Withdraw(co):
-		fmt.Fprintf(s.Err, "gio: %s can never happen, withdrawn: %s\n", co.Name(), strings.Join(st.Waiters, "; "))
-		if e := s.Loop.RunUntil(co.Name(), co.Done); e != nil {
-			return finish(e) // unwinding cannot wait; defensive
-		}
+	if e == nil {
 		return finish(err)
 	}
-	fmt.Fprintf(s.Err, "gio: %s cannot finish now, left in flight (it reports when it completes): %s\n",
-		co.Name(), strings.Join(st.Waiters, "; "))
+	// The wait can never finish (ErrStuck), or Ctrl-C cut it short
+	// (blk.ErrInterrupted) while the request still waits.
+	var st *blk.ErrStuck
+	stuck := errors.As(e, &st)
+	if s.Loop.Withdraw(co) {
+		s.Loop.RunReady() // it unwinds at once
+		if co.Done() {
+			if !stuck {
+				return finish(e) // "X failed: Interrupted system call"
+			}
+			fmt.Fprintf(s.Err, "gio: %s can never happen, withdrawn: %s\n", co.Name(), strings.Join(st.Waiters, "; "))
+			return finish(err)
+		}
+	}
+	if stuck {
+		fmt.Fprintf(s.Err, "gio: %s cannot finish now, left in flight (it reports when it completes): %s\n",
+			co.Name(), strings.Join(st.Waiters, "; "))
+	} else {
+		fmt.Fprintf(s.Err, "gio: %s interrupted, left in flight (it reports when it completes)\n", co.Name())
+	}
 	later = func(err error) {
 		if finish(err) != nil {
 			s.Failed = true
@@ -191,6 +203,7 @@ func (s *Session) stuck(err error) error {
 func (s *Session) runAIO(name string, fn func(co *blk.Co) error, done func(err error)) {
 	s.Loop.Spawn(name, func(co *blk.Co) {
 		err := fn(co)
+		co.NoteError(err) // for the trace
 		if co.Yielded() {
 			done(err)
 		} else {

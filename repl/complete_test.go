@@ -55,7 +55,7 @@ func TestComplete(t *testing.T) {
 		want   []string
 	}{
 		{"wai", []string{"wait_break"}},
-		{"re", []string{"read", "readv", "record", "remove_break", "reopen", "resume"}},
+		{"re", []string{"read", "readv", "record", "remove_break", "reopen", "requests", "resume"}},
 		{"?", []string{"?"}},
 		{"read -", []string{"-C", "-P", "-b", "-l", "-p", "-q", "-s", "-v"}},
 		{"r -x", nil},

@@ -60,6 +60,8 @@ const (
 	optClock
 	optColor
 	optRecord
+	optTrace
+	optTraceFormat
 )
 
 var longOpts = []getopt.LongOpt{
@@ -75,7 +77,8 @@ var longOpts = []getopt.LongOpt{
 	{Name: "native-aio", Short: 'k'},
 	{Name: "discard", HasArg: true, Short: 'd'},
 	{Name: "cache", HasArg: true, Short: 't'},
-	{Name: "trace", HasArg: true, Short: 'T'},
+	{Name: "trace", HasArg: true, Short: optTrace}, // gio's trace file; -T is QEMU's
+	{Name: "trace-format", HasArg: true, Short: optTraceFormat},
 	{Name: "object", HasArg: true, Short: optObject},
 	{Name: "aio", HasArg: true, Short: 'i'},
 	{Name: "image-opts", Short: optImageOpts},
@@ -127,6 +130,7 @@ func run(args []string) int {
 		clock     = ""
 		colour    = repl.ColourAuto
 		record    string
+		tr        traceFlags
 	)
 	report := func(format string, a ...any) int {
 		out.Flush()
@@ -182,6 +186,10 @@ func run(args []string) int {
 			colour = m
 		case optRecord:
 			record = op.Arg
+		case optTrace:
+			tr.file = op.Arg
+		case optTraceFormat:
+			tr.format = op.Arg
 		}
 	}
 	if len(pos) > 1 {
@@ -216,6 +224,9 @@ func run(args []string) int {
 		fmt.Fprintln(errw, "gio: --record records interactive sessions only; ignored")
 	}
 	s.ImageOpts = imageOpts
+	if !tr.start(s) {
+		return 1
+	}
 	// stderr is unbuffered; flushing stdout first is not what qemu-io
 	// does, so stderr text goes straight out.
 	if len(pos) == 1 {
@@ -245,6 +256,7 @@ func run(args []string) int {
 	if !s.CloseImage() {
 		s.Failed = true
 	}
+	s.StopTrace()
 	out.Flush()
 	if s.Failed {
 		return 1

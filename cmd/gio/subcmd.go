@@ -11,6 +11,7 @@ import (
 	"gio/commands"
 	"gio/internal/getopt"
 	"gio/repl"
+	"gio/trace"
 )
 
 // gioUsageText is gio's own part of "gio --help" (at a terminal) and
@@ -20,6 +21,8 @@ const gioUsageText = `gio adds to qemu-io:
   --color=auto|always|never
                         colour in the interactive shell
   --record FILE         record the commands typed at the prompt into FILE.gio
+  --trace FILE [--trace-format=json|jsonl]
+                        write a trace of every request to FILE
   'help gio' at the prompt lists gio's own commands (create, record, bench...)
 
 Subcommands ('gio SUBCOMMAND -h' for each one's options):
@@ -31,6 +34,8 @@ Subcommands ('gio SUBCOMMAND -h' for each one's options):
                         seeded random concurrent I/O checked against a model
   gio bench [qemu-img bench options] FILE
                         qemu-img bench on gio's block layer
+  gio trace view FILE -o OUT.html
+                        render a trace (--trace FILE) as a timeline page
   gio help              this text
 `
 
@@ -40,6 +45,7 @@ var subcommands = map[string]func(args []string) int{
 	"test":  runTests,
 	"bench": runBench,
 	"fsx":   runFsx,
+	"trace": runTrace,
 	"help":  func([]string) int { fmt.Print(gioUsageText); return 0 },
 }
 
@@ -84,7 +90,7 @@ func subcommand(args []string) (func([]string) int, []string, bool) {
 	return nil, nil, false
 }
 
-const runUsage = `usage: gio run [-h] [-x] [--clock=virtual|real] [-f FMT] [--image-opts]
+const runUsage = `usage: gio run [-h] [-x] [--clock=virtual|real] [--trace FILE] [-f FMT] [--image-opts]
                [-rsnCkU] [-t CACHE] [-d DISCARD] [-i AIO] FILE.gio [IMAGE]
 
 Runs the script's commands as qemu-io runs piped input, without prompts,
@@ -94,6 +100,9 @@ failed command whose message is on stdout gets a located line on stderr,
 and the exit status is 1 when a command failed.
 
   -x, --echo            print each command ("gio> CMD") before its output
+  --trace FILE          write a trace of the requests to FILE (docs/trace.md)
+  --trace-format=json|jsonl
+                        Chrome Trace Event JSON (default) or JSON lines
   --clock=virtual|real  virtual time (the default) replays sleeps at once
   -h, --help            this text
 `
@@ -106,6 +115,8 @@ var runLongOpts = append([]getopt.LongOpt{
 	{Name: "clock", HasArg: true, Short: optClock},
 	{Name: "color", HasArg: true, Short: optColor},
 	{Name: "image-opts", Short: optImageOpts},
+	{Name: "trace", HasArg: true, Short: optTrace},
+	{Name: "trace-format", HasArg: true, Short: optTraceFormat},
 }, commands.LongOpts(commands.OpenImageFlags())...)
 
 // runScript is "gio run": a script's commands, errors located as
@@ -138,6 +149,14 @@ func runScript(args []string) int {
 			so.Open.Format = op.Arg
 		case optImageOpts:
 			imageOpts = true
+		case optTrace:
+			so.TraceFile = op.Arg
+		case optTraceFormat:
+			if _, err := trace.ParseFormat(op.Arg); err != nil {
+				fmt.Fprintf(os.Stderr, "gio run: %v\n", err)
+				return 2
+			}
+			so.TraceFormat = op.Arg
 		case optColor:
 			// Script output is never painted; accepted so that the
 			// option may precede any subcommand.
@@ -183,8 +202,9 @@ func runScript(args []string) int {
 const testUsage = `usage: gio test [-h] [-update] [-run REGEXP] [PATH...]
 
 Runs each NAME.gio (PATH: files or directories, default scripts) as
-"gio run" does and compares its output, stdout and stderr together with
-report timings normalised, with NAME.out beside it. -update rewrites the
+"gio run" does and compares its output, stdout and stderr together,
+byte for byte (report timings are virtual time), with NAME.out beside
+it. -update rewrites the
 .out files from this run instead. Exit status 1 when a script fails or
 none ran.
 `

@@ -14,10 +14,12 @@ var allowed = map[string][]string{
 	"gio/blk":          {"gio/blk/qdict"},
 	"gio/blk/qdict":    {"gio/internal/cutils"},
 	"gio/blk/qcrypto":  {"gio/blk/qdict"},
-	"gio/blk/drivers/": {"gio/blk", "gio/blk/qdict", "gio/blk/qcrypto"},
+	"gio/blk/drivers/": {"gio/blk", "gio/blk/qdict", "gio/blk/qcrypto", "gio/internal/cvt"},
 	"gio/blk/blktest":  {"gio/blk", "gio/blk/qdict", "gio/blk/drivers/"},
 	"gio/blkdebug":     {"gio/blk", "gio/blk/qdict", "gio/internal/cutils"},
-	"gio/commands":     {"gio/blk", "gio/blk/qdict", "gio/internal/"},
+	"gio/commands":     {"gio/blk", "gio/blk/qdict", "gio/internal/", "gio/trace", "gio/timeline"},
+	"gio/trace":        {"gio/blk"},
+	"gio/timeline":     {"gio/trace"},
 	"gio/repl":         {"gio/commands", "gio/blk", "gio/blk/qdict", "gio/internal/"},
 	"gio/internal/":    {"gio/internal/cutils"},
 	// cutils is the leaf of leaves: QEMU's C-style number and string
@@ -32,12 +34,15 @@ var allowed = map[string][]string{
 var level = map[string]int{
 	"gio/internal/cutils": 0,
 	"gio/internal/":       1,
+	"gio/internal/cvt":    1, // strerror for the messages drivers print
 	"gio/blk/qdict":       2,
 	"gio/blk/qcrypto":     3,
 	"gio/blk":             3,
 	"gio/blk/drivers/":    4,
 	"gio/blkdebug":        4,
 	"gio/blk/blktest":     5,
+	"gio/trace":           4,
+	"gio/timeline":        5,
 	"gio/commands":        6,
 	"gio/repl":            7,
 	"gio/":                8, // as an import of cmd/gio: any package below it

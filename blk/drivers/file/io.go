@@ -20,6 +20,7 @@ func (n *node) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) erro
 		return n.eng.do(co, n, opRead, off, buf)
 	}
 	err := inPieces(co, buf, func(done int, piece []byte) error { return n.readAt(off+int64(done), piece) })
+	co.ChargeIO(int64(len(buf)))
 	co.YieldIO()
 	return err
 }
@@ -58,6 +59,7 @@ func (n *node) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) err
 		return n.eng.do(co, n, opWrite, off, buf)
 	}
 	err := inPieces(co, buf, func(done int, piece []byte) error { return n.writeAt(off+int64(done), piece) })
+	co.ChargeIO(int64(len(buf)))
 	co.YieldIO()
 	return err
 }
@@ -186,6 +188,7 @@ func (n *node) PWriteZeroes(co *blk.Co, off, bytes int64, flags blk.ReqFlags) er
 	} else {
 		err = n.writeZeroes(off, bytes)
 	}
+	co.ChargeIO(0) // the efficient path: no data moves
 	co.YieldIO()
 	return err
 }
@@ -259,6 +262,7 @@ func (n *node) PDiscard(co *blk.Co, off, bytes int64) error {
 			n.hasDiscard = false
 		}
 	}
+	co.ChargeIO(0)
 	co.YieldIO()
 	return err
 }
@@ -341,6 +345,7 @@ func (n *node) FlushToDisk(co *blk.Co) error {
 		return err
 	}
 	err := n.fdatasync()
+	co.ChargeIO(0)
 	co.YieldIO()
 	return err
 }
