@@ -270,26 +270,3 @@ func runTests(args []string) int {
 func traceOption(arg string) string {
 	return fmt.Sprintf("gio: -T %s: gio has none of QEMU's trace events, so there is nothing to enable", arg)
 }
-
-// objectOption answers --object. gio has no QOM objects yet; a type
-// QEMU knows gets an honest "not supported" rather than QEMU's message
-// for an unknown type, which is kept for the rest.
-func objectOption(arg string) string {
-	typ, _, _ := strings.Cut(arg, ",")
-	if k, v, ok := strings.Cut(typ, "="); ok {
-		typ = ""
-		if k == "qom-type" {
-			typ = v
-		}
-		for _, kv := range strings.Split(arg, ",") {
-			if k, v, ok := strings.Cut(kv, "="); ok && k == "qom-type" {
-				typ = v
-			}
-		}
-	}
-	switch typ {
-	case "secret", "secret_keyring", "tls-creds-x509", "tls-creds-psk", "tls-creds-anon", "iothread", "throttle-group":
-		return fmt.Sprintf("gio: --object %s: gio has no '%s' objects yet, so images that need one (encrypted, TLS) cannot be opened", typ, typ)
-	}
-	return fmt.Sprintf("%s: Parameter 'qom-type' does not accept value '%s'", commands.ProgName, typ)
-}

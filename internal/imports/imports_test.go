@@ -13,7 +13,8 @@ import (
 var allowed = map[string][]string{
 	"gio/blk":          {"gio/blk/qdict"},
 	"gio/blk/qdict":    {"gio/internal/cutils"},
-	"gio/blk/drivers/": {"gio/blk", "gio/blk/qdict", "gio/internal/cvt"},
+	"gio/blk/qcrypto":  {"gio/blk/qdict"},
+	"gio/blk/drivers/": {"gio/blk", "gio/blk/qdict", "gio/blk/qcrypto", "gio/internal/cvt"},
 	"gio/blk/blktest":  {"gio/blk", "gio/blk/qdict", "gio/blk/drivers/"},
 	"gio/blkdebug":     {"gio/blk", "gio/blk/qdict", "gio/internal/cutils"},
 	"gio/commands":     {"gio/blk", "gio/blk/qdict", "gio/internal/", "gio/trace", "gio/timeline"},
@@ -38,6 +39,7 @@ var level = map[string]int{
 	"gio/internal/":       1,
 	"gio/internal/cvt":    1, // strerror for the messages drivers print
 	"gio/blk/qdict":       2,
+	"gio/blk/qcrypto":     3,
 	"gio/blk":             3,
 	"gio/blk/drivers/":    4,
 	"gio/blkdebug":        4,

@@ -647,6 +647,10 @@ func (s *state) performCOW(co *blk.Co, m *l2meta) error {
 				return err
 			}
 		}
+		if s.encrypted() {
+			s.encrypt(m.allocOffset+start.offset, m.offset+start.offset, startBuf)
+			s.encrypt(m.allocOffset+end.offset, m.offset+end.offset, endBuf)
+		}
 		if m.data != nil {
 			buf := make([]byte, 0, start.nbBytes+int64(len(m.data))+end.nbBytes)
 			buf = append(append(append(buf, startBuf...), m.data...), endBuf...)

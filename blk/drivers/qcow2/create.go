@@ -80,7 +80,17 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 			return blk.Msgf(unix.EINVAL, "Parameter 'compression-type' does not accept value '%s'", v)
 		}
 	}
-	for _, k := range []string{"extended_l2", "encrypt"} {
+	cryptMethod, cryptOpts, keySecret, err := createCryptOptions(o)
+	if err != nil {
+		return err
+	}
+	var password []byte
+	if cryptMethod != cryptNone {
+		if password, err = a.Password(keySecret); err != nil {
+			return blk.Msgf(unix.EINVAL, "%v", err)
+		}
+	}
+	for _, k := range []string{"extended_l2"} {
 		on, err := o.TakeBool(k, false)
 		if err != nil {
 			return err
@@ -160,6 +170,11 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 		s.backingFile, s.backingFormat = backingFile, backingFmt
 		if err := s.updateHeader(co); err != nil {
 			return blk.Errorf(blk.ErrnoOf(err), "Could not assign backing file '%s' with format '%s'", backingFile, backingFmt)
+		}
+	}
+	if cryptMethod != cryptNone {
+		if err := s.setUpEncryption(co, cryptMethod, cryptOpts, password); err != nil {
+			return err
 		}
 	}
 	if err := s.l2Cache.flush(co); err != nil {

@@ -53,7 +53,7 @@ func (s *state) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) err
 			return blk.ErrInterrupted // Ctrl-C at the shell, between steps
 		}
 		s.mu.lock(co)
-		n, host, typ, err := s.getHostOffset(co, off, min(int64(len(buf)), maxChunk))
+		n, host, typ, err := s.getHostOffset(co, off, s.cryptStep(off, min(int64(len(buf)), maxChunk), false))
 		s.mu.unlock()
 		if err != nil {
 			return err
@@ -70,6 +70,9 @@ func (s *state) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) err
 		default:
 			s.file.Event(co, blk.EvReadAIO)
 			err = s.readHost(co, int64(host), piece)
+			if err == nil && s.encrypted() {
+				s.decrypt(int64(host), off, piece)
+			}
 		}
 		if err != nil {
 			return err
@@ -148,7 +151,7 @@ func (s *state) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) er
 			// linked; the rest is not written.
 			return blk.ErrInterrupted
 		}
-		cur := min(int64(len(buf)), maxChunk)
+		cur := s.cryptStep(off, min(int64(len(buf)), maxChunk), true)
 		s.mu.lock(co)
 		host, m, err := s.allocHostOffset(co, off, &cur)
 		if err == nil {
@@ -161,7 +164,7 @@ func (s *state) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) er
 		}
 		s.trackWrite(off, cur, 1)
 		s.mu.unlock()
-		err = s.writeTask(co, host, off, buf[:cur], m)
+		err = s.writeTask(co, host, off, s.encryptedCopy(host, off, buf[:cur]), m)
 		s.trackWrite(off, cur, -1)
 		if err != nil {
 			return err
@@ -213,7 +216,7 @@ func mergeCOW(off int64, data []byte, m *l2meta) bool {
 // zero write when their COW regions read as zeroes, and skips the COW
 // (handle_alloc_space).
 func (s *state) handleAllocSpace(co *blk.Co, m *l2meta) error {
-	if s.file.Node.Limits().SupportedZeroFlags&blk.NoFallback == 0 {
+	if s.file.Node.Limits().SupportedZeroFlags&blk.NoFallback == 0 || s.encrypted() {
 		return nil
 	}
 	for ; m != nil; m = m.next {
@@ -423,7 +426,7 @@ func (s *state) BlockStatus(co *blk.Co, wantZero bool, off, n int64) (blk.Status
 		return blk.Status{}, err
 	}
 	st := blk.Status{Pnum: pnum}
-	if typ == clusterNormal || typ == clusterZeroAlloc {
+	if (typ == clusterNormal || typ == clusterZeroAlloc) && !s.encrypted() {
 		st.Map, st.File = int64(host), s.data.Node
 		st.Flags |= blk.StatusOffsetValid
 	}

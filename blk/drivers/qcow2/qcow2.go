@@ -24,7 +24,9 @@
 // bit, the runtime options (options.go), zstd clusters (zstd.go) and the
 // persistent bitmaps, kept and shown by info (bitmaps.go).
 //
-// Not supported (refused at open with a message saying so): encryption,
+// Encrypted images (legacy AES and LUKS) are in crypt.go.
+//
+// Not supported (refused at open with a message saying so):
 // external data files, extended L2 entries. Internal snapshots are kept
 // intact but cannot be created or applied; preallocation is not done.
 // As in QEMU, shrinking keeps the tail of a partial last cluster, which
@@ -151,6 +153,9 @@ type state struct {
 	// broken is set once corruption has been found: every later request
 	// fails, as QEMU ejects a corrupt image's driver.
 	broken bool
+
+	// crypt is the encryption of an encrypted image, nil otherwise (crypt.go).
+	crypt *cryptState
 	// signaledCorruption: a corruption event has been printed; later
 	// ones are not (signaled_corruption).
 	signaledCorruption bool
@@ -370,11 +375,7 @@ func (s *state) takeOptions(a *blk.OpenArgs) error {
 	}
 	s.noDiscardWait = !discardWaits
 	s.opts = r
-	if o.HasPrefix("encrypt") {
-		format, _ := o.TakeString("encrypt.format")
-		return blk.Msgf(unix.EINVAL, "No encryption in image header, but options specified format '%s'", format)
-	}
-	return nil
+	return s.takeCryptOptions(a)
 }
 
 // doOpen is qcow2_do_open: read and check the header, the L1 table, the
@@ -461,8 +462,8 @@ func (s *state) doOpen(co *blk.Co) error {
 	s.refcountOrder = uint(h.RefcountOrder)
 	s.refcountBits = 1 << s.refcountOrder
 	s.refcountMax = uint64(1)<<(s.refcountBits-1) + (uint64(1)<<(s.refcountBits-1) - 1)
-	if h.CryptMethod != 0 {
-		return blk.Msgf(unix.ENOTSUP, "qcow2: encrypted images are not supported by gio")
+	if err := s.checkCrypt(h.CryptMethod); err != nil {
+		return err
 	}
 	s.l2Bits = s.clusterBits - 3
 	s.l2Size = 1 << s.l2Bits
@@ -553,7 +554,9 @@ func (s *state) doOpen(co *blk.Co) error {
 		case extFeatureTable:
 			// Rewritten from knownFeatures by updateHeader.
 		case extCryptoHeader:
-			return blk.Msgf(unix.EINVAL, "CRYPTO header extension only expected with LUKS encryption method")
+			if err := s.cryptoHeaderExt(co, e.data); err != nil {
+				return err
+			}
 		case extDataFile:
 			// Meaningless without the data file bit: dropped on rewrite,
 			// as QEMU does.
@@ -580,6 +583,9 @@ func (s *state) doOpen(co *blk.Co) error {
 			return blk.Errorf(blk.ErrnoOf(err), "Could not read backing file name")
 		}
 		s.backingFile = cString(name)
+	}
+	if err := s.finishCryptOpen(); err != nil {
+		return err
 	}
 
 	// Unknown autoclear bits are cleared by a writer that does not know
@@ -658,6 +664,7 @@ func (s *state) updateHeader(co *blk.Co) error {
 		Version:               uint32(s.version),
 		ClusterBits:           uint32(s.clusterBits),
 		Size:                  uint64(s.size),
+		CryptMethod:           s.cryptMethod(),
 		L1Size:                uint32(len(s.l1)),
 		L1TableOffset:         uint64(s.l1Offset),
 		RefcountTableOffset:   uint64(s.reftableOffset),
@@ -678,6 +685,9 @@ func (s *state) updateHeader(co *blk.Co) error {
 	}
 	if s.hasDataFile() && s.dataFileName != "" {
 		buf = appendExt(buf, extDataFile, []byte(s.dataFileName))
+	}
+	if ext := s.cryptHeaderExt(); ext != nil {
+		buf = appendExt(buf, extCryptoHeader, ext)
 	}
 	if s.version >= 3 && s.clusterSize > 4096 {
 		buf = appendExt(buf, extFeatureTable, encodeFeatures(knownFeatures))
@@ -730,6 +740,10 @@ func (s *state) RefreshLimits(l *blk.Limits) {
 	if s.version >= 3 {
 		l.SupportedZeroFlags = blk.MayUnmap | blk.NoFallback
 	}
+	if s.encrypted() {
+		// Encryption works on a sector granularity.
+		l.RequestAlignment = max(l.RequestAlignment, 512)
+	}
 }
 
 // Info is qcow2_get_info plus qcow2_get_specific_info.
@@ -755,6 +769,7 @@ func (s *state) Info() (blk.Info, error) {
 			fmt.Sprintf("corrupt: %t", s.incompat&incompatCorrupt != 0),
 			"extended l2: false")
 	}
+	info.Specific = s.cryptInfo(info.Specific)
 	return info, nil
 }
 
