@@ -466,6 +466,9 @@ func (s *state) countSingleWrite(n int64, e *centry, l2i int64, newAlloc bool) i
 // write in flight, or waits for it when it overlaps the request's first
 // cluster (handle_dependencies). errAgain means it waited.
 func (s *state) handleDependencies(co *blk.Co, guest int64, cur *int64, m **l2meta) error {
+	if s.noAllocDeps {
+		return nil
+	}
 	bytes := *cur
 	for _, old := range s.allocs {
 		start, end := guest, guest+bytes
@@ -662,6 +665,10 @@ func (s *state) performCOW(co *blk.Co, m *l2meta) error {
 			if err := s.cowRead(co, m.offset+end.offset, endBuf); err != nil {
 				return err
 			}
+		}
+		if s.encrypted() {
+			s.encrypt(m.allocOffset+start.offset, m.offset+start.offset, startBuf)
+			s.encrypt(m.allocOffset+end.offset, m.offset+end.offset, endBuf)
 		}
 		if m.data != nil {
 			buf := make([]byte, 0, start.nbBytes+int64(len(m.data))+end.nbBytes)

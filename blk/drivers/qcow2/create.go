@@ -90,10 +90,15 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 			return blk.Msgf(unix.EINVAL, "Parameter 'compression-type' does not accept value '%s'", v)
 		}
 	}
-	if on, err := o.TakeBool("encrypt", false); err != nil {
+	cryptMethod, cryptOpts, keySecret, err := createCryptOptions(o)
+	if err != nil {
 		return err
-	} else if on {
-		return blk.Msgf(unix.ENOTSUP, "qcow2: encrypt=on is not supported by gio")
+	}
+	var password []byte
+	if cryptMethod != cryptNone {
+		if password, err = a.Password(keySecret); err != nil {
+			return blk.Msgf(unix.EINVAL, "%v", err)
+		}
 	}
 	if v, ok := o.TakeString("preallocation"); ok && v != "off" {
 		return blk.Msgf(unix.ENOTSUP, "qcow2: preallocation=%s is not supported by gio", v)
@@ -169,6 +174,11 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 		s.backingFile, s.backingFormat = backingFile, backingFmt
 		if err := s.updateHeader(co); err != nil {
 			return blk.Errorf(blk.ErrnoOf(err), "Could not assign backing file '%s' with format '%s'", backingFile, backingFmt)
+		}
+	}
+	if cryptMethod != cryptNone {
+		if err := s.setUpEncryption(co, cryptMethod, cryptOpts, password); err != nil {
+			return err
 		}
 	}
 	if err := s.l2Cache.flush(co); err != nil {

@@ -24,7 +24,9 @@
 // bit, the runtime options (options.go), zstd clusters (zstd.go) and the
 // persistent bitmaps, kept and shown by info (bitmaps.go).
 //
-// Not supported (refused at open with a message saying so): encryption,
+// Encrypted images (legacy AES and LUKS) are in crypt.go.
+//
+// Not supported (refused at open with a message saying so):
 // external data files, extended L2 entries. Internal snapshots are kept
 // intact but cannot be created or applied; preallocation is not done.
 // As in QEMU, shrinking keeps the tail of a partial last cluster, which
@@ -137,12 +139,27 @@ type state struct {
 	cacheDiscards      bool
 	discards           []region
 
+	// noAllocDeps is the debug switch x-alloc-deps=off (a mutation for
+	// gio explore): an allocating write no longer waits for another
+	// allocation in flight on the same cluster.
+	noAllocDeps bool
+	// dataWrites counts the guest data writes in flight per guest
+	// cluster; a discard waits on writesDone until none is left on
+	// its clusters, or it would free a cluster a write still lands in
+	// (the write-vs-discard race gio explore found). noDiscardWait is
+	// the debug switch x-discard-waits=off that brings the race back.
+	dataWrites    map[int64]int
+	writesDone    coQueue
+	noDiscardWait bool
 	// allocs are the allocating writes in flight (cluster_allocs).
 	allocs []*l2meta
 
 	// broken is set once corruption has been found: every later request
 	// fails, as QEMU ejects a corrupt image's driver.
 	broken bool
+
+	// crypt is the encryption of an encrypted image, nil otherwise (crypt.go).
+	crypt *cryptState
 	// signaledCorruption: a corruption event has been printed; later
 	// ones are not (signaled_corruption).
 	signaledCorruption bool
@@ -350,12 +367,19 @@ func (s *state) takeOptions(a *blk.OpenArgs) error {
 	if err != nil {
 		return err
 	}
-	s.opts = r
-	if o.HasPrefix("encrypt") {
-		format, _ := o.TakeString("encrypt.format")
-		return blk.Msgf(unix.EINVAL, "No encryption in image header, but options specified format '%s'", format)
+	// gio's debug switches, mutations for gio explore (open only).
+	allocDeps, err := o.TakeBool("x-alloc-deps", true)
+	if err != nil {
+		return err
 	}
-	return nil
+	s.noAllocDeps = !allocDeps
+	discardWaits, err := o.TakeBool("x-discard-waits", true)
+	if err != nil {
+		return err
+	}
+	s.noDiscardWait = !discardWaits
+	s.opts = r
+	return s.takeCryptOptions(a)
 }
 
 // doOpen is qcow2_do_open: read and check the header, the L1 table, the
@@ -447,8 +471,8 @@ func (s *state) doOpen(co *blk.Co) error {
 	s.refcountOrder = uint(h.RefcountOrder)
 	s.refcountBits = 1 << s.refcountOrder
 	s.refcountMax = uint64(1)<<(s.refcountBits-1) + (uint64(1)<<(s.refcountBits-1) - 1)
-	if h.CryptMethod != 0 {
-		return blk.Msgf(unix.ENOTSUP, "qcow2: encrypted images are not supported by gio")
+	if err := s.checkCrypt(h.CryptMethod); err != nil {
+		return err
 	}
 	s.l2Bits = s.clusterBits - uint(bits.TrailingZeros64(uint64(s.l2EntrySize)))
 	s.l2Size = 1 << s.l2Bits
@@ -539,7 +563,9 @@ func (s *state) doOpen(co *blk.Co) error {
 		case extFeatureTable:
 			// Rewritten from knownFeatures by updateHeader.
 		case extCryptoHeader:
-			return blk.Msgf(unix.EINVAL, "CRYPTO header extension only expected with LUKS encryption method")
+			if err := s.cryptoHeaderExt(co, e.data); err != nil {
+				return err
+			}
 		case extDataFile:
 			// Meaningless without the data file bit: dropped on rewrite,
 			// as QEMU does.
@@ -566,6 +592,9 @@ func (s *state) doOpen(co *blk.Co) error {
 			return blk.Errorf(blk.ErrnoOf(err), "Could not read backing file name")
 		}
 		s.backingFile = cString(name)
+	}
+	if err := s.finishCryptOpen(); err != nil {
+		return err
 	}
 
 	// Unknown autoclear bits are cleared by a writer that does not know
@@ -644,6 +673,7 @@ func (s *state) updateHeader(co *blk.Co) error {
 		Version:               uint32(s.version),
 		ClusterBits:           uint32(s.clusterBits),
 		Size:                  uint64(s.size),
+		CryptMethod:           s.cryptMethod(),
 		L1Size:                uint32(len(s.l1)),
 		L1TableOffset:         uint64(s.l1Offset),
 		RefcountTableOffset:   uint64(s.reftableOffset),
@@ -664,6 +694,9 @@ func (s *state) updateHeader(co *blk.Co) error {
 	}
 	if s.hasDataFile() && s.dataFileName != "" {
 		buf = appendExt(buf, extDataFile, []byte(s.dataFileName))
+	}
+	if ext := s.cryptHeaderExt(); ext != nil {
+		buf = appendExt(buf, extCryptoHeader, ext)
 	}
 	if s.version >= 3 && s.clusterSize > 4096 {
 		buf = appendExt(buf, extFeatureTable, encodeFeatures(knownFeatures))
@@ -716,6 +749,10 @@ func (s *state) RefreshLimits(l *blk.Limits) {
 	if s.version >= 3 {
 		l.SupportedZeroFlags = blk.MayUnmap | blk.NoFallback
 	}
+	if s.encrypted() {
+		// Encryption works on a sector granularity.
+		l.RequestAlignment = max(l.RequestAlignment, 512)
+	}
 }
 
 // Info is qcow2_get_info plus qcow2_get_specific_info.
@@ -741,6 +778,7 @@ func (s *state) Info() (blk.Info, error) {
 			fmt.Sprintf("corrupt: %t", s.incompat&incompatCorrupt != 0),
 			fmt.Sprintf("extended l2: %t", s.extL2))
 	}
+	info.Specific = s.cryptInfo(info.Specific)
 	return info, nil
 }
 
