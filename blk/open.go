@@ -84,6 +84,8 @@ type Registry struct {
 	// request, such as a failed write-back at close (QEMU's
 	// error_report): the program's name, then the error's text.
 	ReportErr func(err error)
+	// secrets resolves secret ids (SetSecrets); nil means none defined.
+	secrets Secrets
 }
 
 // NewRegistry returns a registry holding drivers.

@@ -17,11 +17,14 @@ import (
 
 // createFlags are create's options; its help lists them from here.
 var createFlags = []Flag{
-	{Letter: 'f', Arg: "fmt", Values: CreateFormats, Desc: "image format (raw, qcow2, vdi, vpc)"},
+	{Letter: 'f', Arg: "fmt", Values: CreateFormats, Desc: "image format (raw, qcow2, luks, vdi, vpc)"},
 	{Letter: 'o', Arg: "options", Keys: createOptions, Desc: "creation options, as qemu-img create -o takes them (qcow2:\n" +
-		"cluster_size, compat, refcount_bits, backing_file, backing_fmt;\n" +
-		"vdi: static; vpc: subformat, force_size;\n" +
-		"a backing file without backing_fmt has its format probed)"},
+		"cluster_size, compat, refcount_bits, backing_file, backing_fmt,\n" +
+		"encrypt.format=luks|aes, encrypt.key-secret and the luks options\n" +
+		"with an encrypt. prefix; luks: key-secret, cipher-alg, cipher-mode,\n" +
+		"ivgen-alg, ivgen-hash-alg, hash-alg, iter-time; vdi: static;\n" +
+		"vpc: subformat, force_size; a backing file\n" +
+		"without backing_fmt has its format probed)"},
 }
 
 func gioCommands() []*Command {
@@ -45,6 +48,7 @@ func gioCommands() []*Command {
 ` + FlagHelp(createFlags) + "\n",
 			Flags: createFlags, MinArgs: 2, MaxArgs: 6, Hidden: true, Family: "gio", Run: createCmd},
 		recordCommand(),
+		exploreCommand(),
 	}
 }
 
@@ -52,8 +56,11 @@ func gioCommands() []*Command {
 // qemu-img create -o names them).
 var createOptions = []blk.Option{{Name: "cluster_size"}, {Name: "compat", Values: []string{"0.10", "1.1", "v2", "v3"}},
 	{Name: "refcount_bits"}, {Name: "backing_file"}, {Name: "backing_fmt", Values: CreateFormats},
-	{Name: "lazy_refcounts", Values: blk.OnOff()}, {Name: "static", Values: blk.OnOff()},
-	{Name: "subformat", Values: []string{"dynamic", "fixed"}}, {Name: "force_size", Values: blk.OnOff()}}
+	{Name: "lazy_refcounts", Values: blk.OnOff()},
+	{Name: "encrypt.format", Values: []string{"aes", "luks"}}, {Name: "encrypt.key-secret"}, {Name: "encrypt.iter-time"},
+	{Name: "key-secret"}, {Name: "cipher-alg"}, {Name: "cipher-mode", Values: []string{"cbc", "ctr", "ecb", "xts"}},
+	{Name: "ivgen-alg", Values: []string{"essiv", "plain", "plain64"}}, {Name: "ivgen-hash-alg"}, {Name: "hash-alg"}, {Name: "iter-time"},
+	{Name: "static", Values: blk.OnOff()}, {Name: "subformat", Values: []string{"dynamic", "fixed"}}, {Name: "force_size", Values: blk.OnOff()}}
 
 // createCmd makes a sparse image: a scratch image for a plain name, a
 // real file for a path.

@@ -9,6 +9,7 @@ import (
 
 	"gio/blk"
 	"gio/blk/drivers/file"
+	"gio/blk/drivers/luks"
 	"gio/blk/drivers/null"
 	"gio/blk/drivers/qcow2"
 	"gio/blk/drivers/raw"
@@ -101,8 +102,8 @@ func main() {
 
 // env is the shell's view of this program: gio's drivers.
 var env = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
-	return blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, vdi.Driver, vpc.Driver, null.CoDriver, null.AIODriver,
-		blkdebug.NewDriver(func() io.Writer { return out }))
+	return withSecrets(blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, luks.Driver, vdi.Driver, vpc.Driver, null.CoDriver, null.AIODriver,
+		blkdebug.NewDriver(func() io.Writer { return out })))
 }}
 
 func run(args []string) int {
@@ -169,9 +170,9 @@ func run(args []string) int {
 		case optImageOpts:
 			imageOpts = true
 		case optObject:
-			out.Flush()
-			fmt.Fprintln(errw, objectOption(op.Arg))
-			return 1
+			if code, stop := addObject(op.Arg, out); stop {
+				return code
+			}
 		case optClock:
 			if op.Arg != "virtual" && op.Arg != "real" {
 				return report("Invalid clock option: %s (virtual or real)", op.Arg)

@@ -229,14 +229,18 @@ func featureCases() []featureCase {
 	}
 }
 
-func TestQcow2FeaturesDiff(t *testing.T) {
+func TestQcow2FeaturesDiff(t *testing.T) { runFeatureCases(t, featureCases()) }
+
+// runFeatureCases runs each case with qemu-io and gio and compares (see
+// the top of this file); it skips without qemu-io and qemu-img.
+func runFeatureCases(t *testing.T, cases []featureCase) {
 	for _, tool := range []string{"qemu-io", "qemu-img"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not on PATH", tool)
 		}
 	}
 	seen := map[string]bool{}
-	for _, c := range featureCases() {
+	for _, c := range cases {
 		if seen[c.name] {
 			t.Fatalf("duplicate case name %s", c.name)
 		}

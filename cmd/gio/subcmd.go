@@ -32,6 +32,8 @@ Subcommands ('gio SUBCOMMAND -h' for each one's options):
                         golden tests: NAME.gio against NAME.out
   gio fsx [-seed N] [-n COUNT] ...
                         seeded random concurrent I/O checked against a model
+  gio explore [-p N] [-n MAX] [-t BUDGET] [-j N] [--random] [-o REPRO.gio] SCRIPT.gio
+                        run a script under every schedule, checked against a model
   gio bench [qemu-img bench options] FILE
                         qemu-img bench on gio's block layer
   gio trace view FILE -o OUT.html
@@ -41,12 +43,13 @@ Subcommands ('gio SUBCOMMAND -h' for each one's options):
 
 // subcommands are gio's own first words.
 var subcommands = map[string]func(args []string) int{
-	"run":   runScript,
-	"test":  runTests,
-	"bench": runBench,
-	"fsx":   runFsx,
-	"trace": runTrace,
-	"help":  func([]string) int { fmt.Print(gioUsageText); return 0 },
+	"run":     runScript,
+	"test":    runTests,
+	"bench":   runBench,
+	"fsx":     runFsx,
+	"explore": runExplore,
+	"trace":   runTrace,
+	"help":    func([]string) int { fmt.Print(gioUsageText); return 0 },
 }
 
 // subcommand finds a subcommand in args: the first word, or the first
@@ -266,27 +269,4 @@ func runTests(args []string) int {
 // gio, and accepting the option silently would suggest they do.
 func traceOption(arg string) string {
 	return fmt.Sprintf("gio: -T %s: gio has none of QEMU's trace events, so there is nothing to enable", arg)
-}
-
-// objectOption answers --object. gio has no QOM objects yet; a type
-// QEMU knows gets an honest "not supported" rather than QEMU's message
-// for an unknown type, which is kept for the rest.
-func objectOption(arg string) string {
-	typ, _, _ := strings.Cut(arg, ",")
-	if k, v, ok := strings.Cut(typ, "="); ok {
-		typ = ""
-		if k == "qom-type" {
-			typ = v
-		}
-		for _, kv := range strings.Split(arg, ",") {
-			if k, v, ok := strings.Cut(kv, "="); ok && k == "qom-type" {
-				typ = v
-			}
-		}
-	}
-	switch typ {
-	case "secret", "secret_keyring", "tls-creds-x509", "tls-creds-psk", "tls-creds-anon", "iothread", "throttle-group":
-		return fmt.Sprintf("gio: --object %s: gio has no '%s' objects yet, so images that need one (encrypted, TLS) cannot be opened", typ, typ)
-	}
-	return fmt.Sprintf("%s: Parameter 'qom-type' does not accept value '%s'", commands.ProgName, typ)
 }

@@ -83,8 +83,8 @@ func TestHonestRefusals(t *testing.T) {
 		want string
 	}{
 		{[]string{"-T", "bdrv_*", "-c", "quit"}, 1, "gio: -T bdrv_*: gio has none of QEMU's trace events"},
-		{[]string{"--object", "secret,id=sec0,data=x", "-c", "quit"}, 1, "gio: --object secret: gio has no 'secret' objects yet"},
-		{[]string{"--object", "qom-type=secret,id=sec0", "-c", "quit"}, 1, "gio: --object secret:"},
+		{[]string{"--object", "throttle-group,id=t0", "-c", "quit"}, 1, "gio: --object throttle-group: gio has no 'throttle-group' objects yet"},
+		{[]string{"--object", "qom-type=secret,id=sec0", "-c", "quit"}, 1, "qemu-io: Either 'file' or 'data' must be provided"},
 		{[]string{"-c", "open nbd://localhost:10809/x"}, 1, "qemu-io: can't open device nbd://localhost:10809/x: Unknown protocol 'nbd'"},
 		{[]string{"-c", "open -o driver=raw nbd+unix:///x"}, 1, "Unknown protocol 'nbd+unix'"},
 		{[]string{"-c", "create -f vmdk x 1M"}, 1, "gio: create: unsupported format 'vmdk'"},

@@ -325,7 +325,7 @@ func (s *state) checkRefcountsL1(co *blk.Co, res *checkResult, t *imrt, l1Offset
 		return err
 	}
 	for i := int64(0); i < l1Size; i++ {
-		e := binary.BigEndian.Uint64(raw[i*8:])
+		e := binary.BigEndian.Uint64(raw[i*s.l2EntrySize:])
 		if e == 0 {
 			continue
 		}
@@ -358,7 +358,7 @@ func (s *state) checkRefcountsL2(co *blk.Co, res *checkResult, t *imrt, l2Offset
 		return err
 	}
 	for i := int64(0); i < s.l2Size; i++ {
-		e := binary.BigEndian.Uint64(raw[i*8:])
+		e := binary.BigEndian.Uint64(raw[i*s.l2EntrySize:])
 		typ := s.clusterType(e)
 		if typ != clusterCompressed && e&l2eStdReservedMask != 0 {
 			fmt.Fprintf(s.stderr, "ERROR found l2 entry with reserved bits set: %x\n", e)
@@ -672,7 +672,7 @@ func (s *state) checkOflagCopied(co *blk.Co, res *checkResult, fix int) error {
 		}
 		dirty := 0
 		for j := int64(0); j < s.l2Size; j++ {
-			le := l2Entry(tbl, j)
+			le := s.l2Entry(tbl, j)
 			typ := s.clusterType(le)
 			if typ != clusterNormal && typ != clusterZeroAlloc {
 				continue
@@ -689,9 +689,9 @@ func (s *state) checkOflagCopied(co *blk.Co, res *checkResult, fix int) error {
 				fmt.Fprintf(s.stderr, "%s OFLAG_COPIED data cluster: l2_entry=%x refcount=%d\n", word, le, rc)
 				if repair {
 					if rc == 1 {
-						setL2Entry(tbl, j, le|oflagCopied)
+						s.setL2Entry(tbl, j, le|oflagCopied)
 					} else {
-						setL2Entry(tbl, j, le&^oflagCopied)
+						s.setL2Entry(tbl, j, le&^oflagCopied)
 					}
 					dirty++
 				}

@@ -28,7 +28,7 @@ func (s *state) clusterType(e uint64) clusterType {
 	switch {
 	case e&oflagCompressed != 0:
 		return clusterCompressed
-	case e&oflagZero != 0:
+	case e&oflagZero != 0 && !s.extL2: // subclusters have zero bits instead
 		if e&l2eOffsetMask != 0 {
 			return clusterZeroAlloc
 		}
@@ -48,9 +48,6 @@ func (s *state) clusterType(e uint64) clusterType {
 func isAllocated(t clusterType) bool {
 	return t == clusterNormal || t == clusterCompressed || t == clusterZeroAlloc
 }
-
-func l2Entry(e *centry, i int64) uint64       { return binary.BigEndian.Uint64(e.data[i*8:]) }
-func setL2Entry(e *centry, i int64, v uint64) { binary.BigEndian.PutUint64(e.data[i*8:], v) }
 
 // compressedRange returns where a compressed cluster's data lies
 // (qcow2_parse_compressed_l2_entry).
@@ -287,8 +284,9 @@ func (s *state) getHostOffset(co *blk.Co, offset, bytes int64) (int64, uint64, c
 			return 0, 0, 0, err
 		}
 		l2i := s.l2Index(offset)
-		entry := l2Entry(e, l2i)
-		typ = s.clusterType(entry)
+		entry := s.l2Entry(e, l2i)
+		sc := s.scIndex(offset)
+		typ = s.subclusterType(entry, s.l2Bitmap(e, l2i), sc)
 		switch typ {
 		case clusterZeroPlain, clusterZeroAlloc:
 			if s.version < 3 {
@@ -302,7 +300,7 @@ func (s *state) getHostOffset(co *blk.Co, offset, bytes int64) (int64, uint64, c
 			}
 			host = entry & l2eCompressedOffsetSizeMask
 		}
-		if typ == clusterNormal || typ == clusterZeroAlloc {
+		if typ == clusterNormal || typ == clusterZeroAlloc || typ == clusterUnallocAlloc {
 			hc := entry & l2eOffsetMask
 			host = hc + uint64(oic)
 			if s.offsetIntoCluster(int64(hc)) != 0 {
@@ -310,9 +308,18 @@ func (s *state) getHostOffset(co *blk.Co, offset, bytes int64) (int64, uint64, c
 				return 0, 0, 0, s.corrupt("Cluster allocation offset %#x unaligned (L2 offset: %#x, L2 index: %#x)", hc, l2off, l2i)
 			}
 		}
-		n := s.countContiguous(e, l2i, s.sizeToClusters(needed), typ)
-		s.l2Cache.put(e)
-		avail = n << s.clusterBits
+		if !s.extL2 {
+			n := s.countContiguous(e, l2i, s.sizeToClusters(needed), typ)
+			s.l2Cache.put(e)
+			avail = n << s.clusterBits
+		} else {
+			t, n, bad := s.countContiguousSub(e, l2i, s.sizeToClusters(needed), sc)
+			s.l2Cache.put(e)
+			if t == clusterInvalid {
+				return 0, 0, 0, s.corrupt("Invalid cluster entry found  (L2 offset: %#x, L2 index: %#x)", l2off, bad)
+			}
+			avail = (n + int64(sc)) << s.subclusterBits
+		}
 	}
 	avail = min(avail, needed)
 	return avail - oic, host, typ, nil
@@ -326,12 +333,12 @@ func (s *state) countContiguous(e *centry, l2i, n int64, typ clusterType) int64 
 	if typ == clusterCompressed {
 		return 1
 	}
-	first := l2Entry(e, l2i)
+	first := s.l2Entry(e, l2i)
 	expected := first & l2eOffsetMask
 	checkOffset := typ == clusterNormal || typ == clusterZeroAlloc
 	var i int64
 	for ; i < n; i++ {
-		entry := l2Entry(e, l2i+i)
+		entry := s.l2Entry(e, l2i+i)
 		if s.clusterType(entry) != typ {
 			break
 		}
@@ -374,32 +381,42 @@ func (m *l2meta) cowEndOffset() int64   { return m.offset + m.cowEnd.offset + m.
 const invOffset = -1
 
 // calculateL2Meta records the L2 update and COW a write needs
-// (calculate_l2_meta). Without subclusters the COW always widens the
-// write to whole clusters, except where existing data is kept in place.
-func (s *state) calculateL2Meta(host, guest, bytes int64, e *centry, l2i int64, m **l2meta, keepOld bool) {
+// (calculate_l2_meta). The COW widens the write to whole subclusters (to
+// whole clusters without subclusters), except where existing data is
+// kept in place and where old subclusters hold nothing to copy.
+func (s *state) calculateL2Meta(host, guest, bytes int64, e *centry, l2i int64, m **l2meta, keepOld bool) error {
 	cowStartTo := s.offsetIntoCluster(guest)
 	cowEndFrom := cowStartTo + bytes
 	nb := s.sizeToClusters(cowEndFrom)
-	if keepOld {
-		skip := true
-		for i := int64(0); i < nb; i++ {
-			if s.clusterType(l2Entry(e, l2i+i)) != clusterNormal {
-				skip = false
-				break
-			}
-		}
+	skip := keepOld
+	for i := int64(0); i < nb; i++ {
+		entry, bitmap := s.l2Entry(e, l2i+i), s.l2Bitmap(e, l2i+i)
+		var typ clusterType
 		if skip {
-			return
+			from := max(cowStartTo, i<<s.clusterBits)
+			to := min(cowEndFrom, (i+1)<<s.clusterBits)
+			first := s.scIndex(from)
+			var cnt int
+			typ, cnt = s.subclusterRange(entry, bitmap, first)
+			if typ != clusterNormal || first+cnt <= s.scIndex(to-1) {
+				skip = false
+			}
+		} else {
+			typ = s.subclusterType(entry, bitmap, 0)
+		}
+		if typ == clusterInvalid {
+			return s.corrupt("Invalid cluster entry found (L2 offset: %#x, L2 index: %#x)", int64(s.l1[s.l1Index(guest)]&l1eOffsetMask), l2i+i)
 		}
 	}
-	var cowStartFrom, cowEndTo int64
-	if keepOld && s.clusterType(l2Entry(e, l2i)) == clusterNormal {
+	if skip {
+		return nil
+	}
+	cowStartFrom := s.cowStartFrom(s.l2Entry(e, l2i), s.l2Bitmap(e, l2i), s.scIndex(guest), keepOld)
+	if cowStartFrom < 0 {
 		cowStartFrom = cowStartTo
 	}
-	cowEndTo = (cowEndFrom + s.clusterSize - 1) &^ (s.clusterSize - 1)
-	if keepOld && s.clusterType(l2Entry(e, l2i+nb-1)) == clusterNormal {
-		cowEndTo = cowEndFrom
-	}
+	last := l2i + nb - 1
+	cowEndTo := s.cowEndTo(s.l2Entry(e, last), s.l2Bitmap(e, last), s.scIndex(guest+bytes-1), keepOld, cowEndFrom)
 	nm := &l2meta{
 		next:        *m,
 		allocOffset: host,
@@ -411,6 +428,7 @@ func (s *state) calculateL2Meta(host, guest, bytes int64, e *centry, l2i int64, 
 	}
 	*m = nm
 	s.allocs = append([]*l2meta{nm}, s.allocs...)
+	return nil
 }
 
 // needsNewAlloc reports whether a write to the cluster must go to a new
@@ -427,10 +445,10 @@ func (s *state) needsNewAlloc(entry uint64) bool {
 // all needing allocation, or all writable in place and contiguous
 // (count_single_write_clusters).
 func (s *state) countSingleWrite(n int64, e *centry, l2i int64, newAlloc bool) int64 {
-	expected := l2Entry(e, l2i) & l2eOffsetMask
+	expected := s.l2Entry(e, l2i) & l2eOffsetMask
 	var i int64
 	for ; i < n; i++ {
-		entry := l2Entry(e, l2i+i)
+		entry := s.l2Entry(e, l2i+i)
 		if s.needsNewAlloc(entry) != newAlloc {
 			break
 		}
@@ -448,6 +466,9 @@ func (s *state) countSingleWrite(n int64, e *centry, l2i int64, newAlloc bool) i
 // write in flight, or waits for it when it overlaps the request's first
 // cluster (handle_dependencies). errAgain means it waited.
 func (s *state) handleDependencies(co *blk.Co, guest int64, cur *int64, m **l2meta) error {
+	if s.noAllocDeps {
+		return nil
+	}
 	bytes := *cur
 	for _, old := range s.allocs {
 		start, end := guest, guest+bytes
@@ -485,7 +506,7 @@ func (s *state) handleCopied(co *blk.Co, guest int64, host, bytes *int64, m **l2
 		return false, err
 	}
 	defer s.l2Cache.put(e)
-	entry := l2Entry(e, l2i)
+	entry := s.l2Entry(e, l2i)
 	clOff := int64(entry & l2eOffsetMask)
 	if s.needsNewAlloc(entry) {
 		return false, nil
@@ -508,7 +529,9 @@ func (s *state) handleCopied(co *blk.Co, guest int64, host, bytes *int64, m **l2
 	}
 	keep := s.countSingleWrite(nb, e, l2i, false)
 	*bytes = min(*bytes, keep*s.clusterSize-oic)
-	s.calculateL2Meta(clOff, guest, *bytes, e, l2i, m, true)
+	if err := s.calculateL2Meta(clOff, guest, *bytes, e, l2i, m, true); err != nil {
+		return false, err
+	}
 	*host = clOff + oic
 	return true, nil
 }
@@ -554,8 +577,7 @@ func (s *state) handleAlloc(co *blk.Co, guest int64, host, bytes *int64, m **l2m
 	nbBytes := min(*bytes+oic, nb<<s.clusterBits)
 	*host = allocOff + oic
 	*bytes = min(*bytes, nbBytes-oic)
-	s.calculateL2Meta(allocOff, guest, *bytes, e, l2i, m, false)
-	return true, nil
+	return true, s.calculateL2Meta(allocOff, guest, *bytes, e, l2i, m, false)
 }
 
 // allocHostOffset finds (allocating where needed) a contiguous host area
@@ -644,6 +666,10 @@ func (s *state) performCOW(co *blk.Co, m *l2meta) error {
 				return err
 			}
 		}
+		if s.encrypted() {
+			s.encrypt(m.allocOffset+start.offset, m.offset+start.offset, startBuf)
+			s.encrypt(m.allocOffset+end.offset, m.offset+end.offset, endBuf)
+		}
 		if m.data != nil {
 			buf := make([]byte, 0, start.nbBytes+int64(len(m.data))+end.nbBytes)
 			buf = append(append(append(buf, startBuf...), m.data...), endBuf...)
@@ -710,10 +736,13 @@ func (s *state) linkL2(co *blk.Co, m *l2meta) error {
 	s.l2Cache.markDirty(e)
 	var old []uint64
 	for i := int64(0); i < m.nbClusters; i++ {
-		if v := l2Entry(e, l2i+i); v != 0 {
+		if v := s.l2Entry(e, l2i+i); v != 0 {
 			old = append(old, v)
 		}
-		setL2Entry(e, l2i+i, uint64(m.allocOffset+i<<s.clusterBits)|oflagCopied)
+		s.setL2Entry(e, l2i+i, uint64(m.allocOffset+i<<s.clusterBits)|oflagCopied)
+		if s.extL2 {
+			s.setWrittenBitmap(e, l2i, m, i)
+		}
 	}
 	s.l2Cache.put(e)
 	if !m.keepOld {
@@ -763,22 +792,27 @@ func (s *state) discardInL2(co *blk.Co, offset, nb int64, typ discardType, full 
 	}
 	nb = min(nb, s.l2Size-l2i)
 	for i := int64(0); i < nb; i++ {
-		old := l2Entry(e, l2i+i)
-		v := old
+		old, oldBitmap := s.l2Entry(e, l2i+i), s.l2Bitmap(e, l2i+i)
+		v, bitmap := old, oldBitmap
 		ct := s.clusterType(old)
 		if full {
-			v = 0
+			v, bitmap = 0, 0
 		} else if s.backing != nil || isAllocated(ct) {
 			v = 0
-			if s.version >= 3 {
+			if s.extL2 {
+				bitmap = l2BitmapAllZeroes
+			} else if s.version >= 3 {
 				v = oflagZero
 			}
 		}
-		if old == v {
+		if old == v && oldBitmap == bitmap {
 			continue
 		}
 		s.l2Cache.markDirty(e)
-		setL2Entry(e, l2i+i, v)
+		s.setL2Entry(e, l2i+i, v)
+		if s.extL2 {
+			s.setL2Bitmap(e, l2i+i, bitmap)
+		}
 		s.freeAnyCluster(co, old, typ)
 	}
 	s.l2Cache.put(e)
@@ -813,19 +847,26 @@ func (s *state) zeroInL2(co *blk.Co, offset, nb int64, flags blk.ReqFlags) (int6
 	}
 	nb = min(nb, s.l2Size-l2i)
 	for i := int64(0); i < nb; i++ {
-		old := l2Entry(e, l2i+i)
+		old, oldBitmap := s.l2Entry(e, l2i+i), s.l2Bitmap(e, l2i+i)
 		ct := s.clusterType(old)
 		unmap := ct == clusterCompressed || flags&blk.MayUnmap != 0 && isAllocated(ct)
-		v := old
+		v, bitmap := old, oldBitmap
 		if unmap {
 			v = 0
 		}
-		v |= oflagZero
-		if old == v {
+		if s.extL2 {
+			bitmap = l2BitmapAllZeroes
+		} else {
+			v |= oflagZero
+		}
+		if old == v && oldBitmap == bitmap {
 			continue
 		}
 		s.l2Cache.markDirty(e)
-		setL2Entry(e, l2i+i, v)
+		s.setL2Entry(e, l2i+i, v)
+		if s.extL2 {
+			s.setL2Bitmap(e, l2i+i, bitmap)
+		}
 		if unmap {
 			s.freeAnyCluster(co, old, discardRequest)
 		}
@@ -851,16 +892,30 @@ func (s *state) clusterZeroize(co *blk.Co, offset, bytes int64, flags blk.ReqFla
 			return err
 		}
 	}
-	nb := s.sizeToClusters(bytes)
+	// Partial clusters at either end get zero subclusters.
+	end := offset + bytes
+	head := min(end, (offset+s.clusterSize-1)&^(s.clusterSize-1)) - offset
+	offset += head
+	var tail int64
+	if end < s.size {
+		tail = end - max(offset, s.startOfCluster(end))
+	}
+	end -= tail
 	s.cacheDiscards = true
 	var err error
-	for nb > 0 {
+	if head != 0 {
+		err = s.zeroSubclusters(co, offset-head, head)
+	}
+	for nb := s.sizeToClusters(end - offset); nb > 0 && err == nil; {
 		var n int64
 		if n, err = s.zeroInL2(co, offset, nb, flags); err != nil {
 			break
 		}
 		nb -= n
 		offset += n * s.clusterSize
+	}
+	if tail != 0 && err == nil {
+		err = s.zeroSubclusters(co, end, tail)
 	}
 	s.cacheDiscards = false
 	s.processDiscards(co, err != nil)

@@ -16,8 +16,9 @@ import (
 //
 // QEMU inflates with a 4 KiB window (zlib windowBits -12), which Go's
 // compress/flate cannot promise to respect (its window is 32 KiB), so gio
-// writes Huffman-only deflate streams: no back references at all, valid
-// for any window. They compress less than QEMU's, but QEMU reads them.
+// writes the smaller of a Huffman-only stream (no back references) and
+// deflate4k's (references within 4 KiB, fixed codes). The bytes are not
+// zlib's, but QEMU reads them.
 
 var _ blk.CompressedWriter = (*state)(nil)
 
@@ -77,7 +78,7 @@ func (s *state) writeCompressedCluster(co *blk.Co, off int64, data []byte) error
 }
 
 // deflateCluster compresses one cluster into less than a cluster
-// (qcow2_zlib_compress), Huffman-only (see above).
+// (qcow2_zlib_compress), within a 4 KiB window (see above).
 func deflateCluster(in []byte) ([]byte, error) {
 	var b bytes.Buffer
 	w, err := flate.NewWriter(&b, flate.HuffmanOnly)
@@ -90,10 +91,14 @@ func deflateCluster(in []byte) ([]byte, error) {
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
-	if b.Len() > len(in)-1 {
+	out := b.Bytes()
+	if lz := deflate4k(in); len(lz) < len(out) {
+		out = lz
+	}
+	if len(out) > len(in)-1 {
 		return nil, errNotCompressible
 	}
-	return b.Bytes(), nil
+	return out, nil
 }
 
 // allocCompressedCluster points the L2 entry for off at size new bytes
@@ -104,7 +109,7 @@ func (s *state) allocCompressedCluster(co *blk.Co, off, size int64) (int64, erro
 		return 0, err
 	}
 	defer s.l2Cache.put(e)
-	if l2Entry(e, l2i)&l2eOffsetMask != 0 {
+	if s.l2Entry(e, l2i)&l2eOffsetMask != 0 {
 		// Compression cannot overwrite anything.
 		return 0, unix.EIO
 	}
@@ -116,7 +121,10 @@ func (s *state) allocCompressedCluster(co *blk.Co, off, size int64) (int64, erro
 	entry := uint64(host) | oflagCompressed | uint64(sectors)<<s.csizeShift
 	s.file.Event(co, blk.EvL2UpdateCompressed)
 	s.l2Cache.markDirty(e)
-	setL2Entry(e, l2i, entry)
+	s.setL2Entry(e, l2i, entry)
+	if s.extL2 {
+		s.setL2Bitmap(e, l2i, 0) // compressed clusters have no subclusters
+	}
 	return host, nil
 }
 

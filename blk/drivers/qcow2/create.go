@@ -20,7 +20,7 @@ import (
 //
 // Options (qemu-img's -o names): cluster_size, compat (0.10/v2, 1.1/v3),
 // refcount_bits, backing_file, backing_fmt (probed when absent), and
-// lazy_refcounts, compression_type (zlib, zstd), and extended_l2,
+// lazy_refcounts, compression_type (zlib, zstd), extended_l2, and
 // preallocation and encrypt only at values gio supports.
 func create(co *blk.Co, a *blk.CreateArgs) error {
 	o := a.Opts
@@ -32,9 +32,6 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 	if err != nil {
 		return err
 	}
-	if cs < 1<<minClusterBits || cs > 1<<maxClusterBits || cs&(cs-1) != 0 {
-		return blk.Msgf(unix.EINVAL, "Cluster size must be a power of two between %d and %dk", 1<<minClusterBits, 1<<(maxClusterBits-10))
-	}
 	version := 3
 	if v, ok := o.TakeString("compat"); ok {
 		switch v {
@@ -44,6 +41,19 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 		default:
 			return blk.Msgf(unix.EINVAL, "Parameter 'version' does not accept value '%s'", v)
 		}
+	}
+	extL2, err := o.TakeBool("extended_l2", false)
+	if err != nil {
+		return err
+	}
+	if extL2 && version < 3 {
+		return blk.Msgf(unix.EINVAL, "Extended L2 entries are only supported with compatibility level 1.1 and above (use version=v3 or greater)")
+	}
+	if cs < 1<<minClusterBits || cs > 1<<maxClusterBits || cs&(cs-1) != 0 {
+		return blk.Msgf(unix.EINVAL, "Cluster size must be a power of two between %d and %dk", 1<<minClusterBits, 1<<(maxClusterBits-10))
+	}
+	if minCS := uint64(1<<minClusterBits) * subclustersPerCluster; extL2 && cs < minCS {
+		return blk.Msgf(unix.EINVAL, "Extended L2 entries are only supported with cluster sizes of at least %d bytes", minCS)
 	}
 	rb, err := o.TakeUint("refcount_bits", 16)
 	if err != nil {
@@ -80,13 +90,14 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 			return blk.Msgf(unix.EINVAL, "Parameter 'compression-type' does not accept value '%s'", v)
 		}
 	}
-	for _, k := range []string{"extended_l2", "encrypt"} {
-		on, err := o.TakeBool(k, false)
-		if err != nil {
-			return err
-		}
-		if on {
-			return blk.Msgf(unix.ENOTSUP, "qcow2: %s=on is not supported by gio", k)
+	cryptMethod, cryptOpts, keySecret, err := createCryptOptions(o)
+	if err != nil {
+		return err
+	}
+	var password []byte
+	if cryptMethod != cryptNone {
+		if password, err = a.Password(keySecret); err != nil {
+			return blk.Msgf(unix.EINVAL, "%v", err)
 		}
 	}
 	if v, ok := o.TakeString("preallocation"); ok && v != "off" {
@@ -120,6 +131,9 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 	}
 	if compression != compressionZlib {
 		h.IncompatibleFeatures |= incompatCompression
+	}
+	if extL2 {
+		h.IncompatibleFeatures |= incompatExtL2
 	}
 	hdr := make([]byte, cs)
 	raw, _ := binary.Append(nil, binary.BigEndian, &h)
@@ -160,6 +174,11 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 		s.backingFile, s.backingFormat = backingFile, backingFmt
 		if err := s.updateHeader(co); err != nil {
 			return blk.Errorf(blk.ErrnoOf(err), "Could not assign backing file '%s' with format '%s'", backingFile, backingFmt)
+		}
+	}
+	if cryptMethod != cryptNone {
+		if err := s.setUpEncryption(co, cryptMethod, cryptOpts, password); err != nil {
+			return err
 		}
 	}
 	if err := s.l2Cache.flush(co); err != nil {

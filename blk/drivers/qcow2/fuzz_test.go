@@ -108,6 +108,8 @@ func seeds(f *testing.F) [][]byte {
 		{"cluster_size", "4096", "lazy_refcounts", "on"},
 		{"cluster_size", "4096", "compression_type", "zstd"},
 		{"cluster_size", "2048", "compression_type", "zlib"},
+		{"cluster_size", "16384", "extended_l2", "on"},
+		{"cluster_size", "16384", "compression_type", "zlib", "extended_l2", "on"},
 	} {
 		path := filepath.Join(dir, strconv.Itoa(i))
 		create(f, path, 256<<10, kv...)

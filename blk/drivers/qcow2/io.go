@@ -53,16 +53,16 @@ func (s *state) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) err
 			return blk.ErrInterrupted // Ctrl-C at the shell, between steps
 		}
 		s.mu.lock(co)
-		n, host, typ, err := s.getHostOffset(co, off, min(int64(len(buf)), maxChunk))
+		n, host, typ, err := s.getHostOffset(co, off, s.cryptStep(off, min(int64(len(buf)), maxChunk), false))
 		s.mu.unlock()
 		if err != nil {
 			return err
 		}
 		piece := buf[:n]
 		switch {
-		case typ == clusterZeroPlain || typ == clusterZeroAlloc || typ == clusterUnallocated && s.backing == nil:
+		case typ == clusterZeroPlain || typ == clusterZeroAlloc || isUnallocated(typ) && s.backing == nil:
 			err = clearInterruptibly(co, piece)
-		case typ == clusterUnallocated:
+		case isUnallocated(typ):
 			s.file.Event(co, blk.EvReadBackingAIO)
 			err = s.backing.Node.PRead(co, off, piece, 0)
 		case typ == clusterCompressed:
@@ -70,6 +70,9 @@ func (s *state) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) err
 		default:
 			s.file.Event(co, blk.EvReadAIO)
 			err = s.readHost(co, int64(host), piece)
+			if err == nil && s.encrypted() {
+				s.decrypt(int64(host), off, piece)
+			}
 		}
 		if err != nil {
 			return err
@@ -148,7 +151,7 @@ func (s *state) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) er
 			// linked; the rest is not written.
 			return blk.ErrInterrupted
 		}
-		cur := min(int64(len(buf)), maxChunk)
+		cur := s.cryptStep(off, min(int64(len(buf)), maxChunk), true)
 		s.mu.lock(co)
 		host, m, err := s.allocHostOffset(co, off, &cur)
 		if err == nil {
@@ -159,8 +162,11 @@ func (s *state) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) er
 			s.mu.unlock()
 			return err
 		}
+		s.trackWrite(off, cur, 1)
 		s.mu.unlock()
-		if err := s.writeTask(co, host, off, buf[:cur], m); err != nil {
+		err = s.writeTask(co, host, off, s.encryptedCopy(host, off, buf[:cur]), m)
+		s.trackWrite(off, cur, -1)
+		if err != nil {
 			return err
 		}
 		buf = buf[cur:]
@@ -210,7 +216,7 @@ func mergeCOW(off int64, data []byte, m *l2meta) bool {
 // zero write when their COW regions read as zeroes, and skips the COW
 // (handle_alloc_space).
 func (s *state) handleAllocSpace(co *blk.Co, m *l2meta) error {
-	if s.file.Node.Limits().SupportedZeroFlags&blk.NoFallback == 0 {
+	if s.file.Node.Limits().SupportedZeroFlags&blk.NoFallback == 0 || s.encrypted() {
 		return nil
 	}
 	for ; m != nil; m = m.next {
@@ -324,8 +330,9 @@ func (s *state) PWriteZeroes(co *blk.Co, off, n int64, flags blk.ReqFlags) error
 	if err := s.check(); err != nil {
 		return err
 	}
-	head := s.offsetIntoCluster(off)
-	tail := (off+n+s.clusterSize-1)&^(s.clusterSize-1) - (off + n)
+	scSize := int64(1) << s.subclusterBits
+	head := off & (scSize - 1)
+	tail := (off+n+scSize-1)&^(scSize-1) - (off + n)
 	if off+n == s.size {
 		tail = 0
 	}
@@ -335,7 +342,7 @@ func (s *state) PWriteZeroes(co *blk.Co, off, n int64, flags blk.ReqFlags) error
 		}
 		s.mu.lock(co)
 		off -= head
-		n = s.clusterSize
+		n = scSize
 		_, _, typ, err := s.getHostOffset(co, off, n)
 		if err != nil || typ == clusterNormal || typ == clusterCompressed {
 			s.mu.unlock()
@@ -368,9 +375,42 @@ func (s *state) PDiscard(co *blk.Co, off, n int64) error {
 		}
 	}
 	s.mu.lock(co)
+	for !s.noDiscardWait && s.writing(off, n) {
+		s.writesDone.wait(co, &s.mu, "waits for writes to the clusters it discards")
+	}
 	err := s.clusterDiscard(co, off, n, discardRequest, false)
 	s.mu.unlock()
 	return err
+}
+
+// trackWrite counts a data write of guest [off, off+n) in (d 1) or out
+// (d -1) of flight, waking the discards that wait for it.
+func (s *state) trackWrite(off, n int64, d int) {
+	if s.dataWrites == nil {
+		s.dataWrites = map[int64]int{}
+	}
+	for c := off >> s.clusterBits; c <= (off+n-1)>>s.clusterBits; c++ {
+		if s.dataWrites[c] += d; s.dataWrites[c] == 0 {
+			delete(s.dataWrites, c)
+		}
+	}
+	if d < 0 {
+		s.writesDone.restartAll()
+	}
+}
+
+// writing reports whether a data write is in flight on a cluster of
+// guest [off, off+n).
+func (s *state) writing(off, n int64) bool {
+	if len(s.dataWrites) == 0 || n <= 0 {
+		return false
+	}
+	for c := off >> s.clusterBits; c <= (off+n-1)>>s.clusterBits; c++ {
+		if s.dataWrites[c] > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // BlockStatus answers for this layer only: data with its host offset,
@@ -387,7 +427,7 @@ func (s *state) BlockStatus(co *blk.Co, wantZero bool, off, n int64) (blk.Status
 		return blk.Status{}, err
 	}
 	st := blk.Status{Pnum: pnum}
-	if typ == clusterNormal || typ == clusterZeroAlloc {
+	if (typ == clusterNormal || typ == clusterZeroAlloc || typ == clusterUnallocAlloc) && !s.encrypted() {
 		st.Map, st.File = int64(host), s.data.Node
 		st.Flags |= blk.StatusOffsetValid
 	}

@@ -156,7 +156,7 @@ func (s *state) cacheEntries(r *runtimeOpts) (l2, rc int64, err error) {
 	cs := uint64(s.clusterSize)
 	minRc := uint64(minRefcountCacheEntries) * cs
 	maxL2Entries := (uint64(s.size) + cs - 1) / cs
-	maxL2Cache := (maxL2Entries*8 + cs - 1) / cs * cs
+	maxL2Cache := (maxL2Entries*uint64(s.l2EntrySize) + cs - 1) / cs * cs
 
 	l2Max := uint64(defaultL2CacheMax)
 	if r.l2CacheSet {

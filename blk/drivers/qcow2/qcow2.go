@@ -24,7 +24,9 @@
 // bit, the runtime options (options.go), zstd clusters (zstd.go) and the
 // persistent bitmaps, kept and shown by info (bitmaps.go).
 //
-// Not supported (refused at open with a message saying so): encryption,
+// Encrypted images (legacy AES and LUKS) are in crypt.go.
+//
+// Not supported (refused at open with a message saying so):
 // external data files, extended L2 entries. Internal snapshots are kept
 // intact but cannot be created or applied; preallocation is not done.
 // As in QEMU, shrinking keeps the tail of a partial last cluster, which
@@ -36,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 
 	"gio/blk"
 	"gio/blk/qdict"
@@ -90,13 +93,16 @@ type state struct {
 	readOnly bool
 	version  int
 
-	clusterBits   uint
-	clusterSize   int64
-	l2Bits        uint
-	l2Size        int64 // entries per L2 table
-	csizeShift    uint
-	csizeMask     uint64
-	clusterOffMsk uint64
+	clusterBits    uint
+	clusterSize    int64
+	l2Bits         uint
+	l2Size         int64 // entries per L2 table
+	l2EntrySize    int64 // 8, or 16 with extended L2 entries
+	extL2          bool  // extended L2 entries: 32 subclusters per cluster
+	subclusterBits uint
+	csizeShift     uint
+	csizeMask      uint64
+	clusterOffMsk  uint64
 
 	refcountOrder     uint
 	refcountBits      uint
@@ -133,12 +139,27 @@ type state struct {
 	cacheDiscards      bool
 	discards           []region
 
+	// noAllocDeps is the debug switch x-alloc-deps=off (a mutation for
+	// gio explore): an allocating write no longer waits for another
+	// allocation in flight on the same cluster.
+	noAllocDeps bool
+	// dataWrites counts the guest data writes in flight per guest
+	// cluster; a discard waits on writesDone until none is left on
+	// its clusters, or it would free a cluster a write still lands in
+	// (the write-vs-discard race gio explore found). noDiscardWait is
+	// the debug switch x-discard-waits=off that brings the race back.
+	dataWrites    map[int64]int
+	writesDone    coQueue
+	noDiscardWait bool
 	// allocs are the allocating writes in flight (cluster_allocs).
 	allocs []*l2meta
 
 	// broken is set once corruption has been found: every later request
 	// fails, as QEMU ejects a corrupt image's driver.
 	broken bool
+
+	// crypt is the encryption of an encrypted image, nil otherwise (crypt.go).
+	crypt *cryptState
 	// signaledCorruption: a corruption event has been printed; later
 	// ones are not (signaled_corruption).
 	signaledCorruption bool
@@ -346,12 +367,19 @@ func (s *state) takeOptions(a *blk.OpenArgs) error {
 	if err != nil {
 		return err
 	}
-	s.opts = r
-	if o.HasPrefix("encrypt") {
-		format, _ := o.TakeString("encrypt.format")
-		return blk.Msgf(unix.EINVAL, "No encryption in image header, but options specified format '%s'", format)
+	// gio's debug switches, mutations for gio explore (open only).
+	allocDeps, err := o.TakeBool("x-alloc-deps", true)
+	if err != nil {
+		return err
 	}
-	return nil
+	s.noAllocDeps = !allocDeps
+	discardWaits, err := o.TakeBool("x-discard-waits", true)
+	if err != nil {
+		return err
+	}
+	s.noDiscardWait = !discardWaits
+	s.opts = r
+	return s.takeCryptOptions(a)
 }
 
 // doOpen is qcow2_do_open: read and check the header, the L1 table, the
@@ -427,10 +455,15 @@ func (s *state) doOpen(co *blk.Co) error {
 	if s.incompat&incompatCorrupt != 0 && !s.readOnly {
 		return blk.Msgf(unix.EACCES, "qcow2: Image is corrupt; cannot be opened read/write")
 	}
-	// What gio does not implement is refused before anything depends on it.
-	switch {
-	case s.incompat&incompatExtL2 != 0:
-		return blk.Msgf(unix.ENOTSUP, "qcow2: extended L2 entries are not supported by gio")
+	s.extL2 = s.incompat&incompatExtL2 != 0
+	s.l2EntrySize = 8
+	s.subclusterBits = s.clusterBits
+	if s.extL2 {
+		s.l2EntrySize = 16
+		s.subclusterBits = s.clusterBits - 5
+		if s.subclusterBits < minClusterBits {
+			return blk.Msgf(unix.EINVAL, "Unsupported subcluster size: %d", 1<<s.subclusterBits)
+		}
 	}
 	if h.RefcountOrder > 6 {
 		return blk.Msgf(unix.EINVAL, "Reference count entry width too large; may not exceed 64 bits")
@@ -438,10 +471,10 @@ func (s *state) doOpen(co *blk.Co) error {
 	s.refcountOrder = uint(h.RefcountOrder)
 	s.refcountBits = 1 << s.refcountOrder
 	s.refcountMax = uint64(1)<<(s.refcountBits-1) + (uint64(1)<<(s.refcountBits-1) - 1)
-	if h.CryptMethod != 0 {
-		return blk.Msgf(unix.ENOTSUP, "qcow2: encrypted images are not supported by gio")
+	if err := s.checkCrypt(h.CryptMethod); err != nil {
+		return err
 	}
-	s.l2Bits = s.clusterBits - 3
+	s.l2Bits = s.clusterBits - uint(bits.TrailingZeros64(uint64(s.l2EntrySize)))
 	s.l2Size = 1 << s.l2Bits
 	s.refcountBlockBits = s.clusterBits + 3 - s.refcountOrder
 	s.refcountBlockSize = 1 << s.refcountBlockBits
@@ -530,7 +563,9 @@ func (s *state) doOpen(co *blk.Co) error {
 		case extFeatureTable:
 			// Rewritten from knownFeatures by updateHeader.
 		case extCryptoHeader:
-			return blk.Msgf(unix.EINVAL, "CRYPTO header extension only expected with LUKS encryption method")
+			if err := s.cryptoHeaderExt(co, e.data); err != nil {
+				return err
+			}
 		case extDataFile:
 			// Meaningless without the data file bit: dropped on rewrite,
 			// as QEMU does.
@@ -557,6 +592,9 @@ func (s *state) doOpen(co *blk.Co) error {
 			return blk.Errorf(blk.ErrnoOf(err), "Could not read backing file name")
 		}
 		s.backingFile = cString(name)
+	}
+	if err := s.finishCryptOpen(); err != nil {
+		return err
 	}
 
 	// Unknown autoclear bits are cleared by a writer that does not know
@@ -635,6 +673,7 @@ func (s *state) updateHeader(co *blk.Co) error {
 		Version:               uint32(s.version),
 		ClusterBits:           uint32(s.clusterBits),
 		Size:                  uint64(s.size),
+		CryptMethod:           s.cryptMethod(),
 		L1Size:                uint32(len(s.l1)),
 		L1TableOffset:         uint64(s.l1Offset),
 		RefcountTableOffset:   uint64(s.reftableOffset),
@@ -655,6 +694,9 @@ func (s *state) updateHeader(co *blk.Co) error {
 	}
 	if s.hasDataFile() && s.dataFileName != "" {
 		buf = appendExt(buf, extDataFile, []byte(s.dataFileName))
+	}
+	if ext := s.cryptHeaderExt(); ext != nil {
+		buf = appendExt(buf, extCryptoHeader, ext)
 	}
 	if s.version >= 3 && s.clusterSize > 4096 {
 		buf = appendExt(buf, extFeatureTable, encodeFeatures(knownFeatures))
@@ -702,10 +744,14 @@ func (s *state) Length(co *blk.Co) (int64, error) { return s.size, nil }
 // writes and discards in whole clusters, zero writes that may unmap and
 // never fall back for version 3 images (zero clusters need v3).
 func (s *state) RefreshLimits(l *blk.Limits) {
-	l.PwriteZeroesAlignment = s.clusterSize
+	l.PwriteZeroesAlignment = 1 << s.subclusterBits
 	l.PdiscardAlignment = s.clusterSize
 	if s.version >= 3 {
 		l.SupportedZeroFlags = blk.MayUnmap | blk.NoFallback
+	}
+	if s.encrypted() {
+		// Encryption works on a sector granularity.
+		l.RequestAlignment = max(l.RequestAlignment, 512)
 	}
 }
 
@@ -730,8 +776,9 @@ func (s *state) Info() (blk.Info, error) {
 		}
 		info.Specific = append(info.Specific,
 			fmt.Sprintf("corrupt: %t", s.incompat&incompatCorrupt != 0),
-			"extended l2: false")
+			fmt.Sprintf("extended l2: %t", s.extL2))
 	}
+	info.Specific = s.cryptInfo(info.Specific)
 	return info, nil
 }
 

@@ -142,6 +142,11 @@ func TestCreateMatchesQemuImg(t *testing.T) {
 		{"zstd", "1M", []string{"compression_type", "zstd"}},
 		{"zstd-lazy-4k", "64M", []string{"compression_type", "zstd", "lazy_refcounts", "on", "cluster_size", "4096"}},
 		{"zlib-explicit", "1M", []string{"compression_type", "zlib"}},
+		{"extended-l2", "1M", []string{"extended_l2", "on"}},
+		{"extended-l2-16k-big", "10G", []string{"extended_l2", "on", "cluster_size", "16384"}},
+		{"extended-l2-2M", "3M", []string{"extended_l2", "on", "cluster_size", "2097152"}},
+		{"extended-l2-backing", "1M", []string{"extended_l2", "on", "backing_file", "base.qcow2", "backing_fmt", "qcow2"}},
+		{"extended-l2-off", "1M", []string{"extended_l2", "off"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -195,6 +200,10 @@ func TestCreateErrors(t *testing.T) {
 		{[]string{"compression_type", "zstd", "compat", "0.10"}, "Non-zlib compression type is only supported with compatibility level 1.1 and above (use version=v3 or greater)"},
 		{[]string{"compression_type", "foo"}, "Parameter 'compression-type' does not accept value 'foo'"},
 		{[]string{"bogus", "1"}, "Invalid parameter 'bogus'"},
+		{[]string{"extended_l2", "bad"}, "Parameter 'extended_l2' expects 'on' or 'off'"},
+		{[]string{"extended_l2", "on", "cluster_size", "8192"}, "Extended L2 entries are only supported with cluster sizes of at least 16384 bytes"},
+		{[]string{"extended_l2", "on", "cluster_size", "1000"}, "Cluster size must be a power of two between 512 and 2048k"},
+		{[]string{"extended_l2", "on", "cluster_size", "1000", "compat", "0.10"}, "Extended L2 entries are only supported with compatibility level 1.1 and above (use version=v3 or greater)"},
 	} {
 		path := filepath.Join(dir, "x.qcow2")
 		os.WriteFile(path, nil, 0o644)
@@ -259,10 +268,11 @@ func TestOpenErrors(t *testing.T) {
 		{"named-incompat", 72, be64(1<<5 | 1<<6), false, "Unsupported qcow2 feature(s): Unknown incompatible feature: 60"},
 		{"corrupt-rw", 72, be64(2), false, "qcow2: Image is corrupt; cannot be opened read/write"},
 		{"data-file", 72, be64(4), false, "'data-file' is required for this image"},
-		{"extended-l2", 72, be64(16), false, "qcow2: extended L2 entries are not supported by gio"},
 		{"compression-bit-zlib", 72, be64(8), false, "qcow2: Compression type incompatible feature bit must not be set"},
 		{"refcount-order-7", 96, be32(7), false, "Reference count entry width too large; may not exceed 64 bits"},
-		{"encrypted", 32, be32(1), false, "qcow2: encrypted images are not supported by gio"},
+		{"encrypted", 32, be32(1), false, "Parameter 'encrypt.key-secret' is required for cipher"},
+		{"encrypted-luks-no-header", 32, be32(2), false, "Missing CRYPTO header for crypt method 2"},
+		{"encrypted-unknown", 32, be32(3), false, "Unsupported encryption method 3"},
 		{"no-reftable", 56, be32(0), false, "Image does not contain a reference count table"},
 		{"reftable-too-large", 56, be32(1 << 20), false, "Reference count table too large"},
 		{"reftable-unaligned", 48, be64(0x10001), false, "Reference count table offset invalid"},
