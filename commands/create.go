@@ -14,9 +14,10 @@ import (
 
 // createFlags are create's options; its help lists them from here.
 var createFlags = []Flag{
-	{Letter: 'f', Arg: "fmt", Values: CreateFormats, Desc: "image format (raw or qcow2)"},
+	{Letter: 'f', Arg: "fmt", Values: CreateFormats, Desc: "image format (raw, qcow2 or qed)"},
 	{Letter: 'o', Arg: "options", Keys: createOptions, Desc: "creation options, as qemu-img create -o takes them (qcow2:\n" +
 		"cluster_size, compat, refcount_bits, backing_file, backing_fmt;\n" +
+		"qed: cluster_size, table_size, backing_file, backing_fmt;\n" +
 		"a backing file without backing_fmt has its format probed)"},
 }
 
@@ -48,7 +49,7 @@ func gioCommands() []*Command {
 // qemu-img create -o names them).
 var createOptions = []blk.Option{{Name: "cluster_size"}, {Name: "compat", Values: []string{"0.10", "1.1", "v2", "v3"}},
 	{Name: "refcount_bits"}, {Name: "backing_file"}, {Name: "backing_fmt", Values: CreateFormats},
-	{Name: "lazy_refcounts", Values: blk.OnOff()}}
+	{Name: "lazy_refcounts", Values: blk.OnOff()}, {Name: "table_size"}}
 
 // createCmd makes a sparse image: a scratch image for a plain name, a
 // real file for a path.
@@ -74,8 +75,8 @@ func createCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 			}
 		}
 	}
-	if format != "raw" && format != "qcow2" {
-		gioError(s, "create: unsupported format '%s' (raw, qcow2)", format)
+	if !slices.Contains(CreateFormats, format) {
+		gioError(s, "create: unsupported format '%s' (%s)", format, strings.Join(CreateFormats, ", "))
 		return errFailed
 	}
 	if format == "raw" && copts != nil && copts.Len() > 0 {
