@@ -14,10 +14,11 @@ import (
 
 // createFlags are create's options; its help lists them from here.
 var createFlags = []Flag{
-	{Letter: 'f', Arg: "fmt", Values: CreateFormats, Desc: "image format (raw, qcow2 or qed)"},
+	{Letter: 'f', Arg: "fmt", Values: CreateFormats, Desc: "image format (raw, qcow2, qed or qcow)"},
 	{Letter: 'o', Arg: "options", Keys: createOptions, Desc: "creation options, as qemu-img create -o takes them (qcow2:\n" +
 		"cluster_size, compat, refcount_bits, backing_file, backing_fmt;\n" +
 		"qed: cluster_size, table_size, backing_file, backing_fmt;\n" +
+		"qcow: backing_file, backing_fmt;\n" +
 		"a backing file without backing_fmt has its format probed)"},
 }
 

@@ -41,7 +41,7 @@ var (
 	DiscardModes  = []string{"ignore", "off", "on", "unmap"}
 	AIOModes      = []string{"io_uring", "native", "threads"}
 	PreallocModes = []string{"falloc", "full", "metadata", "off"}
-	CreateFormats = []string{"qcow2", "qed", "raw"}
+	CreateFormats = []string{"qcow", "qcow2", "qed", "raw"}
 )
 
 // OptString is the getopt option string of flags, in their order.

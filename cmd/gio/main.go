@@ -10,6 +10,7 @@ import (
 	"gio/blk"
 	"gio/blk/drivers/file"
 	"gio/blk/drivers/null"
+	"gio/blk/drivers/qcow"
 	"gio/blk/drivers/qcow2"
 	"gio/blk/drivers/qed"
 	"gio/blk/drivers/raw"
@@ -100,7 +101,7 @@ func main() {
 
 // env is the shell's view of this program: gio's drivers.
 var env = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
-	return blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, qed.Driver, null.CoDriver, null.AIODriver,
+	return blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, qed.Driver, qcow.Driver, null.CoDriver, null.AIODriver,
 		blkdebug.NewDriver(func() io.Writer { return out }))
 }}
 
