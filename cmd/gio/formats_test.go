@@ -6,6 +6,7 @@ package main
 // and images qemu-img check finds clean and qemu-img compare identical.
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -158,6 +159,53 @@ func TestCreateFormats(t *testing.T) {
 			}
 			if off, err := firstDifference(filepath.Join(dir, "q"), filepath.Join(dir, "g")); err != nil || off >= 0 {
 				t.Errorf("images differ at byte %d (%v)", off, err)
+			}
+		})
+	}
+}
+
+// TestFormatsOpenErrors corrupts header fields of qemu-img-made images
+// and checks that gio refuses (or opens) each as qemu-io does, with its
+// message.
+func TestFormatsOpenErrors(t *testing.T) {
+	for _, tool := range []string{"qemu-io", "qemu-img"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	for _, c := range []struct {
+		format string
+		off    int64
+		patch  string
+	}{
+		{"qed", 0, "X"}, {"qed", 4, "\x00\x10\x00\x01"}, {"qed", 8, "\x03"}, {"qed", 8, "\x01"}, {"qed", 16, "\x10"},
+		{"qed", 16, "\x01"}, {"qed", 16, "\x05"}, {"qed", 40, "\x00\x00\x00\x00\x00\x00\x10"}, {"qed", 48, "\x01\x02"},
+		{"qed", 12, "\xff\xff\x00\x00"}, {"qed", 16, "\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x40\x00\x00\x00\x00\xf0\x00\x00"},
+		{"qcow", 7, "\x02"}, {"qcow", 7, "\x03"}, {"qcow", 7, "\x07"}, {"qcow", 32, "\x08"}, {"qcow", 33, "\x05"},
+		{"qcow", 36, "\x00\x00\x00\x02"}, {"qcow", 36, "\x00\x00\x00\x01"}, {"qcow", 24, "\x00\x00\x00\x00\x00\x00\x00\x01"},
+		{"qcow", 16, "\x00\x00\x04\x00"}, {"qcow", 8, "\x00\x00\x00\x00\x00\x00\x00\x30"}, {"qcow", 24, "\xff\xff\xff\xff\xff\xff\xff\xff"},
+	} {
+		t.Run(fmt.Sprintf("%s-%d-%x", c.format, c.off, c.patch), func(t *testing.T) {
+			t.Parallel()
+			var out [2]string
+			for i, bin := range []string{"qemu-io", gioBin} {
+				dir := t.TempDir()
+				img := filepath.Join(dir, "img")
+				mustRun(t, "qemu-img", "create", "-q", "-f", c.format, img, "1M")
+				f, err := os.OpenFile(img, os.O_WRONLY, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = f.WriteAt([]byte(c.patch), c.off)
+				f.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := runIn(t, bin, dir, withArgs([]string{"-f", c.format}, "img", "read 0 4k"), nil)
+				out[i] = fmt.Sprintf("rc %d\n%s", r.rc, filterQemuIO(r.out))
+			}
+			if out[0] != out[1] {
+				t.Errorf("qemu-io:\n%s\ngio:\n%s", out[0], out[1])
 			}
 		})
 	}

@@ -123,6 +123,7 @@ type state struct {
 
 	backingFile   string
 	encryptFormat string // the encrypt.format option, checked against the header
+	encryptSecret bool   // whether encrypt.key-secret was given
 }
 
 var (
@@ -139,6 +140,7 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	}
 	encrypt := a.Opts.ExtractPrefix("encrypt")
 	s.encryptFormat, _ = encrypt.Get("format")
+	_, s.encryptSecret = encrypt.Get("key-secret")
 	flags := a.Flags
 	if !a.Flags.ReadOnly {
 		a.Flags.TakePerms |= blk.PermResize
@@ -198,6 +200,9 @@ func (s *state) doOpen(co *blk.Co) error {
 	case cryptAES:
 		if s.encryptFormat != "" && s.encryptFormat != "aes" {
 			return blk.Msgf(unix.EINVAL, "Header reported 'aes' encryption format but options specify '%s'", s.encryptFormat)
+		}
+		if !s.encryptSecret {
+			return blk.Msgf(unix.EINVAL, "Parameter 'encrypt.key-secret' is required for cipher")
 		}
 		return blk.Msgf(unix.ENOTSUP, "qcow: AES-encrypted images are not supported by gio")
 	default:
