@@ -270,3 +270,53 @@ func TestQEDNeedCheckRepair(t *testing.T) {
 		})
 	}
 }
+
+// TestFormatsBlkdebugEvents runs write and read sequences on images
+// under blkdebug, failing the n-th occurrence of each debug event the
+// driver fires: the same event at the same point of the request gives
+// qemu-io's output and image bytes.
+func TestFormatsBlkdebugEvents(t *testing.T) {
+	for _, tool := range []string{"qemu-io", "qemu-img"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	seq := []string{"write -P 0xaa 1k 2k", "write -P 0xbb 5M 4k", "write -P 0xcc 0 1k", "write -z 64k 64k",
+		"read -P 0xaa 1k 2k", "read -P 0xbb 5M 4k", "read 8M 4k", "write -c 12k 4k", "read 12k 4k", "map"}
+	for _, format := range []string{"qed", "qcow"} {
+		for _, ev := range []string{"l1_update", "l2_load", "l2_update", "l2_update_compressed", "read_aio", "write_aio",
+			"read_backing_aio", "cow_write", "cluster_alloc", "read_compressed", "write_compressed"} {
+			for _, once := range []string{"on", "off"} {
+				t.Run(format+"-"+ev+"-once="+once, func(t *testing.T) {
+					t.Parallel()
+					var out, img [2]string
+					for i, bin := range []string{"qemu-io", gioBin} {
+						dir := t.TempDir()
+						mustRun(t, "qemu-img", "create", "-q", "-f", "raw", filepath.Join(dir, "base"), "16M")
+						mustRun(t, "qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 16M", filepath.Join(dir, "base"))
+						img[i] = filepath.Join(dir, "img")
+						opts := []string{"create", "-q", "-f", format, "-b", "base", "-F", "raw"}
+						if format == "qed" {
+							opts = append(opts, "-o", "cluster_size=4k")
+						}
+						mustRun(t, "qemu-img", append(opts, img[i], "16M")...)
+						conf := "[inject-error]\nevent = \"" + ev + "\"\nerrno = \"5\"\nonce = \"" + once + "\"\n"
+						if err := os.WriteFile(filepath.Join(dir, "bd.conf"), []byte(conf), 0o644); err != nil {
+							t.Fatal(err)
+						}
+						r := runIn(t, bin, dir, withArgs([]string{"-f", format}, "blkdebug:bd.conf:img", seq...), nil)
+						out[i] = filterQemuIO(r.out)
+					}
+					if out[0] != out[1] {
+						t.Errorf("qemu-io:\n%s\ngio:\n%s", out[0], out[1])
+					}
+					if format != "qcow" || !strings.Contains(out[0], "wrote 4096/4096 bytes at offset 12288") {
+						if off, err := firstDifference(img[0], img[1]); err != nil || off >= 0 {
+							t.Errorf("images differ at byte %d (%v)", off, err)
+						}
+					}
+				})
+			}
+		}
+	}
+}
