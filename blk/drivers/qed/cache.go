@@ -73,8 +73,6 @@ func (q *coQueue) wait(co *blk.Co, m *coMutex) {
 	m.lock(co)
 }
 
-func (q *coQueue) empty() bool { return len(q.waiters) == 0 }
-
 // next wakes the first waiter.
 func (q *coQueue) next() {
 	if len(q.waiters) > 0 {

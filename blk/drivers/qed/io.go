@@ -171,18 +171,13 @@ func (s *state) write(co *blk.Co, pos, length int64, buf []byte, r *request) err
 	return err
 }
 
-// complete is qed_aio_complete: the next allocating write may start, or
-// the need-check timer when none waits.
+// complete is qed_aio_complete: the next allocating write may start.
 func (s *state) complete(r *request) {
 	if s.allocating != r {
 		return
 	}
 	s.allocating = nil
-	if !s.allocWaiters.empty() {
-		s.allocWaiters.next()
-	} else if s.h.Features&fNeedCheck != 0 {
-		s.startNeedCheckTimer()
-	}
+	s.allocWaiters.next()
 }
 
 type againError struct{}
@@ -209,11 +204,8 @@ func (s *state) writeInPlace(co *blk.Co, host, pos, n int64, data []byte) error 
 // the write, write, then link the clusters into the L2 table (and a new
 // L2 table into L1).
 func (s *state) writeAlloc(co *blk.Co, r *request, kind int, t *l2Table, pos, n int64, data []byte) error {
-	if s.allocating == nil {
-		s.cancelNeedCheckTimer()
-	}
-	if s.allocating != r || s.plugged {
-		if s.allocating != nil || s.plugged {
+	if s.allocating != r {
+		if s.allocating != nil {
 			s.allocWaiters.wait(co, &s.mu)
 		}
 		s.allocating = r

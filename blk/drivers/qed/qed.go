@@ -24,7 +24,6 @@ package qed
 import (
 	"encoding/binary"
 	"fmt"
-	"time"
 
 	"gio/blk"
 
@@ -56,9 +55,8 @@ const (
 	maxTableSize       = 16
 	defaultTableSize   = 4
 
-	needCheckTimeout = 5 * time.Second
-	l2CacheSize      = 50 // MAX_L2_CACHE_SIZE
-	maxBackingName   = 4096
+	l2CacheSize    = 50 // MAX_L2_CACHE_SIZE
+	maxBackingName = 4096
 )
 
 // header is QEDHeader in host order.
@@ -140,13 +138,15 @@ type state struct {
 	l2          l2Cache
 
 	// allocating is the allocating write in progress (allocating_acb);
-	// the others wait in allocWaiters, in order. plugged holds them all
-	// while the need-check timer clears the bit.
+	// the others wait in allocWaiters, in order.
+	//
+	// QEMU also arms a timer on QEMU_CLOCK_VIRTUAL that clears the
+	// need-check bit 5 s after the last allocating write. That clock
+	// does not run in qemu-io (no guest), so only a drain fires it
+	// early (aio_flush, closing). gio has no driver hook for drains:
+	// the bit is cleared at close only.
 	allocating   *request
 	allocWaiters coQueue
-	plugged      bool
-	timerGen     int // cancels pending need-check timers
-	timerArmed   bool
 
 	backingFile, backingFormat string
 }
@@ -214,9 +214,6 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	}
 	if s.backing, err = a.OpenBacking(s.backingFile, s.backingFormat, base); err != nil {
 		return nil, err
-	}
-	if s.h.Features&fNeedCheck != 0 && !s.readOnly {
-		s.startNeedCheckTimer()
 	}
 	return s, nil
 }
@@ -444,7 +441,6 @@ func (s *state) Truncate(co *blk.Co, size int64, exact bool, prealloc blk.Preall
 // Close flushes the file and clears the need-check bit: a clean
 // shutdown needs no check on the next open (bdrv_qed_close).
 func (s *state) Close() error {
-	s.timerGen++
 	if s.readOnly || s.h.Features&fNeedCheck == 0 {
 		return nil
 	}
@@ -453,52 +449,6 @@ func (s *state) Close() error {
 		s.h.Features &^= fNeedCheck
 		return s.writeHeaderSync(co)
 	})
-}
-
-// startNeedCheckTimer arms the timer that clears the need-check bit once
-// allocating writes have been idle for a while
-// (qed_start_need_check_timer); a later cancel or re-arm makes a pending
-// one a no-op.
-func (s *state) startNeedCheckTimer() {
-	s.timerGen++
-	gen := s.timerGen
-	s.timerArmed = true
-	s.loop.AddTimer(needCheckTimeout, func() {
-		if gen != s.timerGen {
-			return
-		}
-		s.timerArmed = false
-		s.loop.Spawn("qed need-check timer", func(co *blk.Co) { s.needCheckTimerEntry(co) })
-	})
-}
-
-func (s *state) cancelNeedCheckTimer() {
-	s.timerGen++
-	s.timerArmed = false
-}
-
-// needCheckTimerEntry is qed_need_check_timer_entry: with allocating
-// writes held, flush the data and clear the bit.
-func (s *state) needCheckTimerEntry(co *blk.Co) {
-	s.mu.lock(co)
-	if s.allocating != nil {
-		s.mu.unlock()
-		return
-	}
-	s.plugged = true
-	s.mu.unlock()
-	err := s.file.Node.Flush(co)
-	if err == nil {
-		s.h.Features &^= fNeedCheck
-		_ = s.writeHeader(co)
-	}
-	s.mu.lock(co)
-	s.plugged = false
-	s.allocWaiters.next()
-	s.mu.unlock()
-	if err == nil {
-		_ = s.flushSelf(co)
-	}
 }
 
 func (s *state) String() string { return fmt.Sprintf("qed(%d)", s.clusterSize) }
