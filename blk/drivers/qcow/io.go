@@ -274,21 +274,22 @@ func (s *state) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) er
 
 // PWriteCompressed is qcow_co_pwritev_compressed: one whole cluster (or
 // the image's last, partial one), stored deflated when that saves space.
-// The window is the cluster size at most (512 B to 64 KiB), so QEMU's
-// 4 KiB-window inflate reads it back when clusters are at most 4 KiB,
-// which every qcow image qemu-img makes has.
+// QEMU inflates with a 4 KiB window: a cluster of at most 4 KiB (every
+// qcow image qemu-img makes) cannot refer further back, larger ones are
+// deflated Huffman-only (no back references at all).
 func (s *state) PWriteCompressed(co *blk.Co, off int64, buf []byte) error {
 	n := int64(len(buf))
 	if n != s.clusterSize && (n > s.clusterSize || off+n != s.size) {
 		return unix.EINVAL
 	}
-	if s.clusterSize > 4096 {
-		return blk.Msgf(unix.ENOTSUP, "qcow: compressed writes with clusters above 4 KiB are not supported by gio")
-	}
 	data := make([]byte, s.clusterSize)
 	copy(data, buf)
 	var out bytes.Buffer
-	w, _ := flate.NewWriter(&out, flate.DefaultCompression)
+	level := flate.DefaultCompression
+	if s.clusterSize > 4096 {
+		level = flate.HuffmanOnly
+	}
+	w, _ := flate.NewWriter(&out, level)
 	_, _ = w.Write(data)
 	_ = w.Close()
 	if int64(out.Len()) >= s.clusterSize {
