@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -27,6 +28,10 @@ type formatCase struct {
 	// anyBytes: the images may differ in bytes (compressed clusters:
 	// Go's deflate is not zlib's) but not in content.
 	anyBytes bool
+	// unordered: concurrent allocating writes complete in another order
+	// than in qemu-io (the scheduler's model, qcow2's too), so lines are
+	// compared sorted and the layouts may differ.
+	unordered bool
 }
 
 var formatCases = []formatCase{
@@ -44,6 +49,14 @@ var formatCases = []formatCase{
 		"read -P 1 0 1k", "read -P 2 15M 1M", "read -P 3 64k 192k", "write -z 0 64k", "map",
 		"writev -P 4 300k 512 1k 2k", "readv -P 4 300k 512 1k 2k",
 	}},
+	{name: "qed-aio-same-l2", format: "qed", create: []string{"-o", "cluster_size=4k", "4M"}, check: true, unordered: true,
+		// Requests loading the same L2 table at once (iotest 011): none
+		// may lose another's L2 update (a leak, then data in the wrong
+		// place).
+		prep: []string{"write -P 1 0 4k"}, cmds: []string{
+			"aio_write -P 2 8k 4k", "aio_write -P 3 16k 4k", "aio_write -P 4 24k 6k", "aio_write -P 5 40k 2k", "aio_flush",
+			"read -P 2 8k 4k", "read -P 3 16k 4k", "read -P 4 24k 6k", "read -P 5 40k 2k", "map",
+		}},
 	{name: "qed-backing", format: "qed", base: []string{"-f", "raw", "base", "2M"},
 		create: []string{"-o", "cluster_size=4k", "-b", "base", "-F", "raw", "2M"}, check: true, cmds: []string{
 			"read -P 0x5a 0 2M", "map", "alloc 0 2M",
@@ -97,11 +110,16 @@ func TestFormatsDifferential(t *testing.T) {
 				}
 				r := runIn(t, bin, dir, withArgs([]string{"-f", c.format}, "img", c.cmds...), nil)
 				out[i] = filterQemuIO(r.out)
+				if c.unordered {
+					lines := strings.Split(out[i], "\n")
+					slices.Sort(lines)
+					out[i] = strings.Join(lines, "\n")
+				}
 			}
 			if out[0] != out[1] {
 				t.Errorf("output differs\nqemu-io:\n%s\ngio:\n%s", out[0], out[1])
 			}
-			if off, err := firstDifference(img[0], img[1]); !c.anyBytes && (err != nil || off >= 0) {
+			if off, err := firstDifference(img[0], img[1]); !c.anyBytes && !c.unordered && (err != nil || off >= 0) {
 				t.Errorf("images differ at byte %d (%v)", off, err)
 			}
 			if c.check {

@@ -391,6 +391,13 @@ func (s *state) readL2(co *blk.Co, off int64) (*l2Table, error) {
 	if err := s.readTable(co, off, t.entries); err != nil {
 		return nil, err
 	}
+	// Another request may have loaded (and since updated) the same
+	// table while the lock was dropped: its copy wins, as in
+	// qed_commit_l2_cache_entry, or updates made through it would be
+	// lost and clusters allocated twice.
+	if c := s.l2.find(off); c != nil {
+		return c, nil
+	}
 	t.offset = off
 	s.l2.commit(t)
 	return t, nil
