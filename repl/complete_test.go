@@ -215,7 +215,7 @@ func TestCompleteOptions(t *testing.T) {
 		{"reopen -o read-only=", []string{"read-only=off", "read-only=on"}},
 		{"create -o clu", []string{"cluster_size="}},
 		{"create -o compat=v", []string{"compat=v2", "compat=v3"}},
-		{"create -f q", []string{"qcow2"}},
+		{"create -f q", []string{"qcow", "qcow2", "qed"}},
 		{"open -t w", []string{"writeback", "writethrough"}},
 		{"bench -t w", []string{"writeback", "writethrough"}},
 		{"bench -i n", []string{"native"}},

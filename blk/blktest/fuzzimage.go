@@ -35,15 +35,15 @@ type boundedFile struct {
 }
 
 var (
-	boundedMu    sync.Mutex
+	imageFuzzMu    sync.Mutex
 	boundedFiles = map[string]*boundedFile{}
 )
 
 // boundedDriver opens the boundedFile registered under option "id".
 var boundedDriver = &blk.Driver{Name: "blktest-bounded", Open: func(a *blk.OpenArgs) (blk.Impl, error) {
 	id, _ := a.Opts.TakeString("id")
-	boundedMu.Lock()
-	defer boundedMu.Unlock()
+	imageFuzzMu.Lock()
+	defer imageFuzzMu.Unlock()
 	if f := boundedFiles[id]; f != nil {
 		return f, nil
 	}
@@ -100,13 +100,13 @@ func FuzzImage(t *testing.T, d *blk.Driver, img, ops []byte) {
 	defer watchdog.Stop()
 	id := t.Name()
 	f := &boundedFile{data: append([]byte(nil), img...)}
-	boundedMu.Lock()
+	imageFuzzMu.Lock()
 	boundedFiles[id] = f
-	boundedMu.Unlock()
+	imageFuzzMu.Unlock()
 	defer func() {
-		boundedMu.Lock()
+		imageFuzzMu.Lock()
 		delete(boundedFiles, id)
-		boundedMu.Unlock()
+		imageFuzzMu.Unlock()
 	}()
 	reg := blk.NewRegistry(boundedDriver, d)
 	opts := qdict.New()

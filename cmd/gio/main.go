@@ -11,7 +11,9 @@ import (
 	"gio/blk/drivers/file"
 	"gio/blk/drivers/luks"
 	"gio/blk/drivers/null"
+	"gio/blk/drivers/qcow"
 	"gio/blk/drivers/qcow2"
+	"gio/blk/drivers/qed"
 	"gio/blk/drivers/raw"
 	"gio/blk/drivers/vdi"
 	"gio/blk/drivers/vpc"
@@ -102,7 +104,7 @@ func main() {
 
 // env is the shell's view of this program: gio's drivers.
 var env = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
-	return withSecrets(blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, luks.Driver, vdi.Driver, vpc.Driver, null.CoDriver, null.AIODriver,
+	return withSecrets(blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, luks.Driver, vdi.Driver, vpc.Driver, qed.Driver, qcow.Driver, null.CoDriver, null.AIODriver,
 		blkdebug.NewDriver(func() io.Writer { return out })))
 }}
 

@@ -1,0 +1,164 @@
+package blktest
+
+import (
+	"bytes"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"gio/blk"
+	"gio/blk/qdict"
+
+	"golang.org/x/sys/unix"
+)
+
+// Bounded is an in-memory image for the format drivers' fuzz targets: it
+// records any access outside it (a read past the end rounded up to a
+// sector, a write or growth far past it) in Violation, which a driver
+// must never cause, whatever its tables say.
+type Bounded struct {
+	Data      []byte
+	Violation string
+}
+
+// boundedSlack is how far past the end a write may go (appending
+// clusters and tables).
+const boundedSlack = 64 << 20
+
+var (
+	boundedMu sync.Mutex
+	bounded   = map[string]*Bounded{}
+)
+
+// BoundedDriver ("bounded") opens the Bounded registered under the "id"
+// option.
+var BoundedDriver = &blk.Driver{Name: "bounded", Open: func(a *blk.OpenArgs) (blk.Impl, error) {
+	id, _ := a.Opts.TakeString("id")
+	boundedMu.Lock()
+	defer boundedMu.Unlock()
+	if f := bounded[id]; f != nil {
+		return f, nil
+	}
+	return nil, unix.ENOENT
+}}
+
+func (f *Bounded) PRead(co *blk.Co, off int64, buf []byte, _ blk.ReqFlags) error {
+	if end := (int64(len(f.Data)) + 511) &^ 511; off < 0 || off+int64(len(buf)) > end {
+		f.Violation = "read at " + strconv.FormatInt(off, 10) + "+" + strconv.Itoa(len(buf)) + " past the end " + strconv.Itoa(len(f.Data))
+		return unix.EIO
+	}
+	clear(buf[copy(buf, f.Data[min(off, int64(len(f.Data))):]):])
+	return nil
+}
+
+func (f *Bounded) PWrite(co *blk.Co, off int64, buf []byte, _ blk.ReqFlags) error {
+	end := off + int64(len(buf))
+	if off < 0 || end > int64(len(f.Data))+boundedSlack {
+		f.Violation = "write at " + strconv.FormatInt(off, 10) + " far past the end " + strconv.Itoa(len(f.Data))
+		return unix.EIO
+	}
+	f.grow(end)
+	copy(f.Data[off:], buf)
+	return nil
+}
+
+func (f *Bounded) grow(end int64) {
+	if end > int64(len(f.Data)) {
+		f.Data = append(f.Data, make([]byte, end-int64(len(f.Data)))...)
+	}
+}
+
+func (f *Bounded) Truncate(co *blk.Co, size int64, exact bool, p blk.Prealloc) error {
+	if size > int64(len(f.Data))+boundedSlack {
+		f.Violation = "truncate far past the end"
+		return unix.EIO
+	}
+	if size < int64(len(f.Data)) {
+		f.Data = f.Data[:size]
+	}
+	f.grow(size)
+	return nil
+}
+
+func (f *Bounded) Length(*blk.Co) (int64, error) { return int64(len(f.Data)), nil }
+func (f *Bounded) Close() error                  { return nil }
+
+// FuzzFormat is the body of a format driver's fuzz target: it opens img
+// (a corrupted image) with format d over a Bounded file, without a
+// backing file, and runs up to 16 requests chosen by ops on it. Opening
+// either fails with an errno or the image serves requests; a panic, a
+// request that never ends, one input taking more than 20 s or an access
+// outside the file fails the test.
+func FuzzFormat(t *testing.T, d *blk.Driver, img, ops []byte) {
+	watchdog := time.AfterFunc(20*time.Second, func() { panic(d.Name + " fuzz: input takes more than 20s") })
+	defer watchdog.Stop()
+	id := t.Name()
+	f := &Bounded{Data: append([]byte(nil), img...)}
+	boundedMu.Lock()
+	bounded[id] = f
+	boundedMu.Unlock()
+	defer func() {
+		boundedMu.Lock()
+		delete(bounded, id)
+		boundedMu.Unlock()
+	}()
+	reg := blk.NewRegistry(BoundedDriver, d)
+	opts := qdict.New()
+	opts.Set("file.driver", "bounded")
+	opts.Set("file.id", id)
+	opts.Set("backing", "")
+	b, err := reg.Open(blk.Spec{Format: d.Name, Opts: opts}, blk.NewLoop(blk.NewVirtualClock()))
+	if f.Violation != "" {
+		t.Fatalf("open: %s", f.Violation)
+	}
+	if err != nil {
+		if blk.ErrnoOf(err) == 0 {
+			t.Errorf("open error without errno: %v", err)
+		}
+		return
+	}
+	defer b.Close()
+	var size int64
+	_ = Do(t, b, "length", func(co *blk.Co) (err error) { size, err = b.Length(co); return })
+	window := min(size, 1<<20)
+	for i, op := range ops {
+		if i >= 16 || window == 0 {
+			break
+		}
+		off := (int64(op)<<8 | int64(i)) * 97 % window
+		n := min(window-off, int64(op)*131+1)
+		_ = Do(t, b, "fuzz", func(co *blk.Co) error {
+			switch op % 7 {
+			case 0:
+				return b.PRead(co, off, make([]byte, n))
+			case 1:
+				return b.PWrite(co, off, bytes.Repeat([]byte{op}, int(n)), 0)
+			case 2:
+				return b.PWriteZeroes(co, off, n, 0)
+			case 3:
+				for o := int64(0); o < window; {
+					st, err := b.BlockStatus(co, o, window-o)
+					if err != nil {
+						return err
+					}
+					if st.Pnum <= 0 {
+						f.Violation = "block status made no progress at " + strconv.FormatInt(o, 10)
+						return nil
+					}
+					o += st.Pnum
+				}
+				return nil
+			case 4:
+				return b.Flush(co)
+			case 5:
+				return b.PWriteCompressed(co, off&^4095, make([]byte, 4096))
+			default:
+				return b.Truncate(co, (size+int64(op)*512)&^511, blk.PreallocOff)
+			}
+		})
+		if f.Violation != "" {
+			t.Fatalf("op %d: %s", op%7, f.Violation)
+		}
+	}
+}
