@@ -32,7 +32,13 @@ func (b *Backend) WriteThrough() bool { return b.writeThrough }
 
 // checkByteRequest is blk_check_byte_request: anything past the end is EIO.
 func (b *Backend) checkByteRequest(co *Co, off, bytes int64) error {
-	if off < 0 || bytes < 0 {
+	if bytes < 0 {
+		return unix.EIO
+	}
+	if !b.Root.inserted() {
+		return unix.ENOMEDIUM
+	}
+	if off < 0 {
 		return unix.EIO
 	}
 	l, err := b.Root.Length(co)
@@ -85,13 +91,44 @@ func (b *Backend) PDiscard(co *Co, off, bytes int64) error {
 }
 
 // Flush flushes the whole graph.
-func (b *Backend) Flush(co *Co) error { return b.Root.Flush(co) }
+func (b *Backend) Flush(co *Co) error {
+	if !b.Root.inserted() {
+		return unix.ENOMEDIUM
+	}
+	return b.Root.Flush(co)
+}
+
+// MediumReporter is implemented by nodes whose medium can be missing (a
+// CD-ROM drive without a disc; QEMU's bdrv_is_inserted). Without it a
+// node has its medium when all its children have theirs.
+type MediumReporter interface{ Inserted() bool }
+
+// inserted is bdrv_is_inserted.
+func (n *Node) inserted() bool {
+	if m, ok := n.impl.(MediumReporter); ok {
+		return m.Inserted()
+	}
+	for _, c := range n.children {
+		if !c.Node.inserted() {
+			return false
+		}
+	}
+	return true
+}
 
 // Length returns the image length (rounded up to 512).
-func (b *Backend) Length(co *Co) (int64, error) { return b.Root.Length(co) }
+func (b *Backend) Length(co *Co) (int64, error) {
+	if !b.Root.inserted() {
+		return 0, unix.ENOMEDIUM
+	}
+	return b.Root.Length(co)
+}
 
 // Truncate resizes the image.
 func (b *Backend) Truncate(co *Co, size int64, prealloc Prealloc) error {
+	if !b.Root.inserted() {
+		return Msgf(unix.ENOMEDIUM, "No medium inserted")
+	}
 	return b.Root.Truncate(co, size, false, prealloc)
 }
 

@@ -22,6 +22,11 @@ type Driver struct {
 	Protocol string
 	// ParseFilename turns a filename into options (protocol drivers).
 	ParseFilename func(filename string, opts *qdict.Dict) error
+	// ProbeDevice scores how likely a plain file name (one with no
+	// protocol prefix) names a device this protocol driver handles
+	// (QEMU's bdrv_probe_device: host_device for /dev/sda); 0 means no,
+	// and the file driver takes it.
+	ProbeDevice func(filename string) int
 	// Probe scores how likely head (the first bytes of an image) is in
 	// this format; 0 means no.
 	Probe func(head []byte) int
@@ -71,6 +76,19 @@ func (r *Registry) protocolFor(filename string) *Driver {
 		if d.Protocol != "" && strings.HasPrefix(filename, d.Protocol+":") {
 			return d
 		}
+	}
+	// find_hdev_driver: the device driver with the best score wins.
+	var best *Driver
+	bestScore := 0
+	for _, d := range r.drivers {
+		if d.ProbeDevice != nil {
+			if s := d.ProbeDevice(filename); s > bestScore {
+				best, bestScore = d, s
+			}
+		}
+	}
+	if best != nil {
+		return best
 	}
 	return r.Lookup("file")
 }
