@@ -19,6 +19,13 @@ import (
 // and "backing=" (an empty reference) opens no backing file at all. The
 // child is opened read-only. It returns nil when there is nothing to open.
 func (a *OpenArgs) OpenBacking(filename, format, base string) (*Child, error) {
+	if pre := a.preopened["backing"]; pre != nil {
+		// Snapshot mode's overlay (AppendTempSnapshot): the backing
+		// node is the image already open.
+		c := &Child{Name: "backing", Node: pre, Parent: a.node}
+		a.node.children = append(a.node.children, c)
+		return c, nil
+	}
 	if ref, ok := a.Opts.Get("backing"); ok {
 		a.Opts.Del("backing")
 		if ref == "" || ref == "null" {

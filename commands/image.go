@@ -140,12 +140,11 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 		s.errorReport("can't open%s: force-share=on can only be used with read-only images", device)
 		return false
 	}
+	overlay := spec.Flags
 	if o.Snapshot {
-		// qemu-io puts a temporary qcow2 overlay on top so that writes
-		// never reach the image. gio has no qcow2 yet; opening without
-		// the overlay would write to the image the user meant to keep.
-		s.errorReport("can't open%s: snapshot mode (-s) needs a temporary qcow2 overlay, which gio does not support", device)
-		return false
+		// The image is opened read-only, as a backing file, under a
+		// temporary qcow2 overlay that takes the writes.
+		spec.Flags.ReadOnly = true
 	}
 	// The probe warning comes from the raw driver's open, so it is
 	// printed even when the open fails afterwards.
@@ -160,6 +159,9 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 			"         Specify the 'raw' format explicitly to remove the restrictions.\n", shown)
 	}
 	img, err := s.Reg.Open(spec, s.Loop)
+	if err == nil && o.Snapshot {
+		err = s.Reg.AppendTempSnapshot(img, overlay)
+	}
 	if err != nil {
 		s.errorReport("can't open%s: %s", device, errText(err))
 		return false

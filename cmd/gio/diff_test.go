@@ -868,13 +868,6 @@ func gioOnlyCases() []gioOnlyCase {
 			want: "gio: wait_break A: no blkdebug node, nothing can suspend a request\n64 KiB\n", rc: 1,
 		},
 		{
-			// qemu-io's temporary qcow2 overlay does not exist in gio; it
-			// refuses rather than write to the image.
-			name: "snapshot-refused", size: 64 * k,
-			args: withArgs([]string{"-s", "-f", "raw"}, "img.raw", "write 0 512"),
-			want: "qemu-io: can't open device img.raw: snapshot mode (-s) needs a temporary qcow2 overlay, which gio does not support\n", rc: 1,
-		},
-		{
 			// qemu-io's completion order of unsuspended file-driver aio
 			// requests varies; gio's is submission order.
 			name: "aio-completion-order", size: 64 * k,
