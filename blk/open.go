@@ -211,6 +211,15 @@ func (r *Registry) openNode(opts *qdict.Dict, flags OpenFlags, loop *Loop, probe
 			return nil, err
 		}
 	}
+	if fn, ok := opts.Get("filename"); ok && d.Format {
+		// A format node named by a file name (blkdebug's image child
+		// from "blkdebug::img" with image.driver=qcow2): the name is
+		// its file child's, as for the top node.
+		opts.Del("filename")
+		if err := r.fileChildFromFilename(fn, opts); err != nil {
+			return nil, err
+		}
+	}
 	return r.openWith(d, opts, flags, loop, probed, nil, nil)
 }
 
@@ -223,6 +232,11 @@ func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *
 		return nil, err
 	}
 	flags.ReadOnly = ro
+	if _, kind, ok := opts.Lookup("backing"); ok && kind == qdict.Null && !d.SupportsBacking {
+		// "backing": null means no backing file; a driver without
+		// backing files has nothing to skip.
+		opts.Del("backing")
+	}
 	n := newNode(d, d.Name)
 	n.readOnly = flags.ReadOnly
 	n.noFlush = flags.NoFlush
@@ -332,23 +346,8 @@ func (r *Registry) Open(spec Spec, loop *Loop) (*Backend, error) {
 		var err error
 		if d != nil && !d.Format {
 			err = setFilename(d, filename, opts)
-		} else if _, ok := opts.Get("file.filename"); !ok {
-			// The format's file child gets the name, parsed by the
-			// protocol that owns its prefix.
-			child := opts.ExtractPrefix("file")
-			proto := r.protocolFor(filename)
-			if dn, ok := child.Get("driver"); ok {
-				if pd := r.Lookup(dn); pd != nil {
-					proto = pd
-				}
-			} else {
-				child.Set("driver", proto.Name)
-			}
-			err = setFilename(proto, filename, child)
-			for _, k := range child.Keys() {
-				v, _ := child.Get(k)
-				opts.Set("file."+k, v)
-			}
+		} else {
+			err = r.fileChildFromFilename(filename, opts)
 		}
 		if err != nil {
 			return nil, err
@@ -377,6 +376,30 @@ func (r *Registry) Open(spec Spec, loop *Loop) (*Backend, error) {
 	}
 	b := &Backend{Root: root, loop: loop, writeThrough: spec.WriteThrough, probed: probed, flags: spec.Flags}
 	return b, nil
+}
+
+// fileChildFromFilename gives a format node's file name to its file
+// child, parsed by the protocol that owns its prefix, unless the child's
+// own options name a file already.
+func (r *Registry) fileChildFromFilename(filename string, opts *qdict.Dict) error {
+	if _, ok := opts.Get("file.filename"); ok {
+		return nil
+	}
+	child := opts.ExtractPrefix("file")
+	proto := r.protocolFor(filename)
+	if dn, ok := child.Get("driver"); ok {
+		if pd := r.Lookup(dn); pd != nil {
+			proto = pd
+		}
+	} else {
+		child.Set("driver", proto.Name)
+	}
+	err := setFilename(proto, filename, child)
+	for _, k := range child.Keys() {
+		v, _ := child.Get(k)
+		opts.Set("file."+k, v)
+	}
+	return err
 }
 
 // setFilename hands a file name to protocol driver d: parsed when the

@@ -62,13 +62,45 @@ func TestIotestsDiff(t *testing.T) {
 		t.Skip("qemu-io not on PATH")
 	}
 	cases := iotestsDiffCases()
-	if base, err := qcow2Bytes(t, "write -P 0x11 0 64k"); err == nil {
+	if files, err := toolFiles(t,
+		[]string{"qemu-img", "create", "-q", "-f", "qcow2", "img.qcow2", "1M"},
+		[]string{"qemu-io", "-c", "write -P 0x11 0 64k", "img.qcow2"},
+	); err == nil {
 		// Snapshot mode over a qcow2 image: the overlay's backing node
 		// is a qcow2 node.
-		cases = append(cases, diffCase{name: "snapshot/qcow2-base", size: -1, files: map[string]string{"img.qcow2": base},
+		cases = append(cases, diffCase{name: "snapshot/qcow2-base", size: -1, files: files,
 			args: withArgs([]string{"-s"}, "img.qcow2", "write -P 0x22 512 512", "read -P 0x11 0 512", "read -P 0x22 512 512", "map", "info")})
 	} else {
 		t.Logf("no qcow2 base image: %v", err)
+	}
+	// Nested option trees (020, 089, 177, 204): a format node named by
+	// a file name under blkdebug, a json: backing file name with
+	// blkdebug in it, "backing": null.
+	jsonBacking := `json:{'driver': 'qcow2', 'file': {'driver': 'blkdebug', 'inject-error': [{'event': 'read_aio', 'errno': 28, 'once': true}], 'image': {'driver': 'file', 'filename': 'base.qcow2'}}}`
+	if files, err := toolFiles(t,
+		[]string{"qemu-img", "create", "-q", "-f", "qcow2", "base.qcow2", "1M"},
+		[]string{"qemu-io", "-c", "write -P 0x11 0 64k", "base.qcow2"},
+		[]string{"qemu-img", "create", "-q", "-f", "qcow2", "-b", jsonBacking, "-F", "qcow2", "img.qcow2"},
+		[]string{"qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "plain.qcow2"},
+	); err == nil {
+		cases = append(cases,
+			diffCase{name: "optree/blkdebug-image-driver", size: -1, files: files, args: cmds(
+				"open -o driver=blkdebug,image.driver=qcow2,align=4096 blkdebug::base.qcow2",
+				"read -P 0x11 0 4k", "write -P 0x22 1000 128k", "read -P 0x22 1000 128k", "map")},
+			diffCase{name: "optree/blkdebug-image-dotted", size: -1, files: files, args: withArgs(nil,
+				`json:{"driver": "qcow2", "file": {"driver": "blkdebug", "inject-error": [{"event": "l2_load"}], "image.filename": "base.qcow2"}}`,
+				"read -P 0x11 0 512")},
+			diffCase{name: "optree/json-backing-name", size: -1, files: files, args: withArgs(nil, "img.qcow2",
+				"read 0 512", "read -P 0x11 0 512", "write -P 0x33 64k 4k", "read -P 0x33 64k 4k")},
+			diffCase{name: "optree/backing-null", size: -1, files: files, args: withArgs(nil,
+				"json:{'driver': 'qcow2', 'file': {'driver': 'file', 'filename': 'plain.qcow2'}, 'backing': null}", "read -P 0 0 512", "map")},
+			diffCase{name: "optree/backing-null-raw", size: -1, files: files, args: withArgs(nil,
+				"json:{'driver': 'raw', 'file': {'driver': 'file', 'filename': 'plain.qcow2'}, 'backing': null}", "length")},
+			diffCase{name: "optree/qcow2-over-qcow2", size: -1, files: files, args: withArgs(nil,
+				`json:{"driver": "qcow2", "file": {"driver": "qcow2", "file": {"filename": "base.qcow2"}}}`, "read 0 512")},
+		)
+	} else {
+		t.Logf("no qcow2 images: %v", err)
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -83,18 +115,28 @@ func TestIotestsDiff(t *testing.T) {
 	}
 }
 
-// qcow2Bytes returns a 1 MiB qcow2 image made by qemu-img, after the
-// given qemu-io commands.
-func qcow2Bytes(t *testing.T, cmds ...string) (string, error) {
-	p := filepath.Join(t.TempDir(), "base.qcow2")
-	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", p, "1M").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("%v: %s", err, out)
-	}
-	for _, c := range cmds {
-		if out, err := exec.Command("qemu-io", "-c", c, p).CombinedOutput(); err != nil {
-			return "", fmt.Errorf("%v: %s", err, out)
+// toolFiles runs the given commands (qemu-img, qemu-io) in a scratch
+// directory and returns the files they left there, by name.
+func toolFiles(t *testing.T, commands ...[]string) (map[string]string, error) {
+	dir := t.TempDir()
+	for _, c := range commands {
+		cmd := exec.Command(c[0], c[1:]...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("%q: %v: %s", c, err, out)
 		}
 	}
-	b, err := os.ReadFile(p)
-	return string(b), err
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	files := map[string]string{}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		files[e.Name()] = string(b)
+	}
+	return files, nil
 }
