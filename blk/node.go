@@ -15,12 +15,16 @@ import (
 // generic state blk keeps for it (limits, tracked requests, flush
 // generations). Fields are touched only under the scheduler token.
 type Node struct {
-	name     string
-	filename string // the "filename" option it was opened with, if any
-	openOpts *qdict.Dict
-	driver   *Driver
-	impl     Impl
-	ops      nodeOps
+	name string
+	// nodeName is the node-name option; releaseName frees it in the
+	// registry when the node closes (nodename.go).
+	nodeName    string
+	releaseName func()
+	filename    string // the "filename" option it was opened with, if any
+	openOpts    *qdict.Dict
+	driver      *Driver
+	impl        Impl
+	ops         nodeOps
 
 	children []*Child
 	file     *Child // primary child, if any

@@ -50,6 +50,8 @@ type Registry struct {
 	// warn_report); msg starts with "warning: ", as qdict's warnings do,
 	// and the program prefixes its name. See OpenArgs.Warnf.
 	Warn func(msg string)
+	// nodeNames are the node-names of the open nodes (nodename.go).
+	nodeNames map[string]bool
 }
 
 // NewRegistry returns a registry holding drivers.
@@ -238,6 +240,9 @@ func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *
 		opts.Del("backing")
 	}
 	n := newNode(d, d.Name)
+	if err := r.takeNodeName(n, opts); err != nil {
+		return nil, err
+	}
 	n.readOnly = flags.ReadOnly
 	n.noFlush = flags.NoFlush
 	n.discardOn = flags.Unmap
@@ -247,13 +252,12 @@ func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *
 	a := &OpenArgs{Opts: opts, Flags: flags, Loop: loop, node: n, reg: r, preopened: pre, warn: warn}
 	impl, err := d.Open(a)
 	if err != nil {
-		closeChildren(n)
+		n.close()
 		return nil, err
 	}
 	n.setImpl(impl)
 	if keys := opts.Keys(); len(keys) > 0 {
-		impl.Close()
-		closeChildren(n)
+		n.close()
 		if d.Format {
 			return nil, fmt.Errorf("Block format '%s' does not support the option '%s'", d.Name, keys[0])
 		}
@@ -289,6 +293,10 @@ func (n *Node) close() {
 		n.impl.Close()
 	}
 	closeChildren(n)
+	if n.releaseName != nil {
+		n.releaseName()
+		n.releaseName = nil
+	}
 }
 
 // Spec says what to open, however the user spelled it.

@@ -349,6 +349,13 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 		return errUsage
 	}
 	if ropts != nil {
+		if ropts.Has("read-only") && hasRW {
+			s.errorReport("Cannot set both -r/-w and 'read-only'")
+			return errFailed
+		}
+		if !reopenGeneric(s, ropts, cache != "") {
+			return errFailed
+		}
 		for _, k := range ropts.Keys() {
 			v, _ := ropts.Get(k)
 			switch k {

@@ -54,6 +54,28 @@ func iotestsDiffCases() []diffCase {
 		diffCase{name: "snapshot/blkdebug", size: 1 * mb, prep: pat, files: map[string]string{"rules.cfg": rulesCfg},
 			args: withArgs([]string{"-s", "-f", "raw"}, "blkdebug:rules.cfg:img.raw", "write -P 0x33 0 512", "read 0 512", "read 64k 512")},
 	)
+	// 133: node-name at open, and reopen's generic options.
+	cs = append(cs,
+		diffCase{name: "nodename/open", size: 64 * k, args: cmds(
+			"open -o driver=raw,node-name=top,file.node-name=proto img.raw", "reopen -o node-name=top", "reopen -o file.node-name=proto",
+			"reopen -o node-name=other", "reopen -o file.node-name=other", "reopen -o driver=raw", "reopen -o file.driver=file",
+			"reopen -o driver=qcow2", "reopen -o file.driver=null-co", "write -P 0x11 0 4k", "read -P 0x11 0 4k")},
+		diffCase{name: "nodename/unnamed", size: 64 * k, args: rawc("reopen -o node-name=foo", "reopen -o file.node-name=foo", "reopen")},
+		diffCase{name: "nodename/invalid", size: 64 * k, args: cmds("open -o driver=raw,node-name=1abc img.raw")},
+		diffCase{name: "nodename/invalid-char", size: 64 * k, args: cmds("open -o driver=raw,file.node-name=a/b img.raw")},
+		diffCase{name: "nodename/too-long", size: 64 * k, args: cmds("open -o driver=raw,node-name=a234567890123456789012345678901 img.raw")},
+		diffCase{name: "nodename/max-length", size: 64 * k, args: cmds("open -o driver=raw,node-name=a23456789012345678901234567890 img.raw", "length")},
+		diffCase{name: "nodename/duplicate", size: 64 * k, args: cmds("open -o driver=raw,node-name=a,file.node-name=a img.raw", "open -o driver=raw,node-name=a img.raw", "length")},
+		diffCase{name: "nodename/reuse-after-close", size: 64 * k, args: cmds("open -o driver=raw,node-name=a img.raw", "close", "open -o driver=raw,node-name=a img.raw", "length")},
+		diffCase{name: "reopen/generic-conflicts", size: 64 * k, args: rawc(
+			"reopen -r -o read-only=on", "reopen -w -o read-only=on", "reopen -c none -o cache.direct=on",
+			"reopen -c writeback -o cache.direct=on", "reopen -c directsync -o cache.no-flush=on")},
+		diffCase{name: "reopen/generic-invalid", size: 64 * k, args: rawc(
+			"reopen -o read-only=foo", "reopen -o cache.no-flush=bar", "reopen -o cache.direct=baz", "reopen -o auto-read-only=qux")},
+		diffCase{name: "reopen/generic-unchanged", size: 64 * k, args: rawc(
+			"reopen -o cache.direct=off", "reopen -o cache.no-flush=off", "reopen -o auto-read-only=on", "write -P 0x22 0 512", "read -P 0x22 0 512")},
+		diffCase{name: "reopen/null-co-json", size: -1, args: withArgs([]string{"-f", "null-co"}, `json:{"driver": "null-co", "size": 65536}`, "reopen", "info")},
+	)
 	return cs
 }
 
