@@ -16,6 +16,7 @@ type Backend struct {
 	writeThrough bool
 	probed       bool
 	flags        OpenFlags
+	copyOnRead   bool // cor.go
 }
 
 // Loop returns the loop requests of this backend run on.
@@ -55,6 +56,14 @@ func (b *Backend) checkByteRequest(co *Co, off, bytes int64) error {
 func (b *Backend) PRead(co *Co, off int64, buf []byte) error {
 	if err := b.checkByteRequest(co, off, int64(len(buf))); err != nil {
 		return err
+	}
+	return b.pread(co, off, buf)
+}
+
+// pread reads a checked range, copying on read when that is on.
+func (b *Backend) pread(co *Co, off int64, buf []byte) error {
+	if b.copyOnRead {
+		return b.readCopyOnRead(co, off, buf)
 	}
 	return b.Root.PRead(co, off, buf, 0)
 }
@@ -182,11 +191,15 @@ func (n *Node) backing() *Node {
 // Info returns format information, asking the top node (and, for a
 // filter or protocol on top, QEMU prints the format name twice; that is
 // the caller's business).
-func (b *Backend) Info() (Info, error) {
-	for n := b.Root; n != nil; {
+func (b *Backend) Info() (Info, error) { return infoFrom(b.Root) }
+
+// infoFrom is bdrv_get_info on top: the first node down the primary
+// children that has information gives it.
+func infoFrom(top *Node) (Info, error) {
+	for n := top; n != nil; {
 		if n.ops.info != nil {
 			info, err := n.ops.info.Info()
-			if n != b.Root {
+			if n != top {
 				info.Specific = nil
 			}
 			return info, err

@@ -162,6 +162,11 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 	if err == nil && o.Snapshot {
 		err = s.Reg.AppendTempSnapshot(img, overlay)
 	}
+	if err == nil && o.CopyOnRead {
+		if err = img.SetCopyOnRead(); err != nil {
+			img.Close()
+		}
+	}
 	if err != nil {
 		s.errorReport("can't open%s: %s", device, errText(err))
 		return false

@@ -125,7 +125,8 @@ if [ ${#tests[@]} -eq 0 ]; then
   fi
 fi
 
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/gio-iotests-$key.XXXXXX")
+# Only [-_a-zA-Z0-9/] in the path: 197 and 215 refuse other TEST_DIRs.
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/gio-iotests-$key-XXXXXX")
 cleanup() { [ "$keep" = 1 ] && echo "scratch kept: $scratch" >&2 || rm -rf "$scratch"; }
 trap cleanup EXIT
 mkdir -p "$scratch/test" "$scratch/sock"
@@ -214,11 +215,17 @@ fi
 elapsed=$(( $(date +%s) - start ))
 
 if [ "$baseline" = 1 ]; then
+  # With tests named, only their entries change.
+  keep=""
+  if [ ${#tests[@]} -gt 0 ] && [ -f "$expected" ]; then
+    keep=$(grep -v '^#' "$expected" | grep -vxF "$(printf '%s\n' "${tests[@]}")" || true)
+  fi
   {
     echo "# qemu-iotests $key: tests that pass with the real qemu-io on this machine"
     echo "# recorded by: iotests/run.sh --baseline -$key ($(qemu-io --version | head -1))"
-    printf '%s\n' $passed | sort
-  } > "$expected"
+    printf '%s\n' $keep $passed | grep . | sort -u
+  } > "$expected.tmp"
+  mv "$expected.tmp" "$expected"
   echo "iotests $key baseline: $(printf '%s\n' $passed | grep -c .) pass, $(printf '%s\n' $failed | grep -c .) fail, $(printf '%s\n' $skipped | grep -c .) not run with qemu-io (${elapsed}s); wrote $expected"
   exit 0
 fi

@@ -124,6 +124,44 @@ func TestIotestsDiff(t *testing.T) {
 	} else {
 		t.Logf("no qcow2 images: %v", err)
 	}
+	// 197, 215: copy-on-read, as -C / open -C and as the copy-on-read
+	// filter, into a qcow2 image over a raw backing file; the images are
+	// compared afterwards.
+	const corCfg = "[inject-error]\nevent = \"cor_write\"\nsector = \"2048\"\n"
+	if files, err := toolFiles(t,
+		[]string{"qemu-img", "create", "-q", "-f", "raw", "base.raw", "4M"},
+		[]string{"qemu-io", "-f", "raw", "-c", "write -P 0x55 3M 1k", "-c", "write -P 0x66 200k 8k", "base.raw"},
+		[]string{"qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", "img.qcow2"},
+		[]string{"qemu-io", "-f", "qcow2", "-c", "write -z -u 1M 64k", "-c", "write -P 0x77 2M 4k", "img.qcow2"},
+		[]string{"qemu-img", "create", "-q", "-f", "qcow2", "-o", "compat=1.1", "-b", "base.raw", "-F", "raw", "small.qcow2", "1024"},
+	); err == nil {
+		files["cor.cfg"] = corCfg
+		cases = append(cases,
+			diffCase{name: "cor/flag", size: -1, files: files, args: withArgs([]string{"-C", "-f", "qcow2"}, "img.qcow2",
+				"read -P 0 0 4k", "read -P 0x66 200k 8k", "read -P 0x55 3M 1k", "read -P 0x77 2M 4k", "read 0 0", "map",
+				"read -P 0 1M 128k", "map")},
+			diffCase{name: "cor/flag-large", size: -1, files: files, args: withArgs([]string{"-C", "-f", "qcow2"}, "img.qcow2",
+				"read 1k 4000000", "map")},
+			diffCase{name: "cor/open-blkdebug", size: -1, files: files, args: cmds(
+				"open -C -o driver=blkdebug,config=cor.cfg,image.driver=qcow2 img.qcow2", "read -P 0 1M 128k", "read -P 0 1088k 4k", "map")},
+			diffCase{name: "cor/read-only", size: -1, files: files, args: withArgs([]string{"-C", "-r", "-f", "qcow2"}, "img.qcow2", "read 0 512")},
+			diffCase{name: "cor/partial-cluster", size: -1, files: files, args: withArgs([]string{"-C", "-f", "qcow2"}, "small.qcow2", "read 0 1024", "map")},
+			diffCase{name: "cor/raw", size: 64 * k, args: withArgs([]string{"-C", "-f", "raw"}, "img.raw", "read 0 4k", "write -P 1 0 512", "read -P 1 0 512")},
+			diffCase{name: "cor/filter", size: -1, files: files, args: cmds(
+				"open -o driver=copy-on-read,file.driver=qcow2 img.qcow2", "read -P 0x55 3M 1k", "read -P 0x66 200k 8k", "map", "info",
+				"write -P 0x88 0 4k", "read -P 0x88 0 4k", "write -z 64k 64k", "discard 128k 64k", "length")},
+			diffCase{name: "cor/filter-blkdebug", size: -1, files: files, args: cmds(
+				"open -o driver=copy-on-read,file.driver=blkdebug,file.config=cor.cfg,file.image.driver=qcow2 img.qcow2",
+				"read -P 0 1M 128k", "read -P 0 1088k 4k", "map")},
+			diffCase{name: "cor/filter-errors", size: -1, files: files, args: cmds(
+				"open -r -o driver=copy-on-read,file.driver=qcow2 img.qcow2",
+				"open -o driver=copy-on-read,file.driver=qcow2,bottom=x img.qcow2",
+				"open -o driver=copy-on-read,file.driver=qcow2,foo=x img.qcow2",
+				"open -o driver=copy-on-read")},
+		)
+	} else {
+		t.Logf("no copy-on-read images: %v", err)
+	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
