@@ -193,6 +193,9 @@ func (n *Node) backing() *Node {
 // the caller's business).
 func (b *Backend) Info() (Info, error) { return infoFrom(b.Root) }
 
+// Info is bdrv_get_info on the node (see infoFrom).
+func (n *Node) Info() (Info, error) { return infoFrom(n) }
+
 // infoFrom is bdrv_get_info on top: the first node down the primary
 // children that has information gives it.
 func infoFrom(top *Node) (Info, error) {

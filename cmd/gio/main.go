@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"gio/blk"
+	"gio/blk/drivers/compress"
 	"gio/blk/drivers/cor"
 	"gio/blk/drivers/file"
 	"gio/blk/drivers/null"
@@ -98,7 +99,7 @@ func main() {
 
 // env is the shell's view of this program: gio's drivers.
 var env = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
-	return blk.NewRegistry(file.Driver, file.HostDevice, file.HostCDROM, raw.Driver, cor.Driver, qcow2.Driver, null.CoDriver, null.AIODriver,
+	return blk.NewRegistry(file.Driver, file.HostDevice, file.HostCDROM, raw.Driver, cor.Driver, compress.Driver, qcow2.Driver, null.CoDriver, null.AIODriver,
 		blkdebug.NewDriver(func() io.Writer { return out }))
 }}
 
