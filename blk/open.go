@@ -2,6 +2,7 @@ package blk
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"gio/blk/qdict"
@@ -50,8 +51,21 @@ type Registry struct {
 	// warn_report); msg starts with "warning: ", as qdict's warnings do,
 	// and the program prefixes its name. See OpenArgs.Warnf.
 	Warn func(msg string)
+	// Exit, if set, ends the program for a driver that must (quorum's
+	// blkverify on a mismatch, as QEMU exits there); the program flushes
+	// its output first. Without it, os.Exit.
+	Exit func(code int)
 	// nodeNames are the node-names of the open nodes (nodename.go).
 	nodeNames map[string]bool
+}
+
+// Exit ends the program, as a few QEMU drivers do on an unrecoverable
+// inconsistency (see Registry.Exit).
+func (a *OpenArgs) Exit(code int) {
+	if a.reg.Exit != nil {
+		a.reg.Exit(code)
+	}
+	os.Exit(code)
 }
 
 // NewRegistry returns a registry holding drivers.

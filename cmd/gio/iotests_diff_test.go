@@ -162,6 +162,7 @@ func TestIotestsDiff(t *testing.T) {
 	} else {
 		t.Logf("no copy-on-read images: %v", err)
 	}
+	cases = append(cases, quorumCases(t)...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -260,5 +261,56 @@ func TestCompressFilterDiff(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// quorumCases are 081's quorum uses: three raw children voting, a broken
+// quorum, rewrite-corrupted, blkverify, fifo and the option checks.
+func quorumCases(t *testing.T) []diffCase {
+	files, err := toolFiles(t,
+		[]string{"qemu-img", "create", "-q", "-f", "raw", "1.raw", "1M"},
+		[]string{"qemu-img", "create", "-q", "-f", "raw", "2.raw", "1M"},
+		[]string{"qemu-img", "create", "-q", "-f", "raw", "3.raw", "1M"},
+		[]string{"qemu-img", "create", "-q", "-f", "raw", "short.raw", "512k"},
+		[]string{"qemu-io", "-f", "raw", "-c", "write -P 0x32 0 1M", "1.raw"},
+		[]string{"qemu-io", "-f", "raw", "-c", "write -P 0x32 0 1M", "-c", "write -P 0x42 64k 64k", "2.raw"},
+		[]string{"qemu-io", "-f", "raw", "-c", "write -P 0x32 0 1M", "-c", "write -P 0x43 64k 4k", "-c", "write -P 0x44 512k 4k", "3.raw"},
+	)
+	if err != nil {
+		t.Logf("no quorum images: %v", err)
+		return nil
+	}
+	q := func(extra string, children ...string) string {
+		s := "driver=raw,file.driver=quorum" + extra
+		for i, c := range children {
+			s += fmt.Sprintf(",file.children.%d.driver=raw,file.children.%d.file.filename=%s", i, i, c)
+		}
+		return s
+	}
+	three := []string{"1.raw", "2.raw", "3.raw"}
+	return []diffCase{
+		{name: "quorum/vote", size: -1, files: files, args: cmds("open -o "+q(",file.vote-threshold=2", three...),
+			"read -P 0x32 0 64k", "read -P 0x32 64k 64k", "read -P 0x32 512k 4k", "read -P 0x32 64k 4k", "map", "info", "length")},
+		{name: "quorum/write", size: -1, files: files, args: cmds("open -o "+q(",file.vote-threshold=3", three...),
+			"write -P 0x55 4k 8k", "read -P 0x55 4k 8k", "write -z 64k 64k", "read -P 0 64k 64k", "aio_write -P 0x56 0 512", "aio_flush", "flush", "discard 0 64k", "truncate 2M")},
+		{name: "quorum/broken", size: -1, files: files, args: cmds("open -o "+q(",file.vote-threshold=3", three...), "read 64k 4k", "read -P 0x32 0 4k")},
+		{name: "quorum/rewrite", size: -1, files: files, args: cmds("open -o "+q(",file.vote-threshold=2,file.rewrite-corrupted=on", three...),
+			"read -P 0x32 0 1M", "close", "open -o "+q(",file.vote-threshold=3", three...), "read -P 0x32 0 1M")},
+		{name: "quorum/fifo", size: -1, files: files, args: cmds("open -o "+q(",file.vote-threshold=1,file.read-pattern=fifo", "2.raw", "1.raw"), "read -P 0x42 64k 4k")},
+		{name: "quorum/threshold-one-tie", size: -1, files: files, args: cmds("open -o "+q(",file.vote-threshold=1", "2.raw", "3.raw"), "read -v 64k 16")},
+		{name: "quorum/blkverify-same", size: -1, files: files, args: cmds("open -o "+q(",file.vote-threshold=2,file.blkverify=on", "1.raw", "3.raw"), "read -P 0x32 0 4k", "read -P 0x32 128k 4k")},
+		{name: "quorum/blkverify-mismatch", size: -1, files: files, args: cmds("open -o "+q(",file.vote-threshold=2,file.blkverify=on", "1.raw", "2.raw"), "read -P 0x32 0 4k", "read 0 1M", "read 0 4k")},
+		{name: "quorum/lengths", size: -1, files: files, args: cmds("open -o "+q(",file.vote-threshold=1", "1.raw", "short.raw"), "length", "read 0 512")},
+		{name: "quorum/errors", size: -1, files: files, args: cmds(
+			"open -o "+q(",file.vote-threshold=2,file.blkverify=on", three...),
+			"open -o "+q(",file.vote-threshold=4", three...),
+			"open -o "+q(",file.vote-threshold=0", three...),
+			"open -o "+q("", three...),
+			"open -o "+q(",file.vote-threshold=2,file.read-pattern=lifo", three...),
+			"open -o "+q(",file.vote-threshold=2,file.rewrite-corrupted=on,file.blkverify=on", "1.raw", "2.raw"),
+			"open -o "+q(",file.vote-threshold=1,file.rewrite-corrupted=on,file.blkverify=on,file.read-pattern=fifo", "1.raw", "2.raw"),
+			"open -o driver=raw,file.driver=quorum,file.vote-threshold=1",
+			"open -o "+q(",file.vote-threshold=x", three...),
+			"open -o "+q(",file.vote-threshold=1,file.bogus=1", three...))},
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"gio/blk/drivers/file"
 	"gio/blk/drivers/null"
 	"gio/blk/drivers/qcow2"
+	"gio/blk/drivers/quorum"
 	"gio/blk/drivers/raw"
 	"gio/blkdebug"
 	"gio/commands"
@@ -99,9 +100,22 @@ func main() {
 
 // env is the shell's view of this program: gio's drivers.
 var env = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
-	return blk.NewRegistry(file.Driver, file.HostDevice, file.HostCDROM, raw.Driver, cor.Driver, compress.Driver, qcow2.Driver, null.CoDriver, null.AIODriver,
-		blkdebug.NewDriver(func() io.Writer { return out }))
+	r := newRegistry(out)
+	r.Exit = func(code int) {
+		// A driver ends the program (quorum blkverify): what was
+		// printed so far goes out first, as exit() flushes stdio.
+		if f, ok := out.(interface{ Flush() }); ok {
+			f.Flush()
+		}
+		os.Exit(code)
+	}
+	return r
 }}
+
+func newRegistry(out io.Writer) *blk.Registry {
+	return blk.NewRegistry(file.Driver, file.HostDevice, file.HostCDROM, raw.Driver, cor.Driver, compress.Driver, quorum.Driver, qcow2.Driver, null.CoDriver, null.AIODriver,
+		blkdebug.NewDriver(func() io.Writer { return out }))
+}
 
 func run(args []string) int {
 	if len(args) > 0 {
