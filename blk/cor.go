@@ -37,6 +37,9 @@ func (b *Backend) readCopyOnRead(co *Co, off int64, buf []byte) error {
 // lie within n.
 func (n *Node) ReadCopyOnRead(co *Co, off int64, buf []byte) error {
 	bytes := int64(len(buf))
+	if bytes == 0 {
+		return n.PRead(co, off, buf, 0)
+	}
 	if alloc, pnum, err := n.isAllocated(co, off, bytes); err != nil {
 		return err
 	} else if alloc && pnum == bytes {

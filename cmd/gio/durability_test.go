@@ -22,6 +22,7 @@ import (
 // image's descriptor followed the write: a kill only shows the data
 // reached the kernel, the fdatasync shows it was sent to the disk.
 func TestKillAfterFlush(t *testing.T) {
+	t.Parallel()
 	strace, _ := exec.LookPath("strace")
 	for _, tc := range []struct {
 		name  string
@@ -37,6 +38,7 @@ func TestKillAfterFlush(t *testing.T) {
 			[]string{"write -f -P 0x5a 65536 4096", "write -f -P 0x5a 66000 100"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			for _, traced := range []bool{false, true} {
 				if traced && strace == "" {
 					t.Log("strace not installed: fdatasync not checked")

@@ -2,79 +2,154 @@ package main
 
 // Differential cases for what QEMU's own qemu-iotests need of gio beyond
 // the commands (issue 10, iotests/run.sh): host devices, snapshot mode,
-// filters and nested option trees. They run like TestDiff's cases.
+// filters, quorum and nested option trees. Each case runs the real
+// qemu-io and gio in fresh directories holding the same files and
+// compares output (after _filter_qemu_io), exit status and the final
+// bytes of every file. They need qemu-io and qemu-img, and skip without.
 
 import (
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
-func iotestsDiffCases() []diffCase {
-	var cs []diffCase
+// liveCase is one comparison with the real qemu-io.
+type liveCase struct {
+	name string
+	// size of img.raw, created sparse; -1 = no img.raw.
+	size int64
+	// prep are qemu-io commands run on img.raw (-f raw) first.
+	prep []string
+	// files are more files to create, by name.
+	files map[string]string
+	args  []string
+	// stdin, when set, is fed to the program.
+	stdin *string
+}
+
+// injectENOSPC is a blkdebug config failing reads with ENOSPC.
+const injectENOSPC = `[inject-error]
+event = "read_aio"
+errno = "28"
+`
+
+func lines(l ...string) *string {
+	s := strings.Join(l, "\n") + "\n"
+	return &s
+}
+
+// setupLive lays out a case's files in dir.
+func setupLive(t *testing.T, dir string, c liveCase) {
+	t.Helper()
+	if c.size >= 0 {
+		p := filepath.Join(dir, "img.raw")
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(p, c.size); err != nil {
+			t.Fatal(err)
+		}
+		if len(c.prep) > 0 {
+			cmd := exec.Command("qemu-io", append(append([]string{"-f", "raw"}, cmds(c.prep...)...), "img.raw")...)
+			cmd.Dir = dir
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("prep %q: %v\n%s", c.prep, err, out)
+			}
+		}
+	}
+	for name, content := range c.files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// compareLive runs qemu-io for c in a fresh directory and lists how
+// gio's result g differs from it.
+func compareLive(t *testing.T, c liveCase, g result) []string {
+	t.Helper()
+	qdir := t.TempDir()
+	setupLive(t, qdir, c)
+	q := runIn(t, "qemu-io", qdir, c.args, c.stdin)
+	var problems []string
+	if qo, gout := filterQemuIO(q.out), filterQemuIO(g.out); qo != gout {
+		problems = append(problems, fmt.Sprintf("output differs (args %q)\n--- qemu-io\n%s\n--- gio\n%s\n--- diff\n%s", c.args, qo, gout, lineDiff(qo, gout)))
+	}
+	if q.rc != g.rc {
+		problems = append(problems, fmt.Sprintf("exit status: qemu-io %d, gio %d", q.rc, g.rc))
+	}
+	if d := compareFiles(q.files, g.files); d != "" {
+		problems = append(problems, "files differ:\n"+d)
+	}
+	return problems
+}
+
+func iotestsDiffCases() []liveCase {
+	var cs []liveCase
 	// 226: file-posix's drivers refuse what is not theirs; /dev/null is
 	// a character device, "/" a directory.
 	for _, drv := range []string{"file", "host_device", "host_cdrom"} {
 		cs = append(cs,
-			diffCase{name: "hostdev/" + drv + "/dir-ro", size: -1, args: cmds("open -r -o driver=" + drv + ",filename=/")},
-			diffCase{name: "hostdev/" + drv + "/dir-rw", size: -1, args: cmds("open -o driver=" + drv + ",filename=/")},
-			diffCase{name: "hostdev/" + drv + "/null-ro", size: -1, args: cmds("open -r -o driver="+drv+",filename=/dev/null,locking=off", "info", "length")},
-			diffCase{name: "hostdev/" + drv + "/null-rw", size: -1, args: cmds("open -o driver="+drv+",filename=/dev/null,locking=off", "length", "truncate 0", "truncate 512", "read 0 512")},
-			diffCase{name: "hostdev/" + drv + "/no-filename", size: -1, args: cmds("open -o driver=" + drv)},
+			liveCase{name: "hostdev/" + drv + "/dir-ro", size: -1, args: cmds("open -r -o driver=" + drv + ",filename=/")},
+			liveCase{name: "hostdev/" + drv + "/dir-rw", size: -1, args: cmds("open -o driver=" + drv + ",filename=/")},
+			liveCase{name: "hostdev/" + drv + "/null-ro", size: -1, args: cmds("open -r -o driver="+drv+",filename=/dev/null,locking=off", "info", "length")},
+			liveCase{name: "hostdev/" + drv + "/null-rw", size: -1, args: cmds("open -o driver="+drv+",filename=/dev/null,locking=off", "length", "truncate 0", "truncate 512", "read 0 512")},
+			liveCase{name: "hostdev/" + drv + "/no-filename", size: -1, args: cmds("open -o driver=" + drv)},
 		)
 	}
 	cs = append(cs,
 		// A plain name that is a device probes as host_device.
-		diffCase{name: "hostdev/probed", size: -1, args: cmds("info", "length", "map", "/dev/null")},
-		diffCase{name: "hostdev/probed-raw", size: -1, args: withArgs([]string{"-f", "raw"}, "/dev/null", "truncate 0", "truncate 1k", "truncate -m falloc 0", "write 0 512")},
-		diffCase{name: "hostdev/prefix", size: -1, args: withArgs([]string{"-f", "raw"}, "host_device:/dev/null", "info")},
-		diffCase{name: "hostdev/cdrom-prefix", size: -1, args: withArgs([]string{"-f", "raw"}, "host_cdrom:/dev/null", "info")},
-		diffCase{name: "hostdev/zero", size: -1, args: withArgs([]string{"-r", "-f", "raw"}, "/dev/zero", "length", "read 0 512")},
+		liveCase{name: "hostdev/probed", size: -1, args: cmds("info", "length", "map", "/dev/null")},
+		liveCase{name: "hostdev/probed-raw", size: -1, args: withArgs([]string{"-f", "raw"}, "/dev/null", "truncate 0", "truncate 1k", "truncate -m falloc 0", "write 0 512")},
+		liveCase{name: "hostdev/prefix", size: -1, args: withArgs([]string{"-f", "raw"}, "host_device:/dev/null", "info")},
+		liveCase{name: "hostdev/cdrom-prefix", size: -1, args: withArgs([]string{"-f", "raw"}, "host_cdrom:/dev/null", "info")},
+		liveCase{name: "hostdev/zero", size: -1, args: withArgs([]string{"-r", "-f", "raw"}, "/dev/zero", "length", "read 0 512")},
 	)
 	// 052: snapshot mode. Writes go to a temporary qcow2 overlay; the
 	// image (compared afterwards) keeps its bytes.
 	pat := []string{"write -P 0x11 0 4k", "write -P 0x22 192k 64k"}
 	cs = append(cs,
-		diffCase{name: "snapshot/write-read", size: 1 * mb, prep: pat, args: withArgs([]string{"-s"}, "img.raw",
+		liveCase{name: "snapshot/write-read", size: 1 * mb, prep: pat, args: withArgs([]string{"-s"}, "img.raw",
 			"write -P 0x33 0 512", "read -P 0x33 0 512", "read -P 0x11 512 3584", "read -P 0x22 192k 64k",
 			"write -P 0x44 100k 200k", "read -P 0x44 100k 200k", "info", "map", "length", "alloc 0 1M")},
-		diffCase{name: "snapshot/raw-format", size: 1 * mb, prep: pat, args: withArgs([]string{"-s", "-f", "raw"}, "img.raw",
+		liveCase{name: "snapshot/raw-format", size: 1 * mb, prep: pat, args: withArgs([]string{"-s", "-f", "raw"}, "img.raw",
 			"write -z 0 64k", "read -P 0 0 64k", "discard 192k 64k", "read -P 0 192k 64k", "truncate 2M", "length", "write -P 0x55 1536k 4k", "read -P 0x55 1536k 4k", "flush")},
-		diffCase{name: "snapshot/read-only", size: 1 * mb, prep: pat, args: withArgs([]string{"-r", "-s"}, "img.raw",
+		liveCase{name: "snapshot/read-only", size: 1 * mb, prep: pat, args: withArgs([]string{"-r", "-s"}, "img.raw",
 			"write -P 0x33 0 512", "read -P 0x11 0 4k", "info")},
-		diffCase{name: "snapshot/open-close", size: 1 * mb, prep: pat, args: cmds(
+		liveCase{name: "snapshot/open-close", size: 1 * mb, prep: pat, args: cmds(
 			"open -s -o driver=raw img.raw", "write -P 0x66 0 4k", "read -P 0x66 0 4k", "close",
 			"open -o driver=raw img.raw", "read -P 0x11 0 4k", "close",
 			"open -s -r img.raw", "read -P 0x11 0 4k")},
-		diffCase{name: "snapshot/stdin", size: 1 * mb, prep: pat, args: []string{"-s", "-f", "raw", "img.raw"},
-			stdin: script("write -P 0x77 4k 8k", "aio_write -P 0x78 64k 4k", "aio_flush", "read -P 0x77 4k 8k", "read -P 0x78 64k 4k")},
-		diffCase{name: "snapshot/missing", size: -1, args: withArgs([]string{"-s"}, "nosuch.raw", "read 0 512")},
-		diffCase{name: "snapshot/blkdebug", size: 1 * mb, prep: pat, files: map[string]string{"rules.cfg": rulesCfg},
+		liveCase{name: "snapshot/stdin", size: 1 * mb, prep: pat, args: []string{"-s", "-f", "raw", "img.raw"},
+			stdin: lines("write -P 0x77 4k 8k", "aio_write -P 0x78 64k 4k", "aio_flush", "read -P 0x77 4k 8k", "read -P 0x78 64k 4k")},
+		liveCase{name: "snapshot/missing", size: -1, args: withArgs([]string{"-s"}, "nosuch.raw", "read 0 512")},
+		liveCase{name: "snapshot/blkdebug", size: 1 * mb, prep: pat, files: map[string]string{"rules.cfg": injectENOSPC},
 			args: withArgs([]string{"-s", "-f", "raw"}, "blkdebug:rules.cfg:img.raw", "write -P 0x33 0 512", "read 0 512", "read 64k 512")},
 	)
 	// 133: node-name at open, and reopen's generic options.
 	cs = append(cs,
-		diffCase{name: "nodename/open", size: 64 * k, args: cmds(
+		liveCase{name: "nodename/open", size: 64 * k, args: cmds(
 			"open -o driver=raw,node-name=top,file.node-name=proto img.raw", "reopen -o node-name=top", "reopen -o file.node-name=proto",
 			"reopen -o node-name=other", "reopen -o file.node-name=other", "reopen -o driver=raw", "reopen -o file.driver=file",
 			"reopen -o driver=qcow2", "reopen -o file.driver=null-co", "write -P 0x11 0 4k", "read -P 0x11 0 4k")},
-		diffCase{name: "nodename/unnamed", size: 64 * k, args: rawc("reopen -o node-name=foo", "reopen -o file.node-name=foo", "reopen")},
-		diffCase{name: "nodename/invalid", size: 64 * k, args: cmds("open -o driver=raw,node-name=1abc img.raw")},
-		diffCase{name: "nodename/invalid-char", size: 64 * k, args: cmds("open -o driver=raw,file.node-name=a/b img.raw")},
-		diffCase{name: "nodename/too-long", size: 64 * k, args: cmds("open -o driver=raw,node-name=a234567890123456789012345678901 img.raw")},
-		diffCase{name: "nodename/max-length", size: 64 * k, args: cmds("open -o driver=raw,node-name=a23456789012345678901234567890 img.raw", "length")},
-		diffCase{name: "nodename/duplicate", size: 64 * k, args: cmds("open -o driver=raw,node-name=a,file.node-name=a img.raw", "open -o driver=raw,node-name=a img.raw", "length")},
-		diffCase{name: "nodename/reuse-after-close", size: 64 * k, args: cmds("open -o driver=raw,node-name=a img.raw", "close", "open -o driver=raw,node-name=a img.raw", "length")},
-		diffCase{name: "reopen/generic-conflicts", size: 64 * k, args: rawc(
+		liveCase{name: "nodename/unnamed", size: 64 * k, args: rawc("reopen -o node-name=foo", "reopen -o file.node-name=foo", "reopen")},
+		liveCase{name: "nodename/invalid", size: 64 * k, args: cmds("open -o driver=raw,node-name=1abc img.raw")},
+		liveCase{name: "nodename/invalid-char", size: 64 * k, args: cmds("open -o driver=raw,file.node-name=a/b img.raw")},
+		liveCase{name: "nodename/too-long", size: 64 * k, args: cmds("open -o driver=raw,node-name=a234567890123456789012345678901 img.raw")},
+		liveCase{name: "nodename/max-length", size: 64 * k, args: cmds("open -o driver=raw,node-name=a23456789012345678901234567890 img.raw", "length")},
+		liveCase{name: "nodename/duplicate", size: 64 * k, args: cmds("open -o driver=raw,node-name=a,file.node-name=a img.raw", "open -o driver=raw,node-name=a img.raw", "length")},
+		liveCase{name: "nodename/reuse-after-close", size: 64 * k, args: cmds("open -o driver=raw,node-name=a img.raw", "close", "open -o driver=raw,node-name=a img.raw", "length")},
+		liveCase{name: "reopen/generic-conflicts", size: 64 * k, args: rawc(
 			"reopen -r -o read-only=on", "reopen -w -o read-only=on", "reopen -c none -o cache.direct=on",
 			"reopen -c writeback -o cache.direct=on", "reopen -c directsync -o cache.no-flush=on")},
-		diffCase{name: "reopen/generic-invalid", size: 64 * k, args: rawc(
+		liveCase{name: "reopen/generic-invalid", size: 64 * k, args: rawc(
 			"reopen -o read-only=foo", "reopen -o cache.no-flush=bar", "reopen -o cache.direct=baz", "reopen -o auto-read-only=qux")},
-		diffCase{name: "reopen/generic-unchanged", size: 64 * k, args: rawc(
+		liveCase{name: "reopen/generic-unchanged", size: 64 * k, args: rawc(
 			"reopen -o cache.direct=off", "reopen -o cache.no-flush=off", "reopen -o auto-read-only=on", "write -P 0x22 0 512", "read -P 0x22 0 512")},
-		diffCase{name: "reopen/null-co-json", size: -1, args: withArgs([]string{"-f", "null-co"}, `json:{"driver": "null-co", "size": 65536}`, "reopen", "info")},
+		liveCase{name: "reopen/null-co-json", size: -1, args: withArgs([]string{"-f", "null-co"}, `json:{"driver": "null-co", "size": 65536}`, "reopen", "info")},
 	)
 	return cs
 }
@@ -90,7 +165,7 @@ func TestIotestsDiff(t *testing.T) {
 	); err == nil {
 		// Snapshot mode over a qcow2 image: the overlay's backing node
 		// is a qcow2 node.
-		cases = append(cases, diffCase{name: "snapshot/qcow2-base", size: -1, files: files,
+		cases = append(cases, liveCase{name: "snapshot/qcow2-base", size: -1, files: files,
 			args: withArgs([]string{"-s"}, "img.qcow2", "write -P 0x22 512 512", "read -P 0x11 0 512", "read -P 0x22 512 512", "map", "info")})
 	} else {
 		t.Logf("no qcow2 base image: %v", err)
@@ -106,19 +181,19 @@ func TestIotestsDiff(t *testing.T) {
 		[]string{"qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "plain.qcow2"},
 	); err == nil {
 		cases = append(cases,
-			diffCase{name: "optree/blkdebug-image-driver", size: -1, files: files, args: cmds(
+			liveCase{name: "optree/blkdebug-image-driver", size: -1, files: files, args: cmds(
 				"open -o driver=blkdebug,image.driver=qcow2,align=4096 blkdebug::base.qcow2",
 				"read -P 0x11 0 4k", "write -P 0x22 1000 128k", "read -P 0x22 1000 128k", "map")},
-			diffCase{name: "optree/blkdebug-image-dotted", size: -1, files: files, args: withArgs(nil,
+			liveCase{name: "optree/blkdebug-image-dotted", size: -1, files: files, args: withArgs(nil,
 				`json:{"driver": "qcow2", "file": {"driver": "blkdebug", "inject-error": [{"event": "l2_load"}], "image.filename": "base.qcow2"}}`,
 				"read -P 0x11 0 512")},
-			diffCase{name: "optree/json-backing-name", size: -1, files: files, args: withArgs(nil, "img.qcow2",
+			liveCase{name: "optree/json-backing-name", size: -1, files: files, args: withArgs(nil, "img.qcow2",
 				"read 0 512", "read -P 0x11 0 512", "write -P 0x33 64k 4k", "read -P 0x33 64k 4k")},
-			diffCase{name: "optree/backing-null", size: -1, files: files, args: withArgs(nil,
+			liveCase{name: "optree/backing-null", size: -1, files: files, args: withArgs(nil,
 				"json:{'driver': 'qcow2', 'file': {'driver': 'file', 'filename': 'plain.qcow2'}, 'backing': null}", "read -P 0 0 512", "map")},
-			diffCase{name: "optree/backing-null-raw", size: -1, files: files, args: withArgs(nil,
+			liveCase{name: "optree/backing-null-raw", size: -1, files: files, args: withArgs(nil,
 				"json:{'driver': 'raw', 'file': {'driver': 'file', 'filename': 'plain.qcow2'}, 'backing': null}", "length")},
-			diffCase{name: "optree/qcow2-over-qcow2", size: -1, files: files, args: withArgs(nil,
+			liveCase{name: "optree/qcow2-over-qcow2", size: -1, files: files, args: withArgs(nil,
 				`json:{"driver": "qcow2", "file": {"driver": "qcow2", "file": {"filename": "base.qcow2"}}}`, "read 0 512")},
 		)
 	} else {
@@ -137,23 +212,23 @@ func TestIotestsDiff(t *testing.T) {
 	); err == nil {
 		files["cor.cfg"] = corCfg
 		cases = append(cases,
-			diffCase{name: "cor/flag", size: -1, files: files, args: withArgs([]string{"-C", "-f", "qcow2"}, "img.qcow2",
+			liveCase{name: "cor/flag", size: -1, files: files, args: withArgs([]string{"-C", "-f", "qcow2"}, "img.qcow2",
 				"read -P 0 0 4k", "read -P 0x66 200k 8k", "read -P 0x55 3M 1k", "read -P 0x77 2M 4k", "read 0 0", "map",
 				"read -P 0 1M 128k", "map")},
-			diffCase{name: "cor/flag-large", size: -1, files: files, args: withArgs([]string{"-C", "-f", "qcow2"}, "img.qcow2",
+			liveCase{name: "cor/flag-large", size: -1, files: files, args: withArgs([]string{"-C", "-f", "qcow2"}, "img.qcow2",
 				"read 1k 4000000", "map")},
-			diffCase{name: "cor/open-blkdebug", size: -1, files: files, args: cmds(
+			liveCase{name: "cor/open-blkdebug", size: -1, files: files, args: cmds(
 				"open -C -o driver=blkdebug,config=cor.cfg,image.driver=qcow2 img.qcow2", "read -P 0 1M 128k", "read -P 0 1088k 4k", "map")},
-			diffCase{name: "cor/read-only", size: -1, files: files, args: withArgs([]string{"-C", "-r", "-f", "qcow2"}, "img.qcow2", "read 0 512")},
-			diffCase{name: "cor/partial-cluster", size: -1, files: files, args: withArgs([]string{"-C", "-f", "qcow2"}, "small.qcow2", "read 0 1024", "map")},
-			diffCase{name: "cor/raw", size: 64 * k, args: withArgs([]string{"-C", "-f", "raw"}, "img.raw", "read 0 4k", "write -P 1 0 512", "read -P 1 0 512")},
-			diffCase{name: "cor/filter", size: -1, files: files, args: cmds(
+			liveCase{name: "cor/read-only", size: -1, files: files, args: withArgs([]string{"-C", "-r", "-f", "qcow2"}, "img.qcow2", "read 0 512")},
+			liveCase{name: "cor/partial-cluster", size: -1, files: files, args: withArgs([]string{"-C", "-f", "qcow2"}, "small.qcow2", "read 0 1024", "map")},
+			liveCase{name: "cor/raw", size: 64 * k, args: withArgs([]string{"-C", "-f", "raw"}, "img.raw", "read 0 4k", "write -P 1 0 512", "read -P 1 0 512")},
+			liveCase{name: "cor/filter", size: -1, files: files, args: cmds(
 				"open -o driver=copy-on-read,file.driver=qcow2 img.qcow2", "read -P 0x55 3M 1k", "read -P 0x66 200k 8k", "map", "info",
 				"write -P 0x88 0 4k", "read -P 0x88 0 4k", "write -z 64k 64k", "discard 128k 64k", "length")},
-			diffCase{name: "cor/filter-blkdebug", size: -1, files: files, args: cmds(
+			liveCase{name: "cor/filter-blkdebug", size: -1, files: files, args: cmds(
 				"open -o driver=copy-on-read,file.driver=blkdebug,file.config=cor.cfg,file.image.driver=qcow2 img.qcow2",
 				"read -P 0 1M 128k", "read -P 0 1088k 4k", "map")},
-			diffCase{name: "cor/filter-errors", size: -1, files: files, args: cmds(
+			liveCase{name: "cor/filter-errors", size: -1, files: files, args: cmds(
 				"open -r -o driver=copy-on-read,file.driver=qcow2 img.qcow2",
 				"open -o driver=copy-on-read,file.driver=qcow2,bottom=x img.qcow2",
 				"open -o driver=copy-on-read,file.driver=qcow2,foo=x img.qcow2",
@@ -167,9 +242,9 @@ func TestIotestsDiff(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			gdir := t.TempDir()
-			setupDir(t, gdir, c)
+			setupLive(t, gdir, c)
 			g := runIn(t, gioBin, gdir, c.args, c.stdin)
-			for _, p := range compareWithQemu(t, c, g) {
+			for _, p := range compareLive(t, c, g) {
 				t.Error(p)
 			}
 		})
@@ -221,12 +296,11 @@ func TestCompressFilterDiff(t *testing.T) {
 	}
 	imageOpts := "driver=compress,file.driver=qcow2,file.file.driver=file,file.file.filename=img.qcow2"
 	jsonName := "json:{'driver': 'compress', 'file': {'driver': 'qcow2', 'file': {'driver': 'file', 'filename': 'img.qcow2'}}}"
-	cases := []diffCase{
+	cases := []liveCase{
 		{name: "image-opts", args: append(cmds("write -P 0xbb 0 229376", "read -P 0xbb 0 229376", "read -P 0 229376 32768", "map", "info", "length"), "--image-opts", imageOpts)},
 		{name: "json-unaligned", args: withArgs(nil, jsonName, "write -P 0xcc 278528 229376", "read -P 0 262144 16384", "read -P 0xcc 278528 229376", "map")},
 		{name: "overwrite", args: withArgs(nil, jsonName, "write -P 1 0 64k", "write -P 2 0 64k", "read -P 1 0 64k")},
 		{name: "zero-discard", args: withArgs(nil, jsonName, "write -P 1 0 128k", "write -z 0 64k", "discard 64k 64k", "read -P 0 0 128k", "map")},
-		{name: "aio", args: withArgs(nil, jsonName, "aio_write -P 3 0 4k", "aio_write -P 4 128k 4k", "aio_flush", "read -P 3 0 4k", "read -P 4 128k 4k")},
 		{name: "small-clusters", args: withArgs(nil, "json:{'driver': 'compress', 'file': {'driver': 'qcow2', 'file': {'driver': 'file', 'filename': 'small.qcow2'}}}",
 			"write -P 5 1000 10000", "read -P 5 1000 10000", "map")},
 		{name: "raw-child", size: 64 * k, args: withArgs(nil, "json:{'driver': 'compress', 'file': {'driver': 'raw', 'file': {'driver': 'file', 'filename': 'img.raw'}}}", "read 0 512")},
@@ -241,8 +315,8 @@ func TestCompressFilterDiff(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			gdir, qdir := t.TempDir(), t.TempDir()
-			setupDir(t, gdir, c)
-			setupDir(t, qdir, c)
+			setupLive(t, gdir, c)
+			setupLive(t, qdir, c)
 			g := runIn(t, gioBin, gdir, c.args, nil)
 			q := runIn(t, "qemu-io", qdir, c.args, nil)
 			if qo, gout := filterQemuIO(q.out), filterQemuIO(g.out); qo != gout {
@@ -266,7 +340,7 @@ func TestCompressFilterDiff(t *testing.T) {
 
 // quorumCases are 081's quorum uses: three raw children voting, a broken
 // quorum, rewrite-corrupted, blkverify, fifo and the option checks.
-func quorumCases(t *testing.T) []diffCase {
+func quorumCases(t *testing.T) []liveCase {
 	files, err := toolFiles(t,
 		[]string{"qemu-img", "create", "-q", "-f", "raw", "1.raw", "1M"},
 		[]string{"qemu-img", "create", "-q", "-f", "raw", "2.raw", "1M"},
@@ -288,7 +362,7 @@ func quorumCases(t *testing.T) []diffCase {
 		return s
 	}
 	three := []string{"1.raw", "2.raw", "3.raw"}
-	return []diffCase{
+	return []liveCase{
 		{name: "quorum/vote", size: -1, files: files, args: cmds("open -o "+q(",file.vote-threshold=2", three...),
 			"read -P 0x32 0 64k", "read -P 0x32 64k 64k", "read -P 0x32 512k 4k", "read -P 0x32 64k 4k", "map", "info", "length")},
 		{name: "quorum/write", size: -1, files: files, args: cmds("open -o "+q(",file.vote-threshold=3", three...),

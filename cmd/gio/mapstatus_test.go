@@ -12,6 +12,7 @@ import (
 // the start, middle and end, sizes that are not multiples of 512 (the
 // partial last sector is a separate zero extent), fully allocated files.
 func TestMapStatusAgainstQemuImg(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("qemu-img"); err != nil {
 		t.Skip("qemu-img not installed (apt-get install qemu-utils)")
 	}
@@ -35,6 +36,7 @@ func TestMapStatusAgainstQemuImg(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir()
 			img := filepath.Join(dir, "img.raw")
 			f, err := os.Create(img)

@@ -23,7 +23,6 @@ var (
 	_ blk.ZeroWriter      = (*node)(nil)
 	_ blk.Discarder       = (*node)(nil)
 	_ blk.BlockStatuser   = (*node)(nil)
-	_ blk.Filter          = (*node)(nil)
 	_ blk.LimitsRefresher = (*node)(nil)
 )
 
@@ -72,9 +71,6 @@ func (n *node) RefreshLimits(l *blk.Limits) {
 		l.RequestAlignment = info.ClusterSize
 	}
 }
-
-// FilteredChild implements blk.Filter.
-func (n *node) FilteredChild() *blk.Child { return n.file }
 
 // Close implements blk.Impl; the child is closed by blk.
 func (n *node) Close() error { return nil }

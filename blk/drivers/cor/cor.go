@@ -25,7 +25,6 @@ var (
 	_ blk.Discarder     = (*node)(nil)
 	_ blk.BlockStatuser = (*node)(nil)
 	_ blk.Truncater     = (*node)(nil)
-	_ blk.Filter        = (*node)(nil)
 )
 
 // open is cor_open. The filter writes to its child even when reading
@@ -74,9 +73,6 @@ func (n *node) Length(co *blk.Co) (int64, error) { return n.file.Node.Length(co)
 func (n *node) Truncate(co *blk.Co, size int64, exact bool, prealloc blk.Prealloc) error {
 	return n.file.Node.Truncate(co, size, exact, prealloc)
 }
-
-// FilteredChild implements blk.Filter.
-func (n *node) FilteredChild() *blk.Child { return n.file }
 
 // Close implements blk.Impl; the child is closed by blk.
 func (n *node) Close() error { return nil }

@@ -18,6 +18,7 @@ func (n *node) Truncate(co *blk.Co, size int64, exact bool, prealloc blk.Preallo
 		return n.truncateDevice(size, exact, prealloc)
 	}
 	err := n.truncate(size, prealloc)
+	co.ChargeIO(0)
 	co.YieldIO()
 	return err
 }
