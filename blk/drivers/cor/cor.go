@@ -16,7 +16,7 @@ import (
 // Driver is the copy-on-read filter driver. It has no bdrv_file_open,
 // which makes it a format in blk's sense: a file name given to it names
 // its file child, and its option errors say "Block format".
-var Driver = &blk.Driver{Name: "copy-on-read", Format: true, Open: open}
+var Driver = &blk.Driver{Name: "copy-on-read", Format: true, Open: open, Options: []blk.Option{{Name: "bottom"}}}
 
 type node struct{ file *blk.Child }
 

@@ -63,6 +63,7 @@ var HostDevice = &blk.Driver{
 	ParseFilename: stripPrefix("host_device:"),
 	ProbeDevice:   probeHostDevice,
 	Open:          func(a *blk.OpenArgs) (blk.Impl, error) { return openPosix(a, kindDevice) },
+	Options:       Driver.Options,
 }
 
 // HostCDROM is file-posix's "host_cdrom" driver. Its probe (an ioctl
@@ -74,6 +75,7 @@ var HostCDROM = &blk.Driver{
 	Protocol:      "host_cdrom",
 	ParseFilename: stripPrefix("host_cdrom:"),
 	Open:          func(a *blk.OpenArgs) (blk.Impl, error) { return openPosix(a, kindCDROM) },
+	Options:       Driver.Options,
 }
 
 // stripPrefix is bdrv_parse_filename_strip_prefix: an explicit prefix

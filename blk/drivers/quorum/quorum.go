@@ -22,7 +22,11 @@ import (
 // Driver is the quorum driver. Like QEMU's it has no bdrv_file_open,
 // which makes it a format in blk's sense (option errors say "Block
 // format").
-var Driver = &blk.Driver{Name: "quorum", Format: true, Open: open}
+var Driver = &blk.Driver{Name: "quorum", Format: true, Open: open, Options: []blk.Option{
+	{Name: "vote-threshold"}, {Name: "blkverify", Values: blk.OnOff()},
+	{Name: "rewrite-corrupted", Values: blk.OnOff()}, {Name: "read-pattern", Values: []string{"fifo", "quorum"}},
+	{Name: "children.0."}, {Name: "children.1."}, {Name: "children.2."},
+}}
 
 type node struct {
 	children           []*blk.Child
@@ -87,9 +91,11 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 		n.children = append(n.children, c)
 	}
 	// bdrv_open_driver's refresh_total_sectors: children of different
-	// lengths fail the open. Open runs outside any request; the
-	// children answer without yielding.
-	if _, err := n.Length(nil); err != nil {
+	// lengths fail the open.
+	if err := a.Loop.RunSync("quorum open: length", func(co *blk.Co) error {
+		_, err := n.Length(co)
+		return err
+	}); err != nil {
 		return nil, blk.Errorf(blk.ErrnoOf(err), "Could not refresh total sector count")
 	}
 	return n, nil
