@@ -14,7 +14,9 @@
 #                                       reported but do not fail the run
 #
 # Options: -j N (parallel tests, default 2), --all (every test of the suite
-# instead of the listed ones), --keep (keep the scratch directory).
+# instead of the listed ones), --all-listed (also the listed tests that
+# never run qemu-io, skipped by default), --keep (keep the scratch
+# directory).
 # Environment: GIO_BIN (a gio binary; default: built from this checkout),
 # GIO_IOTESTS_CACHE (where the QEMU sources are cached,
 # default $HOME/.cache/gio-iotests).
@@ -29,7 +31,7 @@ usage() {
   exit 2
 }
 
-fmt=raw proto=file baseline=0 compare=1 known=0 all=0 jobs=2 keep=0
+fmt=raw proto=file baseline=0 compare=1 known=0 all=0 alllisted=0 jobs=2 keep=0
 tests=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -37,6 +39,7 @@ while [ $# -gt 0 ]; do
     --no-compare) compare=0 ;;
     --known-failures) known=1 ;;
     --all) all=1 ;;
+    --all-listed) alllisted=1 ;;
     --keep) keep=1 ;;
     -j) shift; jobs=$1 ;;
     -j*) jobs=${1#-j} ;;
@@ -119,6 +122,21 @@ if [ ${#tests[@]} -eq 0 ]; then
     tests=()
   elif [ -f "$expected" ]; then
     mapfile -t tests < <(grep -v '^#' "$expected" | grep .)
+    if [ "$alllisted" = 0 ]; then
+      # A test that never runs qemu-io (directly, through iotests.py's
+      # qemu_io* or common.pattern) cannot tell gio from qemu-io: it
+      # only costs time (most start VMs).
+      io_tests=()
+      for t in "${tests[@]}"; do
+        f=$iot/$t
+        [ -f "$f" ] || f=$iot/tests/$t
+        if grep -qE 'QEMU_IO|qemu_io|common\.pattern|io_pattern|qemu-io' "$f" 2>/dev/null; then
+          io_tests+=("$t")
+        fi
+      done
+      echo "iotests $key: $(( ${#tests[@]} - ${#io_tests[@]} )) of the ${#tests[@]} listed tests never run qemu-io, not run (--all-listed runs them)"
+      tests=("${io_tests[@]}")
+    fi
   else
     echo "run.sh: no $expected; record it with --baseline" >&2
     exit 2
