@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"gio/blk/qdict"
+	"gio/internal/cutils"
 )
 
 // takeNodeName takes the generic node-name option for n
@@ -18,7 +19,7 @@ func (r *Registry) takeNodeName(n *Node, opts *qdict.Dict) error {
 	}
 	opts.Del("node-name")
 	switch {
-	case !idWellformed(name):
+	case !cutils.IDWellFormed(name):
 		return fmt.Errorf("Invalid node-name: '%s'", name)
 	case r.nodeNames[name]:
 		return fmt.Errorf("Duplicate nodes with node-name='%s'", name)
@@ -36,20 +37,3 @@ func (r *Registry) takeNodeName(n *Node, opts *qdict.Dict) error {
 
 // NodeName returns the node-name the node was opened with, or "".
 func (n *Node) NodeName() string { return n.nodeName }
-
-// idWellformed is QEMU's id_wellformed: a letter, then letters, digits,
-// '-', '.' and '_'.
-func idWellformed(id string) bool {
-	if id == "" || !isAlpha(id[0]) {
-		return false
-	}
-	for i := 1; i < len(id); i++ {
-		c := id[i]
-		if !isAlpha(c) && !(c >= '0' && c <= '9') && c != '-' && c != '.' && c != '_' {
-			return false
-		}
-	}
-	return true
-}
-
-func isAlpha(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
