@@ -308,6 +308,16 @@ func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *
 		return nil, err
 	}
 	flags.ReadOnly = ro
+	// force-share is generic too (bdrv_open_common), inherited by the
+	// children, and only for read-only nodes.
+	fs, err := opts.TakeBool("force-share", flags.ForceShare)
+	if err != nil {
+		return nil, err
+	}
+	if fs && !flags.ReadOnly {
+		return nil, Msgf(unix.EINVAL, "force-share=on can only be used with read-only images")
+	}
+	flags.ForceShare = fs
 	if _, kind, ok := opts.Lookup("backing"); ok && kind == qdict.Null && !d.SupportsBacking {
 		// "backing": null means no backing file; a driver without
 		// backing files has nothing to skip.

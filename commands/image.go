@@ -90,6 +90,12 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 	}
 	if o.Opts != nil {
 		o.Opts = o.Opts.Clone()
+		if v, ok := o.Opts.Get("force-share"); ok && o.ForceShare {
+			if fs, err := qdict.ParseBool("force-share", v); err == nil && !fs {
+				s.errorReport("-U conflicts with image options")
+				return false
+			}
+		}
 	}
 	given := name
 	name = s.resolveScratch(name, o.Opts)

@@ -149,6 +149,16 @@ func iotestsDiffCases() []liveCase {
 			"reopen -o read-only=foo", "reopen -o cache.no-flush=bar", "reopen -o cache.direct=baz", "reopen -o auto-read-only=qux")},
 		liveCase{name: "reopen/generic-unchanged", size: 64 * k, args: rawc(
 			"reopen -o cache.direct=off", "reopen -o cache.no-flush=off", "reopen -o auto-read-only=on", "write -P 0x22 0 512", "read -P 0x22 0 512")},
+		// 153: force-share as an option of any node, and its -U conflict.
+		liveCase{name: "forceshare/options", size: 64 * k, args: cmds(
+			"open -r -U -o driver=null-co,force-share=on", "info", "close",
+			"open -r -U -o driver=null-co,force-share=off",
+			"open -o driver=null-co,force-share=on",
+			"open -r -o driver=null-co,force-share=on", "info", "close",
+			"open -r -o driver=null-co,force-share=x",
+			"open -r -o driver=raw,file.driver=null-co,file.force-share=on", "info", "close",
+			"open -r -o driver=raw,force-share=on img.raw", "read 0 512", "close",
+			"open -o driver=raw,file.force-share=on img.raw")},
 		liveCase{name: "reopen/null-co-json", size: -1, args: withArgs([]string{"-f", "null-co"}, `json:{"driver": "null-co", "size": 65536}`, "reopen", "info")},
 	)
 	return cs
