@@ -2,6 +2,7 @@ package blk
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -88,6 +89,13 @@ type Registry struct {
 	Exit func(code int)
 	// nodeNames are the node-names of the open nodes (nodename.go).
 	nodeNames map[string]bool
+	// Stderr, if set, receives what drivers print to stderr without the
+	// program's name (QEMU's qcow2 prints corruption events so).
+	Stderr io.Writer
+	// ReportErr, if set, prints an error a driver meets outside any
+	// request, such as a failed write-back at close (QEMU's
+	// error_report): the program's name, then the error's text.
+	ReportErr func(err error)
 }
 
 // Exit ends the program, as a few QEMU drivers do on an unrecoverable
@@ -196,6 +204,24 @@ func (a *OpenArgs) Warnf(format string, args ...any) {
 	if a.reg.Warn != nil {
 		a.reg.Warn(fmt.Sprintf(format, args...))
 	}
+}
+
+// Stderr is where the driver prints messages QEMU's drivers print to
+// stderr themselves; never nil.
+func (a *OpenArgs) Stderr() io.Writer {
+	if a.reg == nil || a.reg.Stderr == nil {
+		return io.Discard
+	}
+	return a.reg.Stderr
+}
+
+// ReportFunc returns the function that reports errors met outside any
+// request (Registry.ReportErr); it stays valid after the open.
+func (a *OpenArgs) ReportFunc() func(err error) {
+	if a.reg == nil || a.reg.ReportErr == nil {
+		return func(error) {}
+	}
+	return a.reg.ReportErr
 }
 
 // WarnProbed prints the warning about a probed raw image opened

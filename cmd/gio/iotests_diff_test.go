@@ -159,6 +159,10 @@ func iotestsDiffCases() []liveCase {
 			"open -r -o driver=raw,file.driver=null-co,file.force-share=on", "info", "close",
 			"open -r -o driver=raw,force-share=on img.raw", "read 0 512", "close",
 			"open -o driver=raw,file.force-share=on img.raw")},
+		// 171: raw's offset/size window moved by reopen.
+		liveCase{name: "reopen/raw-window", size: 4 * k, args: []string{`json:{"driver":"raw", "offset":"512", "size":"512", "file": {"driver":"file", "filename":"img.raw"}}`},
+			stdin: lines("write -P 0x0a 0 512", "write -P 0x0a 511 1", "write -P 0x0a 512 1", "reopen -o driver=raw,offset=1536,size=1024",
+				"write -P 0x0b 0 1024", "write -P 0x0b 1023 1", "write -P 0x0b 1024 1", "length", "reopen -o offset=4096", "reopen -o size=100", "length")},
 		liveCase{name: "reopen/null-co-json", size: -1, args: withArgs([]string{"-f", "null-co"}, `json:{"driver": "null-co", "size": 65536}`, "reopen", "info")},
 	)
 	return cs

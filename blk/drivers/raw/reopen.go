@@ -27,5 +27,8 @@ func (n *node) PrepareReopen(opts *qdict.Dict, readOnly bool) (commit func(), er
 	if err := next.applyOptions(n.loop); err != nil {
 		return nil, err
 	}
-	return func() { n.offset, n.size, n.hasSize = next.offset, next.size, next.hasSize }, nil
+	return func() {
+		n.offset, n.size, n.hasSize = next.offset, next.size, next.hasSize
+		n.self.InvalidateLength()
+	}, nil
 }
