@@ -16,6 +16,7 @@ type Backend struct {
 	writeThrough bool
 	probed       bool
 	flags        OpenFlags
+	copyOnRead   bool // cor.go
 }
 
 // Loop returns the loop requests of this backend run on.
@@ -32,7 +33,13 @@ func (b *Backend) WriteThrough() bool { return b.writeThrough }
 
 // checkByteRequest is blk_check_byte_request: anything past the end is EIO.
 func (b *Backend) checkByteRequest(co *Co, off, bytes int64) error {
-	if off < 0 || bytes < 0 {
+	if bytes < 0 {
+		return unix.EIO
+	}
+	if !b.Root.inserted() {
+		return unix.ENOMEDIUM
+	}
+	if off < 0 {
 		return unix.EIO
 	}
 	l, err := b.Root.Length(co)
@@ -49,6 +56,14 @@ func (b *Backend) checkByteRequest(co *Co, off, bytes int64) error {
 func (b *Backend) PRead(co *Co, off int64, buf []byte) error {
 	if err := b.checkByteRequest(co, off, int64(len(buf))); err != nil {
 		return err
+	}
+	return b.pread(co, off, buf)
+}
+
+// pread reads a checked range, copying on read when that is on.
+func (b *Backend) pread(co *Co, off int64, buf []byte) error {
+	if b.copyOnRead {
+		return b.readCopyOnRead(co, off, buf)
 	}
 	return b.Root.PRead(co, off, buf, 0)
 }
@@ -85,13 +100,44 @@ func (b *Backend) PDiscard(co *Co, off, bytes int64) error {
 }
 
 // Flush flushes the whole graph.
-func (b *Backend) Flush(co *Co) error { return b.Root.Flush(co) }
+func (b *Backend) Flush(co *Co) error {
+	if !b.Root.inserted() {
+		return unix.ENOMEDIUM
+	}
+	return b.Root.Flush(co)
+}
+
+// MediumReporter is implemented by nodes whose medium can be missing (a
+// CD-ROM drive without a disc; QEMU's bdrv_is_inserted). Without it a
+// node has its medium when all its children have theirs.
+type MediumReporter interface{ Inserted() bool }
+
+// inserted is bdrv_is_inserted.
+func (n *Node) inserted() bool {
+	if m, ok := n.impl.(MediumReporter); ok {
+		return m.Inserted()
+	}
+	for _, c := range n.children {
+		if !c.Node.inserted() {
+			return false
+		}
+	}
+	return true
+}
 
 // Length returns the image length (rounded up to 512).
-func (b *Backend) Length(co *Co) (int64, error) { return b.Root.Length(co) }
+func (b *Backend) Length(co *Co) (int64, error) {
+	if !b.Root.inserted() {
+		return 0, unix.ENOMEDIUM
+	}
+	return b.Root.Length(co)
+}
 
 // Truncate resizes the image.
 func (b *Backend) Truncate(co *Co, size int64, prealloc Prealloc) error {
+	if !b.Root.inserted() {
+		return Msgf(unix.ENOMEDIUM, "No medium inserted")
+	}
 	return b.Root.Truncate(co, size, false, prealloc)
 }
 
@@ -145,11 +191,18 @@ func (n *Node) backing() *Node {
 // Info returns format information, asking the top node (and, for a
 // filter or protocol on top, QEMU prints the format name twice; that is
 // the caller's business).
-func (b *Backend) Info() (Info, error) {
-	for n := b.Root; n != nil; {
+func (b *Backend) Info() (Info, error) { return infoFrom(b.Root) }
+
+// Info is bdrv_get_info on the node (see infoFrom).
+func (n *Node) Info() (Info, error) { return infoFrom(n) }
+
+// infoFrom is bdrv_get_info on top: the first node down the primary
+// children that has information gives it.
+func infoFrom(top *Node) (Info, error) {
+	for n := top; n != nil; {
 		if n.ops.info != nil {
 			info, err := n.ops.info.Info()
-			if n != b.Root {
+			if n != top {
 				info.Specific = nil
 			}
 			return info, err

@@ -19,6 +19,19 @@ import (
 // and "backing=" (an empty reference) opens no backing file at all. The
 // child is opened read-only. It returns nil when there is nothing to open.
 func (a *OpenArgs) OpenBacking(filename, format, base string) (*Child, error) {
+	if pre := a.preopened["backing"]; pre != nil {
+		// Snapshot mode's overlay (AppendTempSnapshot): the backing
+		// node is the image already open.
+		c := &Child{Name: "backing", Node: pre, Parent: a.node}
+		a.node.children = append(a.node.children, c)
+		return c, nil
+	}
+	if _, kind, ok := a.Opts.Lookup("backing"); ok && kind == qdict.Null {
+		// "backing": null in JSON, as "backing=" (BDRV_O_NO_BACKING).
+		a.Opts.Del("backing")
+		a.Opts.ExtractPrefix("backing")
+		return nil, nil
+	}
 	if ref, ok := a.Opts.Get("backing"); ok {
 		a.Opts.Del("backing")
 		if ref == "" || ref == "null" {
@@ -35,6 +48,21 @@ func (a *OpenArgs) OpenBacking(filename, format, base string) (*Child, error) {
 	}
 	flags := a.Flags
 	flags.ReadOnly = true
+	if rest, ok := strings.CutPrefix(filename, "json:"); ok {
+		// A json: backing file name holds the backing node's options,
+		// below those given as backing.* (bdrv_fill_options).
+		jd, err := qdict.ParseJSON(rest)
+		if err != nil {
+			return nil, PrefixError("Could not open backing file: ", err)
+		}
+		for _, k := range jd.Keys() {
+			if !copts.Has(k) {
+				v, kind, _ := jd.Lookup(k)
+				copts.SetKind(k, v, kind)
+			}
+		}
+		filename = ""
+	}
 	if filename != "" {
 		filename = CombinePath(base, filename)
 	}

@@ -15,12 +15,16 @@ import (
 // generic state blk keeps for it (limits, tracked requests, flush
 // generations). Fields are touched only under the scheduler token.
 type Node struct {
-	name     string
-	filename string // the "filename" option it was opened with, if any
-	openOpts *qdict.Dict
-	driver   *Driver
-	impl     Impl
-	ops      nodeOps
+	name string
+	// nodeName is the node-name option; releaseName frees it in the
+	// registry when the node closes (nodename.go).
+	nodeName    string
+	releaseName func()
+	filename    string // the "filename" option it was opened with, if any
+	openOpts    *qdict.Dict
+	driver      *Driver
+	impl        Impl
+	ops         nodeOps
 
 	children []*Child
 	file     *Child // primary child, if any
@@ -229,6 +233,11 @@ func (n *Node) Length(co *Co) (int64, error) {
 	}
 	return n.refreshLength(co)
 }
+
+// InvalidateLength drops the cached length, for a driver whose length
+// changed outside a resize (raw's window moved by reopen; QEMU's
+// refresh_total_sectors after bdrv_reopen_commit).
+func (n *Node) InvalidateLength() { n.totalBytes = -1 }
 
 func (n *Node) refreshLength(co *Co) (int64, error) {
 	l, err := n.impl.Length(co)

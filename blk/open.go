@@ -3,6 +3,7 @@ package blk
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"gio/blk/qdict"
@@ -23,6 +24,11 @@ type Driver struct {
 	Protocol string
 	// ParseFilename turns a filename into options (protocol drivers).
 	ParseFilename func(filename string, opts *qdict.Dict) error
+	// ProbeDevice scores how likely a plain file name (one with no
+	// protocol prefix) names a device this protocol driver handles
+	// (QEMU's bdrv_probe_device: host_device for /dev/sda); 0 means no,
+	// and the file driver takes it.
+	ProbeDevice func(filename string) int
 	// Probe scores how likely head (the first bytes of an image) is in
 	// this format; 0 means no.
 	Probe func(head []byte) int
@@ -77,6 +83,12 @@ type Registry struct {
 	// warn_report); msg starts with "warning: ", as qdict's warnings do,
 	// and the program prefixes its name. See OpenArgs.Warnf.
 	Warn func(msg string)
+	// Exit, if set, ends the program for a driver that must (quorum's
+	// blkverify on a mismatch, as QEMU exits there); the program flushes
+	// its output first. Without it, os.Exit.
+	Exit func(code int)
+	// nodeNames are the node-names of the open nodes (nodename.go).
+	nodeNames map[string]bool
 	// Stderr, if set, receives what drivers print to stderr without the
 	// program's name (QEMU's qcow2 prints corruption events so).
 	Stderr io.Writer
@@ -86,6 +98,15 @@ type Registry struct {
 	ReportErr func(err error)
 	// secrets resolves secret ids (SetSecrets); nil means none defined.
 	secrets Secrets
+}
+
+// Exit ends the program, as a few QEMU drivers do on an unrecoverable
+// inconsistency (see Registry.Exit).
+func (a *OpenArgs) Exit(code int) {
+	if a.reg.Exit != nil {
+		a.reg.Exit(code)
+	}
+	os.Exit(code)
 }
 
 // NewRegistry returns a registry holding drivers.
@@ -109,6 +130,20 @@ func (r *Registry) Drivers() []*Driver { return r.drivers }
 // and a prefix no driver owns is an error naming it; any other name is
 // a file. "file:" is the file driver's own prefix.
 func (r *Registry) protocolFor(filename string) (*Driver, error) {
+	// find_hdev_driver comes first, as in QEMU: the device driver with
+	// the best score for the name wins.
+	var best *Driver
+	bestScore := 0
+	for _, d := range r.drivers {
+		if d.ProbeDevice != nil {
+			if s := d.ProbeDevice(filename); s > bestScore {
+				best, bestScore = d, s
+			}
+		}
+	}
+	if best != nil {
+		return best, nil
+	}
 	i := strings.IndexAny(filename, ":/")
 	if i < 0 || filename[i] == '/' {
 		return r.Lookup("file"), nil
@@ -280,6 +315,15 @@ func (r *Registry) openNode(opts *qdict.Dict, flags OpenFlags, loop *Loop, probe
 			return nil, err
 		}
 	}
+	if fn, ok := opts.Get("filename"); ok && d.Format {
+		// A format node named by a file name (blkdebug's image child
+		// from "blkdebug::img" with image.driver=qcow2): the name is
+		// its file child's, as for the top node.
+		opts.Del("filename")
+		if err := r.fileChildFromFilename(fn, opts); err != nil {
+			return nil, err
+		}
+	}
 	return r.openWith(d, opts, flags, loop, probed, nil, nil)
 }
 
@@ -292,7 +336,25 @@ func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *
 		return nil, err
 	}
 	flags.ReadOnly = ro
+	// force-share is generic too (bdrv_open_common), inherited by the
+	// children, and only for read-only nodes.
+	fs, err := opts.TakeBool("force-share", flags.ForceShare)
+	if err != nil {
+		return nil, err
+	}
+	if fs && !flags.ReadOnly {
+		return nil, Msgf(unix.EINVAL, "force-share=on can only be used with read-only images")
+	}
+	flags.ForceShare = fs
+	if _, kind, ok := opts.Lookup("backing"); ok && kind == qdict.Null && !d.SupportsBacking {
+		// "backing": null means no backing file; a driver without
+		// backing files has nothing to skip.
+		opts.Del("backing")
+	}
 	n := newNode(d, d.Name)
+	if err := r.takeNodeName(n, opts); err != nil {
+		return nil, err
+	}
 	n.readOnly = flags.ReadOnly
 	n.noFlush = flags.NoFlush
 	n.discardOn = flags.Unmap
@@ -302,13 +364,12 @@ func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *
 	a := &OpenArgs{Opts: opts, Flags: flags, Loop: loop, node: n, reg: r, preopened: pre, warn: warn}
 	impl, err := d.Open(a)
 	if err != nil {
-		closeChildren(n)
+		n.close()
 		return nil, err
 	}
 	n.setImpl(impl)
 	if keys := opts.Keys(); len(keys) > 0 {
-		impl.Close()
-		closeChildren(n)
+		n.close()
 		if d.Format {
 			return nil, fmt.Errorf("Block format '%s' does not support the option '%s'", d.Name, keys[0])
 		}
@@ -338,6 +399,10 @@ func (n *Node) close() {
 		n.impl.Close()
 	}
 	closeChildren(n)
+	if n.releaseName != nil {
+		n.releaseName()
+		n.releaseName = nil
+	}
 }
 
 // Spec says what to open, however the user spelled it.
@@ -395,28 +460,8 @@ func (r *Registry) Open(spec Spec, loop *Loop) (*Backend, error) {
 		var err error
 		if d != nil && !d.Format {
 			err = setFilename(d, filename, opts)
-		} else if _, ok := opts.Get("file.filename"); !ok {
-			// The format's file child gets the name, parsed by the
-			// protocol that owns its prefix.
-			child := opts.ExtractPrefix("file")
-			var proto *Driver
-			if dn, ok := child.Get("driver"); ok {
-				proto = r.Lookup(dn)
-			}
-			if proto == nil {
-				proto, err = r.protocolFor(filename)
-				if err != nil {
-					return nil, err
-				}
-				if _, ok := child.Get("driver"); !ok {
-					child.Set("driver", proto.Name)
-				}
-			}
-			err = setFilename(proto, filename, child)
-			for _, k := range child.Keys() {
-				v, _ := child.Get(k)
-				opts.Set("file."+k, v)
-			}
+		} else {
+			err = r.fileChildFromFilename(filename, opts)
 		}
 		if err != nil {
 			return nil, err
@@ -445,6 +490,35 @@ func (r *Registry) Open(spec Spec, loop *Loop) (*Backend, error) {
 	}
 	b := &Backend{Root: root, loop: loop, writeThrough: spec.WriteThrough, probed: probed, flags: spec.Flags}
 	return b, nil
+}
+
+// fileChildFromFilename gives a format node's file name to its file
+// child, parsed by the protocol that owns its prefix, unless the child's
+// own options name a file already.
+func (r *Registry) fileChildFromFilename(filename string, opts *qdict.Dict) error {
+	if _, ok := opts.Get("file.filename"); ok {
+		return nil
+	}
+	child := opts.ExtractPrefix("file")
+	var proto *Driver
+	if dn, ok := child.Get("driver"); ok {
+		proto = r.Lookup(dn)
+	}
+	if proto == nil {
+		var err error
+		if proto, err = r.protocolFor(filename); err != nil {
+			return err
+		}
+		if _, ok := child.Get("driver"); !ok {
+			child.Set("driver", proto.Name)
+		}
+	}
+	err := setFilename(proto, filename, child)
+	for _, k := range child.Keys() {
+		v, _ := child.Get(k)
+		opts.Set("file."+k, v)
+	}
+	return err
 }
 
 // setFilename hands a file name to protocol driver d: parsed when the

@@ -79,7 +79,7 @@ func (b *Backend) PReadPieces(co *Co, off, bytes int64, chunk []byte, sink func(
 		return err
 	}
 	return streamPieces(co, off, bytes, int64(len(chunk)), func(pos, n int64, last bool) error {
-		if err := b.Root.PRead(co, pos, chunk[:n], 0); err != nil {
+		if err := b.pread(co, pos, chunk[:n]); err != nil {
 			return err
 		}
 		sink(pos, chunk[:n])

@@ -90,6 +90,12 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 	}
 	if o.Opts != nil {
 		o.Opts = o.Opts.Clone()
+		if v, ok := o.Opts.Get("force-share"); ok && o.ForceShare {
+			if fs, err := qdict.ParseBool("force-share", v); err == nil && !fs {
+				s.errorReport("-U conflicts with image options")
+				return false
+			}
+		}
 	}
 	given := name
 	name = s.resolveScratch(name, o.Opts)
@@ -141,12 +147,11 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 		s.errorReport("can't open%s: force-share=on can only be used with read-only images", device)
 		return false
 	}
+	overlay := spec.Flags
 	if o.Snapshot {
-		// qemu-io puts a temporary qcow2 overlay on top so that writes
-		// never reach the image. gio has no qcow2 yet; opening without
-		// the overlay would write to the image the user meant to keep.
-		s.errorReport("can't open%s: snapshot mode (-s) needs a temporary qcow2 overlay, which gio does not support", device)
-		return false
+		// The image is opened read-only, as a backing file, under a
+		// temporary qcow2 overlay that takes the writes.
+		spec.Flags.ReadOnly = true
 	}
 	// The probe warning comes from the raw driver's open, so it is
 	// printed even when the open fails afterwards.
@@ -161,6 +166,14 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 			"         Specify the 'raw' format explicitly to remove the restrictions.\n", shown)
 	}
 	img, err := s.Reg.Open(spec, s.Loop)
+	if err == nil && o.Snapshot {
+		err = s.Reg.AppendTempSnapshot(img, overlay)
+	}
+	if err == nil && o.CopyOnRead {
+		if err = img.SetCopyOnRead(); err != nil {
+			img.Close()
+		}
+	}
 	if err != nil {
 		s.errorReport("can't open%s: %s", device, errText(err))
 		return false
@@ -367,6 +380,13 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 	}
 	var commit func()
 	if ropts != nil {
+		if ropts.Has("read-only") && hasRW {
+			s.errorReport("Cannot set both -r/-w and 'read-only'")
+			return errFailed
+		}
+		if !reopenGeneric(s, ropts, cache != "") {
+			return errFailed
+		}
 		if r, ok := s.Img.Root.Impl().(blk.OptionReopener); ok {
 			// The driver takes its own options first, as
 			// bdrv_reopen_prepare calls the driver's prepare.

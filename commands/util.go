@@ -182,7 +182,15 @@ func (s *Session) timedIO(verb string, off, count int64, fn func(co *blk.Co) err
 			fmt.Fprintf(s.Out, "%s failed: %s\n", verb, errText(err))
 			return errFailed
 		}
-		return done(s.Loop.Now() - start)
+		elapsed := s.Loop.Now() - start
+		if count == 0 && elapsed == 0 {
+			// A zero-length request that did no I/O takes no virtual
+			// time; 0 bytes over 0 s would print "-nan bytes/sec",
+			// which qemu-io (whose clock always moves) never prints
+			// and _filter_qemu_io does not match.
+			elapsed = time.Nanosecond
+		}
+		return done(elapsed)
 	})
 }
 

@@ -8,12 +8,15 @@ import (
 	"os"
 
 	"gio/blk"
+	"gio/blk/drivers/compress"
+	"gio/blk/drivers/cor"
 	"gio/blk/drivers/file"
 	"gio/blk/drivers/luks"
 	"gio/blk/drivers/null"
 	"gio/blk/drivers/qcow"
 	"gio/blk/drivers/qcow2"
 	"gio/blk/drivers/qed"
+	"gio/blk/drivers/quorum"
 	"gio/blk/drivers/raw"
 	"gio/blk/drivers/vdi"
 	"gio/blk/drivers/vpc"
@@ -104,9 +107,22 @@ func main() {
 
 // env is the shell's view of this program: gio's drivers.
 var env = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
-	return withSecrets(blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, luks.Driver, vdi.Driver, vpc.Driver, qed.Driver, qcow.Driver, null.CoDriver, null.AIODriver,
-		blkdebug.NewDriver(func() io.Writer { return out })))
+	r := newRegistry(out)
+	r.Exit = func(code int) {
+		// A driver ends the program (quorum blkverify): what was
+		// printed so far goes out first, as exit() flushes stdio.
+		if f, ok := out.(interface{ Flush() }); ok {
+			f.Flush()
+		}
+		os.Exit(code)
+	}
+	return r
 }}
+
+func newRegistry(out io.Writer) *blk.Registry {
+	return withSecrets(blk.NewRegistry(file.Driver, file.HostDevice, file.HostCDROM, raw.Driver, cor.Driver, compress.Driver, quorum.Driver, qcow2.Driver, luks.Driver, vdi.Driver, vpc.Driver, qed.Driver, qcow.Driver, null.CoDriver, null.AIODriver,
+		blkdebug.NewDriver(func() io.Writer { return out })))
+}
 
 func run(args []string) int {
 	if sub, rest, ok := subcommand(args); ok {

@@ -90,6 +90,10 @@ type node struct {
 	// eng is the parallel I/O engine chosen by an explicit aio option
 	// (engine.go); nil in the deterministic default.
 	eng ioEngine
+
+	// kind is the driver that opened the node: a regular file, or a
+	// host device (hostdev.go).
+	kind kind
 }
 
 var (
@@ -106,10 +110,14 @@ var (
 var aioModes = []string{"threads", "native", "io_uring"}
 
 // open is raw_open / raw_open_common for regular files.
-func open(a *blk.OpenArgs) (blk.Impl, error) {
+func open(a *blk.OpenArgs) (blk.Impl, error) { return openPosix(a, kindFile) }
+
+// openPosix is raw_open_common: kind says which of file-posix's drivers
+// opens (file, host_device, host_cdrom; see hostdev.go).
+func openPosix(a *blk.OpenArgs, kind kind) (blk.Impl, error) {
 	filename, ok := a.Opts.TakeString("filename")
 	if !ok || filename == "" {
-		return nil, blk.Msgf(unix.EINVAL, "The 'file' block driver requires a file name")
+		return nil, blk.Msgf(unix.EINVAL, "The '%s' block driver requires a file name", kind.name())
 	}
 
 	// Typed options first: QEMU validates them all when it absorbs the
@@ -156,6 +164,7 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	if a.Flags.Direct {
 		flags |= unix.O_DIRECT
 	}
+	flags |= kind.openFlags()
 	fd, err := openFile(filename, flags)
 	if err != nil {
 		return nil, err
@@ -169,6 +178,7 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 		memAlign:       1,
 		hasWriteZeroes: true,
 		hasDiscard:     true,
+		kind:           kind,
 	}
 	if aio == "native" && !a.Flags.Direct {
 		n.Close()
@@ -179,11 +189,11 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 		n.Close()
 		return nil, blk.Errorf(errnoOf(err), "Could not stat file")
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if err := kind.checkType(filename, st.Mode); err != nil {
 		n.Close()
-		return nil, blk.Msgf(unix.EINVAL, "'file' driver requires '%s' to be a regular file", filename)
+		return nil, err
 	}
-	n.hasFallocate = true
+	n.hasFallocate = kind == kindFile
 	if n.direct {
 		if err := n.probeAlignment(); err != nil {
 			n.Close()
@@ -257,8 +267,12 @@ func (n *node) RefreshLimits(l *blk.Limits) {
 	l.SupportedZeroFlags = blk.MayUnmap | blk.NoFallback
 }
 
-// Length returns the file's size in bytes (blk rounds it up to 512).
+// Length returns the file's size in bytes (blk rounds it up to 512); a
+// device's is where lseek(SEEK_END) lands (raw_getlength).
 func (n *node) Length(co *blk.Co) (int64, error) {
+	if n.kind != kindFile {
+		return n.deviceLength()
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(n.fd, &st); err != nil {
 		return 0, errnoOf(err)
@@ -267,7 +281,13 @@ func (n *node) Length(co *blk.Co) (int64, error) {
 }
 
 // Info implements blk.Infoer: a protocol node has no cluster size.
-func (n *node) Info() (blk.Info, error) { return blk.Info{}, nil }
+// host_cdrom has no bdrv_get_info in QEMU, so its info fails.
+func (n *node) Info() (blk.Info, error) {
+	if n.kind == kindCDROM {
+		return blk.Info{}, unix.ENOTSUP
+	}
+	return blk.Info{}, nil
+}
 
 // Close closes the file descriptor.
 func (n *node) Close() error {

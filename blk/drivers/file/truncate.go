@@ -14,6 +14,9 @@ func (n *node) Truncate(co *blk.Co, size int64, exact bool, prealloc blk.Preallo
 	if err := n.needPerm(blk.PermWrite | blk.PermResize); err != nil {
 		return err
 	}
+	if n.kind != kindFile {
+		return n.truncateDevice(size, exact, prealloc)
+	}
 	err := n.truncate(size, prealloc)
 	co.ChargeIO(0)
 	co.YieldIO()

@@ -24,13 +24,14 @@ type node struct {
 	size    int64
 	hasSize bool
 	self    *blk.Node
+	loop    *blk.Loop // for checks outside requests (open, reopen)
 	// blocksWrite reports whether data written to block 0 of a probed
 	// image would probe as another format.
 	blocksWrite func([]byte) bool
 }
 
 func open(a *blk.OpenArgs) (blk.Impl, error) {
-	n := &node{self: a.Node(), blocksWrite: a.ProbesAsOtherFormat}
+	n := &node{self: a.Node(), loop: a.Loop, blocksWrite: a.ProbesAsOtherFormat}
 	off, warn, err := a.Opts.TakeSize("offset", 0)
 	if warn != "" {
 		a.Warnf("%s", warn)

@@ -1,0 +1,118 @@
+package blk
+
+import "golang.org/x/sys/unix"
+
+// corMaxBounce is QEMU's MAX_BOUNCE_BUFFER: the most one copy-on-read
+// step reads and writes back.
+const corMaxBounce = 32768 << 9
+
+// reqMaxBytes is BDRV_REQUEST_MAX_BYTES, the largest single request.
+const reqMaxBytes = (1<<31 - 1) &^ 511
+
+// SetCopyOnRead turns copy-on-read on for the backend (qemu-io -C,
+// open -C; QEMU's bdrv_enable_copy_on_read on the top node): data read
+// from below the top node (its backing file) is written into the top
+// node as it is read. A read-only image refuses it with QEMU's message.
+func (b *Backend) SetCopyOnRead() error {
+	if b.Root.readOnly {
+		return Msgf(unix.EINVAL, "Can't use copy-on-read on read-only device")
+	}
+	b.copyOnRead = true
+	return nil
+}
+
+// readCopyOnRead is bdrv_aligned_preadv with BDRV_REQ_COPY_ON_READ: a
+// range the top node has entirely goes the usual way; otherwise
+// bdrv_co_do_copy_on_readv covers whole clusters, reading what the top
+// node lacks into a bounce buffer, writing it back (zeroes as a zero
+// write where the driver has one, after the cor_write event), and
+// reading the rest directly.
+func (b *Backend) readCopyOnRead(co *Co, off int64, buf []byte) error {
+	return b.Root.ReadCopyOnRead(co, off, buf)
+}
+
+// ReadCopyOnRead reads buf at off from n, copying what n does not have
+// itself (what its backing file gives) into n on the way: the
+// copy-on-read filter driver reads its child this way. The range must
+// lie within n.
+func (n *Node) ReadCopyOnRead(co *Co, off int64, buf []byte) error {
+	bytes := int64(len(buf))
+	if bytes == 0 {
+		return n.PRead(co, off, buf, 0)
+	}
+	if alloc, pnum, err := n.isAllocated(co, off, bytes); err != nil {
+		return err
+	} else if alloc && pnum == bytes {
+		return n.PRead(co, off, buf, 0)
+	}
+	length, err := n.Length(co)
+	if err != nil {
+		return err
+	}
+	cluster := n.Limits().RequestAlignment
+	if info, err := infoFrom(n); err == nil && info.ClusterSize > 0 {
+		cluster = info.ClusterSize
+	}
+	maxTransfer := roundDown(minNonZero(n.Limits().MaxTransfer, reqMaxBytes), cluster)
+	cstart := roundDown(off, cluster)
+	cbytes := roundUp(off+bytes, cluster) - cstart
+	skip := off - cstart
+	var progress int64
+	for cbytes > 0 && cstart < length {
+		want := min(cbytes, maxTransfer, length-cstart)
+		alloc, pnum, err := n.isAllocated(co, cstart, want)
+		if err != nil {
+			// As QEMU: the read below will fail with a better errno.
+			alloc, pnum = false, want
+		}
+		if !alloc && pnum == 0 {
+			break
+		}
+		if !alloc {
+			pnum = min(pnum, corMaxBounce)
+			bounce := make([]byte, pnum)
+			if err := n.PRead(co, cstart, bounce, 0); err != nil {
+				return err
+			}
+			n.DebugEvent(co, EvCorWrite)
+			if n.ops.zero != nil && isZero(bounce) {
+				err = n.PWriteZeroes(co, cstart, pnum, 0)
+			} else {
+				err = n.PWrite(co, cstart, bounce, 0)
+			}
+			if err != nil {
+				return err
+			}
+			copy(buf[progress:], bounce[skip:skip+min(pnum-skip, bytes-progress)])
+		} else {
+			k := min(pnum-skip, bytes-progress)
+			if err := n.PRead(co, off+progress, buf[progress:progress+k], 0); err != nil {
+				return err
+			}
+		}
+		cstart += pnum
+		cbytes -= pnum
+		progress += pnum - skip
+		skip = 0
+	}
+	return nil
+}
+
+// isAllocated is bdrv_is_allocated on n alone (its backing file does not
+// count).
+func (n *Node) isAllocated(co *Co, off, bytes int64) (bool, int64, error) {
+	st, err := n.BlockStatus(co, false, off, bytes)
+	if err != nil {
+		return false, 0, err
+	}
+	return st.Flags&StatusAllocated != 0, st.Pnum, nil
+}
+
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# Runs QEMU 7.2's own qemu-iotests with gio as QEMU_IO_PROG and the real
+# QEMU 7.2 binaries (qemu-img, qemu-nbd, qemu-storage-daemon,
+# qemu-system-x86_64) for everything else, and compares the result with
+# the committed list of tests the real qemu-io passes on this machine.
+#
+#   iotests/run.sh -raw                 every test of iotests/expected-raw.txt
+#   iotests/run.sh -qcow2 039 052       a subset (still compared: each must pass)
+#   iotests/run.sh -nbd                 raw images served by qemu-nbd (expected-nbd.txt)
+#   iotests/run.sh --baseline -qcow2    re-record expected-qcow2.txt with the real qemu-io
+#   iotests/run.sh --no-compare -raw 052   just run ./check and show its result
+#   iotests/run.sh --known-failures -raw   CI mode: failures listed in
+#                                       iotests/known-failures-raw.txt are
+#                                       reported but do not fail the run
+#
+# Options: -j N (parallel tests, default 2), --all (every test of the suite
+# instead of the listed ones), --all-listed (also the listed tests that
+# never run qemu-io, skipped by default), --keep (keep the scratch
+# directory).
+# Environment: GIO_BIN (a gio binary; default: built from this checkout),
+# GIO_IOTESTS_CACHE (where the QEMU sources are cached,
+# default $HOME/.cache/gio-iotests).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+cache=${GIO_IOTESTS_CACHE:-$HOME/.cache/gio-iotests}
+
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+fmt=raw proto=file baseline=0 compare=1 known=0 all=0 alllisted=0 jobs=2 keep=0
+tests=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --baseline) baseline=1 ;;
+    --no-compare) compare=0 ;;
+    --known-failures) known=1 ;;
+    --all) all=1 ;;
+    --all-listed) alllisted=1 ;;
+    --keep) keep=1 ;;
+    -j) shift; jobs=$1 ;;
+    -j*) jobs=${1#-j} ;;
+    -nbd|-file) proto=${1#-} ;;
+    -raw|-qcow2|-qcow|-qed|-vdi|-vpc|-vhdx|-vmdk|-parallels|-luks) fmt=${1#-} ;;
+    -h|--help) usage ;;
+    -*) echo "run.sh: unknown option $1" >&2; usage ;;
+    *) tests+=("$1") ;;
+  esac
+  shift
+done
+
+# The name of a run: the format, or "nbd" for raw images over NBD
+# (./check -nbd), or "nbd-FMT" for other formats over NBD.
+if [ "$proto" = nbd ]; then
+  [ "$fmt" = raw ] && key=nbd || key=nbd-$fmt
+else
+  key=$fmt
+fi
+expected=$here/expected-$key.txt
+knownfile=$here/known-failures-$key.txt
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# fetch_sources unpacks the qemu source package matching the installed
+# qemu-utils into $cache/src (once), enabling deb-src on the machine's
+# existing Debian apt entry if needed. Only tests/qemu-iotests and python/
+# are used.
+fetch_sources() {
+  [ -x "$cache/src/tests/qemu-iotests/check" ] && return
+  mkdir -p "$cache"
+  local D f ver
+  eval "$(apt-config shell D Dir::Etc::sourceparts/d)"
+  for f in "$D"*.sources; do
+    [ -e "$f" ] || continue
+    if grep -q '^Types: deb$' "$f" && grep -qi '^URIs:.*debian' "$f"; then
+      as_root sed -i 's/^Types: deb$/Types: deb deb-src/' "$f"
+    fi
+  done
+  command -v dpkg-source >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dpkg-dev >/dev/null
+  as_root apt-get update -qq
+  ver=$(dpkg-query -W -f='${source:Version}' qemu-utils)
+  rm -rf "$cache/dl" "$cache/src.tmp"
+  mkdir -p "$cache/dl"
+  (cd "$cache/dl" && apt-get source -qq --download-only "qemu=$ver" >/dev/null 2>&1 ||
+    as_root apt-get source -qq --download-only "qemu=$ver" >/dev/null)
+  dpkg-source -x "$cache/dl"/qemu_*.dsc "$cache/src.tmp" >/dev/null 2>&1
+  patch_sources "$cache/src.tmp"
+  mv "$cache/src.tmp" "$cache/src"
+  rm -rf "$cache/dl"
+}
+
+# patch_sources adapts the cached copy (never the repository) to this
+# machine: Debian's qemu-system-x86 has no qtest accelerator, so the VMs of
+# the Python tests run with tcg; the qtest socket itself still works.
+patch_sources() {
+  sed -i "s/-accel qtest'/-accel tcg'/" "$1/tests/qemu-iotests/testenv.py"
+  sed -i "s/'-accel', 'qtest'/'-accel', 'tcg'/" "$1/python/qemu/machine/qtest.py"
+}
+
+fetch_sources
+iot=$cache/src/tests/qemu-iotests
+
+if [ "$baseline" = 1 ]; then
+  io=$(command -v qemu-io)
+else
+  io=${GIO_BIN:-}
+  if [ -z "$io" ]; then
+    mkdir -p "$cache/bin"
+    (cd "$repo" && go build -o "$cache/bin/gio" ./cmd/gio)
+    io=$cache/bin/gio
+  fi
+  io=$(cd "$(dirname "$io")" && pwd)/$(basename "$io")
+fi
+
+# Which tests: the given ones, else every test (--all, --baseline) or the
+# listed ones.
+if [ ${#tests[@]} -eq 0 ]; then
+  if [ "$all" = 1 ] || [ "$baseline" = 1 ]; then
+    tests=()
+  elif [ -f "$expected" ]; then
+    mapfile -t tests < <(grep -v '^#' "$expected" | grep .)
+    if [ "$alllisted" = 0 ]; then
+      # A test that never runs qemu-io (directly, through iotests.py's
+      # qemu_io* or common.pattern) cannot tell gio from qemu-io: it
+      # only costs time (most start VMs).
+      io_tests=()
+      for t in "${tests[@]}"; do
+        f=$iot/$t
+        [ -f "$f" ] || f=$iot/tests/$t
+        if grep -qE 'QEMU_IO|qemu_io|common\.pattern|io_pattern|qemu-io' "$f" 2>/dev/null; then
+          io_tests+=("$t")
+        fi
+      done
+      echo "iotests $key: $(( ${#tests[@]} - ${#io_tests[@]} )) of the ${#tests[@]} listed tests never run qemu-io, not run (--all-listed runs them)"
+      tests=("${io_tests[@]}")
+    fi
+  else
+    echo "run.sh: no $expected; record it with --baseline" >&2
+    exit 2
+  fi
+fi
+
+# Only [-_a-zA-Z0-9/] in the path: 197 and 215 refuse other TEST_DIRs.
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/gio-iotests-$key-XXXXXX")
+cleanup() { [ "$keep" = 1 ] && echo "scratch kept: $scratch" >&2 || rm -rf "$scratch"; }
+trap cleanup EXIT
+mkdir -p "$scratch/test" "$scratch/sock"
+
+protoflag=()
+[ "$proto" = nbd ] && protoflag=(-nbd)
+qsd=$(command -v qemu-storage-daemon || true)
+start=$(date +%s)
+
+# descendants PID lists every process below PID.
+descendants() {
+  local c
+  for c in $(pgrep -P "$1"); do
+    echo "$c"
+    descendants "$c"
+  done
+}
+
+# watchdog kills a test script (and what it started) that has run for
+# more than $limit seconds: ./check has no timeout, and a QEMU VM under
+# TCG on a loaded machine can hang a Python test for good (seen: 055).
+# On a machine with a load of 40, 030 and 178 take over 300 s.
+# The test then fails with the kill in its output.
+limit=${GIO_IOTESTS_TIMEOUT:-600}
+watchdog() {
+  set +e +o pipefail # a test ending mid-look is normal here
+  local p t
+  while kill -0 "$1" 2>/dev/null; do
+    sleep 5
+    for p in $(descendants "$1"); do
+      case $(cat "/proc/$p/cmdline" 2>/dev/null | tr '\0' ' ') in
+        *"$iot/"*) ;;
+        *) continue ;;
+      esac
+      t=$(ps -o etimes= -p "$p" 2>/dev/null | tr -d ' ')
+      if [ -n "$t" ] && [ "$t" -gt "$limit" ]; then
+        echo "run.sh: $(basename "$(cat "/proc/$p/cmdline" 2>/dev/null | tr '\0' '\n' | sed -n 2p)") ran over ${limit}s, killed" >&2
+        kill -9 $(descendants "$p") "$p" 2>/dev/null || true
+      fi
+    done
+  done
+}
+
+# run_check OUT TESTS... runs ./check on TESTS, TAP on OUT.tap, diffs
+# on OUT.diff.
+run_check() {
+  local out=$1
+  shift
+  (cd "$iot" && exec env QEMU_IO_PROG="$io" QEMU_IMG_PROG="$(command -v qemu-img)" \
+    QEMU_NBD_PROG="$(command -v qemu-nbd)" QEMU_PROG="$(command -v qemu-system-x86_64)" \
+    ${qsd:+QSD_PROG="$qsd"} TEST_DIR="$scratch/test" SOCK_DIR="$scratch/sock" \
+    ./check -tap -j "$jobs" "-$fmt" "${protoflag[@]}" "$@") \
+    > "$out.tap" 2> "$out.diff" &
+  local pid=$!
+  watchdog "$pid" 2>> "$out.diff" &
+  local wd=$!
+  wait "$pid" || true
+  wait "$wd" 2>/dev/null || true
+  if ! grep -q '^1\.\.' "$out.tap"; then
+    echo "run.sh: ./check did not run:" >&2
+    cat "$out.tap" "$out.diff" >&2
+    exit 2
+  fi
+}
+
+run_check "$scratch/run" "${tests[@]}"
+cp "$scratch/run.tap" "$scratch/tap"
+cp "$scratch/run.diff" "$scratch/diff"
+
+# TAP: "ok FMT NNN", "not ok FMT NNN", "ok FMT NNN # SKIP".
+passed=$(awk '$1 == "ok" && $NF != "SKIP" { print $3 }' "$scratch/tap")
+failed=$(awk '$1 == "not" { print $4 }' "$scratch/tap")
+skipped=$(awk '$1 == "ok" && $NF == "SKIP" { print $3 }' "$scratch/tap")
+
+# A failing test runs once more on its own: a QEMU VM under TCG on a
+# loaded machine is sometimes too slow for a test's expectations. A test
+# that passes the second time is reported as flaky, not failed.
+flaky=""
+if [ -n "$failed" ] && [ "$compare" = 1 ] && [ "${GIO_IOTESTS_RETRY:-1}" = 1 ]; then
+  run_check "$scratch/retry" $failed
+  flaky=$(awk '$1 == "ok" && $NF != "SKIP" { print $3 }' "$scratch/retry.tap")
+  if [ -n "$flaky" ]; then
+    passed="$passed $flaky"
+    failed=$(printf '%s\n' $failed | grep -vxF "$(printf '%s\n' $flaky)" || true)
+  fi
+fi
+elapsed=$(( $(date +%s) - start ))
+
+if [ "$baseline" = 1 ]; then
+  # With tests named, only their entries change.
+  keep=""
+  if [ ${#tests[@]} -gt 0 ] && [ -f "$expected" ]; then
+    keep=$(grep -v '^#' "$expected" | grep -vxF "$(printf '%s\n' "${tests[@]}")" || true)
+  fi
+  {
+    echo "# qemu-iotests $key: tests that pass with the real qemu-io on this machine"
+    echo "# recorded by: iotests/run.sh --baseline -$key ($(qemu-io --version | head -1))"
+    printf '%s\n' $keep $passed | grep . | sort -u
+  } > "$expected.tmp"
+  mv "$expected.tmp" "$expected"
+  echo "iotests $key baseline: $(printf '%s\n' $passed | grep -c .) pass, $(printf '%s\n' $failed | grep -c .) fail, $(printf '%s\n' $skipped | grep -c .) not run with qemu-io (${elapsed}s); wrote $expected"
+  exit 0
+fi
+
+# first_diff TEST prints the first differing lines of TEST's diff, as
+# ./check printed it on stderr (a unified diff per failing test).
+first_diff() {
+  awk -v t="$1" '
+    /^--- / { cur = "" }
+    /^\+\+\+ / { n = split($2, p, "/"); cur = p[n]; sub(/\.out\.bad$/, "", cur); shown = 0; next }
+    cur == t && /^[-+]/ && shown < 6 { print "    " substr($0, 1, 160); shown++ }
+  ' "$scratch/diff"
+}
+
+total=$(( $(printf '%s\n' $passed $failed | grep -c .) ))
+npass=$(printf '%s\n' $passed | grep -c . || true)
+echo "iotests $key: $npass/$total passed (${elapsed}s, QEMU_IO_PROG=$io)"
+if [ -n "$flaky" ]; then
+  echo "flaky (failed, then passed on a second run): $(echo $flaky)"
+fi
+if [ -n "$skipped" ]; then
+  echo "not run: $(echo $skipped)"
+fi
+
+status=0
+known_list=""
+[ -f "$knownfile" ] && known_list=$(grep -v '^#' "$knownfile" | awk '{print $1}' | grep . || true)
+for t in $failed; do
+  if [ "$known" = 1 ] && printf '%s\n' $known_list | grep -qx "$t"; then
+    echo "FAIL $t (known failure, not gating: $knownfile)"
+  else
+    echo "FAIL $t"
+    status=1
+  fi
+  first_diff "$t"
+done
+# Listed tests that were skipped ran nowhere: that is a failure too when
+# comparing (a missing tool on the machine hides a regression).
+if [ "$compare" = 1 ]; then
+  for t in $skipped; do
+    if [ -f "$expected" ] && grep -qx "$t" "$expected"; then
+      echo "NOT RUN $t (listed in $expected)"
+      status=1
+    fi
+  done
+fi
+if [ "$known" = 1 ]; then
+  for t in $known_list; do
+    if printf '%s\n' $passed | grep -qx "$t"; then
+      echo "now passing: $t (remove it from $knownfile)"
+    fi
+  done
+fi
+if [ "$compare" = 0 ]; then
+  exit 0
+fi
+exit $status
