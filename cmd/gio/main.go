@@ -12,6 +12,7 @@ import (
 
 	"gio/blk"
 	"gio/blk/drivers/file"
+	"gio/blk/drivers/nbd"
 	"gio/blk/drivers/null"
 	"gio/blk/drivers/qcow2"
 	"gio/blk/drivers/raw"
@@ -97,8 +98,12 @@ func main() {
 
 // env is the shell's view of this program: gio's drivers.
 var env = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
-	return blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, null.CoDriver, null.AIODriver,
+	r := blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, null.CoDriver, null.AIODriver,
 		blkdebug.NewDriver(func() io.Writer { return out }))
+	for _, d := range nbd.Drivers {
+		r.Register(d)
+	}
+	return r
 }}
 
 func run(args []string) int {

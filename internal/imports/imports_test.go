@@ -12,7 +12,7 @@ import (
 var allowed = map[string][]string{
 	"gio/blk":          {"gio/blk/qdict"},
 	"gio/blk/qdict":    {},
-	"gio/blk/drivers/": {"gio/blk", "gio/blk/qdict"},
+	"gio/blk/drivers/": {"gio/blk", "gio/blk/qdict", "gio/internal/nbdproto"},
 	"gio/blk/blktest":  {"gio/blk", "gio/blk/qdict", "gio/blk/drivers/"},
 	"gio/blkdebug":     {"gio/blk", "gio/blk/qdict"},
 	"gio/commands":     {"gio/blk", "gio/blk/qdict", "gio/internal/"},
