@@ -117,6 +117,8 @@ func run(args []string) int {
 			return runBench(args[1:])
 		case args[0] == "fsx":
 			return runFsx(args[1:])
+		case args[0] == "nbd":
+			return runNBD(args[1:])
 		case strings.HasSuffix(args[0], ".gio") && !strings.HasPrefix(args[0], "-"):
 			return runScript(args)
 		}

@@ -15,11 +15,12 @@ var allowed = map[string][]string{
 	"gio/blk/drivers/": {"gio/blk", "gio/blk/qdict", "gio/internal/nbdproto"},
 	"gio/blk/blktest":  {"gio/blk", "gio/blk/qdict", "gio/blk/drivers/"},
 	"gio/blkdebug":     {"gio/blk", "gio/blk/qdict"},
-	"gio/commands":     {"gio/blk", "gio/blk/qdict", "gio/internal/"},
+	"gio/commands":     {"gio/blk", "gio/blk/qdict", "gio/internal/", "gio/nbdserver"},
 	"gio/repl":         {"gio/commands", "gio/blk", "gio/blk/qdict", "gio/internal/"},
 	"gio/internal/":    {},
 	"gio/internal/fsx": {"gio/commands", "gio/blk", "gio/blk/qdict", "gio/internal/"},
 	"gio/cmd/gio":      {"gio/"},
+	"gio/nbdserver":    {"gio/blk", "gio/blk/qdict", "gio/internal/"},
 }
 
 func rule(pkg string) ([]string, bool) {
