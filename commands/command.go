@@ -77,6 +77,7 @@ func All() []*Command {
 	all = append(all, shellCommands()...)
 	all = append(all, gioCommands()...)
 	all = append(all, benchCommands()...)
+	all = append(all, nbdCommands()...)
 	return all
 }
 

@@ -180,11 +180,15 @@ func (s *Server) Clients() (now, ever int) {
 	return len(s.conns), s.served
 }
 
+// Idle reports whether no remote request is on the loop (under the
+// token).
+func (s *Server) Idle() bool { return s.inflight == 0 }
+
 // Finished reports whether a non-persistent server has served its
 // clients: at least one came and all have left.
 func (s *Server) Finished() bool {
 	now, ever := s.Clients()
-	return !s.opts.Persistent && ever > 0 && now == 0
+	return !s.opts.Persistent && ever > 0 && now == 0 && s.inflight == 0
 }
 
 // Pending implements blk.Engine: while it listens, the server may
