@@ -628,8 +628,8 @@ func (e *ExportInfo) ApplyInfo(p []byte) error {
 
 // validBlockSizes checks the specification's rules, as QEMU's client
 // does: min a power of two up to 64 KiB, preferred a power of two at
-// least min, max a multiple of min at least min (or the whole export).
+// least min, max a multiple of min at least min, or 0xffffffff.
 func validBlockSizes(min, pref, max uint32) bool {
 	pow2 := func(v uint32) bool { return v != 0 && v&(v-1) == 0 }
-	return pow2(min) && min <= 1<<16 && pow2(pref) && pref >= min && max >= min && max%min == 0
+	return pow2(min) && min <= 1<<16 && pow2(pref) && pref >= min && max >= min && (max%min == 0 || max == 1<<32-1)
 }

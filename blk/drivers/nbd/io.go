@@ -37,7 +37,8 @@ func (c *client) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) e
 		return unix.EACCES
 	}
 	if off+int64(len(buf)) > int64(c.info.Size) {
-		return unix.EIO
+		// An export cannot grow (see Truncate).
+		return unix.EINVAL
 	}
 	if len(buf) == 0 {
 		return nil
