@@ -165,6 +165,10 @@ func (s *Server) RequestStop() {
 	s.wake()
 }
 
+// Kick wakes a wait on the loop so that its driver looks at its
+// condition again; any goroutine may call it.
+func (s *Server) Kick() { s.wake() }
+
 // StopRequested reports whether RequestStop was called.
 func (s *Server) StopRequested() bool {
 	s.mu.Lock()
@@ -196,6 +200,10 @@ func (s *Server) Finished() bool {
 // waits for remote clients instead of giving up.
 func (s *Server) Pending() int {
 	if s.stopped {
+		// Closed connections still finish on their own.
+		if now, _ := s.Clients(); now > 0 {
+			return 1 + s.inflight
+		}
 		return s.inflight
 	}
 	return 1 + s.inflight
@@ -216,7 +224,7 @@ func (s *Server) Poll(block bool) bool {
 			}
 			return true
 		}
-		if !block || s.stopped {
+		if !block || s.Pending() == 0 {
 			return false
 		}
 		<-s.notify
