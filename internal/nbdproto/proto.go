@@ -19,6 +19,7 @@ import (
 const (
 	NBDMagic             = 0x4e42444d41474943 // "NBDMAGIC"
 	IHaveOpt             = 0x49484156454F5054 // "IHAVEOPT"
+	OldstyleMagic        = 0x0000420281861253
 	OptReplyMagic        = 0x0003e889045565a9
 	RequestMagic         = 0x25609513
 	SimpleReplyMagic     = 0x67446698

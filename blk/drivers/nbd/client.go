@@ -35,10 +35,17 @@ type client struct {
 	spare      []*request
 	readerDone chan struct{}
 
+	// Reconnection (reconnect-delay): where and what to ask again.
+	addr           address
+	export, ctx    string
+	reconnectDelay time.Duration
+
 	mu      sync.Mutex
 	pending map[uint64]*request
 	done    []*request
 	dead    error // the connection failed: every request fails
+	lostAt  time.Time
+	closing bool
 	notify  chan struct{}
 }
 
@@ -133,11 +140,15 @@ func (c *client) handshake(export, ctx string) error {
 		return handshakeErr(err)
 	}
 	be := nbdproto.BE
-	if be.Uint64(hdr[:]) != nbdproto.NBDMagic {
-		return fmt.Errorf("Invalid magic received")
+	if m := be.Uint64(hdr[:]); m != nbdproto.NBDMagic {
+		return fmt.Errorf("Bad initial magic received: 0x%x", m)
 	}
-	if be.Uint64(hdr[8:]) != nbdproto.IHaveOpt {
-		return fmt.Errorf("Server using oldstyle negotiation, not supported by gio")
+	switch m := be.Uint64(hdr[8:]); m {
+	case nbdproto.IHaveOpt:
+	case nbdproto.OldstyleMagic:
+		return c.oldstyle(export)
+	default:
+		return fmt.Errorf("Bad server magic received: 0x%x", m)
 	}
 	if _, err := io.ReadFull(c.conn, hdr[16:18]); err != nil {
 		return handshakeErr(err)
@@ -185,6 +196,32 @@ func (c *client) handshake(export, ctx string) error {
 	}
 	c.info.Size = be.Uint64(b)
 	c.info.Flags = be.Uint16(b[8:])
+	return c.checkInfo()
+}
+
+// oldstyle reads the rest of an oldstyle greeting: size, flags and the
+// reserved block; such servers have only the default export.
+func (c *client) oldstyle(export string) error {
+	if export != "" {
+		return fmt.Errorf("Server does not support non-empty export names")
+	}
+	var b [12]byte
+	if _, err := io.ReadFull(c.conn, b[:8]); err != nil {
+		return fmt.Errorf("Failed to read export length: %v", err)
+	}
+	if _, err := io.ReadFull(c.conn, b[8:]); err != nil {
+		return fmt.Errorf("Failed to read export flags: %v", err)
+	}
+	be := nbdproto.BE
+	flags := be.Uint32(b[8:])
+	if flags&^0xffff != 0 {
+		return fmt.Errorf("Unexpected export flags %x", flags)
+	}
+	c.info.Size = be.Uint64(b[:])
+	c.info.Flags = uint16(flags)
+	if _, err := io.CopyN(io.Discard, c.conn, nbdproto.ExportZeroesSize); err != nil {
+		return fmt.Errorf("Failed to read reserved block: %v", err)
+	}
 	return c.checkInfo()
 }
 
@@ -342,33 +379,96 @@ func (c *client) Poll(block bool) bool {
 var errDead = blk.Msgf(unix.EIO, "Input/output error")
 
 // do sends one command and parks until its reply. payload is sent after
-// the header (WRITE); r.buf receives READ data.
+// the header (WRITE); r.buf receives READ data. With reconnect-delay, a
+// request whose connection broke is sent again on a new one, as QEMU's
+// nbd_co_request does, until the delay has passed.
 func (c *client) do(co *blk.Co, r *request, flags uint16, payload []byte) error {
-	c.mu.Lock()
-	if c.dead != nil {
+	for {
+		if err := c.ensureConnected(); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.nextCookie++
+		cookie := c.nextCookie
+		r.co = co
+		r.err = nil
+		r.gotExt = false
+		c.pending[cookie] = r
 		c.mu.Unlock()
+		req := nbdproto.Request{Flags: flags, Type: r.typ, Cookie: cookie, Offset: r.off, Length: r.length}
+		hdr := req.Encode(c.wbuf)
+		var err error
+		if len(payload) > 0 {
+			bufs := net.Buffers{hdr, payload}
+			_, err = bufs.WriteTo(c.conn)
+		} else {
+			_, err = c.conn.Write(hdr)
+		}
+		if err != nil {
+			c.fail(err)
+		}
+		c.inflight++
+		co.Park("waits for NBD reply")
+		if r.err != errRetry {
+			return r.err
+		}
+	}
+}
+
+// errRetry marks a request whose connection broke while reconnection
+// is allowed.
+var errRetry = errors.New("retry on a new connection")
+
+// ensureConnected reconnects a broken connection when reconnect-delay
+// allows it; it fails with EIO otherwise.
+func (c *client) ensureConnected() error {
+	c.mu.Lock()
+	dead, lost := c.dead, c.lostAt
+	c.mu.Unlock()
+	if dead == nil {
+		return nil
+	}
+	if c.reconnectDelay == 0 {
 		return unix.EIO
 	}
-	c.nextCookie++
-	cookie := c.nextCookie
-	r.co = co
-	c.pending[cookie] = r
-	c.mu.Unlock()
-	req := nbdproto.Request{Flags: flags, Type: r.typ, Cookie: cookie, Offset: r.off, Length: r.length}
-	hdr := req.Encode(c.wbuf)
-	var err error
-	if len(payload) > 0 {
-		bufs := net.Buffers{hdr, payload}
-		_, err = bufs.WriteTo(c.conn)
-	} else {
-		_, err = c.conn.Write(hdr)
+	deadline := lost.Add(c.reconnectDelay)
+	for {
+		if err := c.reconnect(); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return unix.EIO
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// reconnect dials the server again and redoes the handshake. It runs
+// under the token, so no request can use the connection meanwhile.
+func (c *client) reconnect() error {
+	<-c.readerDone
+	conn, err := net.DialTimeout(c.addr.network, c.addr.addr, time.Second)
 	if err != nil {
-		c.fail(err)
+		return err
 	}
-	c.inflight++
-	co.Park("waits for NBD reply")
-	return r.err
+	old := c.info
+	c.conn, c.info, c.hasCtx = conn, nbdproto.ExportInfo{}, false
+	if err := c.handshake(c.export, c.ctx); err != nil {
+		conn.Close()
+		c.info = old
+		return err
+	}
+	if c.info.Size != old.Size {
+		conn.Close()
+		c.info = old
+		return fmt.Errorf("export size changed on reconnection")
+	}
+	c.mu.Lock()
+	c.dead = nil
+	c.mu.Unlock()
+	c.readerDone = make(chan struct{})
+	go c.reader()
+	return nil
 }
 
 // fail marks the connection dead and completes every pending request
@@ -377,10 +477,14 @@ func (c *client) fail(err error) {
 	c.mu.Lock()
 	if c.dead == nil {
 		c.dead = err
+		c.lostAt = time.Now()
 		c.conn.Close()
 	}
+	retry := c.reconnectDelay > 0 && !c.closing
 	for k, r := range c.pending {
-		if r.err == nil {
+		if retry {
+			r.err = errRetry
+		} else if r.err == nil {
 			r.err = unix.EIO
 		}
 		c.done = append(c.done, r)

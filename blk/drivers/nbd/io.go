@@ -190,6 +190,7 @@ func (c *client) Close() error {
 	}
 	c.mu.Lock()
 	alive := c.dead == nil
+	c.closing = true
 	c.mu.Unlock()
 	if alive {
 		req := nbdproto.Request{Type: nbdproto.CmdDisc}

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"gio/blk"
 	"gio/blk/qdict"
@@ -256,7 +257,8 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	opts := a.Opts
 	export, _ := opts.TakeString("export")
 	bitmap, hasBitmap := opts.TakeString("x-dirty-bitmap")
-	if _, err := opts.TakeUint("reconnect-delay", 0); err != nil {
+	delay, err := opts.TakeUint("reconnect-delay", 0)
+	if err != nil {
 		return nil, err
 	}
 	if _, err := opts.TakeUint("open-timeout", 0); err != nil {
@@ -267,7 +269,8 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	if err := legacyOptions(opts); err != nil {
 		return nil, err
 	}
-	addr, err := serverAddress(opts)
+	var addr address
+	addr, err = serverAddress(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -289,7 +292,8 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	if hasBitmap {
 		ctx = bitmap
 	}
-	c := &client{self: a.Node(), loop: a.Loop, conn: conn}
+	c := &client{self: a.Node(), loop: a.Loop, conn: conn, addr: addr, export: export, ctx: ctx,
+		reconnectDelay: time.Duration(min(delay, 1<<30)) * time.Second}
 	if err := c.handshake(export, ctx); err != nil {
 		conn.Close()
 		return nil, err
