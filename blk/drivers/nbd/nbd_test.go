@@ -306,3 +306,18 @@ func TestQcow2OverNBD(t *testing.T) {
 		t.Fatalf("qemu-img check: %v: %s", err, out)
 	}
 }
+
+func TestConformanceQemuStorageDaemon(t *testing.T) {
+	blktest.Run(t, func(t *testing.T) *blk.Backend {
+		img := image(t, blktest.MinLength*4)
+		sock := server(t, "qemu-storage-daemon",
+			"--blockdev", "driver=file,node-name=f,filename="+img,
+			"--nbd-server", "addr.type=unix,addr.path=SOCK",
+			"--export", "type=nbd,id=e,node-name=f,name=exp,writable=on")
+		b, err := open(t, blk.Spec{Filename: "nbd+unix:///exp?socket=" + sock, Format: "raw"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}, blktest.FixedLength())
+}
