@@ -3,9 +3,12 @@ module gio
 go 1.26.0
 
 require (
-	github.com/chzyer/readline v1.5.1 // indirect
-	github.com/fatih/color v1.19.0 // indirect
+	github.com/chzyer/readline v1.5.1
+	github.com/fatih/color v1.19.0
+	golang.org/x/sys v0.49.0
+)
+
+require (
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
-	golang.org/x/sys v0.49.0 // indirect
 )

@@ -25,102 +25,12 @@ import (
 	"time"
 
 	"gio/blk"
+	"gio/blk/blktest"
 	"gio/blk/drivers/file"
 	"gio/blk/drivers/raw"
 	"gio/blk/qdict"
 	"gio/blkdebug"
 )
-
-// memDriver is an in-memory protocol driver: a byte slice of the size
-// option, growing on writes past its end. With yield set every request
-// gives up the token once, as the file driver's do, so that concurrent
-// requests interleave; with flags set it claims native FUA and every
-// zero-write flag.
-var memDriver = &blk.Driver{Name: "mem", Open: openMem}
-
-type memNode struct {
-	data  []byte
-	yield bool
-	flags bool
-}
-
-func openMem(a *blk.OpenArgs) (blk.Impl, error) {
-	size, _, err := a.Opts.TakeSize("size", 1<<20)
-	if err != nil {
-		return nil, err
-	}
-	yield, err := a.Opts.TakeBool("yield", false)
-	if err != nil {
-		return nil, err
-	}
-	flags, err := a.Opts.TakeBool("flags", false)
-	if err != nil {
-		return nil, err
-	}
-	return &memNode{data: make([]byte, size), yield: yield, flags: flags}, nil
-}
-
-func (m *memNode) RefreshLimits(l *blk.Limits) {
-	if m.flags {
-		l.SupportedWriteFlags = blk.FUA
-		l.SupportedZeroFlags = blk.FUA | blk.MayUnmap | blk.NoFallback
-	}
-}
-
-func (m *memNode) io(co *blk.Co) {
-	if m.yield {
-		co.YieldIO()
-	}
-}
-
-func (m *memNode) grow(end int64) {
-	if end > int64(len(m.data)) {
-		m.data = append(m.data, make([]byte, end-int64(len(m.data)))...)
-	}
-}
-
-func (m *memNode) PRead(co *blk.Co, off int64, buf []byte, _ blk.ReqFlags) error {
-	clear(buf)
-	if off < int64(len(m.data)) {
-		copy(buf, m.data[off:])
-	}
-	m.io(co)
-	return nil
-}
-
-func (m *memNode) PWrite(co *blk.Co, off int64, buf []byte, _ blk.ReqFlags) error {
-	m.grow(off + int64(len(buf)))
-	copy(m.data[off:], buf)
-	m.io(co)
-	return nil
-}
-
-func (m *memNode) PWriteZeroes(co *blk.Co, off, n int64, _ blk.ReqFlags) error {
-	m.grow(off + n)
-	clear(m.data[off : off+n])
-	m.io(co)
-	return nil
-}
-
-func (m *memNode) PDiscard(co *blk.Co, off, n int64) error {
-	if end := min(off+n, int64(len(m.data))); off < end {
-		clear(m.data[off:end])
-	}
-	m.io(co)
-	return nil
-}
-
-func (m *memNode) Truncate(co *blk.Co, size int64, exact bool, p blk.Prealloc) error {
-	if size < int64(len(m.data)) {
-		m.data = m.data[:size]
-	} else {
-		m.grow(size)
-	}
-	return nil
-}
-
-func (m *memNode) Length(*blk.Co) (int64, error) { return int64(len(m.data)), nil }
-func (m *memNode) Close() error                  { return nil }
 
 // decoder hands out fuzz bytes; past the end it returns zeroes.
 type decoder struct{ b []byte }
@@ -619,7 +529,7 @@ func (r *modelRun) step(o op) {
 	}
 }
 
-var modelReg = blk.NewRegistry(raw.Driver, file.Driver, memDriver, blkdebug.NewDriver(func() io.Writer { return io.Discard }))
+var modelReg = blk.NewRegistry(raw.Driver, file.Driver, blktest.MemDriver, blkdebug.NewDriver(func() io.Writer { return io.Discard }))
 
 func runModel(t *testing.T, data []byte) {
 	d := &decoder{b: data}

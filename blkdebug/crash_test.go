@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"gio/blk"
+	"gio/blk/blktest"
 	"gio/blk/drivers/raw"
 	"gio/blk/qdict"
 	"gio/blkdebug"
@@ -20,96 +21,18 @@ import (
 // flush to disk; what survives proves that flush, FUA writes and
 // writethrough mode reach the bottom of raw -> blkdebug -> memory.
 
-var crashDriver = &blk.Driver{Name: "crashmem", Open: openCrash}
-
-// crashMem is the disk. volatile is what reads see (the page cache),
-// durable what a power cut leaves. Fields are touched under the token.
-type crashMem struct {
-	volatile, durable []byte
-	// nativeFUA makes the disk honour FUA itself; otherwise blk
-	// emulates FUA with a flush.
-	nativeFUA   bool
-	diskFlushes int
-}
-
-func openCrash(a *blk.OpenArgs) (blk.Impl, error) {
-	size, _, err := a.Opts.TakeSize("size", 64<<10)
-	if err != nil {
-		return nil, err
-	}
-	fua, err := a.Opts.TakeBool("fua", false)
-	if err != nil {
-		return nil, err
-	}
-	return &crashMem{volatile: make([]byte, size), durable: make([]byte, size), nativeFUA: fua}, nil
-}
-
-func (m *crashMem) RefreshLimits(l *blk.Limits) {
-	l.SupportedZeroFlags = blk.MayUnmap
-	if m.nativeFUA {
-		l.SupportedWriteFlags = blk.FUA
-		l.SupportedZeroFlags |= blk.FUA
-	}
-}
-
-func (m *crashMem) PRead(co *blk.Co, off int64, buf []byte, _ blk.ReqFlags) error {
-	copy(buf, m.volatile[off:])
-	co.YieldIO()
-	return nil
-}
-
-func (m *crashMem) PWrite(co *blk.Co, off int64, buf []byte, f blk.ReqFlags) error {
-	copy(m.volatile[off:], buf)
-	if f&blk.FUA != 0 {
-		if !m.nativeFUA {
-			panic("crashmem: FUA passed down to a disk that does not claim it")
-		}
-		copy(m.durable[off:], buf)
-	}
-	co.YieldIO()
-	return nil
-}
-
-func (m *crashMem) PWriteZeroes(co *blk.Co, off, n int64, f blk.ReqFlags) error {
-	clear(m.volatile[off : off+n])
-	if f&blk.FUA != 0 {
-		clear(m.durable[off : off+n])
-	}
-	co.YieldIO()
-	return nil
-}
-
-func (m *crashMem) FlushToDisk(co *blk.Co) error {
-	m.diskFlushes++
-	copy(m.durable, m.volatile)
-	co.YieldIO()
-	return nil
-}
-
-func (m *crashMem) Length(*blk.Co) (int64, error) { return int64(len(m.volatile)), nil }
-func (m *crashMem) Close() error                  { return nil }
-
-// crash is the power cut: the page cache is lost.
-func (m *crashMem) crash() { copy(m.volatile, m.durable) }
-
 // disk finds the crashmem node at the bottom of the graph.
-func disk(t *testing.T, b *blk.Backend) *crashMem {
+func disk(t *testing.T, b *blk.Backend) *blktest.Mem {
 	t.Helper()
-	for n := b.Root; n != nil; {
-		if m, ok := n.Impl().(*crashMem); ok {
-			return m
-		}
-		if n.File() == nil {
-			break
-		}
-		n = n.File().Node
+	m := blktest.Find(b)
+	if m == nil {
+		t.Fatal("no crashmem node")
 	}
-	t.Fatal("no crashmem node")
-	return nil
+	return m
 }
 
 func crashRegistry(out io.Writer) *blk.Registry {
-	return blk.NewRegistry(raw.Driver, crashDriver, blkdebug.NewDriver(func() io.Writer { return out }))
+	return blk.NewRegistry(raw.Driver, blktest.CrashDriver, blkdebug.NewDriver(func() io.Writer { return out }))
 }
 
 // stacks are the graphs under test: every filter between the user and
@@ -152,9 +75,9 @@ func run(t *testing.T, b *blk.Backend, fn func(co *blk.Co) error) {
 func pattern(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
 
 // survives reports whether [off, off+len(want)) holds want after a crash.
-func survives(m *crashMem, off int64, want []byte) bool {
-	m.crash()
-	return bytes.Equal(m.volatile[off:off+int64(len(want))], want)
+func survives(m *blktest.Mem, off int64, want []byte) bool {
+	m.Crash()
+	return bytes.Equal(m.Data[off:off+int64(len(want))], want)
 }
 
 func TestCrashLosesUnflushedWrites(t *testing.T) {
@@ -163,7 +86,7 @@ func TestCrashLosesUnflushedWrites(t *testing.T) {
 			b := openCrashStack(t, s.opts, false, false)
 			run(t, b, func(co *blk.Co) error { return b.PWrite(co, 4096, pattern(4096, 0xa5), 0) })
 			m := disk(t, b)
-			if !bytes.Equal(m.volatile[4096:8192], pattern(4096, 0xa5)) {
+			if !bytes.Equal(m.Data[4096:8192], pattern(4096, 0xa5)) {
 				t.Fatal("the write did not reach the disk's cache")
 			}
 			if survives(m, 4096, pattern(4096, 0xa5)) {
@@ -183,7 +106,7 @@ func TestFlushSurvivesCrash(t *testing.T) {
 				// read-modify-write first.
 				run(t, b, func(co *blk.Co) error { return b.PWrite(co, 1000, pattern(3000, 0x5a), 0) })
 				run(t, b, func(co *blk.Co) error { return b.Flush(co) })
-				if m.diskFlushes == 0 {
+				if m.DiskFlushes == 0 {
 					t.Fatal("flush did not reach the disk")
 				}
 				if !survives(m, 1000, pattern(3000, 0x5a)) {
@@ -212,8 +135,8 @@ func TestFUASurvivesCrash(t *testing.T) {
 				b := openCrashStack(t, withFUA(s.opts, native), false, false)
 				m := disk(t, b)
 				// Old data on the disk where the zero write goes.
-				copy(m.durable[8192:], pattern(5000, 0xff))
-				copy(m.volatile[8192:], pattern(5000, 0xff))
+				copy(m.Durable[8192:], pattern(5000, 0xff))
+				copy(m.Data[8192:], pattern(5000, 0xff))
 				run(t, b, func(co *blk.Co) error { return b.PWrite(co, 512, pattern(100, 0x11), blk.FUA) })
 				run(t, b, func(co *blk.Co) error { return b.PWriteZeroes(co, 8192, 5000, blk.FUA) })
 				// Something that must not survive: written without FUA
@@ -222,10 +145,10 @@ func TestFUASurvivesCrash(t *testing.T) {
 				if !survives(m, 512, pattern(100, 0x11)) {
 					t.Error("FUA write lost in the crash")
 				}
-				if !bytes.Equal(m.volatile[8192:8192+5000], make([]byte, 5000)) {
+				if !bytes.Equal(m.Data[8192:8192+5000], make([]byte, 5000)) {
 					t.Error("FUA zero write lost in the crash")
 				}
-				if bytes.Equal(m.volatile[32768:32768+512], pattern(512, 0x22)) {
+				if bytes.Equal(m.Data[32768:32768+512], pattern(512, 0x22)) {
 					t.Error("a write without FUA survived: FUA flushed more than it should (or the model is broken)")
 				}
 			})
@@ -254,8 +177,8 @@ func TestUnsafeDoesNotFlush(t *testing.T) {
 	m := disk(t, b)
 	run(t, b, func(co *blk.Co) error { return b.PWrite(co, 0, pattern(512, 0x44), 0) })
 	run(t, b, func(co *blk.Co) error { return b.Flush(co) })
-	if m.diskFlushes != 0 {
-		t.Errorf("cache=unsafe: %d flushes reached the disk", m.diskFlushes)
+	if m.DiskFlushes != 0 {
+		t.Errorf("cache=unsafe: %d flushes reached the disk", m.DiskFlushes)
 	}
 }
 
@@ -299,14 +222,14 @@ func TestCommandsSurviveCrash(t *testing.T) {
 						t.Fatalf("%s: %s%s", l, out.String(), errw.String())
 					}
 				}
-				m.crash()
+				m.Crash()
 				for off, p := range tc.durable {
-					if !bytes.Equal(m.volatile[off:off+512], pattern(512, p)) {
+					if !bytes.Equal(m.Data[off:off+512], pattern(512, p)) {
 						t.Errorf("offset %d: 0x%02x lost in the crash", off, p)
 					}
 				}
 				for off, p := range tc.lost {
-					if bytes.Equal(m.volatile[off:off+512], pattern(512, p)) {
+					if bytes.Equal(m.Data[off:off+512], pattern(512, p)) {
 						t.Errorf("offset %d: 0x%02x survived without a flush (the test proves nothing)", off, p)
 					}
 				}

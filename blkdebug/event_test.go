@@ -300,7 +300,7 @@ aio_write 512 512: ok
 	if got := e.out.String(); got != want {
 		t.Errorf("transcript\n%s\nwant\n%s", got, want)
 	}
-	if a, b := e.mem.data[:512], e.mem.data[512:1024]; !allBytes(a, 0xaa) || !allBytes(b, 0xbb) {
+	if a, b := e.mem.Data[:512], e.mem.Data[512:1024]; !allBytes(a, 0xaa) || !allBytes(b, 0xbb) {
 		t.Errorf("data %x... %x..., want both updates", a[:4], b[:4])
 	}
 }
@@ -325,7 +325,7 @@ func TestSerialiseOff(t *testing.T) {
 			must(t, bp.Resume("A"))
 			e.loop.RunReady()
 			e.drain()
-			a, b := e.mem.data[:512], e.mem.data[512:1024]
+			a, b := e.mem.Data[:512], e.mem.Data[512:1024]
 			wantB := byte(0xbb)
 			if !serialise {
 				wantB = 0

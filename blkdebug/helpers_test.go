@@ -8,103 +8,11 @@ import (
 	"testing"
 
 	"gio/blk"
+	"gio/blk/blktest"
 	"gio/blk/qdict"
 
 	"golang.org/x/sys/unix"
 )
-
-// memDriver is an in-memory protocol driver for the tests: a byte slice
-// of the size option (default 1 MiB) with efficient zero writes and
-// discards. Its requests complete without yielding unless yield is set,
-// in which case each one yields once like the file driver's.
-var memDriver = &blk.Driver{Name: "mem", Open: openMem}
-
-type memNode struct {
-	data    []byte
-	yield   bool
-	flags   bool // claim native FUA and every zero flag
-	flushes int
-}
-
-func openMem(a *blk.OpenArgs) (blk.Impl, error) {
-	size, _, err := a.Opts.TakeSize("size", 1<<20)
-	if err != nil {
-		return nil, err
-	}
-	yield, err := a.Opts.TakeBool("yield", false)
-	if err != nil {
-		return nil, err
-	}
-	flags, err := a.Opts.TakeBool("flags", false)
-	if err != nil {
-		return nil, err
-	}
-	return &memNode{data: make([]byte, size), yield: yield, flags: flags}, nil
-}
-
-func (m *memNode) RefreshLimits(l *blk.Limits) {
-	if m.flags {
-		l.SupportedWriteFlags = blk.FUA
-		l.SupportedZeroFlags = blk.FUA | blk.MayUnmap | blk.NoFallback
-	}
-}
-
-func (m *memNode) io(co *blk.Co) {
-	if m.yield {
-		co.YieldIO()
-	}
-}
-
-func (m *memNode) grow(end int64) {
-	if end > int64(len(m.data)) {
-		m.data = append(m.data, make([]byte, end-int64(len(m.data)))...)
-	}
-}
-
-func (m *memNode) PRead(co *blk.Co, off int64, buf []byte, _ blk.ReqFlags) error {
-	clear(buf)
-	if off < int64(len(m.data)) {
-		copy(buf, m.data[off:])
-	}
-	m.io(co)
-	return nil
-}
-
-func (m *memNode) PWrite(co *blk.Co, off int64, buf []byte, _ blk.ReqFlags) error {
-	m.grow(off + int64(len(buf)))
-	copy(m.data[off:], buf)
-	m.io(co)
-	return nil
-}
-
-func (m *memNode) PWriteZeroes(co *blk.Co, off, n int64, _ blk.ReqFlags) error {
-	m.grow(off + n)
-	clear(m.data[off : off+n])
-	m.io(co)
-	return nil
-}
-
-func (m *memNode) PDiscard(co *blk.Co, off, n int64) error {
-	end := min(off+n, int64(len(m.data)))
-	if off < end {
-		clear(m.data[off:end])
-	}
-	return nil
-}
-
-func (m *memNode) FlushToDisk(co *blk.Co) error { m.flushes++; return nil }
-
-func (m *memNode) Truncate(co *blk.Co, size int64, exact bool, p blk.Prealloc) error {
-	if size < int64(len(m.data)) {
-		m.data = m.data[:size]
-	} else {
-		m.grow(size)
-	}
-	return nil
-}
-
-func (m *memNode) Length(*blk.Co) (int64, error) { return int64(len(m.data)), nil }
-func (m *memNode) Close() error                  { return nil }
 
 // topDriver is a test format driver in the role of raw: it passes
 // requests to its "file" child, firing read_aio and write_aio on it as
@@ -163,13 +71,13 @@ type env struct {
 	loop *blk.Loop
 	img  *blk.Backend
 	bd   *node
-	mem  *memNode
+	mem  *blktest.Mem
 	out  *bytes.Buffer // blkdebug's output and the completions of aio
 }
 
 // registry returns the drivers of the tests, blkdebug printing to out.
 func registry(out io.Writer) *blk.Registry {
-	return blk.NewRegistry(memDriver, topDriver, NewDriver(func() io.Writer { return out }))
+	return blk.NewRegistry(blktest.MemDriver, topDriver, NewDriver(func() io.Writer { return out }))
 }
 
 // openEnv opens "top -> blkdebug -> mem" (or blkdebug on top when opts
@@ -202,7 +110,7 @@ func tryOpen(t *testing.T, opts string, spec blk.Spec) (*env, error) {
 		if b, ok := n.Impl().(*node); ok {
 			e.bd = b
 		}
-		if m, ok := n.Impl().(*memNode); ok {
+		if m, ok := n.Impl().(*blktest.Mem); ok {
 			e.mem = m
 		}
 		if n.File() == nil {

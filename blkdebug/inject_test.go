@@ -147,14 +147,14 @@ func TestNoneFiresAtOpen(t *testing.T) {
 // TestNegativeErrno: the request "succeeds" without reaching the image.
 func TestNegativeErrno(t *testing.T) {
 	e := openEnv(t, "driver=top,file.driver=blkdebug,file.image.driver=mem,file.inject-error.event=read_aio,file.inject-error.errno=-5", blk.Spec{})
-	e.mem.data[0] = 0x11
+	e.mem.Data[0] = 0x11
 	buf := bytes.Repeat([]byte{0xab}, 16)
 	must(t, e.run("read", func(co *blk.Co) error { return e.img.PRead(co, 0, buf) }))
 	if !allBytes(buf, 0xab) {
 		t.Errorf("read buffer %x, want it untouched", buf)
 	}
 	must(t, e.write(0, 512, 0x22))
-	if e.mem.data[0] != 0x11 {
+	if e.mem.Data[0] != 0x11 {
 		t.Errorf("the write reached the image")
 	}
 }

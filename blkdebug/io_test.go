@@ -41,11 +41,11 @@ func TestDiscardPieces(t *testing.T) {
 				opts += ",file." + strings.ReplaceAll(tc.opts, ",", ",file.")
 			}
 			e := openEnv(t, opts, blk.Spec{Flags: blk.OpenFlags{Unmap: true}})
-			for i := range e.mem.data {
-				e.mem.data[i] = 0xff
+			for i := range e.mem.Data {
+				e.mem.Data[i] = 0xff
 			}
 			must(t, e.run("discard", func(co *blk.Co) error { return e.img.PDiscard(co, tc.off, tc.n) }))
-			for i, v := range e.mem.data {
+			for i, v := range e.mem.Data {
 				zeroed := int64(i) >= tc.zeroFrom && int64(i) < tc.zeroTo
 				if (v == 0) != zeroed {
 					t.Fatalf("byte %d = %#x, want zeroed %v (range %d..%d)", i, v, zeroed, tc.zeroFrom, tc.zeroTo)
@@ -90,11 +90,11 @@ func TestZeroWritePieces(t *testing.T) {
 					o += ",file." + strings.ReplaceAll(opts, ",", ",file.")
 				}
 				e := openEnv(t, o, blk.Spec{})
-				for i := range e.mem.data {
-					e.mem.data[i] = 0xff
+				for i := range e.mem.Data {
+					e.mem.Data[i] = 0xff
 				}
 				must(t, e.run("write -z", func(co *blk.Co) error { return e.img.PWriteZeroes(co, r[0], r[1], 0) }))
-				for i, v := range e.mem.data {
+				for i, v := range e.mem.Data {
 					in := int64(i) >= r[0] && int64(i) < r[0]+r[1]
 					if (v == 0) != in {
 						t.Fatalf("byte %d = %#x, want zero %v", i, v, in)
@@ -191,8 +191,8 @@ func TestPassThrough(t *testing.T) {
 		}
 		return err
 	}))
-	if len(e.mem.data) != 3<<20 {
-		t.Errorf("image is %d bytes after truncate", len(e.mem.data))
+	if len(e.mem.Data) != 3<<20 {
+		t.Errorf("image is %d bytes after truncate", len(e.mem.Data))
 	}
 }
 

@@ -37,6 +37,7 @@ func TestKillAfterFlush(t *testing.T) {
 			[]string{"write -f -P 0x5a 65536 4096", "write -f -P 0x5a 66000 100"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			for _, traced := range []bool{false, true} {
 				if traced && strace == "" {
 					t.Log("strace not installed: fdatasync not checked")

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"gio/blk"
-	"gio/commands"
 	"gio/internal/cvt"
 	"gio/internal/fsx"
 	"gio/repl"
@@ -26,7 +25,7 @@ written as a .gio reproducer that "gio run" replays.
 
 // fsxEnv builds sessions as the shell does, so that a sequence behaves
 // as the same lines run by "gio run".
-var fsxEnv = fsx.Env{NewSession: func(out, errw io.Writer) *commands.Session {
+var fsxEnv = fsx.Env{NewSession: func(out, errw io.Writer) fsx.Session {
 	return env.NewSession(repl.NewStdioWriter(out, false), errw, blk.NewVirtualClock())
 }}
 

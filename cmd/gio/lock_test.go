@@ -209,6 +209,7 @@ func TestLockBytesMatchQemuIO(t *testing.T) {
 		{"close", []string{"-f", "raw", "img.raw"}, []string{"close"}, "[]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			for _, p := range []struct{ name, bin string }{{"qemu-io", qemuIO}, {"gio", gioBin}} {
 				dir := t.TempDir()
 				lockImage(t, dir, "img.raw")
@@ -288,6 +289,7 @@ func TestLockQemuHoldsGioOpens(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir()
 			lockImage(t, dir, "img.raw")
 			tc.holder(t, dir)
@@ -350,6 +352,7 @@ func TestLockGioHoldsQemuOpens(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			for _, o := range tc.openers {
 				bin, err := exec.LookPath(o.tool)
 				if err != nil {

@@ -35,6 +35,7 @@ func TestMapStatusAgainstQemuImg(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir()
 			img := filepath.Join(dir, "img.raw")
 			f, err := os.Create(img)

@@ -30,6 +30,7 @@ func scripts(t *testing.T) []string {
 func TestScripts(t *testing.T) {
 	for _, path := range scripts(t) {
 		t.Run(filepath.Base(path), func(t *testing.T) {
+			t.Parallel()
 			for _, r := range env.RunGolden([]string{path}, false) {
 				if !r.Passed {
 					t.Errorf("%s", r.Diff)
@@ -51,17 +52,20 @@ func TestScriptsDeterministic(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var first string
-		for i := 0; i < runs; i++ {
-			var buf bytes.Buffer
-			env.RunScript(filepath.Base(path), string(src), "", &buf, &buf, true)
-			got := repl.Normalize(buf.String())
-			if i == 0 {
-				first = got
-			} else if got != first {
-				t.Fatalf("%s: run %d differs from run 0:\n%s", path, i, repl.UnifiedDiff("run 0", "run N", first, got))
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			t.Parallel()
+			var first string
+			for i := 0; i < runs; i++ {
+				var buf bytes.Buffer
+				env.RunScript(filepath.Base(path), string(src), "", &buf, &buf, true)
+				got := repl.Normalize(buf.String())
+				if i == 0 {
+					first = got
+				} else if got != first {
+					t.Fatalf("%s: run %d differs from run 0:\n%s", path, i, repl.UnifiedDiff("run 0", "run N", first, got))
+				}
 			}
-		}
+		})
 	}
 }
 
@@ -255,6 +259,7 @@ func TestScriptsAgainstQemuIO(t *testing.T) {
 			continue
 		}
 		t.Run(filepath.Base(path), func(t *testing.T) {
+			t.Parallel()
 			stdin, imgs := forQemuIO(string(src))
 			qd, gd := t.TempDir(), t.TempDir()
 			makeImages(t, qd, imgs)

@@ -16,13 +16,12 @@ import (
 	"gio/blk/drivers/null"
 	"gio/blk/drivers/raw"
 	"gio/blkdebug"
-	"gio/commands"
 	"gio/repl"
 )
 
 // testEnv builds sessions like cmd/gio does: the same drivers, the
 // shell's session (stdio-like buffering, virtual clock).
-var testEnv = Env{NewSession: func(out, errw io.Writer) *commands.Session {
+var testEnv = Env{NewSession: func(out, errw io.Writer) Session {
 	return shell.NewSession(repl.NewStdioWriter(out, false), errw, blk.NewVirtualClock())
 }}
 

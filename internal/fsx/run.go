@@ -7,8 +7,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-
-	"gio/commands"
 )
 
 // Env is what fsx needs from the program: sessions built the way the
@@ -16,7 +14,21 @@ import (
 // clock), so that a sequence run here behaves exactly as the same lines
 // run by "gio run".
 type Env struct {
-	NewSession func(out, errw io.Writer) *commands.Session
+	NewSession func(out, errw io.Writer) Session
+}
+
+// Session is the shell session fsx drives (cmd/gio passes a
+// *commands.Session; fsx sits below commands and does not import it).
+type Session interface {
+	// Execute runs one command line and reports whether it succeeded.
+	Execute(line string) bool
+	// RunPending delivers the completions due now, as the shell does
+	// before every line.
+	RunPending()
+	// FlushOutput flushes what the session buffered for its out writer.
+	FlushOutput()
+	// Close closes the image and removes scratch images.
+	Close()
 }
 
 // Kind classifies a failure.
@@ -75,7 +87,7 @@ type request struct {
 // runner executes lines on a session and checks what they print.
 type runner struct {
 	env   Env
-	s     *commands.Session
+	s     Session
 	out   bytes.Buffer
 	errb  bytes.Buffer
 	m     *model
@@ -107,10 +119,7 @@ func newRunner(env Env) *runner {
 
 // close ends the session and removes its scratch image.
 func (r *runner) close() {
-	if r.s.Img != nil {
-		r.s.CloseImage()
-	}
-	r.s.Cleanup()
+	r.s.Close()
 }
 
 func (r *runner) harnessf(format string, args ...any) {
@@ -149,7 +158,7 @@ type words struct {
 }
 
 func parseWords(line string) words {
-	f := commands.SplitLine(line)
+	f := splitLine(line)
 	w := words{pat: -1}
 	if len(f) == 0 {
 		return w
@@ -219,7 +228,7 @@ func (r *runner) exec(line string, body int) bool {
 	}
 	// What the loop delivers before the line runs ("gio run" runs
 	// pending bottom halves before every line).
-	r.s.Loop.RunPending()
+	r.s.RunPending()
 	r.collect()
 
 	w := parseWords(line)
@@ -390,9 +399,7 @@ var (
 
 // collect parses what the session printed since the last call.
 func (r *runner) collect() {
-	if r.s.Flush != nil {
-		r.s.Flush()
-	}
+	r.s.FlushOutput()
 	text := r.out.String()
 	r.out.Reset()
 	r.errb.Reset()
@@ -523,4 +530,10 @@ func unhex(c byte) int {
 		return int(c-'a') + 10
 	}
 	return -1
+}
+
+// splitLine splits a command line into words as the shell does: at
+// spaces only (a tab is part of a word).
+func splitLine(line string) []string {
+	return strings.FieldsFunc(line, func(r rune) bool { return r == ' ' })
 }

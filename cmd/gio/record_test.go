@@ -1,0 +1,1091 @@
+package main
+
+// Recorded differential cases: testdata/diff, testdata/bad and
+// testdata/qcow2 hold qemu-io 7.2's answers as files, so that a plain
+// "go test" compares gio with them and needs no qemu-io. Each case is
+//
+//	case NAME
+//	size 65536                       img.raw, sparse (absent: no image)
+//	prep write -P 0xaa 0 64k         qemu-io command run on img.raw first
+//	file NAME "Go-quoted content"    more files in the case directory
+//	sparse NAME SIZE                 a sparse file of zeroes
+//	mkdir NAME                       a subdirectory
+//	noperm NAME                      a 4 KiB file nobody may open (skips as root)
+//	tmpfs SIZE                       a small tmpfs on the case directory (root only)
+//	setup ARGV...                    a qcow2 setup command (qemu-img, qemu-io, sh, rm)
+//	args ARG...                      the command line (Go-quoted where needed)
+//	stdin "Go-quoted"                fed on stdin (else /dev/null), or
+//	stdin <<EOF ... EOF              the same as a here-document, or
+//	step [truncate=SIZE] LINE        stdin one prompt at a time (img.raw resized first)
+//	qemu crashes|hangs|differs       qemu-io cannot be the oracle: the
+//	                                 expectation is gio's own, and the live
+//	                                 run checks that qemu-io still crashes
+//	                                 or hangs ("differs": gio differs on
+//	                                 purpose, or qemu-io varies; README)
+//	racy REASON                      qemu-io's output depends on timing: the
+//	                                 live run retries it up to three times
+//	garbage REASON                   img.raw is not compared (qemu-io writes
+//	                                 uninitialised memory)
+//	nofiles                          no file is compared
+//	check leaks|none                 qcow2: qemu-img check may find leaks / is not run
+//	anylayout                        qcow2: image content, not bytes, is compared
+//	---- output [noeol]
+//	the output after _filter_qemu_io (stdout and stderr on one pipe)
+//	---- map                         qcow2: qemu-img map --output=human, then json
+//	...
+//	---- result
+//	exit 1
+//	hash NAME SIZE HEX               every regular file the run leaves
+//	content NAME HEX                 qcow2: the image's guest content
+//
+// Plain "go test" runs gio and compares with the record. With
+// GIO_QEMU_ORACLE=1 each case also runs the real qemu-io and fails if gio
+// or the record differs from it (CI does this, so records cannot go
+// stale). "go test -run TestRecorded -update" re-records the cases from
+// qemu-io (gio's own answers where qemu-io crashes, hangs or differs are
+// recorded only for a case that has none yet). To add a case, append its
+// input lines to a file (or a new .txt file) with "---- output" and
+// "---- result" empty, and run with -update; read the diff.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+var update = flag.Bool("update", false, "re-record testdata/{diff,bad,qcow2} from the real qemu-io")
+
+// oracleLive says whether qemu-io runs beside gio (GIO_QEMU_ORACLE=1).
+func oracleLive() bool { return os.Getenv("GIO_QEMU_ORACLE") == "1" }
+
+// recFile is a file laid out before a case runs.
+type recFile struct {
+	name    string
+	content string
+	sparse  int64 // > 0: a sparse file of this size instead of content
+}
+
+// recStep is one stdin line fed when its prompt appears.
+type recStep struct {
+	line     string
+	truncate int64 // >= 0: img.raw is resized to this first
+}
+
+// recHash is one file's recorded hash.
+type recHash struct {
+	name string
+	size int64
+	hex  string
+}
+
+// recCase is one recorded case: its input and qemu-io's answer.
+type recCase struct {
+	file string
+	line int
+
+	name      string
+	size      int64 // of img.raw, -1: none
+	prep      []string
+	files     []recFile
+	mkdirs    []string
+	noperm    []string
+	tmpfs     string
+	setup     [][]string
+	args      []string
+	stdin     *string
+	steps     []recStep
+	qemu      string // "", "crashes", "hangs", "differs"
+	racy      string
+	garbage   string
+	nofiles   bool
+	check     string // qcow2: "", "leaks", "none"
+	anyLayout bool
+
+	// The record.
+	recorded bool
+	out      string
+	qmap     *string
+	rc       int
+	hashes   []recHash
+	content  []recHash
+}
+
+func (c *recCase) pos() string { return fmt.Sprintf("%s:%d", c.file, c.line) }
+
+// qcow2 says whether the case checks a qcow2 image (setup commands).
+func (c *recCase) qcow2() bool { return len(c.setup) > 0 }
+
+// quoteArg writes a word plainly when it reads back the same, else
+// Go-quoted.
+func quoteArg(s string) string {
+	if s == "" || strings.ContainsAny(s, " \t\"\\\r\n") || !strconv.IsPrint(rune(s[0])) || strings.IndexFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+func quoteArgs(a []string) string {
+	q := make([]string, len(a))
+	for i, s := range a {
+		q[i] = quoteArg(s)
+	}
+	return strings.Join(q, " ")
+}
+
+// splitArgs reads back quoteArgs.
+func splitArgs(s string) ([]string, error) {
+	var a []string
+	for {
+		s = strings.TrimLeft(s, " ")
+		if s == "" {
+			return a, nil
+		}
+		if s[0] == '"' {
+			q, err := strconv.QuotedPrefix(s)
+			if err != nil {
+				return nil, fmt.Errorf("bad quoted word %q", s)
+			}
+			u, _ := strconv.Unquote(q)
+			a = append(a, u)
+			s = s[len(q):]
+			if s != "" && s[0] != ' ' {
+				return nil, fmt.Errorf("no space after quoted word %s", q)
+			}
+			continue
+		}
+		i := strings.IndexByte(s, ' ')
+		if i < 0 {
+			i = len(s)
+		}
+		a = append(a, s[:i])
+		s = s[i:]
+	}
+}
+
+// parseRecords reads a record file.
+func parseRecords(path string) ([]*recCase, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	lines := strings.Split(string(data), "\n")
+	var cs []*recCase
+	var c *recCase
+	fail := func(i int, format string, a ...any) error {
+		return fmt.Errorf("%s:%d: %s", path, i+1, fmt.Sprintf(format, a...))
+	}
+	// verbatim reads lines up to the next "---- " line.
+	verbatim := func(i int) (string, int) {
+		var b strings.Builder
+		for ; i < len(lines) && !strings.HasPrefix(lines[i], "---- "); i++ {
+			b.WriteString(lines[i])
+			b.WriteByte('\n')
+		}
+		return b.String(), i
+	}
+	for i := 0; i < len(lines); i++ {
+		l := lines[i]
+		if c == nil || !strings.HasPrefix(l, "---- ") {
+			if l == "" || strings.HasPrefix(l, "#") {
+				continue
+			}
+		}
+		word, rest, _ := strings.Cut(l, " ")
+		if word == "case" {
+			c = &recCase{file: path, line: i + 1, name: rest, size: -1}
+			cs = append(cs, c)
+			continue
+		}
+		if c == nil {
+			return nil, fail(i, "%q before the first case", l)
+		}
+		switch word {
+		case "size":
+			n, err := strconv.ParseInt(rest, 10, 64)
+			if err != nil {
+				return nil, fail(i, "%v", err)
+			}
+			c.size = n
+		case "prep":
+			c.prep = append(c.prep, rest)
+		case "file":
+			name, q, _ := strings.Cut(rest, " ")
+			s, err := strconv.Unquote(q)
+			if err != nil {
+				return nil, fail(i, "file content: %v", err)
+			}
+			c.files = append(c.files, recFile{name: name, content: s})
+		case "sparse":
+			name, n, _ := strings.Cut(rest, " ")
+			sz, err := strconv.ParseInt(n, 10, 64)
+			if err != nil {
+				return nil, fail(i, "%v", err)
+			}
+			c.files = append(c.files, recFile{name: name, sparse: sz})
+		case "mkdir":
+			c.mkdirs = append(c.mkdirs, rest)
+		case "noperm":
+			c.noperm = append(c.noperm, rest)
+		case "tmpfs":
+			c.tmpfs = rest
+		case "setup", "args":
+			a, err := splitArgs(rest)
+			if err != nil {
+				return nil, fail(i, "%v", err)
+			}
+			if word == "setup" {
+				c.setup = append(c.setup, a)
+			} else {
+				c.args = a
+			}
+		case "stdin":
+			if strings.HasPrefix(rest, "<<") {
+				end := strings.TrimPrefix(rest, "<<")
+				var b strings.Builder
+				for i++; i < len(lines) && lines[i] != end; i++ {
+					b.WriteString(lines[i])
+					b.WriteByte('\n')
+				}
+				if i == len(lines) {
+					return nil, fail(c.line-1, "stdin here-document without %s", end)
+				}
+				s := b.String()
+				c.stdin = &s
+				continue
+			}
+			s, err := strconv.Unquote(rest)
+			if err != nil {
+				return nil, fail(i, "stdin: %v", err)
+			}
+			c.stdin = &s
+		case "step":
+			st := recStep{truncate: -1}
+			if v, ok := strings.CutPrefix(rest, "truncate="); ok {
+				n, line, _ := strings.Cut(v, " ")
+				sz, err := strconv.ParseInt(n, 10, 64)
+				if err != nil {
+					return nil, fail(i, "%v", err)
+				}
+				st.truncate, rest = sz, line
+			}
+			s, err := strconv.Unquote(rest)
+			if err != nil {
+				return nil, fail(i, "step: %v", err)
+			}
+			st.line = s
+			c.steps = append(c.steps, st)
+		case "qemu":
+			if rest != "crashes" && rest != "hangs" && rest != "differs" {
+				return nil, fail(i, "qemu %q: want crashes, hangs or differs", rest)
+			}
+			c.qemu = rest
+		case "racy":
+			c.racy = rest
+		case "garbage":
+			c.garbage = rest
+		case "nofiles":
+			c.nofiles = true
+		case "check":
+			c.check = rest
+		case "anylayout":
+			c.anyLayout = true
+		case "----":
+			// The record: output, map, result.
+			for i < len(lines) && strings.HasPrefix(lines[i], "---- ") {
+				sec := strings.Fields(strings.TrimPrefix(lines[i], "---- "))
+				switch {
+				case len(sec) > 0 && sec[0] == "output":
+					out, j := verbatim(i + 1)
+					if len(sec) > 1 && sec[1] == "noeol" {
+						out = strings.TrimSuffix(out, "\n")
+					}
+					c.out, i = out, j
+				case len(sec) == 1 && sec[0] == "map":
+					m, j := verbatim(i + 1)
+					c.qmap, i = &m, j
+				case len(sec) == 1 && sec[0] == "result":
+					for i++; i < len(lines) && lines[i] != ""; i++ {
+						f := strings.Fields(lines[i])
+						switch {
+						case len(f) == 2 && f[0] == "exit":
+							rc, err := strconv.Atoi(f[1])
+							if err != nil {
+								return nil, fail(i, "%v", err)
+							}
+							c.rc, c.recorded = rc, true
+						case len(f) == 4 && f[0] == "hash":
+							sz, err := strconv.ParseInt(f[2], 10, 64)
+							if err != nil {
+								return nil, fail(i, "%v", err)
+							}
+							c.hashes = append(c.hashes, recHash{f[1], sz, f[3]})
+						case len(f) == 3 && f[0] == "content":
+							c.content = append(c.content, recHash{f[1], -1, f[2]})
+						default:
+							return nil, fail(i, "bad result line %q", lines[i])
+						}
+					}
+				default:
+					return nil, fail(i, "unknown section %q", lines[i])
+				}
+			}
+			c = nil
+		default:
+			return nil, fail(i, "unknown directive %q", word)
+		}
+	}
+	return cs, nil
+}
+
+// formatRecord writes c back in the form parseRecords reads.
+func formatRecord(w *bytes.Buffer, c *recCase) {
+	fmt.Fprintf(w, "case %s\n", c.name)
+	if c.size >= 0 {
+		fmt.Fprintf(w, "size %d\n", c.size)
+	}
+	for _, p := range c.prep {
+		fmt.Fprintf(w, "prep %s\n", p)
+	}
+	for _, f := range c.files {
+		if f.sparse > 0 {
+			fmt.Fprintf(w, "sparse %s %d\n", f.name, f.sparse)
+		} else {
+			fmt.Fprintf(w, "file %s %s\n", f.name, strconv.Quote(f.content))
+		}
+	}
+	for _, d := range c.mkdirs {
+		fmt.Fprintf(w, "mkdir %s\n", d)
+	}
+	for _, d := range c.noperm {
+		fmt.Fprintf(w, "noperm %s\n", d)
+	}
+	if c.tmpfs != "" {
+		fmt.Fprintf(w, "tmpfs %s\n", c.tmpfs)
+	}
+	for _, s := range c.setup {
+		fmt.Fprintf(w, "setup %s\n", quoteArgs(s))
+	}
+	fmt.Fprintf(w, "args %s\n", quoteArgs(c.args))
+	if c.stdin != nil {
+		s := *c.stdin
+		lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+		clean := strings.HasSuffix(s, "\n") && !strings.ContainsAny(s, "\r") && strconv.CanBackquote(strings.ReplaceAll(s, "\n", ""))
+		for _, l := range lines {
+			if l == "EOF" {
+				clean = false
+			}
+		}
+		if clean {
+			fmt.Fprintf(w, "stdin <<EOF\n%sEOF\n", s)
+		} else {
+			fmt.Fprintf(w, "stdin %s\n", strconv.Quote(s))
+		}
+	}
+	for _, st := range c.steps {
+		if st.truncate >= 0 {
+			fmt.Fprintf(w, "step truncate=%d %s\n", st.truncate, strconv.Quote(st.line))
+		} else {
+			fmt.Fprintf(w, "step %s\n", strconv.Quote(st.line))
+		}
+	}
+	if c.qemu != "" {
+		fmt.Fprintf(w, "qemu %s\n", c.qemu)
+	}
+	if c.racy != "" {
+		fmt.Fprintf(w, "racy %s\n", c.racy)
+	}
+	if c.garbage != "" {
+		fmt.Fprintf(w, "garbage %s\n", c.garbage)
+	}
+	if c.nofiles {
+		fmt.Fprintf(w, "nofiles\n")
+	}
+	if c.check != "" {
+		fmt.Fprintf(w, "check %s\n", c.check)
+	}
+	if c.anyLayout {
+		fmt.Fprintf(w, "anylayout\n")
+	}
+	if !c.recorded {
+		w.WriteString("---- output\n---- result\n\n")
+		return
+	}
+	if c.out != "" && !strings.HasSuffix(c.out, "\n") {
+		fmt.Fprintf(w, "---- output noeol\n%s\n", c.out)
+	} else {
+		fmt.Fprintf(w, "---- output\n%s", c.out)
+	}
+	if c.qmap != nil {
+		fmt.Fprintf(w, "---- map\n%s", *c.qmap)
+	}
+	fmt.Fprintf(w, "---- result\nexit %d\n", c.rc)
+	for _, h := range c.hashes {
+		fmt.Fprintf(w, "hash %s %d %s\n", h.name, h.size, h.hex)
+	}
+	for _, h := range c.content {
+		fmt.Fprintf(w, "content %s %s\n", h.name, h.hex)
+	}
+	w.WriteString("\n")
+}
+
+// zeroHash hashes a file's content without reading its holes: the size,
+// then the offset and bytes of every 4 KiB block that is not all zeroes.
+// Two files with the same bytes hash the same whatever their holes (a
+// 3 GiB sparse image hashes in milliseconds).
+func zeroHash(path string) (size int64, sum string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, "", err
+	}
+	size = st.Size()
+	h := sha256.New()
+	var hdr [8]byte
+	binary.LittleEndian.PutUint64(hdr[:], uint64(size))
+	h.Write(hdr[:])
+	const blk = 4096
+	buf := make([]byte, 1<<20)
+	zero := make([]byte, blk)
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break
+		}
+		if err != nil {
+			data = off // no SEEK_DATA here: read everything
+		}
+		data -= data % blk
+		hole, err := unix.Seek(int(f.Fd()), data, unix.SEEK_HOLE)
+		if err != nil {
+			hole = size
+		}
+		for off = data; off < hole; {
+			n, err := f.ReadAt(buf[:min(int64(len(buf)), hole-off)], off)
+			if n == 0 && err != nil {
+				if err == io.EOF {
+					break
+				}
+				return 0, "", err
+			}
+			for i := 0; i < n; i += blk {
+				b := buf[i:min(n, i+blk)]
+				if !bytes.Equal(b, zero[:len(b)]) {
+					binary.LittleEndian.PutUint64(hdr[:], uint64(off+int64(i)))
+					h.Write(hdr[:])
+					h.Write(b)
+				}
+			}
+			off += int64(n)
+		}
+		if off < hole {
+			off = hole
+		}
+	}
+	return size, hex.EncodeToString(h.Sum(nil))[:32], nil
+}
+
+// hashFiles hashes the regular files of a run's directory, by name.
+func hashFiles(t *testing.T, files map[string]string, skip ...string) []recHash {
+	t.Helper()
+	var hs []recHash
+	for name, p := range files {
+		if contains(skip, name) {
+			continue
+		}
+		sz, sum, err := zeroHash(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs = append(hs, recHash{name, sz, sum})
+	}
+	sort.Slice(hs, func(i, j int) bool { return hs[i].name < hs[j].name })
+	return hs
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// runOut is what one run of a program produced.
+type runOut struct {
+	out      string // filtered
+	rc       int
+	timedOut bool
+	files    map[string]string
+}
+
+// setupCase lays out c's directory; tool runs the prep and setup
+// commands that name qemu-io (gio itself, or the real qemu-io when it is
+// the program under comparison).
+func setupCase(t *testing.T, dir string, c *recCase, tool string) {
+	t.Helper()
+	if c.tmpfs != "" {
+		if os.Geteuid() != 0 {
+			t.Skip("mounting a tmpfs needs root")
+		}
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+c.tmpfs, "tmpfs", dir).CombinedOutput(); err != nil {
+			t.Skipf("no tmpfs: %v: %s", err, out)
+		}
+		t.Cleanup(func() { unmount(t, dir) })
+	}
+	for _, d := range c.mkdirs {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range c.noperm {
+		if os.Geteuid() == 0 {
+			t.Skip("root ignores file permissions")
+		}
+		if err := os.WriteFile(filepath.Join(dir, n), make([]byte, 4096), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.size >= 0 {
+		p := filepath.Join(dir, "img.raw")
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(p, c.size); err != nil {
+			t.Fatal(err)
+		}
+		if len(c.prep) > 0 {
+			args := append([]string{"-f", "raw"}, cmds(c.prep...)...)
+			cmd := exec.Command(tool, append(args, "img.raw")...)
+			cmd.Dir = dir
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("prep %q: %v\n%s", c.prep, err, out)
+			}
+		}
+	}
+	for _, f := range c.files {
+		p := filepath.Join(dir, f.name)
+		if err := os.WriteFile(p, []byte(f.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if f.sparse > 0 {
+			if err := os.Truncate(p, f.sparse); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, argv := range c.setup {
+		name := argv[0]
+		if name == "qemu-io" {
+			name = tool
+		} else if _, err := exec.LookPath(name); err != nil {
+			t.Skipf("setup needs %s: %v", name, err)
+		}
+		cmd := exec.Command(name, argv[1:]...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("setup %q: %v\n%s", argv, err, out)
+		}
+	}
+}
+
+// unmount unmounts the tmpfs on dir. A process forked by another test
+// may hold a descriptor of a file in it for a moment (between fork and
+// exec), which makes umount fail with "target is busy" on a loaded
+// machine: try again, then detach it.
+func unmount(t *testing.T, dir string) {
+	t.Helper()
+	var out []byte
+	var err error
+	for try := 0; try < 20; try++ {
+		if out, err = exec.Command("umount", dir).CombinedOutput(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out2, err2 := exec.Command("umount", "-l", dir).CombinedOutput(); err2 != nil {
+		t.Errorf("umount %s: %v: %s; umount -l: %v: %s", dir, err, out, err2, out2)
+	}
+}
+
+// runCase runs bin for c in a fresh directory.
+func runCase(t *testing.T, bin string, c *recCase, timeout time.Duration) runOut {
+	t.Helper()
+	dir := t.TempDir()
+	setupCase(t, dir, c, bin)
+	out, rc, timedOut := runProgram(t, bin, dir, c.args, c.stdin, c.steps, timeout)
+	return runOut{out: filterQemuIO(out), rc: rc, timedOut: timedOut, files: readFiles(t, dir)}
+}
+
+// runProgram runs bin in dir with stdout and stderr on one pipe. stdin is
+// fed at once; steps, one line each time a prompt for it has appeared
+// (after img.raw was resized, if the step says so). A timeout is
+// reported, not failed, so that a hang of qemu-io can be recorded.
+func runProgram(t *testing.T, bin, dir string, args []string, stdin *string, steps []recStep, timeout time.Duration) (out string, rc int, timedOut bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = dir
+	var buf syncBuffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf // same writer: exec gives both the same pipe
+	var pipe io.WriteCloser
+	switch {
+	case steps != nil:
+		w, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pipe = w
+	case stdin != nil:
+		cmd.Stdin = strings.NewReader(*stdin)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", bin, err)
+	}
+	for i, st := range steps {
+		for strings.Count(buf.String(), "qemu-io> ") <= i && ctx.Err() == nil {
+			time.Sleep(2 * time.Millisecond)
+		}
+		if st.truncate >= 0 {
+			if err := os.Truncate(filepath.Join(dir, "img.raw"), st.truncate); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := pipe.Write([]byte(st.line + "\n")); err != nil {
+			break
+		}
+	}
+	if pipe != nil {
+		pipe.Close()
+	}
+	err := cmd.Wait()
+	if ctx.Err() != nil {
+		return buf.String(), -1, true
+	}
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("%s: %v", bin, err)
+		}
+		ws := ee.Sys().(syscall.WaitStatus)
+		if ws.Signaled() {
+			return buf.String(), 128 + int(ws.Signal()), false
+		}
+		return buf.String(), ws.ExitStatus(), false
+	}
+	return buf.String(), 0, false
+}
+
+// observed is what a run gives to compare with a record: filtered
+// output, exit status, file hashes, and for qcow2 the image content and
+// qemu-img's map.
+type observed struct {
+	out     string
+	rc      int
+	hashes  []recHash
+	content []recHash
+	qmap    *string
+}
+
+// hashSkip lists the files whose bytes c does not compare.
+func hashSkip(c *recCase, files map[string]string) []string {
+	var skip []string
+	if c.nofiles {
+		for n := range files {
+			skip = append(skip, n)
+		}
+	}
+	if c.garbage != "" {
+		skip = append(skip, "img.raw")
+	}
+	if c.anyLayout {
+		skip = append(skip, "img.qcow2")
+	}
+	return skip
+}
+
+// observe turns a run into what the record holds.
+func observe(t *testing.T, c *recCase, r runOut) observed {
+	t.Helper()
+	o := observed{out: r.out, rc: r.rc, hashes: hashFiles(t, r.files, hashSkip(c, r.files)...)}
+	if c.qcow2() && c.check != "none" {
+		o.content = []recHash{{qcow2Image(c), -1, guestContent(t, r.files[qcow2Image(c)])}}
+	}
+	return o
+}
+
+// qcow2Image is the image a qcow2 case checks.
+func qcow2Image(*recCase) string { return "img.qcow2" }
+
+// guestContent is the zeroHash of a qcow2 image's guest view, converted
+// to raw by qemu-img.
+func guestContent(t *testing.T, image string) string {
+	t.Helper()
+	raw := filepath.Join(t.TempDir(), "content.raw")
+	if out, err := exec.Command("qemu-img", "convert", "-O", "raw", image, raw).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img convert %s: %v\n%s", image, err, out)
+	}
+	_, sum, err := zeroHash(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
+// differences lists how o differs from the record c (who names the
+// record's side: "record" or "qemu-io").
+func differences(c *recCase, want observed, who string, got observed) []string {
+	var p []string
+	if want.out != got.out {
+		p = append(p, fmt.Sprintf("output differs (args %s)\n--- %s\n%s\n--- gio\n%s\n--- diff\n%s", quoteArgs(c.args), who, want.out, got.out, lineDiff(want.out, got.out)))
+	}
+	if want.rc != got.rc {
+		p = append(p, fmt.Sprintf("exit status: %s %d, gio %d", who, want.rc, got.rc))
+	}
+	if a, b := fmt.Sprint(want.hashes), fmt.Sprint(got.hashes); a != b {
+		p = append(p, fmt.Sprintf("files differ: %s %s, gio %s", who, a, b))
+	}
+	if want.content != nil && got.content != nil && fmt.Sprint(want.content) != fmt.Sprint(got.content) {
+		p = append(p, fmt.Sprintf("image content differs: %s %v, gio %v", who, want.content, got.content))
+	}
+	return p
+}
+
+// recordedAs is the record of c as an observation.
+func recordedAs(c *recCase) observed {
+	o := observed{out: c.out, rc: c.rc, hashes: c.hashes, qmap: c.qmap}
+	if len(c.content) > 0 {
+		o.content = c.content
+	}
+	return o
+}
+
+const (
+	gioTimeout   = 3 * time.Minute
+	qemuTimeout  = 3 * time.Minute
+	crashTimeout = 20 * time.Second
+	hangTimeout  = 3 * time.Second
+)
+
+// TestRecorded runs every recorded case; see the top of this file.
+func TestRecorded(t *testing.T) {
+	dirs := []string{"testdata/diff", "testdata/bad", "testdata/qcow2"}
+	live := oracleLive() || *update
+	if live {
+		if _, err := exec.LookPath("qemu-io"); err != nil {
+			t.Fatalf("GIO_QEMU_ORACLE=1 or -update needs qemu-io: %v", err)
+		}
+	}
+	seen := map[string]string{}
+	n := 0
+	for _, d := range dirs {
+		paths, _ := filepath.Glob(filepath.Join(d, "*.txt"))
+		for _, path := range paths {
+			cs, err := parseRecords(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range cs {
+				if p, dup := seen[d+"/"+c.name]; dup {
+					t.Fatalf("%s: case %s already at %s", c.pos(), c.name, p)
+				}
+				seen[d+"/"+c.name] = c.pos()
+			}
+			n += len(cs)
+			t.Run(strings.TrimSuffix(path[len("testdata/"):], ".txt"), func(t *testing.T) {
+				t.Parallel()
+				for _, c := range cs {
+					t.Run(c.name, func(t *testing.T) {
+						t.Parallel()
+						runRecorded(t, c, live)
+					})
+				}
+			})
+			if *update {
+				t.Cleanup(func() {
+					var b bytes.Buffer
+					b.WriteString(header(path))
+					for _, c := range cs {
+						formatRecord(&b, c)
+					}
+					if err := os.WriteFile(path, bytes.TrimSuffix(b.Bytes(), []byte("\n")), 0o644); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+		}
+	}
+	if n < 400 {
+		t.Errorf("only %d recorded cases in %v", n, dirs)
+	}
+}
+
+// header is the leading comment block of a record file, kept by -update.
+func header(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var b strings.Builder
+	sc := bufio.NewScanner(f)
+	for sc.Scan() && (strings.HasPrefix(sc.Text(), "#") || sc.Text() == "") {
+		b.WriteString(sc.Text() + "\n")
+	}
+	return b.String()
+}
+
+// runRecorded runs one case: gio against the record, and when live
+// qemu-io against both (with -update, qemu-io's answer replaces the
+// record).
+func runRecorded(t *testing.T, c *recCase, live bool) {
+	if c.qcow2() {
+		if _, err := exec.LookPath("qemu-img"); err != nil {
+			t.Skipf("%s: qcow2 cases need qemu-img to make their images", c.pos())
+		}
+	}
+	g := runCase(t, gioBin, c, gioTimeout)
+	if g.timedOut {
+		t.Fatalf("%s: gio hung (args %s); output so far:\n%s", c.pos(), quoteArgs(c.args), g.out)
+	}
+	for _, crash := range []string{"panic:", "goroutine ", "runtime error", "SIGSEGV"} {
+		if strings.Contains(g.out, crash) {
+			t.Fatalf("%s: gio crashed:\n%s", c.pos(), g.out)
+		}
+	}
+	got := observe(t, c, g)
+	if c.qcow2() {
+		got.qmap = checkQcow2(t, c, g.files)
+	}
+	if live {
+		q, ok := liveQemu(t, c, got)
+		switch {
+		case *update && ok:
+			c.recorded, c.out, c.rc, c.hashes, c.content, c.qmap = true, q.out, q.rc, q.hashes, q.content, q.qmap
+		case *update && !c.recorded:
+			// qemu-io cannot answer here: gio's answer is the expectation
+			// of a new case (read it in the diff).
+			c.recorded, c.out, c.rc, c.hashes, c.content, c.qmap = true, got.out, got.rc, got.hashes, got.content, got.qmap
+		case *update && c.hashes == nil:
+			// A hand-written expectation without files: gio's files.
+			c.hashes, c.content = got.hashes, got.content
+		case ok:
+			for _, p := range differences(c, q, "qemu-io", recordedAs(c)) {
+				t.Errorf("%s: the record is stale (go test -run TestRecorded -update): %s", c.pos(), strings.Replace(p, "gio", "record", 1))
+			}
+		}
+	}
+	if !c.recorded {
+		t.Fatalf("%s: case %s has no record (go test -run TestRecorded -update)", c.pos(), c.name)
+	}
+	for _, p := range checkRecord(c, got) {
+		t.Errorf("%s: %s", c.pos(), p)
+	}
+}
+
+// checkRecord compares what gio did with the record of c.
+func checkRecord(c *recCase, got observed) []string {
+	p := differences(c, recordedAs(c), "record", got)
+	if c.qmap != nil && got.qmap != nil && *c.qmap != *got.qmap {
+		p = append(p, fmt.Sprintf("map differs\n--- qemu-img map (record)\n%s\n--- gio map -s, map --output=json\n%s\n--- diff\n%s", *c.qmap, *got.qmap, lineDiff(*c.qmap, *got.qmap)))
+	}
+	return p
+}
+
+// liveQemu runs qemu-io for c. ok says qemu-io answered and the answer
+// is to be compared (gio is checked against it here); otherwise it
+// checks that qemu-io still crashes or hangs where the case says so.
+func liveQemu(t *testing.T, c *recCase, got observed) (q observed, ok bool) {
+	t.Helper()
+	switch c.qemu {
+	case "differs":
+		return q, false
+	case "crashes":
+		r := runCase(t, "qemu-io", c, crashTimeout)
+		if r.timedOut || r.rc <= 128 {
+			t.Errorf("%s: qemu-io was expected to crash here but did not (rc %d, hung %v): drop \"qemu crashes\" and re-record:\n%s", c.pos(), r.rc, r.timedOut, r.out)
+		}
+		return q, false
+	case "hangs":
+		r := runCase(t, "qemu-io", c, hangTimeout)
+		if !r.timedOut {
+			t.Errorf("%s: qemu-io was expected to hang here but finished (rc %d): drop \"qemu hangs\" and re-record:\n%s", c.pos(), r.rc, r.out)
+		}
+		return q, false
+	}
+	var problems []string
+	for try := 0; ; try++ {
+		r := runCase(t, "qemu-io", c, qemuTimeout)
+		if r.timedOut {
+			t.Fatalf("%s: qemu-io hung where it was expected to answer; output:\n%s", c.pos(), r.out)
+		}
+		q = observe(t, c, r)
+		if c.qcow2() && !c.anyLayout {
+			q.qmap = qemuImgMap(t, c, r.files)
+		}
+		problems = differences(c, q, "qemu-io", got)
+		if q.qmap != nil && got.qmap != nil && *q.qmap != *got.qmap {
+			problems = append(problems, fmt.Sprintf("map differs\n--- qemu-img map\n%s\n--- gio\n%s", *q.qmap, *got.qmap))
+		}
+		// A timing-dependent case gets more qemu-io runs: gio matches
+		// if it matches any of them.
+		if len(problems) == 0 || c.racy == "" || try == 3 {
+			break
+		}
+		t.Logf("qemu-io differed (%s); running it again", c.racy)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", c.pos(), p)
+	}
+	return q, true
+}
+
+// checkQcow2 runs qemu-img check on gio's image and returns gio's
+// "map -s" and "map --output=json" of it.
+func checkQcow2(t *testing.T, c *recCase, files map[string]string) *string {
+	t.Helper()
+	if c.check == "none" {
+		return nil
+	}
+	image := files[qcow2Image(c)]
+	out, err := exec.Command("qemu-img", "check", image).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok && !(c.check == "leaks" && ee.ExitCode() == 3) || err != nil && !ok {
+		t.Errorf("%s: qemu-img check on gio's image: %v\n%s", c.pos(), err, out)
+	}
+	gm := exec.Command(gioBin, "-r", "-c", "map -s", "-c", "map --output=json", filepath.Base(image))
+	gm.Dir = filepath.Dir(image)
+	gmap, err := gm.Output() // errors go to stderr, as qemu-img's
+	if _, ok := err.(*exec.ExitError); err != nil && !ok {
+		t.Fatalf("gio map: %v", err)
+	}
+	s := string(gmap)
+	if c.anyLayout {
+		// gio's layout is its own: qemu-img maps gio's image here, and
+		// nothing is recorded.
+		if q := qemuImgMap(t, c, files); *q != s {
+			t.Errorf("%s: map differs\n--- qemu-img map\n%s\n--- gio map -s, map --output=json\n%s\n--- diff\n%s", c.pos(), *q, s, lineDiff(*q, s))
+		}
+		return nil
+	}
+	return &s
+}
+
+// qemuImgMap is qemu-img map's human and JSON output for the case's image.
+func qemuImgMap(t *testing.T, c *recCase, files map[string]string) *string {
+	t.Helper()
+	if c.check == "none" {
+		return nil
+	}
+	image := files[qcow2Image(c)]
+	var s string
+	for _, f := range []string{"--output=human", "--output=json"} {
+		m := exec.Command("qemu-img", "map", f, filepath.Base(image))
+		m.Dir = filepath.Dir(image)
+		out, err := m.Output() // the error line goes to stderr
+		if _, ok := err.(*exec.ExitError); err != nil && !ok {
+			t.Fatalf("qemu-img map: %v", err)
+		}
+		s += string(out)
+	}
+	return &s
+}
+
+// TestRecordEditFails edits each part of a recorded expectation and
+// checks that the comparison then fails.
+func TestRecordEditFails(t *testing.T) {
+	cs, err := parseRecords("testdata/diff/write.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c *recCase
+	for _, x := range cs {
+		if x.name == "write/basic" {
+			c = x
+		}
+	}
+	if c == nil {
+		t.Fatal("write/basic not in testdata/diff/write.txt")
+	}
+	got := observe(t, c, runCase(t, gioBin, c, gioTimeout))
+	if p := checkRecord(c, got); len(p) > 0 {
+		t.Fatalf("unedited record fails: %v", p)
+	}
+	edits := map[string]func(e *recCase){
+		"output": func(e *recCase) { e.out = strings.Replace(e.out, "offset 4096", "offset 4097", 1) },
+		"exit":   func(e *recCase) { e.rc++ },
+		"hash": func(e *recCase) {
+			e.hashes = append([]recHash(nil), e.hashes...)
+			e.hashes[0].hex = strings.Repeat("0", 32)
+		},
+		"size":  func(e *recCase) { e.hashes = append([]recHash(nil), e.hashes...); e.hashes[0].size++ },
+		"files": func(e *recCase) { e.hashes = nil },
+	}
+	for name, edit := range edits {
+		e := *c
+		edit(&e)
+		if len(checkRecord(&e, got)) == 0 {
+			t.Errorf("editing the record's %s did not fail the case", name)
+		}
+	}
+	// And through the file: a changed output line fails to match.
+	var b bytes.Buffer
+	formatRecord(&b, c)
+	edited := strings.Replace(b.String(), "wrote 4096/4096 bytes at offset 4096", "wrote 4096/4096 bytes at offset 4095", 1)
+	if edited == b.String() {
+		t.Fatal("the edit did not apply")
+	}
+	p := filepath.Join(t.TempDir(), "x.txt")
+	os.WriteFile(p, []byte(edited), 0o644)
+	es, err := parseRecords(p)
+	if err != nil || len(es) != 1 {
+		t.Fatalf("reading the edited record: %v %d", err, len(es))
+	}
+	if len(checkRecord(es[0], got)) == 0 {
+		t.Error("an edited output line in the file did not fail the case")
+	}
+}
+
+// TestRecordFormatRoundTrip: every record file reads back to itself.
+func TestRecordFormatRoundTrip(t *testing.T) {
+	for _, d := range []string{"testdata/diff", "testdata/bad", "testdata/qcow2"} {
+		paths, _ := filepath.Glob(filepath.Join(d, "*.txt"))
+		for _, path := range paths {
+			cs, err := parseRecords(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b bytes.Buffer
+			b.WriteString(header(path))
+			for _, c := range cs {
+				formatRecord(&b, c)
+			}
+			data, _ := os.ReadFile(path)
+			if got := bytes.TrimSuffix(b.Bytes(), []byte("\n")); !bytes.Equal(got, data) {
+				t.Errorf("%s does not read back to itself:\n%s", path, lineDiff(string(data), string(got)))
+			}
+		}
+	}
+}
