@@ -66,6 +66,9 @@ func (n *Node) PRead(co *Co, off int64, buf []byte, flags ReqFlags) error {
 		// driver leaves alone (null-co) keep what the caller had there.
 		copy(abuf[p.head:], buf)
 	}
+	if n.copyOnRead {
+		flags |= CopyOnRead
+	}
 	req := n.track(co, aoff, int64(len(abuf)), trackRead)
 	err := n.alignedPRead(co, req, aoff, abuf, flags)
 	req.end()
@@ -79,6 +82,12 @@ func (n *Node) PRead(co *Co, off int64, buf []byte, flags ReqFlags) error {
 // hand the driver aligned pieces no longer than max_transfer, zero-filling
 // what lies beyond the end of the node.
 func (n *Node) alignedPRead(co *Co, req *trackedReq, off int64, buf []byte, flags ReqFlags) error {
+	if flags&CopyOnRead != 0 {
+		n.makeSerialising(co, req, n.clusterSize())
+		if done, err := n.copyOnReadPRead(co, off, buf); done {
+			return err
+		}
+	}
 	n.waitSerialising(co, req)
 	align := n.limits.RequestAlignment
 	total, err := n.Length(co)

@@ -31,6 +31,7 @@ type Node struct {
 	discardOn   bool // discard=unmap
 	probed      bool
 	noSerialise bool // debug switch: never serialise (shows lost updates)
+	copyOnRead  bool // qemu-io -C: reads copy into the node (cor.go)
 
 	// tracked is the newest request in flight, heading a doubly linked
 	// list to the oldest (QEMU's QLIST_INSERT_HEAD order): insertion and

@@ -193,6 +193,13 @@ func (r *Registry) openNode(opts *qdict.Dict, flags OpenFlags, loop *Loop, probe
 			return nil, err
 		}
 	}
+	// A format opened from a file name (blkdebug's x-image with
+	// image.driver=qcow2) opens that name as its file child, as
+	// bdrv_open_inherit does.
+	if fn, ok := opts.Get("filename"); ok && hasDriver && d.Format && !opts.HasPrefix("file") && !opts.Has("file") {
+		opts.Del("filename")
+		opts.Set("file.filename", fn)
+	}
 	return r.openWith(d, opts, flags, loop, probed, nil, nil)
 }
 
@@ -267,6 +274,9 @@ type Spec struct {
 	Flags    OpenFlags
 	// WriteThrough makes every write FUA (qemu-io's default cache mode).
 	WriteThrough bool
+	// CopyOnRead makes reads of the top node copy what they read into
+	// it (qemu-io -C).
+	CopyOnRead bool
 	// ProbeWarning, if set, is called when probing picked raw for a
 	// writable image, as soon as the raw node is open (QEMU's raw_open
 	// prints its warning there, even if the open fails later).
@@ -356,6 +366,13 @@ func (r *Registry) Open(spec Spec, loop *Loop) (*Backend, error) {
 		// read-only=on, but the user asked for a writable image.
 		root.close()
 		return nil, Msgf(unix.EPERM, "Block node is read-only")
+	}
+	if spec.CopyOnRead {
+		if root.readOnly {
+			root.close()
+			return nil, Msgf(unix.EINVAL, "Can't use copy-on-read on read-only device")
+		}
+		root.copyOnRead = true
 	}
 	b := &Backend{Root: root, loop: loop, writeThrough: spec.WriteThrough, probed: probed, flags: spec.Flags}
 	return b, nil

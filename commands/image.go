@@ -92,7 +92,7 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 	}
 	given := name
 	name = s.resolveScratch(name, o.Opts)
-	spec := blk.Spec{Filename: name, Opts: o.Opts, Format: o.Format, WriteThrough: true}
+	spec := blk.Spec{Filename: name, Opts: o.Opts, Format: o.Format, WriteThrough: true, CopyOnRead: o.CopyOnRead}
 	spec.Flags.Unmap = true
 	if o.NoCache {
 		spec.Flags.Direct = true

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"gio/blk"
+	"gio/blk/drivers/cor"
 	"gio/blk/drivers/file"
 	"gio/blk/drivers/nbd"
 	"gio/blk/drivers/null"
@@ -103,6 +104,7 @@ var env = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
 	for _, d := range nbd.Drivers {
 		r.Register(d)
 	}
+	r.Register(cor.Driver)
 	return r
 }}
 
