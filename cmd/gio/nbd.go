@@ -164,6 +164,11 @@ func runNBD(args []string) int {
 	if fork {
 		return forkNBD(args)
 	}
+	if o.AIO == "" && !o.NativeAIO {
+		// qemu-nbd's default: remote requests do their I/O in parallel
+		// on the thread pool (a server promises no order anyway).
+		o.SetAIO("threads")
+	}
 	out := repl.NewStdioWriter(os.Stdout, false)
 	defer out.Flush()
 	s := env.NewSession(out, os.Stderr, blk.NewRealClock())

@@ -167,19 +167,15 @@ func (c *client) handshake(export, ctx string) error {
 		return handshakeErr(err)
 	}
 	if fixed {
-		ok, err := c.simpleOption(nbdproto.OptStructuredReply)
+		done, err := c.negotiate(export, ctx)
 		if err != nil {
+			// Tell the server we are going (nbd_send_opt_abort); it
+			// owes a reply that nobody waits for.
+			nbdproto.WriteOption(c.conn, nbdproto.OptAbort, nil)
 			return err
 		}
-		c.structured = ok
-		if ok && ctx != "" {
-			if err := c.setMetaContext(export, ctx); err != nil {
-				return err
-			}
-		}
-		done, err := c.optGo(export)
-		if err != nil || done {
-			return err
+		if done {
+			return nil
 		}
 	}
 	// Old servers: NBD_OPT_EXPORT_NAME, which has no error reply.
@@ -223,6 +219,22 @@ func (c *client) oldstyle(export string) error {
 		return fmt.Errorf("Failed to read reserved block: %v", err)
 	}
 	return c.checkInfo()
+}
+
+// negotiate runs the options of the fixed newstyle handshake; done is
+// false when the server does not know NBD_OPT_GO.
+func (c *client) negotiate(export, ctx string) (done bool, err error) {
+	ok, err := c.simpleOption(nbdproto.OptStructuredReply)
+	if err != nil {
+		return false, err
+	}
+	c.structured = ok
+	if ok && ctx != "" {
+		if err := c.setMetaContext(export, ctx); err != nil {
+			return false, err
+		}
+	}
+	return c.optGo(export)
 }
 
 func (c *client) checkInfo() error {
