@@ -209,6 +209,14 @@ func (s *Server) Pending() int {
 	return 1 + s.inflight
 }
 
+// WakeChan implements blk.Waker.
+func (s *Server) WakeChan() <-chan struct{} { return s.notify }
+
+var (
+	_ blk.Engine = (*Server)(nil)
+	_ blk.Waker  = (*Server)(nil)
+)
+
 // Poll implements blk.Engine: queued remote requests become block-layer
 // requests, in arrival order. With block set it waits for a request or a
 // change of clients.

@@ -537,3 +537,21 @@ func TestNullExport(t *testing.T) {
 	_ = errors.Is
 	_ = unix.EIO
 }
+
+// TestThreadPoolEngine: with the file driver's thread pool (gio nbd's
+// default, as qemu-nbd's), the loop has two engines; waiting for remote
+// clients must not miss the pool's completions.
+func TestThreadPoolEngine(t *testing.T) {
+	img := rawImage(t, 4<<20)
+	s := serve(t, blk.Spec{Filename: img, Format: "raw", Flags: blk.OpenFlags{AIO: "threads"}}, nbdserver.Options{Persistent: true})
+	done := make(chan struct{})
+	go func() {
+		runClients(t, s.sock, 8)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("clients hang")
+	}
+}

@@ -71,6 +71,7 @@ var (
 	_ blk.LimitsRefresher = (*client)(nil)
 	_ blk.Infoer          = (*client)(nil)
 	_ blk.Engine          = (*client)(nil)
+	_ blk.Waker           = (*client)(nil)
 )
 
 var optNames = map[uint32]string{
@@ -364,6 +365,9 @@ func (c *client) start() {
 
 // Pending implements blk.Engine.
 func (c *client) Pending() int { return c.inflight }
+
+// WakeChan implements blk.Waker.
+func (c *client) WakeChan() <-chan struct{} { return c.notify }
 
 // Poll implements blk.Engine: it wakes the requests whose replies have
 // arrived, in arrival order.
