@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # bench/compare.sh: gio against qemu-img bench and qemu-io (and fio when
 # installed), interleaved on the same files, RUNS runs each, medians and
-# ratios for every target of issue 6.
+# ratios for every target listed in bench/README.md.
 #
-#   bench/compare.sh                  # everything, the issue's counts
+#   bench/compare.sh                  # everything, the full counts
 #   SCALE=0.1 RUNS=3 bench/compare.sh # a quick look
 #   ONLY='null|startup' bench/compare.sh
 #
@@ -191,11 +191,15 @@ fi
 if want read-cmds; then
 	pair read-cmds "$tmp/reads" "$GIO" -f raw "$small" -- qemu-io -f raw "$small"
 fi
-if want aio-write; then
+if want_any aio-write aio-write-rss; then
 	pair aio-write "$tmp/aio" "$GIO" -f raw "$small" -- qemu-io -f raw "$small"
 fi
 if want startup; then
 	pair startup /dev/null "$tmp/rep20" "$GIO" -c quit null-co:// -- "$tmp/rep20" qemu-io -c quit null-co://
+fi
+if want rest-rss; then
+	# One process, for its peak RSS (the startup target runs 20).
+	pair rest /dev/null "$GIO" -c quit null-co:// -- qemu-io -c quit null-co://
 fi
 if want write-1g; then
 	pair write-1g /dev/null "$GIO" -f raw -c "write -P 0xab 0 1G" "$big" -- qemu-io -f raw -c "write -P 0xab 0 1G" "$big"
@@ -241,6 +245,10 @@ targets=(
 	"alloc|time|20|<=1.0"
 	"rmw-default|rate|$N_CMDS|>=1.0"
 	"rmw-writeback|rate|$N_CMDS|>=1.5"
+	# Peak RSS (MiB, medians) of a resting process and of aio-write's
+	# 20000 in-flight requests; the third field names the samples.
+	"rest-rss|rss|rest|<=1.0"
+	"aio-write-rss|rss|aio-write|<=1.0"
 )
 printf '%-14s %-7s %14s %14s %7s %6s  %-5s %9s %9s %9s %9s %8s %8s\n' \
 	target metric gio qemu ratio goal ok gio-wall qemu-wall gio-cpu qemu-cpu gio-MiB qemu-MiB
@@ -248,6 +256,7 @@ for line in "${targets[@]}"; do
 	IFS='|' read -r t kind count goal <<<"$line"
 	want "$t" || continue
 	gt=$t qt=$t
+	[ $kind = rss ] && gt=$count qt=$count
 	if [[ $t == direct-* ]]; then
 		# The best engine of each: threads or io_uring (gio's
 		# deterministic default is listed below).
@@ -264,7 +273,11 @@ for line in "${targets[@]}"; do
 	fi
 	gs=$(col "$gt" gio 6) qs=$(col "$qt" qemu 6)
 	[ "$gs" = - ] && continue
-	if [ $kind = rate ]; then
+	if [ $kind = rss ]; then
+		gm=$(awk -v k="$(col "$gt" gio 5)" 'BEGIN { printf "%.1f", k / 1024 }')
+		qm=$(awk -v k="$(col "$qt" qemu 5)" 'BEGIN { printf "%.1f", k / 1024 }')
+		unit=MiB
+	elif [ $kind = rate ]; then
 		gm=$(awk -v c="$count" -v s="$gs" 'BEGIN { printf "%.0f", c / s }')
 		qm=$(awk -v c="$count" -v s="$qs" 'BEGIN { printf "%.0f", c / s }')
 		unit=ops/s

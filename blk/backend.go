@@ -162,25 +162,57 @@ func (b *Backend) Info() (Info, error) {
 	return Info{}, unix.ENOTSUP
 }
 
-// SetReadOnly changes the read-only state of every node (reopen -r/-w);
-// nodes holding OS resources reopen them first, so a failure leaves the
-// graph as it was.
-func (b *Backend) SetReadOnly(ro bool) error {
+// dataNodes lists the nodes the image's user writes through: the root and
+// every node reached from it without crossing a backing edge, children
+// before their parents. Backing files are not among them: QEMU opens them
+// read-only, keeps them so across reopen, and takes only consistent read
+// on them (bdrv_default_perms_for_cow), so that other processes may read
+// (qemu-img info) or even use a base image while an overlay is written.
+func (b *Backend) dataNodes() []*Node {
 	var nodes []*Node
-	var walk func(n *Node)
-	walk = func(n *Node) {
-		nodes = append(nodes, n)
-		for _, c := range n.children {
-			walk(c.Node)
-		}
-	}
-	walk(b.Root)
-	for _, n := range nodes {
-		if r, ok := n.impl.(Reopener); ok && n.readOnly != ro {
-			if err := r.Reopen(ro); err != nil {
+	eachDataNode(b.Root, func(n *Node) error { nodes = append(nodes, n); return nil })
+	return nodes
+}
+
+// eachDataNode calls fn on n and the nodes below it that dataNodes lists,
+// in the same order, until fn fails.
+func eachDataNode(n *Node, fn func(*Node) error) error {
+	for _, c := range n.children {
+		if c.Name != "backing" {
+			if err := eachDataNode(c.Node, fn); err != nil {
 				return err
 			}
 		}
+	}
+	return fn(n)
+}
+
+// SetReadOnly changes the read-only state of the image's data nodes
+// (reopen -r/-w); backing files stay read-only. Nodes holding OS
+// resources or caches reopen them first, parents before children; when one fails, those already reopened
+// are reopened back, so a failure leaves the graph as it was.
+func (b *Backend) SetReadOnly(ro bool) error {
+	nodes := b.dataNodes()
+	var done []Reopener
+	// Parents first: a format going read-only writes its caches back
+	// (qcow2_reopen_prepare) while its file can still take them.
+	for i := len(nodes) - 1; i >= 0; i-- {
+		n := nodes[i]
+		r := n.ops.reopen
+		if r == nil || n.readOnly == ro {
+			continue
+		}
+		if err := r.Reopen(ro); err != nil {
+			for i := len(done) - 1; i >= 0; i-- {
+				// Going back to the mode a node was just in reopens
+				// what it held a moment ago; should that fail too, the
+				// node keeps working in the new mode, which its own
+				// flag below does not claim.
+				_ = done[i].Reopen(!ro)
+			}
+			return err
+		}
+		done = append(done, r)
 	}
 	for _, n := range nodes {
 		n.readOnly = ro

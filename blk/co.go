@@ -2,6 +2,7 @@ package blk
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -38,6 +39,28 @@ type Co struct {
 	// why describes the current yield point for reports of waits that can
 	// never finish ("waits for #2", "suspended at 'A'").
 	why string
+	// started records that the request handed a write, zero write,
+	// discard, flush or truncate to a driver that is not pass-through
+	// (Driver.PassThrough): from then on it may have changed the image,
+	// or a format's state, and can no longer be withdrawn.
+	started bool
+	// queue is the generic layer's wait queue the request is parked in
+	// (parkQueued), from which Loop.Withdraw takes it; nil at every other
+	// yield point.
+	queue *[]*Co
+	// withdrawn is set by Loop.Withdraw; parkQueued then reports false.
+	withdrawn bool
+	// spans are the request's open tracked-request spans, innermost
+	// last, and err its result as the front end noted it: trace only.
+	spans   []int
+	spanBuf [4]int // spans' first array: no allocation per request
+	err     error
+	// lastEvent is the last debug event the request fired (requests -v),
+	// -1 for none.
+	lastEvent Event
+	// cost is virtual time its I/O has cost and the clock not yet
+	// shown (cost.go).
+	cost time.Duration
 }
 
 // ID returns the request number, in submission order.
@@ -65,19 +88,21 @@ type Clock interface {
 	AdvanceTo(t time.Duration)
 }
 
-// VirtualClock is a clock that jumps: sleeping costs no wall time. Now still
-// includes the real time elapsed so that report lines show realistic
-// figures; jumps add to it.
+// VirtualClock is a clock that jumps: sleeping costs no wall time, and
+// time passes only by jumps and by the I/O its cost model charges
+// (Co.ChargeIO), never with the wall clock, so everything timed on it is
+// the same on every run.
 type VirtualClock struct {
-	start  time.Time
 	offset time.Duration
+	// Cost is the virtual device's cost model (DefaultCost).
+	Cost CostModel
 }
 
-// NewVirtualClock returns a virtual clock starting now.
-func NewVirtualClock() *VirtualClock { return &VirtualClock{start: time.Now()} }
+// NewVirtualClock returns a virtual clock at 0 with DefaultCost.
+func NewVirtualClock() *VirtualClock { return &VirtualClock{Cost: DefaultCost} }
 
 // Now implements Clock.
-func (c *VirtualClock) Now() time.Duration { return time.Since(c.start) + c.offset }
+func (c *VirtualClock) Now() time.Duration { return c.offset }
 
 // AdvanceTo implements Clock.
 func (c *VirtualClock) AdvanceTo(t time.Duration) {
@@ -160,6 +185,10 @@ type Loop struct {
 	readyBuf []*Co
 	// pool is the thread pool of -i threads, made on first use.
 	pool *ThreadPool
+	// tracer receives trace events (nil: tracing off); spanSeq numbers
+	// tracked-request spans. See trace.go.
+	tracer  Tracer
+	spanSeq int
 
 	// interrupted and stop are the Ctrl-C state; the only fields another
 	// goroutine (a signal handler) may touch.
@@ -239,9 +268,12 @@ func (l *Loop) Now() time.Duration { return l.clock.Now() }
 // it: call Run, RunUntil or Poll.
 func (l *Loop) Spawn(name string, fn func(co *Co)) *Co {
 	l.nextID++
-	co := &Co{loop: l, id: l.nextID, name: fmt.Sprintf("#%d %s", l.nextID, name), fn: fn}
+	co := &Co{loop: l, id: l.nextID, name: fmt.Sprintf("#%d %s", l.nextID, name), fn: fn, lastEvent: -1}
 	l.live[co] = struct{}{}
 	l.ready = append(l.ready, co)
+	if l.tracer != nil {
+		l.Trace(TraceEvent{Kind: TraceSubmit, Req: co.id, Name: name})
+	}
 	return co
 }
 
@@ -254,6 +286,9 @@ func (co *Co) resume() {
 	}
 	co.w.next()
 	if co.done {
+		if co.loop.tracer != nil {
+			co.loop.Trace(TraceEvent{Kind: TraceComplete, Req: co.id, Err: co.err})
+		}
 		w := co.w
 		co.w = nil
 		putWorker(w)
@@ -265,8 +300,61 @@ func (co *Co) resume() {
 func (co *Co) park(why string) {
 	co.yielded = true
 	co.why = why
+	if co.loop.tracer != nil {
+		co.loop.Trace(TraceEvent{Kind: TraceYield, Req: co.id, Why: why})
+	}
+	if co.cost != 0 {
+		co.payCost()
+	}
 	co.w.yield(struct{}{})
 	co.why = ""
+	if co.loop.tracer != nil {
+		co.loop.Trace(TraceEvent{Kind: TraceResume, Req: co.id})
+	}
+}
+
+// parkQueued parks in q, a FIFO wait queue of the generic layer whose
+// owner wakes its requests in order; the request must already be in q.
+// It reports false when the request was withdrawn instead of woken
+// (Loop.Withdraw took it out of q): the caller must then unwind at once
+// with ErrWithdrawn, doing nothing more.
+func (co *Co) parkQueued(why string, q *[]*Co) bool {
+	co.queue = q
+	co.park(why)
+	co.queue = nil
+	return !co.withdrawn
+}
+
+// markStarted records that the request reached a driver that may change
+// the image (see Co.started).
+func (co *Co) markStarted(d *Driver) {
+	if co != nil && !d.PassThrough {
+		co.started = true
+	}
+}
+
+// ErrWithdrawn fails a request that Loop.Withdraw took out of its wait
+// queue before it had started its I/O (ECANCELED: "Operation canceled").
+var ErrWithdrawn error = unix.ECANCELED
+
+// Withdraw takes a request that can never finish out of the wait queue it
+// is parked in, if it has not started its I/O yet, and makes it runnable:
+// it then ends with ErrWithdrawn, having had no effect on the image. It
+// reports false, changing nothing, when the request is parked anywhere
+// else (a breakpoint, a timer, I/O, a driver's own lock) or has started
+// its I/O: such a request stays in flight and may still complete.
+// Only the token holder may call it.
+func (l *Loop) Withdraw(co *Co) bool {
+	if co.loop != l || co.done || co.started || co.queue == nil {
+		return false
+	}
+	if i := slices.Index(*co.queue, co); i >= 0 {
+		*co.queue = slices.Delete(*co.queue, i, i+1)
+	}
+	co.queue = nil
+	co.withdrawn = true
+	co.Wake()
+	return true
 }
 
 // Wake makes a parked request runnable. Only the token holder may call it.
@@ -386,12 +474,28 @@ func (l *Loop) fireTimer(limit time.Duration) bool {
 	return true
 }
 
+// MaxPendingIO bounds the requests whose I/O has completed and that wait
+// for a loop point to go on (see RunPending).
+const MaxPendingIO = 1024
+
 // RunPending runs runnable requests and bottom halves until none is
 // left, without delivering I/O completions or firing timers. It models
 // qemu-io waiting for piped input: its main loop runs the bottom halves
 // that are already scheduled, but input is ready long before thread-pool
 // I/O completes.
+//
+// Except past MaxPendingIO such requests: each holds a parked goroutine
+// (a 4 KiB stack and its bookkeeping), and 20000 piped aio_write commands
+// before an aio_flush then took 120 MiB. RunPending then delivers them
+// and runs the loop like Poll, as qemu-io's main loop does whenever its
+// thread pool has finished work, which it has long before 1024 more
+// commands are read. Only a script keeping that many requests in flight
+// sees the difference, in a place where qemu-io's order depends on timing.
 func (l *Loop) RunPending() {
+	if len(l.ioDone) > MaxPendingIO {
+		l.Poll()
+		return
+	}
 	for {
 		l.runReady()
 		if len(l.bhs) == 0 {

@@ -2,14 +2,6 @@ package blk
 
 import "golang.org/x/sys/unix"
 
-// CompressedWriter is implemented by formats that can store data
-// compressed (qcow2's write -c). blk guarantees the request lies inside
-// the node and is tracked; the driver checks its own alignment rules
-// (EINVAL) and may refuse to overwrite (EIO, as qcow2 does).
-type CompressedWriter interface {
-	PWriteCompressed(co *Co, off int64, buf []byte) error
-}
-
 // PWriteCompressed writes buf compressed at off (bdrv_co_pwritev_part with
 // BDRV_REQ_WRITE_COMPRESSED): ENOTSUP when the driver cannot compress.
 func (n *Node) PWriteCompressed(co *Co, off int64, buf []byte) error {
@@ -19,14 +11,17 @@ func (n *Node) PWriteCompressed(co *Co, off int64, buf []byte) error {
 	if err := checkRequest(off, int64(len(buf))); err != nil {
 		return err
 	}
-	cw, ok := n.impl.(CompressedWriter)
-	if !ok {
+	cw := n.ops.compressed
+	if cw == nil {
 		return unix.ENOTSUP
 	}
 	req := n.track(co, off, int64(len(buf)), trackWrite)
 	defer req.end()
-	n.waitSerialising(co, req)
+	if err := n.waitSerialising(co, req); err != nil {
+		return err
+	}
 	n.DebugEvent(co, EvPwritev)
+	co.markStarted(n.driver)
 	err := cw.PWriteCompressed(co, off, buf)
 	n.DebugEvent(co, EvPwritevDone)
 	n.writeGen++

@@ -42,40 +42,62 @@ func (f ReqFlags) String() string {
 }
 
 // Limits are the constraints a node publishes (QEMU's BlockLimits). Zero
-// means "no constraint" for every field but RequestAlignment, which is at
-// least 1. All alignments are powers of two; maxima are multiples of the
-// matching alignment.
+// means "no constraint" for every field but RequestAlignment.
+//
+// What blk enforces, after LimitsRefresher has run (refreshLimits):
+// RequestAlignment is at least 1 (512 for a probed raw image); an
+// inherited MaxTransfer is rounded down to a multiple of the alignment
+// and never below it. What a driver must give (blk does not check it;
+// blkdebug checks its options at open with QEMU's messages): alignments
+// are powers of two, and each maximum is a multiple of its alignment.
+// With those, blk guarantees every request it hands a driver as stated
+// at each field.
 type Limits struct {
 	// RequestAlignment: blk hands the driver only requests whose offset
 	// and length are multiples of it, padding reads and doing
 	// read-modify-write for writes.
 	RequestAlignment int64
-	// MaxTransfer: blk splits larger data requests.
+	// MaxTransfer: blk splits longer data requests (reads, writes and
+	// the zero-buffer fallback of zero writes) into pieces of at most
+	// this many bytes.
 	MaxTransfer int64
 	// OptTransfer is a hint for I/O sizes.
 	OptTransfer int64
-	// PwriteZeroesAlignment, MaxPwriteZeroes shape zero writes.
+	// PwriteZeroesAlignment, MaxPwriteZeroes shape zero writes: pieces
+	// that are not aligned to PwriteZeroesAlignment only ever cover the
+	// unaligned head or tail, never cross a boundary, and no piece is
+	// longer than MaxPwriteZeroes.
 	PwriteZeroesAlignment, MaxPwriteZeroes int64
-	// PdiscardAlignment, MaxPdiscard shape discards; unaligned pieces are
-	// passed down and may be ignored.
+	// PdiscardAlignment, MaxPdiscard shape discards the same way;
+	// unaligned pieces are passed down and may be ignored.
 	PdiscardAlignment, MaxPdiscard int64
 	// MemAlignment is the buffer alignment needed for I/O (O_DIRECT).
 	MemAlignment int64
 	// SupportedWriteFlags and SupportedZeroFlags say which request flags
-	// the driver honours natively; blk emulates or strips the rest.
+	// the driver honours natively; blk emulates (FUA: a flush after the
+	// write) or strips the rest, so a driver never sees a flag it did not
+	// claim.
 	SupportedWriteFlags, SupportedZeroFlags ReqFlags
 }
 
 // Impl is what every driver's node implements. blk guarantees, before
-// calling: offsets and lengths are multiples of Limits.RequestAlignment, at
-// most Limits.MaxTransfer long, and the request is tracked; the node is not
-// read-only for writes. The implementation returns an errno (possibly
-// wrapped) on failure.
+// calling PRead or PWrite: the request is tracked (overlapping
+// serialising requests have finished), offset and length are multiples
+// of Limits.RequestAlignment and the length is at most Limits.MaxTransfer;
+// a read lies inside the node's length rounded up to the alignment (blk
+// zero-fills beyond), a write may extend it; the node is not read-only
+// for writes. The methods run with the token and may yield. The
+// implementation returns an errno (possibly wrapped, e.g. in *Error) on
+// failure, and may not keep buf after returning.
 type Impl interface {
-	// PRead fills buf from offset off.
+	// PRead fills all of buf from offset off.
 	PRead(co *Co, off int64, buf []byte, flags ReqFlags) error
 	// PWrite writes buf at offset off. flags contains at most the node's
-	// SupportedWriteFlags.
+	// SupportedWriteFlags. It must not modify buf, even temporarily (the
+	// rule of io.Writer): callers share one buffer between requests
+	// (every in-flight "aio_write -P 0x5a 0 4k" writes the same one), so
+	// a driver that transforms data (encryption) does it in a buffer of
+	// its own.
 	PWrite(co *Co, off int64, buf []byte, flags ReqFlags) error
 	// Length returns the length in bytes (not rounded).
 	Length(co *Co) (int64, error)
@@ -83,18 +105,40 @@ type Impl interface {
 	Close() error
 }
 
-// ZeroWriter is the efficient zero-write path (fallocate, unmapping). It
-// returns an error matching errors.ErrUnsupported when it cannot do the
-// job; blk then writes a bounded zero buffer unless NoFallback is set.
+// The optional capabilities below are found by type assertion once, when
+// the node opens (nodeOps), never on the request path. A node that has a
+// capability only sometimes (punching holes on this file system) still
+// implements it and returns an error matching errors.ErrUnsupported
+// (ENOTSUP, EOPNOTSUPP) when it cannot do the job; blk then falls back
+// where the capability says so.
+
+// ZeroWriter is the efficient zero-write path (fallocate, unmapping).
+// blk guarantees: the range is aligned to RequestAlignment, shaped by
+// PwriteZeroesAlignment and MaxPwriteZeroes (see Limits), and flags hold
+// at most SupportedZeroFlags. The driver returns an error matching
+// errors.ErrUnsupported when it cannot zero this piece; blk then writes a
+// bounded zero buffer through PWrite, unless the request carries
+// NoFallback (the error then reaches the caller).
 type ZeroWriter interface {
 	PWriteZeroes(co *Co, off, n int64, flags ReqFlags) error
 }
 
 // Discarder discards a range. blk guarantees the range lies inside the
-// node; pieces smaller than PdiscardAlignment may be ignored (return
-// ErrUnsupported).
+// node, is shaped by PdiscardAlignment and MaxPdiscard, and that discard
+// is enabled (discard=unmap). Discard is advisory: pieces smaller than
+// the alignment may be ignored (return ErrUnsupported, which blk drops);
+// any other error fails the discard.
 type Discarder interface {
 	PDiscard(co *Co, off, n int64) error
+}
+
+// CompressedWriter is implemented by formats that can store data
+// compressed (qcow2's write -c). blk guarantees the request lies inside
+// the node and is tracked; the driver checks its own alignment rules
+// (EINVAL) and may refuse to overwrite (EIO, as qcow2 does). Without it,
+// a compressed write fails with ENOTSUP.
+type CompressedWriter interface {
+	PWriteCompressed(co *Co, off int64, buf []byte) error
 }
 
 // Status flags of a block-status answer (QEMU's BDRV_BLOCK_*).
@@ -119,15 +163,28 @@ type Status struct {
 
 // BlockStatuser answers block status for this layer only. blk guarantees
 // off and n are aligned and inside the node; the answer must cover a
-// non-zero, aligned prefix of the range.
+// non-zero, aligned prefix of the range (blk treats a zero answer as
+// data, so that no caller loops forever). Without it, a node with a
+// primary child answers what the child answers, and a leaf is all data.
 type BlockStatuser interface {
 	BlockStatus(co *Co, wantZero bool, off, n int64) (Status, error)
 }
 
-// OSFlusher writes cached data back to the OS.
+// OSFlusher writes the node's own cached data back to the layer below
+// (QEMU's bdrv_co_flush_to_os). blk calls it from Node.Flush on every
+// writable node of the graph, parents before children, one flush at a
+// time per node, after firing flush_to_os on the node's primary child,
+// and whether or not anything was written. It must not flush its
+// children: blk does.
 type OSFlusher interface{ FlushToOS(co *Co) error }
 
-// DiskFlusher forces data to stable storage (fdatasync).
+// DiskFlusher forces the node's data to stable storage (fdatasync; QEMU's
+// bdrv_co_flush_to_disk). blk calls it after FlushToOS succeeded, after
+// firing flush_to_disk, and only when something was written to the node
+// since its last successful flush and the cache mode is not unsafe. It is
+// also how blk emulates FUA for a driver that does not claim it. An error
+// fails the flush (and the write whose FUA it emulated); a driver whose
+// data may have been lost keeps failing (the file driver's sticky error).
 type DiskFlusher interface{ FlushToDisk(co *Co) error }
 
 // Prealloc is a truncate preallocation mode.
@@ -155,21 +212,50 @@ func ParsePrealloc(s string) (Prealloc, bool) {
 	return 0, false
 }
 
-// Truncater changes the node's length. Errors should be *Error values
-// so that the message matches QEMU's.
+// Truncater changes the node's length (QEMU's bdrv_co_truncate). blk
+// guarantees: the node is writable, size >= 0, and the resize is a
+// serialising tracked request over everything from min(old, size) on, so
+// no request overlapping the changed range runs meanwhile; afterwards blk
+// re-reads Length and counts a write.
+//
+// The driver: with exact set, the node must end up exactly size bytes or
+// the call fails; without it (qemu-io's truncate) a driver may end up
+// larger when it cannot be resized to size exactly (a format rounding to
+// its own granularity), but resizes to size where it can. Shrinking with
+// a preallocation mode other than PreallocOff fails with ENOTSUP ("Cannot
+// use preallocation for shrinking files"), as does a mode the driver does
+// not support. Errors are *Error values carrying QEMU's message. A node
+// without Truncater cannot be resized: blk answers ENOTSUP "Image format
+// driver does not support resize".
 type Truncater interface {
 	Truncate(co *Co, size int64, exact bool, prealloc Prealloc) error
 }
 
 // Reopener is implemented by drivers whose open state depends on the
 // read-only flag (the file driver's descriptor is O_RDONLY or O_RDWR).
-// Backend.SetReadOnly calls it before it changes the node's flag; an
-// error leaves the node as it was.
+// Backend.SetReadOnly calls it on every node whose flag changes, parents
+// first, before it changes any node's flag; an error stops the reopen and
+// no node's flag changes.
 type Reopener interface{ Reopen(readOnly bool) error }
 
 // LimitsRefresher lets a driver set its limits after blk has merged the
-// primary child's (QEMU's bdrv_refresh_limits).
+// primary child's max_transfer, opt_transfer and memory alignment into l
+// (QEMU's bdrv_refresh_limits). It runs at open, children first; blk then
+// enforces what Limits says it does.
 type LimitsRefresher interface{ RefreshLimits(l *Limits) }
+
+// PermTaker is implemented by drivers that keep permissions (the file
+// driver, whose permissions are image locks). TakePerm adds p to what
+// the node holds. ParentPerms applies what a parent opened after the node
+// (a format found by probing) needs: f's TakePerms, UnsharePerms and
+// WritablePerms, as if the node had been opened with them. Both check
+// first that no other user of the image objects; the error then carries
+// QEMU's message (`Failed to get "write" lock`, `Failed to get shared
+// "write" lock`).
+type PermTaker interface {
+	TakePerm(p Perm) error
+	ParentPerms(f OpenFlags) error
+}
 
 // DebugEventer receives debug events fired on the node (blkdebug). It may
 // yield (a breakpoint) and runs with the token.
@@ -186,10 +272,6 @@ type Breakpointer interface {
 	Tags() []string
 }
 
-// Filter is implemented by filter drivers: the child whose data they pass
-// through unchanged.
-type Filter interface{ FilteredChild() *Child }
-
 // Info is what the info command shows.
 type Info struct {
 	ClusterSize   int64
@@ -202,6 +284,44 @@ type Info struct {
 
 // Infoer reports format information; nodes without it make info fail.
 type Infoer interface{ Info() (Info, error) }
+
+// nodeOps holds a node's optional capabilities, asserted once when the
+// node opens (setImpl): the request path never re-asserts, and a nil
+// field means the driver does not have the capability.
+type nodeOps struct {
+	zero       ZeroWriter
+	discard    Discarder
+	compressed CompressedWriter
+	status     BlockStatuser
+	osFlush    OSFlusher
+	dFlush     DiskFlusher
+	trunc      Truncater
+	reopen     Reopener
+	limits     LimitsRefresher
+	perm       PermTaker
+	events     DebugEventer
+	brk        Breakpointer
+	info       Infoer
+}
+
+// setImpl installs a node's implementation and resolves its capabilities.
+func (n *Node) setImpl(impl Impl) {
+	n.impl = impl
+	n.ops = nodeOps{}
+	n.ops.zero, _ = impl.(ZeroWriter)
+	n.ops.discard, _ = impl.(Discarder)
+	n.ops.compressed, _ = impl.(CompressedWriter)
+	n.ops.status, _ = impl.(BlockStatuser)
+	n.ops.osFlush, _ = impl.(OSFlusher)
+	n.ops.dFlush, _ = impl.(DiskFlusher)
+	n.ops.trunc, _ = impl.(Truncater)
+	n.ops.reopen, _ = impl.(Reopener)
+	n.ops.limits, _ = impl.(LimitsRefresher)
+	n.ops.perm, _ = impl.(PermTaker)
+	n.ops.events, _ = impl.(DebugEventer)
+	n.ops.brk, _ = impl.(Breakpointer)
+	n.ops.info, _ = impl.(Infoer)
+}
 
 // Error is a failure carrying QEMU's message and the errno, so callers can
 // both print QEMU's text and test errors.Is(err, unix.EIO).

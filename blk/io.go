@@ -83,12 +83,16 @@ func (n *Node) PRead(co *Co, off int64, buf []byte, flags ReqFlags) error {
 // what lies beyond the end of the node.
 func (n *Node) alignedPRead(co *Co, req *trackedReq, off int64, buf []byte, flags ReqFlags) error {
 	if flags&CopyOnRead != 0 {
-		n.makeSerialising(co, req, n.clusterSize())
+		if err := n.makeSerialising(co, req, n.clusterSize()); err != nil {
+			return err
+		}
 		if done, err := n.copyOnReadPRead(co, off, buf); done {
 			return err
 		}
 	}
-	n.waitSerialising(co, req)
+	if err := n.waitSerialising(co, req); err != nil {
+		return err
+	}
 	align := n.limits.RequestAlignment
 	total, err := n.Length(co)
 	if err != nil {
@@ -158,7 +162,10 @@ func (n *Node) pwrite(co *Co, off, bytes int64, buf []byte, flags ReqFlags) erro
 	req := n.track(co, aoff, int64(len(abuf)), trackWrite)
 	defer req.end()
 	if padded {
-		n.makeSerialising(co, req, align)
+		req.padHead, req.padTail, req.padMerge = p.head, p.tail, p.merge
+		if err := n.makeSerialising(co, req, align); err != nil {
+			return err
+		}
 		// QEMU 7.2 ignores a failed padding read and writes its padding
 		// buffer anyway (uninitialised memory over the neighbouring
 		// bytes). gio fails the write instead: never lose data.
@@ -221,7 +228,10 @@ func (n *Node) zeroPWrite(co *Co, req *trackedReq, off, bytes int64, flags ReqFl
 	align := n.limits.RequestAlignment
 	p, padded := initPadding(off, bytes, align)
 	if padded {
-		n.makeSerialising(co, req, align)
+		req.padHead, req.padTail, req.padMerge = p.head, p.tail, p.merge
+		if err := n.makeSerialising(co, req, align); err != nil {
+			return err
+		}
 		if err := n.rmwRead(co, req, &p, align, true); err != nil {
 			return err // 7.2 ignores it; see pwrite
 		}
@@ -257,7 +267,9 @@ func (n *Node) zeroPWrite(co *Co, req *trackedReq, off, bytes int64, flags ReqFl
 // pwritev_done and count the write generation.
 func (n *Node) alignedPWrite(co *Co, req *trackedReq, off, bytes int64, buf []byte, flags ReqFlags) error {
 	maxTransfer := n.maxTransfer()
-	n.waitSerialising(co, req)
+	if err := n.waitSerialising(co, req); err != nil {
+		return err // withdrawn: no event, nothing written
+	}
 	var err error
 	switch {
 	case flags&ZeroWrite != 0:
@@ -309,6 +321,7 @@ func (n *Node) maxTransfer() int64 {
 func (n *Node) driverPWrite(co *Co, off int64, buf []byte, flags ReqFlags) error {
 	emulateFUA := flags&FUA != 0 && n.limits.SupportedWriteFlags&FUA == 0
 	flags &= n.limits.SupportedWriteFlags
+	co.markStarted(n.driver)
 	if err := n.impl.PWrite(co, off, buf, flags); err != nil {
 		return err
 	}
@@ -347,6 +360,7 @@ func (n *Node) doPWriteZeroes(co *Co, off, bytes int64, flags ReqFlags) error {
 		num = min(num, maxZero)
 		err = unix.ENOTSUP
 		if n.ops.zero != nil {
+			co.markStarted(n.driver)
 			err = n.ops.zero.PWriteZeroes(co, off, num, flags&l.SupportedZeroFlags)
 			if !isUnsupported(err) && flags&FUA != 0 && l.SupportedZeroFlags&FUA == 0 {
 				needFlush = true
@@ -402,7 +416,10 @@ func (n *Node) PDiscard(co *Co, off, bytes int64) error {
 	tail := (off + bytes) % align
 	req := n.track(co, off, bytes, trackDiscard)
 	defer req.end()
-	n.waitSerialising(co, req)
+	if err := n.waitSerialising(co, req); err != nil {
+		return err
+	}
+	co.markStarted(n.driver)
 	maxDiscard := roundDown(minNonZero(l.MaxPdiscard, 1<<63-1), align)
 	var err error
 	for bytes > 0 {
@@ -455,10 +472,16 @@ func (n *Node) Flush(co *Co) error {
 	gen := n.writeGen
 	for n.activeFlush {
 		n.flushQueue = append(n.flushQueue, co)
-		co.park("waits for a flush of " + n.name)
+		if !co.parkQueued("waits for a flush of "+n.name, &n.flushQueue) {
+			return ErrWithdrawn
+		}
 	}
+	co.markStarted(n.driver)
 	n.activeFlush = true
 	defer n.flushDone()
+	if co.loop.tracer != nil {
+		co.loop.Trace(TraceEvent{Kind: TraceFlushBegin, Req: co.id, Node: n})
+	}
 	err := n.flushThis(co, gen)
 	for _, c := range n.children {
 		if c.Node.readOnly {
@@ -470,6 +493,9 @@ func (n *Node) Flush(co *Co) error {
 	}
 	if err == nil {
 		n.flushedGen = gen
+	}
+	if co.loop.tracer != nil {
+		co.loop.Trace(TraceEvent{Kind: TraceFlushEnd, Req: co.id, Node: n, Err: err})
 	}
 	return err
 }
@@ -595,7 +621,10 @@ func (n *Node) Truncate(co *Co, size int64, exact bool, prealloc Prealloc) error
 	}
 	req := n.track(co, min(old, size), 1<<62, trackTruncate)
 	defer req.end()
-	n.makeSerialising(co, req, 1)
+	if err := n.makeSerialising(co, req, 1); err != nil {
+		return err
+	}
+	co.markStarted(n.driver)
 	if err := n.ops.trunc.Truncate(co, size, exact, prealloc); err != nil {
 		return err
 	}

@@ -53,21 +53,6 @@ type Node struct {
 	totalBytes int64
 }
 
-// nodeOps holds the optional interfaces, asserted once at open so the hot
-// path never re-asserts and info can list what the node supports.
-type nodeOps struct {
-	zero    ZeroWriter
-	discard Discarder
-	status  BlockStatuser
-	osFlush OSFlusher
-	dFlush  DiskFlusher
-	trunc   Truncater
-	events  DebugEventer
-	brk     Breakpointer
-	filter  Filter
-	info    Infoer
-}
-
 // Child is an edge of the graph, with QEMU's role name ("file", "image",
 // "backing").
 type Child struct {
@@ -78,21 +63,6 @@ type Child struct {
 
 func newNode(d *Driver, name string) *Node {
 	return &Node{driver: d, name: name, totalBytes: -1, limits: Limits{RequestAlignment: 1}}
-}
-
-func (n *Node) setImpl(impl Impl) {
-	n.impl = impl
-	n.ops = nodeOps{}
-	n.ops.zero, _ = impl.(ZeroWriter)
-	n.ops.discard, _ = impl.(Discarder)
-	n.ops.status, _ = impl.(BlockStatuser)
-	n.ops.osFlush, _ = impl.(OSFlusher)
-	n.ops.dFlush, _ = impl.(DiskFlusher)
-	n.ops.trunc, _ = impl.(Truncater)
-	n.ops.events, _ = impl.(DebugEventer)
-	n.ops.brk, _ = impl.(Breakpointer)
-	n.ops.filter, _ = impl.(Filter)
-	n.ops.info, _ = impl.(Infoer)
 }
 
 // Name returns the node's name.
@@ -202,8 +172,8 @@ func (n *Node) refreshLimits() {
 		l.OptTransfer = cl.OptTransfer
 		l.MemAlignment = cl.MemAlignment
 	}
-	if r, ok := n.impl.(LimitsRefresher); ok {
-		r.RefreshLimits(&l)
+	if n.ops.limits != nil {
+		n.ops.limits.RefreshLimits(&l)
 	}
 	if l.RequestAlignment < 1 {
 		l.RequestAlignment = 1
@@ -233,9 +203,7 @@ func (n *Node) checkWritableLength(loop *Loop) error {
 		return nil
 	}
 	var l int64
-	var lerr error
-	co := loop.Spawn("open: length", func(co *Co) { l, lerr = n.Length(co) })
-	if err := loop.RunUntil(co.Name(), co.Done); err != nil || lerr != nil {
+	if err := loop.RunSync("open: length", func(co *Co) (err error) { l, err = n.Length(co); return }); err != nil {
 		return nil
 	}
 	if l%n.limits.RequestAlignment != 0 {
@@ -266,6 +234,12 @@ func (n *Node) refreshLength(co *Co) (int64, error) {
 // driver handles events reacts. It may yield.
 func (n *Node) DebugEvent(co *Co, ev Event) {
 	if n != nil && n.ops.events != nil {
+		if co != nil {
+			co.lastEvent = ev
+			if co.loop.tracer != nil {
+				co.loop.Trace(TraceEvent{Kind: TraceDebugEvent, Req: co.id, Node: n, Name: ev.String()})
+			}
+		}
 		n.ops.events.DebugEvent(co, ev)
 	}
 }
@@ -312,6 +286,11 @@ type trackedReq struct {
 	waitingFor  *trackedReq
 	prev, next  *trackedReq // neighbours in node.tracked: newer, older
 	waiters     []*Co
+	// span numbers the request in the trace (0: not traced); padHead,
+	// padTail and padMerge are its RMW padding (requests -v).
+	span             int
+	padHead, padTail int64
+	padMerge         bool
 }
 
 func (r *trackedReq) String() string {
@@ -333,6 +312,9 @@ func (n *Node) track(co *Co, off, bytes int64, kind reqKind) *trackedReq {
 		n.tracked.prev = r
 	}
 	n.tracked = r
+	if co.loop.tracer != nil {
+		co.traceSpan(r)
+	}
 	return r
 }
 
@@ -343,6 +325,9 @@ const maxFreeReqs = 256
 // order.
 func (r *trackedReq) end() {
 	n := r.node
+	if r.span != 0 {
+		r.co.traceSpanEnd(r)
+	}
 	if r.prev != nil {
 		r.prev.next = r.next
 	} else if n.tracked == r {
@@ -387,26 +372,34 @@ func (n *Node) findConflict(self *trackedReq) *trackedReq {
 }
 
 // waitSerialising waits while a conflicting request is in flight
-// (bdrv_wait_serialising_requests). It yields.
-func (n *Node) waitSerialising(co *Co, self *trackedReq) {
+// (bdrv_wait_serialising_requests). It yields. It returns ErrWithdrawn
+// when the request was withdrawn from the wait (Loop.Withdraw).
+func (n *Node) waitSerialising(co *Co, self *trackedReq) error {
 	if n.noSerialise || (n.serialisingInFlight == 0 && !self.serialising) {
-		return
+		return nil
 	}
 	for {
 		r := n.findConflict(self)
 		if r == nil {
-			return
+			return nil
 		}
 		self.waitingFor = r
 		r.waiters = append(r.waiters, co)
-		co.park("waits for " + r.String())
+		if co.loop.tracer != nil {
+			co.loop.Trace(TraceEvent{Kind: TraceWait, Req: co.id, Span: self.span, Parent: r.span,
+				Target: r.co.id, Node: n, Off: r.overlapOff, Bytes: r.overlapLen})
+		}
+		ok := co.parkQueued("waits for "+r.String(), &r.waiters)
 		self.waitingFor = nil
+		if !ok {
+			return ErrWithdrawn
+		}
 	}
 }
 
 // makeSerialising widens the request's overlap range to align and waits
 // for conflicting requests (bdrv_make_request_serialising).
-func (n *Node) makeSerialising(co *Co, r *trackedReq, align int64) {
+func (n *Node) makeSerialising(co *Co, r *trackedReq, align int64) error {
 	if !r.serialising {
 		r.serialising = true
 		n.serialisingInFlight++
@@ -420,7 +413,10 @@ func (n *Node) makeSerialising(co *Co, r *trackedReq, align int64) {
 	if end > r.overlapOff+r.overlapLen {
 		r.overlapLen = end - r.overlapOff
 	}
-	n.waitSerialising(co, r)
+	if co.loop.tracer != nil {
+		co.loop.Trace(TraceEvent{Kind: TraceSerialise, Req: co.id, Span: r.span, Node: n, Off: r.overlapOff, Bytes: r.overlapLen})
+	}
+	return n.waitSerialising(co, r)
 }
 
 // checkRequest rejects negative or overflowing ranges (bdrv_check_request).

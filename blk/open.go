@@ -32,10 +32,41 @@ type Driver struct {
 	// status reads an area neither data nor zero in such a node as
 	// zeroes when there is no backing file, or past its end.
 	SupportsBacking bool
+	// PassThrough marks drivers that change nothing when a request
+	// enters them but hand it on to a child (raw, blkdebug). A request
+	// that has entered only such drivers has not started its I/O, so a
+	// wait of the generic layer below them may still be withdrawn
+	// (Loop.Withdraw). Formats with state of their own (qcow2) and
+	// protocols leave it false.
+	PassThrough bool
 	// Create formats an empty protocol node as an image of this format
 	// (QEMU's bdrv_co_create); nil when the driver cannot create images.
 	Create func(co *Co, a *CreateArgs) error
+	// ExactFilename is the driver's part of QEMU's bdrv_refresh_filename:
+	// the plain name that opens node n again with the same behaviour
+	// ("blkdebug:CONFIG:IMAGE", a file's path), or "" when options of
+	// its own make a generated json: name the only faithful one. Nil
+	// for drivers whose nodes are named as the user gave them.
+	ExactFilename func(n *Node) string
+	// Options lists the runtime options the driver takes, for the
+	// shell's completion only (Open does not consult it). A child is
+	// listed as its name with a dot ("image."); "file." for formats and
+	// "backing." for formats with backing files are implied.
+	Options []Option
 }
+
+// Option is one runtime option of a driver: its name and, when it takes
+// one of a few words, those words.
+type Option struct {
+	Name   string
+	Values []string
+}
+
+// onOff are the values of a boolean option as QEMU spells them.
+var onOff = []string{"off", "on"}
+
+// OnOff returns the values of a boolean option.
+func OnOff() []string { return onOff }
 
 // Registry is the set of drivers a program knows. cmd/gio builds one;
 // tests build their own.
@@ -50,9 +81,6 @@ type Registry struct {
 // NewRegistry returns a registry holding drivers.
 func NewRegistry(drivers ...*Driver) *Registry { return &Registry{drivers: drivers} }
 
-// Register adds a driver.
-func (r *Registry) Register(d *Driver) { r.drivers = append(r.drivers, d) }
-
 // Lookup finds a driver by name.
 func (r *Registry) Lookup(name string) *Driver {
 	for _, d := range r.drivers {
@@ -66,13 +94,29 @@ func (r *Registry) Lookup(name string) *Driver {
 // Drivers returns every registered driver.
 func (r *Registry) Drivers() []*Driver { return r.drivers }
 
-func (r *Registry) protocolFor(filename string) *Driver {
+// protocolFor is bdrv_find_protocol: a name with a "proto:" prefix (a
+// colon before any slash) belongs to the driver owning that protocol,
+// and a prefix no driver owns is an error naming it; any other name is
+// a file. "file:" is the file driver's own prefix.
+func (r *Registry) protocolFor(filename string) (*Driver, error) {
+	i := strings.IndexAny(filename, ":/")
+	if i < 0 || filename[i] == '/' {
+		return r.Lookup("file"), nil
+	}
+	proto := filename[:i]
 	for _, d := range r.drivers {
-		if d.Protocol != "" && strings.HasPrefix(filename, d.Protocol+":") {
-			return d
+		if d.Protocol == proto {
+			return d, nil
 		}
 	}
-	return r.Lookup("file")
+	if proto == "file" {
+		return r.Lookup("file"), nil
+	}
+	// QEMU copies the prefix into a 128-byte buffer.
+	if len(proto) > 127 {
+		proto = proto[:127]
+	}
+	return nil, fmt.Errorf("Unknown protocol '%s'", proto)
 }
 
 // OpenFlags are the node-wide open settings inherited by children.
@@ -88,6 +132,11 @@ type OpenFlags struct {
 	// take-child-perms and unshare-child-perms); the file driver locks
 	// the result (see Perm).
 	TakePerms, UnsharePerms Perm
+	// WritablePerms are what the parent takes whenever it is writable,
+	// and gives back when it becomes read-only (qcow2: write and resize
+	// on its file, bdrv_default_perms_for_storage), so that reopen -r
+	// and -w move them as QEMU does.
+	WritablePerms Perm
 }
 
 // OpenArgs is what a driver's Open receives.
@@ -134,6 +183,13 @@ func (a *OpenArgs) OpenChild(name string, primary, required bool) (*Child, error
 	var cn *Node
 	if pre := a.preopened[name]; pre != nil {
 		cn = pre
+		// Probing opened the protocol before the format was known, with
+		// a user's permissions: what the format needs on its file (qcow2
+		// takes resize and shares neither write nor resize) is asked
+		// now, as QEMU settles it when the child is attached.
+		if err := adjustPerms(cn, a.Flags); err != nil {
+			return nil, err
+		}
 	} else {
 		copts := a.Opts.ExtractPrefix(name)
 		if ref, ok := a.Opts.Get(name); ok {
@@ -182,7 +238,10 @@ func (r *Registry) openNode(opts *qdict.Dict, flags OpenFlags, loop *Loop, probe
 		if !ok {
 			return nil, fmt.Errorf("Must specify either driver or file")
 		}
-		d = r.protocolFor(fn)
+		var err error
+		if d, err = r.protocolFor(fn); err != nil {
+			return nil, err
+		}
 	}
 	// A file name is parsed by its protocol (blkdebug:cfg:img, null-co://)
 	// only when the protocol was deduced from it, as bdrv_fill_options does;
@@ -239,12 +298,6 @@ func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *
 	// its file) QEMU lets the length be anything.
 	if flags.TakePerms&PermResize == 0 {
 		if err := n.checkWritableLength(loop); err != nil {
-			n.close()
-			return nil, err
-		}
-	}
-	if v, ok := impl.(interface{ Validate(*Node) error }); ok {
-		if err := v.Validate(n); err != nil {
 			n.close()
 			return nil, err
 		}
@@ -328,13 +381,18 @@ func (r *Registry) Open(spec Spec, loop *Loop) (*Backend, error) {
 			// The format's file child gets the name, parsed by the
 			// protocol that owns its prefix.
 			child := opts.ExtractPrefix("file")
-			proto := r.protocolFor(filename)
+			var proto *Driver
 			if dn, ok := child.Get("driver"); ok {
-				if pd := r.Lookup(dn); pd != nil {
-					proto = pd
+				proto = r.Lookup(dn)
+			}
+			if proto == nil {
+				proto, err = r.protocolFor(filename)
+				if err != nil {
+					return nil, err
 				}
-			} else {
-				child.Set("driver", proto.Name)
+				if _, ok := child.Get("driver"); !ok {
+					child.Set("driver", proto.Name)
+				}
 			}
 			err = setFilename(proto, filename, child)
 			for _, k := range child.Keys() {
@@ -386,6 +444,20 @@ func setFilename(d *Driver, filename string, opts *qdict.Dict) error {
 	}
 	opts.Set("filename", filename)
 	return nil
+}
+
+// adjustPerms gives the data nodes from n down what a parent opened
+// after them needs (PermTaker.ParentPerms).
+func adjustPerms(n *Node, flags OpenFlags) error {
+	if flags.TakePerms == 0 && flags.UnsharePerms == 0 && flags.WritablePerms == 0 {
+		return nil
+	}
+	return eachDataNode(n, func(n *Node) error {
+		if n.ops.perm == nil {
+			return nil
+		}
+		return n.ops.perm.ParentPerms(flags)
+	})
 }
 
 // probeAndOpen opens the protocol layer, reads its first bytes and picks

@@ -52,28 +52,17 @@ func (p Perm) String() string {
 // PermBits is the number of permission bits (the lock bytes per base).
 const PermBits = 4
 
-// PermTaker is implemented by drivers that keep permissions (the file
-// driver, whose permissions are image locks). TakePerm adds p to what
-// the node holds, checking first that no other user of the image objects;
-// the error then carries QEMU's message (`Failed to get "write" lock`).
-type PermTaker interface{ TakePerm(p Perm) error }
-
-// TakePerm makes every node of the graph that keeps permissions hold p.
-// qemu-io grows its image's permissions when a command needs more than
-// the open gave (write commands need write, truncate write and resize,
-// and a write after "reopen -w" takes write again); gio's command layer
-// calls this before such commands.
+// TakePerm makes every data node of the graph that keeps permissions
+// hold p (backing files keep what they have: see dataNodes). qemu-io
+// grows its image's permissions when a command needs more than the open
+// gave (write commands need write, truncate write and resize, and a
+// write after "reopen -w" takes write again); gio's command layer calls
+// this before such commands.
 func (b *Backend) TakePerm(p Perm) error {
-	var err error
-	var walk func(n *Node)
-	walk = func(n *Node) {
-		for _, c := range n.children {
-			walk(c.Node)
+	return eachDataNode(b.Root, func(n *Node) error {
+		if n.ops.perm != nil {
+			return n.ops.perm.TakePerm(p)
 		}
-		if t, ok := n.impl.(PermTaker); ok && err == nil {
-			err = t.TakePerm(p)
-		}
-	}
-	walk(b.Root)
-	return err
+		return nil
+	})
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"gio/blk"
+	"gio/blk/qdict"
+	"gio/internal/cutils"
 )
 
 // This file turns rule text into Rules in QEMU's three steps, because the
@@ -74,7 +76,7 @@ type qemuOpts struct {
 func (o *qemuOpts) set(key, value string) error {
 	d := o.list.find(key)
 	if d == nil {
-		return fmt.Errorf("Invalid parameter '%s'", cString(key))
+		return fmt.Errorf("Invalid parameter '%s'", cutils.CString(key))
 	}
 	var err error
 	switch d.typ {
@@ -92,15 +94,16 @@ func (o *qemuOpts) set(key, value string) error {
 
 // absorb is qemu_opts_absorb_qdict: it takes the keys it knows from d and
 // leaves the rest there.
-func (o *qemuOpts) absorb(d *odict) error {
-	for _, k := range d.ordered() {
+func (o *qemuOpts) absorb(d *qdict.Dict) error {
+	for _, k := range d.HashOrderKeys() {
 		if o.list.find(k) == nil {
 			continue
 		}
-		if err := o.set(k, d.vals[k]); err != nil {
+		v, _ := d.Get(k)
+		if err := o.set(k, v); err != nil {
 			return err
 		}
-		d.del(k)
+		d.Del(k)
 	}
 	return nil
 }
@@ -119,7 +122,7 @@ func newOptsStore() *optsStore { return &optsStore{opts: map[*optsList][]*qemuOp
 // given, as every caller here does.
 func (s *optsStore) create(list *optsList, id string, hasID bool) (*qemuOpts, error) {
 	if hasID {
-		if !idWellFormed(id) {
+		if !cutils.IDWellFormed(id) {
 			return nil, &hintError{"Parameter 'id' expects an identifier",
 				"Identifiers consist of letters, digits, '-', '.', '_', starting with a letter."}
 		}
@@ -151,17 +154,18 @@ func without(l []*qemuOpts, o *qemuOpts) []*qemuOpts {
 
 // fromDict is qemu_opts_from_qdict, the end of a config-file section:
 // unknown keys are errors here, unlike absorb.
-func (s *optsStore) fromDict(list *optsList, d *odict) error {
-	id, hasID := d.vals["id"]
-	o, err := s.create(list, cString(id), hasID)
+func (s *optsStore) fromDict(list *optsList, d *qdict.Dict) error {
+	id, hasID := d.Get("id")
+	o, err := s.create(list, cutils.CString(id), hasID)
 	if err != nil {
 		return err
 	}
-	for _, k := range d.ordered() {
+	for _, k := range d.HashOrderKeys() {
 		if k == "id" {
 			continue
 		}
-		if err := o.set(k, d.vals[k]); err != nil {
+		v, _ := d.Get(k)
+		if err := o.set(k, v); err != nil {
 			s.remove(o)
 			return err
 		}
@@ -177,7 +181,7 @@ type cscan struct {
 }
 
 func (c *cscan) skipSpace() {
-	for c.i < len(c.s) && isCSpace(c.s[c.i]) {
+	for c.i < len(c.s) && cutils.IsSpace(c.s[c.i]) {
 		c.i++
 	}
 }
@@ -186,7 +190,7 @@ func (c *cscan) skipSpace() {
 func (c *cscan) word(max int) (string, bool) {
 	c.skipSpace()
 	start := c.i
-	for c.i < len(c.s) && c.i-start < max && !isCSpace(c.s[c.i]) {
+	for c.i < len(c.s) && c.i-start < max && !cutils.IsSpace(c.s[c.i]) {
 		c.i++
 	}
 	return c.s[start:c.i], c.i > start
@@ -221,7 +225,7 @@ func findList(group string) (*optsList, error) {
 	return nil, fmt.Errorf("There is no option group '%s'", group)
 }
 
-func (s *optsStore) closeSection(group string, d *odict) error {
+func (s *optsStore) closeSection(group string, d *qdict.Dict) error {
 	list, err := findList(group)
 	if err != nil {
 		return err
@@ -243,8 +247,8 @@ func (s *optsStore) closeSection(group string, d *odict) error {
 //     held, which a stray "[]" line changes to "]".
 func (s *optsStore) parseConfig(data []byte) error {
 	var (
-		cur       *odict // the open section
-		group     string // sscanf's target, clobbered by partial matches
+		cur       *qdict.Dict // the open section
+		group     string      // sscanf's target, clobbered by partial matches
 		prevGroup string
 	)
 	for len(data) > 0 {
@@ -252,7 +256,7 @@ func (s *optsStore) parseConfig(data []byte) error {
 		if i := bytes.IndexByte(data[:n], '\n'); i >= 0 {
 			n = i + 1
 		}
-		line := cString(string(data[:n]))
+		line := cutils.CString(string(data[:n]))
 		data = data[n:]
 		if line != "" && (line[0] == '\n' || line[0] == '#') {
 			continue
@@ -265,8 +269,8 @@ func (s *optsStore) parseConfig(data []byte) error {
 				c.skipSpace()
 				if c.lit('"') {
 					if id, ok := c.until(63, '"'); ok {
-						cur = newODict()
-						cur.put("id", id)
+						cur = qdict.New()
+						cur.Set("id", id)
 					}
 				}
 			}
@@ -274,7 +278,7 @@ func (s *optsStore) parseConfig(data []byte) error {
 				c = cscan{s: line, i: 1}
 				if g, ok := c.until(63, ']'); ok {
 					group = g
-					cur = newODict()
+					cur = qdict.New()
 				}
 			}
 			if cur != prev {
@@ -303,7 +307,7 @@ func (s *optsStore) parseConfig(data []byte) error {
 		if cur == nil {
 			return errors.New("no group defined")
 		}
-		cur.put(arg, value)
+		cur.Set(arg, value)
 	}
 	if cur != nil {
 		return s.closeSection(group, cur)
@@ -314,9 +318,9 @@ func (s *optsStore) parseConfig(data []byte) error {
 // parseDictSection is config_parse_qdict_section: the list's keys are
 // taken out of options ("inject-error.event" or "inject-error.N.event")
 // and become one section, or one per index.
-func (s *optsStore) parseDictSection(options *odict, list *optsList) error {
-	sub := options.extract(list.name + ".")
-	orig := sub.size()
+func (s *optsStore) parseDictSection(options *qdict.Dict, list *optsList) error {
+	sub := extract(options, list.name+".")
+	orig := sub.Len()
 	if orig == 0 {
 		return nil
 	}
@@ -324,9 +328,9 @@ func (s *optsStore) parseDictSection(options *odict, list *optsList) error {
 	if err := o.absorb(sub); err != nil {
 		return err
 	}
-	left := sub.size()
+	left := sub.Len()
 	if left > 0 && left < orig {
-		return fmt.Errorf("Unknown option '%s' for [%s]", sub.first(), list.name)
+		return fmt.Errorf("Unknown option '%s' for [%s]", firstKey(sub), list.name)
 	}
 	if left == 0 {
 		return nil
@@ -334,8 +338,8 @@ func (s *optsStore) parseDictSection(options *odict, list *optsList) error {
 	// Enumerated sections: the flat keys were indices, not options.
 	s.remove(o)
 	elems := arraySplit(sub)
-	if sub.size() > 0 {
-		return fmt.Errorf("Unused option '%s' for [%s]", sub.first(), list.name)
+	if sub.Len() > 0 {
+		return fmt.Errorf("Unused option '%s' for [%s]", firstKey(sub), list.name)
 	}
 	for i, e := range elems {
 		if e == nil {
@@ -349,9 +353,9 @@ func (s *optsStore) parseDictSection(options *odict, list *optsList) error {
 			s.remove(o)
 			return err
 		}
-		if e.size() > 0 {
+		if e.Len() > 0 {
 			s.remove(o)
-			return fmt.Errorf("[%s] section doesn't support the option '%s'", list.name, e.first())
+			return fmt.Errorf("[%s] section doesn't support the option '%s'", list.name, firstKey(e))
 		}
 	}
 	return nil
@@ -360,13 +364,13 @@ func (s *optsStore) parseDictSection(options *odict, list *optsList) error {
 // arraySplit is qdict_array_split: index i is either the key "i" (a
 // scalar, returned as nil since no caller here accepts one) or the keys
 // "i.*" (a dict); it stops at the first index that is neither or both.
-func arraySplit(src *odict) []*odict {
-	var out []*odict
+func arraySplit(src *qdict.Dict) []*qdict.Dict {
+	var out []*qdict.Dict
 	for i := 0; ; i++ {
 		idx := strconv.Itoa(i)
-		_, scalar := src.vals[idx]
+		scalar := src.Has(idx)
 		prefixed := false
-		for _, k := range src.keys {
+		for _, k := range src.Keys() {
 			if len(k) > len(idx) && k[:len(idx)+1] == idx+"." {
 				prefixed = true
 				break
@@ -376,9 +380,9 @@ func arraySplit(src *odict) []*odict {
 			return out
 		}
 		if prefixed {
-			out = append(out, src.extract(idx+"."))
+			out = append(out, extract(src, idx+"."))
 		} else {
-			src.del(idx)
+			src.Del(idx)
 			out = append(out, nil)
 		}
 	}
@@ -426,7 +430,7 @@ func (o *qemuOpts) rule() (Rule, error) {
 	if !ok {
 		return Rule{}, errors.New("Missing event name for rule")
 	}
-	name = cString(name)
+	name = cutils.CString(name)
 	ev, ok := blk.ParseEvent(name)
 	if !ok {
 		return Rule{}, fmt.Errorf("invalid parameter value: %s", name)
@@ -440,7 +444,7 @@ func (o *qemuOpts) rule() (Rule, error) {
 		r.Sector = int64(o.number("sector", ^uint64(0)))
 		r.IOTypeMask = DefaultIOTypes
 		if v, ok := o.vals["iotype"]; ok {
-			v = cString(v)
+			v = cutils.CString(v)
 			t, ok := ParseIOType(v)
 			if !ok {
 				return Rule{}, fmt.Errorf("invalid parameter value: %s", v)

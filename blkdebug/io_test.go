@@ -167,15 +167,15 @@ func TestLimits(t *testing.T) {
 }
 
 // TestPassThrough: block status points at the image, truncate resizes
-// it, the filter is visible to generic code.
+// it, the image is the primary child generic code walks down.
 func TestPassThrough(t *testing.T) {
 	e := openEnv(t, "driver=blkdebug,image.driver=mem,align=4096", blk.Spec{})
 	root := e.img.Root
-	f, ok := root.Impl().(blk.Filter)
-	if !ok || f.FilteredChild().Name != "image" {
-		t.Fatalf("not a filter of its image")
+	f := root.File()
+	if f == nil || f.Name != "image" {
+		t.Fatalf("the image is not the primary child")
 	}
-	mem := f.FilteredChild().Node
+	mem := f.Node
 	must(t, e.run("block status", func(co *blk.Co) error {
 		st, err := e.bd.BlockStatus(co, true, 4096, 8192)
 		if err == nil && (st.File != mem || st.Map != 4096 || st.Pnum != 8192 || st.Flags != blk.StatusRaw|blk.StatusOffsetValid) {

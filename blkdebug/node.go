@@ -24,7 +24,7 @@ type node struct {
 	align, maxTransfer         int64
 	optWriteZero, maxWriteZero int64
 	optDiscard, maxDiscard     int64
-	takePerms, unsharePerms    Perm
+	takePerms, unsharePerms    blk.Perm
 
 	// state is the state machine's state; rules with a State only fire
 	// in it. It starts at 1.
@@ -64,7 +64,6 @@ var (
 	_ blk.LimitsRefresher = (*node)(nil)
 	_ blk.DebugEventer    = (*node)(nil)
 	_ blk.Breakpointer    = (*node)(nil)
-	_ blk.Filter          = (*node)(nil)
 )
 
 // add puts r at the head of its event's list.
@@ -124,6 +123,10 @@ func (b *node) processFor(co *blk.Co, ev blk.Event) int {
 		if r.State != 0 && r.State != b.state {
 			continue
 		}
+		if b.tracing() {
+			b.trace(blk.TraceEvent{Kind: blk.TraceRule, Req: coID(co), Name: ev.String(),
+				Why: strings.TrimSpace(strings.ReplaceAll(r.String(), "\n", " "))})
+		}
 		switch r.Action {
 		case InjectError:
 			if !injected {
@@ -140,6 +143,7 @@ func (b *node) processFor(co *blk.Co, ev blk.Event) int {
 			b.remove(r)
 			b.suspended = slices.Insert(b.suspended, 0, &suspendedReq{co: co, tag: r.Tag})
 			fmt.Fprintf(b.out(), "blkdebug: Suspended request '%s'\n", r.Tag)
+			b.trace(blk.TraceEvent{Kind: blk.TraceBreakHit, Req: co.ID(), Name: ev.String(), Why: r.Tag})
 			suspends++
 		}
 	}
@@ -169,6 +173,7 @@ func (b *node) Break(event, tag string) error {
 		return unix.ENOENT
 	}
 	b.add(NewSuspend(ev, tag))
+	b.trace(blk.TraceEvent{Kind: blk.TraceBreakSet, Name: event, Why: tag})
 	return nil
 }
 
@@ -182,6 +187,7 @@ func (b *node) resumeOne(tag string) bool {
 	co := b.suspended[i].co
 	b.suspended = slices.Delete(b.suspended, i, i+1)
 	fmt.Fprintf(b.out(), "blkdebug: Resuming request '%s'\n", tag)
+	b.trace(blk.TraceEvent{Kind: blk.TraceBreakResume, Req: co.ID(), Why: tag})
 	co.Wake()
 	return true
 }
@@ -278,6 +284,9 @@ func (b *node) ruleCheck(co *blk.Co, off, bytes int64, t IOType) (skip bool, err
 	errno, immediately := hit.Errno, hit.Immediately
 	if hit.Once {
 		b.remove(hit)
+	}
+	if errno > 0 {
+		b.trace(blk.TraceEvent{Kind: blk.TraceError, Req: coID(co), Name: "injected", Off: off, Bytes: bytes, Err: unix.Errno(errno)})
 	}
 	if !immediately {
 		b.reschedule(co)
@@ -469,9 +478,6 @@ func (b *node) Truncate(co *blk.Co, size int64, exact bool, prealloc blk.Preallo
 // Close implements blk.Impl. The image is closed by blk.
 func (b *node) Close() error { return nil }
 
-// FilteredChild implements blk.Filter.
-func (b *node) FilteredChild() *blk.Child { return b.image }
-
 // RefreshLimits implements blk.LimitsRefresher (blkdebug_refresh_limits
 // plus the supported flags of blkdebug_open): the overrides replace what
 // blk inherited from the image, and blkdebug honours natively only the
@@ -498,4 +504,24 @@ func (b *node) RefreshLimits(l *blk.Limits) {
 	il := b.image.Node.Limits()
 	l.SupportedWriteFlags = blk.FUA & il.SupportedWriteFlags
 	l.SupportedZeroFlags = (blk.FUA | blk.MayUnmap | blk.NoFallback) & il.SupportedZeroFlags
+}
+
+// tracing reports whether the loop has a tracer.
+func (b *node) tracing() bool { return b.loop != nil && b.loop.Tracer() != nil }
+
+// trace reports ev on this node when the loop is tracing (rules fired,
+// breakpoints set, hit and resumed, injected errors).
+func (b *node) trace(ev blk.TraceEvent) {
+	if b.tracing() {
+		ev.Node = b.self
+		b.loop.Trace(ev)
+	}
+}
+
+// coID is co's request number, 0 for none.
+func coID(co *blk.Co) int {
+	if co == nil {
+		return 0
+	}
+	return co.ID()
 }

@@ -28,8 +28,11 @@ func NewDriver(out func() io.Writer) *blk.Driver {
 	return &blk.Driver{
 		Name:          "blkdebug",
 		Protocol:      "blkdebug",
+		PassThrough:   true, // a filter: data goes to the image child unchanged
 		ParseFilename: parseFilename,
 		Open:          func(a *blk.OpenArgs) (blk.Impl, error) { return open(a, out) },
+		Options:       options,
+		ExactFilename: exactFilename,
 	}
 }
 
@@ -58,6 +61,41 @@ func parseFilename(filename string, opts *qdict.Dict) error {
 // gio's serialise); all but the first three are sizes.
 var runtimeOpts = []string{"config", "x-image", "serialise",
 	"align", "max-transfer", "opt-write-zero", "max-write-zero", "opt-discard", "max-discard"}
+
+// options are runtimeOpts for completion, with the image child and the
+// permission switches.
+var options = func() []blk.Option {
+	o := []blk.Option{{Name: "image."}, {Name: "take-child-perms."}, {Name: "unshare-child-perms."}}
+	for _, n := range runtimeOpts {
+		switch n {
+		case "x-image":
+		case "serialise":
+			o = append(o, blk.Option{Name: n, Values: blk.OnOff()})
+		default:
+			o = append(o, blk.Option{Name: n})
+		}
+	}
+	return o
+}()
+
+// exactFilename is blkdebug_refresh_filename: "blkdebug:CONFIG:IMAGE"
+// when the image child is a plain file and no option but config changes
+// what the node does (align, rules, ... are "strong" options); "" (a
+// generated json: name) otherwise.
+func exactFilename(n *blk.Node) string {
+	own := n.Options()
+	config, _ := own.Get("config")
+	for _, k := range own.Keys() {
+		if k != "config" {
+			return ""
+		}
+	}
+	img := n.File()
+	if img == nil || img.Node.Driver().Name != "file" {
+		return ""
+	}
+	return "blkdebug:" + config + ":" + img.Node.Filename()
+}
 
 // open opens a blkdebug node, with errors in the form the command layer
 // prints verbatim.
@@ -130,13 +168,13 @@ func openNode(a *blk.OpenArgs, out func() io.Writer) (*node, error) {
 			return nil, err
 		}
 	}
-	od := newODict()
+	od := qdict.New()
 	for _, k := range a.Opts.Keys() {
 		if strings.HasPrefix(k, "inject-error.") || strings.HasPrefix(k, "set-state.") {
 			// Non-scalar JSON values stay behind, to be reported as
 			// unsupported options.
 			if v, ok := a.Opts.TakeString(k); ok {
-				od.put(k, v)
+				od.Set(k, v)
 			}
 		}
 	}
@@ -161,8 +199,8 @@ func openNode(a *blk.OpenArgs, out func() io.Writer) (*node, error) {
 	if b.unsharePerms, err = takePerms(a.Opts, "unshare-child-perms."); err != nil {
 		return nil, err
 	}
-	a.Flags.TakePerms |= blk.Perm(b.takePerms)
-	a.Flags.UnsharePerms |= blk.Perm(b.unsharePerms)
+	a.Flags.TakePerms |= b.takePerms
+	a.Flags.UnsharePerms |= b.unsharePerms
 
 	if hasXImage {
 		if _, ok := a.Opts.Get("image.filename"); ok {

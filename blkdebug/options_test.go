@@ -221,7 +221,7 @@ func TestXImageAndImageFilename(t *testing.T) {
 
 func TestPermsParsed(t *testing.T) {
 	e := openEnv(t, "driver=blkdebug,image.driver=mem,take-child-perms.0=write,take-child-perms.1=resize,unshare-child-perms.0=consistent-read", blk.Spec{})
-	if e.bd.takePerms != PermWrite|PermResize || e.bd.unsharePerms != PermConsistentRead {
+	if e.bd.takePerms != blk.PermWrite|blk.PermResize || e.bd.unsharePerms != blk.PermConsistentRead {
 		t.Errorf("perms = %v / %v, want write|resize / consistent-read", e.bd.takePerms, e.bd.unsharePerms)
 	}
 }

@@ -6,36 +6,15 @@ import (
 	"strconv"
 	"strings"
 
+	"gio/blk"
 	"gio/blk/qdict"
+	"gio/internal/cutils"
 )
 
-// Perm is a set of QEMU block permissions (BlockPermission), as named by
-// the take-child-perms and unshare-child-perms options.
-type Perm uint64
-
-// The permissions QEMU 7.2 accepts by name.
-const (
-	PermConsistentRead Perm = 1 << iota
-	PermWrite
-	PermWriteUnchanged
-	PermResize
-)
-
-var permNames = []string{"consistent-read", "write", "write-unchanged", "resize"}
-
-// String lists the permission names, separated by "|".
-func (p Perm) String() string {
-	var s []string
-	for i, n := range permNames {
-		if p&(1<<i) != 0 {
-			s = append(s, n)
-		}
-	}
-	if len(s) == 0 {
-		return "0"
-	}
-	return strings.Join(s, "|")
-}
+// qapiPermNames are the names of blk.Perm's bits (in bit order) in
+// QEMU's QAPI BlockPermission enum, which take-child-perms and
+// unshare-child-perms use (blk.Perm's String has bdrv_perm_names' words).
+var qapiPermNames = []string{"consistent-read", "write", "write-unchanged", "resize"}
 
 // qval is a crumpled option value: a string, a dict or a list
 // (QEMU's QString, QDict, QList after qdict_crumple).
@@ -70,21 +49,22 @@ func (t *qtree) put(k string, v *qval) {
 // takePerms is blkdebug_parse_perm_list: the keys under prefix
 // ("take-child-perms.0", ...) are taken out of opts, crumpled into a list
 // and read as permission names, with the messages of QEMU's QAPI visitor.
-func takePerms(opts *qdict.Dict, prefix string) (Perm, error) {
-	full := newODict()
+func takePerms(opts *qdict.Dict, prefix string) (blk.Perm, error) {
+	full := qdict.New()
 	for _, k := range opts.Keys() {
 		if strings.HasPrefix(k, prefix) {
 			v, _ := opts.TakeString(k)
-			full.put(k, v)
+			full.Set(k, v)
 		}
 	}
-	sub := full.extract(prefix)
-	if sub.size() == 0 {
+	sub := extract(full, prefix)
+	if sub.Len() == 0 {
 		return 0, nil
 	}
 	flat := newQTree()
-	for _, k := range sub.keys {
-		flat.put(k, &qval{str: sub.vals[k]})
+	for _, k := range sub.Keys() {
+		v, _ := sub.Get(k)
+		flat.put(k, &qval{str: v})
 	}
 	v, err := crumple(flat)
 	if err != nil {
@@ -93,20 +73,20 @@ func takePerms(opts *qdict.Dict, prefix string) (Perm, error) {
 	if v.kind != qList {
 		return 0, errors.New("Invalid parameter type for '<anonymous>', expected: array")
 	}
-	var p Perm
+	var p blk.Perm
 	for i, e := range v.list {
 		if e.kind != qString {
 			return 0, fmt.Errorf("Invalid parameter type for '[%d]', expected: string", i)
 		}
 		found := false
-		for j, n := range permNames {
-			if n == cString(e.str) {
+		for j, n := range qapiPermNames {
+			if n == cutils.CString(e.str) {
 				p |= 1 << j
 				found = true
 			}
 		}
 		if !found {
-			return 0, fmt.Errorf("Parameter 'null' does not accept value '%s'", cString(e.str))
+			return 0, fmt.Errorf("Parameter 'null' does not accept value '%s'", cutils.CString(e.str))
 		}
 	}
 	return p, nil
@@ -196,7 +176,8 @@ func qdictIsList(t *qtree) (bool, error) {
 	isList := -1
 	n, top := int64(0), int64(-1)
 	for _, k := range qdictOrder(t.keys) {
-		v, isIndex := parseInt64(k)
+		v, r := cutils.Strtoi64(cutils.CString(k), 10)
+		isIndex := r == cutils.OK
 		idx := 0
 		if isIndex {
 			idx = 1

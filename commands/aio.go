@@ -12,10 +12,10 @@ func aioCommands() []*Command {
 	return []*Command{
 		{Name: "aio_read", Args: "[-Ciqv] [-P pattern] off len [len..]",
 			Oneline: "asynchronously reads a number of bytes", Help: aioReadHelp,
-			Opts: "CP:iqv", MinArgs: 2, MaxArgs: -1, NeedsFile: true, Family: "aio", Run: aioReadCmd},
+			Flags: []Flag{{Letter: 'C'}, {Letter: 'P', Arg: "pattern"}, {Letter: 'i'}, {Letter: 'q'}, {Letter: 'v'}}, MinArgs: 2, MaxArgs: -1, NeedsFile: true, Family: "aio", Run: aioReadCmd},
 		{Name: "aio_write", Args: "[-Cfiquz] [-P pattern] off len [len..]",
 			Oneline: "asynchronously writes a number of bytes", Help: aioWriteHelp,
-			Opts: "CfiqP:uz", MinArgs: 2, MaxArgs: -1, NeedsFile: true, Write: true, Family: "aio", Run: aioWriteCmd},
+			Flags: []Flag{{Letter: 'C'}, {Letter: 'f'}, {Letter: 'i'}, {Letter: 'q'}, {Letter: 'P', Arg: "pattern"}, {Letter: 'u'}, {Letter: 'z'}}, MinArgs: 2, MaxArgs: -1, NeedsFile: true, Write: true, Family: "aio", Run: aioWriteCmd},
 		{Name: "aio_flush", Oneline: "completes all outstanding aio requests",
 			MinArgs: 0, MaxArgs: 0, NeedsFile: true, Family: "aio", Run: aioFlushCmd},
 	}
@@ -105,7 +105,7 @@ func aioWriteCmd(s *Session, name string, opts []getopt.Opt, args []string) erro
 		if vo.P {
 			pat = vo.pat
 		}
-		buf = fill(total, pat)
+		buf = s.patternBuf(total, pat)
 	}
 	start := s.Loop.Now()
 	s.runAIO(fmt.Sprintf("aio_write %d %d", off, total),

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -20,7 +21,7 @@ func benchCommands() []*Command {
 	return []*Command{
 		{Name: "bench", Args: benchSynopsis,
 			Oneline: "runs qemu-img bench on the open image or on filename (gio only)",
-			Help:    benchHelp, MinArgs: 0, MaxArgs: -1, RawArgs: true, Hidden: true, Family: "gio",
+			Help:    benchHelp, Flags: benchFlags, MinArgs: 0, MaxArgs: -1, RawArgs: true, Hidden: true, Family: "gio",
 			Run: benchCmd},
 	}
 }
@@ -61,6 +62,15 @@ const (
 	benchOptPattern
 	benchOptNoDrain
 )
+
+// benchFlags are qemu-img bench's short options (img_bench's getopt
+// string); bench parses them itself (RawArgs), with benchLongOpts.
+var benchFlags = []Flag{
+	{Letter: 'h'}, {Letter: 'c', Arg: "count"}, {Letter: 'd', Arg: "depth"}, {Letter: 'f', Arg: "fmt"},
+	{Letter: 'n'}, {Letter: 'i', Arg: "aio", Values: AIOModes}, {Letter: 'o', Arg: "offset"}, {Letter: 'q'},
+	{Letter: 's', Arg: "buffer_size"}, {Letter: 'S', Arg: "step_size"}, {Letter: 't', Arg: "cache", Values: CacheModes},
+	{Letter: 'w'}, {Letter: 'U'},
+}
 
 var benchLongOpts = []getopt.LongOpt{
 	{Name: "help", Short: 'h'},
@@ -108,7 +118,7 @@ func (e benchEnv) errorf(format string, args ...any) {
 // exit reports the status then).
 func parseBench(e benchEnv, args []string) (c benchConfig, ok bool, exit int) {
 	c = benchConfig{count: 75000, depth: 64, bufsize: 4096, drain: true}
-	opts, pos, err := getopt.ParseLong(e.prog, args, "hc:d:f:ni:o:qs:S:t:wU", benchLongOpts)
+	opts, pos, err := getopt.ParseLong(e.prog, args, OptString(benchFlags), benchLongOpts)
 	if err != nil {
 		e.errorf("%s", benchGetoptMessage(err.Error(), args))
 		fmt.Fprintf(e.err, "Try 'qemu-img --help' for more information\n")
@@ -550,6 +560,12 @@ func runBench(e benchEnv, loop *blk.Loop, img *blk.Backend, c benchConfig) bool 
 		return false
 	}
 	err := loop.RunUntil("bench", func() bool { return b.n == 0 || b.err != nil })
+	if errors.Is(err, blk.ErrInterrupted) || errors.Is(b.err, blk.ErrInterrupted) {
+		// The lanes still in flight stop at their next turn.
+		b.fail("Interrupted", blk.ErrInterrupted)
+		fmt.Fprintf(e.err, "gio: bench interrupted: %d of %d requests done\n", c.count-b.n, c.count)
+		return false
+	}
 	if b.err == nil && err != nil {
 		fmt.Fprintf(e.err, "gio: %s\n", errText(err))
 		return false
@@ -578,6 +594,12 @@ func (b *benchRun) lane(co *blk.Co, buf []byte) {
 			co.Park("bench: waits for the drained flush")
 		}
 		if b.err != nil || b.n <= b.inFlight {
+			return
+		}
+		if b.loop.Interrupted() {
+			// Ctrl-C: no new request. runBench marks the run failed
+			// too, but only once the loop hands control back to it.
+			b.fail("Interrupted", blk.ErrInterrupted)
 			return
 		}
 		off := b.offset

@@ -27,9 +27,9 @@ type Command struct {
 	Args    string // synopsis, e.g. "[-abCqv] [-P pattern [-s off] [-l len]] off len"
 	Oneline string
 	Help    string // extended help, printed after the summary by "help CMD"
-	// Opts is the getopt option string; empty for commands that parse
-	// their words themselves.
-	Opts string
+	// Flags are the command's options (the getopt option string comes
+	// from them); none for commands that parse their words themselves.
+	Flags []Flag
 	// MinArgs and MaxArgs bound the words after the command name
 	// (options included); MaxArgs -1 means unbounded.
 	MinArgs, MaxArgs int
@@ -77,6 +77,7 @@ func All() []*Command {
 	all = append(all, shellCommands()...)
 	all = append(all, gioCommands()...)
 	all = append(all, benchCommands()...)
+	all = append(all, traceCommands()...)
 	all = append(all, nbdCommands()...)
 	return all
 }
@@ -128,8 +129,19 @@ func (t *Table) Names() []string {
 // SplitLine splits a command line the way qemu-io does: on spaces only,
 // runs collapsed; tabs and quotes are ordinary characters.
 func SplitLine(line string) []string {
-	var words []string
-	for _, w := range strings.Split(line, " ") {
+	// One allocation per line: 20000 piped commands all stay in the
+	// peak RSS while their requests are in flight (see patternBuf).
+	n := 0
+	for w := range strings.SplitSeq(line, " ") {
+		if w != "" {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	words := make([]string, 0, n)
+	for w := range strings.SplitSeq(line, " ") {
 		if w != "" {
 			words = append(words, w)
 		}
@@ -157,7 +169,7 @@ func (s *Session) dispatch(words []string) bool {
 	if c == nil {
 		fmt.Fprintf(s.Err, "command \"%s\" not found\n", name)
 		if s.Suggest != nil {
-			s.Suggest(name)
+			s.Suggest(name, s.commandNames())
 		}
 		return false
 	}
@@ -198,7 +210,7 @@ func (s *Session) dispatch(words []string) bool {
 	pos := args
 	if !c.RawArgs {
 		var err error
-		opts, pos, err = getopt.Parse(c.Name, args, c.Opts)
+		opts, pos, err = getopt.Parse(c.Name, args, OptString(c.Flags))
 		if err != nil {
 			// getopt names the command as typed ("r: invalid option").
 			msg := err.Error()
@@ -221,6 +233,15 @@ func (s *Session) dispatch(words []string) bool {
 		s.errorReport("%s", err)
 	}
 	return false
+}
+
+// commandNames lists the command names, aliases left out.
+func (s *Session) commandNames() []string {
+	var ns []string
+	for _, c := range s.Table.cmds {
+		ns = append(ns, c.Name)
+	}
+	return ns
 }
 
 func onlyGioArgs(c *Command, args []string) bool {
@@ -261,9 +282,14 @@ type Session struct {
 	ImageOpts bool
 	Failed    bool
 	Quit      bool
-	// Suggest, if set, is called with an unknown command word (the shell
-	// prints a "did you mean").
-	Suggest func(word string)
+	// Interactive is set by the interactive shell: "help" then points
+	// to "help gio".
+	Interactive bool
+	// Suggest, if set, is called with an unknown word and the words it
+	// may have meant: a command name, a blkdebug event (the shell prints
+	// a "did you mean"). It is unset outside the interactive shell, where
+	// the output stays qemu-io's.
+	Suggest func(word string, candidates []string)
 	// Recorder is the interactive shell's recorder (the record command);
 	// nil outside interactive mode.
 	Recorder Recorder
@@ -275,9 +301,19 @@ type Session struct {
 	// to paths.
 	scratchDir string
 	scratch    map[string]string
+	// createLines are the create commands that succeeded, as typed,
+	// and openLine the open command equivalent to how the open image
+	// was opened (ReplayLines).
+	createLines []string
+	openLine    string
 	// ioBuf is the buffer synchronous read and write commands reuse
 	// (syncBuf in iobuf.go).
 	ioBuf []byte
+	// patterns holds the read-only pattern buffers aio_write requests
+	// share (patternBuf in iobuf.go).
+	patterns map[byte][]byte
+	// tracing is the trace being written (trace.go), nil when off.
+	tracing *traceState
 }
 
 // NewSession returns a session with the standard command table.

@@ -4,37 +4,54 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
+	"gio/blk"
 	"gio/blk/qdict"
 	"gio/internal/getopt"
 )
 
+// createFlags are create's options; its help lists them from here.
+var createFlags = []Flag{
+	{Letter: 'f', Arg: "fmt", Values: CreateFormats, Desc: "image format (raw or qcow2)"},
+	{Letter: 'o', Arg: "options", Keys: createOptions, Desc: "creation options, as qemu-img create -o takes them (qcow2:\n" +
+		"cluster_size, compat, refcount_bits, backing_file, backing_fmt;\n" +
+		"a backing file without backing_fmt has its format probed)"},
+}
+
 func gioCommands() []*Command {
 	return []*Command{
-		{Name: "create", Args: "[-f raw|qcow2] [-o options] name size",
-			Oneline: "creates a scratch image, removed when gio exits (gio only)",
+		{Name: "create", Args: "[-f fmt] [-o options] name|path size",
+			Oneline: "creates a scratch image, removed when gio exits, or an image file (gio only)",
 			Help: `
- creates a sparse scratch image in a private temporary directory; later
- commands (open, -o file.filename=..., blkdebug::name) refer to it by name.
- The directory is removed when gio exits, so a script needs no setup.
+ creates a sparse image. A plain name (no '/') makes a scratch image in a
+ private temporary directory: later commands (open, -o file.filename=...,
+ blkdebug::name) refer to it by that name, which then hides any file of
+ the same name in the working directory (create warns when it does). The
+ directory is removed when gio exits, also on SIGTERM, SIGHUP and the
+ like, so a script needs no setup. A path with a '/' (./x.img,
+ images/x.img) makes a real file that stays, as qemu-img create does.
+ create refuses to overwrite an image file that is open.
 
  Example:
  'create img 64k' then 'open -o driver=raw,file.align=4k blkdebug::img'
  'create -f qcow2 base 1M', then
  'create -f qcow2 -o cluster_size=4k,backing_file=base top 1M'
- -f, -- image format (raw or qcow2)
- -o, -- creation options, as qemu-img create -o takes them (qcow2:
-       cluster_size, compat, refcount_bits, backing_file, backing_fmt;
-       a backing file without backing_fmt has its format probed)
-
-`,
-			Opts: "f:o:", MinArgs: 2, MaxArgs: 6, Hidden: true, Family: "gio", Run: createCmd},
+` + FlagHelp(createFlags) + "\n",
+			Flags: createFlags, MinArgs: 2, MaxArgs: 6, Hidden: true, Family: "gio", Run: createCmd},
 		recordCommand(),
 	}
 }
 
-// createCmd makes a sparse scratch image.
+// createOptions are the creation options create -o takes (qcow2's, as
+// qemu-img create -o names them).
+var createOptions = []blk.Option{{Name: "cluster_size"}, {Name: "compat", Values: []string{"0.10", "1.1", "v2", "v3"}},
+	{Name: "refcount_bits"}, {Name: "backing_file"}, {Name: "backing_fmt", Values: CreateFormats},
+	{Name: "lazy_refcounts", Values: blk.OnOff()}}
+
+// createCmd makes a sparse image: a scratch image for a plain name, a
+// real file for a path.
 func createCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 	format := "raw"
 	var copts *qdict.Dict
@@ -43,7 +60,7 @@ func createCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 		case 'f':
 			format = o.Arg
 		case 'o':
-			d, ok := s.ParseOptions(o.Arg)
+			d, ok := s.parseOptionsReporting(o.Arg, func(format string, args ...any) { gioError(s, format, args...) })
 			if !ok {
 				return errFailed
 			}
@@ -58,11 +75,11 @@ func createCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 		}
 	}
 	if format != "raw" && format != "qcow2" {
-		s.errorReport("create: unsupported format '%s' (raw, qcow2)", format)
+		gioError(s, "create: unsupported format '%s' (raw, qcow2)", format)
 		return errFailed
 	}
 	if format == "raw" && copts != nil && copts.Len() > 0 {
-		s.errorReport("create: raw takes no creation options")
+		gioError(s, "create: raw takes no creation options")
 		return errFailed
 	}
 	if len(args) != 2 {
@@ -72,20 +89,32 @@ func createCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 	if !ok {
 		return errFailed
 	}
-	if strings.ContainsAny(args[0], "/:,") {
-		s.errorReport("create: '%s': scratch image names cannot contain '/', ':' or ','", args[0])
-		return errFailed
-	}
-	if s.scratchDir == "" {
-		d, err := os.MkdirTemp(scratchBase(), "gio-scratch-")
-		if err != nil {
-			s.errorReport("create: %v", err)
+	target := args[0]
+	scratch := !strings.Contains(target, "/")
+	var path string
+	if scratch {
+		if strings.ContainsAny(target, ":,") {
+			gioError(s, "create: '%s': scratch image names cannot contain ':' or ','", target)
 			return errFailed
 		}
-		s.scratchDir = d
-		s.scratch = map[string]string{}
+		if s.scratchDir == "" {
+			d, err := os.MkdirTemp(scratchBase(), ScratchPrefix)
+			if err != nil {
+				gioError(s, "create: %v", err)
+				return errFailed
+			}
+			s.scratchDir = d
+			s.scratch = map[string]string{}
+			registerScratch(d)
+		}
+		path = filepath.Join(s.scratchDir, target)
+	} else {
+		path = target
 	}
-	path := filepath.Join(s.scratchDir, args[0])
+	if s.Img != nil && isOpenFile(s.Img.Root, path) {
+		gioError(s, "create: '%s' is the open image (or one of its files); close it first", target)
+		return errFailed
+	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
 	if err == nil {
 		if format == "raw" {
@@ -99,11 +128,51 @@ func createCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 		err = s.Reg.Create(format, path, size, copts, s.Loop)
 	}
 	if err != nil {
-		s.errorReport("create: %s: %s", args[0], errText(err))
+		gioError(s, "create: %s: %s", target, errText(err))
 		return errFailed
 	}
-	s.scratch[args[0]] = path
+	line := "create " + strings.Join(s.lastWords, " ")
+	if !slices.Contains(s.createLines, line) {
+		s.createLines = append(s.createLines, line)
+	}
+	if scratch {
+		if _, known := s.scratch[target]; !known {
+			if _, err := os.Stat(target); err == nil {
+				gioError(s, "create: scratch image '%s' hides the file ./%s from now on; 'create ./%s SIZE' makes a real file", target, target, target)
+			}
+		}
+		s.scratch[target] = path
+	}
 	return nil
+}
+
+// gioError prints a message of gio's own (no qemu-io counterpart), with
+// gio's name.
+func gioError(s *Session, format string, args ...any) {
+	fmt.Fprintf(s.Err, "gio: "+format+"\n", args...)
+}
+
+// isOpenFile reports whether path is a file of the graph under n.
+func isOpenFile(n *blk.Node, path string) bool {
+	st, err := os.Stat(path)
+	if err != nil || n == nil {
+		return false
+	}
+	var walk func(n *blk.Node) bool
+	walk = func(n *blk.Node) bool {
+		if fn := n.Filename(); fn != "" && n.Driver().Name == "file" {
+			if fst, err := os.Stat(fn); err == nil && os.SameFile(st, fst) {
+				return true
+			}
+		}
+		for _, c := range n.Children() {
+			if walk(c.Node) {
+				return true
+			}
+		}
+		return false
+	}
+	return walk(n)
 }
 
 // resolveScratch replaces scratch image names by their paths in a
@@ -131,30 +200,13 @@ func (s *Session) resolveScratch(name string, opts *qdict.Dict) string {
 	return name
 }
 
-// Cleanup removes the scratch directory.
+// Cleanup ends a trace still being written and removes the scratch
+// directory.
 func (s *Session) Cleanup() {
+	s.StopTrace()
 	if s.scratchDir != "" {
+		unregisterScratch(s.scratchDir)
 		os.RemoveAll(s.scratchDir)
 		s.scratchDir = ""
 	}
-}
-
-var _ = fmt.Sprint
-
-// scratchBase is where scratch images live: $GIO_SCRATCH_DIR, else a
-// tmpfs (/dev/shm) when there is one, because scratch images are thrown
-// away at exit and syncing them to a disk only costs time; else the
-// system temporary directory.
-func scratchBase() string {
-	if d := os.Getenv("GIO_SCRATCH_DIR"); d != "" {
-		return d
-	}
-	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-		if f, err := os.CreateTemp("/dev/shm", ".gio-probe-"); err == nil {
-			f.Close()
-			os.Remove(f.Name())
-			return "/dev/shm"
-		}
-	}
-	return ""
 }

@@ -52,6 +52,10 @@ func breakCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 	}
 	if err := b.Break(args[0], args[1]); err != nil {
 		fmt.Fprintf(s.Out, "Could not set breakpoint: %s\n", breakErr(err))
+		if _, known := blk.ParseEvent(args[0]); !known && s.Suggest != nil {
+			s.Flush()
+			s.Suggest(args[0], blk.EventNames())
+		}
 		return errFailed
 	}
 	return nil
@@ -136,6 +140,9 @@ func sigraiseCmd(s *Session, name string, opts []getopt.Opt, args []string) erro
 	if qemuIgnored[unix.Signal(sig)] {
 		return nil
 	}
+	if terminates(unix.Signal(sig)) {
+		RemoveScratchDirs()
+	}
 	raise(unix.Signal(sig))
 	return nil
 }
@@ -167,8 +174,19 @@ func raise(sig unix.Signal) {
 	}
 }
 
+// terminates reports whether sig's default action ends the process (it
+// neither is ignored nor stops it).
+func terminates(sig unix.Signal) bool {
+	switch sig {
+	case unix.SIGCHLD, unix.SIGURG, unix.SIGWINCH, unix.SIGCONT, unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
+		return false
+	}
+	return true
+}
+
 // abortCmd simulates a crash: SIGABRT without flushing stdout.
 func abortCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
+	RemoveScratchDirs()
 	raise(unix.SIGABRT)
 	return nil
 }

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -14,15 +15,15 @@ func imageCommands() []*Command {
 	return []*Command{
 		{Name: "open", Alias: "o", Args: "[-rsCnkU] [-t cache] [-d discard] [-o options] [path]",
 			Oneline: "open the file specified by path", Help: openHelp,
-			Opts: "snCro:ki:t:d:U", MinArgs: 1, MaxArgs: -1, Family: "image", Run: openCmd},
+			Flags: openFlags, MinArgs: 1, MaxArgs: -1, Family: "image", Run: openCmd},
 		{Name: "close", Alias: "c", Oneline: "close the current open file",
 			MinArgs: 0, MaxArgs: 0, NeedsFile: true, Family: "image", Run: closeCmd},
 		{Name: "reopen", Args: "[(-r|-w)] [-c cache] [-o options]",
 			Oneline: "reopens an image with new options", Help: reopenHelp,
-			Opts: "c:o:rw", MinArgs: 0, MaxArgs: -1, NeedsFile: true, Family: "image", Run: reopenCmd},
+			Flags: []Flag{{Letter: 'c', Arg: "cache", Values: CacheModes}, {Letter: 'o', Arg: "options"}, {Letter: 'r'}, {Letter: 'w'}}, MinArgs: 0, MaxArgs: -1, NeedsFile: true, Family: "image", Run: reopenCmd},
 		{Name: "truncate", Alias: "t", Args: "[-m prealloc_mode] off",
 			Oneline: "truncates the current file at the given offset",
-			Opts:    "m:", MinArgs: 1, MaxArgs: 3, NeedsFile: true, Write: true, Family: "image", Run: truncateCmd},
+			Flags:   []Flag{{Letter: 'm', Arg: "prealloc_mode", Values: PreallocModes}}, MinArgs: 1, MaxArgs: 3, NeedsFile: true, Write: true, Family: "image", Run: truncateCmd},
 		{Name: "length", Alias: "l", Oneline: "gets the length of the current file",
 			MinArgs: 0, MaxArgs: 0, NeedsFile: true, Family: "image", Run: lengthCmd},
 		{Name: "info", Alias: "i", Oneline: "prints information about the current file",
@@ -165,31 +166,67 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 		return false
 	}
 	s.Img = img
+	s.openLine = o.openLine(given)
 	return true
 }
 
-// probeName is the name QEMU gives the probed raw node's file child in
-// its warning (bdrv_refresh_filename): a file by its file name; blkdebug
-// as blkdebug:CONFIG:IMAGE unless options that change its behaviour
-// (align, rules, ...) make it a generated json: name of all its options.
-func probeName(file *blk.Node, given string) string {
-	switch file.Driver().Name {
-	case "file":
-		return file.Filename()
-	case "blkdebug":
-		own := file.Options()
-		config, _ := own.Get("config")
-		strong := false
-		for _, k := range own.Keys() {
-			strong = strong || k != "config"
+// openLine is the open command that opens name with o again (for a
+// recording that starts with the image open).
+func (o OpenOptions) openLine(name string) string {
+	w := []string{"open"}
+	for _, f := range []struct {
+		on   bool
+		flag string
+	}{{o.ReadOnly, "-r"}, {o.Snapshot, "-s"}, {o.CopyOnRead, "-C"}, {o.NativeAIO, "-k"}, {o.ForceShare, "-U"}} {
+		if f.on {
+			w = append(w, f.flag)
 		}
-		img := file.File()
-		if !strong && img != nil && img.Node.Driver().Name == "file" {
-			return "blkdebug:" + config + ":" + img.Node.Filename()
-		}
-		return "json:" + file.FullOptions().JSON(file.ChildNames()...)
 	}
-	if given != "" {
+	for _, f := range []struct{ flag, v string }{{"-t", o.Cache}, {"-d", o.Discard}, {"-i", o.AIO}} {
+		if f.v != "" {
+			w = append(w, f.flag, f.v)
+		}
+	}
+	var kv []string
+	if o.Format != "" {
+		kv = append(kv, "driver="+o.Format)
+	}
+	if o.Opts != nil {
+		for _, k := range o.Opts.Keys() {
+			v, _ := o.Opts.Get(k)
+			kv = append(kv, k+"="+strings.ReplaceAll(v, ",", ",,"))
+		}
+	}
+	if len(kv) > 0 {
+		w = append(w, "-o", strings.Join(kv, ","))
+	}
+	if name != "" {
+		w = append(w, name)
+	}
+	return strings.Join(w, " ")
+}
+
+// ReplayLines are the lines that bring a new session to this one's
+// state: the create commands that made its images, then the open of the
+// image that is open (none when no image is open).
+func (s *Session) ReplayLines() []string {
+	if s.Img == nil {
+		return nil
+	}
+	return append(append([]string(nil), s.createLines...), s.openLine)
+}
+
+// probeName is the name QEMU gives the probed raw node's file child in
+// its warning (bdrv_refresh_filename): the driver's exact file name when
+// it has one (blk.Driver.ExactFilename), else a generated json: name of
+// all the node's options; a driver without the hook keeps the name as
+// given.
+func probeName(file *blk.Node, given string) string {
+	if exact := file.Driver().ExactFilename; exact != nil {
+		if name := exact(file); name != "" {
+			return name
+		}
+	} else if given != "" {
 		return given
 	}
 	return "json:" + file.FullOptions().JSON(file.ChildNames()...)
@@ -199,41 +236,14 @@ func probeName(file *blk.Node, given string) string {
 func openCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 	var o OpenOptions
 	for _, op := range opts {
+		if known, err := o.ApplyOpenFlag(op.Name, op.Arg); known {
+			if err != nil {
+				s.errorReport("%v", err)
+				return errFailed
+			}
+			continue
+		}
 		switch op.Name {
-		case 's':
-			o.Snapshot = true
-		case 'n':
-			// -n and -t set the same cache flags: the last one wins.
-			o.NoCache = true
-			o.Cache = "none"
-		case 'C':
-			o.CopyOnRead = true
-		case 'r':
-			o.ReadOnly = true
-		case 'k':
-			o.NativeAIO = true
-		case 't':
-			if _, _, _, ok := cacheMode(op.Arg); !ok {
-				s.errorReport("Invalid cache option: %s", op.Arg)
-				return errFailed
-			}
-			o.Cache = op.Arg
-		case 'd':
-			switch op.Arg {
-			case "ignore", "off", "unmap", "on":
-			default:
-				s.errorReport("Invalid discard option: %s", op.Arg)
-				return errFailed
-			}
-			o.Discard = op.Arg
-		case 'i':
-			switch op.Arg {
-			case "threads", "native", "io_uring":
-			default:
-				s.errorReport("Invalid aio option: %s", op.Arg)
-				return errFailed
-			}
-			o.SetAIO(op.Arg)
 		case 'o':
 			if s.ImageOpts {
 				fmt.Fprintln(s.Out, "--image-opts and 'open -o' are mutually exclusive")
@@ -251,8 +261,6 @@ func openCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 					o.Opts.Set(k, v)
 				}
 			}
-		case 'U':
-			o.ForceShare = true
 		}
 	}
 	if s.ImageOpts && len(args) == 1 {
@@ -280,19 +288,28 @@ func openCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 // ParseOptions parses a -o / --image-opts string, printing warnings and
 // errors as qemu_opts_parse_noisily does.
 func (s *Session) ParseOptions(str string) (*qdict.Dict, bool) {
+	return s.parseOptionsReporting(str, s.errorReport)
+}
+
+// parseOptionsReporting is ParseOptions printing with report (gio's
+// own commands print with gio's name).
+func (s *Session) parseOptionsReporting(str string, report func(format string, args ...any)) (*qdict.Dict, bool) {
 	d, warnings, err := qdict.ParseKeyValue(str)
 	for _, w := range warnings {
-		s.errorReport("%s", w)
+		report("%s", w)
 	}
 	if err != nil {
-		s.errorReport("%s", err)
+		report("%s", err)
 		return nil, false
 	}
 	return d, true
 }
 
-// CloseImage drains, flushes and closes the image. A drain that can never
-// finish is reported; the image is closed anyway.
+// CloseImage drains, flushes and closes the image. Where qemu-io would
+// hang (requests suspended at a breakpoint nobody can resume any more),
+// the image is closed anyway and the requests are dropped: they never
+// complete. That is said on stderr, naming each one; the close itself
+// succeeded, so it is not a failure.
 func (s *Session) CloseImage() bool {
 	if s.Img == nil {
 		return true
@@ -302,11 +319,13 @@ func (s *Session) CloseImage() bool {
 	}
 	err := s.Img.Close()
 	s.Img = nil
-	if err != nil {
-		s.stuck(err)
-		return false
+	s.openLine = ""
+	var st *blk.ErrStuck
+	if errors.As(err, &st) {
+		fmt.Fprintf(s.Err, "gio: image closed; dropped requests that can never complete: %s\n", strings.Join(st.Waiters, "; "))
+		return true
 	}
-	return true
+	return err == nil
 }
 
 func closeCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
@@ -372,11 +391,17 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 		return s.stuck(err)
 	}
 	if ro && !s.Img.ReadOnly() {
-		// Going read-only flushes what was written, as bdrv_reopen does.
-		if err := s.runSync("reopen flush", func(co *blk.Co) error { return s.Img.Flush(co) }); err != nil {
+		// Going read-only flushes what was written, as bdrv_reopen does
+		// (ignoring a failure). A flush that cannot finish fails the
+		// reopen before anything changed; the flush itself changes no
+		// data, whenever it completes.
+		co := s.Loop.Spawn("reopen flush", func(co *blk.Co) { _ = s.Img.Flush(co) })
+		if err := s.Loop.RunUntil(co.Name(), co.Done); err != nil {
 			if e := s.stuck(err); e != nil {
 				return e
 			}
+			s.errorReport("%s", errText(err))
+			return errFailed
 		}
 	}
 	if err := s.Img.SetReadOnly(ro); err != nil {
@@ -417,26 +442,25 @@ func truncateCmd(s *Session, name string, opts []getopt.Opt, args []string) erro
 		fmt.Fprintln(s.Out, strings.Replace(err.Error(), "-- "+args[0], "-- "+shown, 1))
 		return errFailed
 	}
-	err = s.runSync("truncate", func(co *blk.Co) error { return s.Img.Truncate(co, size, prealloc) })
-	if e := s.stuck(err); e != nil {
-		return e
-	}
-	if err != nil {
-		s.errorReport("%s", errText(err))
-		return errFailed
-	}
-	return nil
+	return s.runSync("truncate", func(co *blk.Co) error { return s.Img.Truncate(co, size, prealloc) }, func(err error) error {
+		if err != nil {
+			s.errorReport("%s", errText(err))
+			return errFailed
+		}
+		return nil
+	})
 }
 
 func lengthCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 	var l int64
-	err := s.runSync("length", func(co *blk.Co) (err error) { l, err = s.Img.Length(co); return })
-	if err != nil {
-		fmt.Fprintf(s.Out, "getlength: %s\n", errText(err))
-		return errFailed
-	}
-	fmt.Fprintln(s.Out, cvt.Size(float64(l)))
-	return nil
+	return s.runSync("length", func(co *blk.Co) (err error) { l, err = s.Img.Length(co); return }, func(err error) error {
+		if err != nil {
+			fmt.Fprintf(s.Out, "getlength: %s\n", errText(err))
+			return errFailed
+		}
+		fmt.Fprintln(s.Out, cvt.Size(float64(l)))
+		return nil
+	})
 }
 
 // infoCmd is qemu-io's info_f: protocol and filter drivers have both a
@@ -475,7 +499,7 @@ func mapCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 	var length int64
 	var lerr error
 	var lines []string
-	err := s.runSync("map", func(co *blk.Co) error {
+	return s.runSync("map", func(co *blk.Co) error {
 		length, lerr = s.Img.Length(co)
 		if lerr != nil {
 			return nil
@@ -501,26 +525,24 @@ func mapCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 			left -= n
 		}
 		return nil
+	}, func(err error) error {
+		if lerr != nil {
+			s.errorReport("Failed to query image length: %s", errText(lerr))
+			return errFailed
+		}
+		for _, l := range lines {
+			fmt.Fprintln(s.Out, l)
+		}
+		if err == errUnexpectedEnd {
+			s.errorReport("Unexpected end of image")
+			return errFailed
+		}
+		if err != nil {
+			s.errorReport("Failed to get allocation status: %s", errText(err))
+			return errFailed
+		}
+		return nil
 	})
-	if e := s.stuck(err); e != nil {
-		return e
-	}
-	if lerr != nil {
-		s.errorReport("Failed to query image length: %s", errText(lerr))
-		return errFailed
-	}
-	for _, l := range lines {
-		fmt.Fprintln(s.Out, l)
-	}
-	if err == errUnexpectedEnd {
-		s.errorReport("Unexpected end of image")
-		return errFailed
-	}
-	if err != nil {
-		s.errorReport("Failed to get allocation status: %s", errText(err))
-		return errFailed
-	}
-	return nil
 }
 
 var errUnexpectedEnd = fmt.Errorf("unexpected end of image")
@@ -563,7 +585,7 @@ func allocCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 		}
 	}
 	var sum int64
-	err := s.runSync("alloc", func(co *blk.Co) error {
+	return s.runSync("alloc", func(co *blk.Co) error {
 		off, remaining := start, count
 		for remaining > 0 {
 			if co.Loop().Interrupted() {
@@ -584,16 +606,14 @@ func allocCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 			}
 		}
 		return nil
+	}, func(err error) error {
+		if err != nil {
+			fmt.Fprintf(s.Out, "is_allocated failed: %s\n", errText(err))
+			return errFailed
+		}
+		fmt.Fprintf(s.Out, "%d/%d bytes allocated at offset %s\n", sum, count, cvt.Size(float64(start)))
+		return nil
 	})
-	if e := s.stuck(err); e != nil {
-		return e
-	}
-	if err != nil {
-		fmt.Fprintf(s.Out, "is_allocated failed: %s\n", errText(err))
-		return errFailed
-	}
-	fmt.Fprintf(s.Out, "%d/%d bytes allocated at offset %s\n", sum, count, cvt.Size(float64(start)))
-	return nil
 }
 
 // reopenKey names the option bdrv_reopen_prepare complains about first.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"gio/blk"
 	"gio/internal/cvt"
@@ -17,19 +18,19 @@ func ioCommands() []*Command {
 	return []*Command{
 		{Name: "read", Alias: "r", Args: "[-abCqv] [-P pattern [-s off] [-l len]] off len",
 			Oneline: "reads a number of bytes at a specified offset", Help: readHelp,
-			Opts: "bCl:pP:qs:v", MinArgs: 2, MaxArgs: -1, NeedsFile: true, Family: "I/O", Run: readCmd},
+			Flags: []Flag{{Letter: 'b'}, {Letter: 'C'}, {Letter: 'l', Arg: "len"}, {Letter: 'p'}, {Letter: 'P', Arg: "pattern"}, {Letter: 'q'}, {Letter: 's', Arg: "off"}, {Letter: 'v'}}, MinArgs: 2, MaxArgs: -1, NeedsFile: true, Family: "I/O", Run: readCmd},
 		{Name: "readv", Args: "[-Cqv] [-P pattern] off len [len..]",
 			Oneline: "reads a number of bytes at a specified offset", Help: readvHelp,
-			Opts: "CP:qv", MinArgs: 2, MaxArgs: -1, NeedsFile: true, Family: "I/O", Run: readvCmd},
+			Flags: []Flag{{Letter: 'C'}, {Letter: 'P', Arg: "pattern"}, {Letter: 'q'}, {Letter: 'v'}}, MinArgs: 2, MaxArgs: -1, NeedsFile: true, Family: "I/O", Run: readvCmd},
 		{Name: "write", Alias: "w", Args: "[-bcCfnquz] [-P pattern | -s source_file] off len",
 			Oneline: "writes a number of bytes at a specified offset", Help: writeHelp,
-			Opts: "bcCfnpP:qs:uz", MinArgs: 2, MaxArgs: -1, NeedsFile: true, Write: true, Family: "I/O", Run: writeCmd},
+			Flags: []Flag{{Letter: 'b'}, {Letter: 'c'}, {Letter: 'C'}, {Letter: 'f'}, {Letter: 'n'}, {Letter: 'p'}, {Letter: 'P', Arg: "pattern"}, {Letter: 'q'}, {Letter: 's', Arg: "source_file", Path: true}, {Letter: 'u'}, {Letter: 'z'}}, MinArgs: 2, MaxArgs: -1, NeedsFile: true, Write: true, Family: "I/O", Run: writeCmd},
 		{Name: "writev", Args: "[-Cfq] [-P pattern] off len [len..]",
 			Oneline: "writes a number of bytes at a specified offset", Help: writevHelp,
-			Opts: "CfqP:", MinArgs: 2, MaxArgs: -1, NeedsFile: true, Write: true, Family: "I/O", Run: writevCmd},
+			Flags: []Flag{{Letter: 'C'}, {Letter: 'f'}, {Letter: 'q'}, {Letter: 'P', Arg: "pattern"}}, MinArgs: 2, MaxArgs: -1, NeedsFile: true, Write: true, Family: "I/O", Run: writevCmd},
 		{Name: "discard", Alias: "d", Args: "[-Cq] off len",
 			Oneline: "discards a number of bytes at a specified offset", Help: discardHelp,
-			Opts: "Cq", MinArgs: 2, MaxArgs: -1, NeedsFile: true, Write: true, Family: "I/O", Run: discardCmd},
+			Flags: []Flag{{Letter: 'C'}, {Letter: 'q'}}, MinArgs: 2, MaxArgs: -1, NeedsFile: true, Write: true, Family: "I/O", Run: discardCmd},
 		{Name: "flush", Alias: "f", Oneline: "flush all in-core file state to disk",
 			MinArgs: 0, MaxArgs: 0, NeedsFile: true, Family: "I/O", Run: flushCmd},
 	}
@@ -109,28 +110,26 @@ func readCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 	}
 	buf := s.syncBuf(count, 0xab)
 	defer s.syncDone()
-	elapsed, err := s.timedIO("read", off, count, func(co *blk.Co) error {
+	return s.timedIO("read", off, count, func(co *blk.Co) error {
 		if bflag {
 			return unix.ENOTSUP // no driver has a VM state area
 		}
 		return s.Img.PRead(co, off, buf)
-	})
-	if err != nil {
-		return err
-	}
-	var result error
-	if pflag && mismatch(buf[patOff:patOff+patCount], pat) {
-		fmt.Fprintf(s.Out, "Pattern verification failed at offset %d, %d bytes\n", off+patOff, patCount)
-		result = errFailed
-	}
-	if qflag {
+	}, func(elapsed time.Duration) error {
+		var result error
+		if pflag && mismatch(buf[patOff:patOff+patCount], pat) {
+			fmt.Fprintf(s.Out, "Pattern verification failed at offset %d, %d bytes\n", off+patOff, patCount)
+			result = errFailed
+		}
+		if qflag {
+			return result
+		}
+		if vflag {
+			cvt.HexDump(s.Out, off, buf)
+		}
+		s.report("read", count, off, elapsed, cflag)
 		return result
-	}
-	if vflag {
-		cvt.HexDump(s.Out, off, buf)
-	}
-	s.report("read", count, off, elapsed, cflag)
-	return result
+	})
 }
 
 func sectorAligned(s *Session, off, count int64) error {
@@ -223,23 +222,21 @@ func readvCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 		return errFailed
 	}
 	buf := fill(total, 0xab)
-	elapsed, err := s.timedIO("readv", off, total, func(co *blk.Co) error { return s.Img.PRead(co, off, buf) })
-	if err != nil {
-		return err
-	}
-	var result error
-	if vo.P && mismatch(buf, vo.pat) {
-		fmt.Fprintf(s.Out, "Pattern verification failed at offset %d, %d bytes\n", off, total)
-		result = errFailed
-	}
-	if vo.q {
+	return s.timedIO("readv", off, total, func(co *blk.Co) error { return s.Img.PRead(co, off, buf) }, func(elapsed time.Duration) error {
+		var result error
+		if vo.P && mismatch(buf, vo.pat) {
+			fmt.Fprintf(s.Out, "Pattern verification failed at offset %d, %d bytes\n", off, total)
+			result = errFailed
+		}
+		if vo.q {
+			return result
+		}
+		if vo.v {
+			cvt.HexDump(s.Out, off, buf)
+		}
+		s.report("read", total, off, elapsed, vo.C)
 		return result
-	}
-	if vo.v {
-		cvt.HexDump(s.Out, off, buf)
-	}
-	s.report("read", total, off, elapsed, vo.C)
-	return result
+	})
 }
 
 // writeCmd is qemu-io's write_f.
@@ -329,7 +326,7 @@ func writeCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 		buf = s.syncBuf(count, pat)
 		defer s.syncDone()
 	}
-	elapsed, err := s.timedIO("write", off, count, func(co *blk.Co) error {
+	return s.timedIO("write", off, count, func(co *blk.Co) error {
 		switch {
 		case bflag:
 			return unix.ENOTSUP
@@ -340,14 +337,17 @@ func writeCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 		default:
 			return s.Img.PWrite(co, off, buf, flags)
 		}
-	})
-	if err != nil {
-		return err
+	}, s.wrote(count, off, qflag, Cflag))
+}
+
+// wrote returns the success half of a write command: its report line.
+func (s *Session) wrote(count, off int64, qflag, cflag bool) func(time.Duration) error {
+	return func(elapsed time.Duration) error {
+		if !qflag {
+			s.report("wrote", count, off, elapsed, cflag)
+		}
+		return nil
 	}
-	if !qflag {
-		s.report("wrote", count, off, elapsed, Cflag)
-	}
-	return nil
 }
 
 func btoi(b bool) int {
@@ -406,14 +406,8 @@ func writevCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 		flags |= blk.FUA
 	}
 	buf := fill(total, pat)
-	elapsed, err := s.timedIO("writev", off, total, func(co *blk.Co) error { return s.Img.PWrite(co, off, buf, flags) })
-	if err != nil {
-		return err
-	}
-	if !vo.q {
-		s.report("wrote", total, off, elapsed, vo.C)
-	}
-	return nil
+	return s.timedIO("writev", off, total, func(co *blk.Co) error { return s.Img.PWrite(co, off, buf, flags) },
+		s.wrote(total, off, vo.q, vo.C))
 }
 
 // discardCmd is qemu-io's discard_f.
@@ -434,24 +428,21 @@ func discardCmd(s *Session, name string, opts []getopt.Opt, args []string) error
 		fmt.Fprintf(s.Out, "length cannot exceed %d, given %s\n", int64(maxRequestBytes), args[1])
 		return errFailed
 	}
-	elapsed, err := s.timedIO("discard", off, count, func(co *blk.Co) error { return s.Img.PDiscard(co, off, count) })
-	if err != nil {
-		return err
-	}
-	if !vo.q {
-		s.report("discard", count, off, elapsed, vo.C)
-	}
-	return nil
+	return s.timedIO("discard", off, count, func(co *blk.Co) error { return s.Img.PDiscard(co, off, count) },
+		func(elapsed time.Duration) error {
+			if !vo.q {
+				s.report("discard", count, off, elapsed, vo.C)
+			}
+			return nil
+		})
 }
 
 // flushCmd is qemu-io's flush_f: silent, a failure only sets the status.
 func flushCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
-	err := s.runSync("flush", func(co *blk.Co) error { return s.Img.Flush(co) })
-	if e := s.stuck(err); e != nil {
-		return e
-	}
-	if err != nil {
-		return errFailed
-	}
-	return nil
+	return s.runSync("flush", func(co *blk.Co) error { return s.Img.Flush(co) }, func(err error) error {
+		if err != nil {
+			return errFailed
+		}
+		return nil
+	})
 }

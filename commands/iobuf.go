@@ -33,3 +33,34 @@ func (s *Session) syncDone() {
 		s.ioBuf = nil
 	}
 }
+
+// maxSharedPattern is the largest pattern buffer shared between write
+// requests; maxPatterns bounds how many patterns are kept.
+const (
+	maxSharedPattern = 64 << 10
+	maxPatterns      = 8
+)
+
+// patternBuf returns n bytes of pattern b for write requests to read
+// from. Requests asking for the same pattern share one buffer, which no
+// layer modifies (blk.Impl's PWrite contract): 20000 in-flight
+// "aio_write -P 0x5a N 4k" commands then hold one 4 KiB buffer instead of
+// 20000, where qemu-io allocates one per request. Longer requests get a
+// buffer of their own.
+func (s *Session) patternBuf(n int64, b byte) []byte {
+	if n > maxSharedPattern {
+		return fill(n, b)
+	}
+	buf := s.patterns[b]
+	if int64(len(buf)) < n {
+		if s.patterns == nil || len(s.patterns) >= maxPatterns {
+			s.patterns = map[byte][]byte{}
+		}
+		// Page-aligned, so that an O_DIRECT file needs no bounce
+		// buffer; at least 4 KiB, the common request size.
+		buf = blk.AlignedBuffer(int(max(n, 4096)), 4096)
+		fillBytes(buf, b)
+		s.patterns[b] = buf
+	}
+	return buf[:n:n]
+}

@@ -31,7 +31,7 @@ func (e mapEntry) mergeable(n mapEntry) bool {
 func mapStatusCmd(s *Session, json bool) error {
 	var entries []mapEntry
 	var lerr error
-	err := s.runSync("map -s", func(co *blk.Co) error {
+	return s.runSync("map -s", func(co *blk.Co) error {
 		length, err := s.Img.Length(co)
 		if err != nil {
 			lerr = err
@@ -62,10 +62,11 @@ func mapStatusCmd(s *Session, json bool) error {
 			off += st.Pnum
 		}
 		return nil
-	})
-	if e := s.stuck(err); e != nil {
-		return e
-	}
+	}, func(err error) error { return s.printMapStatus(json, entries, lerr, err) })
+}
+
+// printMapStatus prints what mapStatusCmd found.
+func (s *Session) printMapStatus(json bool, entries []mapEntry, lerr, err error) error {
 	if lerr != nil {
 		s.errorReport("Failed to query image length: %s", errText(lerr))
 		return errFailed

@@ -15,8 +15,8 @@ import (
 func nbdCommands() []*Command {
 	return []*Command{
 		{Name: "nbd_server_start", Args: "[-rAt] [-x name] [-D desc] [-e n] [-k socket | [-b addr] [-p port]]",
-			Oneline: "exports the open image over NBD", Help: nbdStartHelp, Opts: "rAtx:D:e:k:b:p:",
-			MinArgs: 0, MaxArgs: -1, NeedsFile: true, Family: "nbd", Hidden: true, Run: nbdStartCmd},
+			Oneline: "exports the open image over NBD", Help: nbdStartHelp + FlagHelp(nbdStartFlags),
+			Flags: nbdStartFlags, MinArgs: 0, MaxArgs: -1, NeedsFile: true, Family: "nbd", Hidden: true, Run: nbdStartCmd},
 		{Name: "nbd_server_stop", Oneline: "stops the NBD server, disconnecting its clients",
 			MinArgs: 0, MaxArgs: 0, RawArgs: true, Family: "nbd", Hidden: true, Run: nbdStopCmd},
 		{Name: "nbd_server_wait", Oneline: "serves NBD clients until every client has disconnected",
@@ -24,23 +24,27 @@ func nbdCommands() []*Command {
 	}
 }
 
+var nbdStartFlags = []Flag{
+	{Letter: 'r', Desc: "export read-only"},
+	{Letter: 'A', Desc: "also export qemu:allocation-depth"},
+	{Letter: 't', Desc: "keep serving after the last client left\n(nbd_server_wait then waits for ever)"},
+	{Letter: 'x', Arg: "name", Desc: "export name (default \"\")"},
+	{Letter: 'D', Arg: "desc", Desc: "export description"},
+	{Letter: 'e', Arg: "n", Desc: "most clients at once (default 0, unlimited)"},
+	{Letter: 'k', Arg: "socket", Path: true, Desc: "listen on this unix socket"},
+	{Letter: 'b', Arg: "addr", Desc: "TCP address to listen on (default 127.0.0.1)"},
+	{Letter: 'p', Arg: "port", Desc: "TCP port (default 10809; 0 picks a free one and prints it)"},
+}
+
 const nbdStartHelp = `
  exports the open image over NBD, as qemu-nbd does: a unix socket with -k,
- else TCP on -b (default 127.0.0.1) and -p (default 10809; 0 picks a free
- port and prints it).
+ else TCP on -b and -p.
 
  Remote requests enter the loop in arrival order and run like typed ones:
  they stop at blkdebug breakpoints (wait_break waits for them), and they
  run whenever the session waits (wait_break, sleep, aio_flush,
  nbd_server_wait) or shows its prompt.
 
- -r, export read-only
- -A, also export qemu:allocation-depth
- -t, keep serving after the last client left (nbd_server_wait then waits
-     for ever)
- -x, export name (default "")
- -D, export description
- -e, most clients at once (default 0, unlimited)
 `
 
 // nbdServers holds each session's server (one at a time).

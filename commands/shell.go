@@ -27,6 +27,11 @@ func helpCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 		}
 		fmt.Fprintln(s.Out)
 		fmt.Fprintln(s.Out, "Use 'help commandname' for extended help.")
+		if s.Interactive {
+			// Only at the prompt: piped, the listing stays qemu-io's
+			// byte for byte.
+			fmt.Fprintln(s.Out, "Use 'help gio' for gio's own commands too (create, record, bench).")
+		}
 		return nil
 	}
 	if isHelpGio(args[0]) {

@@ -2,6 +2,7 @@ package commands
 
 import (
 	"fmt"
+	"time"
 
 	"gio/blk"
 )
@@ -38,7 +39,7 @@ func (s *Session) readStream(off, count int64, pflag bool, pat byte, patOff, pat
 	fillBytes(chunk, 0xab)
 	vstart, vend := off+patOff, off+patOff+patCount
 	bad := false
-	elapsed, err := s.timedIO("read", off, count, func(co *blk.Co) error {
+	return s.timedIO("read", off, count, func(co *blk.Co) error {
 		return s.Img.PReadPieces(co, off, count, chunk, func(pos int64, data []byte) {
 			if !pflag || bad {
 				return
@@ -49,36 +50,27 @@ func (s *Session) readStream(off, count int64, pflag bool, pat byte, patOff, pat
 			}
 			fillBytes(data, 0xab)
 		})
-	})
-	if err != nil {
-		return err
-	}
-	var result error
-	if pflag && bad {
-		fmt.Fprintf(s.Out, "Pattern verification failed at offset %d, %d bytes\n", off+patOff, patCount)
-		result = errFailed
-	}
-	if qflag {
+	}, func(elapsed time.Duration) error {
+		var result error
+		if pflag && bad {
+			fmt.Fprintf(s.Out, "Pattern verification failed at offset %d, %d bytes\n", off+patOff, patCount)
+			result = errFailed
+		}
+		if qflag {
+			return result
+		}
+		s.report("read", count, off, elapsed, cflag)
 		return result
-	}
-	s.report("read", count, off, elapsed, cflag)
-	return result
+	})
 }
 
 // writeStream is the rest of writeCmd for a streamed pattern write.
 func (s *Session) writeStream(off, count int64, pat byte, flags blk.ReqFlags, qflag, cflag bool) error {
 	chunk := s.Img.BlockAlign(streamChunk)
 	fillBytes(chunk, pat)
-	elapsed, err := s.timedIO("write", off, count, func(co *blk.Co) error {
+	return s.timedIO("write", off, count, func(co *blk.Co) error {
 		return s.Img.PWriteRepeat(co, off, count, chunk, flags)
-	})
-	if err != nil {
-		return err
-	}
-	if !qflag {
-		s.report("wrote", count, off, elapsed, cflag)
-	}
-	return nil
+	}, s.wrote(count, off, qflag, cflag))
 }
 
 // fillBytes sets every byte of buf to b.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"gio/blk"
@@ -108,33 +109,81 @@ func mismatch(buf []byte, p byte) bool {
 	return false
 }
 
-// runSync runs fn as a request and waits for it: a synchronous command.
-// A wait that can never finish (the request is suspended at a breakpoint
-// nobody can resume) returns *blk.ErrStuck instead of hanging.
-func (s *Session) runSync(name string, fn func(co *blk.Co) error) error {
+// runSync runs fn as the request of a synchronous command, waits for it
+// and hands its error to finish, which prints the command's result;
+// runSync returns what finish returns.
+//
+// Where qemu-io would hang (the request can never finish without another
+// command: it is suspended at a breakpoint, or waits for one that is),
+// and where Ctrl-C stops the wait before the request has finished, gio
+// keeps one rule: a command reported as failed has had no effect.
+//   - A request that has not started its I/O (it waits in a queue of the
+//     generic layer) is withdrawn: finish sees blk.ErrWithdrawn
+//     (ECANCELED, "Operation canceled"), or blk.ErrInterrupted after
+//     Ctrl-C; nothing reached the image.
+//   - Any other is not called failed: it stays in flight, the command
+//     returns, and finish runs when the request completes (after a
+//     resume), printing what the command would have printed, as an aio
+//     request's completion does. A failure it reports then marks the
+//     session as failed.
+//
+// One line on stderr says what happened and who waits for whom (a
+// withdrawn interrupted request just fails with "Interrupted system
+// call").
+func (s *Session) runSync(name string, fn func(co *blk.Co) error, finish func(err error) error) error {
 	var err error
-	co := s.Loop.Spawn(name, func(co *blk.Co) { err = fn(co) })
-	if e := s.Loop.RunUntil(co.Name(), co.Done); e != nil {
-		return e
+	var later func(error)
+	co := s.Loop.Spawn(name, func(co *blk.Co) {
+		err = fn(co)
+		co.NoteError(err)
+		if later != nil {
+			later(err)
+		}
+	})
+	e := s.Loop.RunUntil(co.Name(), co.Done)
+	if e == nil {
+		return finish(err)
 	}
-	return err
+	// The wait can never finish (ErrStuck), or Ctrl-C cut it short
+	// (blk.ErrInterrupted) while the request still waits.
+	var st *blk.ErrStuck
+	stuck := errors.As(e, &st)
+	if s.Loop.Withdraw(co) {
+		s.Loop.RunReady() // it unwinds at once
+		if co.Done() {
+			if !stuck {
+				return finish(e) // "X failed: Interrupted system call"
+			}
+			fmt.Fprintf(s.Err, "gio: %s can never happen, withdrawn: %s\n", co.Name(), strings.Join(st.Waiters, "; "))
+			return finish(err)
+		}
+	}
+	if stuck {
+		fmt.Fprintf(s.Err, "gio: %s cannot finish now, left in flight (it reports when it completes): %s\n",
+			co.Name(), strings.Join(st.Waiters, "; "))
+	} else {
+		fmt.Fprintf(s.Err, "gio: %s interrupted, left in flight (it reports when it completes)\n", co.Name())
+	}
+	later = func(err error) {
+		if finish(err) != nil {
+			s.Failed = true
+		}
+	}
+	return nil
 }
 
-// timedIO runs fn as the synchronous request "VERB off count" and times
-// it. A failure prints qemu-io's "VERB failed: STRERROR" line (or the wait
-// that can never finish) and returns errFailed.
-func (s *Session) timedIO(verb string, off, count int64, fn func(co *blk.Co) error) (time.Duration, error) {
+// timedIO runs fn as the synchronous request "VERB off count" (runSync)
+// and times it. A failure prints qemu-io's "VERB failed: STRERROR" line
+// and returns errFailed; success calls done with the elapsed time.
+func (s *Session) timedIO(verb string, off, count int64, fn func(co *blk.Co) error, done func(elapsed time.Duration) error) error {
 	start := s.Loop.Now()
-	err := s.runSync(fmt.Sprintf("%s %d %d", verb, off, count), fn)
-	elapsed := s.Loop.Now() - start
-	if e := s.stuck(err); e != nil {
-		return elapsed, e
-	}
-	if err != nil {
-		fmt.Fprintf(s.Out, "%s failed: %s\n", verb, errText(err))
-		return elapsed, errFailed
-	}
-	return elapsed, nil
+	return s.runSync(fmt.Sprintf("%s %d %d", verb, off, count), fn, func(err error) error {
+		if err != nil {
+			fmt.Fprintf(s.Out, "%s failed: %s\n", verb, errText(err))
+			return errFailed
+		}
+		return done(s.Loop.Now() - start)
+	})
 }
 
 // stuck prints a wait that can never finish and fails the command.
@@ -154,6 +203,7 @@ func (s *Session) stuck(err error) error {
 func (s *Session) runAIO(name string, fn func(co *blk.Co) error, done func(err error)) {
 	s.Loop.Spawn(name, func(co *blk.Co) {
 		err := fn(co)
+		co.NoteError(err) // for the trace
 		if co.Yielded() {
 			done(err)
 		} else {

@@ -212,7 +212,8 @@ func allocDepth(co *blk.Co, n *blk.Node, off, bytes int64) (uint32, int64, error
 	return 0, bytes, nil
 }
 
-// backingOf finds the backing node below n, looking through filters.
+// backingOf finds the backing node below n, looking down primary
+// children (filters such as blkdebug) until a node has one.
 func backingOf(n *blk.Node) *blk.Node {
 	for n != nil {
 		for _, c := range n.Children() {
@@ -220,15 +221,11 @@ func backingOf(n *blk.Node) *blk.Node {
 				return c.Node
 			}
 		}
-		f, ok := n.Impl().(blk.Filter)
-		if !ok {
+		f := n.File()
+		if f == nil {
 			return nil
 		}
-		if fc := f.FilteredChild(); fc != nil {
-			n = fc.Node
-		} else {
-			return nil
-		}
+		n = f.Node
 	}
 	return nil
 }

@@ -29,12 +29,8 @@ import (
 )
 
 func registry() *blk.Registry {
-	r := blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, null.CoDriver,
-		blkdebug.NewDriver(func() io.Writer { return io.Discard }))
-	for _, d := range nbd.Drivers {
-		r.Register(d)
-	}
-	return r
+	return blk.NewRegistry(append([]*blk.Driver{file.Driver, raw.Driver, qcow2.Driver, null.CoDriver,
+		blkdebug.NewDriver(func() io.Writer { return io.Discard })}, nbd.Drivers...)...)
 }
 
 // served is a server running on its own loop, driven by its own

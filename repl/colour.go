@@ -160,9 +160,15 @@ func (c *colourWriter) Write(p []byte) (int, error) {
 }
 
 // EnableColour paints the session's output from now on: stdout (out and
-// everything printing through it, blkdebug included) and stderr.
-func EnableColour(s *commands.Session, out *StdioWriter) {
+// everything printing through it, blkdebug included) and, with
+// paintErr, stderr. paintErr says whether stderr is painted: it is a
+// terminal, or
+// --color=always. A stderr redirected to a file (gio 2>err at a
+// terminal) gets no escape codes.
+func EnableColour(s *commands.Session, out *StdioWriter, paintErr bool) {
 	out.Flush()
 	out.w = newColourWriter(out.w, classifyStdout)
-	s.Err = newColourWriter(s.Err, classifyStderr)
+	if paintErr {
+		s.Err = newColourWriter(s.Err, classifyStderr)
+	}
 }

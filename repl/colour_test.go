@@ -111,7 +111,7 @@ func TestEnableColour(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	out := NewStdioWriter(&stdout, true)
 	s.Out, s.Err = out, &stderr
-	EnableColour(s, out)
+	EnableColour(s, out, true)
 	s.Execute("length")
 	s.Execute("nosuch")
 	out.Flush()
@@ -142,7 +142,7 @@ func TestHistoryPath(t *testing.T) {
 func TestRecorder(t *testing.T) {
 	s := testSession(t)
 	path := filepath.Join(t.TempDir(), "rec.gio")
-	r := newRecorder(s, "")
+	r := newRecorder(s)
 	r.now = func() time.Time { return time.Date(2025, 1, 2, 3, 4, 0, 0, time.UTC) }
 	r.Line("not yet")
 	if err := r.Start(path); err != nil {

@@ -27,26 +27,15 @@ func (c *completer) Do(line []rune, pos int) ([][]rune, int) {
 	out := make([][]rune, 0, len(cands))
 	for _, w := range cands {
 		suffix := w[len(cur):]
-		if !strings.HasSuffix(w, "/") {
+		// A directory, an option key waiting for its value and a child
+		// prefix ("file.") go on without a space.
+		if !strings.HasSuffix(w, "/") && !strings.HasSuffix(w, "=") && !strings.HasSuffix(w, ".") {
 			suffix += " "
 		}
 		out = append(out, []rune(suffix))
 	}
 	return out, len([]rune(cur))
 }
-
-// Option values worth completing, by command and option letter.
-var (
-	cacheModes   = []string{"directsync", "none", "off", "unsafe", "writeback", "writethrough"}
-	discardModes = []string{"ignore", "off", "on", "unmap"}
-	aioModes     = []string{"io_uring", "native", "threads"}
-	optValues    = map[string]map[byte][]string{
-		"open":     {'t': cacheModes, 'd': discardModes, 'i': aioModes},
-		"reopen":   {'c': cacheModes},
-		"truncate": {'m': {"falloc", "full", "metadata", "off"}},
-		"create":   {'f': {"raw", "qcow2"}},
-	}
-)
 
 // complete returns the word being completed (the text after the last
 // space of before) and the full words that could replace it, sorted.
@@ -66,14 +55,16 @@ func (c *completer) complete(before string) (string, []string) {
 	}
 	args := words[1:]
 	// The value of an option that takes one (-t none, write -s FILE).
-	if n := len(args); n > 0 && !cmd.RawArgs {
+	if n := len(args); n > 0 && len(cmd.Flags) > 0 {
 		if prev := args[n-1]; len(prev) >= 2 && prev[0] == '-' && prev[1] != '-' {
-			letter := prev[len(prev)-1]
-			if takesArg(cmd.Opts, letter) {
-				if cmd.Name == "write" && letter == 's' {
+			if f := cmd.FlagFor(prev[len(prev)-1]); f != nil && f.Arg != "" {
+				switch {
+				case f.Path:
 					return cur, c.paths(cur)
+				case f.Arg == "options":
+					return cur, c.options(f, cur)
 				}
-				return cur, matching(optValues[cmd.Name][letter], cur)
+				return cur, matching(f.Values, cur)
 			}
 		}
 	}
@@ -93,7 +84,7 @@ func (c *completer) complete(before string) (string, []string) {
 		if len(args) == 0 {
 			return cur, matching(c.tags(), cur)
 		}
-	case "open":
+	case "open", "bench":
 		return cur, c.paths(cur)
 	case "record":
 		if len(args) == 0 {
@@ -103,21 +94,12 @@ func (c *completer) complete(before string) (string, []string) {
 	return cur, nil
 }
 
-// takesArg reports whether letter is an option with an argument in a
-// getopt option string.
-func takesArg(opts string, letter byte) bool {
-	i := strings.IndexByte(opts, letter)
-	return i >= 0 && letter != ':' && i+1 < len(opts) && opts[i+1] == ':'
-}
-
 // flags lists a command's options as "-x" words, plus its gio-only
 // option words (map -s).
 func flags(cmd *commands.Command) []string {
 	var fs []string
-	for i := 0; i < len(cmd.Opts); i++ {
-		if cmd.Opts[i] != ':' {
-			fs = append(fs, "-"+cmd.Opts[i:i+1])
-		}
+	for _, f := range cmd.Flags {
+		fs = append(fs, "-"+string(f.Letter))
 	}
 	for _, g := range cmd.GioArgs {
 		if strings.HasPrefix(g, "-") {
@@ -214,6 +196,20 @@ func uniq(s []string) []string {
 	return out
 }
 
+// synonyms are words other programs use for a command, which no edit
+// distance relates to it.
+var synonyms = map[string]string{"exit": "quit", "bye": "quit", "logout": "quit"}
+
+// contains reports whether w is one of ws.
+func contains(ws []string, w string) bool {
+	for _, x := range ws {
+		if x == w {
+			return true
+		}
+	}
+	return false
+}
+
 // suggest returns the command name closest to a mistyped word, or "":
 // the only command the word is a prefix of, else the nearest by edit
 // distance (adjacent transpositions count once) within a distance that
@@ -222,6 +218,9 @@ func suggest(word string, names []string) string {
 	w := strings.ToLower(word)
 	if w == "" {
 		return ""
+	}
+	if m, ok := synonyms[w]; ok && contains(names, m) {
+		return m
 	}
 	var prefixed []string
 	for _, n := range names {
@@ -278,11 +277,132 @@ func editDistance(a, b string) int {
 	return d[n][m]
 }
 
-// commandNames lists the session's command names, aliases left out.
-func commandNames(s *commands.Session) []string {
-	var ns []string
-	for _, c := range s.Table.Commands() {
-		ns = append(ns, c.Name)
+// options completes a driver option string (open -o, reopen -o,
+// create -o): the piece after the last comma is a key, or a key's value
+// after '='. Keys come from the drivers' option lists, following the
+// driver each level names ("driver=raw,file.driver=blkdebug,file.")
+// or, without one, the file driver for a child.
+func (c *completer) options(f *commands.Flag, cur string) []string {
+	head, piece := "", cur
+	if i := strings.LastIndexByte(cur, ','); i >= 0 {
+		head, piece = cur[:i+1], cur[i+1:]
 	}
-	return ns
+	given := map[string]string{}
+	for _, kv := range strings.Split(head, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			given[k] = v
+		}
+	}
+	var cands []string
+	if f.Keys != nil {
+		return fixedOptions(f.Keys, head, piece)
+	}
+	if k, v, ok := strings.Cut(piece, "="); ok {
+		vals := c.optionValues(given, k)
+		if n := k[strings.LastIndexByte(k, '.')+1:]; n == "filename" || n == "config" || n == "backing" {
+			vals = c.paths(v)
+		}
+		for _, w := range matching(vals, v) {
+			cands = append(cands, head+k+"="+w)
+		}
+		return cands
+	}
+	prefix := ""
+	if i := strings.LastIndexByte(piece, '.'); i >= 0 {
+		prefix = piece[:i+1]
+	}
+	for _, k := range matching(c.optionKeys(given, prefix), piece) {
+		if !strings.HasSuffix(k, ".") {
+			k += "="
+		}
+		cands = append(cands, head+k)
+	}
+	return cands
+}
+
+// optionLevel returns the driver of the node that option keys starting
+// with prefix ("", "file.", "file.image.") configure, or nil when it is
+// not known (a probed format).
+func (c *completer) optionLevel(given map[string]string, prefix string) *blk.Driver {
+	if c.s.Reg == nil {
+		return nil
+	}
+	if d, ok := given[prefix+"driver"]; ok {
+		return c.s.Reg.Lookup(d)
+	}
+	if prefix == "" {
+		return nil
+	}
+	return c.s.Reg.Lookup("file")
+}
+
+// optionKeys lists the keys at prefix's level, prefix included.
+func (c *completer) optionKeys(given map[string]string, prefix string) []string {
+	keys := []string{prefix + "driver"}
+	if prefix == "" {
+		keys = append(keys, "read-only")
+	}
+	d := c.optionLevel(given, prefix)
+	if d == nil || d.Format {
+		keys = append(keys, prefix+"file.")
+	}
+	if d == nil || d.SupportsBacking {
+		keys = append(keys, prefix+"backing.")
+	}
+	if d != nil {
+		for _, o := range d.Options {
+			keys = append(keys, prefix+o.Name)
+		}
+	}
+	return keys
+}
+
+// optionValues lists the values worth completing for key.
+func (c *completer) optionValues(given map[string]string, key string) []string {
+	prefix, name := "", key
+	if i := strings.LastIndexByte(key, '.'); i >= 0 {
+		prefix, name = key[:i+1], key[i+1:]
+	}
+	switch name {
+	case "driver":
+		var ns []string
+		if c.s.Reg != nil {
+			for _, d := range c.s.Reg.Drivers() {
+				ns = append(ns, d.Name)
+			}
+		}
+		return ns
+	case "read-only":
+		return blk.OnOff()
+	}
+	if d := c.optionLevel(given, prefix); d != nil {
+		for _, o := range d.Options {
+			if o.Name == name {
+				return o.Values
+			}
+		}
+	}
+	return nil
+}
+
+// fixedOptions completes an option string whose keys are a fixed list.
+func fixedOptions(keys []blk.Option, head, piece string) []string {
+	var cands []string
+	if k, v, ok := strings.Cut(piece, "="); ok {
+		for _, o := range keys {
+			if o.Name == k {
+				for _, w := range matching(o.Values, v) {
+					cands = append(cands, head+k+"="+w)
+				}
+			}
+		}
+		return cands
+	}
+	for _, o := range keys {
+		if strings.HasPrefix(o.Name, piece) {
+			cands = append(cands, head+o.Name+"=")
+		}
+	}
+	sort.Strings(cands)
+	return cands
 }

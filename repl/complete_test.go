@@ -55,7 +55,7 @@ func TestComplete(t *testing.T) {
 		want   []string
 	}{
 		{"wai", []string{"wait_break"}},
-		{"re", []string{"read", "readv", "record", "remove_break", "reopen", "resume"}},
+		{"re", []string{"read", "readv", "record", "remove_break", "reopen", "requests", "resume"}},
 		{"?", []string{"?"}},
 		{"read -", []string{"-C", "-P", "-b", "-l", "-p", "-q", "-s", "-v"}},
 		{"r -x", nil},
@@ -112,13 +112,13 @@ func filterPrefix(s []string, p string) []string {
 	return out
 }
 
-func contains(s []string, w string) bool {
-	for _, x := range s {
-		if x == w {
-			return true
-		}
+// commandNames lists the session's command names, aliases left out.
+func commandNames(s *commands.Session) []string {
+	var ns []string
+	for _, c := range s.Table.Commands() {
+		ns = append(ns, c.Name)
 	}
-	return false
+	return ns
 }
 
 // TestCompleteDo checks the readline side: suffixes, a space after a
@@ -161,10 +161,24 @@ func TestSuggest(t *testing.T) {
 		{"x", ""},
 		{"re", ""},
 		{"bogus_command", ""},
+		{"exit", "quit"},
+		{"EXIT", "quit"},
 	}
 	for _, tc := range tests {
 		if got := suggest(tc.word, names); got != tc.want {
 			t.Errorf("suggest(%q) = %q, want %q", tc.word, got, tc.want)
+		}
+	}
+}
+
+func TestSuggestEvent(t *testing.T) {
+	for _, c := range []struct{ word, want string }{
+		{"pwritev_rmw_afterhead", "pwritev_rmw_after_head"},
+		{"pwritev_rmw_tial", "pwritev_rmw_tail"},
+		{"nonsense_event_name", ""},
+	} {
+		if got := suggest(c.word, blk.EventNames()); got != c.want {
+			t.Errorf("suggest(%q) = %q, want %q", c.word, got, c.want)
 		}
 	}
 }
@@ -182,5 +196,39 @@ func TestEditDistance(t *testing.T) {
 		if got := editDistance(tc.a, tc.b); got != tc.want {
 			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
 		}
+	}
+}
+
+func TestCompleteOptions(t *testing.T) {
+	s := testSession(t)
+	c := &completer{s: s}
+	for _, tc := range []struct {
+		line string
+		want []string
+	}{
+		{"open -o dri", []string{"driver="}},
+		{"open -o driver=r", []string{"driver=raw"}},
+		{"open -o driver=raw,file.al", nil}, // file. defaults to the file driver
+		{"open -o driver=raw,file.driver=blkdebug,file.al", []string{"driver=raw,file.driver=blkdebug,file.align="}},
+		{"open -o driver=raw,file.driver=blkdebug,file.serialise=o", []string{"driver=raw,file.driver=blkdebug,file.serialise=off", "driver=raw,file.driver=blkdebug,file.serialise=on"}},
+		{"open -o driver=raw,fi", []string{"driver=raw,file."}},
+		{"reopen -o read-only=", []string{"read-only=off", "read-only=on"}},
+		{"create -o clu", []string{"cluster_size="}},
+		{"create -o compat=v", []string{"compat=v2", "compat=v3"}},
+		{"create -f q", []string{"qcow2"}},
+		{"open -t w", []string{"writeback", "writethrough"}},
+		{"bench -t w", []string{"writeback", "writethrough"}},
+		{"bench -i n", []string{"native"}},
+		{"bench -S", []string{"-S"}},
+	} {
+		_, got := c.complete(tc.line)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%q: %q, want %q", tc.line, got, tc.want)
+		}
+	}
+	// A key waiting for its value takes no space after it.
+	out, _ := c.Do([]rune("open -o dri"), len("open -o dri"))
+	if len(out) != 1 || string(out[0]) != "ver=" {
+		t.Errorf("Do: %q", out)
 	}
 }

@@ -23,9 +23,6 @@ type Options struct {
 	// Record, if set, records the session into this .gio file from the
 	// start (--record).
 	Record string
-	// Image is the image named on the command line, noted in a
-	// recording's header.
-	Image string
 }
 
 // HistoryLimit caps the history file, in lines.
@@ -50,11 +47,12 @@ func HistoryPath(getenv func(string) string) string {
 // abandon a line or interrupt a long command, Ctrl-D on an empty line to
 // quit. Without a terminal on both stdin and stdout it reads lines plainly.
 func RunInteractive(s *commands.Session, out *StdioWriter, o Options) {
-	rec := newRecorder(s, o.Image)
+	rec := newRecorder(s)
 	s.Recorder = rec
+	s.Interactive = true
 	defer rec.Stop()
-	s.Suggest = func(word string) {
-		if n := suggest(word, commandNames(s)); n != "" {
+	s.Suggest = func(word string, candidates []string) {
+		if n := suggest(word, candidates); n != "" {
 			fmt.Fprintf(s.Err, "gio: did you mean \"%s\"?\n", n)
 		}
 	}
@@ -64,6 +62,9 @@ func RunInteractive(s *commands.Session, out *StdioWriter, o Options) {
 		}
 	}
 	if !IsTerminal(os.Stdin) || !IsTerminal(os.Stdout) {
+		// Without readline Ctrl-C ends gio, as it ends qemu-io;
+		// the scratch images go with it.
+		defer commands.CleanupOnSignals(os.Interrupt)()
 		runPlain(s, out, rec)
 		return
 	}
@@ -91,6 +92,7 @@ func RunInteractive(s *commands.Session, out *StdioWriter, o Options) {
 	})
 	if err != nil {
 		fmt.Fprintf(s.Err, "gio: readline: %v\n", err)
+		defer commands.CleanupOnSignals(os.Interrupt)()
 		runPlain(s, out, rec)
 		return
 	}
@@ -99,11 +101,15 @@ func RunInteractive(s *commands.Session, out *StdioWriter, o Options) {
 	// SIGINT arrives only while a command runs: readline turns the
 	// terminal's signal keys off while it edits a line, and reads Ctrl-C
 	// as "abandon this line" itself.
-	stop := trapInterrupts(s)
+	stop := trapInterrupts(s, exitInterrupted)
 	defer stop()
 	for !s.Quit {
+		// What the last command left running (aio requests) runs
+		// before the prompt; a Ctrl-C during the command or now stops
+		// it too, as it would stop the command itself.
 		s.Loop.RunDue()
 		out.Flush()
+		s.Loop.ClearInterrupt()
 		line, err := rl.Readline()
 		if errors.Is(err, readline.ErrInterrupt) {
 			continue
@@ -115,15 +121,17 @@ func RunInteractive(s *commands.Session, out *StdioWriter, o Options) {
 		s.Loop.ClearInterrupt()
 		s.Execute(line)
 		out.Flush()
-		s.Loop.ClearInterrupt()
 	}
 }
 
 // trapInterrupts turns SIGINT into a loop interrupt for as long as the
 // shell runs: the command in progress stops at its next wait or chunk
 // and the prompt comes back. The terminal has already echoed "^C"; a
-// newline ends that line as a shell's would.
-func trapInterrupts(s *commands.Session) (stop func()) {
+// newline ends that line as a shell's would. A second SIGINT before the
+// prompt is back means the first did not work: gio then exits (status
+// 130, as a shell reports death by SIGINT), scratch images removed,
+// rather than ignore it.
+func trapInterrupts(s *commands.Session, exit func()) (stop func()) {
 	sigs := make(chan os.Signal, 1)
 	done := make(chan struct{})
 	var stopped atomic.Bool
@@ -132,10 +140,15 @@ func trapInterrupts(s *commands.Session) (stop func()) {
 		for {
 			select {
 			case <-sigs:
-				if !stopped.Load() {
-					s.Loop.Interrupt()
-					os.Stdout.WriteString("\n")
+				if stopped.Load() {
+					continue
 				}
+				if s.Loop.Interrupted() {
+					exit()
+					continue
+				}
+				s.Loop.Interrupt()
+				os.Stdout.WriteString("\n")
 			case <-done:
 				return
 			}
@@ -146,6 +159,13 @@ func trapInterrupts(s *commands.Session) (stop func()) {
 		signal.Stop(sigs)
 		close(done)
 	}
+}
+
+// exitInterrupted ends gio on a second Ctrl-C.
+func exitInterrupted() {
+	os.Stderr.WriteString("\ngio: interrupted again before the prompt came back: exiting\n")
+	commands.RemoveScratchDirs()
+	os.Exit(130)
 }
 
 // runPlain reads lines from a terminal stdin when stdout is not one (or

@@ -16,16 +16,13 @@ type recorder struct {
 	s    *commands.Session
 	f    *os.File
 	path string
-	// image is the image named on the command line, noted in the header
-	// of a recording that starts with the session.
-	image string
-	now   func() time.Time
+	now  func() time.Time
 }
 
 var _ commands.Recorder = (*recorder)(nil)
 
-func newRecorder(s *commands.Session, image string) *recorder {
-	return &recorder{s: s, image: image, now: time.Now}
+func newRecorder(s *commands.Session) *recorder {
+	return &recorder{s: s, now: time.Now}
 }
 
 // Start implements commands.Recorder.
@@ -53,11 +50,12 @@ func (r *recorder) Start(path string) error {
 	} else {
 		head = fmt.Sprintf("\n# Recording continued on %s.\n", when)
 	}
-	switch {
-	case r.image != "" && r.s.Img != nil:
-		head += fmt.Sprintf("# The session began with the image %s open: pass it as \"gio run FILE IMAGE\".\n", r.image)
-	case r.s.Img != nil:
-		head += "# An image was already open when recording began: the script may need an \"open\" first.\n"
+	if setup := r.s.ReplayLines(); len(setup) > 0 {
+		if st.Size() == 0 {
+			head += "# What the session had done before the recording began:\n" + strings.Join(setup, "\n") + "\n"
+		} else {
+			head += "# The image open at this point was opened as: " + setup[len(setup)-1] + "\n"
+		}
 	}
 	if _, err := f.WriteString(head); err != nil {
 		f.Close()
@@ -73,7 +71,7 @@ func (r *recorder) Stop() error {
 		return nil
 	}
 	err := r.f.Close()
-	r.f, r.path, r.image = nil, "", ""
+	r.f, r.path = nil, ""
 	return err
 }
 

@@ -1,10 +1,11 @@
 package repl
 
 import (
-	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -30,66 +31,159 @@ func (e Env) NewSession(out *StdioWriter, errw io.Writer, clock blk.Clock) *comm
 	return s
 }
 
-// lineErrWriter prefixes each stderr line with FILE:LINE: so that a
-// script's failures point at their line.
+// lineErrWriter prefixes each stderr message with FILE:LINE: so that a
+// script's failures point at their line. A message is what one Write
+// carries: its continuation lines (the probe warning's second and third)
+// are not prefixed again. Line 0 is the image opened before the first
+// line, -1 the implicit close at exit.
 type lineErrWriter struct {
 	w    io.Writer
 	file string
 	line *int
 	bol  bool
+	// wrote counts the messages written (to tell whether a failed
+	// command said anything on stderr).
+	wrote int
 }
 
 func (l *lineErrWriter) Write(p []byte) (int, error) {
 	n := len(p)
-	for len(p) > 0 {
-		if l.bol {
+	if len(p) > 0 && l.bol {
+		l.wrote++
+		switch {
+		case *l.line > 0:
 			fmt.Fprintf(l.w, "%s:%d: ", l.file, *l.line)
-			l.bol = false
+		case *l.line < 0:
+			fmt.Fprintf(l.w, "%s: at exit: ", l.file)
+		default:
+			fmt.Fprintf(l.w, "%s: ", l.file)
 		}
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			l.w.Write(p)
-			break
-		}
-		l.w.Write(p[:i+1])
-		p = p[i+1:]
-		l.bol = true
 	}
+	l.w.Write(p)
+	l.bol = p[len(p)-1] == '\n'
 	return n, nil
 }
 
+// StripComment removes a trailing comment from a script line: a word
+// that starts with '#' ends the command, as in a shell. Whole-line
+// comments are skipped by the script reader; qemu-io itself has no
+// comments, so a script line stripped this way is what qemu-io reads.
+func StripComment(line string) string {
+	for i := 0; i < len(line); i++ {
+		if line[i] == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t') {
+			return strings.TrimRight(line[:i], " \t")
+		}
+	}
+	return line
+}
+
 // scriptLines returns the executable lines of a .gio script with their
-// line numbers: blank lines and lines starting with '#' are skipped.
+// line numbers: blank lines and lines starting with '#' are skipped, and
+// trailing comments are removed.
 func scriptLines(src string) (lines []string, numbers []int) {
 	for i, l := range strings.Split(src, "\n") {
-		t := strings.TrimSpace(l)
-		if t == "" || strings.HasPrefix(t, "#") {
+		l = StripComment(strings.TrimRight(l, "\r"))
+		if strings.TrimSpace(l) == "" {
 			continue
 		}
-		lines = append(lines, strings.TrimRight(l, "\r"))
+		lines = append(lines, l)
 		numbers = append(numbers, i+1)
 	}
 	return
 }
+
+// isReadBackCheck reports whether a command line is a synchronous read
+// that verifies a pattern (read -P, readv -P): what echo mode's verdict
+// counts.
+func isReadBackCheck(line string) bool {
+	w := commands.SplitLine(line)
+	if len(w) == 0 || (w[0] != "read" && w[0] != "r" && w[0] != "readv") {
+		return false
+	}
+	for _, a := range w[1:] {
+		if len(a) > 1 && a[0] == '-' && strings.Contains(a, "P") {
+			return true
+		}
+	}
+	return false
+}
+
+// ScriptOptions are the ways a script can be run ("gio run"'s flags).
+type ScriptOptions struct {
+	// Image, if set, is opened before the first line, with Open's
+	// options (Format, cache modes...).
+	Image string
+	Open  commands.OpenOptions
+	// ImageOpts reads Image as an option string (--image-opts).
+	ImageOpts bool
+	// Clock is the loop's clock; nil means virtual time.
+	Clock blk.Clock
+	// Prefix puts FILE:LINE: before stderr messages, and names a failed
+	// command that printed nothing on stderr (its failure is on
+	// stdout, such as a pattern mismatch) in a located stderr line.
+	Prefix bool
+	// Echo prints each command line on stdout, after EchoPrompt, before
+	// its output, as a transcript shows it, with the script's comments;
+	// at the end a verdict counts the read-back checks (read -P) that
+	// passed.
+	Echo bool
+	// TraceFile, if set, is where the script's trace goes
+	// (commands.Session.StartTrace), in TraceFormat ("json", "jsonl").
+	TraceFile, TraceFormat string
+}
+
+// EchoPrompt starts the command lines that echo mode prints.
+const EchoPrompt = "gio> "
 
 // RunScript runs a .gio script the way qemu-io runs piped stdin, without
 // prompts: before each line stdout is flushed and the loop delivers ready
 // completions. stderr lines get a FILE:LINE: prefix when prefix is set.
 // It returns whether every command succeeded.
 func (e Env) RunScript(name, src string, image string, stdout, stderr io.Writer, prefix bool) bool {
+	return e.RunScriptOpts(name, src, stdout, stderr, ScriptOptions{Image: image, Prefix: prefix})
+}
+
+// RunScriptOpts is RunScript with every option.
+func (e Env) RunScriptOpts(name, src string, stdout, stderr io.Writer, o ScriptOptions) bool {
 	out := NewStdioWriter(stdout, false)
 	lineNo := 0
 	var errw io.Writer = stderr
-	if prefix {
-		errw = &lineErrWriter{w: stderr, file: name, line: &lineNo, bol: true}
+	var lw *lineErrWriter
+	if o.Prefix {
+		lw = &lineErrWriter{w: stderr, file: name, line: &lineNo, bol: true}
+		errw = lw
 	}
-	s := e.NewSession(out, errw, blk.NewVirtualClock())
+	clock := o.Clock
+	if clock == nil {
+		clock = blk.NewVirtualClock()
+	}
+	s := e.NewSession(out, errw, clock)
 	defer s.Cleanup()
-	if image != "" && !s.OpenImage(image, commands.OpenOptions{}) {
-		out.Flush()
-		return false
+	if o.TraceFile != "" {
+		if err := s.StartTrace(o.TraceFile, o.TraceFormat); err != nil {
+			fmt.Fprintf(stderr, "gio: trace: %v\n", err)
+			return false
+		}
+	}
+	if o.Image != "" {
+		image, open := o.Image, o.Open
+		if o.ImageOpts {
+			d, ok := s.ParseOptions(image)
+			if !ok {
+				out.Flush()
+				return false
+			}
+			image, open.Opts = "", d
+		}
+		if !s.OpenImage(image, open) {
+			out.Flush()
+			return false
+		}
 	}
 	lines, numbers := scriptLines(src)
+	raw := strings.Split(src, "\n")
+	echoed := 0 // raw lines echoed so far
+	var checks, failedChecks int
 	for i, l := range lines {
 		if s.Quit {
 			break
@@ -97,12 +191,55 @@ func (e Env) RunScript(name, src string, image string, stdout, stderr io.Writer,
 		lineNo = numbers[i]
 		out.Flush()
 		s.Loop.RunPending()
-		s.Execute(l)
+		if o.Echo {
+			// The comments before the line, then the line as written:
+			// the script reads as the transcript of a session.
+			for ; echoed < lineNo-1; echoed++ {
+				fmt.Fprintln(out, strings.TrimRight(raw[echoed], "\r"))
+			}
+			fmt.Fprintf(out, "%s%s\n", EchoPrompt, strings.TrimRight(raw[lineNo-1], "\r"))
+			echoed = lineNo
+		}
+		before := 0
+		if lw != nil {
+			before = lw.wrote
+		}
+		ok := s.Execute(l)
+		if isReadBackCheck(l) {
+			checks++
+			if !ok {
+				failedChecks++
+			}
+		}
+		if !ok && lw != nil && lw.wrote == before {
+			out.Flush()
+			fmt.Fprintf(errw, "gio: command failed: %s\n", strings.TrimSpace(l))
+		}
+	}
+	if o.Echo {
+		for ; echoed < len(raw); echoed++ {
+			if t := strings.TrimSpace(raw[echoed]); t != "" {
+				fmt.Fprintln(out, strings.TrimRight(raw[echoed], "\r"))
+			}
+		}
+		switch {
+		case checks == 0:
+		case checks == 1 && failedChecks == 0:
+			fmt.Fprintln(out, "gio: the read-back check passed")
+		case checks == 1:
+			fmt.Fprintln(out, "gio: the read-back check failed")
+		case failedChecks == 0:
+			fmt.Fprintf(out, "gio: all %d read-back checks passed\n", checks)
+		default:
+			fmt.Fprintf(out, "gio: %d of %d read-back checks failed\n", failedChecks, checks)
+		}
 	}
 	out.Flush()
+	lineNo = -1
 	if !s.CloseImage() {
 		s.Failed = true
 	}
+	s.StopTrace()
 	out.Flush()
 	return !s.Failed
 }
@@ -127,21 +264,24 @@ type GoldenResult struct {
 	Diff   string
 }
 
-// RunGolden runs each script and compares its normalised output with the
-// .out file beside it (rewriting it with update).
+// RunGolden runs each script and compares its output, byte for byte, with
+// the .out file beside it (rewriting it with update).
 func (e Env) RunGolden(scripts []string, update bool) []GoldenResult {
 	var res []GoldenResult
 	for _, path := range scripts {
 		src, err := os.ReadFile(path)
 		if err != nil {
-			res = append(res, GoldenResult{Script: path, Diff: err.Error()})
+			res = append(res, GoldenResult{Script: path, Diff: err.Error() + "\n"})
 			continue
 		}
 		var buf bytes.Buffer
 		dir, _ := os.Getwd()
 		e.RunScript(filepath.Base(path), string(src), "", &buf, &buf, true)
 		_ = os.Chdir(dir)
-		got := Normalize(buf.String())
+		// In virtual time the output is the same bytes on every run
+		// (report lines included: blk.CostModel), so gio's own golden
+		// files need no filter; Normalize is for comparing with qemu-io.
+		got := buf.String()
 		outPath := strings.TrimSuffix(path, ".gio") + ".out"
 		if update {
 			err := os.WriteFile(outPath, []byte(got), 0o644)
@@ -149,8 +289,13 @@ func (e Env) RunGolden(scripts []string, update bool) []GoldenResult {
 			continue
 		}
 		want, err := os.ReadFile(outPath)
+		if errors.Is(err, fs.ErrNotExist) {
+			res = append(res, GoldenResult{Script: path, Diff: fmt.Sprintf(
+				"%s does not exist: \"gio test -update %s\" writes it from this run\n", outPath, path)})
+			continue
+		}
 		if err != nil {
-			res = append(res, GoldenResult{Script: path, Diff: err.Error()})
+			res = append(res, GoldenResult{Script: path, Diff: err.Error() + "\n"})
 			continue
 		}
 		if string(want) == got {
@@ -194,8 +339,8 @@ func FindScripts(paths []string, run *regexp.Regexp) ([]string, error) {
 // UnifiedDiff returns a small line-based unified diff of want and got,
 // with 3 lines of context, hunks headed by the expected file's line.
 func UnifiedDiff(wantName, gotName, want, got string) string {
-	a := strings.SplitAfter(want, "\n")
-	b := strings.SplitAfter(got, "\n")
+	a := splitLines(want)
+	b := splitLines(got)
 	// LCS table; scripts are small.
 	n, m := len(a), len(b)
 	lcs := make([][]int, n+1)
@@ -224,12 +369,13 @@ func UnifiedDiff(wantName, gotName, want, got string) string {
 			ops = append(ops, op{' ', a[i], i})
 			i++
 			j++
-		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
-			ops = append(ops, op{'+', b[j], i})
-			j++
-		default:
+		case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
+			// Removals before additions, as diff -u prints them.
 			ops = append(ops, op{'-', a[i], i})
 			i++
+		default:
+			ops = append(ops, op{'+', b[j], i})
+			j++
 		}
 	}
 	var sb strings.Builder
@@ -269,4 +415,13 @@ func UnifiedDiff(wantName, gotName, want, got string) string {
 	return sb.String()
 }
 
-var _ = bufio.NewReader
+// splitLines splits text into lines that keep their newline; the empty
+// piece after a final newline is not a line (it would show as a
+// spurious "No newline at end of file").
+func splitLines(text string) []string {
+	ls := strings.SplitAfter(text, "\n")
+	if ls[len(ls)-1] == "" {
+		ls = ls[:len(ls)-1]
+	}
+	return ls
+}

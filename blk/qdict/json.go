@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"gio/internal/cutils"
 )
 
 // This file reproduces QEMU 7.2's JSON reader (qobject_from_json: the
@@ -521,7 +523,7 @@ func cvt4hex(s string, i int) int {
 		if i+k >= len(s) {
 			return -1
 		}
-		d := digitVal(s[i+k])
+		d := cutils.DigitVal(s[i+k])
 		if d >= 16 {
 			return -1
 		}

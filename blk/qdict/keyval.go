@@ -1,6 +1,10 @@
 package qdict
 
-import "strings"
+import (
+	"strings"
+
+	"gio/internal/cutils"
+)
 
 // ParseKeyValue parses an option string the way qemu-io 7.2 parses its
 // --image-opts argument (qemu_opts_parse_noisily on a QemuOptsList that
@@ -116,7 +120,7 @@ func parseKeyValue(s string, allowID bool) (*Dict, []string, error) {
 		if !allowID {
 			return nil, nil, &Error{Msg: "Invalid parameter 'id'"}
 		}
-		if !idWellFormed(id) {
+		if !cutils.IDWellFormed(id) {
 			return nil, nil, &Error{Msg: "Parameter 'id' expects an identifier\n" +
 				"Identifiers consist of letters, digits, '-', '.', '_', starting with a letter."}
 		}
@@ -151,20 +155,3 @@ func flagWarning(o kvOption) string {
 	}
 	return w + "Please use " + o.name + "=" + o.value + " instead"
 }
-
-// idWellFormed is QEMU's id_wellformed: an ASCII letter followed by ASCII
-// letters, digits, '-', '.' and '_'.
-func idWellFormed(id string) bool {
-	if id == "" || !isAlpha(id[0]) {
-		return false
-	}
-	for i := 1; i < len(id); i++ {
-		c := id[i]
-		if !isAlpha(c) && !(c >= '0' && c <= '9') && c != '-' && c != '.' && c != '_' {
-			return false
-		}
-	}
-	return true
-}
-
-func isAlpha(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }

@@ -22,6 +22,7 @@ func filterBench(s string) string {
 // and stderr in one pipe, as C stdio buffers them) and exit status. No
 // timing is compared: the run's duration is filtered out.
 func TestBenchDiff(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("qemu-img"); err != nil {
 		t.Skip("qemu-img not on PATH")
 	}
@@ -136,6 +137,7 @@ Run completed in X seconds.
 // a small buffer must give qemu-io's output and image, whatever their
 // alignment, cache mode and pattern result.
 func TestStreamDiff(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("qemu-io"); err != nil {
 		t.Skip("qemu-io not on PATH")
 	}

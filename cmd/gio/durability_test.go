@@ -22,6 +22,7 @@ import (
 // image's descriptor followed the write: a kill only shows the data
 // reached the kernel, the fdatasync shows it was sent to the disk.
 func TestKillAfterFlush(t *testing.T) {
+	t.Parallel()
 	strace, _ := exec.LookPath("strace")
 	for _, tc := range []struct {
 		name  string

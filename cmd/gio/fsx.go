@@ -44,6 +44,9 @@ func runFsx(args []string) int {
 	budget := fs.Int("shrink", 2000, "runs the shrinker may spend")
 	check := fs.String("check", "", "replay a .gio script under the model and print its failures")
 	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
 		return 2
 	}
 	if fs.NArg() > 0 {

@@ -3,12 +3,9 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"regexp"
-	"strings"
 
 	"gio/blk"
 	"gio/blk/drivers/cor"
@@ -64,6 +61,8 @@ const (
 	optClock
 	optColor
 	optRecord
+	optTrace
+	optTraceFormat
 )
 
 var longOpts = []getopt.LongOpt{
@@ -79,7 +78,8 @@ var longOpts = []getopt.LongOpt{
 	{Name: "native-aio", Short: 'k'},
 	{Name: "discard", HasArg: true, Short: 'd'},
 	{Name: "cache", HasArg: true, Short: 't'},
-	{Name: "trace", HasArg: true, Short: 'T'},
+	{Name: "trace", HasArg: true, Short: optTrace}, // gio's trace file; -T is QEMU's
+	{Name: "trace-format", HasArg: true, Short: optTraceFormat},
 	{Name: "object", HasArg: true, Short: optObject},
 	{Name: "aio", HasArg: true, Short: 'i'},
 	{Name: "image-opts", Short: optImageOpts},
@@ -90,6 +90,8 @@ var longOpts = []getopt.LongOpt{
 }
 
 func main() {
+	stopSignals := commands.CleanupOnSignals(commands.TerminatingSignals...)
+	defer stopSignals()
 	tuneGC()
 	stop := startProfile()
 	code := run(os.Args[1:])
@@ -99,31 +101,17 @@ func main() {
 
 // env is the shell's view of this program: gio's drivers.
 var env = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
-	r := blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, null.CoDriver, null.AIODriver,
-		blkdebug.NewDriver(func() io.Writer { return out }))
-	for _, d := range nbd.Drivers {
-		r.Register(d)
-	}
-	r.Register(cor.Driver)
-	return r
+	drivers := []*blk.Driver{file.Driver, raw.Driver, qcow2.Driver, null.CoDriver, null.AIODriver,
+		blkdebug.NewDriver(func() io.Writer { return out }), cor.Driver}
+	return blk.NewRegistry(append(drivers, nbd.Drivers...)...)
 }}
 
 func run(args []string) int {
-	if len(args) > 0 {
-		switch {
-		case args[0] == "run":
-			return runScript(args[1:])
-		case args[0] == "test":
-			return runTests(args[1:])
-		case args[0] == "bench":
-			return runBench(args[1:])
-		case args[0] == "fsx":
-			return runFsx(args[1:])
-		case args[0] == "nbd":
-			return runNBD(args[1:])
-		case strings.HasSuffix(args[0], ".gio") && !strings.HasPrefix(args[0], "-"):
-			return runScript(args)
-		}
+	if sub, rest, ok := subcommand(args); ok {
+		// Subcommands read no commands from a terminal: Ctrl-C ends
+		// them, and their scratch images go too.
+		defer commands.CleanupOnSignals(os.Interrupt)()
+		return sub(rest)
 	}
 	stdoutTTY := repl.IsTerminal(os.Stdout)
 	stdinTTY := repl.IsTerminal(os.Stdin)
@@ -144,6 +132,7 @@ func run(args []string) int {
 		clock     = ""
 		colour    = repl.ColourAuto
 		record    string
+		tr        traceFlags
 	)
 	report := func(format string, a ...any) int {
 		out.Flush()
@@ -151,9 +140,20 @@ func run(args []string) int {
 		return 1
 	}
 	for _, op := range opts {
+		if known, err := o.ApplyOpenFlag(op.Name, op.Arg); known {
+			if err != nil {
+				return report("%v", err)
+			}
+			continue
+		}
 		switch op.Name {
 		case 'h':
 			fmt.Fprint(out, usageText)
+			if stdoutTTY {
+				// At a terminal gio's own section follows; piped, the
+				// text stays qemu-io's byte for byte (scripts compare it).
+				fmt.Fprint(out, "\n"+gioUsageText)
+			}
 			return 0
 		case 'V':
 			fmt.Fprintf(out, "gio version %s (qemu-io 7.2 compatible)\n", version)
@@ -162,48 +162,17 @@ func run(args []string) int {
 			cmds = append(cmds, op.Arg)
 		case 'f':
 			o.Format = op.Arg
-		case 'r':
-			o.ReadOnly = true
-		case 's':
-			o.Snapshot = true
-		case 'n':
-			// -n and -t set the same cache flags: the last one wins.
-			o.NoCache = true
-			o.Cache = "none"
-		case 'C':
-			o.CopyOnRead = true
 		case 'm':
-		case 'k':
-			o.NativeAIO = true
-		case 'd':
-			switch op.Arg {
-			case "ignore", "off", "unmap", "on":
-				o.Discard = op.Arg
-			default:
-				return report("Invalid discard option: %s", op.Arg)
-			}
-		case 't':
-			switch op.Arg {
-			case "none", "off", "directsync", "writeback", "unsafe", "writethrough":
-				o.Cache = op.Arg
-			default:
-				return report("Invalid cache option: %s", op.Arg)
-			}
-		case 'i':
-			switch op.Arg {
-			case "threads", "native", "io_uring":
-				o.SetAIO(op.Arg)
-			default:
-				return report("Invalid aio option: %s", op.Arg)
-			}
 		case 'T':
-			// QEMU trace events: accepted, there are none to enable.
-		case 'U':
-			o.ForceShare = true
+			out.Flush()
+			fmt.Fprintln(errw, traceOption(op.Arg))
+			return 1
 		case optImageOpts:
 			imageOpts = true
 		case optObject:
-			return report("Parameter 'qom-type' does not accept value '%s'", op.Arg)
+			out.Flush()
+			fmt.Fprintln(errw, objectOption(op.Arg))
+			return 1
 		case optClock:
 			if op.Arg != "virtual" && op.Arg != "real" {
 				return report("Invalid clock option: %s (virtual or real)", op.Arg)
@@ -219,6 +188,10 @@ func run(args []string) int {
 			colour = m
 		case optRecord:
 			record = op.Arg
+		case optTrace:
+			tr.file = op.Arg
+		case optTraceFormat:
+			tr.format = op.Arg
 		}
 	}
 	if len(pos) > 1 {
@@ -229,6 +202,11 @@ func run(args []string) int {
 		return report("--image-opts and -f are mutually exclusive")
 	}
 	interactive := len(cmds) == 0 && stdinTTY
+	if !interactive {
+		// The interactive shell takes Ctrl-C as "interrupt the
+		// command"; anywhere else it ends gio, scratch images included.
+		defer commands.CleanupOnSignals(os.Interrupt)()
+	}
 	if clock == "" {
 		clock = "virtual"
 		if interactive {
@@ -242,12 +220,15 @@ func run(args []string) int {
 	s := env.NewSession(out, errw, c)
 	defer s.Cleanup()
 	if repl.UseColour(colour, interactive, stdoutTTY, os.Getenv) {
-		repl.EnableColour(s, out)
+		repl.EnableColour(s, out, colour == repl.ColourAlways || repl.IsTerminal(os.Stderr))
 	}
 	if record != "" && !interactive {
 		fmt.Fprintln(errw, "gio: --record records interactive sessions only; ignored")
 	}
 	s.ImageOpts = imageOpts
+	if !tr.start(s) {
+		return 1
+	}
 	// stderr is unbuffered; flushing stdout first is not what qemu-io
 	// does, so stderr text goes straight out.
 	if len(pos) == 1 {
@@ -270,82 +251,16 @@ func run(args []string) int {
 	case len(cmds) > 0:
 		repl.RunCommands(s, cmds)
 	case stdinTTY:
-		img := ""
-		if len(pos) == 1 {
-			img = pos[0]
-		}
-		repl.RunInteractive(s, out, repl.Options{Record: record, Image: img})
+		repl.RunInteractive(s, out, repl.Options{Record: record})
 	default:
 		repl.RunStdin(s, out, os.Stdin)
 	}
 	if !s.CloseImage() {
 		s.Failed = true
 	}
+	s.StopTrace()
 	out.Flush()
 	if s.Failed {
-		return 1
-	}
-	return 0
-}
-
-// runScript is "gio run FILE.gio [image]": the script's commands with
-// errors located as FILE:LINE, exit status 1 when a command failed.
-func runScript(args []string) int {
-	if len(args) < 1 || len(args) > 2 {
-		fmt.Fprintln(os.Stderr, "usage: gio run FILE.gio [image]")
-		return 2
-	}
-	src, err := os.ReadFile(args[0])
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "gio: %v\n", err)
-		return 1
-	}
-	image := ""
-	if len(args) == 2 {
-		image = args[1]
-	}
-	if !env.RunScript(args[0], string(src), image, os.Stdout, os.Stderr, true) {
-		return 1
-	}
-	return 0
-}
-
-// runTests is "gio test [-update] [-run REGEXP] [PATH...]": golden tests.
-func runTests(args []string) int {
-	fs := flag.NewFlagSet("gio test", flag.ContinueOnError)
-	update := fs.Bool("update", false, "rewrite the .out files")
-	runRE := fs.String("run", "", "only scripts whose file name matches this regexp")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	var re *regexp.Regexp
-	if *runRE != "" {
-		var err error
-		if re, err = regexp.Compile(*runRE); err != nil {
-			fmt.Fprintf(os.Stderr, "gio test: -run: %v\n", err)
-			return 2
-		}
-	}
-	paths := fs.Args()
-	if len(paths) == 0 {
-		paths = []string{"scripts"}
-	}
-	scripts, err := repl.FindScripts(paths, re)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "gio test: %v\n", err)
-		return 2
-	}
-	passed, failed := 0, 0
-	for _, r := range env.RunGolden(scripts, *update) {
-		if r.Passed {
-			passed++
-			continue
-		}
-		failed++
-		fmt.Printf("FAIL %s\n%s", r.Script, r.Diff)
-	}
-	fmt.Printf("%d passed, %d failed\n", passed, failed)
-	if failed > 0 {
 		return 1
 	}
 	return 0

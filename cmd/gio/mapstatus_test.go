@@ -12,6 +12,7 @@ import (
 // the start, middle and end, sizes that are not multiples of 512 (the
 // partial last sector is a separate zero extent), fully allocated files.
 func TestMapStatusAgainstQemuImg(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("qemu-img"); err != nil {
 		t.Skip("qemu-img not installed (apt-get install qemu-utils)")
 	}

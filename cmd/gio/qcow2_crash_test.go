@@ -45,6 +45,7 @@ func crashWorkload(rng *rand.Rand, size int64, n int) string {
 }
 
 func TestQcow2Crash(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("crash test skipped in -short mode")
 	}

@@ -144,29 +144,11 @@ func TestPipedOutputHasNoColour(t *testing.T) {
 				if i == 0 {
 					first = norm
 				} else if norm != first {
-					t.Errorf("output with %v differs from output with TERM unset:\n%s", env, diffLines(first, norm))
+					t.Errorf("output with %v differs from output with TERM unset:\n%s", env, lineDiff(first, norm))
 				}
 			}
 		})
 	}
-}
-
-func diffLines(a, b string) string {
-	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
-	var sb strings.Builder
-	for i := 0; i < max(len(al), len(bl)); i++ {
-		var x, y string
-		if i < len(al) {
-			x = al[i]
-		}
-		if i < len(bl) {
-			y = bl[i]
-		}
-		if x != y {
-			sb.WriteString("- " + x + "\n+ " + y + "\n")
-		}
-	}
-	return sb.String()
 }
 
 // TestColourFlag: --color=always paints even a pipe (for "| less -R"),

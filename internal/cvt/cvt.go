@@ -52,20 +52,3 @@ func (e *ParseError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrTooLarge) etc. work.
 func (e *ParseError) Unwrap() error { return e.Err }
-
-// cString cuts s at the first NUL byte: qemu-io receives its words as C
-// strings, so nothing after a NUL can ever be seen (or printed) by it.
-func cString(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] == 0 {
-			return s[:i]
-		}
-	}
-	return s
-}
-
-// isCSpace reports whether c is whitespace for isspace() in the C locale;
-// strtol/strtoull/strtod skip these before the number.
-func isCSpace(c byte) bool {
-	return c == ' ' || (c >= '\t' && c <= '\r')
-}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gio/internal/cutils"
 )
 
 var numSuffixes = []struct {
@@ -24,7 +26,7 @@ func FuzzParseNum(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		v, warn, err := ParseNumWarn(s)
-		arg := cString(s)
+		arg := cutils.CString(s)
 		if err != nil {
 			var pe *ParseError
 			if !errors.As(err, &pe) || pe.Arg != arg {
@@ -132,7 +134,7 @@ func FuzzParsePattern(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		p, err := ParsePattern(s)
 		if err != nil {
-			if p != 0 || !errors.Is(err, ErrBadPattern) || err.Error() != cString(s)+" is not a valid pattern byte" {
+			if p != 0 || !errors.Is(err, ErrBadPattern) || err.Error() != cutils.CString(s)+" is not a valid pattern byte" {
 				t.Fatalf("%q: %d, %v", s, p, err)
 			}
 			return

@@ -232,12 +232,6 @@ func TestParseNumOverrun(t *testing.T) {
 		if err != nil || v != 1 {
 			t.Errorf("ParseNum(%.20q) = %d, %v, want 1", s, v, err)
 		}
-		if _, _, _, overrun := strtosz(s); !overrun {
-			t.Errorf("strtosz(%.20q) did not report the overrun", s)
-		}
-	}
-	if _, _, _, overrun := strtosz("1.5e400k"); overrun {
-		t.Error("strtosz(1.5e400k) reported an overrun")
 	}
 }
 
@@ -350,33 +344,6 @@ func TestSleepDuration(t *testing.T) {
 	} {
 		if got := SleepDuration(c.ms, now); got != c.want {
 			t.Errorf("SleepDuration(%d) = %v, want %v", c.ms, got, c.want)
-		}
-	}
-}
-
-func TestStrtol(t *testing.T) {
-	for _, c := range []struct {
-		in     string
-		v      int64
-		end    int
-		erange bool
-	}{
-		{"", 0, 0, false},
-		{"  -", 0, 0, false},
-		{"0x", 0, 1, false},
-		{"-0x", 0, 2, false},
-		{"0xz", 0, 1, false},
-		{"0x1z", 1, 3, false},
-		{"089", 0, 1, false},
-		{"9223372036854775807", math.MaxInt64, 19, false},
-		{"9223372036854775808", math.MaxInt64, 19, true},
-		{"-9223372036854775808", math.MinInt64, 20, false},
-		{"-9223372036854775809", math.MinInt64, 20, true},
-		{"0x8000000000000000x", math.MaxInt64, 18, true},
-	} {
-		v, end, erange := strtol(c.in)
-		if v != c.v || end != c.end || erange != c.erange {
-			t.Errorf("strtol(%q) = %d, %d, %v; want %d, %d, %v", c.in, v, end, erange, c.v, c.end, c.erange)
 		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"gio/internal/cutils"
 )
 
 // The oracle tests compare against a real qemu-io 7.2. They only run when
@@ -103,7 +105,7 @@ func TestOracleParseNum(t *testing.T) {
 		if strings.ContainsAny(w, " \n") || w == "" || len(w) > 1000 {
 			continue // not one word, or longer than qemu-io's 1023-byte line chunks
 		}
-		if _, _, _, overrun := strtosz(w); overrun {
+		if _, _, _, overrun := cutils.Strtosz(w); overrun {
 			continue // qemu reads heap memory after the word
 		}
 		used = append(used, w)

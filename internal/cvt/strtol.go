@@ -1,9 +1,9 @@
 package cvt
 
 import (
-	"math"
-	"math/bits"
 	"time"
+
+	"gio/internal/cutils"
 )
 
 // ParsePattern parses the argument of -P the way qemu-io's parse_pattern()
@@ -16,8 +16,8 @@ import (
 // As in C, the empty string converts to 0 without error (qemu-io can never
 // pass one, since words are never empty).
 func ParsePattern(s string) (byte, error) {
-	s = cString(s)
-	v, end, _ := strtol(s)
+	s = cutils.CString(s)
+	v, end, _ := cutils.Strtoll(s, 0)
 	if v < 0 || v > 255 || end != len(s) {
 		return 0, &ParseError{Arg: s, Err: ErrBadPattern}
 	}
@@ -32,8 +32,8 @@ func ParsePattern(s string) (byte, error) {
 // without error; pass the result to SleepDuration to find out how long
 // qemu-io actually sleeps (not at all in that case).
 func ParseSleepMS(s string) (int64, error) {
-	s = cString(s)
-	v, end, _ := strtol(s)
+	s = cutils.CString(s)
+	v, end, _ := cutils.Strtoll(s, 0)
 	if v < 0 || end != len(s) {
 		return 0, &ParseError{Arg: s, Err: ErrBadNumber}
 	}
@@ -59,61 +59,4 @@ func SleepDuration(ms int64, now time.Time) time.Duration {
 		return 0
 	}
 	return time.Duration(deadline - nowNS)
-}
-
-// strtol is glibc's strtol(s, &end, 0): leading whitespace, optional sign,
-// then 0x/0X hex, 0 octal or decimal. end is 0 if nothing was converted
-// (then the value is 0), except that "0x" without hex digits converts the
-// 0 and ends at the 'x'. Out-of-range values are clamped to
-// MaxInt64/MinInt64 with erange set, end after all the digits.
-func strtol(s string) (v int64, end int, erange bool) {
-	i := 0
-	for i < len(s) && isCSpace(s[i]) {
-		i++
-	}
-	neg := false
-	if i < len(s) && (s[i] == '+' || s[i] == '-') {
-		neg = s[i] == '-'
-		i++
-	}
-	base := 10
-	prefix := false
-	if i < len(s) && s[i] == '0' {
-		if i+1 < len(s) && s[i+1]|0x20 == 'x' {
-			base = 16
-			i += 2
-			prefix = true
-		} else {
-			base = 8 // the 0 itself is parsed as an octal digit
-		}
-	}
-	start := i
-	var u uint64
-	overflow := false
-	for ; i < len(s) && digitVal(s[i]) < base; i++ {
-		if overflow {
-			continue
-		}
-		hi, lo := bits.Mul64(u, uint64(base))
-		lo, c := bits.Add64(lo, uint64(digitVal(s[i])), 0)
-		if hi != 0 || c != 0 {
-			overflow = true
-		}
-		u = lo
-	}
-	if i == start {
-		if prefix {
-			return 0, start - 1, false
-		}
-		return 0, 0, false
-	}
-	switch {
-	case neg && (overflow || u > 1<<63):
-		return math.MinInt64, i, true
-	case !neg && (overflow || u > math.MaxInt64):
-		return math.MaxInt64, i, true
-	case neg:
-		return int64(-u), i, false // -(1<<63) wraps to MinInt64, as wanted
-	}
-	return int64(u), i, false
 }

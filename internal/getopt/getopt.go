@@ -124,7 +124,9 @@ func ParseLong(prog string, args []string, optstring string, longopts []LongOpt)
 // "--name" is just a cluster of short options '-', 'n', ...
 func parse(prog string, args []string, optstring string, longopts []LongOpt) ([]Opt, []string, error) {
 	var opts []Opt
-	var positional []string
+	// Most words are positional: one allocation instead of a growing
+	// slice per command.
+	positional := make([]string, 0, len(args))
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {

@@ -20,7 +20,6 @@ type node struct {
 }
 
 var (
-	_ blk.Filter          = (*node)(nil)
 	_ blk.ZeroWriter      = (*node)(nil)
 	_ blk.Discarder       = (*node)(nil)
 	_ blk.LimitsRefresher = (*node)(nil)
@@ -42,9 +41,6 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	}
 	return &node{file: f}, nil
 }
-
-// FilteredChild implements blk.Filter.
-func (n *node) FilteredChild() *blk.Child { return n.file }
 
 // PRead reads from the child with copy-on-read.
 func (n *node) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) error {

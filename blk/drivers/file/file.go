@@ -30,6 +30,12 @@ var Driver = &blk.Driver{
 	Name:          "file",
 	ParseFilename: parseFilename,
 	Open:          open,
+	// A file is named by its path; its other options (locking, aio)
+	// are not part of its name.
+	ExactFilename: func(n *blk.Node) string { return n.Filename() },
+	Options: []blk.Option{{Name: "filename"}, {Name: "aio", Values: []string{"io_uring", "native", "threads"}},
+		{Name: "aio-max-batch"}, {Name: "drop-cache", Values: blk.OnOff()}, {Name: "locking", Values: []string{"auto", "off", "on"}},
+		{Name: "x-check-cache-dropped", Values: blk.OnOff()}},
 }
 
 // parseFilename strips an explicit "file:" prefix (QEMU's
@@ -186,7 +192,7 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	}
 	// Image locks: what qemu-io's user of the image needs
 	// (raw_check_perm and raw_set_perm when the node gets its parent).
-	n.locks = locks{use: useLock, shared: blk.PermAll}
+	n.locks = locks{use: useLock, shared: blk.PermAll, forceShare: a.Flags.ForceShare, writable: a.Flags.WritablePerms}
 	if err := n.setPerm(wantedPerms(a.Flags)); err != nil {
 		n.Close()
 		return nil, err

@@ -221,11 +221,16 @@ func TestReadOnly(t *testing.T) {
 	if err := do(t, b, func(co *blk.Co) error { return b.PWrite(co, 0, buf, 0) }); err == nil {
 		t.Errorf("write to read-only image succeeded")
 	}
-	// The file itself refuses writes: the driver opened it O_RDONLY.
+	// The driver itself refuses writes on a read-only node, before it
+	// would take the write permission's lock (and its descriptor is
+	// O_RDONLY anyway).
 	impl := b.Root.Impl()
 	err := do(t, b, func(co *blk.Co) error { return impl.PWrite(co, 0, buf, 0) })
-	if !errors.Is(err, unix.EBADF) {
-		t.Errorf("driver write on read-only fd = %v, want EBADF", err)
+	if !errors.Is(err, unix.EPERM) {
+		t.Errorf("driver write on read-only node = %v, want EPERM", err)
+	}
+	if got := lockedBytes(t, img); len(got) != 1 || got[0] != 100 {
+		t.Errorf("read-only node after a refused write holds lock bytes %v, want [100]", got)
 	}
 }
 

@@ -37,6 +37,12 @@ const (
 // reopen and close.
 type locks struct {
 	use bool // locking=on/auto (off: never lock or check)
+	// forceShare: opened with ForceShare (-U), everything stays shared.
+	forceShare bool
+	// writable are the permissions the parent holds while it is
+	// writable (OpenFlags.WritablePerms), dropped by reopen -r and taken
+	// again by reopen -w.
+	writable blk.Perm
 	// perm and shared are the permissions currently granted.
 	perm, shared blk.Perm
 	// lockedPerm and lockedShared say which bytes of each base are
@@ -234,7 +240,7 @@ func (n *node) setPerm(perm, shared blk.Perm) error {
 func wantedPerms(f blk.OpenFlags) (perm, shared blk.Perm) {
 	perm = blk.PermConsistentRead | f.TakePerms
 	if !f.ReadOnly {
-		perm |= blk.PermWrite
+		perm |= blk.PermWrite | f.WritablePerms
 	}
 	shared = blk.PermAll &^ f.UnsharePerms
 	if f.ForceShare {
@@ -260,12 +266,37 @@ func parseLocking(v string, given bool) (bool, error) {
 
 // TakePerm implements blk.PermTaker: qemu-io adds the permissions a
 // command needs to its image's before running it (write for writes,
-// write and resize for truncate), and keeps them.
+// write and resize for truncate), and keeps them. A read-only node
+// cannot take write or resize (QEMU's bdrv_node_refresh_perm): its
+// descriptor is O_RDONLY, and a lock claiming otherwise would only keep
+// other processes out of an image gio never writes (a backing file).
 func (n *node) TakePerm(p blk.Perm) error {
 	if n.locks.perm&p == p {
 		return nil
 	}
+	if p&(blk.PermWrite|blk.PermResize) != 0 && n.self != nil && n.self.ReadOnly() {
+		return blk.Msgf(unix.EPERM, "Block node is read-only")
+	}
 	return n.setPerm(n.locks.perm|p, n.locks.shared)
+}
+
+// ParentPerms implements blk.PermTaker: a format found by probing
+// takes what it needs on its file, and stops sharing what it cannot let
+// others change under it (qcow2: write and resize). ForceShare (-U)
+// keeps sharing everything.
+func (n *node) ParentPerms(f blk.OpenFlags) error {
+	n.locks.writable |= f.WritablePerms
+	perm, shared := n.locks.perm|f.TakePerms, n.locks.shared
+	if !n.locks.forceShare {
+		shared &^= f.UnsharePerms
+	}
+	if n.self != nil && !n.self.ReadOnly() {
+		perm |= f.WritablePerms
+	}
+	if perm == n.locks.perm && shared == n.locks.shared {
+		return nil
+	}
+	return n.setPerm(perm, shared)
 }
 
 // needPerm is the driver's own guard for users of the block layer that

@@ -21,11 +21,17 @@ func (n *node) Reopen(readOnly bool) error {
 	// the old descriptor locks for both modes and checks for conflicts
 	// first, the new one gets a copy of the locks before the old one
 	// closes, so that the image is never unlocked in between. As with
-	// qemu-io, "reopen -r" drops the write permission and "reopen -w"
-	// does not take it back: the next write command does (TakePerm).
+	// qemu-io, "reopen -r" drops the write permission (and what a
+	// writable format parent held) and "reopen -w" takes back only the
+	// format parent's: the next write command takes write (TakePerm).
 	perm, shared := n.locks.perm, n.locks.shared
 	if readOnly {
-		perm &^= blk.PermWrite
+		perm &^= blk.PermWrite | n.locks.writable
+	} else {
+		// A writable format takes write and resize on its file
+		// again (locks.writable); a plain user of the image takes
+		// write only at its next write, as qemu-io's BlockBackend.
+		perm |= n.locks.writable
 	}
 	if err := n.lockPrepare(perm, shared); err != nil {
 		return err

@@ -15,6 +15,7 @@ func (n *node) Truncate(co *blk.Co, size int64, exact bool, prealloc blk.Preallo
 		return err
 	}
 	err := n.truncate(size, prealloc)
+	co.ChargeIO(0)
 	co.YieldIO()
 	return err
 }

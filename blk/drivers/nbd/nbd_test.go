@@ -26,11 +26,7 @@ import (
 )
 
 func registry() *blk.Registry {
-	r := blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, blkdebug.NewDriver(func() io.Writer { return io.Discard }))
-	for _, d := range nbd.Drivers {
-		r.Register(d)
-	}
-	return r
+	return blk.NewRegistry(append([]*blk.Driver{file.Driver, raw.Driver, qcow2.Driver, blkdebug.NewDriver(func() io.Writer { return io.Discard })}, nbd.Drivers...)...)
 }
 
 func TestParseFilename(t *testing.T) {

@@ -16,11 +16,15 @@ import (
 )
 
 // CoDriver is the null-co driver ("null-co://").
+// nullOptions are null-co's and null-aio's runtime options.
+var nullOptions = []blk.Option{{Name: "size"}, {Name: "latency-ns"}, {Name: "read-zeroes", Values: blk.OnOff()}}
+
 var CoDriver = &blk.Driver{
 	Name:          "null-co",
 	Protocol:      "null-co",
 	ParseFilename: parseFilename("null-co"),
 	Open:          open,
+	Options:       nullOptions,
 }
 
 // AIODriver is the null-aio driver ("null-aio://"). QEMU completes its
@@ -32,6 +36,7 @@ var AIODriver = &blk.Driver{
 	Protocol:      "null-aio",
 	ParseFilename: parseFilename("null-aio"),
 	Open:          open,
+	Options:       nullOptions,
 }
 
 // parseFilename accepts exactly "NAME://" (null_co_parse_filename): the

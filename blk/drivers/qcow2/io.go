@@ -25,13 +25,33 @@ func (s *state) check() error {
 	return nil
 }
 
+// clearPiece bounds one step of clearInterruptibly.
+const clearPiece = 16 << 20
+
+// clearInterruptibly zeroes buf in pieces, stopping between them on
+// Ctrl-C at the shell: one mapping step can cover 2 GiB of zero clusters.
+func clearInterruptibly(co *blk.Co, buf []byte) error {
+	for len(buf) > 0 {
+		if co.Loop().Interrupted() {
+			return blk.ErrInterrupted
+		}
+		k := min(len(buf), clearPiece)
+		clear(buf[:k])
+		buf = buf[k:]
+	}
+	return nil
+}
+
 // PRead reads guest data: zeroes, the backing file, compressed or normal
 // clusters, one mapping step at a time.
 func (s *state) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) error {
 	if err := s.check(); err != nil {
 		return err
 	}
-	for len(buf) > 0 {
+	for first := true; len(buf) > 0; first = false {
+		if !first && co.Loop().Interrupted() {
+			return blk.ErrInterrupted // Ctrl-C at the shell, between steps
+		}
 		s.mu.lock(co)
 		n, host, typ, err := s.getHostOffset(co, off, min(int64(len(buf)), maxChunk))
 		s.mu.unlock()
@@ -41,7 +61,7 @@ func (s *state) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) err
 		piece := buf[:n]
 		switch {
 		case typ == clusterZeroPlain || typ == clusterZeroAlloc || typ == clusterUnallocated && s.backing == nil:
-			clear(piece)
+			err = clearInterruptibly(co, piece)
 		case typ == clusterUnallocated:
 			s.file.Event(co, blk.EvReadBackingAIO)
 			err = s.backing.Node.PRead(co, off, piece, 0)
@@ -119,7 +139,12 @@ func (s *state) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) er
 	if err := s.check(); err != nil {
 		return err
 	}
-	for len(buf) > 0 {
+	for first := true; len(buf) > 0; first = false {
+		if !first && co.Loop().Interrupted() {
+			// Ctrl-C at the shell: the chunks written so far are
+			// linked; the rest is not written.
+			return blk.ErrInterrupted
+		}
 		cur := min(int64(len(buf)), maxChunk)
 		s.mu.lock(co)
 		host, m, err := s.allocHostOffset(co, off, &cur)

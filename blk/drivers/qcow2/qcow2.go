@@ -44,8 +44,11 @@ var Driver = &blk.Driver{
 	Format:          true,
 	SupportsBacking: true,
 	Probe:           probe,
-	Open:            open,
-	Create:          create,
+	Options: []blk.Option{{Name: "lazy-refcounts", Values: blk.OnOff()}, {Name: "pass-discard-request", Values: blk.OnOff()},
+		{Name: "pass-discard-snapshot", Values: blk.OnOff()}, {Name: "pass-discard-other", Values: blk.OnOff()},
+		{Name: "cache-clean-interval"}, {Name: "overlap-check", Values: []string{"all", "cached", "constant", "none"}}},
+	Open:   open,
+	Create: create,
 }
 
 // probe is qcow2_probe: the magic and a version of at least 2.
@@ -202,6 +205,7 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	if !a.Flags.ReadOnly {
 		a.Flags.TakePerms |= blk.PermResize
 	}
+	a.Flags.WritablePerms |= blk.PermWrite | blk.PermResize
 	a.Flags.UnsharePerms |= blk.PermWrite | blk.PermResize
 	var err error
 	s.file, err = a.OpenChild("file", true, true)
@@ -687,12 +691,7 @@ func (s *state) Close() error {
 // runSync runs fn as a request on the node's loop, outside any other
 // request (open, close, reopen).
 func (s *state) runSync(name string, fn func(co *blk.Co) error) error {
-	var err error
-	co := s.loop.Spawn(name, func(co *blk.Co) { err = fn(co) })
-	if e := s.loop.RunUntil(co.Name(), co.Done); e != nil {
-		return e
-	}
-	return err
+	return s.loop.RunSync(name, fn)
 }
 
 // ---------------------------------------------------------------------

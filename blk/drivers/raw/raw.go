@@ -10,10 +10,12 @@ import (
 
 // Driver is the raw format driver.
 var Driver = &blk.Driver{
-	Name:   "raw",
-	Format: true,
-	Probe:  func([]byte) int { return 1 },
-	Open:   open,
+	Name:        "raw",
+	Format:      true,
+	PassThrough: true, // it only moves requests by its offset
+	Probe:       func([]byte) int { return 1 },
+	Open:        open,
+	Options:     []blk.Option{{Name: "offset"}, {Name: "size"}},
 }
 
 type node struct {
@@ -52,16 +54,29 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 		return nil, err
 	}
 	a.WarnProbed()
-	if err := n.applyOptions(); err != nil {
+	if err := n.applyOptions(a.Loop); err != nil {
 		return nil, err
 	}
 	return n, nil
 }
 
 // applyOptions checks offset and size against the file (raw_apply_options).
-func (n *node) applyOptions() error {
-	// Open runs outside any request; the child answers without yielding.
-	real, err := n.file.Node.Length(nil)
+// Open runs outside any request, and the child's length may need I/O
+// that yields (a format child reading its header, a protocol waiting on
+// a server): it is asked in a request of its own. Without an offset or a
+// size there is nothing to check, and no request is made, so that the
+// numbers of the user's requests (#1, #2 in gio's messages) do not depend
+// on the format; QEMU asks anyway, and fails the open where the length
+// cannot be had, which gio's first request then reports instead.
+func (n *node) applyOptions(loop *blk.Loop) error {
+	if n.offset == 0 && !n.hasSize {
+		return nil
+	}
+	var real int64
+	err := loop.RunSync("raw open: length", func(co *blk.Co) (err error) {
+		real, err = n.file.Node.Length(co)
+		return err
+	})
 	if err != nil {
 		return blk.Errorf(blk.ErrnoOf(err), "Could not get image size")
 	}

@@ -1,0 +1,167 @@
+package blk
+
+import "time"
+
+// This file is the tracing hook of the loop and the generic request path:
+// they report what they already know (submission, every yield and its
+// reason, serialisation waits, debug events, flushes, completion) to one
+// Tracer. Writers and renderers live above blk (package gio/trace); blk
+// only declares the interface. With no tracer set every hook is a nil
+// check, so tracing costs nothing when it is off.
+
+// Tracer receives trace events. It is called under the scheduler token,
+// so it needs no lock, in an order that is a pure function of the script:
+// with a virtual clock the events and their timestamps are the same on
+// every run. Trace must not call back into the loop. The event comes by
+// value: passing it costs a copy on the stack, where a pointer would make
+// every event a heap allocation.
+type Tracer interface {
+	Trace(ev TraceEvent)
+}
+
+// TraceKind says what a TraceEvent reports.
+type TraceKind uint8
+
+// The trace events. Each names the fields it fills besides At.
+const (
+	// TraceSubmit: request Req (a coroutine) was submitted; Name is its
+	// command line ("aio_write 0 512").
+	TraceSubmit TraceKind = iota + 1
+	// TraceComplete: request Req ended; Err is its result when the
+	// front end reported one (Co.NoteError).
+	TraceComplete
+	// TraceYield: request Req gave up the token; Why is the reason
+	// ("waits for #2 ...", "suspended at 'A'", "waits for I/O"), Target
+	// the request waited for, if any.
+	TraceYield
+	// TraceResume: request Req holds the token again.
+	TraceResume
+	// TraceBegin: a tracked request (Span) of request Req began on Node
+	// for [Off, Off+Bytes); Parent is the span it was issued from (0: the
+	// request itself); Name is the operation ("read", "write", ...).
+	TraceBegin
+	// TraceEnd: span Span of request Req on Node ended.
+	TraceEnd
+	// TraceSerialise: span Span became serialising; [Off, Off+Bytes) is
+	// its overlap range, widened to the alignment.
+	TraceSerialise
+	// TraceWait: span Span of Req waits for request Target (span Parent)
+	// whose overlap range [Off, Off+Bytes) conflicts with its own.
+	TraceWait
+	// TraceDebugEvent: debug event Name fired on Node for Req (0: none).
+	TraceDebugEvent
+	// TraceRule: a blkdebug rule fired on Node for event Name; Why is the
+	// rule ("inject-error errno=5", "set-state 2", "suspend A").
+	TraceRule
+	// TraceBreakSet: a breakpoint was set on Node: event Name, tag Why.
+	TraceBreakSet
+	// TraceBreakHit: request Req was suspended at tag Why on Node.
+	TraceBreakHit
+	// TraceBreakResume: request Req suspended at tag Why was resumed.
+	TraceBreakResume
+	// TraceFlushBegin / TraceFlushEnd: request Req flushes Node.
+	TraceFlushBegin
+	TraceFlushEnd
+	// TraceError: an error Err on Node (injected, or returned by a driver)
+	// for request Req; Name says where.
+	TraceError
+)
+
+var traceKindNames = [...]string{
+	TraceSubmit: "submit", TraceComplete: "complete", TraceYield: "yield", TraceResume: "resume",
+	TraceBegin: "begin", TraceEnd: "end", TraceSerialise: "serialise", TraceWait: "wait",
+	TraceDebugEvent: "event", TraceRule: "rule", TraceBreakSet: "break", TraceBreakHit: "suspend",
+	TraceBreakResume: "resume_break", TraceFlushBegin: "flush", TraceFlushEnd: "flush_done",
+	TraceError: "error",
+}
+
+func (k TraceKind) String() string {
+	if int(k) < len(traceKindNames) && traceKindNames[k] != "" {
+		return traceKindNames[k]
+	}
+	return "unknown"
+}
+
+// TraceEvent is one trace record. Fields a kind does not use are zero.
+type TraceEvent struct {
+	Kind   TraceKind
+	At     time.Duration // the loop clock
+	Req    int           // request number (Co.ID), 0 outside requests
+	Span   int           // tracked-request span number, unique per loop
+	Parent int           // parent span (TraceBegin) or span waited for (TraceWait)
+	Target int           // request waited for (TraceYield, TraceWait)
+	Node   *Node
+	Name   string
+	Why    string
+	Off    int64
+	Bytes  int64
+	Err    error
+}
+
+// SetTracer starts (t != nil) or stops (nil) tracing on the loop. Only
+// the loop's driver calls it, between commands.
+func (l *Loop) SetTracer(t Tracer) { l.tracer = t }
+
+// Tracer returns the loop's tracer, nil when tracing is off. Filters
+// (blkdebug) report their own events through it.
+func (l *Loop) Tracer() Tracer { return l.tracer }
+
+// Trace stamps ev with the loop's clock and hands it to the tracer. The
+// caller checks l.Tracer() != nil first, so that building ev costs nothing
+// when tracing is off.
+func (l *Loop) Trace(ev TraceEvent) {
+	if l.tracer == nil {
+		return
+	}
+	ev.At = l.clock.Now()
+	l.tracer.Trace(ev)
+}
+
+// NoteError records err as the request's result for the trace (a front
+// end calls it when the request's function returns); a no-op when
+// tracing is off or err is nil.
+func (co *Co) NoteError(err error) {
+	if err != nil && co.loop.tracer != nil {
+		co.err = err
+	}
+}
+
+// traceSpan opens a span for a tracked request: its number and its parent
+// (the innermost span the same request has open, 0 for none).
+func (co *Co) traceSpan(r *trackedReq) {
+	l := co.loop
+	l.spanSeq++
+	r.span = l.spanSeq
+	parent := 0
+	if k := len(co.spans); k > 0 {
+		parent = co.spans[k-1]
+	}
+	if co.spans == nil {
+		co.spans = co.spanBuf[:0]
+	}
+	co.spans = append(co.spans, r.span)
+	l.Trace(TraceEvent{Kind: TraceBegin, Req: co.id, Span: r.span, Parent: parent,
+		Node: r.node, Name: r.kind.String(), Off: r.off, Bytes: r.bytes})
+}
+
+// traceSpanEnd closes r's span.
+func (co *Co) traceSpanEnd(r *trackedReq) {
+	if k := len(co.spans); k > 0 && co.spans[k-1] == r.span {
+		co.spans = co.spans[:k-1]
+	}
+	co.loop.Trace(TraceEvent{Kind: TraceEnd, Req: co.id, Span: r.span, Node: r.node})
+}
+
+func (k reqKind) String() string {
+	switch k {
+	case trackRead:
+		return "read"
+	case trackWrite:
+		return "write"
+	case trackDiscard:
+		return "discard"
+	case trackTruncate:
+		return "truncate"
+	}
+	return "request"
+}

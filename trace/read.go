@@ -1,0 +1,245 @@
+package trace
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// Event is one event object of a trace file, as Writer writes it.
+type Event struct {
+	Name string         `json:"name"`
+	Cat  string         `json:"cat,omitempty"`
+	Ph   string         `json:"ph"`
+	Ts   float64        `json:"ts"` // microseconds
+	Pid  int            `json:"pid"`
+	Tid  int            `json:"tid"`
+	ID   any            `json:"id,omitempty"`
+	S    string         `json:"s,omitempty"`
+	Args map[string]any `json:"args,omitempty"`
+}
+
+// Arg returns the argument k rendered as text ("" if absent).
+func (e *Event) Arg(k string) string { return text(e.Args[k]) }
+
+// text renders a decoded JSON value (a string, number or bool) as text.
+func text(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case bool:
+		return strconv.FormatBool(v)
+	}
+	return fmt.Sprint(v)
+}
+
+// IntArg returns the integer argument k (0 if absent or not a number).
+func (e *Event) IntArg(k string) int {
+	v, _ := e.Args[k].(float64)
+	return int(v)
+}
+
+// IDString returns the event's id as text.
+func (e *Event) IDString() string { return text(e.ID) }
+
+// ErrMalformed is wrapped by every error Read returns for bad input.
+var ErrMalformed = errors.New("malformed trace")
+
+// maxTraceBytes bounds what Read accepts, so that a huge or endless input
+// fails instead of exhausting memory.
+const maxTraceBytes = 1 << 30
+
+// Read parses a trace in either format: a JSON array of events (a missing
+// closing bracket is tolerated, as Chrome does for a trace cut short), an
+// object with a "traceEvents" array, or JSON lines.
+func Read(r io.Reader) ([]Event, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxTraceBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxTraceBytes {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrMalformed, maxTraceBytes)
+	}
+	trim := bytes.TrimSpace(data)
+	if len(trim) == 0 {
+		return nil, fmt.Errorf("%w: empty file", ErrMalformed)
+	}
+	var evs []Event
+	switch trim[0] {
+	case '[':
+		evs, err = readArray(trim)
+	case '{':
+		var obj struct {
+			TraceEvents *[]Event `json:"traceEvents"`
+		}
+		if json.Unmarshal(trim, &obj) == nil && obj.TraceEvents != nil {
+			evs = *obj.TraceEvents
+		} else {
+			evs, err = readLines(trim)
+		}
+	default:
+		return nil, fmt.Errorf("%w: not JSON (starts with %q)", ErrMalformed, firstLine(trim))
+	}
+	if err != nil {
+		return nil, err
+	}
+	for i := range evs {
+		if evs[i].Ph == "" {
+			return nil, fmt.Errorf("%w: event %d has no \"ph\"", ErrMalformed, i+1)
+		}
+	}
+	return evs, nil
+}
+
+func firstLine(b []byte) string {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = b[:i]
+	}
+	if len(b) > 20 {
+		b = b[:20]
+	}
+	return string(b)
+}
+
+func readArray(data []byte) ([]Event, error) {
+	d := json.NewDecoder(bytes.NewReader(data))
+	if _, err := d.Token(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	var evs []Event
+	for d.More() {
+		var e Event
+		if err := d.Decode(&e); err != nil {
+			return nil, fmt.Errorf("%w: event %d: %v", ErrMalformed, len(evs)+1, err)
+		}
+		evs = append(evs, e)
+	}
+	// The closing bracket may be missing (a trace cut short); anything
+	// else after the events is an error.
+	tok, err := d.Token()
+	switch {
+	case err == io.EOF:
+		return evs, nil
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	case tok != json.Delim(']'):
+		return nil, fmt.Errorf("%w: unexpected %v after event %d", ErrMalformed, tok, len(evs))
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: data after the closing bracket", ErrMalformed)
+	}
+	return evs, nil
+}
+
+func readLines(data []byte) ([]Event, error) {
+	var evs []Event
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, maxTraceBytes)
+	for n := 1; sc.Scan(); n++ {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var e Event
+		if err := json.Unmarshal(line, &e); err != nil {
+			return nil, fmt.Errorf("%w: line %d: %v", ErrMalformed, n, err)
+		}
+		evs = append(evs, e)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return evs, nil
+}
+
+// Check validates a trace's structure as Writer promises it: on each lane
+// timestamps never go backwards; every "B" has its "E" on the same lane
+// and every async "b" its "e" (same category and id); every flow end "f"
+// has its start "s"; every span's parent
+// and request exist when it begins; every wait names a request that
+// exists. It returns every problem found, joined.
+func Check(evs []Event) error {
+	type lane struct{ pid, tid int }
+	var errs []error
+	bad := func(i int, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("event %d: "+format, append([]any{i + 1}, a...)...))
+	}
+	last := map[lane]float64{}
+	stacks := map[lane]int{}
+	async := map[string]bool{}
+	spans := map[int]bool{}
+	reqs := map[int]bool{}
+	flows := map[string]bool{}
+	for i := range evs {
+		e := &evs[i]
+		if e.Ph == "M" {
+			continue
+		}
+		l := lane{e.Pid, e.Tid}
+		if t, ok := last[l]; ok && e.Ts < t {
+			bad(i, "ts %.3f before %.3f on lane %d/%d", e.Ts, t, e.Pid, e.Tid)
+		}
+		last[l] = e.Ts
+		switch e.Ph {
+		case "B":
+			if stacks[l] == 0 && e.Pid == pidRequests {
+				reqs[e.Tid] = true
+			}
+			stacks[l]++
+		case "E":
+			if stacks[l] == 0 {
+				bad(i, "end without begin on lane %d/%d", e.Pid, e.Tid)
+				continue
+			}
+			stacks[l]--
+		case "b":
+			key := e.Cat + "/" + e.IDString()
+			if async[key] {
+				bad(i, "span %s begun twice", key)
+			}
+			async[key] = true
+			if e.Cat == "req" {
+				if p := e.IntArg("parent"); p != 0 && !spans[p] {
+					bad(i, "span %s: parent span %d does not exist", key, p)
+				}
+				if r := e.IntArg("req"); r != 0 && !reqs[r] {
+					bad(i, "span %s: request #%d was never submitted", key, r)
+				}
+				spans[e.IntArg("span")] = true
+			}
+		case "e":
+			key := e.Cat + "/" + e.IDString()
+			if !async[key] {
+				bad(i, "span %s ends without a begin", key)
+			}
+			delete(async, key)
+		case "s":
+			flows[e.IDString()] = true
+		case "f":
+			if !flows[e.IDString()] {
+				bad(i, "flow %s ends without a start", e.IDString())
+			}
+		case "i":
+			if e.Name == "wait" && !reqs[e.IntArg("waits_for")] {
+				bad(i, "wait for request #%d that was never submitted", e.IntArg("waits_for"))
+			}
+		}
+	}
+	for l, d := range stacks {
+		if d != 0 {
+			errs = append(errs, fmt.Errorf("lane %d/%d: %d slices never end", l.pid, l.tid, d))
+		}
+	}
+	for k := range async {
+		errs = append(errs, fmt.Errorf("span %s never ends", k))
+	}
+	return errors.Join(errs...)
+}
