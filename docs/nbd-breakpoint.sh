@@ -37,7 +37,7 @@ qemu-img convert -f raw -O raw "nbd+unix:///?socket=$sock" "$dir/dst.img" &
 convert_pid=$!
 
 say "wait_break A"
-say "requests"          # the trace helper's command; older gio says "command not found"
+say "requests"          # lists the remote request, suspended at A
 sleep 1
 if ! kill -0 "$convert_pid" 2>/dev/null; then
   echo "FAIL: qemu-img convert finished while its read was held" >&2
