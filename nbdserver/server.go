@@ -21,6 +21,7 @@ import (
 	"sync"
 
 	"gio/blk"
+	"gio/internal/cvt"
 	"gio/internal/nbdproto"
 )
 
@@ -290,13 +291,13 @@ func Listen(sock, addr string, port int) (net.Listener, error) {
 		os.Remove(sock)
 		ln, err := net.Listen("unix", sock)
 		if err != nil {
-			return nil, fmt.Errorf("Failed to bind socket to %s: %v", sock, blk.ErrnoOf(err))
+			return nil, fmt.Errorf("Failed to bind socket to %s: %s", sock, cvt.Strerror(blk.ErrnoOf(err)))
 		}
 		return ln, nil
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(addr, fmt.Sprint(port)))
 	if err != nil {
-		return nil, fmt.Errorf("Failed to bind socket: %v", blk.ErrnoOf(err))
+		return nil, fmt.Errorf("Failed to bind socket: %s", cvt.Strerror(blk.ErrnoOf(err)))
 	}
 	return ln, nil
 }
