@@ -50,8 +50,8 @@ type Waker interface {
 }
 
 // pollEngines polls every engine; with block set it waits, when no
-// engine had a completion ready, on the pending one, or on all pending
-// ones at once when there are several.
+// engine had a completion ready, on every pending engine at once (and on
+// an interrupt).
 func (l *Loop) pollEngines(block bool) bool {
 	progress := false
 	for _, e := range l.engines {
@@ -68,13 +68,10 @@ func (l *Loop) pollEngines(block bool) bool {
 			pending = append(pending, e)
 		}
 	}
-	switch len(pending) {
-	case 0:
+	if len(pending) == 0 {
 		return false
-	case 1:
-		return pending[0].Poll(true)
 	}
-	cases := make([]reflect.SelectCase, 0, len(pending))
+	cases := make([]reflect.SelectCase, 0, len(pending)+1)
 	for _, e := range pending {
 		w, ok := e.(Waker)
 		if !ok {
@@ -82,6 +79,9 @@ func (l *Loop) pollEngines(block bool) bool {
 		}
 		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w.WakeChan())})
 	}
+	// Ctrl-C (Loop.Interrupt) ends the wait too: an NBD server may wait
+	// for clients that never come.
+	cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(l.stopChan())})
 	reflect.Select(cases)
 	for _, e := range pending {
 		e.Poll(false)

@@ -551,3 +551,32 @@ func TestThreadPoolEngine(t *testing.T) {
 		t.Fatal("clients hang")
 	}
 }
+
+// TestInterruptWait: Ctrl-C ends a wait for remote clients.
+func TestInterruptWait(t *testing.T) {
+	loop := blk.NewLoop(blk.NewRealClock())
+	b, err := registry().Open(blk.Spec{Filename: rawImage(t, 1<<20), Format: "raw"}, loop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ln, err := nbdserver.Listen(filepath.Join(t.TempDir(), "s.sock"), "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := nbdserver.Start(b, ln, nbdserver.Options{Persistent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		loop.Interrupt()
+	}()
+	if err := loop.RunUntil("wait", func() bool { return false }); !errors.Is(err, blk.ErrInterrupted) {
+		t.Errorf("wait: %v, want ErrInterrupted", err)
+	}
+	loop.ClearInterrupt()
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
