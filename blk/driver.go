@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"gio/blk/qdict"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -237,6 +239,26 @@ type Truncater interface {
 // first, before it changes any node's flag; an error stops the reopen and
 // no node's flag changes.
 type Reopener interface{ Reopen(readOnly bool) error }
+
+// OptionReopener is implemented by drivers whose runtime options can
+// change on reopen (a driver's bdrv_reopen_prepare and _commit).
+// PrepareReopen removes from opts the keys it knows, checks them against
+// the node (which is about to become read-only when readOnly is set) and
+// returns the function that applies them; after an error nothing has
+// changed that the options control. The caller refuses the keys left in
+// opts, and calls commit once the rest of the reopen has succeeded.
+type OptionReopener interface {
+	PrepareReopen(opts *qdict.Dict, readOnly bool) (commit func(), err error)
+}
+
+// VMStater is implemented by drivers with a VM state area (qcow2's
+// bdrv_load_vmstate and bdrv_save_vmstate): pos is a byte offset into the
+// area, not into the disk, and may lie beyond the disk's length. Each
+// call transfers the whole buffer or fails.
+type VMStater interface {
+	LoadVMState(co *Co, buf []byte, pos int64) error
+	SaveVMState(co *Co, buf []byte, pos int64) error
+}
 
 // LimitsRefresher lets a driver set its limits after blk has merged the
 // primary child's max_transfer, opt_transfer and memory alignment into l

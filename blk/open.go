@@ -2,6 +2,7 @@ package blk
 
 import (
 	"fmt"
+	"io"
 	"strings"
 
 	"gio/blk/qdict"
@@ -76,6 +77,13 @@ type Registry struct {
 	// warn_report); msg starts with "warning: ", as qdict's warnings do,
 	// and the program prefixes its name. See OpenArgs.Warnf.
 	Warn func(msg string)
+	// Stderr, if set, receives what drivers print to stderr without the
+	// program's name (QEMU's qcow2 prints corruption events so).
+	Stderr io.Writer
+	// ReportErr, if set, prints an error a driver meets outside any
+	// request, such as a failed write-back at close (QEMU's
+	// error_report): the program's name, then the error's text.
+	ReportErr func(err error)
 }
 
 // NewRegistry returns a registry holding drivers.
@@ -161,6 +169,24 @@ func (a *OpenArgs) Warnf(format string, args ...any) {
 	if a.reg.Warn != nil {
 		a.reg.Warn(fmt.Sprintf(format, args...))
 	}
+}
+
+// Stderr is where the driver prints messages QEMU's drivers print to
+// stderr themselves; never nil.
+func (a *OpenArgs) Stderr() io.Writer {
+	if a.reg == nil || a.reg.Stderr == nil {
+		return io.Discard
+	}
+	return a.reg.Stderr
+}
+
+// ReportFunc returns the function that reports errors met outside any
+// request (Registry.ReportErr); it stays valid after the open.
+func (a *OpenArgs) ReportFunc() func(err error) {
+	if a.reg == nil || a.reg.ReportErr == nil {
+		return func(error) {}
+	}
+	return a.reg.ReportErr
 }
 
 // WarnProbed prints the warning about a probed raw image opened

@@ -322,6 +322,8 @@ func NewSession(out, errw io.Writer, reg *blk.Registry, loop *blk.Loop) *Session
 	if reg != nil {
 		// Drivers' open-time warnings, as QEMU's warn_report prints them.
 		reg.Warn = func(msg string) { s.errorReport("%s", msg) }
+		reg.Stderr = errw
+		reg.ReportErr = func(err error) { s.errorReport("%s", errText(err)) }
 	}
 	return s
 }

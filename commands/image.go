@@ -368,7 +368,22 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 	if len(args) != 0 {
 		return errUsage
 	}
+	var commit func()
 	if ropts != nil {
+		if r, ok := s.Img.Root.Impl().(blk.OptionReopener); ok {
+			// The driver takes its own options first, as
+			// bdrv_reopen_prepare calls the driver's prepare.
+			newRO := ro
+			if v, ok := ropts.Get("read-only"); ok && !hasRW {
+				newRO = v == "on" || v == "true" || v == "yes"
+			}
+			c, err := r.PrepareReopen(ropts, newRO)
+			if err != nil {
+				s.errorReport("%s", errText(err))
+				return errFailed
+			}
+			commit = c
+		}
 		for _, k := range ropts.Keys() {
 			v, _ := ropts.Get(k)
 			switch k {
@@ -407,6 +422,9 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 	if err := s.Img.SetReadOnly(ro); err != nil {
 		s.errorReport("%s", errText(err))
 		return errFailed
+	}
+	if commit != nil {
+		commit()
 	}
 	if cache != "" {
 		_, wt, nf, _ := cacheMode(cache)

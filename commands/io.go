@@ -10,8 +10,6 @@ import (
 	"gio/blk"
 	"gio/internal/cvt"
 	"gio/internal/getopt"
-
-	"golang.org/x/sys/unix"
 )
 
 func ioCommands() []*Command {
@@ -112,7 +110,7 @@ func readCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 	defer s.syncDone()
 	return s.timedIO("read", off, count, func(co *blk.Co) error {
 		if bflag {
-			return unix.ENOTSUP // no driver has a VM state area
+			return s.Img.LoadVMState(co, buf, off)
 		}
 		return s.Img.PRead(co, off, buf)
 	}, func(elapsed time.Duration) error {
@@ -329,7 +327,7 @@ func writeCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 	return s.timedIO("write", off, count, func(co *blk.Co) error {
 		switch {
 		case bflag:
-			return unix.ENOTSUP
+			return s.Img.SaveVMState(co, buf, off)
 		case zflag:
 			return s.Img.PWriteZeroes(co, off, count, flags)
 		case cflag:

@@ -45,9 +45,11 @@ func TestScripts(t *testing.T) {
 	}
 }
 
-// TestScriptsDeterministic runs each script 100 times: output must be
-// byte-identical every time, report lines included, without qemu-iotests'
-// filter (run it under -race, as CI does).
+// TestScriptsDeterministic runs each script 100 times, traced: output and
+// trace must be byte-identical every time, report lines included,
+// without qemu-iotests' filter (run it under -race, as CI does). It is
+// the one 100-run check; TestTraceScripts checks once that tracing
+// changes nothing in the output.
 func TestScriptsDeterministic(t *testing.T) {
 	// Not parallel with the other top-level tests: its in-process
 	// sessions hold OFD image locks, and a child another test forks
@@ -58,21 +60,19 @@ func TestScriptsDeterministic(t *testing.T) {
 		runs = 10
 	}
 	for _, path := range scripts(t) {
-		src, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			t.Parallel()
 			var first string
+			var firstTrace []byte
 			for i := 0; i < runs; i++ {
-				var buf bytes.Buffer
-				env.RunScript(filepath.Base(path), string(src), "", &buf, &buf, true)
-				got := buf.String() // no filter: report lines too are virtual time
+				// No filter: report lines too are virtual time.
+				got, tr := traceScript(t, path, "")
 				if i == 0 {
-					first = got
+					first, firstTrace = got, tr
 				} else if got != first {
 					t.Fatalf("%s: run %d differs from run 0:\n%s", path, i, repl.UnifiedDiff("run 0", "run N", first, got))
+				} else if !bytes.Equal(tr, firstTrace) {
+					t.Fatalf("%s: the trace of run %d differs from run 0", path, i)
 				}
 			}
 		})

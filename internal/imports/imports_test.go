@@ -13,7 +13,7 @@ import (
 var allowed = map[string][]string{
 	"gio/blk":          {"gio/blk/qdict"},
 	"gio/blk/qdict":    {"gio/internal/cutils"},
-	"gio/blk/drivers/": {"gio/blk", "gio/blk/qdict", "gio/internal/nbdproto"},
+	"gio/blk/drivers/": {"gio/blk", "gio/blk/qdict", "gio/internal/cvt", "gio/internal/nbdproto"},
 	"gio/blk/blktest":  {"gio/blk", "gio/blk/qdict", "gio/blk/drivers/"},
 	"gio/blkdebug":     {"gio/blk", "gio/blk/qdict", "gio/internal/cutils"},
 	"gio/commands":     {"gio/blk", "gio/blk/qdict", "gio/internal/", "gio/trace", "gio/timeline", "gio/nbdserver"},
@@ -34,6 +34,7 @@ var allowed = map[string][]string{
 var level = map[string]int{
 	"gio/internal/cutils":   0,
 	"gio/internal/":         1,
+	"gio/internal/cvt":      1, // strerror for the messages drivers print
 	"gio/internal/nbdproto": 1,
 	"gio/blk/qdict":         2,
 	"gio/blk":               3,

@@ -34,6 +34,11 @@ func (s *state) clusterType(e uint64) clusterType {
 		}
 		return clusterZeroPlain
 	case e&l2eOffsetMask == 0:
+		// Offset 0 is a real cluster in an external data file when the
+		// entry says it is in use.
+		if s.hasDataFile() && e&oflagCopied != 0 {
+			return clusterNormal
+		}
 		return clusterUnallocated
 	}
 	return clusterNormal
@@ -180,7 +185,9 @@ func (s *state) l2Allocate(co *blk.Co, l1i int64) error {
 			s.l2Cache.put(e)
 		}
 		s.l1[l1i] = old
-		s.freeClusters(co, off, s.clusterSize, discardAlways)
+		if off > 0 {
+			s.freeClusters(co, off, s.clusterSize, discardAlways)
+		}
 		return err
 	}
 	if off == 0 {
@@ -289,6 +296,10 @@ func (s *state) getHostOffset(co *blk.Co, offset, bytes int64) (int64, uint64, c
 				return 0, 0, 0, s.corrupt("Zero cluster entry found in pre-v3 image (L2 offset: %#x, L2 index: %#x)", l2off, l2i)
 			}
 		case clusterCompressed:
+			if s.hasDataFile() {
+				s.l2Cache.put(e)
+				return 0, 0, 0, s.corrupt("Compressed cluster entry found in image with external data file (L2 offset: %#x, L2 index: %#x)", l2off, l2i)
+			}
 			host = entry & l2eCompressedOffsetSizeMask
 		}
 		if typ == clusterNormal || typ == clusterZeroAlloc {
@@ -488,7 +499,7 @@ func (s *state) handleCopied(co *blk.Co, guest int64, host, bytes *int64, m **l2
 	}
 	if flen, err := s.file.Node.Length(co); err != nil {
 		return false, err
-	} else if clOff >= flen {
+	} else if clOff >= flen && !s.hasDataFile() {
 		return false, s.corrupt("Data cluster offset %#x beyond end of file (guest offset: %#x)", clOff, guest)
 	}
 	if *host != invOffset && int64(clOff) != *host {
@@ -521,7 +532,15 @@ func (s *state) handleAlloc(co *blk.Co, guest int64, host, bytes *int64, m **l2m
 	if *host != invOffset {
 		allocOff = s.startOfCluster(*host)
 	}
-	if allocOff == invOffset {
+	if s.hasDataFile() {
+		// Data lives at its guest offset, without refcounts
+		// (do_alloc_cluster_offset).
+		if allocOff != invOffset && allocOff != s.startOfCluster(guest) {
+			*bytes = 0
+			return false, nil
+		}
+		allocOff = s.startOfCluster(guest)
+	} else if allocOff == invOffset {
 		if allocOff, err = s.allocClusters(co, nb*s.clusterSize); err != nil {
 			return false, err
 		}
@@ -660,11 +679,11 @@ func (s *state) cowWrite(co *blk.Co, host int64, buf []byte) error {
 	if len(buf) == 0 {
 		return nil
 	}
-	if err := s.overlapCheck(0, host, int64(len(buf))); err != nil {
+	if err := s.dataOverlapCheck(host, int64(len(buf))); err != nil {
 		return err
 	}
 	s.file.Event(co, blk.EvCowWrite)
-	return s.file.Node.PWrite(co, host, buf, 0)
+	return s.data.Node.PWrite(co, host, buf, 0)
 }
 
 // linkL2 finishes an allocating write: COW, then the L2 entries, then the
@@ -674,8 +693,15 @@ func (s *state) linkL2(co *blk.Co, m *l2meta) error {
 	if err := s.performCOW(co, m); err != nil {
 		return err
 	}
-	if err := s.l2Cache.setDependency(co, s.rcCache); err != nil {
-		return err
+	if s.useLazyRefcounts {
+		if err := s.markDirty(co); err != nil {
+			return err
+		}
+	}
+	if s.needAccurateRefcounts() {
+		if err := s.l2Cache.setDependency(co, s.rcCache); err != nil {
+			return err
+		}
 	}
 	e, l2i, err := s.getClusterTable(co, m.offset)
 	if err != nil {
@@ -707,7 +733,7 @@ func (s *state) handleL2Meta(co *blk.Co, pm **l2meta, link bool) error {
 				*pm = m
 				return err
 			}
-		} else if !m.keepOld {
+		} else if !m.keepOld && !s.hasDataFile() {
 			s.freeClusters(co, m.allocOffset, m.nbClusters<<s.clusterBits, discardNever)
 		}
 		for i, a := range s.allocs {
@@ -818,6 +844,12 @@ func (s *state) clusterZeroize(co *blk.Co, offset, bytes int64, flags blk.ReqFla
 			return s.clusterDiscard(co, offset, bytes, discardRequest, false)
 		}
 		return unix.ENOTSUP
+	}
+	// A raw data file must read as the guest does: zero it first.
+	if s.hasDataFile() && s.autoclear&autoclearDataFileRaw != 0 {
+		if err := s.data.Node.PWriteZeroes(co, offset, bytes, flags); err != nil {
+			return err
+		}
 	}
 	nb := s.sizeToClusters(bytes)
 	s.cacheDiscards = true

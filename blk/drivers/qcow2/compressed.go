@@ -29,6 +29,9 @@ func (s *state) PWriteCompressed(co *blk.Co, off int64, buf []byte) error {
 	if err := s.check(); err != nil {
 		return err
 	}
+	if s.hasDataFile() {
+		return unix.ENOTSUP
+	}
 	n := int64(len(buf))
 	if n == 0 {
 		l, err := s.file.Node.Length(co)
@@ -55,7 +58,7 @@ func (s *state) PWriteCompressed(co *blk.Co, off int64, buf []byte) error {
 func (s *state) writeCompressedCluster(co *blk.Co, off int64, data []byte) error {
 	in := make([]byte, s.clusterSize)
 	copy(in, data)
-	out, err := deflateCluster(in)
+	out, err := s.compressCluster(in)
 	if err != nil {
 		// Not compressible: an ordinary write.
 		return s.PWrite(co, off, data, 0)

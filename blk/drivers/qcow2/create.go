@@ -3,6 +3,7 @@ package qcow2
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math/bits"
 
 	"gio/blk"
@@ -19,8 +20,8 @@ import (
 //
 // Options (qemu-img's -o names): cluster_size, compat (0.10/v2, 1.1/v3),
 // refcount_bits, backing_file, backing_fmt (probed when absent), and
-// lazy_refcounts, extended_l2, preallocation, compression_type and
-// encrypt only at values gio supports.
+// lazy_refcounts, compression_type (zlib, zstd), and extended_l2,
+// preallocation and encrypt only at values gio supports.
 func create(co *blk.Co, a *blk.CreateArgs) error {
 	o := a.Opts
 	size := (a.Size + 511) &^ 511
@@ -59,7 +60,27 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 	if hasFmt && !hasBacking {
 		return blk.Msgf(unix.EINVAL, "Backing format cannot be used without backing file")
 	}
-	for _, k := range []string{"lazy_refcounts", "extended_l2", "encrypt"} {
+	lazy, err := o.TakeBool("lazy_refcounts", false)
+	if err != nil {
+		return err
+	}
+	if lazy && version < 3 {
+		return blk.Msgf(unix.EINVAL, "Lazy refcounts only supported with compatibility level 1.1 and above (use version=v3 or greater)")
+	}
+	compression := uint8(compressionZlib)
+	if v, ok := o.TakeString("compression_type"); ok {
+		switch v {
+		case "zlib":
+		case "zstd":
+			if version < 3 {
+				return blk.Msgf(unix.EINVAL, "Non-zlib compression type is only supported with compatibility level 1.1 and above (use version=v3 or greater)")
+			}
+			compression = compressionZstd
+		default:
+			return blk.Msgf(unix.EINVAL, "Parameter 'compression-type' does not accept value '%s'", v)
+		}
+	}
+	for _, k := range []string{"extended_l2", "encrypt"} {
 		on, err := o.TakeBool(k, false)
 		if err != nil {
 			return err
@@ -70,9 +91,6 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 	}
 	if v, ok := o.TakeString("preallocation"); ok && v != "off" {
 		return blk.Msgf(unix.ENOTSUP, "qcow2: preallocation=%s is not supported by gio", v)
-	}
-	if v, ok := o.TakeString("compression_type"); ok && v != "zlib" {
-		return blk.Msgf(unix.ENOTSUP, "qcow2: compression_type=%s is not supported by gio", v)
 	}
 	if hasBacking {
 		path := blk.CombinePath(a.File.Filename(), backingFile)
@@ -95,6 +113,13 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 		RefcountTableClusters: 1,
 		RefcountOrder:         uint32(order),
 		HeaderLength:          headerStruct,
+		CompressionType:       compression,
+	}
+	if lazy {
+		h.CompatibleFeatures |= compatLazyRefcounts
+	}
+	if compression != compressionZlib {
+		h.IncompatibleFeatures |= incompatCompression
 	}
 	hdr := make([]byte, cs)
 	raw, _ := binary.Append(nil, binary.BigEndian, &h)
@@ -109,8 +134,10 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 	}
 
 	s := &state{self: nil, file: &blk.Child{Name: "file", Node: a.File}, loop: co.Loop()}
-	s.discardPassthrough[discardAlways] = true
-	s.discardPassthrough[discardSnapshot] = true
+	s.opts = defaultOpts(false)
+	s.data = s.file
+	s.stderr = io.Discard
+	s.report = func(error) {}
 	s.mu.lock(co)
 	defer s.mu.unlock()
 	if err := s.doOpen(co); err != nil {

@@ -105,6 +105,9 @@ func seeds(f *testing.F) [][]byte {
 		{"cluster_size", "4096", "compat", "0.10"},
 		{"cluster_size", "1024", "refcount_bits", "4"},
 		{"cluster_size", "65536"},
+		{"cluster_size", "4096", "lazy_refcounts", "on"},
+		{"cluster_size", "4096", "compression_type", "zstd"},
+		{"cluster_size", "2048", "compression_type", "zlib"},
 	} {
 		path := filepath.Join(dir, strconv.Itoa(i))
 		create(f, path, 256<<10, kv...)
@@ -116,6 +119,14 @@ func seeds(f *testing.F) [][]byte {
 			if err := b.PWriteZeroes(co, 64<<10, 64<<10, 0); err != nil {
 				return err
 			}
+			if err := b.SaveVMState(co, bytes.Repeat([]byte{0xcc}, 1024), 4096); err != nil {
+				return err
+			}
+			if len(kv) > 2 && kv[2] == "compression_type" {
+				if err := b.PWriteCompressed(co, 128<<10, bytes.Repeat([]byte("qcow2"), 4096/5+1)[:4096]); err != nil {
+					return err
+				}
+			}
 			return b.PWrite(co, 200<<10, bytes.Repeat([]byte{0xbb}, 3000), 0)
 		})
 		b.Close()
@@ -124,8 +135,24 @@ func seeds(f *testing.F) [][]byte {
 			f.Fatal(err)
 		}
 		out = append(out, data)
+		if len(kv) > 2 && kv[2] == "lazy_refcounts" {
+			// The same image left dirty: opening it runs the repair.
+			dirty := append([]byte(nil), data...)
+			dirty[79] |= 1
+			out = append(out, dirty)
+		}
 	}
 	return out
+}
+
+// fuzzOptions are runtime option sets the fuzzer opens images with (the
+// first op byte picks one): lazy refcounts, every overlap check (which
+// reads the snapshot table), tiny caches.
+var fuzzOptions = [][]string{
+	nil,
+	{"lazy-refcounts", "on"},
+	{"overlap-check", "all"},
+	{"cache-size", "0", "lazy-refcounts", "on"},
 }
 
 // FuzzOpen feeds corrupted images (headers, L1/L2 tables, refcount
@@ -158,6 +185,26 @@ func FuzzOpen(f *testing.F) {
 		opts.Set("file.driver", "mem")
 		opts.Set("file.id", id)
 		opts.Set("backing", "")
+		if len(ops) > 0 {
+			kv := fuzzOptions[int(ops[0])%len(fuzzOptions)]
+			for i := 0; i+1 < len(kv); i += 2 {
+				opts.Set(kv[i], kv[i+1])
+			}
+			if ops[0]&0x80 != 0 {
+				// An external data file, for images with the data file bit.
+				df := &memFile{}
+				memMu.Lock()
+				memFiles[id+"-data"] = df
+				memMu.Unlock()
+				defer func() {
+					memMu.Lock()
+					delete(memFiles, id+"-data")
+					memMu.Unlock()
+				}()
+				opts.Set("data-file.driver", "mem")
+				opts.Set("data-file.id", id+"-data")
+			}
+		}
 		b, err := reg.Open(blk.Spec{Format: "qcow2", Opts: opts, Flags: blk.OpenFlags{Unmap: true}}, blk.NewLoop(blk.NewVirtualClock()))
 		if mf.violation != "" {
 			t.Fatalf("open: %s", mf.violation)
@@ -179,7 +226,7 @@ func FuzzOpen(f *testing.F) {
 			off := int64(binary.LittleEndian.Uint16(append([]byte{op, byte(i)}, 0)[:2])) * 97 % window
 			n := min(window-off, int64(op)*131+1)
 			_ = blktest_do(t, b, func(co *blk.Co) error {
-				switch op % 7 {
+				switch op % 9 {
 				case 0:
 					return b.PRead(co, off, make([]byte, n))
 				case 1:
@@ -203,12 +250,16 @@ func FuzzOpen(f *testing.F) {
 					return nil
 				case 5:
 					return b.Flush(co)
-				default:
+				case 6:
 					return b.Truncate(co, (size+int64(op)*512)&^511, blk.PreallocOff)
+				case 7:
+					return b.LoadVMState(co, make([]byte, n), off)
+				default:
+					return b.SaveVMState(co, bytes.Repeat([]byte{op}, int(n)), off)
 				}
 			})
 			if mf.violation != "" {
-				t.Fatalf("op %d: %s", op%7, mf.violation)
+				t.Fatalf("op %d: %s", op%9, mf.violation)
 			}
 		}
 	})

@@ -83,13 +83,19 @@ func (s *state) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) err
 // readHost reads from the file, with zeroes for what lies past its end
 // (reads never leave the file).
 func (s *state) readHost(co *blk.Co, host int64, buf []byte) error {
-	flen, err := s.file.Node.Length(co)
+	return s.readFrom(co, s.data, host, buf)
+}
+
+// readFrom reads from child c (the file, or the data file), with zeroes
+// past its end.
+func (s *state) readFrom(co *blk.Co, c *blk.Child, host int64, buf []byte) error {
+	flen, err := c.Node.Length(co)
 	if err != nil {
 		return err
 	}
 	n := min(int64(len(buf)), max(0, flen-host))
 	if n > 0 {
-		if err := s.file.Node.PRead(co, host, buf[:n], 0); err != nil {
+		if err := c.Node.PRead(co, host, buf[:n], 0); err != nil {
 			return err
 		}
 	}
@@ -102,15 +108,12 @@ func (s *state) readHost(co *blk.Co, host int64, buf []byte) error {
 // (qcow2_co_preadv_compressed).
 func (s *state) readCompressed(co *blk.Co, entry uint64, off int64, buf []byte) error {
 	coff, csize := s.compressedRange(entry)
-	if s.compressionType != compressionZlib {
-		return blk.Msgf(unix.ENOTSUP, "qcow2: zstd compressed clusters are not supported by gio")
-	}
 	in := make([]byte, csize)
 	s.file.Event(co, blk.EvReadCompressed)
-	if err := s.readHost(co, coff, in); err != nil {
+	if err := s.readFrom(co, s.file, coff, in); err != nil {
 		return err
 	}
-	out, err := inflate(in, s.clusterSize)
+	out, err := s.decompressCluster(in)
 	if err != nil {
 		return unix.EIO
 	}
@@ -149,7 +152,7 @@ func (s *state) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) er
 		s.mu.lock(co)
 		host, m, err := s.allocHostOffset(co, off, &cur)
 		if err == nil {
-			err = s.overlapCheck(0, host, cur)
+			err = s.dataOverlapCheck(host, cur)
 		}
 		if err != nil {
 			_ = s.handleL2Meta(co, &m, false)
@@ -173,7 +176,7 @@ func (s *state) writeTask(co *blk.Co, host, off int64, data []byte, m *l2meta) e
 	err := s.handleAllocSpace(co, m)
 	if err == nil && !mergeCOW(off, data, m) {
 		s.file.Event(co, blk.EvWriteAIO)
-		err = s.file.Node.PWrite(co, host, data, 0)
+		err = s.data.Node.PWrite(co, host, data, 0)
 	}
 	s.mu.lock(co)
 	if err == nil {
@@ -223,11 +226,11 @@ func (s *state) handleAllocSpace(co *blk.Co, m *l2meta) error {
 		}
 		start := m.allocOffset + m.cowStart.offset
 		n := m.cowEnd.offset + m.cowEnd.nbBytes - m.cowStart.offset
-		if err := s.overlapCheck(0, start, n); err != nil {
+		if err := s.dataOverlapCheck(start, n); err != nil {
 			return err
 		}
 		s.file.Event(co, blk.EvClusterAllocSpace)
-		if err := s.file.Node.PWriteZeroes(co, start, n, blk.NoFallback); err != nil {
+		if err := s.data.Node.PWriteZeroes(co, start, n, blk.NoFallback); err != nil {
 			if errors.Is(err, unix.ENOTSUP) || errors.Is(err, errors.ErrUnsupported) || errors.Is(err, unix.EAGAIN) {
 				continue
 			}
@@ -385,7 +388,7 @@ func (s *state) BlockStatus(co *blk.Co, wantZero bool, off, n int64) (blk.Status
 	}
 	st := blk.Status{Pnum: pnum}
 	if typ == clusterNormal || typ == clusterZeroAlloc {
-		st.Map, st.File = int64(host), s.file.Node
+		st.Map, st.File = int64(host), s.data.Node
 		st.Flags |= blk.StatusOffsetValid
 	}
 	switch typ {
@@ -432,7 +435,14 @@ func (s *state) Truncate(co *blk.Co, size int64, exact bool, prealloc blk.Preall
 	}
 	s.mu.lock(co)
 	defer s.mu.unlock()
-	return s.truncate(co, size, zeroFill)
+	if err := s.truncate(co, size, zeroFill); err != nil {
+		return err
+	}
+	if s.hasDataFile() && size > s.dataFileLen(co) {
+		// An external data file grows with the image (qcow2_co_truncate).
+		return s.data.Node.Truncate(co, size, exact, blk.PreallocOff)
+	}
+	return nil
 }
 
 func (s *state) truncate(co *blk.Co, size int64, zeroFill bool) error {

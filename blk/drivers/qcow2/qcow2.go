@@ -19,11 +19,14 @@
 // request sequence produces the same layout, so gio's "map -s" can be
 // compared with "qemu-img map" offset by offset.
 //
+// Also the VM state area (vmstate.go), lazy refcounts and the dirty bit
+// with the repair a read/write open runs (lazy.go, check.go), the corrupt
+// bit, the runtime options (options.go), zstd clusters (zstd.go) and the
+// persistent bitmaps, kept and shown by info (bitmaps.go).
+//
 // Not supported (refused at open with a message saying so): encryption,
-// external data files, extended L2 entries, and writing to an image with
-// the dirty bit set (lazy refcounts need a repair first). Internal
-// snapshots are kept intact but cannot be created or applied; the VM
-// state area, preallocation and zstd-compressed clusters are not done.
+// external data files, extended L2 entries. Internal snapshots are kept
+// intact but cannot be created or applied; preallocation is not done.
 // As in QEMU, shrinking keeps the tail of a partial last cluster, which
 // growing the image shows again.
 package qcow2
@@ -32,8 +35,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 
 	"gio/blk"
+	"gio/blk/qdict"
 
 	"golang.org/x/sys/unix"
 )
@@ -122,7 +127,9 @@ type state struct {
 
 	l2Cache, rcCache *cache
 
+	opts               runtimeOpts
 	discardPassthrough [discardMax]bool
+	useLazyRefcounts   bool
 	cacheDiscards      bool
 	discards           []region
 
@@ -132,6 +139,25 @@ type state struct {
 	// broken is set once corruption has been found: every later request
 	// fails, as QEMU ejects a corrupt image's driver.
 	broken bool
+	// signaledCorruption: a corruption event has been printed; later
+	// ones are not (signaled_corruption).
+	signaledCorruption bool
+	// stderr is where corruption events are printed; report prints
+	// error_report's messages (with the program's name).
+	stderr io.Writer
+	report func(err error)
+
+	// inactive are the snapshots' tables for the inactive overlap checks.
+	inactive       []inactiveTable
+	inactiveLoaded bool
+
+	// bitmaps are the persistent bitmaps, for info.
+	bitmaps []bitmapInfo
+
+	// data is where guest data lives: the file, or the external data
+	// file (datafile.go) named dataFileName in the header.
+	data         *blk.Child
+	dataFileName string
 }
 
 type region struct{ offset, bytes int64 }
@@ -162,10 +188,84 @@ func (e *corruptError) Error() string        { return "qcow2: " + e.msg }
 func (e *corruptError) Unwrap() []error      { return []error{unix.EIO, ErrCorrupt} }
 func (e *corruptError) Is(target error) bool { return target == ErrCorrupt }
 
-// corrupt marks the image broken and returns the error for msg.
+// corrupt signals corruption found while serving a request and returns
+// the error for it (qcow2_signal_corruption). On a writable image it is
+// fatal: the corrupt bit is set in the header and every later request
+// fails, as QEMU ejects the driver. On a read-only image the request
+// fails and the image stays usable. Only the first event is printed.
 func (s *state) corrupt(format string, args ...any) error {
-	s.broken = true
-	return &corruptError{fmt.Sprintf(format, args...)}
+	return s.signalCorruption(true, format, args...)
+}
+
+// corruptNonFatal signals corruption that does not stop the image (QEMU
+// passes fatal=false): the request fails, the image stays usable.
+func (s *state) corruptNonFatal(format string, args ...any) error {
+	return s.signalCorruption(false, format, args...)
+}
+
+func (s *state) signalCorruption(fatal bool, format string, args ...any) error {
+	for i, a := range args {
+		args[i] = cInt{a}
+	}
+	err := &corruptError{fmt.Sprintf(format, args...)}
+	fatal = fatal && !s.readOnly
+	if s.signaledCorruption && (!fatal || s.incompat&incompatCorrupt != 0) {
+		if fatal {
+			s.broken = true
+		}
+		return err
+	}
+	if fatal {
+		fmt.Fprintf(s.stderr, "qcow2: Marking image as corrupt: %s; further corruption events will be suppressed\n", err.msg)
+		s.markCorrupt()
+		s.broken = true
+	} else {
+		fmt.Fprintf(s.stderr, "qcow2: Image is corrupt: %s; further non-fatal corruption events will be suppressed\n", err.msg)
+	}
+	s.signaledCorruption = true
+	return err
+}
+
+// cInt formats an integer as C's printf does: "%#x" of 0 is "0", not
+// Go's "0x0". Other values print as Go prints them.
+type cInt struct{ v any }
+
+func (c cInt) Format(f fmt.State, verb rune) {
+	if verb == 'x' && f.Flag('#') {
+		switch v := c.v.(type) {
+		case int64:
+			if v == 0 {
+				fmt.Fprint(f, "0")
+				return
+			}
+		case uint64:
+			if v == 0 {
+				fmt.Fprint(f, "0")
+				return
+			}
+		case int:
+			if v == 0 {
+				fmt.Fprint(f, "0")
+				return
+			}
+		}
+	}
+	fmt.Fprintf(f, fmt.FormatString(f, verb), c.v)
+}
+
+// markCorrupt sets the corrupt bit on disk (qcow2_mark_corrupt). The
+// request that found the corruption holds the token, so the header write
+// runs as its own request right after it.
+func (s *state) markCorrupt() {
+	s.incompat |= incompatCorrupt
+	if s.loop == nil || s.file == nil {
+		return
+	}
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], s.incompat)
+	s.loop.Spawn("qcow2 mark corrupt", func(co *blk.Co) {
+		_ = s.pwriteSync(co, headerV2Len, b[:]) // best effort, as in QEMU
+	})
 }
 
 func errnoIs(err error, errno unix.Errno) bool { return err != nil && errors.Is(err, errno) }
@@ -193,7 +293,7 @@ func (s *state) vmStateOffset() int64 {
 // Opening.
 
 func open(a *blk.OpenArgs) (blk.Impl, error) {
-	s := &state{self: a.Node(), loop: a.Loop, readOnly: a.Flags.ReadOnly}
+	s := &state{self: a.Node(), loop: a.Loop, readOnly: a.Flags.ReadOnly, stderr: a.Stderr(), report: a.ReportFunc()}
 	if s.loop == nil {
 		s.loop = blk.NewLoop(blk.NewVirtualClock())
 	}
@@ -213,6 +313,7 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.data = s.file
 	if err := s.takeOptions(a); err != nil {
 		return nil, err
 	}
@@ -224,6 +325,9 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	if oerr != nil {
 		return nil, oerr
 	}
+	if err := s.openDataFile(a); err != nil {
+		return nil, err
+	}
 	base := s.self.Filename()
 	if base == "" {
 		base = s.file.Node.BaseFilename()
@@ -234,59 +338,15 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	return s, nil
 }
 
-// takeOptions reads the runtime options (qcow2_update_options_prepare).
-// Cache sizes and overlap checks are accepted; gio sizes its caches
-// itself and always checks metadata overlaps.
+// takeOptions reads the runtime options (qcow2_update_options_prepare);
+// doOpen checks them against the header.
 func (s *state) takeOptions(a *blk.OpenArgs) error {
 	o := a.Opts
-	lazy, err := o.TakeBool("lazy-refcounts", false)
+	r, err := takeRuntimeOpts(o, defaultOpts(a.Flags.Unmap), false)
 	if err != nil {
 		return err
 	}
-	if lazy {
-		return blk.Msgf(unix.ENOTSUP, "qcow2: lazy refcounts are not supported by gio")
-	}
-	s.discardPassthrough[discardAlways] = true
-	if s.discardPassthrough[discardRequest], err = o.TakeBool("pass-discard-request", a.Flags.Unmap); err != nil {
-		return err
-	}
-	if s.discardPassthrough[discardSnapshot], err = o.TakeBool("pass-discard-snapshot", true); err != nil {
-		return err
-	}
-	if s.discardPassthrough[discardOther], err = o.TakeBool("pass-discard-other", false); err != nil {
-		return err
-	}
-	for _, k := range []string{"cache-size", "l2-cache-size", "l2-cache-entry-size", "refcount-cache-size"} {
-		if _, _, err := o.TakeSize(k, 0); err != nil {
-			return err
-		}
-	}
-	if _, err := o.TakeUint("cache-clean-interval", 0); err != nil {
-		return err
-	}
-	tmpl, ok1 := o.TakeString("overlap-check")
-	tmpl2, ok2 := o.TakeString("overlap-check.template")
-	if ok1 && ok2 && tmpl != tmpl2 {
-		return blk.Msgf(unix.EINVAL, "Conflicting values for qcow2 options 'overlap-check' ('%s') and 'overlap-check.template' ('%s')", tmpl, tmpl2)
-	}
-	if !ok1 {
-		tmpl, ok1 = tmpl2, ok2
-	}
-	if ok1 {
-		switch tmpl {
-		case "none", "constant", "cached", "all":
-		default:
-			return blk.Msgf(unix.EINVAL, "Unsupported value '%s' for qcow2 option 'overlap-check'. Allowed are any of the following: none, constant, cached, all", tmpl)
-		}
-	}
-	for _, k := range []string{"main-header", "active-l1", "active-l2", "refcount-table", "refcount-block", "snapshot-table", "inactive-l1", "inactive-l2", "bitmap-directory"} {
-		if _, err := o.TakeBool("overlap-check."+k, true); err != nil {
-			return err
-		}
-	}
-	if _, ok := o.Get("data-file"); ok || o.HasPrefix("data-file") {
-		return blk.Msgf(unix.EINVAL, "'data-file' can only be set for images with an external data file")
-	}
+	s.opts = r
 	if o.HasPrefix("encrypt") {
 		format, _ := o.TakeString("encrypt.format")
 		return blk.Msgf(unix.EINVAL, "No encryption in image header, but options specified format '%s'", format)
@@ -369,12 +429,8 @@ func (s *state) doOpen(co *blk.Co) error {
 	}
 	// What gio does not implement is refused before anything depends on it.
 	switch {
-	case s.incompat&incompatDataFile != 0:
-		return blk.Msgf(unix.ENOTSUP, "qcow2: external data files are not supported by gio")
 	case s.incompat&incompatExtL2 != 0:
 		return blk.Msgf(unix.ENOTSUP, "qcow2: extended L2 entries are not supported by gio")
-	case s.incompat&incompatDirty != 0 && !s.readOnly:
-		return blk.Msgf(unix.ENOTSUP, "qcow2: the image is dirty (lazy refcounts); gio cannot repair it, run 'qemu-img check -r all' first")
 	}
 	if h.RefcountOrder > 6 {
 		return blk.Msgf(unix.EINVAL, "Reference count entry width too large; may not exceed 64 bits")
@@ -434,7 +490,14 @@ func (s *state) doOpen(co *blk.Co) error {
 	s.snapshotsOffset = int64(h.SnapshotsOffset)
 	s.nbSnapshots = h.NbSnapshots
 
-	s.initCaches()
+	// Parse driver-specific options (qcow2_update_options).
+	r := s.opts
+	l2n, rcn, err := s.prepareOptions(&r)
+	if err != nil {
+		return err
+	}
+	s.commitOptions(r, l2n, rcn)
+	s.loadInactive(co)
 
 	// qcow2_refcount_init.
 	s.reftableOffset = int64(h.RefcountTableOffset)
@@ -471,6 +534,14 @@ func (s *state) doOpen(co *blk.Co) error {
 		case extDataFile:
 			// Meaningless without the data file bit: dropped on rewrite,
 			// as QEMU does.
+			if s.incompat&incompatDataFile != 0 {
+				s.dataFileName = string(e.data)
+			}
+		case extBitmaps:
+			if s.autoclear&autoclearBitmaps != 0 {
+				s.bitmaps = s.readBitmaps(co, e.data)
+			}
+			s.unknownExts = append(s.unknownExts, e)
 		default:
 			s.unknownExts = append(s.unknownExts, e)
 		}
@@ -490,10 +561,17 @@ func (s *state) doOpen(co *blk.Co) error {
 
 	// Unknown autoclear bits are cleared by a writer that does not know
 	// them (persistent bitmaps, for gio): that is what the bits are for.
-	if !s.readOnly && s.autoclear != 0 {
-		s.autoclear = 0
+	// A raw external data file gio keeps raw.
+	if keep := s.autoclear & autoclearDataFileRaw; !s.readOnly && s.autoclear != keep {
+		s.autoclear = keep
 		if err := s.updateHeader(co); err != nil {
 			return blk.Errorf(blk.ErrnoOf(err), "Could not update qcow2 header")
+		}
+	}
+	// Repair the image if it is dirty (lazy refcounts after a crash).
+	if !s.readOnly && s.incompat&incompatDirty != 0 {
+		if err := s.repairDirty(co); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -547,16 +625,6 @@ func (s *state) readExtensions(co *blk.Co, start, end int64) ([]extension, error
 	return exts, nil
 }
 
-// initCaches sizes the metadata caches as QEMU does by default: enough L2
-// tables to cover the disk but at most 32 MiB of them (and at least 2),
-// and 4 refcount blocks.
-func (s *state) initCaches() {
-	l2Tables := s.sizeToL1(s.size)
-	n := max(2, min(l2Tables, (32<<20)>>s.clusterBits))
-	s.l2Cache = newCache(s, l2Cache, int(n))
-	s.rcCache = newCache(s, refblockCache, 4)
-}
-
 // updateHeader rewrites the whole header cluster: fixed fields, the
 // backing format, the feature table (for clusters over 4 KiB), unknown
 // extensions, the end marker and the backing file name
@@ -585,6 +653,9 @@ func (s *state) updateHeader(co *blk.Co) error {
 	if s.backingFormat != "" {
 		buf = appendExt(buf, extBackingFormat, []byte(s.backingFormat))
 	}
+	if s.hasDataFile() && s.dataFileName != "" {
+		buf = appendExt(buf, extDataFile, []byte(s.dataFileName))
+	}
 	if s.version >= 3 && s.clusterSize > 4096 {
 		buf = appendExt(buf, extFeatureTable, encodeFeatures(knownFeatures))
 	}
@@ -612,7 +683,10 @@ func (s *state) checkTableInFile(co *blk.Co, what string, offset, size int64) er
 	if err != nil {
 		return err
 	}
-	if offset < 0 || offset > l || size > l-offset {
+	// A table may end past the file's end (the file's last cluster can
+	// be partial, as after qemu-img create: QEMU reads zeroes there), but
+	// one that starts past it comes from corrupt metadata.
+	if offset < 0 || offset >= l && size > 0 {
 		return s.corrupt("%s at %#x: beyond end of file", what, offset)
 	}
 	return nil
@@ -646,22 +720,32 @@ func (s *state) Info() (blk.Info, error) {
 		info.Specific = []string{"compat: 0.10", "compression type: " + compression, fmt.Sprintf("refcount bits: %d", s.refcountBits)}
 	} else {
 		info.Specific = []string{"compat: 1.1", "compression type: " + compression,
-			fmt.Sprintf("lazy refcounts: %t", s.compat&compatLazyRefcounts != 0),
-			fmt.Sprintf("refcount bits: %d", s.refcountBits),
+			fmt.Sprintf("lazy refcounts: %t", s.compat&compatLazyRefcounts != 0)}
+		info.Specific = append(info.Specific, s.bitmapLines()...)
+		info.Specific = append(info.Specific,
+			fmt.Sprintf("refcount bits: %d", s.refcountBits))
+		if s.hasDataFile() {
+			info.Specific = append(info.Specific, "data file: "+s.dataFileName,
+				fmt.Sprintf("data file raw: %t", s.autoclear&autoclearDataFileRaw != 0))
+		}
+		info.Specific = append(info.Specific,
 			fmt.Sprintf("corrupt: %t", s.incompat&incompatCorrupt != 0),
-			"extended l2: false"}
+			"extended l2: false")
 	}
 	return info, nil
 }
 
-// Reopen writes the caches back before the image becomes read-only
-// (qcow2_reopen_prepare flushes).
+// Reopen writes the caches back and clears the dirty bit before the
+// image becomes read-only (qcow2_reopen_prepare).
 func (s *state) Reopen(readOnly bool) error {
-	if readOnly && !s.readOnly {
+	if readOnly && !s.readOnly && !s.broken {
 		if err := s.runSync("qcow2 reopen", func(co *blk.Co) error {
 			s.mu.lock(co)
 			defer s.mu.unlock()
-			return s.writeCaches(co)
+			if err := s.writeCaches(co); err != nil {
+				return err
+			}
+			return s.markClean(co)
 		}); err != nil {
 			return err
 		}
@@ -673,18 +757,70 @@ func (s *state) Reopen(readOnly bool) error {
 	return nil
 }
 
-// Close writes back what the caches still hold (qcow2_inactivate). blk
-// has normally flushed already.
+// PrepareReopen is qcow2_update_options_prepare for a reopen: the new
+// values go over the current ones. Turning lazy refcounts off marks the
+// image clean here, as QEMU does, and the caches are written back before
+// they are replaced.
+func (s *state) PrepareReopen(opts *qdict.Dict, readOnly bool) (func(), error) {
+	r, err := takeRuntimeOpts(opts, s.opts, true)
+	if err != nil {
+		return nil, err
+	}
+	l2n, rcn, err := s.prepareOptions(&r)
+	if err != nil {
+		return nil, err
+	}
+	if !s.readOnly && !s.broken {
+		err := s.runSync("qcow2 reopen", func(co *blk.Co) error {
+			s.mu.lock(co)
+			defer s.mu.unlock()
+			if err := s.l2Cache.flush(co); err != nil {
+				return blk.Errorf(blk.ErrnoOf(err), "Failed to flush the L2 table cache")
+			}
+			if err := s.rcCache.flush(co); err != nil {
+				return blk.Errorf(blk.ErrnoOf(err), "Failed to flush the refcount block cache")
+			}
+			if s.useLazyRefcounts && !r.lazy {
+				if err := s.markClean(co); err != nil {
+					return blk.Errorf(blk.ErrnoOf(err), "Failed to disable lazy refcounts")
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return func() {
+		s.commitOptions(r, l2n, rcn)
+		_ = s.runSync("qcow2 reopen", func(co *blk.Co) error { s.loadInactive(co); return nil })
+	}, nil
+}
+
+// Close writes back what the caches still hold and clears the dirty bit
+// (qcow2_inactivate), saying which cache could not be written. blk has
+// normally flushed already.
 func (s *state) Close() error {
-	if s.readOnly || s.l2Cache == nil || (!s.l2Cache.dirty() && !s.rcCache.dirty()) {
+	if s.readOnly || s.broken || s.l2Cache == nil {
+		return nil
+	}
+	if !s.l2Cache.dirty() && !s.rcCache.dirty() && s.incompat&incompatDirty == 0 {
 		return nil
 	}
 	return s.runSync("qcow2 close", func(co *blk.Co) error {
-		err := s.l2Cache.flush(co)
-		if e := s.rcCache.flush(co); err == nil {
-			err = e
+		var result error
+		if err := s.l2Cache.flush(co); err != nil {
+			result = err
+			s.report(blk.Errorf(blk.ErrnoOf(err), "Failed to flush the L2 table cache"))
 		}
-		return err
+		if err := s.rcCache.flush(co); err != nil {
+			result = err
+			s.report(blk.Errorf(blk.ErrnoOf(err), "Failed to flush the refcount block cache"))
+		}
+		if result == nil {
+			result = s.markClean(co)
+		}
+		return result
 	})
 }
 

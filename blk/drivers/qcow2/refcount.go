@@ -2,8 +2,10 @@ package qcow2
 
 import (
 	"encoding/binary"
+	"fmt"
 
 	"gio/blk"
+	"gio/internal/cvt"
 
 	"golang.org/x/sys/unix"
 )
@@ -523,7 +525,9 @@ func (s *state) allocClustersAt(co *blk.Co, offset, n int64) (int64, error) {
 // (qcow2_free_clusters). Failure only leaks clusters.
 func (s *state) freeClusters(co *blk.Co, offset, size int64, typ discardType) {
 	s.file.Event(co, blk.EvClusterFree)
-	_ = s.updateRefcount(co, offset, size, 1, true, typ)
+	if err := s.updateRefcount(co, offset, size, 1, true, typ); err != nil {
+		fmt.Fprintf(s.stderr, "qcow2_free_clusters failed: %s\n", cvt.Strerror(blk.ErrnoOf(err)))
+	}
 }
 
 // freeAnyCluster frees what an L2 entry points to (qcow2_free_any_cluster).
@@ -534,7 +538,11 @@ func (s *state) freeAnyCluster(co *blk.Co, entry uint64, typ discardType) {
 		s.freeClusters(co, off&^511, (off&511+size+511)&^511, typ)
 	case clusterNormal, clusterZeroAlloc:
 		off := int64(entry & l2eOffsetMask)
-		if s.offsetIntoCluster(off) == 0 {
+		if s.hasDataFile() {
+			s.freeDataCluster(co, off, typ)
+		} else if s.offsetIntoCluster(off) != 0 {
+			_ = s.corruptNonFatal("Cannot free unaligned cluster %#x", off)
+		} else {
 			s.freeClusters(co, off, s.clusterSize, typ)
 		}
 	}
@@ -549,10 +557,14 @@ func (s *state) pwriteSync(co *blk.Co, off int64, buf []byte) error {
 }
 
 // writeCaches writes back the L2 tables (and, through their dependency,
-// the refcount blocks first) and the refcount blocks (qcow2_write_caches).
+// the refcount blocks first) and the refcount blocks, which a dirty image
+// keeps until it is marked clean (qcow2_write_caches).
 func (s *state) writeCaches(co *blk.Co) error {
 	if err := s.l2Cache.write(co); err != nil {
 		return err
+	}
+	if !s.needAccurateRefcounts() {
+		return nil
 	}
 	return s.rcCache.write(co)
 }
