@@ -1,6 +1,7 @@
 package blk
 
 import (
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -38,8 +39,19 @@ func (l *Loop) RemoveEngine(e Engine) {
 	}
 }
 
-// pollEngines polls every engine; with block set it waits on the first
-// one with pending work when no engine had a completion ready.
+// Waker is implemented by engines that can tell when they may have
+// progress: a channel that receives after work completes (or anything
+// else the engine wants its waiter to see). With several engines
+// pending, the loop waits on all their channels at once; without it, a
+// wait on one engine could miss the completion of another (an NBD
+// server waiting for clients while the thread pool finishes a read).
+type Waker interface {
+	WakeChan() <-chan struct{}
+}
+
+// pollEngines polls every engine; with block set it waits, when no
+// engine had a completion ready, on every pending engine at once (and on
+// an interrupt).
 func (l *Loop) pollEngines(block bool) bool {
 	progress := false
 	for _, e := range l.engines {
@@ -50,12 +62,33 @@ func (l *Loop) pollEngines(block bool) bool {
 	if progress || !block {
 		return progress
 	}
+	var pending []Engine
 	for _, e := range l.engines {
 		if e.Pending() > 0 {
-			return e.Poll(true)
+			pending = append(pending, e)
 		}
 	}
-	return false
+	if len(pending) == 0 {
+		return false
+	}
+	cases := make([]reflect.SelectCase, 0, len(pending)+1)
+	for _, e := range pending {
+		w, ok := e.(Waker)
+		if !ok {
+			return e.Poll(true)
+		}
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w.WakeChan())})
+	}
+	// Ctrl-C (Loop.Interrupt) ends the wait too: an NBD server may wait
+	// for clients that never come.
+	cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(l.stopChan())})
+	reflect.Select(cases)
+	for _, e := range pending {
+		e.Poll(false)
+	}
+	// A wake counts as progress even when nothing became runnable: the
+	// waiter looks at its condition again (a client came or went).
+	return true
 }
 
 // ThreadJob is blocking work (a pread, a pwrite, an fdatasync) that a
@@ -165,6 +198,9 @@ func (p *ThreadPool) thread() {
 
 // Pending implements Engine.
 func (p *ThreadPool) Pending() int { return p.pending }
+
+// WakeChan implements Waker.
+func (p *ThreadPool) WakeChan() <-chan struct{} { return p.notify }
 
 // Poll implements Engine: completed jobs wake their requests in
 // completion order.

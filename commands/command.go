@@ -78,6 +78,7 @@ func All() []*Command {
 	all = append(all, gioCommands()...)
 	all = append(all, benchCommands()...)
 	all = append(all, traceCommands()...)
+	all = append(all, nbdCommands()...)
 	return all
 }
 

@@ -327,6 +327,9 @@ func (s *Session) CloseImage() bool {
 	if s.Img == nil {
 		return true
 	}
+	if !s.stopNBD() {
+		return false
+	}
 	err := s.Img.Close()
 	s.Img = nil
 	s.openLine = ""

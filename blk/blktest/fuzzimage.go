@@ -35,7 +35,7 @@ type boundedFile struct {
 }
 
 var (
-	imageFuzzMu    sync.Mutex
+	imageFuzzMu  sync.Mutex
 	boundedFiles = map[string]*boundedFile{}
 )
 

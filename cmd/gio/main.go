@@ -12,6 +12,7 @@ import (
 	"gio/blk/drivers/cor"
 	"gio/blk/drivers/file"
 	"gio/blk/drivers/luks"
+	"gio/blk/drivers/nbd"
 	"gio/blk/drivers/null"
 	"gio/blk/drivers/qcow"
 	"gio/blk/drivers/qcow2"
@@ -120,8 +121,9 @@ var env = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
 }}
 
 func newRegistry(out io.Writer) *blk.Registry {
-	return withSecrets(blk.NewRegistry(file.Driver, file.HostDevice, file.HostCDROM, raw.Driver, cor.Driver, compress.Driver, quorum.Driver, qcow2.Driver, luks.Driver, vdi.Driver, vpc.Driver, qed.Driver, qcow.Driver, null.CoDriver, null.AIODriver,
-		blkdebug.NewDriver(func() io.Writer { return out })))
+	drivers := []*blk.Driver{file.Driver, file.HostDevice, file.HostCDROM, raw.Driver, cor.Driver, compress.Driver, quorum.Driver, qcow2.Driver, luks.Driver, vdi.Driver, vpc.Driver, qed.Driver, qcow.Driver, null.CoDriver, null.AIODriver,
+		blkdebug.NewDriver(func() io.Writer { return out })}
+	return withSecrets(blk.NewRegistry(append(drivers, nbd.Drivers...)...))
 }
 
 func run(args []string) int {

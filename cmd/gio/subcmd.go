@@ -38,6 +38,8 @@ Subcommands ('gio SUBCOMMAND -h' for each one's options):
                         qemu-img bench on gio's block layer
   gio trace view FILE -o OUT.html
                         render a trace (--trace FILE) as a timeline page
+  gio nbd [qemu-nbd options] FILE
+                        export FILE over NBD (see docs/nbd.md)
   gio help              this text
 `
 
@@ -49,6 +51,7 @@ var subcommands = map[string]func(args []string) int{
 	"fsx":     runFsx,
 	"explore": runExplore,
 	"trace":   runTrace,
+	"nbd":     runNBD,
 	"help":    func([]string) int { fmt.Print(gioUsageText); return 0 },
 }
 

@@ -85,8 +85,11 @@ func TestHonestRefusals(t *testing.T) {
 		{[]string{"-T", "bdrv_*", "-c", "quit"}, 1, "gio: -T bdrv_*: gio has none of QEMU's trace events"},
 		{[]string{"--object", "throttle-group,id=t0", "-c", "quit"}, 1, "gio: --object throttle-group: gio has no 'throttle-group' objects yet"},
 		{[]string{"--object", "qom-type=secret,id=sec0", "-c", "quit"}, 1, "qemu-io: Either 'file' or 'data' must be provided"},
-		{[]string{"-c", "open nbd://localhost:10809/x"}, 1, "qemu-io: can't open device nbd://localhost:10809/x: Unknown protocol 'nbd'"},
-		{[]string{"-c", "open -o driver=raw nbd+unix:///x"}, 1, "Unknown protocol 'nbd+unix'"},
+		{[]string{"-c", "open ssh://localhost/x"}, 1, "qemu-io: can't open device ssh://localhost/x: Unknown protocol 'ssh'"},
+		{[]string{"-c", "open -o driver=raw http://x/y"}, 1, "Unknown protocol 'http'"},
+		// NBD is there now, with QEMU's messages.
+		{[]string{"-c", "open nbd://localhost:1/x"}, 1, "qemu-io: can't open device nbd://localhost:1/x: Failed to connect to 'localhost:1': Connection refused"},
+		{[]string{"-c", "open -o driver=raw nbd+unix:///x"}, 1, "qemu-io: can't open device nbd+unix:///x: No valid URL specified"},
 		{[]string{"-c", "create -f vmdk x 1M"}, 1, "gio: create: unsupported format 'vmdk'"},
 		{[]string{"-c", "create a:b 1M"}, 1, "gio: create: 'a:b': scratch image names cannot contain"},
 		{[]string{"-c", "create -f qcow2 -o ,, x 1M"}, 1, "gio: warning: short-form boolean option"},
