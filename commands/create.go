@@ -74,8 +74,8 @@ func createCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 			}
 		}
 	}
-	if format != "raw" && format != "qcow2" {
-		gioError(s, "create: unsupported format '%s' (raw, qcow2)", format)
+	if d := s.Reg.Lookup(format); format != "raw" && (d == nil || !d.Format || d.Create == nil) {
+		gioError(s, "create: unsupported format '%s' (%s)", format, strings.Join(creatableFormats(s), ", "))
 		return errFailed
 	}
 	if format == "raw" && copts != nil && copts.Len() > 0 {
@@ -209,4 +209,16 @@ func (s *Session) Cleanup() {
 		os.RemoveAll(s.scratchDir)
 		s.scratchDir = ""
 	}
+}
+
+// creatableFormats lists the formats create can make: raw and every
+// registered format driver with a Create.
+func creatableFormats(s *Session) []string {
+	names := []string{"raw"}
+	for _, d := range s.Reg.Drivers() {
+		if d.Format && d.Create != nil && d.Name != "raw" {
+			names = append(names, d.Name)
+		}
+	}
+	return names
 }

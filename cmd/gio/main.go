@@ -12,6 +12,7 @@ import (
 	"gio/blk/drivers/null"
 	"gio/blk/drivers/qcow2"
 	"gio/blk/drivers/raw"
+	"gio/blk/drivers/vmdk"
 	"gio/blkdebug"
 	"gio/commands"
 	"gio/internal/getopt"
@@ -99,7 +100,7 @@ func main() {
 
 // env is the shell's view of this program: gio's drivers.
 var env = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
-	return blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, null.CoDriver, null.AIODriver,
+	return blk.NewRegistry(file.Driver, raw.Driver, qcow2.Driver, vmdk.Driver, null.CoDriver, null.AIODriver,
 		blkdebug.NewDriver(func() io.Writer { return out }))
 }}
 
