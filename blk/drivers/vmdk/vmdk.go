@@ -786,3 +786,14 @@ func (m *coMutex) unlock() {
 		w.Wake()
 	}
 }
+
+// PWriteCompressed is vmdk_co_pwritev_compressed: a plain write, which
+// for an extent without compression stores the data uncompressed (qemu-io
+// write -c succeeds on monolithicSparse). Compressed grains are not
+// written yet (streamOptimized).
+func (s *state) PWriteCompressed(co *blk.Co, off int64, buf []byte) error {
+	if s.ext.compressed {
+		return unix.ENOTSUP
+	}
+	return s.PWrite(co, off, buf, 0)
+}
