@@ -1,9 +1,9 @@
 package main
 
-// Differential tests of the vmdk driver: one qemu-img-made image copied
-// into two directories, the same qemu-io commands run by qemu-io in one
-// and gio in the other; then the outputs are equal, the images are equal
-// byte for byte but for the CID (QEMU writes a random one on the first
+// Differential tests of the vmdk driver: the same qemu-img create in two
+// directories, the same qemu-io commands run by qemu-io in one and gio in
+// the other; then the outputs are equal, every file is equal byte for
+// byte but for the CID (random in QEMU, at creation and on the first
 // write), qemu-img check finds gio's image clean and qemu-img compare
 // finds the two identical.
 
@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -33,6 +34,13 @@ func TestVmdkDiff(t *testing.T) {
 		"write -P 0x44 3M 512", "aio_write -P 0x55 3M 64k", "aio_write -P 0x66 3200k 4k",
 		"aio_flush", "read -P 0x55 3M 64k", "map",
 	}
+	small := []string{
+		"write -P 0x11 0 64k", "write -P 0x22 100k 10k", "write -z 192k 64k",
+		"write -z -u 1M 128k", "read -P 0x22 100k 10k", "write -c 2M 64k",
+		"map", "alloc 0 4M", "read -P 0 64k 36k", "discard 0 128k", "map",
+	}
+	// Across the 2 GiB extent boundary of the twoGbMaxExtent formats.
+	split := []string{"write -P 0x33 2047M 2M", "read -P 0x33 2047M 2M", "write -z 2046M 4M", "map", "alloc 2040M 20M"}
 	for _, c := range []struct {
 		name, opts, size string
 		steps            [][]string
@@ -41,25 +49,31 @@ func TestVmdkDiff(t *testing.T) {
 		{"zeroed", "zeroed_grain=on", "4M", [][]string{mixed, {"map", "write -z 64k 128k", "map"}}},
 		{"odd-size", "zeroed_grain=on", "3000k", [][]string{{"write -P 1 2990k 10k", "write -z 2944k 56k", "map", "read -P 0 2944k 46k"}}},
 		{"bigger-tables", "", "70M", [][]string{{"write -P 7 0 1k", "write -P 8 33M 96k", "write -P 9 69M 1M", "map", "alloc 0 70M"}}},
+		{"monolithicFlat", "subformat=monolithicFlat", "4M", [][]string{small, {"read -P 0x11 0 64k", "map"}}},
+		{"twoGbMaxExtentSparse", "subformat=twoGbMaxExtentSparse", "2100M", [][]string{small, split, {"map"}}},
+		{"twoGbMaxExtentFlat", "subformat=twoGbMaxExtentFlat", "2100M", [][]string{small, split}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			src, qdir, gdir := t.TempDir(), t.TempDir(), t.TempDir()
+			qdir, gdir := t.TempDir(), t.TempDir()
 			args := []string{"create", "-q", "-f", "vmdk"}
 			if c.opts != "" {
 				args = append(args, "-o", c.opts)
 			}
-			mk := exec.Command("qemu-img", append(args, "img.vmdk", c.size)...)
-			mk.Dir = src
-			if out, err := mk.CombinedOutput(); err != nil {
-				t.Fatalf("qemu-img create: %v\n%s", err, out)
+			// Made in each directory (flat extents are large sparse
+			// files): the images differ only in their CIDs.
+			for _, dir := range []string{qdir, gdir} {
+				mk := exec.Command("qemu-img", append(args, "img.vmdk", c.size)...)
+				mk.Dir = dir
+				if out, err := mk.CombinedOutput(); err != nil {
+					t.Fatalf("qemu-img create: %v\n%s", err, out)
+				}
 			}
-			copyDir(t, src, qdir)
-			copyDir(t, src, gdir)
+			var q, g result
 			for _, step := range c.steps {
 				a := withArgs([]string{"-f", "vmdk"}, "img.vmdk", step...)
-				q := runIn(t, "qemu-io", qdir, a, nil)
-				g := runIn(t, gioBin, gdir, a, nil)
+				q = runIn(t, "qemu-io", qdir, a, nil)
+				g = runIn(t, gioBin, gdir, a, nil)
 				qo, gout := filterQemuIO(q.out), filterQemuIO(g.out)
 				if qo != gout {
 					t.Errorf("step %q: output differs\n--- diff\n%s", step, lineDiff(qo, gout))
@@ -68,16 +82,18 @@ func TestVmdkDiff(t *testing.T) {
 					t.Errorf("step %q: exit status: qemu-io %d, gio %d", step, q.rc, g.rc)
 				}
 			}
-			qb, err := os.ReadFile(qdir + "/img.vmdk")
-			if err != nil {
-				t.Fatal(err)
+			if len(q.files) != len(g.files) {
+				t.Errorf("files: qemu-io %v, gio %v", q.files, g.files)
 			}
-			gb, err := os.ReadFile(gdir + "/img.vmdk")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d := vmdkBytesDiff(qb, gb); d != "" {
-				t.Errorf("images differ: %s", d)
+			for name, qp := range q.files {
+				gp, ok := g.files[name]
+				if !ok {
+					t.Errorf("gio has no %s", name)
+					continue
+				}
+				if d := vmdkFileDiff(t, qp, gp); d != "" {
+					t.Errorf("%s differs: %s", name, d)
+				}
 			}
 			check := exec.Command("qemu-img", "check", "img.vmdk")
 			check.Dir = gdir
@@ -89,6 +105,65 @@ func TestVmdkDiff(t *testing.T) {
 				t.Errorf("qemu-img compare: %v\n%s", err, out)
 			}
 		})
+	}
+}
+
+// vmdkFileDiff compares one file of two image sets: a descriptor file
+// as text with the CID masked, a sparse extent byte for byte but for its
+// embedded descriptor (masked the same way), a flat extent byte for byte.
+func vmdkFileDiff(t *testing.T, qp, gp string) string {
+	head := func(p string) []byte {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		b := make([]byte, 16)
+		n, _ := f.Read(b)
+		return b[:n]
+	}
+	switch qh := head(qp); {
+	case bytes.HasPrefix(qh, []byte("KDMV")):
+		qb, err := os.ReadFile(qp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gb, err := os.ReadFile(gp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return vmdkBytesDiff(qb, gb)
+	case bytes.HasPrefix(qh, []byte("# Disk")):
+		qb, err := os.ReadFile(qp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gb, err := os.ReadFile(gp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(qb) != len(gb) {
+			return fmt.Sprintf("lengths: qemu-io %d, gio %d", len(qb), len(gb))
+		}
+		// The first write rewrites the file at its length, NUL-padded
+		// after the text (whose CID may have fewer digits).
+		mask := func(b []byte) string {
+			return vmdkCID.ReplaceAllString(strings.TrimRight(string(b), "\x00"), "\nCID=X\n")
+		}
+		qt, gt := mask(qb), mask(gb)
+		if qt != gt {
+			return lineDiff(qt, gt)
+		}
+		return ""
+	default:
+		i, err := firstDifference(qp, gp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i >= 0 {
+			return fmt.Sprintf("at byte %d", i)
+		}
+		return ""
 	}
 }
 

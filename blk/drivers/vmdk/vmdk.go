@@ -8,16 +8,22 @@
 // and the grain table entries (l2_update, then the redundant table) only
 // after it, followed by a flush of the file.
 //
-// Descriptor files (monolithicFlat, twoGbMaxExtent*), the vmfsSparse
-// (COWD) and seSparse extents, the streamOptimized footer and backing
-// files are not supported yet: such images are refused at open.
+// Descriptor files list extents (monolithicFlat, twoGbMaxExtentSparse
+// and twoGbMaxExtentFlat, vmfs): each is a child "extents.N" opened from
+// the file name the descriptor gives, relative to the descriptor's
+// directory. The vmfsSparse (COWD) and seSparse extents, the
+// streamOptimized footer and backing files are not supported yet: such
+// images are refused at open.
 package vmdk
 
 import (
 	"bytes"
 	"compress/zlib"
 	"encoding/binary"
+	"fmt"
 	"io"
+	"strconv"
+	"strings"
 
 	"gio/blk"
 
@@ -119,6 +125,9 @@ func parseHeader(b []byte) header {
 // extent is one VmdkExtent (only hosted sparse ones so far).
 type extent struct {
 	file           *blk.Child
+	flat           bool
+	flatStart      int64 // bytes, for flat extents
+	endSector      int64 // first sector after the extent, in the disk
 	sectors        int64
 	l1Offset       int64
 	l1BackupOffset int64
@@ -138,7 +147,8 @@ type extent struct {
 
 type state struct {
 	mu         coMutex
-	ext        *extent
+	file       *blk.Child // the descriptor (or the only sparse extent)
+	exts       []*extent
 	size       int64 // bytes
 	descOffset int64
 	cid        uint32
@@ -158,12 +168,239 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &state{}
-	err = a.Loop.RunSync("vmdk open", func(co *blk.Co) error { return s.doOpen(co, file, a.Flags.ReadOnly) })
+	s := &state{file: file}
+	ro := a.Flags.ReadOnly
+	var lines []extentLine
+	err = a.Loop.RunSync("vmdk open", func(co *blk.Co) error {
+		buf, err := readDesc(co, file, 0)
+		if err != nil {
+			return err
+		}
+		switch binary.BigEndian.Uint32(buf) {
+		case vmdk4Magic, vmdk3Magic:
+			s.descOffset = 0x200
+			s.createType = "monolithicSparse"
+			return s.openSparse(co, file, buf, ro)
+		}
+		s.descOffset = 0
+		lines, err = s.parseDescriptor(buf)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, l := range lines {
+		name := fmt.Sprintf("extents.%d", i)
+		if !a.Opts.HasPrefix(name) {
+			a.Opts.Set(name+".filename", extentPath(file.Node.Filename(), l.fname))
+		}
+		c, err := a.OpenChild(name, false, true)
+		if err != nil {
+			return nil, err
+		}
+		err = a.Loop.RunSync("vmdk open extent", func(co *blk.Co) error {
+			if l.flat {
+				return s.addExtent(co, &extent{file: c, flat: true, sectors: l.sectors, flatStart: l.flatOffset << 9})
+			}
+			buf, err := readDesc(co, c, 0)
+			if err != nil {
+				return err
+			}
+			return s.openSparse(co, c, buf, ro)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	err = a.Loop.RunSync("vmdk open cid", func(co *blk.Co) error {
+		// vmdk_read_cid, which fails the open when the descriptor has no
+		// CID.
+		cid, err := s.readCID(co, "CID")
+		if err != nil {
+			return err
+		}
+		s.cid = cid
+		_, err = s.readCID(co, "parentCID")
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// extentPath is the extent's file name: absolute, or relative to the
+// descriptor's directory (bdrv_dirname keeps the trailing slash).
+func extentPath(desc, fname string) string {
+	if strings.HasPrefix(fname, "/") {
+		return fname
+	}
+	if i := strings.LastIndexByte(desc, '/'); i >= 0 {
+		return desc[:i+1] + fname
+	}
+	return fname
+}
+
+// extentLine is one usable line of a descriptor's extent description.
+type extentLine struct {
+	flat       bool
+	sectors    int64
+	fname      string
+	flatOffset int64
+}
+
+// parseDescriptor is vmdk_open_desc_file and the parsing half of
+// vmdk_parse_extents.
+func (s *state) parseDescriptor(buf []byte) ([]extentLine, error) {
+	if i := bytes.IndexByte(buf, 0); i >= 0 {
+		buf = buf[:i]
+	}
+	desc := string(buf)
+	ct, ok := descValue(desc, "createType")
+	if !ok {
+		return nil, blk.Msgf(unix.EINVAL, "invalid VMDK image descriptor")
+	}
+	switch ct {
+	case "monolithicFlat", "vmfs", "vmfsSparse", "seSparse", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat":
+	default:
+		return nil, blk.Msgf(unix.ENOTSUP, "Unsupported image type '%s'", ct)
+	}
+	s.createType = ct
+	var out []extentLine
+	for p := desc; p != ""; {
+		line := p
+		if i := strings.IndexByte(p, '\n'); i >= 0 {
+			line, p = p[:i], p[i+1:]
+		} else {
+			p = ""
+		}
+		access, sectors, typ, fname, flatOff, matches := scanExtent(line)
+		if matches < 4 || access != "RW" {
+			continue
+		}
+		invalid := false
+		switch {
+		case typ == "FLAT":
+			invalid = matches != 5 || flatOff < 0
+		case typ == "VMFS":
+			invalid = matches != 4
+			flatOff = 0
+		default:
+			invalid = matches != 4
+		}
+		if invalid {
+			return nil, blk.Msgf(unix.EINVAL, "Invalid extent line: %s", line)
+		}
+		if sectors <= 0 {
+			continue
+		}
+		switch typ {
+		case "FLAT", "VMFS":
+			out = append(out, extentLine{flat: true, sectors: sectors, fname: fname, flatOffset: flatOff})
+		case "SPARSE", "VMFSSPARSE":
+			out = append(out, extentLine{sectors: sectors, fname: fname})
+		case "SESPARSE":
+			return nil, blk.Msgf(unix.ENOTSUP, "vmdk: seSparse extents are not supported by gio yet")
+		}
+	}
+	return out, nil
+}
+
+// descValue is vmdk_parse_description: the quoted value after the first
+// occurrence of name (skipping the two characters `="`).
+func descValue(desc, name string) (string, bool) {
+	i := strings.Index(desc, name)
+	if i < 0 {
+		return "", false
+	}
+	p := i + len(name) + 2
+	if p >= len(desc) {
+		return "", false
+	}
+	j := strings.IndexByte(desc[p:], '"')
+	if j < 0 || j+1 > 128 {
+		return "", false
+	}
+	return desc[p : p+j], true
+}
+
+// scanExtent is the sscanf of vmdk_parse_extents:
+// `%10s %ld %10s "%511[^\n\r"]" %ld`, returning how many fields matched.
+func scanExtent(line string) (access string, sectors int64, typ, fname string, flatOff int64, n int) {
+	p := line
+	word := func(max int) (string, bool) {
+		p = strings.TrimLeft(p, " \t\r\v\f")
+		i := 0
+		for i < len(p) && i < max && !strings.ContainsRune(" \t\r\n\v\f", rune(p[i])) {
+			i++
+		}
+		if i == 0 {
+			return "", false
+		}
+		w := p[:i]
+		p = p[i:]
+		return w, true
+	}
+	num := func() (int64, bool) {
+		p = strings.TrimLeft(p, " \t\r\v\f")
+		i := 0
+		if i < len(p) && (p[i] == '-' || p[i] == '+') {
+			i++
+		}
+		j := i
+		for j < len(p) && p[j] >= '0' && p[j] <= '9' {
+			j++
+		}
+		if j == i {
+			return 0, false
+		}
+		v, err := strconv.ParseInt(p[:j], 10, 64)
+		if err != nil {
+			if p[0] == '-' {
+				v = -1 << 63
+			} else {
+				v = 1<<63 - 1
+			}
+		}
+		p = p[j:]
+		return v, true
+	}
+	var ok bool
+	if access, ok = word(10); !ok {
+		return
+	}
+	n++
+	if sectors, ok = num(); !ok {
+		return
+	}
+	n++
+	if typ, ok = word(10); !ok {
+		return
+	}
+	n++
+	p = strings.TrimLeft(p, " \t\r\v\f")
+	if !strings.HasPrefix(p, "\"") {
+		return
+	}
+	p = p[1:]
+	i := 0
+	for i < len(p) && i < 511 && p[i] != '\n' && p[i] != '\r' && p[i] != '"' {
+		i++
+	}
+	if i == 0 {
+		return
+	}
+	fname = p[:i]
+	p = p[i:]
+	n++
+	if !strings.HasPrefix(p, "\"") {
+		return
+	}
+	p = p[1:]
+	if flatOff, ok = num(); ok {
+		n++
+	}
+	return
 }
 
 // readDesc is vmdk_read_desc: up to 1 MiB of the file from off.
@@ -183,17 +420,15 @@ func readDesc(co *blk.Co, file *blk.Child, off int64) ([]byte, error) {
 	return buf, nil
 }
 
-func (s *state) doOpen(co *blk.Co, file *blk.Child, readOnly bool) error {
-	buf, err := readDesc(co, file, 0)
-	if err != nil {
-		return err
-	}
+// openSparse is vmdk_open_sparse and vmdk_open_vmdk4: a hosted sparse
+// extent whose first bytes (up to 1 MiB) are buf.
+func (s *state) openSparse(co *blk.Co, file *blk.Child, buf []byte, readOnly bool) error {
 	switch binary.BigEndian.Uint32(buf) {
 	case vmdk4Magic:
 	case vmdk3Magic:
 		return blk.Msgf(unix.ENOTSUP, "vmdk: vmfsSparse (COWD) extents are not supported by gio yet")
 	default:
-		return blk.Msgf(unix.ENOTSUP, "vmdk: descriptor files are not supported by gio yet")
+		return blk.Msgf(unix.EINVAL, "Image not in VMDK format")
 	}
 	if len(buf) < 512 {
 		return blk.Msgf(unix.EINVAL, "Could not read header from file '%s': %s", file.Node.Filename(), unix.EIO.Error())
@@ -202,7 +437,6 @@ func (s *state) doOpen(co *blk.Co, file *blk.Child, readOnly bool) error {
 	if h.capacity == 0 && h.descOffset != 0 {
 		return blk.Msgf(unix.ENOTSUP, "vmdk: descriptor files are not supported by gio yet")
 	}
-	s.createType = "monolithicSparse"
 	if h.gdOffset == gdAtEnd {
 		return blk.Msgf(unix.ENOTSUP, "vmdk: streamOptimized images with a footer are not supported by gio yet")
 	}
@@ -229,19 +463,8 @@ func (s *state) doOpen(co *blk.Co, file *blk.Child, readOnly bool) error {
 	if err != nil {
 		return err
 	}
-	nbSectors := flen / 512
-	if uint64(nbSectors) < h.grainOffset {
+	if uint64(flen/512) < h.grainOffset {
 		return blk.Msgf(unix.EINVAL, "File truncated, expecting at least %d bytes", int64(h.grainOffset*512))
-	}
-	// vmdk_add_extent.
-	if h.granularity > 0x200000 {
-		return blk.Msgf(unix.EFBIG, "Invalid granularity, image may be corrupt")
-	}
-	if l1Size > 32*1024*1024 {
-		return blk.Msgf(unix.EFBIG, "L1 size too big")
-	}
-	if h.capacity > 1<<54 {
-		return blk.Msgf(unix.EFBIG, "vmdk: capacity too large")
 	}
 	cs := int64(h.granularity)
 	e := &extent{
@@ -253,15 +476,20 @@ func (s *state) doOpen(co *blk.Co, file *blk.Child, readOnly bool) error {
 		hasMarker:      h.flags&flagMarker != 0,
 		zeroGrain:      h.flags&flagZeroGrain != 0,
 	}
-	if cs > 0 {
-		e.nextCluster = (nbSectors + cs - 1) / cs * cs
-	} else {
-		e.nextCluster = nbSectors
+	if h.capacity > 1<<54 {
+		return blk.Msgf(unix.EFBIG, "vmdk: capacity too large")
 	}
-	if cs == 0 {
-		// granularity 0 with numGTEsPerGT 0 was refused above; with a
-		// non-zero table size it still divides by zero in QEMU.
-		return blk.Msgf(unix.EINVAL, "L1 entry size is invalid")
+	if cs > 0x200000 {
+		return blk.Msgf(unix.EFBIG, "Invalid granularity, image may be corrupt")
+	}
+	if l1Size > 32*1024*1024 {
+		return blk.Msgf(unix.EFBIG, "L1 size too big")
+	}
+	if err := s.addExtent(co, e); err != nil {
+		return err
+	}
+	if compressed {
+		s.createType = "streamOptimized"
 	}
 	if e.l1, err = readTable(co, file, e.l1Offset, l1Size); err != nil {
 		return blk.Errorf(blk.ErrnoOf(err), "Could not read l1 table from extent '%s'", file.Node.Filename())
@@ -274,18 +502,38 @@ func (s *state) doOpen(co *blk.Co, file *blk.Child, readOnly bool) error {
 	for i := range e.cache {
 		e.cache[i] = make([]uint32, e.l2Size)
 	}
-	s.ext = e
-	s.size = e.sectors * 512
-	s.descOffset = 0x200
-	// vmdk_read_cid, which fails the open when the descriptor has no CID.
-	cid, err := s.readCID(co, "CID")
+	return nil
+}
+
+// addExtent is vmdk_add_extent: its checks, the allocation point, and
+// the extent's place in the disk.
+func (s *state) addExtent(co *blk.Co, e *extent) error {
+	if e.clusterSectors > 0x200000 {
+		return blk.Msgf(unix.EFBIG, "Invalid granularity, image may be corrupt")
+	}
+	flen, err := e.file.Node.Length(co)
 	if err != nil {
 		return err
 	}
-	s.cid = cid
-	if _, err := s.readCID(co, "parentCID"); err != nil {
-		return err
+	nb := flen / 512
+	if e.flat {
+		e.clusterSectors = e.sectors
+	} else if e.clusterSectors > 0 {
+		e.nextCluster = (nb + e.clusterSectors - 1) / e.clusterSectors * e.clusterSectors
 	}
+	if !e.flat && e.clusterSectors == 0 {
+		return blk.Msgf(unix.EINVAL, "L1 entry size is invalid")
+	}
+	prev := int64(0)
+	if len(s.exts) > 0 {
+		prev = s.exts[len(s.exts)-1].endSector
+	}
+	if e.sectors > 1<<54-prev {
+		return blk.Msgf(unix.EFBIG, "vmdk: disk too large")
+	}
+	e.endSector = prev + e.sectors
+	s.exts = append(s.exts, e)
+	s.size = e.endSector * 512
 	return nil
 }
 
@@ -332,7 +580,7 @@ func preadPartial(co *blk.Co, file *blk.Child, off int64, buf []byte) error {
 // "parentCID") in the descriptor's first 20 sectors.
 func (s *state) readCID(co *blk.Co, name string) (uint32, error) {
 	desc := make([]byte, descSize)
-	if err := preadPartial(co, s.ext.file, s.descOffset, desc); err != nil {
+	if err := preadPartial(co, s.file, s.descOffset, desc); err != nil {
 		return 0, err
 	}
 	desc = desc[:descSize-1]
@@ -385,11 +633,27 @@ func hexDigit(c byte) int {
 // writeCID is vmdk_write_cid: the descriptor with "CID=" rewritten,
 // written back synchronously.
 func (s *state) writeCID(co *blk.Co, cid uint32) error {
-	desc := make([]byte, descSize)
-	if err := preadPartial(co, s.ext.file, s.descOffset, desc); err != nil {
+	size := int64(descSize)
+	if s.descOffset == 0 {
+		// A descriptor file is rewritten whole (its last byte turned
+		// into a NUL, as QEMU does).
+		l, err := s.file.Node.Length(co)
+		if err != nil {
+			return err
+		}
+		if l > 16<<20 {
+			return unix.EFBIG
+		}
+		size = l
+	}
+	if size == 0 {
+		return unix.EINVAL
+	}
+	desc := make([]byte, size)
+	if err := preadPartial(co, s.file, s.descOffset, desc); err != nil {
 		return err
 	}
-	desc[descSize-1] = 0
+	desc[size-1] = 0
 	str := desc
 	if i := bytes.IndexByte(str, 0); i >= 0 {
 		str = str[:i]
@@ -404,16 +668,16 @@ func (s *state) writeCID(co *blk.Co, cid uint32) error {
 		nd = append(nd, str[:ci+4]...)
 		nd = append(nd, []byte(hex32(cid)+"\n")...)
 		nd = append(nd, tail...)
-		if len(nd) > descSize-1 {
-			nd = nd[:descSize-1]
+		if int64(len(nd)) > size-1 {
+			nd = nd[:size-1]
 		}
 		clear(desc)
 		copy(desc, nd)
 	}
-	if err := s.ext.file.Node.PWrite(co, s.descOffset, desc, 0); err != nil {
+	if err := s.file.Node.PWrite(co, s.descOffset, desc, 0); err != nil {
 		return err
 	}
-	return s.ext.file.Node.Flush(co)
+	return s.file.Node.Flush(co)
 }
 
 func hex32(v uint32) string {
@@ -446,11 +710,35 @@ func (s *state) Close() error                     { return nil }
 
 // RefreshLimits is vmdk_refresh_limits: zero writes in whole grains.
 func (s *state) RefreshLimits(l *blk.Limits) {
-	l.PwriteZeroesAlignment = max(l.PwriteZeroesAlignment, s.ext.clusterSectors*512)
+	for _, e := range s.exts {
+		if !e.flat {
+			l.PwriteZeroesAlignment = max(l.PwriteZeroesAlignment, e.clusterSectors*512)
+		}
+	}
 }
 
+// Info is vmdk_get_info: the first extent's grain size.
 func (s *state) Info() (blk.Info, error) {
-	return blk.Info{ClusterSize: s.ext.clusterSectors * 512}, nil
+	if len(s.exts) == 0 {
+		return blk.Info{}, nil
+	}
+	return blk.Info{ClusterSize: s.exts[0].clusterSectors * 512}, nil
+}
+
+// findExtent is find_extent: the extent holding byte off of the disk.
+func (s *state) findExtent(off int64) *extent {
+	sector := off >> 9
+	for _, e := range s.exts {
+		if sector < e.endSector {
+			return e
+		}
+	}
+	return nil
+}
+
+// offsetInCluster is vmdk_find_offset_in_cluster.
+func (e *extent) offsetInCluster(off int64) int64 {
+	return (off - (e.endSector-e.sectors)*512) % (e.clusterSectors * 512)
 }
 
 // Result of a grain lookup (QEMU's VMDK_OK, VMDK_UNALLOC, VMDK_ZEROED).
@@ -503,11 +791,14 @@ func (e *extent) l2Table(co *blk.Co, l2Off uint32) (int, error) {
 }
 
 // clusterOffset is get_cluster_offset for a hosted sparse extent.
-func (s *state) clusterOffset(co *blk.Co, off int64, m *lookupMeta, allocate bool, skipStart, skipEnd int64) (int, int64, error) {
-	e := s.ext
+func (e *extent) clusterOffset(co *blk.Co, off int64, m *lookupMeta, allocate bool, skipStart, skipEnd int64) (int, int64, error) {
 	if m != nil {
 		m.newAlloc = false
 	}
+	if e.flat {
+		return grainOK, e.flatStart, nil
+	}
+	off -= (e.endSector - e.sectors) * 512
 	l1Index := (off >> 9) / e.l1EntrySectors
 	if l1Index >= int64(len(e.l1)) {
 		return 0, 0, unix.EIO
@@ -515,6 +806,11 @@ func (s *state) clusterOffset(co *blk.Co, off int64, m *lookupMeta, allocate boo
 	l2Off := e.l1[l1Index]
 	if l2Off == 0 {
 		return grainUnalloc, 0, nil
+	}
+	// A grain table outside the file is corruption: QEMU would read
+	// zeroes there and write entries past the end; gio refuses.
+	if flen, err := e.file.Node.Length(co); err != nil || int64(l2Off)*512+e.l2Size*4 > flen {
+		return 0, 0, unix.EIO
 	}
 	slot, err := e.l2Table(co, l2Off)
 	if err != nil {
@@ -554,17 +850,27 @@ func (e *extent) wholeCluster(co *blk.Co, clusterOff, skipStart, skipEnd int64) 
 	cb := e.clusterSectors * 512
 	if skipStart > 0 {
 		e.file.Event(co, blk.EvCowWrite)
-		if err := e.file.Node.PWrite(co, clusterOff, make([]byte, skipStart), 0); err != nil {
+		if err := e.writeZeroes(co, clusterOff, skipStart); err != nil {
 			return err
 		}
 	}
 	if skipEnd < cb {
 		e.file.Event(co, blk.EvCowWrite)
-		if err := e.file.Node.PWrite(co, clusterOff+skipEnd, make([]byte, cb-skipEnd), 0); err != nil {
+		if err := e.writeZeroes(co, clusterOff+skipEnd, cb-skipEnd); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeZeroes writes n zero bytes at off as a data write, as QEMU does;
+// grains of corrupt images can be up to 1 GiB, which go through the
+// child's zero write instead of a buffer that size.
+func (e *extent) writeZeroes(co *blk.Co, off, n int64) error {
+	if n > 2<<20 {
+		return e.file.Node.PWriteZeroes(co, off, n, 0)
+	}
+	return e.file.Node.PWrite(co, off, make([]byte, n), 0)
 }
 
 // l2Update is vmdk_L2update: the entry, then its redundant copy, then a
@@ -589,21 +895,19 @@ func (e *extent) l2Update(co *blk.Co, m *lookupMeta, v uint32) error {
 	return nil
 }
 
-func (s *state) offsetInCluster(off int64) int64 { return off % (s.ext.clusterSectors * 512) }
-
 func (s *state) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) error {
 	s.mu.lock(co)
 	defer s.mu.unlock()
-	e := s.ext
 	for len(buf) > 0 {
-		if off >= s.size {
+		e := s.findExtent(off)
+		if e == nil {
 			return unix.EIO
 		}
-		res, coff, err := s.clusterOffset(co, off, nil, false, 0, 0)
+		res, coff, err := e.clusterOffset(co, off, nil, false, 0, 0)
 		if err != nil {
 			return err
 		}
-		oic := s.offsetInCluster(off)
+		oic := e.offsetInCluster(off)
 		n := min(int64(len(buf)), e.clusterSectors*512-oic)
 		if res != grainOK {
 			clear(buf[:n])
@@ -623,6 +927,11 @@ func (e *extent) readGrain(co *blk.Co, coff, oic int64, buf []byte) error {
 		return e.file.Node.PRead(co, coff+oic, buf, 0)
 	}
 	cb := e.clusterSectors * 512
+	if cb > 16<<20 {
+		// QEMU allocates two grains of a corrupt image's size (up to
+		// 2 GiB) here; gio refuses grains over 16 MiB.
+		return unix.EINVAL
+	}
 	raw := make([]byte, 2*cb)
 	e.file.Event(co, blk.EvReadCompressed)
 	if err := preadPartial(co, e.file, coff, raw); err != nil {
@@ -672,19 +981,19 @@ func (s *state) PWriteZeroes(co *blk.Co, off, n int64, flags blk.ReqFlags) error
 
 // write is vmdk_pwritev.
 func (s *state) write(co *blk.Co, off, n int64, buf []byte, zeroed, dryRun bool) error {
-	e := s.ext
 	if (off+511)/512 > s.size/512 {
 		return unix.EIO
 	}
 	done := int64(0)
 	for n > 0 {
-		if off >= s.size {
+		e := s.findExtent(off)
+		if e == nil {
 			return unix.EIO
 		}
-		oic := s.offsetInCluster(off)
+		oic := e.offsetInCluster(off)
 		nb := min(n, e.clusterSectors*512-oic)
 		var m lookupMeta
-		res, coff, err := s.clusterOffset(co, off, &m, !(e.compressed || zeroed), oic, oic+nb)
+		res, coff, err := e.clusterOffset(co, off, &m, !(e.compressed || zeroed), oic, oic+nb)
 		if e.compressed {
 			if err == nil && res == grainOK {
 				return unix.EIO
@@ -740,14 +1049,17 @@ func (s *state) write(co *blk.Co, off, n int64, buf []byte, zeroed, dryRun bool)
 
 // BlockStatus is vmdk_co_block_status.
 func (s *state) BlockStatus(co *blk.Co, wantZero bool, off, n int64) (blk.Status, error) {
+	e := s.findExtent(off)
+	if e == nil {
+		return blk.Status{}, unix.EIO
+	}
 	s.mu.lock(co)
-	res, coff, err := s.clusterOffset(co, off, nil, false, 0, 0)
+	res, coff, err := e.clusterOffset(co, off, nil, false, 0, 0)
 	s.mu.unlock()
 	if err != nil {
 		return blk.Status{}, unix.EIO
 	}
-	e := s.ext
-	oic := s.offsetInCluster(off)
+	oic := e.offsetInCluster(off)
 	st := blk.Status{Pnum: min(e.clusterSectors*512-oic, n)}
 	switch res {
 	case grainZeroed:
@@ -757,6 +1069,9 @@ func (s *state) BlockStatus(co *blk.Co, wantZero bool, off, n int64) (blk.Status
 		if !e.compressed {
 			st.Flags |= blk.StatusOffsetValid
 			st.Map = coff + oic
+			if e.flat {
+				st.Flags |= blk.StatusRecurse
+			}
 		}
 		st.File = e.file.Node
 	}
@@ -792,8 +1107,15 @@ func (m *coMutex) unlock() {
 // write -c succeeds on monolithicSparse). Compressed grains are not
 // written yet (streamOptimized).
 func (s *state) PWriteCompressed(co *blk.Co, off int64, buf []byte) error {
-	if s.ext.compressed {
-		return unix.ENOTSUP
+	for o := off; o < off+int64(len(buf)); {
+		e := s.findExtent(o)
+		if e == nil {
+			break
+		}
+		if e.compressed {
+			return unix.ENOTSUP
+		}
+		o = e.endSector * 512
 	}
 	return s.PWrite(co, off, buf, 0)
 }
