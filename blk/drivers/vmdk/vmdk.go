@@ -49,6 +49,8 @@ const (
 	flagMarker    = 1 << 17
 
 	compressionDeflate = 1
+	markerEndOfStream  = 0
+	markerFooter       = 3
 	gdAtEnd            = ^uint64(0)
 	gteZeroed          = 1
 	l2CacheSize        = 16
@@ -192,7 +194,11 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	for i, l := range lines {
 		name := fmt.Sprintf("extents.%d", i)
 		if !a.Opts.HasPrefix(name) {
-			a.Opts.Set(name+".filename", extentPath(file.Node.Filename(), l.fname))
+			path, err := extentPath(file.Node, l.fname)
+			if err != nil {
+				return nil, err
+			}
+			a.Opts.Set(name+".filename", path)
 		}
 		c, err := a.OpenChild(name, false, true)
 		if err != nil {
@@ -230,15 +236,24 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 }
 
 // extentPath is the extent's file name: absolute, or relative to the
-// descriptor's directory (bdrv_dirname keeps the trailing slash).
-func extentPath(desc, fname string) string {
+// descriptor's directory (bdrv_dirname: the file under any filters, with
+// its trailing slash).
+func extentPath(desc *blk.Node, fname string) (string, error) {
 	if strings.HasPrefix(fname, "/") {
-		return fname
+		return fname, nil
 	}
-	if i := strings.LastIndexByte(desc, '/'); i >= 0 {
-		return desc[:i+1] + fname
+	n := desc
+	for n.Driver().Name != "file" {
+		if n.File() == nil {
+			return "", blk.Msgf(unix.EINVAL, "Cannot use relative paths with VMDK descriptor file '%s': Cannot generate a base directory for %s nodes", desc.Filename(), n.Driver().Name)
+		}
+		n = n.File().Node
 	}
-	return fname
+	name := n.Filename()
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		return name[:i+1] + fname, nil
+	}
+	return fname, nil
 }
 
 // extentLine is one usable line of a descriptor's extent description.
@@ -438,7 +453,27 @@ func (s *state) openSparse(co *blk.Co, file *blk.Child, buf []byte, readOnly boo
 		return blk.Msgf(unix.ENOTSUP, "vmdk: descriptor files are not supported by gio yet")
 	}
 	if h.gdOffset == gdAtEnd {
-		return blk.Msgf(unix.ENOTSUP, "vmdk: streamOptimized images with a footer are not supported by gio yet")
+		// The footer (a footer marker, the header again, an
+		// end-of-stream marker: the last three sectors) takes
+		// precedence over the header.
+		flen, err := file.Node.Length(co)
+		if err != nil {
+			return err
+		}
+		ft := make([]byte, 1536)
+		off := (flen+511)/512*512 - 1536
+		if off < 0 {
+			return blk.Errorf(unix.EIO, "Failed to read footer")
+		}
+		if err := preadPartial(co, file, off, ft); err != nil {
+			return blk.Errorf(blk.ErrnoOf(err), "Failed to read footer")
+		}
+		le := binary.LittleEndian
+		if binary.BigEndian.Uint32(ft[512:]) != vmdk4Magic || le.Uint32(ft[8:]) != 0 || le.Uint32(ft[12:]) != markerFooter ||
+			le.Uint64(ft[1024:]) != 0 || le.Uint32(ft[1032:]) != 0 || le.Uint32(ft[1036:]) != markerEndOfStream {
+			return blk.Msgf(unix.EINVAL, "Invalid footer")
+		}
+		h = parseHeader(ft[512:1024])
 	}
 	compressed := h.compressAlgorithm == compressionDeflate
 	if h.version > 3 {
@@ -476,14 +511,14 @@ func (s *state) openSparse(co *blk.Co, file *blk.Child, buf []byte, readOnly boo
 		hasMarker:      h.flags&flagMarker != 0,
 		zeroGrain:      h.flags&flagZeroGrain != 0,
 	}
-	if h.capacity > 1<<54 {
-		return blk.Msgf(unix.EFBIG, "vmdk: capacity too large")
-	}
-	if cs > 0x200000 {
+	if h.granularity > 0x200000 {
 		return blk.Msgf(unix.EFBIG, "Invalid granularity, image may be corrupt")
 	}
 	if l1Size > 32*1024*1024 {
 		return blk.Msgf(unix.EFBIG, "L1 size too big")
+	}
+	if h.capacity > 1<<54 {
+		return blk.Msgf(unix.EFBIG, "vmdk: capacity too large")
 	}
 	if err := s.addExtent(co, e); err != nil {
 		return err
@@ -717,12 +752,22 @@ func (s *state) RefreshLimits(l *blk.Limits) {
 	}
 }
 
-// Info is vmdk_get_info: the first extent's grain size.
+// Info is vmdk_get_info: the first extent's grain size (none for flat
+// extents); extents of different kinds have no common answer.
 func (s *state) Info() (blk.Info, error) {
 	if len(s.exts) == 0 {
 		return blk.Info{}, nil
 	}
-	return blk.Info{ClusterSize: s.exts[0].clusterSectors * 512}, nil
+	e0 := s.exts[0]
+	for _, e := range s.exts[1:] {
+		if e.flat != e0.flat || e.compressed != e0.compressed || (!e0.flat && e.clusterSectors != e0.clusterSectors) {
+			return blk.Info{}, unix.ENOTSUP
+		}
+	}
+	if e0.flat {
+		return blk.Info{}, nil
+	}
+	return blk.Info{ClusterSize: e0.clusterSectors * 512}, nil
 }
 
 // findExtent is find_extent: the extent holding byte off of the disk.
