@@ -17,7 +17,7 @@ import (
 	"testing"
 )
 
-var vmdkCID = regexp.MustCompile(`\nCID=[0-9a-f]+\n`)
+var vmdkCID = regexp.MustCompile(`(?m)^(parent)?CID=[0-9a-f]+$`)
 
 func TestVmdkDiff(t *testing.T) {
 	for _, tool := range []string{"qemu-io", "qemu-img"} {
@@ -44,14 +44,16 @@ func TestVmdkDiff(t *testing.T) {
 	for _, c := range []struct {
 		name, opts, size string
 		steps            [][]string
+		base             bool // img.vmdk has a backing file base.vmdk with data
 	}{
-		{"plain", "zeroed_grain=off", "4M", [][]string{mixed, {"map", "read -P 0 0 4M"}}},
-		{"zeroed", "zeroed_grain=on", "4M", [][]string{mixed, {"map", "write -z 64k 128k", "map"}}},
-		{"odd-size", "zeroed_grain=on", "3000k", [][]string{{"write -P 1 2990k 10k", "write -z 2944k 56k", "map", "read -P 0 2944k 46k"}}},
-		{"bigger-tables", "", "70M", [][]string{{"write -P 7 0 1k", "write -P 8 33M 96k", "write -P 9 69M 1M", "map", "alloc 0 70M"}}},
-		{"monolithicFlat", "subformat=monolithicFlat", "4M", [][]string{small, {"read -P 0x11 0 64k", "map"}}},
-		{"twoGbMaxExtentSparse", "subformat=twoGbMaxExtentSparse", "2100M", [][]string{small, split, {"map"}}},
-		{"twoGbMaxExtentFlat", "subformat=twoGbMaxExtentFlat", "2100M", [][]string{small, split}},
+		{"plain", "zeroed_grain=off", "4M", [][]string{mixed, {"map", "read -P 0 0 4M"}}, false},
+		{"zeroed", "zeroed_grain=on", "4M", [][]string{mixed, {"map", "write -z 64k 128k", "map"}}, false},
+		{"odd-size", "zeroed_grain=on", "3000k", [][]string{{"write -P 1 2990k 10k", "write -z 2944k 56k", "map", "read -P 0 2944k 46k"}}, false},
+		{"bigger-tables", "", "70M", [][]string{{"write -P 7 0 1k", "write -P 8 33M 96k", "write -P 9 69M 1M", "map", "alloc 0 70M"}}, false},
+		{"monolithicFlat", "subformat=monolithicFlat", "4M", [][]string{small, {"read -P 0x11 0 64k", "map"}}, false},
+		{"twoGbMaxExtentSparse", "subformat=twoGbMaxExtentSparse", "2100M", [][]string{small, split, {"map"}}, false},
+		{"twoGbMaxExtentFlat", "subformat=twoGbMaxExtentFlat", "2100M", [][]string{small, split}, false},
+		{"backing", "", "4M", [][]string{{"read -P 0x77 0 1M", "write -P 0x11 4k 8k", "write -z 1M 64k", "read -P 0x77 0 4k", "read -P 0x11 4k 8k", "read -P 0x77 12k 52k", "map", "read -P 0 3M 64k"}}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -63,10 +65,21 @@ func TestVmdkDiff(t *testing.T) {
 			// Made in each directory (flat extents are large sparse
 			// files): the images differ only in their CIDs.
 			for _, dir := range []string{qdir, gdir} {
-				mk := exec.Command("qemu-img", append(args, "img.vmdk", c.size)...)
-				mk.Dir = dir
-				if out, err := mk.CombinedOutput(); err != nil {
-					t.Fatalf("qemu-img create: %v\n%s", err, out)
+				var cmds [][]string
+				if c.base {
+					cmds = append(cmds,
+						[]string{"qemu-img", "create", "-q", "-f", "vmdk", "base.vmdk", "2M"},
+						[]string{"qemu-io", "-c", "write -P 0x77 0 2M", "base.vmdk"},
+						append(append([]string{"qemu-img"}, args[:len(args):len(args)]...), "-b", "base.vmdk", "-F", "vmdk", "img.vmdk", c.size))
+				} else {
+					cmds = append(cmds, append(append([]string{"qemu-img"}, args[:len(args):len(args)]...), "img.vmdk", c.size))
+				}
+				for _, argv := range cmds {
+					mk := exec.Command(argv[0], argv[1:]...)
+					mk.Dir = dir
+					if out, err := mk.CombinedOutput(); err != nil {
+						t.Fatalf("%q: %v\n%s", argv, err, out)
+					}
 				}
 			}
 			var q, g result
@@ -148,7 +161,7 @@ func vmdkFileDiff(t *testing.T, qp, gp string) string {
 		// The first write rewrites the file at its length, NUL-padded
 		// after the text (whose CID may have fewer digits).
 		mask := func(b []byte) string {
-			return vmdkCID.ReplaceAllString(strings.TrimRight(string(b), "\x00"), "\nCID=X\n")
+			return vmdkCID.ReplaceAllString(strings.TrimRight(string(b), "\x00"), "${1}CID=X")
 		}
 		qt, gt := mask(qb), mask(gb)
 		if qt != gt {
@@ -183,7 +196,7 @@ func vmdkBytesDiff(q, g []byte) string {
 		if i := bytes.IndexByte(b, 0); i >= 0 {
 			b = b[:i]
 		}
-		return vmdkCID.ReplaceAllString(string(b), "\nCID=X\n")
+		return vmdkCID.ReplaceAllString(string(b), "${1}CID=X")
 	}
 	if qt, gt := text(q), text(g); qt != gt {
 		return "descriptor:\n" + lineDiff(qt, gt)

@@ -32,11 +32,12 @@ import (
 
 // Driver is the vmdk format driver.
 var Driver = &blk.Driver{
-	Name:   "vmdk",
-	Format: true,
-	Probe:  probe,
-	Open:   open,
-	Create: create,
+	Name:            "vmdk",
+	Format:          true,
+	SupportsBacking: true,
+	Probe:           probe,
+	Open:            open,
+	Create:          create,
 }
 
 const (
@@ -126,6 +127,7 @@ func parseHeader(b []byte) header {
 
 // extent is one VmdkExtent (only hosted sparse ones so far).
 type extent struct {
+	owner          *state
 	file           *blk.Child
 	flat           bool
 	flatStart      int64 // bytes, for flat extents
@@ -154,7 +156,10 @@ type state struct {
 	size       int64 // bytes
 	descOffset int64
 	cid        uint32
+	parentCID  uint32
 	cidUpdated bool
+	cidChecked bool
+	backing    *blk.Child
 	createType string
 }
 
@@ -172,7 +177,10 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	}
 	s := &state{file: file}
 	ro := a.Flags.ReadOnly
-	var lines []extentLine
+	var (
+		lines []extentLine
+		hint  string
+	)
 	err = a.Loop.RunSync("vmdk open", func(co *blk.Co) error {
 		buf, err := readDesc(co, file, 0)
 		if err != nil {
@@ -226,13 +234,68 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 			return err
 		}
 		s.cid = cid
-		_, err = s.readCID(co, "parentCID")
+		if hint, err = s.parentHint(co); err != nil {
+			return err
+		}
+		s.parentCID, err = s.readCID(co, "parentCID")
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	base := a.Node().Filename()
+	if base == "" {
+		base = file.Node.BaseFilename()
+	}
+	if s.backing, err = a.OpenBacking(hint, "vmdk", base); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// parentHint is vmdk_parent_open: the backing file named by
+// parentFileNameHint="..." in the descriptor.
+func (s *state) parentHint(co *blk.Co) (string, error) {
+	desc := make([]byte, descSize)
+	if err := preadPartial(co, s.file, s.descOffset, desc); err != nil {
+		return "", err
+	}
+	if i := bytes.IndexByte(desc, 0); i >= 0 {
+		desc = desc[:i]
+	}
+	const key = "parentFileNameHint"
+	i := bytes.Index(desc, []byte(key))
+	if i < 0 {
+		return "", nil
+	}
+	p := i + len(key) + 2
+	if p > len(desc) {
+		return "", unix.EINVAL
+	}
+	j := bytes.IndexByte(desc[p:], '"')
+	if j < 0 || j > 4095 {
+		return "", unix.EINVAL
+	}
+	return string(desc[p : p+j]), nil
+}
+
+// cidValid is vmdk_is_cid_valid: the parent CID recorded here must be
+// the backing file's CID (a backing file not in vmdk format has none).
+func (s *state) cidValid(co *blk.Co) bool {
+	if s.cidChecked || s.backing == nil {
+		s.cidChecked = true
+		return true
+	}
+	ps, ok := s.backing.Node.Impl().(*state)
+	if !ok {
+		return false
+	}
+	cid, err := ps.readCID(co, "CID")
+	if err != nil || cid != s.parentCID {
+		return false
+	}
+	s.cidChecked = true
+	return true
 }
 
 // extentPath is the extent's file name: absolute, or relative to the
@@ -567,6 +630,7 @@ func (s *state) addExtent(co *blk.Co, e *extent) error {
 		return blk.Msgf(unix.EFBIG, "vmdk: disk too large")
 	}
 	e.endSector = prev + e.sectors
+	e.owner = s
 	s.exts = append(s.exts, e)
 	s.size = e.endSector * 512
 	return nil
@@ -879,7 +943,7 @@ func (e *extent) clusterOffset(co *blk.Co, off int64, m *lookupMeta, allocate bo
 		}
 		sector = e.nextCluster
 		e.nextCluster += e.clusterSectors
-		if err := e.wholeCluster(co, sector*512, skipStart, skipEnd); err != nil {
+		if err := e.wholeCluster(co, sector*512, off, skipStart, skipEnd, zeroed); err != nil {
 			return 0, 0, unix.EIO
 		}
 		if m != nil {
@@ -889,19 +953,38 @@ func (e *extent) clusterOffset(co *blk.Co, off int64, m *lookupMeta, allocate bo
 	return grainOK, sector << 9, nil
 }
 
-// wholeCluster is get_whole_cluster without a backing file: zeroes
-// around the part the request will write (events cow_write).
-func (e *extent) wholeCluster(co *blk.Co, clusterOff, skipStart, skipEnd int64) error {
+// wholeCluster is get_whole_cluster: the backing file's data (zeroes
+// without one, or over a zeroed grain) around the part the request will
+// write (events cow_read, cow_write). off is the offset in the extent,
+// which QEMU also reads the backing file at.
+func (e *extent) wholeCluster(co *blk.Co, clusterOff, off, skipStart, skipEnd int64, zeroed bool) error {
 	cb := e.clusterSectors * 512
-	if skipStart > 0 {
+	off -= off % cb
+	backing := e.owner.backing
+	fromBacking := backing != nil && !zeroed
+	if backing != nil && !e.owner.cidValid(co) {
+		return unix.EIO
+	}
+	part := func(start, n int64) error {
+		if !fromBacking {
+			e.file.Event(co, blk.EvCowWrite)
+			return e.writeZeroes(co, clusterOff+start, n)
+		}
+		buf := make([]byte, n)
+		e.file.Event(co, blk.EvCowRead)
+		if err := backing.Node.PRead(co, off+start, buf, 0); err != nil {
+			return err
+		}
 		e.file.Event(co, blk.EvCowWrite)
-		if err := e.writeZeroes(co, clusterOff, skipStart); err != nil {
+		return e.file.Node.PWrite(co, clusterOff+start, buf, 0)
+	}
+	if skipStart > 0 {
+		if err := part(0, skipStart); err != nil {
 			return err
 		}
 	}
 	if skipEnd < cb {
-		e.file.Event(co, blk.EvCowWrite)
-		if err := e.writeZeroes(co, clusterOff+skipEnd, cb-skipEnd); err != nil {
+		if err := part(skipEnd, cb-skipEnd); err != nil {
 			return err
 		}
 	}
@@ -955,7 +1038,17 @@ func (s *state) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) err
 		oic := e.offsetInCluster(off)
 		n := min(int64(len(buf)), e.clusterSectors*512-oic)
 		if res != grainOK {
-			clear(buf[:n])
+			if s.backing != nil && res != grainZeroed {
+				if !s.cidValid(co) {
+					return unix.EINVAL
+				}
+				s.file.Event(co, blk.EvReadBackingAIO)
+				if err := s.backing.Node.PRead(co, off, buf[:n], 0); err != nil {
+					return err
+				}
+			} else {
+				clear(buf[:n])
+			}
 		} else if err := e.readGrain(co, coff, oic, buf[:n]); err != nil {
 			return err
 		}
