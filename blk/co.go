@@ -185,6 +185,11 @@ type Loop struct {
 	readyBuf []*Co
 	// pool is the thread pool of -i threads, made on first use.
 	pool *ThreadPool
+	// chooser, when set, picks the next request at the choice points
+	// (see Chooser); nil is FIFO and costs one comparison per request.
+	// held are the requests whose I/O a chooser made late (Co.DoIO).
+	chooser Chooser
+	held    []*Co
 	// tracer receives trace events (nil: tracing off); spanSeq numbers
 	// tracked-request spans. See trace.go.
 	tracer  Tracer
@@ -414,6 +419,10 @@ func (l *Loop) runReady() bool {
 		}
 	}()
 	for len(l.ready) > 0 {
+		if l.chooser != nil && l.choose() {
+			progress = true
+			continue
+		}
 		co := l.ready[0]
 		l.ready[0] = nil
 		l.ready = l.ready[1:]
@@ -499,6 +508,9 @@ func (l *Loop) RunPending() {
 	for {
 		l.runReady()
 		if len(l.bhs) == 0 {
+			if l.chooser != nil && l.deliverChosen() {
+				continue
+			}
 			return
 		}
 		l.step()
@@ -568,6 +580,9 @@ func (l *Loop) RunUntil(what string, cond func() bool) error {
 			continue
 		}
 		if len(l.engines) > 0 && l.pollEngines(true) {
+			continue
+		}
+		if len(l.held) > 0 && l.releaseHeld() {
 			continue
 		}
 		if l.fireTimer(-1) || l.Interrupted() {

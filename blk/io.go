@@ -79,8 +79,10 @@ func (n *Node) PRead(co *Co, off int64, buf []byte, flags ReqFlags) error {
 // hand the driver aligned pieces no longer than max_transfer, zero-filling
 // what lies beyond the end of the node.
 func (n *Node) alignedPRead(co *Co, req *trackedReq, off int64, buf []byte, flags ReqFlags) error {
-	if err := n.waitSerialising(co, req); err != nil {
-		return err
+	if !n.staleRMW || req.kind != trackWrite {
+		if err := n.waitSerialising(co, req); err != nil {
+			return err
+		}
 	}
 	align := n.limits.RequestAlignment
 	total, err := n.Length(co)

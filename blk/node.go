@@ -31,6 +31,10 @@ type Node struct {
 	discardOn   bool // discard=unmap
 	probed      bool
 	noSerialise bool // debug switch: never serialise (shows lost updates)
+	// staleRMW is a debug switch: a padded write reads its padding
+	// before waiting for overlapping requests, and writes the stale
+	// bytes back after the wait (the bug of QEMU's RMW series).
+	staleRMW bool
 
 	// tracked is the newest request in flight, heading a doubly linked
 	// list to the oldest (QEMU's QLIST_INSERT_HEAD order): insertion and
@@ -145,6 +149,12 @@ func (n *Node) Probed() bool { return n.probed }
 // mode that lets overlapping read-modify-write requests lose updates, so
 // that users can watch the bug serialisation prevents.
 func (n *Node) SetSerialisation(on bool) { n.noSerialise = !on }
+
+// SetRMWReread off is a debug mode (a mutation for gio explore): a
+// padded write no longer waits for overlapping requests before reading
+// its padding, only before writing, so after a wait it writes back
+// padding read before the other request landed.
+func (n *Node) SetRMWReread(on bool) { n.staleRMW = !on }
 
 // Breakpointer returns the first node at or below n (following primary
 // children) that implements breakpoints, or nil.
@@ -414,6 +424,9 @@ func (n *Node) makeSerialising(co *Co, r *trackedReq, align int64) error {
 	}
 	if co.loop.tracer != nil {
 		co.loop.Trace(TraceEvent{Kind: TraceSerialise, Req: co.id, Span: r.span, Node: n, Off: r.overlapOff, Bytes: r.overlapLen})
+	}
+	if n.staleRMW && align > 1 {
+		return nil
 	}
 	return n.waitSerialising(co, r)
 }

@@ -35,6 +35,7 @@
 //	take-child-perms.N        permission names (consistent-read, write,
 //	unshare-child-perms.N     write-unchanged, resize), checked only
 //	serialise                 gio only, see below
+//	rmw-reread                gio only, see below
 //
 // Errors carry qemu-io's texts ("Cannot meet constraints with align 3",
 // "Missing event name for rule", ...). A writable node whose image length
@@ -87,6 +88,11 @@
 // overlapping requests on the node, so that two unaligned writes into the
 // same block can both read-modify-write it and one update is lost: the bug
 // that serialisation exists to prevent, made visible.
+//
+// The option rmw-reread=off (default on) is a mutation for gio explore:
+// an unaligned write reads its padding before it waits for overlapping
+// requests and writes that padding back after the wait, stale (the bug
+// QEMU's RMW series fixed).
 //
 // QEMU 7.2 dies of SIGFPE when a discard is not aligned to align and
 // opt-discard is unset; gio skips the unaligned pieces, as QEMU does when

@@ -58,8 +58,8 @@ func parseFilename(filename string, opts *qdict.Dict) error {
 }
 
 // runtimeOpts are blkdebug's plain options (QEMU's runtime_opts, plus
-// gio's serialise); all but the first three are sizes.
-var runtimeOpts = []string{"config", "x-image", "serialise",
+// gio's serialise and rmw-reread); all but the first four are sizes.
+var runtimeOpts = []string{"config", "x-image", "serialise", "rmw-reread",
 	"align", "max-transfer", "opt-write-zero", "max-write-zero", "opt-discard", "max-discard"}
 
 // options are runtimeOpts for completion, with the image child and the
@@ -69,7 +69,7 @@ var options = func() []blk.Option {
 	for _, n := range runtimeOpts {
 		switch n {
 		case "x-image":
-		case "serialise":
+		case "serialise", "rmw-reread":
 			o = append(o, blk.Option{Name: n, Values: blk.OnOff()})
 		default:
 			o = append(o, blk.Option{Name: n})
@@ -133,6 +133,7 @@ func openNode(a *blk.OpenArgs, out func() io.Writer) (*node, error) {
 		config, ximage       string
 		hasConfig, hasXImage bool
 		serialise            = true
+		rmwReread            = true
 		sizes                = map[string]uint64{}
 	)
 	for _, k := range qdictOrder(present) {
@@ -145,6 +146,9 @@ func openNode(a *blk.OpenArgs, out func() io.Writer) (*node, error) {
 		case "serialise":
 			v, _ := a.Opts.TakeString(k)
 			serialise, err = parseBool(k, v)
+		case "rmw-reread":
+			v, _ := a.Opts.TakeString(k)
+			rmwReread, err = parseBool(k, v)
 		default:
 			// TODO(blkdebug): QEMU prints the warning for hex sizes with a
 			// suffix ("0x1k") on stderr at once; blk.OpenArgs has no way
@@ -243,6 +247,9 @@ func openNode(a *blk.OpenArgs, out func() io.Writer) (*node, error) {
 
 	if !serialise {
 		a.Node().SetSerialisation(false)
+	}
+	if !rmwReread {
+		a.Node().SetRMWReread(false)
 	}
 	// The none event fires once, here, so that rules on it are active
 	// from the start. Nothing can suspend yet: breakpoints come later.

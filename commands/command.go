@@ -294,6 +294,9 @@ type Session struct {
 	Recorder Recorder
 	// MisalignBuffers mirrors qemu-io -m (no visible effect).
 	MisalignBuffers bool
+	// Explore, if set, is "gio explore" with its arguments (the explore
+	// command); it returns gio explore's exit status.
+	Explore func(args []string, out, errw io.Writer) int
 	// lastWords are the words after the command name as typed.
 	lastWords []string
 	// scratchDir holds images made by create; scratch maps their names

@@ -41,6 +41,7 @@ func gioCommands() []*Command {
 ` + FlagHelp(createFlags) + "\n",
 			Flags: createFlags, MinArgs: 2, MaxArgs: 6, Hidden: true, Family: "gio", Run: createCmd},
 		recordCommand(),
+		exploreCommand(),
 	}
 }
 

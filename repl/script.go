@@ -21,6 +21,8 @@ import (
 // blkdebug printing to the session's stdout.
 type Env struct {
 	NewRegistry func(out io.Writer) *blk.Registry
+	// Explore, if set, runs "gio explore" for the explore command.
+	Explore func(args []string, out, errw io.Writer) int
 }
 
 // NewSession builds a session writing to out and errw on a fresh loop.
@@ -28,6 +30,7 @@ func (e Env) NewSession(out *StdioWriter, errw io.Writer, clock blk.Clock) *comm
 	loop := blk.NewLoop(clock)
 	s := commands.NewSession(out, errw, e.NewRegistry(out), loop)
 	s.Flush = out.Flush
+	s.Explore = e.Explore
 	return s
 }
 

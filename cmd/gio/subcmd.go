@@ -32,6 +32,8 @@ Subcommands ('gio SUBCOMMAND -h' for each one's options):
                         golden tests: NAME.gio against NAME.out
   gio fsx [-seed N] [-n COUNT] ...
                         seeded random concurrent I/O checked against a model
+  gio explore [-p N] [-n MAX] [-t BUDGET] [-j N] [--random] [-o REPRO.gio] SCRIPT.gio
+                        run a script under every schedule, checked against a model
   gio bench [qemu-img bench options] FILE
                         qemu-img bench on gio's block layer
   gio trace view FILE -o OUT.html
@@ -41,12 +43,13 @@ Subcommands ('gio SUBCOMMAND -h' for each one's options):
 
 // subcommands are gio's own first words.
 var subcommands = map[string]func(args []string) int{
-	"run":   runScript,
-	"test":  runTests,
-	"bench": runBench,
-	"fsx":   runFsx,
-	"trace": runTrace,
-	"help":  func([]string) int { fmt.Print(gioUsageText); return 0 },
+	"run":     runScript,
+	"test":    runTests,
+	"bench":   runBench,
+	"fsx":     runFsx,
+	"explore": runExplore,
+	"trace":   runTrace,
+	"help":    func([]string) int { fmt.Print(gioUsageText); return 0 },
 }
 
 // subcommand finds a subcommand in args: the first word, or the first

@@ -245,12 +245,14 @@ func (r *runner) exec(line string, body int) bool {
 	r.now++
 	switch w.name {
 	case "create":
-		if len(w.args) == 2 {
-			if n, err := parseNum(w.args[1]); err == nil {
+		// create [-f FMT] [-o OPTS] NAME SIZE: the model follows the
+		// guest's view whatever the format.
+		if len(w.args) >= 2 {
+			if n, err := parseNum(w.args[len(w.args)-1]); err == nil {
 				r.m = newModel(n)
 			}
 		}
-	case "aio_write", "discard":
+	case "aio_write", "discard", "write":
 		off, n, ok := w.offLen()
 		if !ok || r.m == nil {
 			break
@@ -263,7 +265,7 @@ func (r *runner) exec(line string, body int) bool {
 		if zero {
 			val = 0
 		}
-		req := &request{write: true, off: off, n: n, start: r.now, line: body, verify: -1, sync: w.name == "discard"}
+		req := &request{write: true, off: off, n: n, start: r.now, line: body, verify: -1, sync: w.name != "aio_write"}
 		req.id = r.m.issue(r.now, off, n, val, w.name == "discard", body)
 		r.pending = append(r.pending, req)
 		if req.sync {
@@ -335,10 +337,14 @@ func (r *runner) finish(w words, ok bool) {
 	// and its output comes when the request completes).
 	inFlight := strings.Contains(r.lastErr, "left in flight")
 	switch {
-	case req.write && req.withdrawn: // sync discard, withdrawn
-		// It never ran: as a discard that did not zero its bytes,
-		// which the model allows.
-		r.m.complete(req.id, r.now)
+	case req.write && req.withdrawn: // sync write or discard, withdrawn
+		// It never ran: for a discard, as one that did not zero its
+		// bytes, which the model allows; a write is forgotten.
+		if r.m.reqs[req.id].discard {
+			r.m.complete(req.id, r.now)
+		} else {
+			r.m.withdraw(req.id, r.now)
+		}
 		r.remove(req)
 	case req.write: // sync discard
 		if ok && !inFlight {
@@ -410,8 +416,18 @@ func (r *runner) remove(req *request) {
 	}
 }
 
+// isHex8 reports whether s is 8 lower-case hex digits (a dump line's
+// offset), without a regexp: dump lines are most of the output.
+func isHex8(s string) bool {
+	for i := 0; i < 8; i++ {
+		if unhex(s[i]) < 0 {
+			return false
+		}
+	}
+	return true
+}
+
 var (
-	dumpLine  = regexp.MustCompile(`^[0-9a-f]{8}:  $`)
 	readLine  = regexp.MustCompile(`^read (\d+)/(\d+) bytes at offset (\d+)$`)
 	wroteLine = regexp.MustCompile(`^wrote (\d+)/(\d+) bytes at offset (\d+)$`)
 	statsLine = regexp.MustCompile(`^[0-9.]+ [A-Za-z]+, \d+ ops; `)
@@ -439,7 +455,7 @@ func (r *runner) collect() {
 func (r *runner) parseLine(l string) {
 	// Hex dump lines are most of the output: parsed by hand.
 	// "00001000:  cd cd ...  ................"
-	if len(l) > 11 && l[8] == ':' && l[9] == ' ' && l[10] == ' ' && dumpLine.MatchString(l[:11]) {
+	if len(l) > 11 && l[8] == ':' && l[9] == ' ' && l[10] == ' ' && isHex8(l[:8]) {
 		off, _ := strconv.ParseInt(l[:8], 16, 64)
 		if len(r.dumpData) == 0 {
 			r.dumpOff = off
@@ -495,7 +511,7 @@ func (r *runner) parseLine(l string) {
 		return
 	}
 	if m := failed.FindStringSubmatch(l); m != nil {
-		if r.cur != nil && m[1] == map[bool]string{true: "discard", false: "read"}[r.cur.write] && m[2] == "Operation canceled" {
+		if r.cur != nil && (m[1] == "read") != r.cur.write && m[1] != "aio_write" && m[2] == "Operation canceled" {
 			r.cur.withdrawn = true
 			return
 		}
@@ -514,7 +530,8 @@ func (r *runner) parseLine(l string) {
 func (r *runner) completeWrite(off, n int64) {
 	var match []*request
 	for _, p := range r.pending {
-		if p.write && !p.sync && p.off == off && p.n == n {
+		// A synchronous write's line comes during its own command.
+		if p.write && (!p.sync || p == r.cur) && p.off == off && p.n == n {
 			match = append(match, p)
 		}
 	}
@@ -532,6 +549,20 @@ func (r *runner) completeRead(off, n int64, data []byte) {
 	for _, p := range r.pending {
 		if !p.write && p.off == off && p.n == n && p.dump {
 			match = append(match, p)
+		}
+	}
+	if len(match) == 0 && len(data) == 0 {
+		// A read without -v (scripts that are not generated print
+		// its line): nothing to check but its -P, which finish does
+		// for a synchronous read; an aio_read without -P just ends.
+		if c := r.cur; c != nil && !c.write && c.off == off && c.n == n {
+			return
+		}
+		for _, p := range r.pending {
+			if !p.write && !p.sync && p.off == off && p.n == n && p.verify < 0 {
+				r.remove(p)
+				return
+			}
 		}
 	}
 	if len(match) != 1 {

@@ -19,10 +19,12 @@ func (n *node) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) erro
 	if n.eng != nil {
 		return n.eng.do(co, n, opRead, off, buf)
 	}
-	err := inPieces(co, buf, func(done int, piece []byte) error { return n.readAt(off+int64(done), piece) })
 	co.ChargeIO(int64(len(buf)))
-	co.YieldIO()
-	return err
+	// The transfer is the request's effect: a chooser (gio explore) may
+	// place it after other requests' effects.
+	return co.DoIO(func() error {
+		return inPieces(co, buf, func(done int, piece []byte) error { return n.readAt(off+int64(done), piece) })
+	})
 }
 
 // ioPiece bounds one synchronous transfer of the deterministic engine,
@@ -58,10 +60,10 @@ func (n *node) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) err
 	if n.eng != nil {
 		return n.eng.do(co, n, opWrite, off, buf)
 	}
-	err := inPieces(co, buf, func(done int, piece []byte) error { return n.writeAt(off+int64(done), piece) })
 	co.ChargeIO(int64(len(buf)))
-	co.YieldIO()
-	return err
+	return co.DoIO(func() error {
+		return inPieces(co, buf, func(done int, piece []byte) error { return n.writeAt(off+int64(done), piece) })
+	})
 }
 
 func (n *node) readAt(off int64, buf []byte) error {

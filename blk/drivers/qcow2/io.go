@@ -159,8 +159,11 @@ func (s *state) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) er
 			s.mu.unlock()
 			return err
 		}
+		s.trackWrite(off, cur, 1)
 		s.mu.unlock()
-		if err := s.writeTask(co, host, off, buf[:cur], m); err != nil {
+		err = s.writeTask(co, host, off, buf[:cur], m)
+		s.trackWrite(off, cur, -1)
+		if err != nil {
 			return err
 		}
 		buf = buf[cur:]
@@ -368,9 +371,42 @@ func (s *state) PDiscard(co *blk.Co, off, n int64) error {
 		}
 	}
 	s.mu.lock(co)
+	for !s.noDiscardWait && s.writing(off, n) {
+		s.writesDone.wait(co, &s.mu, "waits for writes to the clusters it discards")
+	}
 	err := s.clusterDiscard(co, off, n, discardRequest, false)
 	s.mu.unlock()
 	return err
+}
+
+// trackWrite counts a data write of guest [off, off+n) in (d 1) or out
+// (d -1) of flight, waking the discards that wait for it.
+func (s *state) trackWrite(off, n int64, d int) {
+	if s.dataWrites == nil {
+		s.dataWrites = map[int64]int{}
+	}
+	for c := off >> s.clusterBits; c <= (off+n-1)>>s.clusterBits; c++ {
+		if s.dataWrites[c] += d; s.dataWrites[c] == 0 {
+			delete(s.dataWrites, c)
+		}
+	}
+	if d < 0 {
+		s.writesDone.restartAll()
+	}
+}
+
+// writing reports whether a data write is in flight on a cluster of
+// guest [off, off+n).
+func (s *state) writing(off, n int64) bool {
+	if len(s.dataWrites) == 0 || n <= 0 {
+		return false
+	}
+	for c := off >> s.clusterBits; c <= (off+n-1)>>s.clusterBits; c++ {
+		if s.dataWrites[c] > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // BlockStatus answers for this layer only: data with its host offset,

@@ -133,6 +133,18 @@ type state struct {
 	cacheDiscards      bool
 	discards           []region
 
+	// noAllocDeps is the debug switch x-alloc-deps=off (a mutation for
+	// gio explore): an allocating write no longer waits for another
+	// allocation in flight on the same cluster.
+	noAllocDeps bool
+	// dataWrites counts the guest data writes in flight per guest
+	// cluster; a discard waits on writesDone until none is left on
+	// its clusters, or it would free a cluster a write still lands in
+	// (the write-vs-discard race gio explore found). noDiscardWait is
+	// the debug switch x-discard-waits=off that brings the race back.
+	dataWrites    map[int64]int
+	writesDone    coQueue
+	noDiscardWait bool
 	// allocs are the allocating writes in flight (cluster_allocs).
 	allocs []*l2meta
 
@@ -346,6 +358,17 @@ func (s *state) takeOptions(a *blk.OpenArgs) error {
 	if err != nil {
 		return err
 	}
+	// gio's debug switches, mutations for gio explore (open only).
+	allocDeps, err := o.TakeBool("x-alloc-deps", true)
+	if err != nil {
+		return err
+	}
+	s.noAllocDeps = !allocDeps
+	discardWaits, err := o.TakeBool("x-discard-waits", true)
+	if err != nil {
+		return err
+	}
+	s.noDiscardWait = !discardWaits
 	s.opts = r
 	if o.HasPrefix("encrypt") {
 		format, _ := o.TakeString("encrypt.format")

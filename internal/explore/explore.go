@@ -1,0 +1,519 @@
+// Package explore finds races by enumerating schedules: it runs a .gio
+// script once per distinct answer sequence at the loop's choice points
+// (blk.Chooser), and checks every run with the oracles fsx uses (every
+// read against the overlap-aware model, the script's own "read -P",
+// requests that can never finish). The search is exhaustive depth-first
+// under a bound on deviations from FIFO, with sleep sets skipping
+// orderings of requests on disjoint ranges, or seeded random (PCT).
+package explore
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gio/blk"
+	"gio/internal/fsx"
+)
+
+// Env is what explore needs from the program: sessions built as the
+// shell builds them, on a fresh loop with ch as its chooser.
+type Env struct {
+	NewSession func(out, errw io.Writer, ch blk.Chooser) fsx.Session
+}
+
+// Config bounds a search.
+type Config struct {
+	// MaxPreemptions bounds the deviations from FIFO per schedule (the
+	// answers the search chose other than the default).
+	MaxPreemptions int
+	// MaxSchedules stops the search after that many runs (0: no limit).
+	MaxSchedules int
+	// Budget stops the search after that much wall time (0: no limit).
+	Budget time.Duration
+	// NoReduce turns sleep sets off.
+	NoReduce bool
+	// Grain is the unit request ranges are widened to for independence
+	// (0: 4096, or the script's align= when larger).
+	Grain int64
+	// Random runs MaxSchedules seeded PCT schedules instead of the
+	// exhaustive search; Seed is the first seed and Depth PCT's d.
+	Random bool
+	Seed   int64
+	Depth  int
+	// Jobs is the number of parallel loops (0: 1).
+	Jobs int
+	// Progress, if not nil, is called now and then with the runs so far
+	// (and by Command with -1 when the search is over).
+	Progress func(runs int64)
+}
+
+// Failure is a failing schedule.
+type Failure struct {
+	Schedule Schedule
+	Seed     int64 // the PCT seed, in random mode
+	What     string
+	// From is the schedule a breakpoint reproducer was made from.
+	From Schedule
+}
+
+// Summary sums up a search.
+type Summary struct {
+	Runs     int64 // schedules run and checked
+	Pruned   int64 // redundant runs and alternatives skipped by sleep sets
+	States   int   // distinct outcomes (data the reads returned)
+	Failures int
+	Elapsed  time.Duration
+	// Stopped says which bound ended the search early ("" when the
+	// bounded search space was covered).
+	Stopped string
+	First   *Failure
+	// Unsupported says why the script cannot be explored: the model
+	// could not follow its FIFO run (output it does not know, two
+	// writes of one range in flight).
+	Unsupported string
+}
+
+// Rate is schedules per second.
+func (s Summary) Rate() float64 {
+	if s.Elapsed <= 0 {
+		return 0
+	}
+	return float64(s.Runs) / s.Elapsed.Seconds()
+}
+
+func (s Summary) String() string {
+	stop := "bounds covered"
+	if s.Stopped != "" {
+		stop = "stopped: " + s.Stopped
+	}
+	return fmt.Sprintf("%d schedules run, %d pruned, %d distinct outcomes, %d failures, %.0f schedules/s (%.2fs, %s)",
+		s.Runs, s.Pruned, s.States, s.Failures, s.Rate(), s.Elapsed.Seconds(), stop)
+}
+
+// Script is a parsed script: the lines that make the image, the body
+// explored, and the closing lines that check the final image.
+type Script struct {
+	Setup, Body, Closing []string
+	grain                int64
+	reduce               bool
+	// lines are the spans of the body's I/O lines, for the static
+	// reduction of effect choices (nil: off, a line may touch anything).
+	lines []span
+}
+
+// harmless are the commands that touch no image data.
+var harmless = map[string]bool{"aio_flush": true, "flush": true, "break": true, "wait_break": true,
+	"resume": true, "remove_break": true, "sleep": true, "echo": true}
+
+// lineSpans returns the spans of the body's I/O lines, or nil when a
+// line may touch data in ways a span does not say.
+func lineSpans(body []string, grain int64) []span {
+	var out []span
+	for _, l := range body {
+		f := strings.Fields(l)
+		if harmless[f[0]] {
+			continue
+		}
+		if len(f) < 3 {
+			return nil
+		}
+		off, err1 := parseSize(f[len(f)-2])
+		n, err2 := parseSize(f[len(f)-1])
+		sp := spanOf(fmt.Sprintf("#0 %s %d %d", f[0], off, n), grain)
+		if err1 != nil || err2 != nil || !sp.known {
+			return nil
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+// ParseScript reads a .gio script for exploration. The closing lines
+// drain the requests and read the image back under the model.
+func ParseScript(src string) (*Script, error) {
+	setup, body, err := fsx.ParseScript(src)
+	if err != nil {
+		return nil, err
+	}
+	return newScript(setup, body)
+}
+
+// newScript makes a script of setup and body lines.
+func newScript(setup, body []string) (*Script, error) {
+	if len(body) == 0 {
+		return nil, fmt.Errorf("no command after the create and open lines")
+	}
+	s := &Script{Setup: setup, Body: body, grain: 4096, reduce: true}
+	var size int64
+	for _, l := range setup {
+		f := strings.Fields(l)
+		if f[0] == "create" {
+			if len(f) < 3 {
+				return nil, fmt.Errorf("%q: explore wants \"create [-f FMT] NAME SIZE\" (a scratch image the model follows)", l)
+			}
+			n, err := parseSize(f[len(f)-1])
+			if err != nil || n <= 0 || n > 64<<20 {
+				return nil, fmt.Errorf("%q: size %s: a size up to 64M", l, f[2])
+			}
+			size = n
+		}
+		if strings.Contains(l, "qcow2") {
+			// Requests on disjoint ranges share qcow2 metadata.
+			s.reduce = false
+		}
+		for _, kv := range strings.FieldsFunc(l, func(r rune) bool { return r == ',' || r == ' ' }) {
+			if v, ok := strings.CutPrefix(kv, "file.align="); ok {
+				if a, err := parseSize(v); err == nil && a > s.grain {
+					s.grain = a
+				}
+			}
+		}
+	}
+	if size == 0 {
+		return nil, fmt.Errorf("no \"create NAME SIZE\" line: the model needs the image's size")
+	}
+	if s.reduce {
+		s.lines = lineSpans(body, s.grain)
+	}
+	s.Closing = []string{"aio_flush"}
+	// The final image is read back where the body wrote. On a raw
+	// image nothing else can change: a stale read-modify-write puts
+	// back what was there, and bytes nobody wrote were always there.
+	// A format can misplace data (a cluster reused while a write still
+	// lands in it), so there the whole span is read, widened to the
+	// grain.
+	var spans []span
+	for _, l := range body {
+		f := strings.Fields(l)
+		switch f[0] {
+		case "aio_write", "write", "discard":
+		default:
+			continue
+		}
+		if len(f) < 3 {
+			continue
+		}
+		off, err1 := parseSize(f[len(f)-2])
+		n, err2 := parseSize(f[len(f)-1])
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		spans = append(spans, span{off: max(off, 0), end: min(off+n, size)})
+	}
+	for _, sp := range mergeSpans(spans, s.reduce, s.grain) {
+		if sp.off < sp.end {
+			s.Closing = append(s.Closing, fmt.Sprintf("read -v %d %d", sp.off, sp.end-sp.off))
+		}
+	}
+	return s, nil
+}
+
+// mergeSpans sorts and merges spans; unless exact, into one span
+// widened to the grain.
+func mergeSpans(spans []span, exact bool, grain int64) []span {
+	if len(spans) == 0 {
+		return nil
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].off < spans[j].off })
+	if !exact {
+		w := span{off: spans[0].off / grain * grain}
+		for _, sp := range spans {
+			w.end = max(w.end, (sp.end+grain-1)/grain*grain)
+		}
+		return []span{w}
+	}
+	out := []span{spans[0]}
+	for _, sp := range spans[1:] {
+		if last := &out[len(out)-1]; sp.off <= last.end {
+			last.end = max(last.end, sp.end)
+			continue
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+// parseSize reads 512, 4k, 1M.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "k"), strings.HasSuffix(s, "K"):
+		mult, s = 1<<10, s[:len(s)-1]
+	case strings.HasSuffix(s, "M"), strings.HasSuffix(s, "m"):
+		mult, s = 1<<20, s[:len(s)-1]
+	}
+	var n int64
+	if _, err := fmt.Sscanf(s, "%d", &n); err != nil || fmt.Sprint(n) != s || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size", s)
+	}
+	return n * mult, nil
+}
+
+// outcome is one run's verdict.
+type outcome struct {
+	fail    string // "" when every oracle agreed
+	harness bool   // fail is the model losing track, not a verdict
+	state   uint64
+}
+
+// stateWriter hashes the hex dump lines a run prints (the data its reads
+// returned) and passes everything on.
+type stateWriter struct {
+	w   io.Writer
+	h   uint64
+	buf []byte
+}
+
+func (s *stateWriter) Write(p []byte) (int, error) {
+	s.buf = append(s.buf, p...)
+	for {
+		i := bytes.IndexByte(s.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := s.buf[:i]
+		if len(line) > 9 && line[8] == ':' {
+			// FNV-1a, inline: dump lines are most of the output.
+			h := s.h ^ 14695981039346656037
+			for _, c := range line {
+				h = (h ^ uint64(c)) * 1099511628211
+			}
+			s.h = h
+		}
+		s.buf = s.buf[i+1:]
+	}
+	return s.w.Write(p)
+}
+
+// stuckWriter notices "can never happen" on stderr during the closing
+// drain: a request that can never finish. Earlier, such a message is
+// the script's business (a request it suspended, a withdrawn write),
+// printed by "gio run" too; at the end every request must finish.
+type stuckWriter struct {
+	w     io.Writer
+	line  *int // the body line running
+	body  int  // the number of body lines
+	stuck string
+}
+
+func (s *stuckWriter) Write(p []byte) (int, error) {
+	if s.stuck == "" && s.line != nil && *s.line >= s.body &&
+		(bytes.Contains(p, []byte("can never happen")) || bytes.Contains(p, []byte("cannot finish"))) {
+		s.stuck = strings.TrimSpace(string(p))
+	}
+	return s.w.Write(p)
+}
+
+// lineSession tells the chooser which body line runs (for reproducers
+// that place breakpoints): -1 and below during setup.
+type lineSession struct {
+	fsx.Session
+	line *int
+	base int
+	n    int
+}
+
+func (l *lineSession) Execute(line string) bool {
+	*l.line = l.n - l.base
+	l.n++
+	return l.Session.Execute(line)
+}
+
+func (l *lineSession) RunPending() {
+	*l.line = l.n - l.base
+	l.Session.RunPending()
+}
+
+// run runs the script once under ch.
+func (e Env) run(sc *Script, ch blk.Chooser) outcome {
+	var sw *stateWriter
+	var st *stuckWriter
+	fe := fsx.Env{NewSession: func(out, errw io.Writer) fsx.Session {
+		sw = &stateWriter{w: out}
+		st = &stuckWriter{w: errw, body: len(sc.Body)}
+		s := e.NewSession(sw, st, ch)
+		if c, ok := ch.(*chooser); ok {
+			c.line = -len(sc.Setup)
+			st.line = &c.line
+			return &lineSession{Session: s, line: &c.line, base: len(sc.Setup)}
+		}
+		return s
+	}}
+	body := append(append([]string(nil), sc.Body...), sc.Closing...)
+	res := fe.Check(sc.Setup, body, nil)
+	o := outcome{state: sw.h}
+	switch {
+	case res.Harness != nil:
+		o.fail = "explore could not follow the run: " + res.Harness.Error()
+		o.harness = true
+	case len(res.Failures) > 0:
+		f := res.Target()
+		o.fail = fmt.Sprintf("line %d (%s): %s: %s", f.Line+1, f.Cmd, f.Kind, f.Detail)
+		if f.Line >= len(sc.Body) {
+			o.fail = fmt.Sprintf("final image check (%s): %s: %s", f.Cmd, f.Kind, f.Detail)
+		}
+	case st.stuck != "":
+		o.fail = "a request can never finish: " + st.stuck
+	}
+	return o
+}
+
+// Replay runs one schedule and returns its verdict ("" when it passes)
+// and whether the schedule fitted the run (every step it names was met
+// with that many alternatives).
+func (e Env) Replay(sc *Script, s Schedule) (string, bool) {
+	ch, o := e.replay(sc, s)
+	return o.fail, !ch.invalid && len(ch.tr) >= len(ch.prefix)
+}
+
+func (e Env) replay(sc *Script, s Schedule) (*chooser, outcome) {
+	ch := newChooser(s.dense(), sc.grain, false)
+	return ch, e.run(sc, ch)
+}
+
+// search is the shared state of one exploration.
+type search struct {
+	env   Env
+	sc    *Script
+	cfg   Config
+	start time.Time
+
+	runs, pruned atomic.Int64
+	stop         atomic.Bool
+	stopped      string
+
+	mu     sync.Mutex
+	states map[uint64]bool
+	first  *Failure
+	firstT int // task index of first (the lowest wins)
+	// unsupported is set when the model cannot follow the FIFO run.
+	unsupported string
+	nfail       int
+}
+
+func (s *search) grain() int64 {
+	if s.cfg.Grain > 0 {
+		return s.cfg.Grain
+	}
+	return s.sc.grain
+}
+
+func (s *search) reduce() bool { return !s.cfg.NoReduce && s.sc.reduce && !s.cfg.Random }
+
+// record counts a run and reports whether the search goes on.
+func (s *search) record(task int, o outcome, sched Schedule, seed int64) bool {
+	if task == 0 && o.harness {
+		s.unsupported = o.fail
+		s.halt("unsupported")
+		return false
+	}
+	n := s.runs.Add(1)
+	s.mu.Lock()
+	s.states[o.state] = true
+	if o.fail != "" {
+		s.nfail++
+		if s.first == nil || task < s.firstT {
+			s.first = &Failure{Schedule: sched, Seed: seed, What: o.fail}
+			s.firstT = task
+		}
+	}
+	s.mu.Unlock()
+	if s.cfg.Progress != nil && n%64 == 0 {
+		s.cfg.Progress(n)
+	}
+	switch {
+	case s.cfg.MaxSchedules > 0 && n >= int64(s.cfg.MaxSchedules):
+		s.halt(fmt.Sprintf("-max-schedules %d reached", s.cfg.MaxSchedules))
+	case s.cfg.Budget > 0 && time.Since(s.start) > s.cfg.Budget:
+		s.halt(fmt.Sprintf("time budget %v spent", s.cfg.Budget))
+	}
+	return !s.stop.Load()
+}
+
+func (s *search) halt(why string) {
+	s.mu.Lock()
+	if s.stopped == "" {
+		s.stopped = why
+	}
+	s.mu.Unlock()
+	s.stop.Store(true)
+}
+
+// failedBefore reports whether a failure was found in a task before
+// task, which makes task pointless: the first failure in task order is
+// the one reported, whatever the number of jobs.
+func (s *search) failedBefore(task int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.first != nil && s.firstT < task
+}
+
+// Explore searches the schedules of sc under cfg.
+func (e Env) Explore(sc *Script, cfg Config) Summary {
+	s := &search{env: e, sc: sc, cfg: cfg, start: time.Now(), states: map[uint64]bool{}, firstT: -1}
+	if cfg.Random {
+		s.random()
+	} else {
+		s.exhaustive()
+	}
+	sum := Summary{Runs: s.runs.Load(), Pruned: s.pruned.Load(), States: len(s.states),
+		Failures: s.nfail, Elapsed: time.Since(s.start), First: s.first}
+	if s.first == nil || s.stopped != "" {
+		sum.Stopped = s.stopped
+	}
+	if s.unsupported != "" {
+		return Summary{Unsupported: s.unsupported, Elapsed: sum.Elapsed}
+	}
+	return sum
+}
+
+// parallel runs tasks 0..n-1 on cfg.Jobs workers, in order of index.
+func (s *search) parallel(n int, do func(task int)) {
+	jobs := max(s.cfg.Jobs, 1)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < jobs; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				t := int(next.Add(1) - 1)
+				if t >= n || s.stop.Load() {
+					return
+				}
+				if s.failedBefore(t) {
+					continue
+				}
+				do(t)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// random runs seeded PCT schedules.
+func (s *search) random() {
+	fifo := newChooser(nil, s.grain(), false)
+	o := s.env.run(s.sc, fifo)
+	if !s.record(0, o, nil, 0) || o.fail != "" {
+		return
+	}
+	steps := len(fifo.tr)
+	n := s.cfg.MaxSchedules
+	if n <= 0 {
+		n = 1000
+	}
+	depth := max(s.cfg.Depth, 1)
+	s.parallel(n, func(t int) {
+		seed := s.cfg.Seed + int64(t)
+		ch := newChooser(nil, s.grain(), false)
+		ch.pct = newPCT(seed, depth, steps)
+		s.record(t+1, s.env.run(s.sc, ch), sparse(ch.tr), seed)
+	})
+}
