@@ -1006,6 +1006,15 @@ func (e *extent) writeZeroes(co *blk.Co, off, n int64) error {
 func (e *extent) l2Update(co *blk.Co, m *lookupMeta, v uint32) error {
 	var b [4]byte
 	binary.LittleEndian.PutUint32(b[:], v)
+	if e.l1BackupOffset != 0 {
+		// A redundant grain table outside the file is corruption that
+		// QEMU would write past the end for; gio refuses, before either
+		// entry changes.
+		flen, err := e.file.Node.Length(co)
+		if err != nil || int64(e.l1Backup[m.l1Index])*512+e.l2Size*4 > flen {
+			return unix.EIO
+		}
+	}
 	e.file.Event(co, blk.EvL2Update)
 	if err := e.file.Node.PWrite(co, int64(m.l2Offset)*512+m.l2Index*4, b[:], 0); err != nil {
 		return unix.EIO
