@@ -90,7 +90,7 @@ func TestHonestRefusals(t *testing.T) {
 		// NBD is there now, with QEMU's messages.
 		{[]string{"-c", "open nbd://localhost:1/x"}, 1, "qemu-io: can't open device nbd://localhost:1/x: Failed to connect to 'localhost:1': Connection refused"},
 		{[]string{"-c", "open -o driver=raw nbd+unix:///x"}, 1, "qemu-io: can't open device nbd+unix:///x: No valid URL specified"},
-		{[]string{"-c", "create -f vmdk x 1M"}, 1, "gio: create: unsupported format 'vmdk'"},
+		{[]string{"-c", "create -f vdmk x 1M"}, 1, "gio: create: unsupported format 'vdmk'"},
 		{[]string{"-c", "create a:b 1M"}, 1, "gio: create: 'a:b': scratch image names cannot contain"},
 		{[]string{"-c", "create -f qcow2 -o ,, x 1M"}, 1, "gio: warning: short-form boolean option"},
 		{[]string{"-c", "create -f qcow2 -o cluster_size=3 x 1M"}, 1, "gio: create: x: Cluster size must be"},

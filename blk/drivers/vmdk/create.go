@@ -1,0 +1,164 @@
+package vmdk
+
+import (
+	"encoding/binary"
+	"fmt"
+	"path/filepath"
+
+	"gio/blk"
+
+	"golang.org/x/sys/unix"
+)
+
+// create is vmdk_co_create_opts for the subformats gio writes:
+// monolithicSparse (the default) and streamOptimized headers, with
+// zeroed_grain. The layout is vmdk_init_extent's: header, descriptor
+// at sector 1, the redundant grain directory and its tables, the grain
+// directory and its tables, grains from the next 64 KiB boundary. The
+// CID is random in QEMU; gio takes a fixed one, so images differ from
+// qemu-img's in those eight digits only.
+func create(co *blk.Co, a *blk.CreateArgs) error {
+	o := a.Opts
+	size := a.Size
+	sub := "monolithicSparse"
+	if v, ok := o.TakeString("subformat"); ok {
+		sub = v
+	}
+	adapter := "ide"
+	if v, ok := o.TakeString("adapter_type"); ok {
+		switch v {
+		case "ide", "buslogic", "lsilogic", "legacyESX":
+			adapter = v
+		default:
+			return blk.Msgf(unix.EINVAL, "Invalid adapter type: '%s'", v)
+		}
+	}
+	compat6, err := o.TakeBool("compat6", false)
+	if err != nil {
+		return err
+	}
+	hw, hasHW := o.TakeString("hwversion")
+	if compat6 && hasHW {
+		return blk.Msgf(unix.EINVAL, "compat6 cannot be enabled with hwversion set")
+	}
+	if compat6 {
+		hw = "6"
+	} else if !hasHW {
+		hw = "4"
+	}
+	tools, ok := o.TakeString("toolsversion")
+	if !ok {
+		tools = "2147483647"
+	}
+	zeroed, err := o.TakeBool("zeroed_grain", false)
+	if err != nil {
+		return err
+	}
+	var compress bool
+	switch sub {
+	case "monolithicSparse":
+	case "streamOptimized":
+		compress = true
+	case "monolithicFlat", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat", "vmfs", "vmfsSparse":
+		return blk.Msgf(unix.ENOTSUP, "vmdk: subformat '%s' is not supported by gio yet", sub)
+	default:
+		return blk.Msgf(unix.EINVAL, "Unknown subformat: %s", sub)
+	}
+	heads := int64(16)
+	if adapter != "ide" {
+		heads = 255
+	}
+	if err := initExtent(co, a.File, size, compress, zeroed); err != nil {
+		return err
+	}
+	desc := fmt.Sprintf("# Disk DescriptorFile\n"+
+		"version=1\n"+
+		"CID=%x\n"+
+		"parentCID=%x\n"+
+		"createType=\"%s\"\n"+
+		"\n"+
+		"# Extent description\n"+
+		"RW %d SPARSE \"%s\"\n"+
+		"\n"+
+		"# The Disk Data Base\n"+
+		"#DDB\n"+
+		"\n"+
+		"ddb.virtualHWVersion = \"%s\"\n"+
+		"ddb.geometry.cylinders = \"%d\"\n"+
+		"ddb.geometry.heads = \"%d\"\n"+
+		"ddb.geometry.sectors = \"63\"\n"+
+		"ddb.adapterType = \"%s\"\n"+
+		"ddb.toolsVersion = \"%s\"\n",
+		createCID, uint32(0xffffffff), sub, size/512, filepath.Base(a.File.Filename()), hw, size/(63*heads*512), heads, adapter, tools)
+	// bdrv_pwrite pads to the sector: write whole sectors.
+	b := make([]byte, (len(desc)+511)&^511)
+	copy(b, desc)
+	if err := a.File.PWrite(co, 0x200, b, 0); err != nil {
+		return blk.Errorf(blk.ErrnoOf(err), "Could not write description")
+	}
+	return nil
+}
+
+// createCID stands for QEMU's g_random_int at creation.
+const createCID = 0x5ee0c1d0
+
+// initExtent is vmdk_init_extent for a sparse extent of size bytes.
+func initExtent(co *blk.Co, f *blk.Node, size int64, compress, zeroed bool) error {
+	le := binary.LittleEndian
+	h := make([]byte, 512)
+	binary.BigEndian.PutUint32(h, vmdk4Magic)
+	version := uint32(1)
+	if compress {
+		version = 3
+	} else if zeroed {
+		version = 2
+	}
+	flags := uint32(flagRGD | 1)
+	if compress {
+		flags |= flagCompress | flagMarker
+	}
+	if zeroed {
+		flags |= flagZeroGrain
+	}
+	const granularity, gtes = 128, 512
+	capacity := size / 512
+	grains := (capacity + granularity - 1) / granularity
+	gtSize := int64((gtes*4 + 511) / 512)
+	gtCount := (grains + gtes - 1) / gtes
+	gdSectors := (gtCount*4 + 511) / 512
+	descOffset, descSz := int64(1), int64(20)
+	rgd := descOffset + descSz
+	gd := rgd + gdSectors + gtSize*gtCount
+	grainOffset := (gd + gdSectors + gtSize*gtCount + granularity - 1) / granularity * granularity
+	le.PutUint32(h[4:], version)
+	le.PutUint32(h[8:], flags)
+	le.PutUint64(h[12:], uint64(capacity))
+	le.PutUint64(h[20:], granularity)
+	le.PutUint64(h[28:], uint64(descOffset))
+	le.PutUint64(h[36:], uint64(descSz))
+	le.PutUint32(h[44:], gtes)
+	le.PutUint64(h[48:], uint64(rgd))
+	le.PutUint64(h[56:], uint64(gd))
+	le.PutUint64(h[64:], uint64(grainOffset))
+	copy(h[73:], "\n \r\n")
+	if compress {
+		le.PutUint16(h[77:], compressionDeflate)
+	}
+	ioErr := blk.Msgf(unix.EIO, "An IO error has occurred")
+	if err := f.PWrite(co, 0, h, 0); err != nil {
+		return ioErr
+	}
+	if err := f.Truncate(co, grainOffset*512, false, blk.PreallocOff); err != nil {
+		return err
+	}
+	gdBuf := make([]byte, gdSectors*512)
+	for _, dir := range []int64{rgd, gd} {
+		for i := int64(0); i < gtCount; i++ {
+			le.PutUint32(gdBuf[4*i:], uint32(dir+gdSectors+i*gtSize))
+		}
+		if err := f.PWrite(co, dir*512, gdBuf, 0); err != nil {
+			return ioErr
+		}
+	}
+	return nil
+}

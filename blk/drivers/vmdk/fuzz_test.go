@@ -1,0 +1,228 @@
+package vmdk_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"gio/blk"
+	"gio/blk/drivers/file"
+	"gio/blk/drivers/vmdk"
+	"gio/blk/qdict"
+
+	"golang.org/x/sys/unix"
+)
+
+// memFile is an in-memory protocol node for the fuzzer that records
+// accesses outside the file (reads past its end, writes far past it).
+type memFile struct {
+	data      []byte
+	violation string
+}
+
+const writeSlack = 64 << 20
+
+var (
+	memMu    sync.Mutex
+	memFiles = map[string]*memFile{}
+)
+
+var memDriver = &blk.Driver{
+	Name: "mem",
+	Open: func(a *blk.OpenArgs) (blk.Impl, error) {
+		id, _ := a.Opts.TakeString("id")
+		a.Opts.TakeString("filename")
+		memMu.Lock()
+		defer memMu.Unlock()
+		if f := memFiles[id]; f != nil {
+			return f, nil
+		}
+		return nil, unix.ENOENT
+	},
+}
+
+func (f *memFile) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) error {
+	end := (int64(len(f.data)) + 511) &^ 511
+	if off < 0 || off+int64(len(buf)) > end {
+		f.violation = "read at " + strconv.FormatInt(off, 10) + "+" + strconv.Itoa(len(buf)) + " past end " + strconv.Itoa(len(f.data))
+		return unix.EIO
+	}
+	n := copy(buf, f.data[min(off, int64(len(f.data))):])
+	clear(buf[n:])
+	return nil
+}
+
+func (f *memFile) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) error {
+	if off < 0 || off > int64(len(f.data))+writeSlack {
+		f.violation = "write at " + strconv.FormatInt(off, 10) + " far past end " + strconv.Itoa(len(f.data))
+		return unix.EIO
+	}
+	if end := off + int64(len(buf)); end > int64(len(f.data)) {
+		f.data = append(f.data, make([]byte, end-int64(len(f.data)))...)
+	}
+	copy(f.data[off:], buf)
+	return nil
+}
+
+func (f *memFile) Length(co *blk.Co) (int64, error) { return int64(len(f.data)), nil }
+func (f *memFile) Close() error                     { return nil }
+
+func do(t testing.TB, b *blk.Backend, fn func(co *blk.Co) error) error {
+	var err error
+	co := b.Loop().Spawn("fuzz", func(co *blk.Co) { err = fn(co) })
+	if e := b.Loop().RunUntil("fuzz", co.Done); e != nil {
+		t.Fatalf("request stuck: %v", e)
+	}
+	return err
+}
+
+// seeds are images made by gio's create, then written to.
+func seeds(f *testing.F) [][]byte {
+	var out [][]byte
+	dir := f.TempDir()
+	reg := blk.NewRegistry(file.Driver, vmdk.Driver)
+	for i, kv := range [][]string{
+		nil,
+		{"zeroed_grain", "on"},
+		{"subformat", "streamOptimized"},
+	} {
+		path := filepath.Join(dir, strconv.Itoa(i))
+		if err := os.WriteFile(path, nil, 0o644); err != nil {
+			f.Fatal(err)
+		}
+		o := qdict.New()
+		for j := 0; j+1 < len(kv); j += 2 {
+			o.Set(kv[j], kv[j+1])
+		}
+		if err := reg.Create("vmdk", path, 256<<10, o, blk.NewLoop(blk.NewVirtualClock())); err != nil {
+			f.Fatal(err)
+		}
+		if i < 2 {
+			opts := qdict.New()
+			opts.Set("file.driver", "file")
+			opts.Set("file.filename", path)
+			b, err := reg.Open(blk.Spec{Format: "vmdk", Opts: opts}, blk.NewLoop(blk.NewVirtualClock()))
+			if err != nil {
+				f.Fatal(err)
+			}
+			if err := do(f, b, func(co *blk.Co) error {
+				if err := b.PWrite(co, 1000, bytes.Repeat([]byte{0xaa}, 5000), 0); err != nil {
+					return err
+				}
+				if err := b.PWriteZeroes(co, 128<<10, 64<<10, 0); err != nil && i == 1 {
+					return err
+				}
+				return b.PWrite(co, 200<<10, bytes.Repeat([]byte{0xbb}, 3000), 0)
+			}); err != nil {
+				f.Fatal(err)
+			}
+			b.Close()
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		out = append(out, data)
+	}
+	return out
+}
+
+// FuzzOpen feeds corrupted images (header, descriptor, grain directories
+// and tables) to the driver and runs a few requests: errors are fine,
+// panics and accesses outside the file are not.
+func FuzzOpen(f *testing.F) {
+	for _, s := range seeds(f) {
+		f.Add(s, []byte{0, 1, 2, 3, 4, 5})
+	}
+	f.Add([]byte("# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\n"), []byte{0})
+	f.Fuzz(func(t *testing.T, img []byte, ops []byte) {
+		if len(img) > 1<<20 {
+			return
+		}
+		// Huge grain directories are allocated whole (as in QEMU):
+		// skip headers that ask for more than 1M entries.
+		if len(img) >= 512 && binary.BigEndian.Uint32(img) == 0x4b444d56 {
+			c, g, n := binary.LittleEndian.Uint64(img[12:]), binary.LittleEndian.Uint64(img[20:]), uint64(binary.LittleEndian.Uint32(img[44:]))
+			if s := uint64(uint32(g * n)); s != 0 && c/s > 1<<20 {
+				return
+			}
+			// Grains over 2 MiB (up to 1 GiB is valid) make every
+			// allocation write that much.
+			if g > 4096 && g <= 0x200000 {
+				return
+			}
+		}
+		watchdog := time.AfterFunc(20*time.Second, func() { panic("vmdk fuzz: input takes more than 20s") })
+		defer watchdog.Stop()
+		id := t.Name()
+		mf := &memFile{data: append([]byte(nil), img...)}
+		memMu.Lock()
+		memFiles[id] = mf
+		memMu.Unlock()
+		defer func() {
+			memMu.Lock()
+			delete(memFiles, id)
+			memMu.Unlock()
+		}()
+		reg := blk.NewRegistry(memDriver, vmdk.Driver)
+		opts := qdict.New()
+		opts.Set("file.driver", "mem")
+		opts.Set("file.id", id)
+		b, err := reg.Open(blk.Spec{Format: "vmdk", Opts: opts, Flags: blk.OpenFlags{Unmap: true}}, blk.NewLoop(blk.NewVirtualClock()))
+		if mf.violation != "" {
+			t.Fatalf("open: %s", mf.violation)
+		}
+		if err != nil {
+			if blk.ErrnoOf(err) == 0 {
+				t.Errorf("open error without errno: %v", err)
+			}
+			return
+		}
+		defer b.Close()
+		var size int64
+		_ = do(t, b, func(co *blk.Co) (err error) { size, err = b.Length(co); return })
+		window := min(size, 1<<20)
+		for i, op := range ops {
+			if i >= 16 || window == 0 {
+				break
+			}
+			off := int64(op) * int64(i+1) * 977 % window
+			n := min(window-off, int64(op)*131+1)
+			_ = do(t, b, func(co *blk.Co) error {
+				switch op % 6 {
+				case 0:
+					return b.PRead(co, off, make([]byte, n))
+				case 1:
+					return b.PWrite(co, off, bytes.Repeat([]byte{op}, int(n)), 0)
+				case 2:
+					return b.PWriteZeroes(co, off&^0xffff, 64<<10, 0)
+				case 3:
+					return b.PWriteCompressed(co, off&^0xffff, make([]byte, min(64<<10, window-off&^0xffff)))
+				case 4:
+					for o := int64(0); o < window; {
+						st, err := b.BlockStatus(co, o, window-o)
+						if err != nil {
+							return err
+						}
+						if st.Pnum <= 0 {
+							mf.violation = "block status made no progress at " + strconv.FormatInt(o, 10)
+							return nil
+						}
+						o += st.Pnum
+					}
+					return nil
+				default:
+					return b.Flush(co)
+				}
+			})
+			if mf.violation != "" {
+				t.Fatalf("op %d: %s", op%6, mf.violation)
+			}
+		}
+	})
+}
