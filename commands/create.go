@@ -229,14 +229,3 @@ func (s *Session) Cleanup() {
 	}
 }
 
-// creatableFormats lists the formats create can make: raw and every
-// registered format driver with a Create.
-func creatableFormats(s *Session) []string {
-	names := []string{"raw"}
-	for _, d := range s.Reg.Drivers() {
-		if d.Format && d.Create != nil && d.Name != "raw" {
-			names = append(names, d.Name)
-		}
-	}
-	return names
-}
