@@ -228,4 +228,3 @@ func (s *Session) Cleanup() {
 		s.scratchDir = ""
 	}
 }
-
