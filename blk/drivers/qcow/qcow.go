@@ -291,24 +291,7 @@ func (s *state) RefreshLimits(l *blk.Limits) { l.RequestAlignment = max(l.Reques
 func (s *state) Info() (blk.Info, error) { return blk.Info{ClusterSize: s.clusterSize}, nil }
 
 // coMutex is QEMU's CoMutex (s->lock).
-type coMutex struct {
-	locked  bool
-	waiters []*blk.Co
-}
+type coMutex struct{ blk.CoMutex }
 
-func (m *coMutex) lock(co *blk.Co) {
-	for m.locked {
-		m.waiters = append(m.waiters, co)
-		co.Park("waits for the qcow lock")
-	}
-	m.locked = true
-}
-
-func (m *coMutex) unlock() {
-	m.locked = false
-	if len(m.waiters) > 0 {
-		w := m.waiters[0]
-		m.waiters = m.waiters[1:]
-		w.Wake()
-	}
-}
+func (m *coMutex) lock(co *blk.Co) { m.Lock(co, "waits for the qcow lock") }
+func (m *coMutex) unlock()         { m.Unlock() }

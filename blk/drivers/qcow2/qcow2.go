@@ -880,27 +880,10 @@ func (s *state) runSync(name string, fn func(co *blk.Co) error) error {
 // ---------------------------------------------------------------------
 // coMutex is QEMU's CoMutex: the lock that keeps metadata consistent
 // while a request holding it yields in the middle of child I/O.
-type coMutex struct {
-	locked  bool
-	waiters []*blk.Co
-}
+type coMutex struct{ blk.CoMutex }
 
-func (m *coMutex) lock(co *blk.Co) {
-	for m.locked {
-		m.waiters = append(m.waiters, co)
-		co.Park("waits for the qcow2 lock")
-	}
-	m.locked = true
-}
-
-func (m *coMutex) unlock() {
-	m.locked = false
-	if len(m.waiters) > 0 {
-		w := m.waiters[0]
-		m.waiters = m.waiters[1:]
-		w.Wake()
-	}
-}
+func (m *coMutex) lock(co *blk.Co) { m.Lock(co, "waits for the qcow2 lock") }
+func (m *coMutex) unlock()         { m.Unlock() }
 
 // coQueue is QEMU's CoQueue: requests waiting for an event.
 type coQueue struct{ waiters []*blk.Co }

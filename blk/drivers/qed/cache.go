@@ -40,27 +40,10 @@ func (c *l2Cache) commit(t *l2Table) {
 }
 
 // coMutex is QEMU's CoMutex (table_lock).
-type coMutex struct {
-	locked  bool
-	waiters []*blk.Co
-}
+type coMutex struct{ blk.CoMutex }
 
-func (m *coMutex) lock(co *blk.Co) {
-	for m.locked {
-		m.waiters = append(m.waiters, co)
-		co.Park("waits for the qed table lock")
-	}
-	m.locked = true
-}
-
-func (m *coMutex) unlock() {
-	m.locked = false
-	if len(m.waiters) > 0 {
-		w := m.waiters[0]
-		m.waiters = m.waiters[1:]
-		w.Wake()
-	}
-}
+func (m *coMutex) lock(co *blk.Co) { m.Lock(co, "waits for the qed table lock") }
+func (m *coMutex) unlock()         { m.Unlock() }
 
 // coQueue is QEMU's CoQueue: allocating writes waiting their turn.
 type coQueue struct{ waiters []*blk.Co }

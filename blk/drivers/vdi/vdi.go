@@ -430,24 +430,7 @@ func v4(b []byte) []byte {
 
 // coMutex is QEMU's CoMutex: held across the I/O of an allocating write
 // (mu) and of the metadata writes that follow (meta).
-type coMutex struct {
-	locked  bool
-	waiters []*blk.Co
-}
+type coMutex struct{ blk.CoMutex }
 
-func (m *coMutex) lock(co *blk.Co) {
-	for m.locked {
-		m.waiters = append(m.waiters, co)
-		co.Park("waits for the vdi lock")
-	}
-	m.locked = true
-}
-
-func (m *coMutex) unlock() {
-	m.locked = false
-	if len(m.waiters) > 0 {
-		w := m.waiters[0]
-		m.waiters = m.waiters[1:]
-		w.Wake()
-	}
-}
+func (m *coMutex) lock(co *blk.Co) { m.Lock(co, "waits for the vdi lock") }
+func (m *coMutex) unlock()         { m.Unlock() }

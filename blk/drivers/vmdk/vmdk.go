@@ -1227,27 +1227,10 @@ func (s *state) BlockStatus(co *blk.Co, wantZero bool, off, n int64) (blk.Status
 
 // coMutex is QEMU's CoMutex (s->lock): one request at a time in the
 // metadata paths.
-type coMutex struct {
-	locked  bool
-	waiters []*blk.Co
-}
+type coMutex struct{ blk.CoMutex }
 
-func (m *coMutex) lock(co *blk.Co) {
-	for m.locked {
-		m.waiters = append(m.waiters, co)
-		co.Park("waits for the vmdk lock")
-	}
-	m.locked = true
-}
-
-func (m *coMutex) unlock() {
-	m.locked = false
-	if len(m.waiters) > 0 {
-		w := m.waiters[0]
-		m.waiters = m.waiters[1:]
-		w.Wake()
-	}
-}
+func (m *coMutex) lock(co *blk.Co) { m.Lock(co, "waits for the vmdk lock") }
+func (m *coMutex) unlock()         { m.Unlock() }
 
 // PWriteCompressed is vmdk_co_pwritev_compressed: a plain write, which
 // for an extent without compression stores the data uncompressed (qemu-io

@@ -583,24 +583,7 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 }
 
 // coMutex is QEMU's CoMutex (BDRVVPCState.lock).
-type coMutex struct {
-	locked  bool
-	waiters []*blk.Co
-}
+type coMutex struct{ blk.CoMutex }
 
-func (m *coMutex) lock(co *blk.Co) {
-	for m.locked {
-		m.waiters = append(m.waiters, co)
-		co.Park("waits for the vpc lock")
-	}
-	m.locked = true
-}
-
-func (m *coMutex) unlock() {
-	m.locked = false
-	if len(m.waiters) > 0 {
-		w := m.waiters[0]
-		m.waiters = m.waiters[1:]
-		w.Wake()
-	}
-}
+func (m *coMutex) lock(co *blk.Co) { m.Lock(co, "waits for the vpc lock") }
+func (m *coMutex) unlock()         { m.Unlock() }
