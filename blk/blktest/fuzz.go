@@ -85,12 +85,17 @@ func (f *Bounded) Length(*blk.Co) (int64, error) { return int64(len(f.Data)), ni
 func (f *Bounded) Close() error                  { return nil }
 
 // FuzzFormat is the body of a format driver's fuzz target: it opens img
-// (a corrupted image) with format d over a Bounded file, without a
-// backing file, and runs up to 16 requests chosen by ops on it. Opening
-// either fails with an errno or the image serves requests; a panic, a
-// request that never ends, one input taking more than 20 s or an access
+// (a corrupted image, at most 1 MiB) with format d over a Bounded file,
+// without a backing file, and runs up to 16 requests chosen by ops on its
+// first MiB (read, write, zero write, discard, a block-status walk,
+// flush, compressed write, resize). Opening either fails with an errno or
+// the image serves requests; a panic, a request that never ends, one
+// input taking more than 20 s, an error without an errno or an access
 // outside the file fails the test.
 func FuzzFormat(t *testing.T, d *blk.Driver, img, ops []byte) {
+	if len(img) > 1<<20 {
+		return
+	}
 	watchdog := time.AfterFunc(20*time.Second, func() { panic(d.Name + " fuzz: input takes more than 20s") })
 	defer watchdog.Stop()
 	id := t.Name()
@@ -108,7 +113,7 @@ func FuzzFormat(t *testing.T, d *blk.Driver, img, ops []byte) {
 	opts.Set("file.driver", "bounded")
 	opts.Set("file.id", id)
 	opts.Set("backing", "")
-	b, err := reg.Open(blk.Spec{Format: d.Name, Opts: opts}, blk.NewLoop(blk.NewVirtualClock()))
+	b, err := reg.Open(blk.Spec{Format: d.Name, Opts: opts, Flags: blk.OpenFlags{Unmap: true}}, blk.NewLoop(blk.NewVirtualClock()))
 	if f.Violation != "" {
 		t.Fatalf("open: %s", f.Violation)
 	}
@@ -128,15 +133,17 @@ func FuzzFormat(t *testing.T, d *blk.Driver, img, ops []byte) {
 		}
 		off := (int64(op)<<8 | int64(i)) * 97 % window
 		n := min(window-off, int64(op)*131+1)
-		_ = Do(t, b, "fuzz", func(co *blk.Co) error {
-			switch op % 7 {
+		err := Do(t, b, "fuzz", func(co *blk.Co) error {
+			switch op % 8 {
 			case 0:
 				return b.PRead(co, off, make([]byte, n))
 			case 1:
 				return b.PWrite(co, off, bytes.Repeat([]byte{op}, int(n)), 0)
 			case 2:
-				return b.PWriteZeroes(co, off, n, 0)
+				return b.PWriteZeroes(co, off, n, blk.MayUnmap)
 			case 3:
+				return b.PDiscard(co, off, n)
+			case 4:
 				for o := int64(0); o < window; {
 					st, err := b.BlockStatus(co, o, window-o)
 					if err != nil {
@@ -149,16 +156,19 @@ func FuzzFormat(t *testing.T, d *blk.Driver, img, ops []byte) {
 					o += st.Pnum
 				}
 				return nil
-			case 4:
-				return b.Flush(co)
 			case 5:
+				return b.Flush(co)
+			case 6:
 				return b.PWriteCompressed(co, off&^4095, make([]byte, 4096))
 			default:
 				return b.Truncate(co, (size+int64(op)*512)&^511, blk.PreallocOff)
 			}
 		})
 		if f.Violation != "" {
-			t.Fatalf("op %d: %s", op%7, f.Violation)
+			t.Fatalf("op %d: %s", op%8, f.Violation)
+		}
+		if err != nil && blk.ErrnoOf(err) == 0 {
+			t.Errorf("op %d: error without errno: %v", op%8, err)
 		}
 	}
 }

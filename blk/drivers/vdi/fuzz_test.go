@@ -30,5 +30,5 @@ func FuzzOpen(f *testing.F) {
 	} {
 		f.Add(s, []byte{0, 1, 2, 3, 4, 5, 6})
 	}
-	f.Fuzz(func(t *testing.T, img, ops []byte) { blktest.FuzzImage(t, vdi.Driver, img, ops) })
+	f.Fuzz(func(t *testing.T, img, ops []byte) { blktest.FuzzFormat(t, vdi.Driver, img, ops) })
 }

@@ -64,5 +64,5 @@ func FuzzOpen(f *testing.F) {
 	} {
 		f.Add(s, []byte{0, 1, 2, 3, 4, 5, 6})
 	}
-	f.Fuzz(func(t *testing.T, img, ops []byte) { blktest.FuzzImage(t, vpc.Driver, img, ops) })
+	f.Fuzz(func(t *testing.T, img, ops []byte) { blktest.FuzzFormat(t, vpc.Driver, img, ops) })
 }

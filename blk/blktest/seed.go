@@ -1,0 +1,41 @@
+package blktest
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"gio/blk"
+	"gio/blk/qdict"
+)
+
+// CreateSeed makes an image with reg's format driver (reg must know the
+// file driver) and runs write on it, for a fuzz target's seed corpus.
+// Only the first 64 KiB are kept: the fuzzer mutates big inputs slowly,
+// and the metadata is at the start (a driver meets the rest as an image
+// cut short).
+func CreateSeed(f *testing.F, reg *blk.Registry, format string, size int64, opts *qdict.Dict, write func(co *blk.Co, b *blk.Backend) error) []byte {
+	path := filepath.Join(f.TempDir(), "seed")
+	loop := blk.NewLoop(blk.NewVirtualClock())
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		f.Fatal(err)
+	}
+	if err := reg.Create(format, path, size, opts, loop); err != nil {
+		f.Fatal(err)
+	}
+	if write != nil {
+		b, err := reg.Open(blk.Spec{Filename: path, Format: format}, loop)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if err := Do(f, b, "seed", func(co *blk.Co) error { return write(co, b) }); err != nil {
+			f.Fatal(err)
+		}
+		b.Close()
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	return data[:min(len(data), 64<<10)]
+}
