@@ -108,9 +108,11 @@ if [ "$baseline" = 1 ]; then
 else
   io=${GIO_BIN:-}
   if [ -z "$io" ]; then
+    # One binary per checkout, so runs from two worktrees at once do not
+    # overwrite each other's gio.
     mkdir -p "$cache/bin"
-    (cd "$repo" && go build -o "$cache/bin/gio" ./cmd/gio)
-    io=$cache/bin/gio
+    io=$cache/bin/gio-$(printf %s "$repo" | cksum | cut -d' ' -f1)
+    (cd "$repo" && go build -o "$io" ./cmd/gio)
   fi
   io=$(cd "$(dirname "$io")" && pwd)/$(basename "$io")
 fi
