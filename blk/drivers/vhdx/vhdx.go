@@ -218,6 +218,11 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 		return nil, err
 	}
 	if err := loop.RunSync("vhdx open", func(co *blk.Co) error { return s.load(co, a.Flags.ReadOnly) }); err != nil {
+		// An error without a message of its own gets bdrv_open_common's.
+		var e *blk.Error
+		if !errors.As(err, &e) {
+			err = blk.Errorf(blk.ErrnoOf(err), "Could not open '%s'", s.file.Node.Filename())
+		}
 		return nil, err
 	}
 	return s, nil
