@@ -117,7 +117,7 @@ func (s *state) PWrite(co *blk.Co, off int64, buf []byte, _ blk.ReqFlags) error 
 		if update {
 			var e [8]byte
 			le.PutUint64(e[:], s.batEntry(si.batIdx))
-			if err := s.logWriteAndFlush(co, e[:], uint64(s.batOffset)+8*uint64(si.batIdx)); err != nil {
+			if err := s.logWriteAndFlush(co, e[:], s.batOffset+8*uint64(si.batIdx)); err != nil {
 				return err
 			}
 		}

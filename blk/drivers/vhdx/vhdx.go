@@ -174,7 +174,7 @@ type state struct {
 	log               logState
 	replayedOnOpen    bool
 
-	batOffset   int64
+	batOffset   uint64
 	batLength   uint32
 	batEntries  uint32
 	bat         []uint64          // the entries the file holds
@@ -232,7 +232,7 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 // when the image is writable), region table, metadata, BAT.
 func (s *state) load(co *blk.Co, readOnly bool) error {
 	var sig [8]byte
-	if err := s.file.Node.PRead(co, 0, sig[:], 0); err != nil {
+	if err := s.pread(co, 0, sig[:]); err != nil {
 		return err
 	}
 	if string(sig[:]) != "vhdxfile" {
@@ -255,7 +255,7 @@ func (s *state) load(co *blk.Co, readOnly bool) error {
 		return err
 	}
 	s.calcBATEntries()
-	s.batOffset = int64(bat.offset)
+	s.batOffset = bat.offset
 	s.batLength = bat.length
 	if uint64(s.batEntries) > uint64(bat.length)/8 {
 		return unix.EINVAL
@@ -272,7 +272,7 @@ func (s *state) parseHeaders(co *blk.Co) error {
 	var valid [2]bool
 	buf := make([]byte, headerCRCSize)
 	for i, off := range []int64{header1Offset, header2Offset} {
-		if err := s.file.Node.PRead(co, off, buf, 0); err != nil {
+		if err := s.pread(co, uint64(off), buf); err != nil {
 			return blk.Errorf(blk.ErrnoOf(err), "No valid VHDX header found")
 		}
 		copy(s.headers[i][:], buf)
@@ -332,7 +332,7 @@ type regionEntry struct {
 // as QEMU reads it.
 func (s *state) parseRegions(co *blk.Co) (bat, meta regionEntry, err error) {
 	buf := make([]byte, headerBlockSize)
-	if err := s.file.Node.PRead(co, regionOffset, buf, 0); err != nil {
+	if err := s.pread(co, regionOffset, buf); err != nil {
 		return bat, meta, err
 	}
 	if !checksumOK(buf, 4) || le.Uint32(buf) != regionSig {
@@ -377,7 +377,7 @@ func (s *state) parseRegions(co *blk.Co) (bat, meta regionEntry, err error) {
 // file parameters checked as QEMU checks them.
 func (s *state) parseMetadata(co *blk.Co, meta regionEntry) error {
 	buf := make([]byte, metadataTableSize)
-	if err := s.file.Node.PRead(co, int64(meta.offset), buf, 0); err != nil {
+	if err := s.pread(co, meta.offset, buf); err != nil {
 		return err
 	}
 	if le.Uint64(buf) != metadataSig {
@@ -413,7 +413,7 @@ func (s *state) parseMetadata(co *blk.Co, meta regionEntry) error {
 		return unix.ENOTSUP
 	}
 	item := func(k int, b []byte) error {
-		return s.file.Node.PRead(co, int64(uint64(offs[k])+meta.offset), b, 0)
+		return s.pread(co, uint64(offs[k])+meta.offset, b)
 	}
 	var params [8]byte
 	if err := item(0, params[:]); err != nil {
@@ -449,8 +449,13 @@ func (s *state) parseMetadata(co *blk.Co, meta regionEntry) error {
 	}
 	s.blockSize = blockSize
 	s.chunkRatioBits = uint(bits.TrailingZeros64(s.chunkRatio))
-	// total_sectors is virtual_disk_size >> 9, an int64.
-	s.diskSize = int64(le.Uint64(size[:])>>9) << 9
+	// total_sectors is virtual_disk_size >> 9; QEMU's bdrv_getlength
+	// fails with EFBIG past INT64_MAX bytes, gio at open.
+	sectors := le.Uint64(size[:]) >> 9
+	if sectors > (1<<63-1)/512 {
+		return unix.EFBIG
+	}
+	s.diskSize = int64(sectors) << 9
 	return nil
 }
 
@@ -468,14 +473,14 @@ func (s *state) readBAT(co *blk.Co) error {
 	if err != nil {
 		return err
 	}
-	n := uint64(s.batEntries)
-	if s.batOffset >= flen {
+	n, off := uint64(s.batEntries), s.batOffset
+	if off >= uint64(flen) {
 		n = 0
 	} else {
-		n = min(n, uint64(flen-s.batOffset+7)/8)
+		n = min(n, (uint64(flen)-off+7)/8)
 	}
 	raw := make([]byte, n*8)
-	if err := s.file.Node.PRead(co, s.batOffset, raw, 0); err != nil {
+	if err := s.pread(co, off, raw); err != nil {
 		return err
 	}
 	s.bat = make([]uint64, n)
@@ -564,7 +569,7 @@ func derivedGUID(seed []byte) guid {
 // written and flushed.
 func (s *state) writeHeader(co *blk.Co, h []byte, off int64) error {
 	buf := make([]byte, headerCRCSize)
-	if err := s.file.Node.PRead(co, off, buf, 0); err != nil {
+	if err := s.pread(co, uint64(off), buf); err != nil {
 		return err
 	}
 	copy(buf, h[:headerLen])
