@@ -422,7 +422,7 @@ func (s *state) flushLog(co *blk.Co, logs *logSeq) error {
 			}
 		}
 	}
-	if err := s.file.Node.Flush(co); err != nil {
+	if err := s.flush(co); err != nil {
 		return err
 	}
 	// vhdx_log_reset: an empty log, and a zero log GUID in the headers
@@ -515,14 +515,14 @@ func (s *state) logWrite(co *blk.Co, data []byte, offset uint64) error {
 // logWriteAndFlush is vhdx_log_write_and_flush: the data made stable,
 // the log entry written and made stable, then replayed.
 func (s *state) logWriteAndFlush(co *blk.Co, data []byte, offset uint64) error {
-	if err := s.file.Node.Flush(co); err != nil {
+	if err := s.flush(co); err != nil {
 		return err
 	}
 	if err := s.logWrite(co, data, offset); err != nil {
 		return err
 	}
 	logs := logSeq{valid: true, count: 1, log: s.log}
-	if err := s.file.Node.Flush(co); err != nil {
+	if err := s.flush(co); err != nil {
 		return err
 	}
 	if err := s.flushLog(co, &logs); err != nil {

@@ -163,6 +163,7 @@ type region struct{ start, end uint64 }
 // scheduler token.
 type state struct {
 	file   *blk.Child
+	node   *blk.Node // the vhdx node itself, for QEMU's bdrv_flush(bs)
 	report func(error)
 
 	headers [2][headerLen]byte // raw, as last read or written
@@ -200,7 +201,7 @@ var (
 func (s *state) header() []byte { return s.headers[s.cur][:] }
 
 func open(a *blk.OpenArgs) (blk.Impl, error) {
-	s := &state{firstVisibleWrite: true, report: a.ReportFunc()}
+	s := &state{firstVisibleWrite: true, report: a.ReportFunc(), node: a.Node()}
 	loop := a.Loop
 	if loop == nil {
 		loop = blk.NewLoop(blk.NewVirtualClock())
@@ -620,6 +621,17 @@ func (s *state) userVisibleWrite(co *blk.Co) error {
 	}
 	s.firstVisibleWrite = false
 	return s.updateHeaders(co, true, nil)
+}
+
+// flush is bdrv_flush(bs): a flush of the vhdx node, which fires
+// flush_to_os on the file child, and flush_to_disk when the node was
+// written since its last flush (blkdebug rules see them), then flushes the
+// file.
+func (s *state) flush(co *blk.Co) error {
+	if s.node == nil {
+		return s.file.Node.Flush(co)
+	}
+	return s.node.Flush(co)
 }
 
 // writeSync is bdrv_pwrite_sync.
