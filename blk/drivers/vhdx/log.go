@@ -93,6 +93,8 @@ func (s *state) pread(co *blk.Co, off uint64, buf []byte) error {
 	return s.file.Node.PRead(co, int64(off), buf[:n2], 0)
 }
 
+var zeroSector [logSector]byte
+
 // incIdx is vhdx_log_inc_idx.
 func incIdx(idx uint32, length uint64) uint32 {
 	idx += logSector
@@ -233,8 +235,19 @@ func (s *state) validateEntry(co *blk.Co, l *logState, seq uint64) (bool, entryH
 	}
 	le.PutUint32(desc[lChecksum:], 0)
 	crc := crcRaw(0xffffffff, desc)
+	flen, err := s.file.Node.Length(co)
+	if err != nil {
+		return false, h, err
+	}
 	buf := make([]byte, logSector)
 	for i := nd; i < total; i++ {
+		if l.read != l.write && l.offset+uint64(l.read) >= uint64(flen) {
+			// Past the end of the file: a sector of zeroes, without a
+			// read (a corrupt entry length can ask for a million).
+			crc = crcRaw(crc, zeroSector[:])
+			l.read = incIdx(l.read, l.length)
+			continue
+		}
 		ok, err := s.readSector(co, l, buf)
 		if err != nil || !ok {
 			return false, h, err
@@ -296,6 +309,12 @@ func (s *state) search(co *blk.Co) (logSeq, error) {
 		if cur.read < tail {
 			break
 		}
+		if cur.read == tail {
+			// Deliberate divergence: an entry as long as the log brings
+			// the scan back where it started, and QEMU scans it again
+			// forever; gio stops, the whole log seen.
+			break
+		}
 	}
 	if cand.valid {
 		s.log.sequence = cand.seq + 1
@@ -338,7 +357,7 @@ func (s *state) parseLog(co *blk.Co, readOnly bool) (bool, error) {
 // flushDesc is vhdx_log_flush_desc: a data sector (its first 8 and last
 // 4 bytes from the descriptor) or a run of zeroes, each 4 KiB written and
 // flushed.
-func (s *state) flushDesc(co *blk.Co, d, data []byte, limit uint64) error {
+func (s *state) flushDesc(co *blk.Co, d, data []byte, limit uint64, budget *uint64) error {
 	buf := make([]byte, logSector)
 	count := uint64(1)
 	switch le.Uint32(d) {
@@ -356,9 +375,10 @@ func (s *state) flushDesc(co *blk.Co, d, data []byte, limit uint64) error {
 		return unix.EINVAL
 	}
 	off := le.Uint64(d[16:])
-	if off > limit || count > (limit-off)/logSector {
+	if off > limit || count > (limit-off)/logSector || count > *budget {
 		return unix.EINVAL
 	}
+	*budget -= count
 	for i := uint64(0); i < count; i++ {
 		if err := s.writeSync(co, int64(off), buf); err != nil {
 			return err
@@ -375,6 +395,14 @@ func (s *state) flushLog(co *blk.Co, logs *logSeq) error {
 	if err := s.userVisibleWrite(co); err != nil {
 		return err
 	}
+	// Deliberate divergence, with the limit below: a replay writes at most
+	// twice the file plus maxLogGrowth (a corrupt log could repeat its
+	// zero runs without end).
+	flen0, err := s.file.Node.Length(co)
+	if err != nil {
+		return err
+	}
+	budget := 2 * (uint64(flen0) + maxLogGrowth) / logSector
 	for cnt := logs.count; cnt > 0; cnt-- {
 		hp, err := s.peekHdr(co, &logs.log)
 		if err != nil {
@@ -409,7 +437,7 @@ func (s *state) flushLog(co *blk.Co, logs *logSeq) error {
 					return unix.EINVAL
 				}
 			}
-			if err := s.flushDesc(co, d, data, limit); err != nil {
+			if err := s.flushDesc(co, d, data, limit, &budget); err != nil {
 				return err
 			}
 		}

@@ -92,3 +92,28 @@ func TestReadWrite(t *testing.T) {
 		}
 	}
 }
+
+// TestLogEntryAsLongAsTheLog: an entry as long as a 4 GiB log brings
+// QEMU's log scan back to where it started, forever (qemu-io hangs on
+// this image); gio stops after one pass, past the end of the file
+// without reading, and opens the image.
+func TestLogEntryAsLongAsTheLog(t *testing.T) {
+	img := compactImage(true)
+	for _, off := range []int{header1Offset, header2Offset} {
+		h := img[off : off+headerCRCSize]
+		le.PutUint32(h[hLogLength:], 0xfff00000)
+		setChecksum(h, hChecksum)
+	}
+	e := img[splitAt:]
+	le.PutUint32(e[lEntryLen:], 0xfff00000)
+	setChecksum(e[:2*logSector], lChecksum)
+	path := filepath.Join(t.TempDir(), "long.vhdx")
+	if err := os.WriteFile(path, expand(img), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := openFile(t, path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+}
