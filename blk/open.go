@@ -62,6 +62,13 @@ type Driver struct {
 	Options []Option
 }
 
+// imageFormat tells an image format (raw, qcow2, bochs: a driver that
+// probes) from the filters that are formats only in blk's sense
+// (copy-on-read, compress): QEMU's bdrv_get_info and
+// bdrv_co_block_status look through a filter to its child, never below
+// an image format.
+func (d *Driver) imageFormat() bool { return d.Format && d.Probe != nil }
+
 // Option is one runtime option of a driver: its name and, when it takes
 // one of a few words, those words.
 type Option struct {
