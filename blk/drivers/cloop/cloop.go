@@ -38,10 +38,10 @@ const (
 )
 
 // probe is cloop_probe: the version 2.0 preamble. QEMU's score is low (2)
-// because the preamble is a plain shell script.
+// because the preamble is a plain shell script. QEMU probes a zero-padded
+// buffer, so a file shorter than the preamble never matches.
 func probe(head []byte) int {
-	n := min(len(magic), len(head))
-	if string(head[:n]) == magic[:n] {
+	if len(head) >= len(magic) && string(head[:len(magic)]) == magic {
 		return 2
 	}
 	return 0
