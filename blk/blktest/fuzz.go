@@ -122,9 +122,9 @@ func OpenImage(t testing.TB, d *blk.Driver, img []byte, readOnly bool) *blk.Back
 
 // FuzzFormat is the body of a format driver's fuzz target: it opens img
 // (a corrupted image, at most 2 MiB: vhdx's log starts at 1 MiB) with
-// format d over a Bounded file, without a backing file, and runs up to 16 requests chosen by ops on its
-// first MiB (read, write, zero write, discard, a block-status walk,
-// flush, compressed write, resize). Opening either fails with an errno or
+// format d over a Bounded file, without a backing file, and runs up to
+// 16 requests chosen by ops on its first MiB (read, write, zero write,
+// discard, a block-status walk, flush, compressed write, resize). Opening either fails with an errno or
 // the image serves requests; a panic, a request that never ends, one
 // input taking more than 20 s, an error without an errno or an access
 // outside the file fails the test.
