@@ -41,7 +41,7 @@ var (
 	DiscardModes  = []string{"ignore", "off", "on", "unmap"}
 	AIOModes      = []string{"io_uring", "native", "threads"}
 	PreallocModes = []string{"falloc", "full", "metadata", "off"}
-	CreateFormats = []string{"luks", "qcow", "qcow2", "qed", "raw", "vdi", "vmdk", "vpc"}
+	CreateFormats = []string{"luks", "parallels", "qcow", "qcow2", "qed", "raw", "vdi", "vmdk", "vpc"}
 )
 
 // OptString is the getopt option string of flags, in their order.
