@@ -247,6 +247,9 @@ func (s *state) calculateRefcounts(co *blk.Co, res *checkResult, fix int, rebuil
 	} else if err := s.incRefcounts(co, res, t, off, n); err != nil {
 		return err
 	}
+	if err := s.checkBitmapsRefcounts(co, res, t); err != nil {
+		return err
+	}
 	return s.checkRefblocks(co, res, rebuild, t)
 }
 
