@@ -249,7 +249,7 @@ func (s *state) loadBitmaps(co *blk.Co) (headerUpdated bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	s.bitmapDir = list
+	s.setBitmapDir(list)
 	var created []*dirtyBitmap
 	release := func() {
 		s.dirtyBitmaps = s.dirtyBitmaps[:len(s.dirtyBitmaps)-len(created)]
@@ -289,6 +289,16 @@ func (s *state) loadBitmaps(co *blk.Co) (headerUpdated bool, err error) {
 		}
 	}
 	return headerUpdated, nil
+}
+
+// setBitmapDir records the directory as it now is on disk, for info.
+func (s *state) setBitmapDir(list []*bitmapEntry) {
+	s.bitmapDir = make([]*bitmapEntry, len(list))
+	for i, bm := range list {
+		c := *bm
+		c.dirty = nil
+		s.bitmapDir[i] = &c
+	}
 }
 
 func (s *state) findDirtyBitmap(name string) *dirtyBitmap {
@@ -333,7 +343,7 @@ func (s *state) updateBitmapDirInPlace(co *blk.Co, list []*bitmapEntry) error {
 	if err := s.bitmapListStore(co, list, &off, &size, true); err != nil {
 		return err
 	}
-	s.bitmapDir = list
+	s.setBitmapDir(list)
 	if err := s.updateHeaderSync(co); err != nil {
 		return err
 	}
@@ -424,7 +434,7 @@ func (s *state) updateBitmapExt(co *blk.Co, list []*bitmapEntry) error {
 		s.bitmapDirOffset, s.bitmapDirSize, s.nbBitmaps, s.autoclear = oldOffset, oldSize, oldNb, oldAutoclear
 		return err
 	}
-	s.bitmapDir = list
+	s.setBitmapDir(list)
 	if oldSize > 0 {
 		s.freeClusters(co, oldOffset, oldSize, discardOther)
 	}
