@@ -22,7 +22,7 @@ func TestDirtyBitmapBits(t *testing.T) {
 		wantCount int64
 	}{
 		{"one byte", 9, 1 << 20, [][2]int64{{1000, 1}}, 1},
-		{"unaligned span", 9, 1 << 20, [][2]int64{{1000, 70000}}, (1000 + 70000 - 1) / 512 - 1000/512 + 1},
+		{"unaligned span", 9, 1 << 20, [][2]int64{{1000, 70000}}, (1000+70000-1)/512 - 1000/512 + 1},
 		{"past the end is clipped", 16, 1<<20 + 512, [][2]int64{{1 << 20, 1 << 20}}, 1},
 		{"word and chunk edges", 9, 1 << 40, [][2]int64{{63 * 512, 2 * 512}, {(chunkBits - 1) * 512, 2 * 512}}, 4},
 		{"whole bitmap", 9, 3 << 20, [][2]int64{{0, 3 << 20}}, 3 << 11},
