@@ -22,7 +22,8 @@
 // Also the VM state area (vmstate.go), lazy refcounts and the dirty bit
 // with the repair a read/write open runs (lazy.go, check.go), the corrupt
 // bit, the runtime options (options.go), zstd clusters (zstd.go) and the
-// persistent bitmaps, kept and shown by info (bitmaps.go).
+// persistent dirty bitmaps, loaded, tracked and stored back (bitmaps.go,
+// dirtybitmap.go).
 //
 // Encrypted images (legacy AES and LUKS) are in crypt.go.
 //
