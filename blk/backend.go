@@ -247,12 +247,7 @@ func eachDataNode(n *Node, fn func(*Node) error) error {
 func (b *Backend) CheckReopen() error {
 	for _, n := range b.dataNodes() {
 		if n.driver.NoReopen {
-			name := n.nodeName
-			if name == "" {
-				// QEMU shows its generated "#blockN" name here.
-				name = "#block" + n.driver.Name
-			}
-			return Msgf(unix.ENOTSUP, "Block format '%s' used by node '%s' does not support reopening files", n.driver.Name, name)
+			return Msgf(unix.ENOTSUP, "Block format '%s' used by node '%s' does not support reopening files", n.driver.Name, n.MessageName())
 		}
 	}
 	return nil
