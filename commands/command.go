@@ -50,6 +50,9 @@ type Command struct {
 	// GioArgs are gio-only words the command accepts beyond qemu-io's
 	// argument count (map -s); any other word is counted as usual.
 	GioArgs []string
+	// Subs are the subcommand words a RawArgs command takes first
+	// (trace start|stop|view), for completion and help.
+	Subs []Sub
 }
 
 var (
