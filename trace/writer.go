@@ -71,30 +71,34 @@ type spanInfo struct {
 // same time. After the first write error it drops every event; Close
 // returns the error, and OnError, if set, is told once.
 //
-// Trace formats the event at once, on the caller's goroutine, into a
-// buffer: appends of constant pieces, cached timestamps and request
-// numbers, small tables instead of maps, no allocation per event. A
-// full buffer goes to a goroutine of the Writer's own that makes the
-// write system call, so the loop neither waits for the file nor pays a
-// handoff per event (BenchmarkWriter here, bench/trace-overhead.sh for
-// the whole process).
+// Trace only copies the event into a batch (a struct copy, no
+// allocation): the request path pays for little more than building the
+// event. A goroutine of the Writer's own formats full batches, in order,
+// into a buffer (appends of constant pieces, cached timestamps, request
+// numbers and ranges, small tables instead of maps) and writes 64 KiB at
+// a time. On a machine with a core to spare, tracing then costs the loop
+// about a tenth of a piped write (bench/trace-overhead.sh;
+// BenchmarkWriter here measures the formatting). Batches and buffers are
+// reused: a trace makes no garbage per event.
 type Writer struct {
-	buf    []byte        // formatted events not yet handed over
-	out    chan []byte   // full buffers to write
-	free   chan []byte   // written buffers, for reuse
-	done   chan struct{} // closed when the writing goroutine has ended
-	failed atomic.Bool   // the writing goroutine hit werr
-	werr   error         // set by the writing goroutine before failed
-	w      io.Writer     // only the writing goroutine writes it
-	told   bool          // OnError was called
+	batch  []blk.TraceEvent
+	full   chan []blk.TraceEvent // batches to format
+	free   chan []blk.TraceEvent // formatted batches, for reuse
+	done   chan struct{}         // closed when the goroutine has ended
+	failed atomic.Bool           // the goroutine hit a write error (err)
+	told   bool                  // OnError was called
 	// OnError, if set, is called once with the first write error, under
 	// the scheduler token (the session stops tracing and says so).
 	OnError func(error)
 
+	// Everything below belongs to the formatting goroutine until Close
+	// has waited for it.
+	w      io.Writer
 	c      io.Closer
+	buf    []byte // formatted events not yet written
 	format Format
 	n      int   // events written
-	err    error // the first error, as the caller sees it
+	err    error // the first error; the caller reads it once failed is set
 
 	nodes     []*blk.Node       // lane i+1 is nodes[i]
 	lanes     map[*blk.Node]int // every lane, once there are many
@@ -105,7 +109,6 @@ type Writer struct {
 	last      time.Duration
 	flows     int // flow arrows written
 	esc       []byte
-	bufs      int // buffers made
 
 	// Most events repeat the previous one's timestamp and request:
 	// their renderings are kept.
@@ -120,11 +123,13 @@ type Writer struct {
 	open int
 }
 
-// bufSize is the size of the buffers handed to the writing goroutine,
-// and maxBufs how many a Writer makes (the free channel holds them all).
+// batchSize is how many events Trace collects before handing them over,
+// maxBatches how many batches a Writer makes (the free channel holds them
+// all), and bufSize how much formatted text is written at a time.
 const (
-	bufSize = 64 << 10
-	maxBufs = 4
+	batchSize  = 512
+	maxBatches = 4
+	bufSize    = 64 << 10
 )
 
 // Create opens path for writing (truncating it) and returns a Writer.
@@ -141,76 +146,71 @@ func Create(path string, format Format) (*Writer, error) {
 // NewWriter returns a Writer on w (Close does not close w).
 func NewWriter(w io.Writer, format Format) *Writer {
 	t := &Writer{w: w, format: format, laneCount: map[string]int{}, flushes: map[string]int{},
-		buf: make([]byte, 0, bufSize+4<<10), bufs: 1, ts: append(make([]byte, 0, 24), "0.000"...)}
+		buf: make([]byte, 0, bufSize+4<<10), ts: append(make([]byte, 0, 24), "0.000"...)}
 	if format == Chrome {
 		t.buf = append(t.buf, "[\n"...)
 	}
 	t.meta(pidNodes, 0, "process_name", "nodes")
 	t.meta(pidRequests, 0, "process_name", "requests")
-	t.out = make(chan []byte, 4)
-	t.free = make(chan []byte, maxBufs)
+	t.full = make(chan []blk.TraceEvent, maxBatches)
+	t.free = make(chan []blk.TraceEvent, maxBatches)
+	for i := 1; i < maxBatches; i++ {
+		t.free <- make([]blk.TraceEvent, 0, batchSize)
+	}
+	t.batch = make([]blk.TraceEvent, 0, batchSize)
 	t.done = make(chan struct{})
 	go t.run()
 	return t
 }
 
-// run writes buffers until the channel closes; after an error it drops
-// them.
+// run formats batches until the channel closes.
 func (t *Writer) run() {
 	defer close(t.done)
-	for b := range t.out {
-		if !t.failed.Load() {
-			if _, err := t.w.Write(b); err != nil {
-				t.werr = err
-				t.failed.Store(true)
+	for b := range t.full {
+		if t.err == nil {
+			for i := range b {
+				t.formatEvent(&b[i])
+				if len(t.buf) >= bufSize {
+					t.flush()
+				}
 			}
 		}
-		select {
-		case t.free <- b[:0]:
-		default:
-		}
+		clear(b) // drop the batch's references to nodes and errors
+		t.free <- b[:0]
 	}
 }
 
-// Trace implements blk.Tracer: it formats e into the buffer.
+// flush writes the formatted events (the formatting goroutine, or Close
+// after it).
+func (t *Writer) flush() {
+	if t.err != nil || len(t.buf) == 0 {
+		return
+	}
+	if _, err := t.w.Write(t.buf); err != nil {
+		t.err = err
+		t.failed.Store(true)
+	}
+	t.buf = t.buf[:0]
+}
+
+// Trace implements blk.Tracer: it queues a copy of e.
 func (t *Writer) Trace(e blk.TraceEvent) {
 	if t.failed.Load() {
 		t.tell()
 		return
 	}
-	t.formatEvent(&e)
-	if len(t.buf) >= bufSize {
-		t.handOff()
+	t.batch = append(t.batch, e)
+	if len(t.batch) == batchSize {
+		t.full <- t.batch
+		// The goroutine returns every batch: wait for one rather than
+		// make garbage (it is free at once unless the file is slow).
+		t.batch = <-t.free
 	}
 }
 
-// handOff gives the buffer to the writing goroutine and takes an empty
-// one.
-func (t *Writer) handOff() {
-	if len(t.buf) == 0 {
-		return
-	}
-	t.out <- t.buf
-	if t.bufs < maxBufs {
-		select {
-		case t.buf = <-t.free:
-		default:
-			t.buf = make([]byte, 0, bufSize+4<<10)
-			t.bufs++
-		}
-		return
-	}
-	// Every buffer is made: wait for one to come back rather than
-	// make garbage (the writing goroutine returns each).
-	t.buf = <-t.free
-}
-
-// tell calls OnError once, on the caller's goroutine, after a write
-// failed. werr is safe to read once failed is set.
+// tell calls OnError once, on the caller's goroutine, after the
+// formatting goroutine failed. t.err is safe to read once failed is set.
 func (t *Writer) tell() {
-	if t.err == nil {
-		t.err = t.werr
-	}
 	if t.told {
 		return
 	}
@@ -630,10 +630,17 @@ func errString(err error) string { return err.Error() }
 // the last timestamp, marked unfinished), finishes the file and closes
 // it. It returns the first error of the whole trace.
 func (t *Writer) Close() error {
-	if t.out == nil {
+	if t.full == nil {
 		return t.err // closed before
 	}
-	if !t.failed.Load() {
+	if len(t.batch) > 0 && !t.failed.Load() {
+		t.full <- t.batch
+	}
+	t.batch = nil
+	close(t.full)
+	<-t.done
+	t.full = nil
+	if t.err == nil {
 		for _, s := range t.spans.ids() {
 			si, _ := t.spans.get(s)
 			t.endSpan(s, si, t.last, true)
@@ -655,14 +662,9 @@ func (t *Writer) Close() error {
 		if t.format == Chrome {
 			t.buf = append(t.buf, "\n]\n"...)
 		}
+		t.flush()
 	}
-	t.handOff()
-	close(t.out)
-	<-t.done
-	t.out, t.buf = nil, nil
-	if t.failed.Load() && t.err == nil {
-		t.err = t.werr
-	}
+	t.buf = nil
 	t.spans, t.reqs, t.flushes = table[spanInfo]{}, table[int]{}, nil
 	if t.c != nil {
 		if err := t.c.Close(); err != nil && t.err == nil {
