@@ -19,8 +19,18 @@ type span struct {
 
 // spanOf reads a request's span from its name.
 func spanOf(name string, grain int64) span {
-	f := strings.Fields(name)
-	if len(f) != 4 {
+	// The chooser asks at every choice point: split the four words
+	// without allocating.
+	var f [4]string
+	k := 0
+	for w := range strings.FieldsSeq(name) {
+		if k == len(f) {
+			return span{}
+		}
+		f[k] = w
+		k++
+	}
+	if k != 4 {
 		return span{}
 	}
 	off, err1 := strconv.ParseInt(f[2], 10, 64)
