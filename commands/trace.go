@@ -52,7 +52,7 @@ func traceCommands() []*Command {
 // traceSubs are trace's subcommands: start takes -f and a file name,
 // view a file name and -o with another.
 var traceSubs = []Sub{
-	{Name: "start", Flags: []Flag{{Letter: 'f', Arg: "format", Values: TraceFormats, Long: "trace-format"}}, Paths: true},
+	{Name: "start", Flags: []Flag{{Letter: 'f', Arg: "format", Values: TraceFormats}}, Paths: true},
 	{Name: "stop"},
 	{Name: "view", Flags: []Flag{{Letter: 'o', Arg: "file", Path: true}}, Paths: true},
 }
