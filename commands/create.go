@@ -225,7 +225,15 @@ func (s *Session) Cleanup() {
 	s.StopTrace()
 	if s.scratchDir != "" {
 		unregisterScratch(s.scratchDir)
-		os.RemoveAll(s.scratchDir)
+		// The images the session made, then the directory: two calls
+		// where RemoveAll makes a dozen (explore cleans up a session per
+		// schedule). Anything else in there takes the long way.
+		for _, p := range s.scratch {
+			os.Remove(p)
+		}
+		if os.Remove(s.scratchDir) != nil {
+			os.RemoveAll(s.scratchDir)
+		}
 		s.scratchDir = ""
 	}
 }
