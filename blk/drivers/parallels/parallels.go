@@ -394,6 +394,13 @@ func (s *state) allocate(co *blk.Co, sector, nb int64) (int64, int64, error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	if s.dataEnd*sectorSize > flen {
+		// A BAT entry (or data_off) points past the file: QEMU 7.2 would
+		// allocate there, growing the file to wherever the corrupt entry
+		// says; gio refuses, as qemu-img check would call the image
+		// corrupt ("cluster ... is outside image").
+		return 0, 0, blk.Msgf(unix.EIO, "parallels: the data end (sector %d) lies past the end of the file: the BAT or header is corrupt", s.dataEnd)
+	}
 	if s.dataEnd+space > flen/sectorSize {
 		space += s.preallocSize
 		if s.prealloc == preallocTruncate {
@@ -492,7 +499,12 @@ func (s *state) Close() error {
 	return s.loop.RunSync("parallels close", func(co *blk.Co) error {
 		binary.LittleEndian.PutUint32(s.header[offInUse:], 0)
 		_ = s.updateHeader(co)
-		_ = s.file.Node.Truncate(co, s.dataEnd*sectorSize, true, blk.PreallocOff)
+		// The cut removes what preallocation added. A corrupt BAT can put
+		// the data end past the file, where QEMU would grow the file to
+		// it; gio only ever shrinks it.
+		if l, err := s.file.Node.Length(co); err == nil && s.dataEnd*sectorSize < l {
+			_ = s.file.Node.Truncate(co, s.dataEnd*sectorSize, true, blk.PreallocOff)
+		}
 		return nil
 	})
 }
