@@ -125,6 +125,19 @@ func (r *Registry) Lookup(name string) *Driver {
 // Drivers returns every registered driver.
 func (r *Registry) Drivers() []*Driver { return r.drivers }
 
+// Replace puts d in the place of the registered driver of the same name
+// and reports whether there was one. gio explore --crash wraps the file
+// driver so, to record what reaches the disk below the format node.
+func (r *Registry) Replace(d *Driver) bool {
+	for i, old := range r.drivers {
+		if old.Name == d.Name {
+			r.drivers[i] = d
+			return true
+		}
+	}
+	return false
+}
+
 // protocolFor is bdrv_find_protocol: a name with a "proto:" prefix (a
 // colon before any slash) belongs to the driver owning that protocol,
 // and a prefix no driver owns is an error naming it; any other name is

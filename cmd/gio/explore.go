@@ -17,6 +17,9 @@ var exploreEnv = explore.Env{NewSession: func(out, errw io.Writer, ch blk.Choose
 	s := env.NewSession(repl.NewStdioWriter(out, false), errw, blk.NewVirtualClock())
 	s.Loop.SetChooser(ch)
 	return s
+}, NewRegistry: env.NewRegistry, NewSessionOn: func(out, errw io.Writer, reg *blk.Registry) fsx.Session {
+	on := repl.Env{NewRegistry: func(io.Writer) *blk.Registry { return reg }, Explore: env.Explore}
+	return on.NewSession(repl.NewStdioWriter(out, false), errw, blk.NewVirtualClock())
 }}
 
 // runExplore is "gio explore": exit 1 when a failing schedule was

@@ -22,6 +22,9 @@ func (e Env) Command(o Options, name, src string, out, errw io.Writer, writeFile
 		fmt.Fprintf(errw, "gio explore: %s: %v\n", name, err)
 		return 2
 	}
+	if o.Crash {
+		return e.crashCommand(o, sc, name, out, errw, writeFile)
+	}
 	if o.HasSchedule {
 		if o.Verbose {
 			for _, l := range e.Trace(sc, o.Schedule) {
@@ -59,6 +62,48 @@ func (e Env) Command(o Options, name, src string, out, errw io.Writer, writeFile
 		small, f = bsc, bf
 	}
 	repro := Reproducer(small, f)
+	if o.Out == "" {
+		fmt.Fprint(out, repro)
+		return 1
+	}
+	if err := writeFile(o.Out, []byte(repro)); err != nil {
+		fmt.Fprintf(errw, "gio explore: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(out, "gio explore: reproducer: %s\n", o.Out)
+	return 1
+}
+
+// crashCommand is Command for --crash.
+func (e Env) crashCommand(o Options, sc *Script, name string, out, errw io.Writer, writeFile func(name string, data []byte) error) int {
+	var only *CrashState
+	if o.HasCrashState {
+		only = &o.CrashState
+	}
+	sum := e.Crash(sc, o.Config, only)
+	if o.Progress != nil {
+		o.Progress(-1)
+	}
+	if sum.Unsupported != "" {
+		fmt.Fprintf(errw, "gio explore: %s: %s\n", name, sum.Unsupported)
+		return 2
+	}
+	if only != nil {
+		if sum.First == nil {
+			fmt.Fprintf(out, "gio explore: crash state %s: no failure\n", only)
+			return 0
+		}
+		fmt.Fprintf(out, "gio explore: crash state %s: %s\n", only, sum.First.What)
+		return 1
+	}
+	fmt.Fprintf(out, "gio explore: %s\n", sum)
+	if sum.First == nil {
+		return 0
+	}
+	fmt.Fprintf(out, "gio explore: crash state %s fails: %s\n", sum.First.State, sum.First.What)
+	small, f := e.ShrinkCrash(sc, sum.First, o.Config)
+	fmt.Fprintf(out, "gio explore: shrunk to %d lines, crash state %s: %s\n", len(small.Body), f.State, f.What)
+	repro := CrashReproducer(small, f)
 	if o.Out == "" {
 		fmt.Fprint(out, repro)
 		return 1

@@ -25,6 +25,11 @@ import (
 // shell builds them, on a fresh loop with ch as its chooser.
 type Env struct {
 	NewSession func(out, errw io.Writer, ch blk.Chooser) fsx.Session
+	// NewRegistry and NewSessionOn are for crash mode: a registry with
+	// the drivers sessions have, and a session (FIFO, no chooser) on a
+	// registry crash mode made from one (its file driver wrapped).
+	NewRegistry  func(out io.Writer) *blk.Registry
+	NewSessionOn func(out, errw io.Writer, reg *blk.Registry) fsx.Session
 }
 
 // Config bounds a search.
@@ -46,6 +51,12 @@ type Config struct {
 	Random bool
 	Seed   int64
 	Depth  int
+	// Crash is crash mode (crash.go): CrashWrites bounds the unflushed
+	// changes in a crash state (0: 2), Torn adds states whose last
+	// change is torn; MaxSchedules then bounds the crash states.
+	Crash       bool
+	CrashWrites int
+	Torn        bool
 	// Jobs is the number of parallel loops (0: 1).
 	Jobs int
 	// Progress, if not nil, is called now and then with the runs so far

@@ -27,6 +27,9 @@ var testEnv = Env{NewSession: func(out, errw io.Writer, ch blk.Chooser) fsx.Sess
 	s := shell.NewSession(repl.NewStdioWriter(out, false), errw, blk.NewVirtualClock())
 	s.Loop.SetChooser(ch)
 	return s
+}, NewRegistry: shell.NewRegistry, NewSessionOn: func(out, errw io.Writer, reg *blk.Registry) fsx.Session {
+	on := repl.Env{NewRegistry: func(io.Writer) *blk.Registry { return reg }}
+	return on.NewSession(repl.NewStdioWriter(out, false), errw, blk.NewVirtualClock())
 }}
 
 var shell = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {

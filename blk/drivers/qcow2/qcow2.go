@@ -151,6 +151,12 @@ type state struct {
 	dataWrites    map[int64]int
 	writesDone    coQueue
 	noDiscardWait bool
+	// noWriteOrder is the debug switch x-write-order=off (a mutation for
+	// gio explore --crash): an L2 table is written back without first
+	// flushing the refcount blocks and data it depends on, so that a
+	// power cut can leave an L2 entry pointing at a cluster whose
+	// refcount never reached the disk.
+	noWriteOrder bool
 	// allocs are the allocating writes in flight (cluster_allocs).
 	allocs []*l2meta
 
@@ -378,6 +384,11 @@ func (s *state) takeOptions(a *blk.OpenArgs) error {
 		return err
 	}
 	s.noDiscardWait = !discardWaits
+	writeOrder, err := o.TakeBool("x-write-order", true)
+	if err != nil {
+		return err
+	}
+	s.noWriteOrder = !writeOrder
 	s.opts = r
 	return s.takeCryptOptions(a)
 }

@@ -1,0 +1,621 @@
+package explore
+
+import (
+	"bytes"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gio/blk"
+)
+
+// Crash mode (gio explore --crash): the script runs once, in order, with
+// its disk's changes logged below the format node (crashlog.go). At every
+// flush boundary of the log (the start, and each flush to disk) crash
+// images are built: the base disk, every change before that flush, and
+// each subset of at most CrashWrites of the changes that follow it up to
+// the next flush, in log order (a disk may persist unflushed writes in
+// any order), the last one optionally torn. Each distinct image is
+// opened read-only and checked: the format's consistency check must find
+// no corruption (leaks are allowed: a crash may leak clusters), and the
+// guest data that was flushed must be there.
+
+// CrashState names one crash image: the flushes to disk it survived, the
+// unflushed changes it has (indices among those after that flush, in log
+// order), and whether the last of them is torn (all but its last sector).
+type CrashState struct {
+	Flushes int
+	Writes  []int
+	Torn    bool
+}
+
+// String is "FLUSHES:W1,W2[:torn]", "-" for no write.
+func (c CrashState) String() string {
+	w := "-"
+	if len(c.Writes) > 0 {
+		var s []string
+		for _, i := range c.Writes {
+			s = append(s, strconv.Itoa(i))
+		}
+		w = strings.Join(s, ",")
+	}
+	s := fmt.Sprintf("%d:%s", c.Flushes, w)
+	if c.Torn {
+		s += ":torn"
+	}
+	return s
+}
+
+// ParseCrashState reads a crash state as String prints it.
+func ParseCrashState(s string) (CrashState, error) {
+	var c CrashState
+	bad := fmt.Errorf("crash state %q: want FLUSHES:W1,W2[:torn] (\"2:0,3\", \"0:-\")", s)
+	f := strings.Split(s, ":")
+	if len(f) < 2 || len(f) > 3 || len(f) == 3 && f[2] != "torn" {
+		return c, bad
+	}
+	c.Torn = len(f) == 3
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n < 0 || n > 1<<20 || strconv.Itoa(n) != f[0] {
+		return c, bad
+	}
+	c.Flushes = n
+	if f[1] == "-" {
+		if c.Torn {
+			return c, bad
+		}
+		return c, nil
+	}
+	last := -1
+	for _, w := range strings.Split(f[1], ",") {
+		i, err := strconv.Atoi(w)
+		if err != nil || i <= last || i > 1<<20 || strconv.Itoa(i) != w {
+			return c, bad
+		}
+		c.Writes = append(c.Writes, i)
+		last = i
+	}
+	return c, nil
+}
+
+// CrashFailure is a crash image that fails a check.
+type CrashFailure struct {
+	State CrashState
+	// Kind is "corrupt" (the checker found corruption, or the image
+	// does not open) or "lost" (flushed data is not there).
+	Kind string
+	What string
+}
+
+// CrashSummary sums up a crash search.
+type CrashSummary struct {
+	Ops, Flushes int   // changes and flushes the run logged
+	States       int64 // crash images built
+	Distinct     int64 // distinct images checked
+	Leaky        int   // images with leaked clusters (allowed)
+	Failures     int
+	Elapsed      time.Duration
+	Stopped      string
+	First        *CrashFailure
+	// Unsupported says why the script cannot be explored.
+	Unsupported string
+}
+
+func (s CrashSummary) String() string {
+	stop := "bounds covered"
+	if s.Stopped != "" {
+		stop = "stopped: " + s.Stopped
+	}
+	rate := 0.0
+	if s.Elapsed > 0 {
+		rate = float64(s.Distinct) / s.Elapsed.Seconds()
+	}
+	return fmt.Sprintf("%d disk changes, %d flushes: %d crash states, %d distinct checked, %d with leaks, %d failures, %.0f images/s (%.2fs, %s)",
+		s.Ops, s.Flushes, s.States, s.Distinct, s.Leaky, s.Failures, rate, s.Elapsed.Seconds(), stop)
+}
+
+// consistencyChecker is what crash mode needs of a format node (qcow2's
+// ConsistencyCheck): the counts "qemu-img check" reports, no repair.
+type consistencyChecker interface {
+	ConsistencyCheck(co *blk.Co) (corruptions, leaks, checkErrors int, err error)
+}
+
+// snapshot is the guest data at a sync flush line of the body (line -1:
+// the image as opened), and the log position then.
+type snapshot struct {
+	line, ops, flushes int
+	data               []byte
+}
+
+// crashRun is one recorded run of a script.
+type crashRun struct {
+	sc      *Script
+	format  string
+	log     *diskLog
+	flushAt []int // indices of the flushes in log.ops
+	snaps   []snapshot
+	touch   []lineTouch
+}
+
+// lineTouch is the guest range a body line may change: none, one span,
+// or anything (all). aio marks a request that may still run after the
+// line.
+type lineTouch struct {
+	none, all, aio bool
+	off, end       int64
+}
+
+// readOnlyCmds change no guest data.
+var readOnlyCmds = map[string]bool{"read": true, "aio_read": true, "readv": true, "map": true,
+	"alloc": true, "info": true, "length": true, "flush": true, "aio_flush": true, "sleep": true,
+	"echo": true, "break": true, "wait_break": true, "resume": true, "remove_break": true}
+
+func touchOf(line string) lineTouch {
+	f := strings.Fields(line)
+	if readOnlyCmds[f[0]] {
+		return lineTouch{none: true}
+	}
+	t := lineTouch{aio: strings.HasPrefix(f[0], "aio_")}
+	switch f[0] {
+	case "write", "aio_write", "discard", "aio_discard":
+		if len(f) >= 3 {
+			off, err1 := parseSize(f[len(f)-2])
+			n, err2 := parseSize(f[len(f)-1])
+			if err1 == nil && err2 == nil {
+				t.off, t.end = off, off+n
+				return t
+			}
+		}
+	}
+	t.all = true
+	return t
+}
+
+// imageFormat is the format the script creates its image in.
+func imageFormat(setup []string) string {
+	for _, l := range setup {
+		f := strings.Fields(l)
+		for i := 1; i+1 < len(f) && f[0] == "create"; i++ {
+			if f[i] == "-f" {
+				return f[i+1]
+			}
+		}
+	}
+	return "raw"
+}
+
+// crashInspector opens crash images and checks them, one at a time.
+type crashInspector struct {
+	reg    *blk.Registry
+	loop   *blk.Loop
+	path   string
+	stderr bytes.Buffer
+}
+
+func (e Env) newInspector(dir string) (*crashInspector, error) {
+	f, err := os.CreateTemp(dir, "gio-crash-*.img")
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	in := &crashInspector{reg: e.NewRegistry(io.Discard), loop: blk.NewLoop(blk.NewVirtualClock()), path: f.Name()}
+	in.reg.Stderr = &in.stderr
+	return in, nil
+}
+
+func (in *crashInspector) close() { os.Remove(in.path) }
+
+// inspect opens img read-only as format and returns the guest data and
+// what the consistency check found wrong ("" when nothing but leaks).
+func (in *crashInspector) inspect(img []byte, format string, check bool) (data []byte, corrupt string, leaks int) {
+	if err := os.WriteFile(in.path, img, 0o600); err != nil {
+		return nil, "cannot write the crash image: " + err.Error(), 0
+	}
+	in.stderr.Reset()
+	b, err := in.reg.Open(blk.Spec{Filename: in.path, Format: format, Flags: blk.OpenFlags{ReadOnly: true}}, in.loop)
+	if err != nil {
+		return nil, "the crash image does not open: " + firstLine(err.Error()), 0
+	}
+	defer b.Close()
+	err = in.loop.RunSync("crash check", func(co *blk.Co) error {
+		if cc, ok := b.Root.Impl().(consistencyChecker); ok && check {
+			corr, lk, cerr, err := cc.ConsistencyCheck(co)
+			if err != nil {
+				return err
+			}
+			leaks = lk
+			if corr+cerr > 0 {
+				corrupt = fmt.Sprintf("check: %d corruptions, %d check errors (%s)", corr, cerr, firstLine(in.stderr.String()))
+				return nil
+			}
+		}
+		n, err := b.Length(co)
+		if err != nil {
+			return err
+		}
+		data = make([]byte, n)
+		return b.PRead(co, 0, data)
+	})
+	if err != nil && corrupt == "" {
+		corrupt = "reading the crash image fails: " + firstLine(err.Error())
+	}
+	return data, corrupt, leaks
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
+
+// apply makes op's change to img and returns it. A torn write writes
+// all but its last sector.
+func apply(img []byte, op diskOp, torn bool) []byte {
+	grow := func(end int64) {
+		if end > int64(len(img)) {
+			img = append(img, make([]byte, end-int64(len(img)))...)
+		}
+	}
+	switch op.kind {
+	case opWrite:
+		data := op.data
+		if torn {
+			data = data[:(len(data)-1)/512*512]
+		}
+		grow(op.off + int64(len(data)))
+		copy(img[op.off:], data)
+	case opZero:
+		end := op.off + op.n
+		grow(end)
+		clear(img[op.off:end])
+	case opDiscard:
+		if end := min(op.off+op.n, int64(len(img))); op.off < end {
+			clear(img[op.off:end])
+		}
+	case opTruncate:
+		if op.off < int64(len(img)) {
+			img = img[:op.off]
+		} else {
+			grow(op.off)
+		}
+	}
+	return img
+}
+
+// record runs sc once, in order, logging its disk.
+func (e Env) record(sc *Script) (*crashRun, error) {
+	if e.NewRegistry == nil || e.NewSessionOn == nil {
+		return nil, fmt.Errorf("crash mode is not available here")
+	}
+	lg := &diskLog{}
+	reg := e.NewRegistry(io.Discard)
+	fd := reg.Lookup("file")
+	if fd == nil || !reg.Replace(recordingFile(fd, lg)) {
+		return nil, fmt.Errorf("crash mode needs the file driver")
+	}
+	var errb bytes.Buffer
+	s := e.NewSessionOn(io.Discard, &errb, reg)
+	defer s.Close()
+	for _, l := range sc.Setup {
+		if !s.Execute(l) {
+			return nil, fmt.Errorf("%q fails: %s", l, firstLine(errb.String()))
+		}
+	}
+	run := &crashRun{sc: sc, format: imageFormat(sc.Setup), log: lg}
+	run.snaps = append(run.snaps, snapshot{line: -1})
+	lg.active = true
+	for i, l := range sc.Body {
+		lg.line = i
+		s.RunPending()
+		errb.Reset()
+		if !s.Execute(l) {
+			return nil, fmt.Errorf("body line %d %q fails: %s", i+1, l, firstLine(errb.String()))
+		}
+		run.touch = append(run.touch, touchOf(l))
+		if strings.Fields(l)[0] == "flush" {
+			run.snaps = append(run.snaps, snapshot{line: i, ops: len(lg.ops)})
+		}
+	}
+	s.RunPending()
+	lg.active = false
+	if lg.other {
+		return nil, fmt.Errorf("the body writes to more than one file; crash mode follows one image")
+	}
+	for i, op := range lg.ops {
+		if op.kind == opFlush {
+			run.flushAt = append(run.flushAt, i)
+		}
+	}
+	for i := range run.snaps {
+		sn := &run.snaps[i]
+		for _, at := range run.flushAt {
+			if at < sn.ops {
+				sn.flushes++
+			}
+		}
+	}
+	return run, nil
+}
+
+// window returns the log indices of the changes after flush boundary j
+// (j flushes to disk done) up to the next flush, and the index where it
+// ends.
+func (r *crashRun) window(j int) (w []int, end int) {
+	start := 0
+	if j > 0 {
+		start = r.flushAt[j-1] + 1
+	}
+	end = len(r.log.ops)
+	if j < len(r.flushAt) {
+		end = r.flushAt[j]
+	}
+	for i := start; i < end; i++ {
+		w = append(w, i)
+	}
+	return w, end
+}
+
+// durable returns the disk after j flushes, with no unflushed change.
+func (r *crashRun) durable(j int) []byte {
+	img := append([]byte(nil), r.log.base...)
+	end := len(r.log.ops)
+	if j < len(r.flushAt) {
+		end = r.flushAt[j]
+	}
+	if j == 0 {
+		end = 0
+	}
+	for _, op := range r.log.ops[:end] {
+		img = apply(img, op, false)
+	}
+	return img
+}
+
+// image builds crash state c from the durable disk of its boundary.
+func (r *crashRun) image(durable []byte, w []int, c CrashState) []byte {
+	img := append([]byte(nil), durable...)
+	for k, i := range c.Writes {
+		img = apply(img, r.log.ops[w[i]], c.Torn && k == len(c.Writes)-1)
+	}
+	return img
+}
+
+// expected returns the snapshot crash state at boundary j must agree
+// with, and the guest ranges that may differ from it: what body lines
+// after the snapshot's flush and up to the crash changed.
+func (r *crashRun) expected(j, end int) (*snapshot, []lineTouch) {
+	var sn *snapshot
+	for i := range r.snaps {
+		if r.snaps[i].flushes <= j {
+			sn = &r.snaps[i]
+		}
+	}
+	crashLine := len(r.sc.Body) - 1
+	if end < len(r.log.ops) {
+		crashLine = r.log.ops[end].line
+	}
+	var free []lineTouch
+	for i, t := range r.touch {
+		if !t.none && (i > sn.line && i <= crashLine || t.aio && i <= crashLine) {
+			free = append(free, t)
+		}
+	}
+	return sn, free
+}
+
+// lost compares a crash image's guest data with the flushed snapshot.
+func lost(data []byte, sn *snapshot, free []lineTouch) string {
+	for _, t := range free {
+		if t.all {
+			return ""
+		}
+	}
+	n := min(len(data), len(sn.data))
+	for i := 0; i < n; i++ {
+		if data[i] == sn.data[i] {
+			continue
+		}
+		changed := false
+		for _, t := range free {
+			if int64(i) >= t.off && int64(i) < t.end {
+				changed = true
+				break
+			}
+		}
+		if !changed {
+			by := "the image as opened"
+			if sn.line >= 0 {
+				by = fmt.Sprintf("the flush of body line %d", sn.line+1)
+			}
+			return fmt.Sprintf("flushed data lost: guest byte at 0x%x is 0x%02x, 0x%02x after %s", i, data[i], sn.data[i], by)
+		}
+	}
+	return ""
+}
+
+// combinations calls f with each subset of 0..n-1 of at most k
+// elements, smaller subsets first, each size in lexicographic order,
+// until f returns false.
+func combinations(n, k int, f func([]int) bool) bool {
+	for size := 0; size <= min(k, n); size++ {
+		idx := make([]int, size)
+		for i := range idx {
+			idx[i] = i
+		}
+		for {
+			if !f(idx) {
+				return false
+			}
+			i := size - 1
+			for i >= 0 && idx[i] == n-size+i {
+				i--
+			}
+			if i < 0 {
+				break
+			}
+			idx[i]++
+			for j := i + 1; j < size; j++ {
+				idx[j] = idx[j-1] + 1
+			}
+		}
+	}
+	return true
+}
+
+// Crash runs crash mode on sc under cfg (MaxSchedules bounds the crash
+// states, Budget the time, CrashWrites the unflushed changes per state,
+// Torn adds torn states). With only set, just that state is checked.
+func (e Env) Crash(sc *Script, cfg Config, only *CrashState) (sum CrashSummary) {
+	start := time.Now()
+	defer func() { sum.Elapsed = time.Since(start) }()
+	run, err := e.record(sc)
+	if err != nil {
+		sum.Unsupported = err.Error()
+		return sum
+	}
+	sum.Ops, sum.Flushes = len(run.log.ops)-len(run.flushAt), len(run.flushAt)
+	if run.log.node == nil {
+		return sum
+	}
+	in, err := e.newInspector("")
+	if err != nil {
+		sum.Unsupported = err.Error()
+		return sum
+	}
+	defer in.close()
+	for i := range run.snaps {
+		sn := &run.snaps[i]
+		img := append([]byte(nil), run.log.base...)
+		for _, op := range run.log.ops[:sn.ops] {
+			img = apply(img, op, false)
+		}
+		data, bad, _ := in.inspect(img, run.format, false)
+		if bad != "" {
+			sum.Unsupported = fmt.Sprintf("the image after body line %d does not read back: %s", sn.line+1, bad)
+			return sum
+		}
+		sn.data = data
+	}
+	seen := map[uint64]bool{}
+	k := cfg.CrashWrites
+	if k <= 0 {
+		k = 2
+	}
+	check := func(j int, durable []byte, w []int, end int, c CrashState) bool {
+		sum.States++
+		img := run.image(durable, w, c)
+		h := fnv.New64a()
+		h.Write(img)
+		if seen[h.Sum64()] && only == nil {
+			return true
+		}
+		seen[h.Sum64()] = true
+		sum.Distinct++
+		data, corrupt, leaks := in.inspect(img, run.format, true)
+		if leaks > 0 {
+			sum.Leaky++
+		}
+		var f *CrashFailure
+		if corrupt != "" {
+			f = &CrashFailure{State: c, Kind: "corrupt", What: corrupt}
+		} else if sn, free := run.expected(j, end); sn != nil {
+			if what := lost(data, sn, free); what != "" {
+				f = &CrashFailure{State: c, Kind: "lost", What: what}
+			}
+		}
+		if f != nil {
+			sum.Failures++
+			if sum.First == nil {
+				sum.First = f
+			}
+			if only == nil {
+				return false
+			}
+		}
+		switch {
+		case cfg.MaxSchedules > 0 && sum.States >= int64(cfg.MaxSchedules):
+			sum.Stopped = fmt.Sprintf("-n %d crash states reached", cfg.MaxSchedules)
+		case cfg.Budget > 0 && time.Since(start) > cfg.Budget:
+			sum.Stopped = fmt.Sprintf("time budget %v spent", cfg.Budget)
+		}
+		return sum.Stopped == ""
+	}
+	if only != nil {
+		if only.Flushes > len(run.flushAt) {
+			sum.Unsupported = fmt.Sprintf("crash state %s: the run has %d flushes", only, len(run.flushAt))
+			return sum
+		}
+		w, end := run.window(only.Flushes)
+		if n := len(only.Writes); n > 0 && only.Writes[n-1] >= len(w) {
+			sum.Unsupported = fmt.Sprintf("crash state %s: %d changes after that flush", only, len(w))
+			return sum
+		}
+		check(only.Flushes, run.durable(only.Flushes), w, end, *only)
+		return sum
+	}
+	durable := append([]byte(nil), run.log.base...)
+	prev := 0
+	for j := 0; j <= len(run.flushAt); j++ {
+		if j > 0 {
+			for _, op := range run.log.ops[prev:run.flushAt[j-1]] {
+				durable = apply(durable, op, false)
+			}
+			prev = run.flushAt[j-1]
+		}
+		w, end := run.window(j)
+		ok := combinations(len(w), k, func(sub []int) bool {
+			c := CrashState{Flushes: j, Writes: append([]int(nil), sub...)}
+			if !check(j, durable, w, end, c) {
+				return false
+			}
+			if last := len(sub) - 1; cfg.Torn && last >= 0 {
+				if op := run.log.ops[w[sub[last]]]; op.kind == opWrite && op.n > 512 {
+					c.Torn = true
+					return check(j, durable, w, end, c)
+				}
+			}
+			return true
+		})
+		if !ok {
+			break
+		}
+	}
+	return sum
+}
+
+// ShrinkCrash deletes body lines while the crash search of the smaller
+// script still fails the same way (same kind).
+func (e Env) ShrinkCrash(sc *Script, f *CrashFailure, cfg Config) (*Script, *CrashFailure) {
+	for changed := true; changed; {
+		changed = false
+		for i := len(sc.Body) - 1; i >= 0 && len(sc.Body) > 1; i-- {
+			body := append(append([]string(nil), sc.Body[:i]...), sc.Body[i+1:]...)
+			cand, err := newScript(sc.Setup, body)
+			if err != nil {
+				continue
+			}
+			if sum := e.Crash(cand, cfg, nil); sum.First != nil && sum.First.Kind == f.Kind {
+				sc, f, changed = cand, sum.First, true
+			}
+		}
+	}
+	return sc, f
+}
+
+// CrashReproducer formats a crash failure as a .gio script that "gio
+// explore --crash --crash-state" replays.
+func CrashReproducer(sc *Script, f *CrashFailure) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# gio explore --crash reproducer: crash state %s: %s\n", f.State, f.What)
+	fmt.Fprintf(&b, "# replay: gio explore --crash --crash-state %s FILE\n", f.State)
+	for _, l := range sc.Setup {
+		b.WriteString(l + "\n")
+	}
+	for _, l := range sc.Body {
+		b.WriteString(l + "\n")
+	}
+	return b.String()
+}
