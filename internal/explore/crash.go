@@ -3,7 +3,7 @@ package explore
 import (
 	"bytes"
 	"fmt"
-	"hash/fnv"
+	"hash/maphash"
 	"io"
 	"os"
 	"strconv"
@@ -361,12 +361,9 @@ func (r *crashRun) window(j int) (w []int, end int) {
 // durable returns the disk after j flushes, with no unflushed change.
 func (r *crashRun) durable(j int) []byte {
 	img := append([]byte(nil), r.log.base...)
-	end := len(r.log.ops)
-	if j < len(r.flushAt) {
-		end = r.flushAt[j]
-	}
-	if j == 0 {
-		end = 0
+	end := 0
+	if j > 0 {
+		end = r.flushAt[j-1]
 	}
 	for _, op := range r.log.ops[:end] {
 		img = apply(img, op, false)
@@ -406,34 +403,41 @@ func (r *crashRun) expected(j, end int) (*snapshot, []lineTouch) {
 	return sn, free
 }
 
-// lost compares a crash image's guest data with the flushed snapshot.
+// lost compares a crash image's guest data with the flushed snapshot,
+// outside the ranges changed since.
 func lost(data []byte, sn *snapshot, free []lineTouch) string {
+	var spans []span
 	for _, t := range free {
 		if t.all {
 			return ""
 		}
+		spans = append(spans, span{off: t.off, end: t.end})
 	}
-	n := min(len(data), len(sn.data))
-	for i := 0; i < n; i++ {
-		if data[i] == sn.data[i] {
-			continue
+	n := int64(min(len(data), len(sn.data)))
+	at := int64(0)
+	cmp := func(end int64) string {
+		end = min(end, n)
+		if at >= end || bytes.Equal(data[at:end], sn.data[at:end]) {
+			return ""
 		}
-		changed := false
-		for _, t := range free {
-			if int64(i) >= t.off && int64(i) < t.end {
-				changed = true
-				break
+		for i := at; i < end; i++ {
+			if data[i] != sn.data[i] {
+				by := "the image as opened"
+				if sn.line >= 0 {
+					by = fmt.Sprintf("the flush of body line %d", sn.line+1)
+				}
+				return fmt.Sprintf("flushed data lost: guest byte at 0x%x is 0x%02x, 0x%02x after %s", i, data[i], sn.data[i], by)
 			}
 		}
-		if !changed {
-			by := "the image as opened"
-			if sn.line >= 0 {
-				by = fmt.Sprintf("the flush of body line %d", sn.line+1)
-			}
-			return fmt.Sprintf("flushed data lost: guest byte at 0x%x is 0x%02x, 0x%02x after %s", i, data[i], sn.data[i], by)
-		}
+		return ""
 	}
-	return ""
+	for _, sp := range mergeSpans(spans, true, 1) {
+		if what := cmp(sp.off); what != "" {
+			return what
+		}
+		at = max(at, sp.end)
+	}
+	return cmp(n)
 }
 
 // combinations calls f with each subset of 0..n-1 of at most k
@@ -500,6 +504,7 @@ func (e Env) Crash(sc *Script, cfg Config, only *CrashState) (sum CrashSummary) 
 		sn.data = data
 	}
 	seen := map[uint64]bool{}
+	seed := maphash.MakeSeed()
 	k := cfg.CrashWrites
 	if k <= 0 {
 		k = 2
@@ -507,12 +512,11 @@ func (e Env) Crash(sc *Script, cfg Config, only *CrashState) (sum CrashSummary) 
 	check := func(j int, durable []byte, w []int, end int, c CrashState) bool {
 		sum.States++
 		img := run.image(durable, w, c)
-		h := fnv.New64a()
-		h.Write(img)
-		if seen[h.Sum64()] && only == nil {
+		h := maphash.Bytes(seed, img)
+		if seen[h] && only == nil {
 			return true
 		}
-		seen[h.Sum64()] = true
+		seen[h] = true
 		sum.Distinct++
 		data, corrupt, leaks := in.inspect(img, run.format, true)
 		if leaks > 0 {
