@@ -61,6 +61,7 @@ func (e Env) Command(o Options, name, src string, out, errw io.Writer, writeFile
 	if bsc, bf, ok := e.WithBreakpoints(small, f); ok {
 		small, f = bsc, bf
 	}
+	small, f = e.ShrinkRanges(small, f)
 	repro := Reproducer(small, f)
 	if o.Out == "" {
 		fmt.Fprint(out, repro)

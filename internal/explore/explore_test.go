@@ -113,6 +113,7 @@ func TestMutationsFound(t *testing.T) {
 			if !ok {
 				t.Fatalf("schedule %s: no breakpoint reproducer", sum.First.Schedule)
 			}
+			small, f = testEnv.ShrinkRanges(small, f)
 			repro := Reproducer(small, f)
 			if n := strings.Count(repro, "\n"); n > 12 {
 				t.Errorf("reproducer of %d lines:\n%s", n, repro)
@@ -366,4 +367,32 @@ func FuzzParseScript(f *testing.F) {
 			t.Fatalf("%q: %s does not round-trip: %v %v", sched, s, s2, err)
 		}
 	})
+}
+
+// TestShrinkRanges checks that a reproducer's ranges shrink (after its
+// lines did) while it fails the same way.
+func TestShrinkRanges(t *testing.T) {
+	m := mutations[1]
+	sc := mustParse(t, fmt.Sprintf(m.seed, m.opt))
+	sum := testEnv.Explore(sc, bounds)
+	if sum.First == nil {
+		t.Fatalf("not found: %s", sum)
+	}
+	small, f := testEnv.Shrink(sc, sum.First, bounds)
+	small, f, _ = testEnv.WithBreakpoints(small, f)
+	total := func(s *Script) (n int64) {
+		for _, l := range s.Body {
+			if f := strings.Fields(l); len(f) >= 3 && strings.Contains(f[0], "write") {
+				v, _ := parseSize(f[len(f)-1])
+				n += v
+			}
+		}
+		return n
+	}
+	before := total(small)
+	ranged, g := testEnv.ShrinkRanges(small, f)
+	if total(ranged) >= before || failureClass(g.What) != failureClass(f.What) {
+		t.Fatalf("%d bytes written before, %d after: %q -> %q\n%s", before, total(ranged), f.What, g.What, Reproducer(ranged, g))
+	}
+	t.Logf("%d bytes written -> %d:\n%s", before, total(ranged), Reproducer(ranged, g))
 }
