@@ -125,6 +125,10 @@ func (r *Registry) Lookup(name string) *Driver {
 // Drivers returns every registered driver.
 func (r *Registry) Drivers() []*Driver { return r.drivers }
 
+// Add registers one more driver (gio explore --crash serves crash images
+// from memory so).
+func (r *Registry) Add(d *Driver) { r.drivers = append(r.drivers, d) }
+
 // Replace puts d in the place of the registered driver of the same name
 // and reports whether there was one. gio explore --crash wraps the file
 // driver so, to record what reaches the disk below the format node.

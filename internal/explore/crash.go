@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
-	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"gio/blk"
+	"gio/blk/qdict"
 )
 
 // Crash mode (gio explore --crash): the script runs once, in order, with
@@ -189,34 +190,45 @@ func imageFormat(setup []string) string {
 }
 
 // crashInspector opens crash images and checks them, one at a time.
+// The image is served from memory by a protocol driver of its own
+// ("crash-image:"), under the format driver of the registry.
 type crashInspector struct {
 	reg    *blk.Registry
 	loop   *blk.Loop
-	path   string
+	img    []byte
 	stderr bytes.Buffer
 }
 
-func (e Env) newInspector(dir string) (*crashInspector, error) {
-	f, err := os.CreateTemp(dir, "gio-crash-*.img")
-	if err != nil {
-		return nil, err
-	}
-	f.Close()
-	in := &crashInspector{reg: e.NewRegistry(io.Discard), loop: blk.NewLoop(blk.NewVirtualClock()), path: f.Name()}
+func (e Env) newInspector() *crashInspector {
+	in := &crashInspector{reg: e.NewRegistry(io.Discard), loop: blk.NewLoop(blk.NewVirtualClock())}
 	in.reg.Stderr = &in.stderr
-	return in, nil
+	in.reg.Add(&blk.Driver{Name: "crash-image", Protocol: "crash-image",
+		ParseFilename: func(string, *qdict.Dict) error { return nil },
+		Open:          func(*blk.OpenArgs) (blk.Impl, error) { return memImage(in.img), nil }})
+	return in
 }
 
-func (in *crashInspector) close() { os.Remove(in.path) }
+// memImage is a read-only disk in memory.
+type memImage []byte
+
+func (m memImage) PRead(co *blk.Co, off int64, buf []byte, _ blk.ReqFlags) error {
+	clear(buf)
+	if off < int64(len(m)) {
+		copy(buf, m[off:])
+	}
+	return nil
+}
+
+func (m memImage) PWrite(*blk.Co, int64, []byte, blk.ReqFlags) error { return syscall.EROFS }
+func (m memImage) Length(*blk.Co) (int64, error)                     { return int64(len(m)), nil }
+func (m memImage) Close() error                                      { return nil }
 
 // inspect opens img read-only as format and returns the guest data and
 // what the consistency check found wrong ("" when nothing but leaks).
 func (in *crashInspector) inspect(img []byte, format string, check bool) (data []byte, corrupt string, leaks int) {
-	if err := os.WriteFile(in.path, img, 0o600); err != nil {
-		return nil, "cannot write the crash image: " + err.Error(), 0
-	}
+	in.img = img
 	in.stderr.Reset()
-	b, err := in.reg.Open(blk.Spec{Filename: in.path, Format: format, Flags: blk.OpenFlags{ReadOnly: true}}, in.loop)
+	b, err := in.reg.Open(blk.Spec{Filename: "crash-image:", Format: format, Flags: blk.OpenFlags{ReadOnly: true}}, in.loop)
 	if err != nil {
 		return nil, "the crash image does not open: " + firstLine(err.Error()), 0
 	}
@@ -484,12 +496,7 @@ func (e Env) Crash(sc *Script, cfg Config, only *CrashState) (sum CrashSummary) 
 	if run.log.node == nil {
 		return sum
 	}
-	in, err := e.newInspector("")
-	if err != nil {
-		sum.Unsupported = err.Error()
-		return sum
-	}
-	defer in.close()
+	in := e.newInspector()
 	for i := range run.snaps {
 		sn := &run.snaps[i]
 		img := append([]byte(nil), run.log.base...)
