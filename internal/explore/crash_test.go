@@ -140,3 +140,66 @@ func TestCrashFile(t *testing.T) {
 	sum := testEnv.Crash(mustParse(t, string(src)), Config{Crash: true}, nil)
 	t.Logf("%s", sum)
 }
+
+// TestBadInput: malformed flags and scripts get a one-line error and
+// exit status 2; nothing panics.
+func TestBadInput(t *testing.T) {
+	for _, args := range []string{"", "-p", "-p x a.gio", "-p -1 a.gio", "-n -3 a.gio", "-t 0 a.gio", "-t forever a.gio",
+		"-j 0 a.gio", "-depth 0 a.gio", "--schedule 3:0 a.gio", "--schedule x a.gio", "a.gio b.gio", "--bogus a.gio",
+		"--crash-writes 9 --crash a.gio", "--torn a.gio", "--crash-state 1:0 a.gio", "--crash --random a.gio",
+		"--crash --crash-state 1:2,1 a.gio", "--crash --schedule 0:1 a.gio"} {
+		_, err := ParseArgs(strings.Fields(args))
+		if err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%q: %v", args, err)
+		}
+	}
+	scripts := []string{
+		"",
+		"aio_write 0 512\n",
+		"create img\nopen img\nwrite 0 512\n",
+		"create img 1T\nopen img\nwrite 0 512\n",
+		"create img 64k\nopen img\n",
+		"create img 64k\nopen -o driver=nosuch img\nwrite 0 512\n",
+		"create img 64k\nopen img\nnosuchcommand 1 2\n",
+		"create img 64k\nopen -o driver=raw img\nwrite -P 1 0 512\nread -P 2 0 512\n",
+	}
+	for _, crash := range []bool{false, true} {
+		for _, src := range scripts {
+			o, err := ParseArgs([]string{"-t", "5s", "x.gio"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Crash = crash
+			var out, errb strings.Builder
+			code := testEnv.Command(o, "x.gio", src, &out, &errb, nil)
+			if code == 0 && !strings.Contains(src, "read -P 2") {
+				t.Errorf("crash %v, %q: exit 0\n%s", crash, src, out.String())
+				continue
+			}
+			if code == 2 && strings.Count(errb.String(), "\n") != 1 {
+				t.Errorf("crash %v, %q: exit 2 with %q", crash, src, errb.String())
+			}
+		}
+	}
+}
+
+// TestBudgetSummary: an exploration that exceeds its budget stops and
+// prints its summary, in both modes.
+func TestBudgetSummary(t *testing.T) {
+	for _, args := range [][]string{{"-t", "1ns", "-p", "8", "x.gio"}, {"-n", "3", "-p", "8", "x.gio"},
+		{"--crash", "-t", "1ns", "x.gio"}, {"--crash", "-n", "3", "x.gio"}} {
+		o, err := ParseArgs(args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := three
+		if o.Crash {
+			src = crashWorkload(2, 30, "writeback")
+		}
+		var out, errb strings.Builder
+		code := testEnv.Command(o, "x.gio", src, &out, &errb, nil)
+		if code != 0 || !strings.Contains(out.String(), "stopped: ") || errb.Len() != 0 {
+			t.Errorf("%v: exit %d\n%s%s", args, code, out.String(), errb.String())
+		}
+	}
+}

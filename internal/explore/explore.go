@@ -311,9 +311,15 @@ type stuckWriter struct {
 	line  *int // the body line running
 	body  int  // the number of body lines
 	stuck string
+	// unknown is a command the shell does not have: the script is
+	// malformed, whatever the schedule.
+	unknown string
 }
 
 func (s *stuckWriter) Write(p []byte) (int, error) {
+	if s.unknown == "" && bytes.HasPrefix(p, []byte(`command "`)) && bytes.Contains(p, []byte(`" not found`)) {
+		s.unknown = strings.TrimSpace(string(p))
+	}
 	if s.stuck == "" && s.line != nil && *s.line >= s.body &&
 		(bytes.Contains(p, []byte("can never happen")) || bytes.Contains(p, []byte("cannot finish"))) {
 		s.stuck = strings.TrimSpace(string(p))
@@ -360,6 +366,9 @@ func (e Env) run(sc *Script, ch blk.Chooser) outcome {
 	res := fe.Check(sc.Setup, body, nil)
 	o := outcome{state: sw.h}
 	switch {
+	case st.unknown != "":
+		o.fail = "explore could not follow the run: " + st.unknown
+		o.harness = true
 	case res.Harness != nil:
 		o.fail = "explore could not follow the run: " + res.Harness.Error()
 		o.harness = true

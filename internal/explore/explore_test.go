@@ -337,7 +337,7 @@ aio_write -P 3 8k 512
 
 // FuzzParseArgs: any command line gets options or a one-line error.
 func FuzzParseArgs(f *testing.F) {
-	for _, s := range []string{"x.gio", "-p 3 -n 10 x.gio", "--random -seed 5 -depth 2 x.gio", "--schedule 0:1,4:2 x.gio", "-t 1s -j 2 -o r.gio x.gio", "-p -1 x", "--schedule 3:0 x"} {
+	for _, s := range []string{"x.gio", "-p 3 -n 10 x.gio", "--random -seed 5 -depth 2 x.gio", "--schedule 0:1,4:2 x.gio", "-t 1s -j 2 -o r.gio x.gio", "-p -1 x", "--schedule 3:0 x", "--crash --crash-writes 3 --torn x.gio", "--crash --crash-state 2:0,3:torn x.gio", "--crash --crash-state 0:- -n 5 x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, line string) {
@@ -354,8 +354,16 @@ func FuzzParseScript(f *testing.F) {
 	f.Add(three, "0:1,3:2")
 	f.Add("create img 4k\nopen -o driver=raw,file.align=1M img\naio_write 0 4k\n", "fifo")
 	f.Add("open img\n", "x")
+	f.Add(fmt.Sprintf(crashSeed, ""), "3:0,2:torn")
 	f.Fuzz(func(t *testing.T, src, sched string) {
 		if _, err := ParseScript(src); err != nil && strings.Contains(err.Error(), "\n") {
+			t.Fatalf("error of more than one line: %q", err)
+		}
+		if c, err := ParseCrashState(sched); err == nil {
+			if c2, err := ParseCrashState(c.String()); err != nil || c2.String() != c.String() {
+				t.Fatalf("crash state %q: %s does not round-trip: %v %v", sched, c, c2, err)
+			}
+		} else if strings.Contains(err.Error(), "\n") {
 			t.Fatalf("error of more than one line: %q", err)
 		}
 		s, err := ParseSchedule(sched)
