@@ -192,8 +192,10 @@ func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 	case blk.ChooseDeliver:
 		p.n++
 		p.ids = make([]int, p.n)
+		p.rngs = make([]span, p.n)
 		for i, co := range cands {
 			p.ids[i+1] = co.ID()
+			p.rngs[i+1] = spanOf(co.Name(), c.grain)
 		}
 	case blk.ChooseEffect:
 		p.n = 2

@@ -37,7 +37,7 @@ func (n *node) cost(a int) int {
 }
 
 func (n *node) asleep(a int) bool {
-	if n.pt.kind != blk.ChooseRun {
+	if n.pt.kind == blk.ChooseEffect || n.pt.kind == blk.ChooseDeliver && a == 0 {
 		return false
 	}
 	for _, s := range n.sleep0 {
@@ -77,13 +77,17 @@ func extrasOf(path []node) map[int][]sleeper {
 	var m map[int][]sleeper
 	for i := range path {
 		n := &path[i]
-		if n.pt.kind != blk.ChooseRun || len(n.explored) < 2 {
+		if n.pt.kind == blk.ChooseEffect || len(n.explored) < 2 {
 			continue
 		}
 		if m == nil {
 			m = map[int][]sleeper{}
 		}
 		for _, a := range n.explored[:len(n.explored)-1] {
+			if n.pt.kind == blk.ChooseDeliver && a == 0 {
+				// The script going on is no request to put to sleep.
+				continue
+			}
 			m[i] = append(m[i], sleeper{id: n.pt.ids[a], sp: n.pt.rngs[a]})
 		}
 	}

@@ -404,3 +404,34 @@ func TestShrinkRanges(t *testing.T) {
 	}
 	t.Logf("%d bytes written -> %d:\n%s", before, total(ranged), Reproducer(ranged, g))
 }
+
+// mixed has requests that are not alone (two writes of one block) and
+// one on a block of its own: the delivery of a write before an
+// independent line need not be tried again after it (sleep sets over
+// delivery choices).
+const mixed = `create img 64k
+open -o driver=raw,file.align=4096 blkdebug::img
+aio_write -P 1 0 512
+aio_write -P 2 8k 512
+aio_write -P 3 256 512
+aio_read -v 8k 512
+`
+
+// TestReductionDeliver checks that sleep sets keep every outcome where
+// deliveries are reordered, and cut the runs.
+func TestReductionDeliver(t *testing.T) {
+	for _, src := range []string{mixed, three} {
+		full := testEnv.Explore(mustParse(t, src), Config{MaxPreemptions: 2, NoReduce: true})
+		red := testEnv.Explore(mustParse(t, src), Config{MaxPreemptions: 2})
+		t.Logf("without reduction %s; with %s", full, red)
+		if full.Unsupported != "" {
+			t.Fatal(full.Unsupported)
+		}
+		if red.States != full.States || red.Failures+full.Failures != 0 || red.Stopped+full.Stopped != "" {
+			t.Errorf("reduction: %d outcomes against %d", red.States, full.States)
+		}
+		if src == mixed && red.Runs >= full.Runs {
+			t.Errorf("reduction: %d runs against %d", red.Runs, full.Runs)
+		}
+	}
+}
