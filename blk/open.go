@@ -172,6 +172,11 @@ type OpenFlags struct {
 	Unmap      bool // discard=unmap
 	ForceShare bool
 	AIO        string // threads, native, io_uring
+	// Check opens the image for a consistency check (BDRV_O_CHECK, as
+	// qemu-img check does): a format opens what it can of a damaged
+	// image and repairs nothing on its own (qcow2: no dirty-image
+	// repair, a corrupt image may be opened read/write for -r).
+	Check bool
 	// TakePerms and UnsharePerms adjust what the nodes below take and
 	// share on top of what their parents need (blkdebug's
 	// take-child-perms and unshare-child-perms); the file driver locks

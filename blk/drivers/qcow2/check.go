@@ -3,6 +3,7 @@ package qcow2
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 
 	"gio/blk"
 	"gio/internal/cvt"
@@ -124,6 +125,24 @@ func (s *state) checkLocked(co *blk.Co, res *checkResult, fix int) error {
 		}
 	}
 	return nil
+}
+
+// Check is qcow2_co_check: the whole consistency check under the qcow2
+// lock, its messages on msgs (blk.Checker).
+func (s *state) Check(co *blk.Co, fix blk.CheckMode, msgs io.Writer, res *blk.CheckResult) error {
+	s.mu.lock(co)
+	defer s.mu.unlock()
+	saved := s.stderr
+	s.stderr = msgs
+	defer func() { s.stderr = saved }()
+	var r checkResult
+	err := s.checkLocked(co, &r, int(fix))
+	*res = blk.CheckResult{
+		Corruptions: r.corruptions, Leaks: r.leaks, CheckErrors: r.checkErrors,
+		CorruptionsFixed: r.corruptionsFixed, LeaksFixed: r.leaksFixed,
+		ImageEndOffset: r.imageEndOffset,
+	}
+	return err
 }
 
 // repairDirty is the repair a read/write open of a dirty image runs.
