@@ -362,7 +362,10 @@ func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *
 	}
 	n.readOnly = flags.ReadOnly
 	n.noFlush = flags.NoFlush
-	n.discardOn = flags.Unmap
+	// QEMU's nodes below a format default to discard=unmap
+	// (bdrv_inherited_options); gio follows that under a check, whose
+	// frees (qcow2's QCOW2_DISCARD_ALWAYS) punch holes in the file.
+	n.discardOn = flags.Unmap || flags.Check && !flags.ReadOnly
 	n.probed = probed
 	n.filename, _ = opts.Get("filename")
 	n.openOpts = opts.Clone()

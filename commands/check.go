@@ -328,6 +328,8 @@ func CheckMain(s *Session, args []string) int {
 	if !ok {
 		return exit
 	}
+	// The drivers' error_report lines name qemu-img, as the rest does.
+	s.Reg.ReportErr = func(err error) { fmt.Fprintf(s.Err, "%s: %s\n", prog, errText(err)) }
 	rep, fixed, err := checkFile(s, c, s.Err)
 	return finishCheck(s, prog, c, rep, fixed, err)
 }

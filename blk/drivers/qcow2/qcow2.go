@@ -608,7 +608,7 @@ func (s *state) doOpen(co *blk.Co) error {
 	// Unknown autoclear bits are cleared by a writer that does not know
 	// them (persistent bitmaps, for gio): that is what the bits are for.
 	// A raw external data file gio keeps raw.
-	if keep := s.autoclear & autoclearDataFileRaw; !s.readOnly && s.autoclear != keep {
+	if keep := s.autoclear & autoclearDataFileRaw; !s.readOnly && !s.checkOpen && s.autoclear != keep {
 		s.autoclear = keep
 		if err := s.updateHeader(co); err != nil {
 			return blk.Errorf(blk.ErrnoOf(err), "Could not update qcow2 header")

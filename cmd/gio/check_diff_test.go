@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Differential tests of "gio check" against "qemu-img check": the same
+// image, the same options; stdout, stderr, the exit status and, after a
+// repair, the image's bytes must be the same. They skip without qemu-img.
+
+// checkModes are the qemu-img check command lines compared.
+var checkModes = [][]string{
+	nil,
+	{"--output=json"},
+	{"-r", "leaks"},
+	{"-r", "all"},
+	{"-r", "all", "--output=json"},
+}
+
+// diffCheck runs every check mode on a copy of img with both tools and
+// reports the differences. It returns qemu-img check's exit status
+// without options.
+func diffCheck(t *testing.T, img string, modes [][]string) int {
+	t.Helper()
+	orig, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Base(img)
+	status := -1
+	for _, mode := range modes {
+		type run struct {
+			stdout, stderr string
+			code           int
+			image          []byte
+		}
+		do := func(tool string, argv []string) run {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, base), orig, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(tool, append(append(argv, mode...), base)...)
+			cmd.Dir = dir
+			var o, e bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &o, &e
+			code := 0
+			if err := cmd.Run(); err != nil {
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) {
+					t.Fatal(err)
+				}
+				code = ee.ExitCode()
+			}
+			after, err := os.ReadFile(filepath.Join(dir, base))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return run{o.String(), e.String(), code, after}
+		}
+		q := do("qemu-img", []string{"check"})
+		g := do(gioBin, []string{"check"})
+		if mode == nil {
+			status = q.code
+		}
+		name := strings.Join(mode, " ")
+		if g.stdout != q.stdout {
+			t.Errorf("check %s: stdout differs\ngio:\n%s\nqemu-img:\n%s", name, g.stdout, q.stdout)
+		}
+		if g.stderr != q.stderr {
+			t.Errorf("check %s: stderr differs\ngio:\n%s\nqemu-img:\n%s", name, g.stderr, q.stderr)
+		}
+		if g.code != q.code {
+			t.Errorf("check %s: exit %d, qemu-img %d", name, g.code, q.code)
+		}
+		if !bytes.Equal(g.image, q.image) {
+			t.Errorf("check %s: the image differs afterwards (gio %d bytes, qemu-img %d bytes; first difference at %#x)",
+				name, len(g.image), len(q.image), firstDiff(g.image, q.image))
+		}
+	}
+	return status
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// qimage is a qcow2 image's layout, for corrupting it on purpose.
+type qimage struct {
+	f           *os.File
+	clusterBits uint
+	l1, reftab  int64
+}
+
+func openQimage(t *testing.T, path string) *qimage {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	q := &qimage{f: f}
+	q.clusterBits = uint(q.u32(t, 20))
+	q.l1 = int64(q.u64(t, 40))
+	q.reftab = int64(q.u64(t, 48))
+	return q
+}
+
+func (q *qimage) u64(t *testing.T, off int64) uint64 {
+	var b [8]byte
+	if _, err := q.f.ReadAt(b[:], off); err != nil {
+		t.Fatal(err)
+	}
+	return binary.BigEndian.Uint64(b[:])
+}
+
+func (q *qimage) u32(t *testing.T, off int64) uint32 {
+	var b [4]byte
+	if _, err := q.f.ReadAt(b[:], off); err != nil {
+		t.Fatal(err)
+	}
+	return binary.BigEndian.Uint32(b[:])
+}
+
+func (q *qimage) put64(t *testing.T, off int64, v uint64) {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	if _, err := q.f.WriteAt(b[:], off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (q *qimage) put16(t *testing.T, off int64, v uint16) {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	if _, err := q.f.WriteAt(b[:], off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// l2 is the offset of the first L2 table; entry i of it is at l2+8*i.
+func (q *qimage) l2(t *testing.T) int64 { return int64(q.u64(t, q.l1) & 0x00fffffffffffe00) }
+
+// refblock is the offset of the first refcount block (16-bit entries).
+func (q *qimage) refblock(t *testing.T) int64 { return int64(q.u64(t, q.reftab) &^ 0x1ff) }
+
+// setRefcount sets the refcount of the cluster at off.
+func (q *qimage) setRefcount(t *testing.T, off int64, v uint16) {
+	q.put16(t, q.refblock(t)+2*(off>>q.clusterBits), v)
+}
+
+// dataOff is the host offset of L2 entry i.
+func (q *qimage) dataOff(t *testing.T, i int64) int64 {
+	return int64(q.u64(t, q.l2(t)+8*i) & 0x00fffffffffffe00)
+}
+
+func TestCheckCorrupted(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img not on PATH")
+	}
+	if _, err := exec.LookPath("qemu-io"); err != nil {
+		t.Skip("qemu-io not on PATH")
+	}
+	const copied = 1 << 63
+	cases := []struct {
+		name    string
+		opts    string // qemu-img create -o
+		io      []string
+		corrupt func(t *testing.T, q *qimage)
+	}{
+		{"clean", "", nil, nil},
+		{"leak", "", nil, func(t *testing.T, q *qimage) {
+			// Cluster 2 is data; drop its L2 entry: its refcount leaks.
+			q.put64(t, q.l2(t)+8*1, 0)
+		}},
+		{"refcount-high", "", nil, func(t *testing.T, q *qimage) { q.setRefcount(t, q.dataOff(t, 0), 2) }},
+		{"refcount-low", "", nil, func(t *testing.T, q *qimage) { q.setRefcount(t, q.dataOff(t, 0), 0) }},
+		{"refcount-low-l2", "", nil, func(t *testing.T, q *qimage) { q.setRefcount(t, q.l2(t), 0) }},
+		{"copied-cleared", "", nil, func(t *testing.T, q *qimage) {
+			q.put64(t, q.l2(t), q.u64(t, q.l2(t))&^copied)
+		}},
+		{"copied-l1-cleared", "", nil, func(t *testing.T, q *qimage) { q.put64(t, q.l1, q.u64(t, q.l1)&^copied) }},
+		{"l2-into-l1", "", nil, func(t *testing.T, q *qimage) {
+			q.put64(t, q.l2(t)+8*1, uint64(q.l1)|copied)
+		}},
+		{"l2-unaligned-data", "", nil, func(t *testing.T, q *qimage) {
+			q.put64(t, q.l2(t), q.u64(t, q.l2(t))+0x200)
+		}},
+		{"l2-unaligned-prealloc", "", []string{"write -z 0 64k"}, func(t *testing.T, q *qimage) {
+			// A preallocated zero cluster, misaligned.
+			q.put64(t, q.l2(t)+8*3, uint64(q.dataOff(t, 1))|0x200|copied|1)
+		}},
+		{"l2-past-eof", "", nil, func(t *testing.T, q *qimage) {
+			q.put64(t, q.l2(t)+8*5, 1<<40|copied)
+		}},
+		{"l2-reserved", "", nil, func(t *testing.T, q *qimage) {
+			q.put64(t, q.l2(t), q.u64(t, q.l2(t))|1<<60)
+		}},
+		{"l1-reserved", "", nil, func(t *testing.T, q *qimage) { q.put64(t, q.l1, q.u64(t, q.l1)|1<<58) }},
+		{"l1-unaligned", "", nil, func(t *testing.T, q *qimage) { q.put64(t, q.l1, q.u64(t, q.l1)+0x200) }},
+		{"refblock-past-eof", "", nil, func(t *testing.T, q *qimage) { q.put64(t, q.reftab+8, 1<<30) }},
+		{"refblock-unaligned", "", nil, func(t *testing.T, q *qimage) { q.put64(t, q.reftab, q.u64(t, q.reftab)+0x1000) }},
+		{"reftable-reserved", "", nil, func(t *testing.T, q *qimage) { q.put64(t, q.reftab, q.u64(t, q.reftab)|1) }},
+		{"compressed-copied", "", []string{"write -c -P 7 128k 64k"}, func(t *testing.T, q *qimage) {
+			q.put64(t, q.l2(t)+8*2, q.u64(t, q.l2(t)+8*2)|copied)
+		}},
+		{"corrupt-bit", "", nil, func(t *testing.T, q *qimage) {
+			q.put64(t, 72, q.u64(t, 72)|2)
+		}},
+		{"two-refs", "", nil, func(t *testing.T, q *qimage) {
+			// Two L2 entries share a cluster whose refcount is 1.
+			q.put64(t, q.l2(t)+8*4, q.u64(t, q.l2(t)))
+		}},
+		{"extl2-bitmap", "extended_l2=on", nil, func(t *testing.T, q *qimage) {
+			// Entry 0's bitmap: a subcluster both allocated and zero.
+			e := q.u64(t, q.l2(t)+8)
+			q.put64(t, q.l2(t)+8, e|1<<32|1)
+		}},
+		{"snapshot", "", []string{}, nil},
+		{"refcount-bits-1", "refcount_bits=1", nil, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			img := filepath.Join(dir, "img.qcow2")
+			args := []string{"create", "-q", "-f", "qcow2"}
+			if c.opts != "" {
+				args = append(args, "-o", c.opts)
+			}
+			mustRun(t, "qemu-img", append(args, img, "4M")...)
+			io := append([]string{"write -P 1 0 64k", "write -P 2 64k 64k", "write -P 3 1M 4k"}, c.io...)
+			var qargs []string
+			for _, l := range io {
+				qargs = append(qargs, "-c", l)
+			}
+			mustRun(t, "qemu-io", append(qargs, img)...)
+			if c.name == "snapshot" {
+				mustRun(t, "qemu-img", "snapshot", "-c", "s1", img)
+				mustRun(t, "qemu-io", "-c", "write -P 9 0 64k", img)
+			}
+			if c.corrupt != nil {
+				c.corrupt(t, openQimage(t, img))
+			}
+			diffCheck(t, img, checkModes)
+		})
+	}
+}
