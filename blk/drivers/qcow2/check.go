@@ -427,6 +427,12 @@ func (s *state) incRefcounts(co *blk.Co, res *checkResult, t *imrt, offset, size
 	if err != nil {
 		return err
 	}
+	if offset < 0 || offset > 1<<63-1-size {
+		// QEMU's unsigned cluster index is then past any table it can
+		// allocate: the check fails for want of memory.
+		res.checkErrors++
+		return unix.ENOMEM
+	}
 	if offset+size-flen >= s.clusterSize {
 		fmt.Fprintf(s.stderr, "ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x%x size 0x%x\n", offset, size)
 		res.corruptions++

@@ -3,6 +3,7 @@ package qcow2_test
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -207,7 +208,9 @@ func FuzzOpen(f *testing.F) {
 				opts.Set("data-file.id", id+"-data")
 			}
 		}
-		b, err := reg.Open(blk.Spec{Format: "qcow2", Opts: opts, Flags: blk.OpenFlags{Unmap: true}}, blk.NewLoop(blk.NewVirtualClock()))
+		// Bit 6 of the first op opens as qemu-img check does.
+		check := len(ops) > 0 && ops[0]&0x40 != 0
+		b, err := reg.Open(blk.Spec{Format: "qcow2", Opts: opts, Flags: blk.OpenFlags{Unmap: true, Check: check}}, blk.NewLoop(blk.NewVirtualClock()))
 		if mf.violation != "" {
 			t.Fatalf("open: %s", mf.violation)
 		}
@@ -262,6 +265,21 @@ func FuzzOpen(f *testing.F) {
 			})
 			if mf.violation != "" {
 				t.Fatalf("op %d: %s", op%9, mf.violation)
+			}
+		}
+		// The consistency check, repairing as the last op says, then
+		// again without repairing: it reports, it never panics.
+		var fix blk.CheckMode
+		if len(ops) > 0 && !b.ReadOnly() {
+			fix = blk.CheckMode(ops[len(ops)-1] & 3)
+		}
+		for _, mode := range []blk.CheckMode{fix, 0} {
+			_ = blktest_do(t, b, func(co *blk.Co) error {
+				_, err := b.Check(co, mode, io.Discard)
+				return err
+			})
+			if mf.violation != "" {
+				t.Fatalf("check %d: %s", mode, mf.violation)
 			}
 		}
 	})
