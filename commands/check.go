@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"gio/blk"
+	"gio/internal/cvt"
 	"gio/internal/getopt"
 
 	"golang.org/x/sys/unix"
@@ -284,6 +285,7 @@ func parseCheck(prog string, out, errw io.Writer, args []string, wantFile bool) 
 				c.fix = blk.CheckFixLeaks | blk.CheckFixErrors
 			default:
 				fmt.Fprintf(errw, "%s: Unknown option value for -r (expecting 'leaks' or 'all'): %s\n", prog, o.Arg)
+				fmt.Fprintf(errw, "Try '%s --help' for more information\n", prog)
 				return c, false, 1
 			}
 		case 'o':
@@ -353,7 +355,7 @@ func finishCheck(s *Session, prog string, c checkConfig, rep CheckReport, fixed 
 		case strings.HasPrefix(err.Error(), "Could not open"):
 			fmt.Fprintf(s.Err, "%s: %s\n", prog, err)
 		default:
-			fmt.Fprintf(s.Err, "%s: Check failed: %s\n", prog, errText(err))
+			fmt.Fprintf(s.Err, "%s: Check failed: %s\n", prog, cvt.Strerror(blk.ErrnoOf(err)))
 		}
 		return 1
 	}

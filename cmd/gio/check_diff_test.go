@@ -180,57 +180,104 @@ func TestCheckCorrupted(t *testing.T) {
 		opts    string // qemu-img create -o
 		io      []string
 		corrupt func(t *testing.T, q *qimage)
+		// setup runs qemu-img commands on the image before corrupt.
+		setup []string
+		// modes replaces checkModes: QEMU rewrites persistent bitmaps
+		// on a read/write open, and gio does not repair snapshot tables.
+		modes [][]string
 	}{
-		{"clean", "", nil, nil},
+		{"clean", "", nil, nil, nil, nil},
 		{"leak", "", nil, func(t *testing.T, q *qimage) {
 			// Cluster 2 is data; drop its L2 entry: its refcount leaks.
 			q.put64(t, q.l2(t)+8*1, 0)
-		}},
-		{"refcount-high", "", nil, func(t *testing.T, q *qimage) { q.setRefcount(t, q.dataOff(t, 0), 2) }},
-		{"refcount-low", "", nil, func(t *testing.T, q *qimage) { q.setRefcount(t, q.dataOff(t, 0), 0) }},
-		{"refcount-low-l2", "", nil, func(t *testing.T, q *qimage) { q.setRefcount(t, q.l2(t), 0) }},
+		}, nil, nil},
+		{"refcount-high", "", nil, func(t *testing.T, q *qimage) { q.setRefcount(t, q.dataOff(t, 0), 2) }, nil, nil},
+		{"refcount-low", "", nil, func(t *testing.T, q *qimage) { q.setRefcount(t, q.dataOff(t, 0), 0) }, nil, nil},
+		{"refcount-low-l2", "", nil, func(t *testing.T, q *qimage) { q.setRefcount(t, q.l2(t), 0) }, nil, nil},
 		{"copied-cleared", "", nil, func(t *testing.T, q *qimage) {
 			q.put64(t, q.l2(t), q.u64(t, q.l2(t))&^copied)
-		}},
-		{"copied-l1-cleared", "", nil, func(t *testing.T, q *qimage) { q.put64(t, q.l1, q.u64(t, q.l1)&^copied) }},
+		}, nil, nil},
+		{"copied-l1-cleared", "", nil, func(t *testing.T, q *qimage) { q.put64(t, q.l1, q.u64(t, q.l1)&^copied) }, nil, nil},
 		{"l2-into-l1", "", nil, func(t *testing.T, q *qimage) {
 			q.put64(t, q.l2(t)+8*1, uint64(q.l1)|copied)
-		}},
+		}, nil, nil},
 		{"l2-unaligned-data", "", nil, func(t *testing.T, q *qimage) {
 			q.put64(t, q.l2(t), q.u64(t, q.l2(t))+0x200)
-		}},
+		}, nil, nil},
 		{"l2-unaligned-prealloc", "", []string{"write -z 0 64k"}, func(t *testing.T, q *qimage) {
 			// A preallocated zero cluster, misaligned.
 			q.put64(t, q.l2(t)+8*3, uint64(q.dataOff(t, 1))|0x200|copied|1)
-		}},
+		}, nil, nil},
 		{"l2-past-eof", "", nil, func(t *testing.T, q *qimage) {
 			q.put64(t, q.l2(t)+8*5, 1<<40|copied)
-		}},
+		}, nil, nil},
 		{"l2-reserved", "", nil, func(t *testing.T, q *qimage) {
 			q.put64(t, q.l2(t), q.u64(t, q.l2(t))|1<<60)
-		}},
-		{"l1-reserved", "", nil, func(t *testing.T, q *qimage) { q.put64(t, q.l1, q.u64(t, q.l1)|1<<58) }},
-		{"l1-unaligned", "", nil, func(t *testing.T, q *qimage) { q.put64(t, q.l1, q.u64(t, q.l1)+0x200) }},
-		{"refblock-past-eof", "", nil, func(t *testing.T, q *qimage) { q.put64(t, q.reftab+8, 1<<30) }},
-		{"refblock-unaligned", "", nil, func(t *testing.T, q *qimage) { q.put64(t, q.reftab, q.u64(t, q.reftab)+0x1000) }},
-		{"reftable-reserved", "", nil, func(t *testing.T, q *qimage) { q.put64(t, q.reftab, q.u64(t, q.reftab)|1) }},
+		}, nil, nil},
+		{"l1-reserved", "", nil, func(t *testing.T, q *qimage) { q.put64(t, q.l1, q.u64(t, q.l1)|1<<58) }, nil, nil},
+		{"l1-unaligned", "", nil, func(t *testing.T, q *qimage) { q.put64(t, q.l1, q.u64(t, q.l1)+0x200) }, nil, nil},
+		{"refblock-past-eof", "", nil, func(t *testing.T, q *qimage) { q.put64(t, q.reftab+8, 1<<30) }, nil, nil},
+		{"refblock-unaligned", "", nil, func(t *testing.T, q *qimage) { q.put64(t, q.reftab, q.u64(t, q.reftab)+0x1000) }, nil, nil},
+		{"reftable-reserved", "", nil, func(t *testing.T, q *qimage) { q.put64(t, q.reftab, q.u64(t, q.reftab)|1) }, nil, nil},
 		{"compressed-copied", "", []string{"write -c -P 7 128k 64k"}, func(t *testing.T, q *qimage) {
 			q.put64(t, q.l2(t)+8*2, q.u64(t, q.l2(t)+8*2)|copied)
-		}},
+		}, nil, nil},
 		{"corrupt-bit", "", nil, func(t *testing.T, q *qimage) {
 			q.put64(t, 72, q.u64(t, 72)|2)
-		}},
+		}, nil, nil},
 		{"two-refs", "", nil, func(t *testing.T, q *qimage) {
 			// Two L2 entries share a cluster whose refcount is 1.
 			q.put64(t, q.l2(t)+8*4, q.u64(t, q.l2(t)))
-		}},
+		}, nil, nil},
 		{"extl2-bitmap", "extended_l2=on", nil, func(t *testing.T, q *qimage) {
 			// Entry 0's bitmap: a subcluster both allocated and zero.
 			e := q.u64(t, q.l2(t)+8)
 			q.put64(t, q.l2(t)+8, e|1<<32|1)
+		}, nil, nil},
+		{name: "snapshot", setup: []string{"snapshot -c s1"}, io: []string{"write -P 9 0 64k"}},
+		{name: "snapshot-unaligned-l1", setup: []string{"snapshot -c s1"}, corrupt: func(t *testing.T, q *qimage) {
+			sn := int64(q.u64(t, 64))
+			q.put64(t, sn, q.u64(t, sn)+0x200)
 		}},
-		{"snapshot", "", []string{}, nil},
-		{"refcount-bits-1", "refcount_bits=1", nil, nil},
+		{name: "snapshot-l1-too-large", setup: []string{"snapshot -c s1"}, corrupt: func(t *testing.T, q *qimage) {
+			sn := int64(q.u64(t, 64))
+			var b [4]byte
+			binary.BigEndian.PutUint32(b[:], 0x4000000)
+			q.f.WriteAt(b[:], sn+8)
+		}},
+		{name: "snapshot-incomplete", setup: []string{"snapshot -c s1"}, corrupt: func(t *testing.T, q *qimage) {
+			sn := int64(q.u64(t, 64))
+			var b [4]byte
+			binary.BigEndian.PutUint32(b[:], 8)
+			q.f.WriteAt(b[:], sn+36)
+		}, modes: checkModes[:3]},
+		{name: "snapshot-table-unaligned", setup: []string{"snapshot -c s1"}, corrupt: func(t *testing.T, q *qimage) {
+			q.put64(t, 64, q.u64(t, 64)+8)
+		}},
+		{name: "snapshot-leaks", setup: []string{"snapshot -c s1", "snapshot -c s2"}, corrupt: func(t *testing.T, q *qimage) {
+			q.setRefcount(t, q.dataOff(t, 1), 3)
+		}},
+		{name: "bitmaps", setup: []string{"bitmap --add img.qcow2 b0", "bitmap --add -g 64k img.qcow2 b1"}, modes: checkModes[:2]},
+		{name: "bitmaps-leak", setup: []string{"bitmap --add img.qcow2 b0"}, corrupt: func(t *testing.T, q *qimage) {
+			q.put64(t, q.l2(t)+8*1, 0)
+		}, modes: checkModes[:2]},
+		{name: "refcount-bits-1", opts: "refcount_bits=1"},
+		{name: "refcount-bits-64", opts: "refcount_bits=64"},
+		{name: "cluster-512", opts: "cluster_size=512", io: []string{"write -c -P 5 2M 4k"}},
+		{name: "cluster-2M", opts: "cluster_size=2M", io: []string{"write -P 5 2M 4k"}},
+		{name: "zstd", opts: "compression_type=zstd", io: []string{"write -c -P 5 2M 64k"}},
+		{name: "extl2-compressed-bitmap", opts: "extended_l2=on", io: []string{"write -c -P 7 128k 64k"}, corrupt: func(t *testing.T, q *qimage) {
+			// Entry 2 (16 bytes each) is compressed: give it a bitmap.
+			q.put64(t, q.l2(t)+16*2+8, 1)
+		}},
+		{name: "extl2-unallocated-bitmap", opts: "extended_l2=on", corrupt: func(t *testing.T, q *qimage) {
+			q.put64(t, q.l2(t)+16*7+8, 1)
+		}},
+		{name: "extl2-unaligned-zero", opts: "extended_l2=on", corrupt: func(t *testing.T, q *qimage) {
+			// Entry 0 misaligned, its subclusters all zero: repairable.
+			q.put64(t, q.l2(t), q.u64(t, q.l2(t))+0x200)
+			q.put64(t, q.l2(t)+8, 0xffffffff<<32)
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -248,14 +295,23 @@ func TestCheckCorrupted(t *testing.T) {
 				qargs = append(qargs, "-c", l)
 			}
 			mustRun(t, "qemu-io", append(qargs, img)...)
-			if c.name == "snapshot" {
-				mustRun(t, "qemu-img", "snapshot", "-c", "s1", img)
-				mustRun(t, "qemu-io", "-c", "write -P 9 0 64k", img)
+			for _, l := range c.setup {
+				argv := strings.Fields(l)
+				if !strings.HasSuffix(l, "b0") && !strings.HasSuffix(l, "b1") {
+					argv = append(argv, img)
+				} else {
+					argv[len(argv)-2] = img
+				}
+				mustRun(t, "qemu-img", argv...)
 			}
 			if c.corrupt != nil {
 				c.corrupt(t, openQimage(t, img))
 			}
-			diffCheck(t, img, checkModes)
+			modes := checkModes
+			if c.modes != nil {
+				modes = c.modes
+			}
+			diffCheck(t, img, modes)
 		})
 	}
 }
