@@ -382,8 +382,8 @@ func checkCommands() []*Command {
 	}
 }
 
-func checkCmd(s *Session, name string, _ []getopt.Opt, args []string) error {
-	c, ok, _ := parseCheck(name, s.Out, s.Err, args, false)
+func checkCmd(s *Session, cmdName string, _ []getopt.Opt, args []string) error {
+	c, ok, _ := parseCheck(cmdName, s.Out, s.Err, args, false)
 	if !ok {
 		return errFailed
 	}
@@ -397,7 +397,12 @@ func checkCmd(s *Session, name string, _ []getopt.Opt, args []string) error {
 			return errFailed
 		}
 	}
-	rep, fixed, err := checkBackend(s, s.Img, s.Img.Root.Filename(), c.fix, s.Err)
+	// The report names the image file (qemu-img: as typed).
+	name := s.Img.Root.Filename()
+	for n := s.Img.Root; name == "" && n.File() != nil; n = n.File().Node {
+		name = n.File().Node.Filename()
+	}
+	rep, fixed, err := checkBackend(s, s.Img, name, c.fix, s.Err)
 	if finishCheck(s, ProgName, c, rep, fixed, err) == 0 || CheckStatus(rep, err) == 3 {
 		return nil
 	}

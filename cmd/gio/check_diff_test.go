@@ -347,3 +347,85 @@ func TestCheckCrashLazy(t *testing.T) {
 	}
 	t.Logf("%d of 6 crash images were not clean", dirty)
 }
+
+// TestCheckCommandLine compares gio check's and qemu-img check's
+// answers to their command lines: usage errors, formats without a check
+// (63), files that cannot be opened, -q.
+func TestCheckCommandLine(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img not on PATH")
+	}
+	dir := t.TempDir()
+	mustRun(t, "qemu-img", "create", "-q", "-f", "qcow2", filepath.Join(dir, "a.qcow2"), "1M")
+	mustRun(t, "qemu-img", "create", "-q", "-f", "raw", filepath.Join(dir, "r.raw"), "1M")
+	for _, args := range [][]string{
+		{"a.qcow2"}, {"-q", "a.qcow2"}, {"-f", "qcow2", "a.qcow2"}, {"-U", "a.qcow2"},
+		{"r.raw"}, {"-f", "raw", "r.raw"}, {"-f", "raw", "a.qcow2"}, {"-f", "qcow2", "r.raw"},
+		{"nonexistent.qcow2"}, {}, {"a.qcow2", "r.raw"},
+		{"-r", "foo", "a.qcow2"}, {"-r"}, {"--output=xml", "a.qcow2"}, {"--output", "json", "a.qcow2"},
+		{"-x", "a.qcow2"}, {"--bogus", "a.qcow2"}, {"-U", "-r", "all", "a.qcow2"},
+	} {
+		run := func(tool string) (string, string, int) {
+			cmd := exec.Command(tool, append([]string{"check"}, args...)...)
+			cmd.Dir = dir
+			var o, e bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &o, &e
+			code := 0
+			if err := cmd.Run(); err != nil {
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) {
+					t.Fatal(err)
+				}
+				code = ee.ExitCode()
+			}
+			return o.String(), e.String(), code
+		}
+		qo, qe, qc := run("qemu-img")
+		gosOut, ge, gc := run(gioBin)
+		if qo != gosOut || qe != ge || qc != gc {
+			t.Errorf("check %q:\ngio (exit %d):\n%s%s\nqemu-img (exit %d):\n%s%s", args, gc, gosOut, ge, qc, qo, qe)
+		}
+	}
+}
+
+// TestCheckShell runs the check command at gio's prompt on an image
+// with a leak: the reports are qemu-img check's, the repair is the same.
+func TestCheckShell(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img not on PATH")
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "img.qcow2")
+	mustRun(t, "qemu-img", "create", "-q", "-f", "qcow2", img, "4M")
+	mustRun(t, gioBin, "-c", "write -P 1 0 64k", "-c", "write -P 2 64k 64k", img)
+	q := openQimage(t, img)
+	q.put64(t, q.l2(t)+8, 0)
+	q.f.Close()
+	orig, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(gioBin, "-c", "check", "-c", "check --output=json", "-c", "check -q", "-c", "check -r leaks", "-c", "check", img)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("gio: %v\n%s", err, out)
+	}
+	repaired, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(img, orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	qemu := func(args ...string) string {
+		out, _ := exec.Command("qemu-img", append(append([]string{"check"}, args...), img)...).Output()
+		return string(out)
+	}
+	want := qemu() + qemu("--output=json") + qemu("-r", "leaks") + qemu()
+	if after, _ := os.ReadFile(img); !bytes.Equal(after, repaired) {
+		t.Errorf("the image differs after check -r leaks at the prompt and qemu-img check -r leaks")
+	}
+	if string(out) != want {
+		t.Errorf("check at the prompt:\n%s\nqemu-img check:\n%s", out, want)
+	}
+}
