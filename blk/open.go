@@ -189,6 +189,11 @@ type OpenFlags struct {
 	Unmap      bool // discard=unmap
 	ForceShare bool
 	AIO        string // threads, native, io_uring
+	// Check opens the image for a consistency check (BDRV_O_CHECK, as
+	// qemu-img check does): a format opens what it can of a damaged
+	// image and repairs nothing on its own (qcow2: no dirty-image
+	// repair, a corrupt image may be opened read/write for -r).
+	Check bool
 	// TakePerms and UnsharePerms adjust what the nodes below take and
 	// share on top of what their parents need (blkdebug's
 	// take-child-perms and unshare-child-perms); the file driver locks
@@ -374,7 +379,10 @@ func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *
 	}
 	n.readOnly = flags.ReadOnly
 	n.noFlush = flags.NoFlush
-	n.discardOn = flags.Unmap
+	// QEMU's nodes below a format default to discard=unmap
+	// (bdrv_inherited_options); gio follows that under a check, whose
+	// frees (qcow2's QCOW2_DISCARD_ALWAYS) punch holes in the file.
+	n.discardOn = flags.Unmap || flags.Check && !flags.ReadOnly
 	n.probed = probed
 	n.filename, _ = opts.Get("filename")
 	n.openOpts = opts.Clone()

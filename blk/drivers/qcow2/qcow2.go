@@ -160,6 +160,9 @@ type state struct {
 	// allocs are the allocating writes in flight (cluster_allocs).
 	allocs []*l2meta
 
+	// checkOpen: opened for a consistency check (blk.OpenFlags.Check).
+	checkOpen bool
+
 	// broken is set once corruption has been found: every later request
 	// fails, as QEMU ejects a corrupt image's driver.
 	broken bool
@@ -198,6 +201,7 @@ var (
 	_ blk.LimitsRefresher = (*state)(nil)
 	_ blk.Infoer          = (*state)(nil)
 	_ blk.Reopener        = (*state)(nil)
+	_ blk.Checker         = (*state)(nil)
 )
 
 // errAgain asks an allocation to restart its search (QEMU's -EAGAIN).
@@ -320,7 +324,7 @@ func (s *state) vmStateOffset() int64 {
 // Opening.
 
 func open(a *blk.OpenArgs) (blk.Impl, error) {
-	s := &state{self: a.Node(), loop: a.Loop, readOnly: a.Flags.ReadOnly, stderr: a.Stderr(), report: a.ReportFunc()}
+	s := &state{self: a.Node(), loop: a.Loop, readOnly: a.Flags.ReadOnly, checkOpen: a.Flags.Check, stderr: a.Stderr(), report: a.ReportFunc()}
 	if s.loop == nil {
 		s.loop = blk.NewLoop(blk.NewVirtualClock())
 	}
@@ -463,7 +467,7 @@ func (s *state) doOpen(co *blk.Co) error {
 		}
 		return blk.Msgf(unix.ENOTSUP, "%s", unsupportedFeatures(table, s.incompat&^incompatMask))
 	}
-	if s.incompat&incompatCorrupt != 0 && !s.readOnly {
+	if s.incompat&incompatCorrupt != 0 && !s.readOnly && !s.checkOpen {
 		return blk.Msgf(unix.EACCES, "qcow2: Image is corrupt; cannot be opened read/write")
 	}
 	s.extL2 = s.incompat&incompatExtL2 != 0
@@ -503,8 +507,10 @@ func (s *state) doOpen(co *blk.Co) error {
 	if err := s.validateTable(h.RefcountTableOffset, uint64(h.RefcountTableClusters), uint64(s.clusterSize), maxReftableBytes, "Reference count table"); err != nil {
 		return err
 	}
-	if err := s.validateTable(h.SnapshotsOffset, uint64(h.NbSnapshots), snapshotHdrSize, snapshotHdrSize*maxSnapshots, "Snapshot table"); err != nil {
-		return err
+	// A check validates the snapshot table itself (check.go).
+	snapErr := s.validateTable(h.SnapshotsOffset, uint64(h.NbSnapshots), snapshotHdrSize, snapshotHdrSize*maxSnapshots, "Snapshot table")
+	if snapErr != nil && !s.checkOpen {
+		return snapErr
 	}
 	if err := s.validateTable(h.L1TableOffset, uint64(h.L1Size), 8, maxL1Bytes, "Active L1 table"); err != nil {
 		return err
@@ -541,7 +547,9 @@ func (s *state) doOpen(co *blk.Co) error {
 		return err
 	}
 	s.commitOptions(r, l2n, rcn)
-	s.loadInactive(co)
+	if snapErr == nil {
+		s.loadInactive(co)
+	}
 
 	// qcow2_refcount_init.
 	s.reftableOffset = int64(h.RefcountTableOffset)
@@ -611,14 +619,14 @@ func (s *state) doOpen(co *blk.Co) error {
 	// Unknown autoclear bits are cleared by a writer that does not know
 	// them (persistent bitmaps, for gio): that is what the bits are for.
 	// A raw external data file gio keeps raw.
-	if keep := s.autoclear & autoclearDataFileRaw; !s.readOnly && s.autoclear != keep {
+	if keep := s.autoclear & autoclearDataFileRaw; !s.readOnly && !s.checkOpen && s.autoclear != keep {
 		s.autoclear = keep
 		if err := s.updateHeader(co); err != nil {
 			return blk.Errorf(blk.ErrnoOf(err), "Could not update qcow2 header")
 		}
 	}
 	// Repair the image if it is dirty (lazy refcounts after a crash).
-	if !s.readOnly && s.incompat&incompatDirty != 0 {
+	if !s.readOnly && !s.checkOpen && s.incompat&incompatDirty != 0 {
 		if err := s.repairDirty(co); err != nil {
 			return err
 		}
