@@ -49,7 +49,11 @@ func runExplore(args []string) int {
 				fmt.Fprint(os.Stderr, "\r\033[K")
 				return
 			}
-			fmt.Fprintf(os.Stderr, "\rgio explore: %d schedules...\033[K", n)
+			what := "schedules"
+			if o.Crash {
+				what = "crash states"
+			}
+			fmt.Fprintf(os.Stderr, "\rgio explore: %d %s...\033[K", n, what)
 		}
 	}
 	return exploreEnv.Command(o, o.Script, string(src), os.Stdout, os.Stderr, writeFile)

@@ -32,7 +32,7 @@ Subcommands ('gio SUBCOMMAND -h' for each one's options):
                         golden tests: NAME.gio against NAME.out
   gio fsx [-seed N] [-n COUNT] ...
                         seeded random concurrent I/O checked against a model
-  gio explore [-p N] [-n MAX] [-t BUDGET] [-j N] [--random] [-o REPRO.gio] SCRIPT.gio
+  gio explore [-p N] [-n MAX] [-t BUDGET] [-j N] [--random] [--crash] [-o REPRO.gio] SCRIPT.gio
                         run a script under every schedule, checked against a model
   gio bench [qemu-img bench options] FILE
                         qemu-img bench on gio's block layer

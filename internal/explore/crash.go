@@ -518,6 +518,9 @@ func (e Env) Crash(sc *Script, cfg Config, only *CrashState) (sum CrashSummary) 
 	}
 	check := func(j int, durable []byte, w []int, end int, c CrashState) bool {
 		sum.States++
+		if cfg.Progress != nil && sum.States%64 == 0 {
+			cfg.Progress(sum.States)
+		}
 		img := run.image(durable, w, c)
 		h := maphash.Bytes(seed, img)
 		if seen[h] && only == nil {
