@@ -62,7 +62,12 @@ func (e Env) Command(o Options, name, src string, out, errw io.Writer, writeFile
 		small, f = bsc, bf
 	}
 	small, f = e.ShrinkRanges(small, f)
-	repro := Reproducer(small, f)
+	return writeRepro(o, Reproducer(small, f), out, errw, writeFile)
+}
+
+// writeRepro prints the reproducer, or writes it to o.Out; a failure
+// was found, the status is 1.
+func writeRepro(o Options, repro string, out, errw io.Writer, writeFile func(name string, data []byte) error) int {
 	if o.Out == "" {
 		fmt.Fprint(out, repro)
 		return 1
@@ -104,15 +109,5 @@ func (e Env) crashCommand(o Options, sc *Script, name string, out, errw io.Write
 	fmt.Fprintf(out, "gio explore: crash state %s fails: %s\n", sum.First.State, sum.First.What)
 	small, f := e.ShrinkCrash(sc, sum.First, o.Config)
 	fmt.Fprintf(out, "gio explore: shrunk to %d lines, crash state %s: %s\n", len(small.Body), f.State, f.What)
-	repro := CrashReproducer(small, f)
-	if o.Out == "" {
-		fmt.Fprint(out, repro)
-		return 1
-	}
-	if err := writeFile(o.Out, []byte(repro)); err != nil {
-		fmt.Fprintf(errw, "gio explore: %v\n", err)
-		return 1
-	}
-	fmt.Fprintf(out, "gio explore: reproducer: %s\n", o.Out)
-	return 1
+	return writeRepro(o, CrashReproducer(small, f), out, errw, writeFile)
 }
