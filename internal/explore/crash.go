@@ -600,23 +600,28 @@ func (e Env) Crash(sc *Script, cfg Config, only *CrashState) (sum CrashSummary) 
 	return sum
 }
 
-// ShrinkCrash deletes body lines while the crash search of the smaller
-// script still fails the same way (same kind).
+// ShrinkCrash deletes body lines, then shrinks the lines' ranges, while
+// the crash search of the smaller script still fails the same way (same
+// kind).
 func (e Env) ShrinkCrash(sc *Script, f *CrashFailure, cfg Config) (*Script, *CrashFailure) {
+	fails := func(cand *Script) *CrashFailure {
+		if sum := e.Crash(cand, cfg, nil); sum.First != nil && sum.First.Kind == f.Kind {
+			return sum.First
+		}
+		return nil
+	}
 	for changed := true; changed; {
 		changed = false
 		for i := len(sc.Body) - 1; i >= 0 && len(sc.Body) > 1; i-- {
 			body := append(append([]string(nil), sc.Body[:i]...), sc.Body[i+1:]...)
-			cand, err := newScript(sc.Setup, body)
-			if err != nil {
-				continue
-			}
-			if sum := e.Crash(cand, cfg, nil); sum.First != nil && sum.First.Kind == f.Kind {
-				sc, f, changed = cand, sum.First, true
+			if cand, err := newScript(sc.Setup, body); err == nil {
+				if g := fails(cand); g != nil {
+					sc, f, changed = cand, g, true
+				}
 			}
 		}
 	}
-	return sc, f
+	return smallerRanges(sc, f, fails)
 }
 
 // CrashReproducer formats a crash failure as a .gio script that "gio
