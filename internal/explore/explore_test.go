@@ -417,10 +417,20 @@ aio_write -P 3 256 512
 aio_read -v 8k 512
 `
 
-// TestReductionDeliver checks that sleep sets keep every outcome where
-// deliveries are reordered, and cut the runs.
+// racyReads has reads racing writes on two blocks: each sees the old or
+// the new data.
+const racyReads = `create img 64k
+open -o driver=raw,file.align=4096 blkdebug::img
+aio_write -P 1 0 512
+aio_read -v 0 512
+aio_write -P 2 8k 512
+aio_read -v 8k 512
+`
+
+// TestReductionDeliver checks that sleep sets over delivery and effect
+// choices keep every outcome, and cut the runs.
 func TestReductionDeliver(t *testing.T) {
-	for _, src := range []string{mixed, three} {
+	for _, src := range []string{mixed, three, racyReads} {
 		full := testEnv.Explore(mustParse(t, src), Config{MaxPreemptions: 2, NoReduce: true})
 		red := testEnv.Explore(mustParse(t, src), Config{MaxPreemptions: 2})
 		t.Logf("without reduction %s; with %s", full, red)
