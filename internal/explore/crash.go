@@ -322,10 +322,10 @@ func (e Env) record(sc *Script) (*crashRun, error) {
 	for i, l := range sc.Body {
 		lg.line = i
 		s.RunPending()
-		errb.Reset()
-		if !s.Execute(l) {
-			return nil, fmt.Errorf("body line %d %q fails: %s", i+1, l, firstLine(errb.String()))
-		}
+		// A line that fails had no effect (the shell's rule); the
+		// script's own checks are not crash mode's business: the
+		// crash images are checked against what the run read back.
+		s.Execute(l)
 		run.touch = append(run.touch, touchOf(l))
 		if strings.Fields(l)[0] == "flush" {
 			run.snaps = append(run.snaps, snapshot{line: i, ops: len(lg.ops)})

@@ -54,11 +54,12 @@ type diskLog struct {
 func recordingFile(d *blk.Driver, lg *diskLog) *blk.Driver {
 	w := *d
 	w.Open = func(a *blk.OpenArgs) (blk.Impl, error) {
+		file, _ := a.Opts.Get("filename")
 		impl, err := d.Open(a)
 		if err != nil {
 			return nil, err
 		}
-		return &recNode{inner: impl, log: lg}, nil
+		return &recNode{inner: impl, log: lg, file: file}, nil
 	}
 	return &w
 }
@@ -69,6 +70,7 @@ func recordingFile(d *blk.Driver, lg *diskLog) *blk.Driver {
 type recNode struct {
 	inner blk.Impl
 	log   *diskLog
+	file  string // the file's name: a script may close and reopen it
 }
 
 // begin is called before a change reaches the disk: it says whether to
@@ -90,6 +92,10 @@ func (r *recNode) begin(co *blk.Co) (bool, error) {
 		if lg.node == nil {
 			lg.node, lg.base = r, base
 		}
+	}
+	if lg.node != r && r.file != "" && r.file == lg.node.file {
+		// The image closed and opened again: the same disk.
+		lg.node = r
 	}
 	if lg.node != r {
 		lg.other = true
