@@ -325,7 +325,10 @@ func (e Env) record(sc *Script) (*crashRun, error) {
 		// A line that fails had no effect (the shell's rule); the
 		// script's own checks are not crash mode's business: the
 		// crash images are checked against what the run read back.
-		s.Execute(l)
+		errb.Reset()
+		if !s.Execute(l) && unknownCommand(errb.Bytes()) {
+			return nil, fmt.Errorf("body line %d: %s", i+1, firstLine(errb.String()))
+		}
 		run.touch = append(run.touch, touchOf(l))
 		if strings.Fields(l)[0] == "flush" {
 			run.snaps = append(run.snaps, snapshot{line: i, ops: len(lg.ops)})

@@ -317,7 +317,7 @@ type stuckWriter struct {
 }
 
 func (s *stuckWriter) Write(p []byte) (int, error) {
-	if s.unknown == "" && bytes.HasPrefix(p, []byte(`command "`)) && bytes.Contains(p, []byte(`" not found`)) {
+	if s.unknown == "" && unknownCommand(p) {
 		s.unknown = strings.TrimSpace(string(p))
 	}
 	if s.stuck == "" && s.line != nil && *s.line >= s.body &&
@@ -325,6 +325,12 @@ func (s *stuckWriter) Write(p []byte) (int, error) {
 		s.stuck = strings.TrimSpace(string(p))
 	}
 	return s.w.Write(p)
+}
+
+// unknownCommand reports whether a message on stderr says a command
+// does not exist: the script is malformed.
+func unknownCommand(msg []byte) bool {
+	return bytes.HasPrefix(msg, []byte(`command "`)) && bytes.Contains(msg, []byte(`" not found`))
 }
 
 // lineSession tells the chooser which body line runs (for reproducers
