@@ -67,6 +67,59 @@ func TestExploreScripts(t *testing.T) {
 	}
 }
 
+// TestExploreCrashScripts is the golden test of "gio explore --crash"
+// over scripts/ (testdata/explore-crash.golden; -update rewrites it):
+// the disk changes and flushes each run logs, the crash states, the
+// distinct images, those with leaks, and the failures.
+func TestExploreCrashScripts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs every script in crash mode")
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "gio-explore-test-")
+	if err != nil {
+		dir = t.TempDir()
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	t.Setenv("TMPDIR", dir)
+	files, _ := filepath.Glob("../../scripts/*.gio")
+	var b strings.Builder
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := filepath.Base(f)
+		sc, err := explore.ParseScript(string(src))
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", name, err)
+			continue
+		}
+		sum := exploreEnv.Crash(sc, explore.Config{Crash: true, Torn: true}, nil)
+		switch {
+		case sum.Unsupported != "":
+			fmt.Fprintf(&b, "%s: unsupported: %s\n", name, sum.Unsupported)
+		default:
+			fmt.Fprintf(&b, "%s: %d changes, %d flushes, %d crash states, %d distinct, %d with leaks, %d failures\n",
+				name, sum.Ops, sum.Flushes, sum.States, sum.Distinct, sum.Leaky, sum.Failures)
+		}
+	}
+	golden := filepath.Join("testdata", "explore-crash.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (go test -run TestExploreCrashScripts -update)", err)
+	}
+	if got := b.String(); got != string(want) {
+		t.Errorf("explore --crash over scripts/ differs from %s (a new script: -update):\n%s", golden, diffLines(string(want), got))
+	}
+}
+
 // diffLines lists the lines that differ.
 func diffLines(want, got string) string {
 	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
