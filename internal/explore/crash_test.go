@@ -104,13 +104,20 @@ func crashWorkload(seed int64, n int, cache string) string {
 }
 
 // TestCrashWorkload: with correct write ordering, no crash state of a
-// 200-operation qcow2 workload is corrupt or lacks flushed data.
+// 200-operation qcow2 workload (testdata/crash-200.gio, which "gio
+// explore --crash" runs too) is corrupt or lacks flushed data.
 func TestCrashWorkload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("minutes on a loaded machine")
 	}
-	sc := mustParse(t, crashWorkload(1, 200, "writeback"))
-	sum := testEnv.Crash(sc, Config{Crash: true}, nil)
+	src, err := os.ReadFile("testdata/crash-200.gio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(string(src), crashWorkload(1, 200, "writeback")) {
+		t.Fatal("testdata/crash-200.gio is not crashWorkload(1, 200, \"writeback\")")
+	}
+	sum := testEnv.Crash(mustParse(t, string(src)), Config{Crash: true}, nil)
 	if sum.Failures != 0 || sum.Stopped != "" || sum.Unsupported != "" || sum.Distinct < 100 {
 		t.Fatalf("%s (%+v) %s", sum, sum.First, sum.Unsupported)
 	}
