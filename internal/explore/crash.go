@@ -326,11 +326,12 @@ func (e Env) record(sc *Script) (*crashRun, error) {
 		// script's own checks are not crash mode's business: the
 		// crash images are checked against what the run read back.
 		errb.Reset()
-		if !s.Execute(l) && unknownCommand(errb.Bytes()) {
+		ok := s.Execute(l)
+		if !ok && unknownCommand(errb.Bytes()) {
 			return nil, fmt.Errorf("body line %d: %s", i+1, firstLine(errb.String()))
 		}
 		run.touch = append(run.touch, touchOf(l))
-		if strings.Fields(l)[0] == "flush" {
+		if ok && strings.Fields(l)[0] == "flush" {
 			run.snaps = append(run.snaps, snapshot{line: i, ops: len(lg.ops)})
 		}
 	}
