@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"gio/blk"
-	"gio/blk/qdict"
 )
 
 // Crash mode (gio explore --crash): the script runs once, in order, with
@@ -186,7 +185,7 @@ func imageFormat(setup []string) string {
 
 // crashInspector opens crash images and checks them, one at a time.
 // The image is served from memory by a protocol driver of its own
-// ("crash-image:"), under the format driver of the registry.
+// ("crash-image"), under the format driver of the registry.
 type crashInspector struct {
 	reg    *blk.Registry
 	loop   *blk.Loop
@@ -197,9 +196,8 @@ type crashInspector struct {
 func (e Env) newInspector() *crashInspector {
 	in := &crashInspector{reg: e.NewRegistry(io.Discard), loop: blk.NewLoop(blk.NewVirtualClock())}
 	in.reg.Stderr = &in.stderr
-	in.reg.Add(&blk.Driver{Name: "crash-image", Protocol: "crash-image",
-		ParseFilename: func(string, *qdict.Dict) error { return nil },
-		Open:          func(*blk.OpenArgs) (blk.Impl, error) { return memImage(in.img), nil }})
+	in.reg.Add(&blk.Driver{Name: "crash-image",
+		Open: func(*blk.OpenArgs) (blk.Impl, error) { return memImage(in.img), nil }})
 	return in
 }
 
@@ -223,7 +221,8 @@ func (m memImage) Close() error                                      { return ni
 func (in *crashInspector) inspect(img []byte, format string, check bool) (data []byte, corrupt string, leaks int) {
 	in.img = img
 	in.stderr.Reset()
-	b, err := in.reg.Open(blk.Spec{Filename: "crash-image:", Format: format, Flags: blk.OpenFlags{ReadOnly: true, Check: true}}, in.loop)
+	spec := fmt.Sprintf(`json:{"driver":%q,"file":{"driver":"crash-image"}}`, format)
+	b, err := in.reg.Open(blk.Spec{Filename: spec, Flags: blk.OpenFlags{ReadOnly: true, Check: true}}, in.loop)
 	if err != nil {
 		return nil, "the crash image does not open: " + firstLine(err.Error()), 0
 	}

@@ -117,6 +117,9 @@ func TestCrashWorkload(t *testing.T) {
 	if !strings.HasSuffix(string(src), crashWorkload(1, 200, "writeback")) {
 		t.Fatal("testdata/crash-200.gio is not crashWorkload(1, 200, \"writeback\")")
 	}
+	if raceOn {
+		src = []byte(crashWorkload(1, 30, "writeback"))
+	}
 	sum := testEnv.Crash(mustParse(t, string(src)), Config{Crash: true}, nil)
 	if sum.Failures != 0 || sum.Stopped != "" || sum.Unsupported != "" || sum.Distinct < 100 {
 		t.Fatalf("%s (%+v) %s", sum, sum.First, sum.Unsupported)
