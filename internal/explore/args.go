@@ -43,7 +43,8 @@ given). Exit status: 1 failure found, 0 none within the bounds, 2 usage.
                   images are built from what was flushed plus each subset
                   of the later unflushed changes, opened and checked (no
                   corruption, leaks allowed; flushed data present). -n
-                  then bounds the crash states (100000); one loop
+                  then bounds the crash states (100000); -j N checks
+                  N flush boundaries at a time
   --crash-writes K  at most K unflushed changes per crash state (2)
   --torn          also tear the last change of each state (its last
                   sector not written)

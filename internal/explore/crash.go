@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
+	"math"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -513,52 +516,9 @@ func (e Env) Crash(sc *Script, cfg Config, only *CrashState) (sum CrashSummary) 
 		}
 		sn.data = data
 	}
-	seen := map[uint64]bool{}
-	seed := maphash.MakeSeed()
 	k := cfg.CrashWrites
 	if k <= 0 {
 		k = 2
-	}
-	check := func(j int, durable []byte, w []int, end int, c CrashState) bool {
-		sum.States++
-		if cfg.Progress != nil && sum.States%64 == 0 {
-			cfg.Progress(sum.States)
-		}
-		img := run.image(durable, w, c)
-		h := maphash.Bytes(seed, img)
-		if seen[h] && only == nil {
-			return true
-		}
-		seen[h] = true
-		sum.Distinct++
-		data, corrupt, leaks := in.inspect(img, run.format, true)
-		if leaks > 0 {
-			sum.Leaky++
-		}
-		var f *CrashFailure
-		if corrupt != "" {
-			f = &CrashFailure{State: c, Kind: "corrupt", What: corrupt}
-		} else if sn, free := run.expected(j, end); sn != nil {
-			if what := lost(data, sn, free); what != "" {
-				f = &CrashFailure{State: c, Kind: "lost", What: what}
-			}
-		}
-		if f != nil {
-			sum.Failures++
-			if sum.First == nil {
-				sum.First = f
-			}
-			if only == nil {
-				return false
-			}
-		}
-		switch {
-		case cfg.MaxSchedules > 0 && sum.States >= int64(cfg.MaxSchedules):
-			sum.Stopped = fmt.Sprintf("-n %d crash states reached", cfg.MaxSchedules)
-		case cfg.Budget > 0 && time.Since(start) > cfg.Budget:
-			sum.Stopped = fmt.Sprintf("time budget %v spent", cfg.Budget)
-		}
-		return sum.Stopped == ""
 	}
 	if only != nil {
 		if only.Flushes > len(run.flushAt) {
@@ -570,37 +530,182 @@ func (e Env) Crash(sc *Script, cfg Config, only *CrashState) (sum CrashSummary) 
 			sum.Unsupported = fmt.Sprintf("crash state %s: %d changes after that flush", only, len(w))
 			return sum
 		}
-		check(only.Flushes, run.durable(only.Flushes), w, end, *only)
+		sum.States, sum.Distinct = 1, 1
+		f, leaky := run.check(in, only.Flushes, run.durable(only.Flushes), w, end, *only)
+		if leaky {
+			sum.Leaky = 1
+		}
+		if f != nil {
+			sum.First, sum.Failures = f, 1
+		}
 		return sum
 	}
-	durable := append([]byte(nil), run.log.base...)
-	prev := 0
-	for j := 0; j <= len(run.flushAt); j++ {
-		if j > 0 {
-			for _, op := range run.log.ops[prev:run.flushAt[j-1]] {
-				durable = apply(durable, op, false)
-			}
-			prev = run.flushAt[j-1]
+	cs := &crashSearch{run: run, cfg: cfg, k: k, start: start, seed: maphash.MakeSeed()}
+	cs.failedAt.Store(math.MaxInt64)
+	nb := len(run.flushAt) + 1
+	cs.tallies = make([]tally, nb)
+	left := int64(cfg.MaxSchedules)
+	for j := range nb {
+		cs.tallies[j].limit = math.MaxInt64
+		if cfg.MaxSchedules > 0 {
+			cs.tallies[j].limit = max(left, 0)
+			left -= run.countStates(j, k, cfg.Torn)
 		}
-		w, end := run.window(j)
-		ok := combinations(len(w), k, func(sub []int) bool {
-			c := CrashState{Flushes: j, Writes: append([]int(nil), sub...)}
-			if !check(j, durable, w, end, c) {
-				return false
-			}
-			if last := len(sub) - 1; cfg.Torn && last >= 0 {
-				if op := run.log.ops[w[sub[last]]]; op.kind == opWrite && op.n > 512 {
-					c.Torn = true
-					return check(j, durable, w, end, c)
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range max(cfg.Jobs, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in := e.newInspector()
+			for {
+				j := int(next.Add(1) - 1)
+				if j >= nb || cs.stop.Load() {
+					return
 				}
+				if int64(j) > cs.failedAt.Load() {
+					continue
+				}
+				cs.boundary(in, j)
 			}
-			return true
-		})
-		if !ok {
+		}()
+	}
+	wg.Wait()
+	for j := range nb {
+		t := &cs.tallies[j]
+		sum.States += t.states
+		sum.Distinct += t.distinct
+		sum.Leaky += t.leaky
+		if t.first != nil {
+			sum.First, sum.Failures = t.first, 1
 			break
+		}
+		if !t.done && sum.Stopped == "" {
+			sum.Stopped = fmt.Sprintf("time budget %v spent", cfg.Budget)
+			if t.states >= t.limit {
+				sum.Stopped = fmt.Sprintf("-n %d crash states reached", cfg.MaxSchedules)
+			}
 		}
 	}
 	return sum
+}
+
+// crashSearch is the shared state of a crash search. Boundaries are
+// checked independently (-j: one loop each at a time), each to its end
+// or its first failure, and summed in order up to the first failing one,
+// so that the summary does not depend on the number of loops (a time
+// budget aside).
+type crashSearch struct {
+	run      *crashRun
+	cfg      Config
+	k        int
+	start    time.Time
+	seed     maphash.Seed
+	tallies  []tally
+	failedAt atomic.Int64 // the lowest boundary with a failure
+	stop     atomic.Bool  // the time budget is spent
+	states   atomic.Int64 // for the progress line
+}
+
+// tally is what was found at one flush boundary.
+type tally struct {
+	limit            int64 // states it may check (-n)
+	states, distinct int64
+	leaky            int
+	first            *CrashFailure
+	done             bool // checked to its end or to a failure
+}
+
+// countStates is the number of crash states at boundary j.
+func (r *crashRun) countStates(j, k int, torn bool) int64 {
+	w, _ := r.window(j)
+	var n int64
+	combinations(len(w), k, func(sub []int) bool {
+		n += int64(len(r.variants(w, sub, torn)))
+		return true
+	})
+	return n
+}
+
+// variants are the crash states of one subset: itself, and torn when
+// its last change is a write of more than a sector.
+func (r *crashRun) variants(w, sub []int, torn bool) []bool {
+	if last := len(sub) - 1; torn && last >= 0 {
+		if op := r.log.ops[w[sub[last]]]; op.kind == opWrite && op.n > 512 {
+			return []bool{false, true}
+		}
+	}
+	return []bool{false}
+}
+
+// boundary checks the crash states of flush boundary j, images equal
+// to one checked before at this boundary once.
+func (cs *crashSearch) boundary(in *crashInspector, j int) {
+	r, t := cs.run, &cs.tallies[j]
+	durable := r.durable(j)
+	w, end := r.window(j)
+	seen := map[uint64]bool{}
+	complete := combinations(len(w), cs.k, func(sub []int) bool {
+		for _, torn := range r.variants(w, sub, cs.cfg.Torn) {
+			if t.states >= t.limit || cs.stop.Load() {
+				return false
+			}
+			t.states++
+			if n := cs.states.Add(1); cs.cfg.Progress != nil && n%64 == 0 {
+				cs.cfg.Progress(n)
+			}
+			c := CrashState{Flushes: j, Writes: append([]int(nil), sub...), Torn: torn}
+			img := r.image(durable, w, c)
+			h := maphash.Bytes(cs.seed, img)
+			if seen[h] {
+				continue
+			}
+			seen[h] = true
+			t.distinct++
+			f, leaky := r.checkImage(in, j, img, end, c)
+			if leaky {
+				t.leaky++
+			}
+			if f != nil {
+				t.first = f
+				for {
+					old := cs.failedAt.Load()
+					if int64(j) >= old || cs.failedAt.CompareAndSwap(old, int64(j)) {
+						break
+					}
+				}
+				return false
+			}
+			if cs.cfg.Budget > 0 && time.Since(cs.start) > cs.cfg.Budget {
+				cs.stop.Store(true)
+				return false
+			}
+		}
+		return true
+	})
+	t.done = complete || t.first != nil
+}
+
+// check builds crash state c of boundary j and checks it.
+func (r *crashRun) check(in *crashInspector, j int, durable []byte, w []int, end int, c CrashState) (*CrashFailure, bool) {
+	return r.checkImage(in, j, r.image(durable, w, c), end, c)
+}
+
+// checkImage checks the image of crash state c: the format's check, then
+// the flushed data. It returns the failure, if any, and whether the
+// image leaks.
+func (r *crashRun) checkImage(in *crashInspector, j int, img []byte, end int, c CrashState) (*CrashFailure, bool) {
+	data, corrupt, leaks := in.inspect(img, r.format, true)
+	if corrupt != "" {
+		return &CrashFailure{State: c, Kind: "corrupt", What: corrupt}, leaks > 0
+	}
+	if sn, free := r.expected(j, end); sn != nil {
+		if what := lost(data, sn, free); what != "" {
+			return &CrashFailure{State: c, Kind: "lost", What: what}, leaks > 0
+		}
+	}
+	return nil, leaks > 0
 }
 
 // ShrinkCrash deletes body lines, then shrinks the lines' ranges, while

@@ -213,3 +213,19 @@ func TestBudgetSummary(t *testing.T) {
 		}
 	}
 }
+
+// TestCrashJobsIndependent: the summary and the failure found do not
+// depend on the number of loops, nor on -n's cut.
+func TestCrashJobsIndependent(t *testing.T) {
+	for _, src := range []string{crashWorkload(3, 16, "writeback"), fmt.Sprintf(crashSeed, ",x-write-order=off")} {
+		sc := mustParse(t, src)
+		for _, n := range []int{0, 30} {
+			a := testEnv.Crash(sc, Config{Crash: true, Torn: true, Jobs: 1, MaxSchedules: n}, nil)
+			b := testEnv.Crash(sc, Config{Crash: true, Torn: true, Jobs: 3, MaxSchedules: n}, nil)
+			a.Elapsed, b.Elapsed = 0, 0
+			if a.String() != b.String() || (a.First == nil) != (b.First == nil) || a.First != nil && a.First.State.String() != b.First.State.String() {
+				t.Errorf("-n %d: -j 1 %s (%+v); -j 3 %s (%+v)", n, a, a.First, b, b.First)
+			}
+		}
+	}
+}
