@@ -640,12 +640,20 @@ func (r *crashRun) variants(w, sub []int, torn bool) []bool {
 }
 
 // boundary checks the crash states of flush boundary j, images equal
-// to one checked before at this boundary once.
+// to one checked before at this boundary (or, the disk as flushed, at
+// the one before) once.
 func (cs *crashSearch) boundary(in *crashInspector, j int) {
 	r, t := cs.run, &cs.tallies[j]
 	durable := r.durable(j)
 	w, end := r.window(j)
 	seen := map[uint64]bool{}
+	if j > 0 {
+		// The disk as flushed here is the previous boundary's state
+		// with all of its changes when it had at most k: checked there.
+		if pw, _ := r.window(j - 1); len(pw) <= cs.k {
+			seen[maphash.Bytes(cs.seed, durable)] = true
+		}
+	}
 	complete := combinations(len(w), cs.k, func(sub []int) bool {
 		for _, torn := range r.variants(w, sub, cs.cfg.Torn) {
 			if t.states >= t.limit || cs.stop.Load() {
