@@ -49,23 +49,12 @@ func diffCheck(t *testing.T, img string, modes [][]string) int {
 			if err := os.WriteFile(filepath.Join(dir, base), orig, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command(tool, append(append(argv, mode...), base)...)
-			cmd.Dir = dir
-			var o, e bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &o, &e
-			code := 0
-			if err := cmd.Run(); err != nil {
-				var ee *exec.ExitError
-				if !errors.As(err, &ee) {
-					t.Fatal(err)
-				}
-				code = ee.ExitCode()
-			}
+			o, e, code := runStatus(t, dir, tool, append(append(argv, mode...), base)...)
 			after, err := os.ReadFile(filepath.Join(dir, base))
 			if err != nil {
 				t.Fatal(err)
 			}
-			return run{o.String(), e.String(), code, after}
+			return run{o, e, code, after}
 		}
 		q := do("qemu-img", []string{"check"})
 		g := do(gioBin, []string{"check"})
@@ -88,6 +77,24 @@ func diffCheck(t *testing.T, img string, modes [][]string) int {
 		}
 	}
 	return status
+}
+
+// runStatus runs a program in dir and returns its stdout, stderr and exit
+// status.
+func runStatus(t *testing.T, dir, tool string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(tool, args...)
+	cmd.Dir = dir
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		code = ee.ExitCode()
+	}
+	return o.String(), e.String(), code
 }
 
 func firstDiff(a, b []byte) int {
@@ -365,23 +372,8 @@ func TestCheckCommandLine(t *testing.T) {
 		{"-r", "foo", "a.qcow2"}, {"-r"}, {"--output=xml", "a.qcow2"}, {"--output", "json", "a.qcow2"},
 		{"-x", "a.qcow2"}, {"--bogus", "a.qcow2"}, {"-U", "-r", "all", "a.qcow2"},
 	} {
-		run := func(tool string) (string, string, int) {
-			cmd := exec.Command(tool, append([]string{"check"}, args...)...)
-			cmd.Dir = dir
-			var o, e bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &o, &e
-			code := 0
-			if err := cmd.Run(); err != nil {
-				var ee *exec.ExitError
-				if !errors.As(err, &ee) {
-					t.Fatal(err)
-				}
-				code = ee.ExitCode()
-			}
-			return o.String(), e.String(), code
-		}
-		qo, qe, qc := run("qemu-img")
-		gosOut, ge, gc := run(gioBin)
+		qo, qe, qc := runStatus(t, dir, "qemu-img", append([]string{"check"}, args...)...)
+		gosOut, ge, gc := runStatus(t, dir, gioBin, append([]string{"check"}, args...)...)
 		if qo != gosOut || qe != ge || qc != gc {
 			t.Errorf("check %q:\ngio (exit %d):\n%s%s\nqemu-img (exit %d):\n%s%s", args, gc, gosOut, ge, qc, qo, qe)
 		}
