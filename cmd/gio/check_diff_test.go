@@ -257,7 +257,24 @@ func TestCheckCorrupted(t *testing.T) {
 			var b [4]byte
 			binary.BigEndian.PutUint32(b[:], 8)
 			q.f.WriteAt(b[:], sn+36)
-		}, modes: checkModes[:3]},
+		}},
+		{name: "snapshot-extra-too-big", setup: []string{"snapshot -c s1"}, corrupt: func(t *testing.T, q *qimage) {
+			sn := int64(q.u64(t, 64))
+			var b [4]byte
+			binary.BigEndian.PutUint32(b[:], 2000)
+			q.f.WriteAt(b[:], sn+36)
+		}},
+		{name: "snapshot-too-many", setup: []string{"snapshot -c s1"}, corrupt: func(t *testing.T, q *qimage) {
+			var b [4]byte
+			binary.BigEndian.PutUint32(b[:], 65536+3)
+			q.f.WriteAt(b[:], 60)
+		}},
+		{name: "snapshot-two-one-incomplete", setup: []string{"snapshot -c s1", "snapshot -c s2"}, corrupt: func(t *testing.T, q *qimage) {
+			sn := int64(q.u64(t, 64))
+			var b [4]byte
+			binary.BigEndian.PutUint32(b[:], 0)
+			q.f.WriteAt(b[:], sn+36)
+		}},
 		{name: "snapshot-table-unaligned", setup: []string{"snapshot -c s1"}, corrupt: func(t *testing.T, q *qimage) {
 			q.put64(t, 64, q.u64(t, 64)+8)
 		}},

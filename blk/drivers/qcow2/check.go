@@ -92,56 +92,6 @@ func (s *state) imrtGet(t *imrt, k int64) uint64 {
 	return s.refcountAt(t.data, k)
 }
 
-// snapshotL1 is what the check needs of a snapshot table entry.
-type snapshotL1 struct {
-	l1Offset  int64
-	l1Size    int64
-	extraSize int64
-	id, name  string
-}
-
-// Snapshot table limits (QCOW_MAX_SNAPSHOT_EXTRA_DATA,
-// QCOW_MAX_SNAPSHOTS_SIZE).
-const (
-	maxSnapshotExtra     = 1024
-	maxSnapshotTableSize = 1024 * maxSnapshots
-)
-
-// readSnapshots parses the snapshot table far enough to find each
-// snapshot's L1 table and the table's size (qcow2_read_snapshots).
-func (s *state) readSnapshots(co *blk.Co) ([]snapshotL1, int64, error) {
-	var sns []snapshotL1
-	off := s.snapshotsOffset
-	for range s.nbSnapshots {
-		hdr := make([]byte, snapshotHdrSize)
-		if err := s.file.Node.PRead(co, off, hdr, 0); err != nil {
-			return nil, 0, blk.Errorf(blk.ErrnoOf(err), "Failed to read snapshot table")
-		}
-		sn := snapshotL1{
-			l1Offset: int64(binary.BigEndian.Uint64(hdr)),
-			l1Size:   int64(binary.BigEndian.Uint32(hdr[8:])),
-		}
-		idLen := int64(binary.BigEndian.Uint16(hdr[12:]))
-		nameLen := int64(binary.BigEndian.Uint16(hdr[14:]))
-		extra := int64(binary.BigEndian.Uint32(hdr[36:]))
-		if extra > maxSnapshotExtra {
-			return nil, 0, blk.Msgf(unix.EFBIG, "Too much extra metadata in snapshot table entry %d\nYou can force-remove this extra metadata with qemu-img check -r all", len(sns))
-		}
-		sn.extraSize = extra
-		names := make([]byte, idLen+nameLen)
-		if err := s.file.Node.PRead(co, off+snapshotHdrSize+extra, names, 0); err != nil {
-			return nil, 0, blk.Errorf(blk.ErrnoOf(err), "Failed to read snapshot table")
-		}
-		sn.id, sn.name = string(names[:idLen]), string(names[idLen:])
-		off = (off + snapshotHdrSize + extra + idLen + nameLen + 7) &^ 7
-		if off-s.snapshotsOffset > maxSnapshotTableSize {
-			return nil, 0, blk.Msgf(unix.EFBIG, "Snapshot table is too big")
-		}
-		sns = append(sns, sn)
-	}
-	return sns, off - s.snapshotsOffset, nil
-}
-
 // checkLocked is qcow2_co_check_locked: the snapshot table, then the
 // refcounts, then mark the image clean and consistent when nothing is
 // left to repair.
@@ -154,6 +104,11 @@ func (s *state) checkLocked(co *blk.Co, res *checkResult, fix int) error {
 	}
 	err := s.checkRefcounts(co, &rc, fix)
 	res.add(&rc, true)
+	if err != nil {
+		res.add(&snap, false)
+		return err
+	}
+	err = s.checkFixSnapshotTable(co, &snap, fix)
 	res.add(&snap, false)
 	if err != nil {
 		return err
@@ -165,46 +120,6 @@ func (s *state) checkLocked(co *blk.Co, res *checkResult, fix int) error {
 		if s.incompat&incompatCorrupt != 0 {
 			s.incompat &^= incompatCorrupt
 			return s.updateHeader(co)
-		}
-	}
-	return nil
-}
-
-// checkReadSnapshotTable is qcow2_check_read_snapshot_table without its
-// repairs: the open in check mode did not validate the table, so it is
-// validated here; the snapshots' L1 tables are checked with the
-// refcounts.
-func (s *state) checkReadSnapshotTable(co *blk.Co, res *checkResult, fix int) error {
-	var ptr [12]byte
-	if err := s.file.Node.PRead(co, 60, ptr[:], 0); err != nil {
-		res.checkErrors++
-		fmt.Fprintf(s.stderr, "ERROR failed to read the snapshot table pointer from the image header: %s\n", cvt.Strerror(blk.ErrnoOf(err)))
-		return err
-	}
-	s.nbSnapshots = binary.BigEndian.Uint32(ptr[:])
-	s.snapshotsOffset = int64(binary.BigEndian.Uint64(ptr[4:]))
-	invalid := func(err error, prefix string) error {
-		res.checkErrors++
-		s.report(blk.Msgf(blk.ErrnoOf(err), "%s%s", prefix, checkErrText(err)))
-		s.snapshotsOffset, s.nbSnapshots = 0, 0
-		return err
-	}
-	if err := s.validateTable(uint64(s.snapshotsOffset), uint64(s.nbSnapshots), snapshotHdrSize, snapshotHdrSize*maxSnapshots, "snapshot table"); err != nil {
-		if s.nbSnapshots > maxSnapshots {
-			defer fmt.Fprintf(s.stderr, "You can force-remove all %d overhanging snapshots with qemu-img check -r all\n", s.nbSnapshots-maxSnapshots)
-		}
-		return invalid(err, "ERROR ")
-	}
-	sns, _, err := s.readSnapshots(co)
-	if err != nil {
-		return invalid(err, "ERROR failed to read the snapshot table: ")
-	}
-	if s.version >= 3 {
-		for i, sn := range sns {
-			if sn.extraSize < 16 {
-				res.corruptions++
-				fmt.Fprintf(s.stderr, "%s snapshot table entry %d is incomplete\n", repairWord(fix&fixErrors != 0), i)
-			}
 		}
 	}
 	return nil
@@ -356,15 +271,9 @@ func (s *state) calculateRefcounts(co *blk.Co, res *checkResult, fix int, rebuil
 	if err := s.checkRefcountsL1(co, res, t, s.l1Offset, int64(len(s.l1)), checkFragInfo, fix, true); err != nil {
 		return err
 	}
-	var sns []snapshotL1
-	var snSize int64
-	if s.nbSnapshots > 0 {
-		var err error
-		if sns, snSize, err = s.readSnapshots(co); err != nil {
-			res.checkErrors++
-			return err
-		}
-	}
+	// The snapshot table as checkReadSnapshotTable read (and perhaps
+	// repaired) it.
+	sns, snSize := s.checkSnaps, s.checkSnapSize
 	if s.hasDataFile() && len(sns) > 0 {
 		fmt.Fprintf(s.stderr, "ERROR %d snapshots in image with data file\n", len(sns))
 		res.corruptions++

@@ -156,6 +156,10 @@ type state struct {
 
 	// checkOpen: opened for a consistency check (blk.OpenFlags.Check).
 	checkOpen bool
+	// checkSnaps and checkSnapSize are the snapshot table as the check
+	// read it (checksnap.go).
+	checkSnaps    []snapshotL1
+	checkSnapSize int64
 
 	// broken is set once corruption has been found: every later request
 	// fails, as QEMU ejects a corrupt image's driver.
