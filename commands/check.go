@@ -52,6 +52,20 @@ func CheckImage(s *Session, file, format string, fix blk.CheckMode, msgs io.Writ
 	return rep, err
 }
 
+// CheckOpen checks the session's open image in place, as the check
+// command does, without printing a report: what the caches hold is
+// written first, the image stays open. It fails with ErrNoCheck as
+// CheckImage does, and with EPERM for a repair of a read-only image.
+// Note that a read/write open has already repaired a dirty image (lazy
+// refcounts); CheckImage sees the file as it is.
+func CheckOpen(s *Session, fix blk.CheckMode, msgs io.Writer) (CheckReport, error) {
+	if s.Img == nil {
+		return CheckReport{}, errors.New("no file open")
+	}
+	rep, _, err := checkBackend(s, s.Img, imageName(s.Img), fix, msgs)
+	return rep, err
+}
+
 // CheckStatus is qemu-img check's exit status for CheckImage's answer.
 func CheckStatus(rep CheckReport, err error) int {
 	switch {
@@ -397,14 +411,19 @@ func checkCmd(s *Session, cmdName string, _ []getopt.Opt, args []string) error {
 			return errFailed
 		}
 	}
-	// The report names the image file (qemu-img: as typed).
-	name := s.Img.Root.Filename()
-	for n := s.Img.Root; name == "" && n.File() != nil; n = n.File().Node {
-		name = n.File().Node.Filename()
-	}
-	rep, fixed, err := checkBackend(s, s.Img, name, c.fix, s.Err)
+	rep, fixed, err := checkBackend(s, s.Img, imageName(s.Img), c.fix, s.Err)
 	if finishCheck(s, ProgName, c, rep, fixed, err) == 0 || CheckStatus(rep, err) == 3 {
 		return nil
 	}
 	return errFailed
+}
+
+// imageName is the file an open image reads: the report names it
+// (qemu-img names the image as typed).
+func imageName(img *blk.Backend) string {
+	name := img.Root.Filename()
+	for n := img.Root; name == "" && n.File() != nil; n = n.File().Node {
+		name = n.File().Node.Filename()
+	}
+	return name
 }
