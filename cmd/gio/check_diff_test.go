@@ -12,6 +12,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"gio/blk"
+	"gio/commands"
+	"gio/repl"
 )
 
 // Differential tests of "gio check" against "qemu-img check": the same
@@ -436,5 +440,43 @@ func TestCheckShell(t *testing.T) {
 	}
 	if string(out) != want {
 		t.Errorf("check at the prompt:\n%s\nqemu-img check:\n%s", out, want)
+	}
+}
+
+// TestCheckImageAPI exercises the calls gio explore and crash states
+// use, without qemu-img: a leak found, repaired and gone; a format
+// without a check.
+func TestCheckImageAPI(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "img.qcow2")
+	raw := filepath.Join(dir, "img.raw")
+	mustRun(t, gioBin, "-c", "create -f qcow2 "+img+" 4M", "-c", "create -f raw "+raw+" 1M")
+	mustRun(t, gioBin, "-c", "write -P 1 0 64k", "-c", "write -P 2 64k 64k", img)
+	q := openQimage(t, img)
+	q.put64(t, q.l2(t)+8, 0)
+	var out, errw bytes.Buffer
+	s := env.NewSession(repl.NewStdioWriter(&out, false), &errw, blk.NewVirtualClock())
+	defer s.Cleanup()
+	var msgs bytes.Buffer
+	rep, err := commands.CheckImage(s, img, "", 0, &msgs)
+	if err != nil || rep.Leaks != 1 || rep.Corruptions != 0 || commands.CheckStatus(rep, err) != 3 || rep.Format != "qcow2" {
+		t.Errorf("leaked image: %+v, %v (status %d)", rep, err, commands.CheckStatus(rep, err))
+	}
+	if !strings.HasPrefix(msgs.String(), "Leaked cluster ") {
+		t.Errorf("messages: %q", msgs.String())
+	}
+	rep, err = commands.CheckImage(s, img, "qcow2", blk.CheckFixLeaks, nil)
+	if err != nil || rep.Leaks != 0 || rep.LeaksFixed != 1 || commands.CheckStatus(rep, err) != 0 {
+		t.Errorf("-r leaks: %+v, %v", rep, err)
+	}
+	rep, err = commands.CheckImage(s, raw, "", 0, nil)
+	if !errors.Is(err, commands.ErrNoCheck) || commands.CheckStatus(rep, err) != 63 {
+		t.Errorf("raw: %+v, %v", rep, err)
+	}
+	if _, err = commands.CheckImage(s, filepath.Join(dir, "none"), "", 0, nil); err == nil || commands.CheckStatus(rep, err) != 1 {
+		t.Errorf("missing file: %v", err)
+	}
+	if out.Len() != 0 {
+		t.Errorf("the API printed %q", out.String())
 	}
 }
