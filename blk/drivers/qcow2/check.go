@@ -12,15 +12,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// This file is the refcount half of QEMU's qcow2_co_check_locked, with
-// repair, which a read/write open of an image with the dirty bit runs
-// (lazy refcounts let the refcounts fall behind the L2 tables; a crash
-// leaves them so). Every cluster the metadata references is counted in
-// an in-memory refcount table; the counts on disk are compared with it;
-// a cluster in use whose refcount is 0 makes the whole refcount
-// structure be rebuilt from the in-memory table (rebuild_refcount_structure),
-// after which the old structure is leaked and the leaks are repaired.
-// The messages are QEMU's, on stderr, word for word.
+// This file is QEMU 7.2's qcow2 consistency check (qcow2_co_check and
+// qcow2-refcount.c's qcow2_check_refcounts and friends; the snapshot
+// table's part is in checksnap.go): qemu-img check through blk.Checker,
+// and the repair a read/write open of a dirty image runs (lazy refcounts
+// let the refcounts fall behind the L2 tables; a crash leaves them so).
+// Every cluster the metadata references (header, L1 and L2 tables, data
+// and compressed clusters, snapshots, refcount table and blocks, crypto
+// header, bitmap directory, tables and data) is counted in an in-memory
+// refcount table; the counts on disk are compared with it; a cluster in
+// use whose refcount is 0 makes the whole refcount structure be rebuilt
+// from the in-memory table (rebuild_refcount_structure), after which the
+// old structure is leaked and the leaks are repaired. OFLAG_COPIED is
+// checked last. The messages are QEMU's, word for word: fprintf's on the
+// check's stderr (s.stderr), error_report's through s.report.
 
 // Check modes (BdrvCheckMode).
 const (
