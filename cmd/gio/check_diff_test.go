@@ -193,8 +193,7 @@ func TestCheckCorrupted(t *testing.T) {
 		corrupt func(t *testing.T, q *qimage)
 		// setup runs qemu-img commands on the image before corrupt.
 		setup []string
-		// modes replaces checkModes: QEMU rewrites persistent bitmaps
-		// on a read/write open, and gio does not repair snapshot tables.
+		// modes replaces checkModes when not nil.
 		modes [][]string
 	}{
 		{"clean", "", nil, nil, nil, nil},
@@ -285,10 +284,10 @@ func TestCheckCorrupted(t *testing.T) {
 		{name: "snapshot-leaks", setup: []string{"snapshot -c s1", "snapshot -c s2"}, corrupt: func(t *testing.T, q *qimage) {
 			q.setRefcount(t, q.dataOff(t, 1), 3)
 		}},
-		{name: "bitmaps", setup: []string{"bitmap --add img.qcow2 b0", "bitmap --add -g 64k img.qcow2 b1"}, modes: checkModes[:2]},
+		{name: "bitmaps", setup: []string{"bitmap --add img.qcow2 b0", "bitmap --add -g 64k img.qcow2 b1"}},
 		{name: "bitmaps-leak", setup: []string{"bitmap --add img.qcow2 b0"}, corrupt: func(t *testing.T, q *qimage) {
 			q.put64(t, q.l2(t)+8*1, 0)
-		}, modes: checkModes[:2]},
+		}},
 		{name: "refcount-bits-1", opts: "refcount_bits=1"},
 		{name: "refcount-bits-64", opts: "refcount_bits=64"},
 		{name: "cluster-512", opts: "cluster_size=512", io: []string{"write -c -P 5 2M 4k"}},
