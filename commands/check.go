@@ -264,6 +264,9 @@ func printCheck(w io.Writer, c checkConfig, rep CheckReport, fixed *CheckReport)
 	}
 }
 
+// checkArgs is the check command's synopsis at the prompt.
+const checkArgs = "[-q] [-r leaks|all] [--output=human|json]"
+
 const checkSynopsis = "check [--object objectdef] [--image-opts] [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-T src_cache] [-U] filename"
 
 var checkLongOpts = []getopt.LongOpt{
@@ -281,13 +284,19 @@ func parseCheck(prog string, out, errw io.Writer, args []string, wantFile bool) 
 	opts, pos, err := getopt.ParseLong(prog, args, "hf:r:qU", checkLongOpts)
 	if err != nil {
 		fmt.Fprintf(errw, "%s: %s\n", prog, benchGetoptMessage(err.Error(), args))
-		fmt.Fprintf(errw, "Try '%s --help' for more information\n", prog)
+		if wantFile {
+			fmt.Fprintf(errw, "Try '%s --help' for more information\n", prog)
+		}
 		return c, false, 1
 	}
 	for _, o := range opts {
 		switch o.Name {
 		case 'h':
-			fmt.Fprintf(out, "%s\n", checkSynopsis)
+			if wantFile {
+				fmt.Fprintf(out, "%s\n", checkSynopsis)
+			} else {
+				fmt.Fprintf(out, "check %s\n", checkArgs)
+			}
 			return c, false, 0
 		case 'f':
 			c.format = o.Arg
@@ -299,7 +308,9 @@ func parseCheck(prog string, out, errw io.Writer, args []string, wantFile bool) 
 				c.fix = blk.CheckFixLeaks | blk.CheckFixErrors
 			default:
 				fmt.Fprintf(errw, "%s: Unknown option value for -r (expecting 'leaks' or 'all'): %s\n", prog, o.Arg)
-				fmt.Fprintf(errw, "Try '%s --help' for more information\n", prog)
+				if wantFile {
+					fmt.Fprintf(errw, "Try '%s --help' for more information\n", prog)
+				}
 				return c, false, 1
 			}
 		case 'o':
@@ -326,7 +337,7 @@ func parseCheck(prog string, out, errw io.Writer, args []string, wantFile bool) 
 		fmt.Fprintf(errw, "Try '%s --help' for more information\n", prog)
 		return c, false, 1
 	case !wantFile && len(pos) != 0:
-		fmt.Fprintf(errw, "%s: check: the open image is checked; no file name\n", prog)
+		fmt.Fprintf(errw, "%s: the open image is checked: no file name\n", prog)
 		return c, false, 1
 	case wantFile:
 		c.file = pos[0]
@@ -378,7 +389,7 @@ func finishCheck(s *Session, prog string, c checkConfig, rep CheckReport, fixed 
 
 func checkCommands() []*Command {
 	return []*Command{
-		{Name: "check", Args: "[-q] [-r leaks|all] [--output=human|json]",
+		{Name: "check", Args: checkArgs,
 			Oneline: "checks the open image's metadata as qemu-img check does (gio only)",
 			Help: `
  checks the consistency of the open image's metadata (qcow2: refcounts
@@ -397,8 +408,11 @@ func checkCommands() []*Command {
 }
 
 func checkCmd(s *Session, cmdName string, _ []getopt.Opt, args []string) error {
-	c, ok, _ := parseCheck(cmdName, s.Out, s.Err, args, false)
+	c, ok, exit := parseCheck(cmdName, s.Out, s.Err, args, false)
 	if !ok {
+		if exit == 0 {
+			return nil // -h
+		}
 		return errFailed
 	}
 	if c.fix != 0 && s.Img.ReadOnly() {
