@@ -248,6 +248,7 @@ func eachDataNode(n *Node, fn func(*Node) error) error {
 func (b *Backend) SetReadOnly(ro bool) error {
 	nodes := b.dataNodes()
 	var done []Reopener
+	var changed []*Node
 	// Parents first: a format going read-only writes its caches back
 	// (qcow2_reopen_prepare) while its file can still take them.
 	for i := len(nodes) - 1; i >= 0; i-- {
@@ -267,11 +268,17 @@ func (b *Backend) SetReadOnly(ro bool) error {
 			return err
 		}
 		done = append(done, r)
+		changed = append(changed, n)
 	}
 	for _, n := range nodes {
 		n.readOnly = ro
 	}
 	b.flags.ReadOnly = ro
+	for _, n := range changed {
+		if f := n.ops.finish; f != nil {
+			f.ReopenCommitted(ro)
+		}
+	}
 	return nil
 }
 

@@ -258,9 +258,13 @@ func (n *Node) zeroPWrite(co *Co, req *trackedReq, off, bytes int64, flags ReqFl
 // pwritev_done and count the write generation.
 func (n *Node) alignedPWrite(co *Co, req *trackedReq, off, bytes int64, buf []byte, flags ReqFlags) error {
 	maxTransfer := n.maxTransfer()
+	if n.readonlyBitmaps() {
+		return unix.EPERM
+	}
 	if err := n.waitSerialising(co, req); err != nil {
 		return err // withdrawn: no event, nothing written
 	}
+	defer n.setDirty(off, bytes)
 	var err error
 	switch {
 	case flags&ZeroWrite != 0:
@@ -398,6 +402,9 @@ func (n *Node) PDiscard(co *Co, off, bytes int64) error {
 	if err := checkRequest(off, bytes); err != nil {
 		return err
 	}
+	if n.readonlyBitmaps() {
+		return unix.EPERM
+	}
 	if !n.discardOn || n.ops.discard == nil {
 		return nil
 	}
@@ -410,6 +417,7 @@ func (n *Node) PDiscard(co *Co, off, bytes int64) error {
 	if err := n.waitSerialising(co, req); err != nil {
 		return err
 	}
+	defer n.setDirty(off, bytes)
 	co.markStarted(n.driver)
 	maxDiscard := roundDown(minNonZero(l.MaxPdiscard, 1<<63-1), align)
 	var err error

@@ -52,6 +52,20 @@ func CheckImage(s *Session, file, format string, fix blk.CheckMode, msgs io.Writ
 	return rep, err
 }
 
+// CheckOpen checks the session's open image in place, as the check
+// command does, without printing a report: what the caches hold is
+// written first, the image stays open. It fails with ErrNoCheck as
+// CheckImage does, and with EPERM for a repair of a read-only image.
+// Note that a read/write open has already repaired a dirty image (lazy
+// refcounts); CheckImage sees the file as it is.
+func CheckOpen(s *Session, fix blk.CheckMode, msgs io.Writer) (CheckReport, error) {
+	if s.Img == nil {
+		return CheckReport{}, errors.New("no file open")
+	}
+	rep, _, err := checkBackend(s, s.Img, imageName(s.Img), fix, msgs)
+	return rep, err
+}
+
 // CheckStatus is qemu-img check's exit status for CheckImage's answer.
 func CheckStatus(rep CheckReport, err error) int {
 	switch {
@@ -250,6 +264,9 @@ func printCheck(w io.Writer, c checkConfig, rep CheckReport, fixed *CheckReport)
 	}
 }
 
+// checkArgs is the check command's synopsis at the prompt.
+const checkArgs = "[-q] [-r leaks|all] [--output=human|json]"
+
 const checkSynopsis = "check [--object objectdef] [--image-opts] [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-T src_cache] [-U] filename"
 
 var checkLongOpts = []getopt.LongOpt{
@@ -267,13 +284,19 @@ func parseCheck(prog string, out, errw io.Writer, args []string, wantFile bool) 
 	opts, pos, err := getopt.ParseLong(prog, args, "hf:r:qU", checkLongOpts)
 	if err != nil {
 		fmt.Fprintf(errw, "%s: %s\n", prog, benchGetoptMessage(err.Error(), args))
-		fmt.Fprintf(errw, "Try '%s --help' for more information\n", prog)
+		if wantFile {
+			fmt.Fprintf(errw, "Try '%s --help' for more information\n", prog)
+		}
 		return c, false, 1
 	}
 	for _, o := range opts {
 		switch o.Name {
 		case 'h':
-			fmt.Fprintf(out, "%s\n", checkSynopsis)
+			if wantFile {
+				fmt.Fprintf(out, "%s\n", checkSynopsis)
+			} else {
+				fmt.Fprintf(out, "check %s\n", checkArgs)
+			}
 			return c, false, 0
 		case 'f':
 			c.format = o.Arg
@@ -285,7 +308,9 @@ func parseCheck(prog string, out, errw io.Writer, args []string, wantFile bool) 
 				c.fix = blk.CheckFixLeaks | blk.CheckFixErrors
 			default:
 				fmt.Fprintf(errw, "%s: Unknown option value for -r (expecting 'leaks' or 'all'): %s\n", prog, o.Arg)
-				fmt.Fprintf(errw, "Try '%s --help' for more information\n", prog)
+				if wantFile {
+					fmt.Fprintf(errw, "Try '%s --help' for more information\n", prog)
+				}
 				return c, false, 1
 			}
 		case 'o':
@@ -312,7 +337,7 @@ func parseCheck(prog string, out, errw io.Writer, args []string, wantFile bool) 
 		fmt.Fprintf(errw, "Try '%s --help' for more information\n", prog)
 		return c, false, 1
 	case !wantFile && len(pos) != 0:
-		fmt.Fprintf(errw, "%s: check: the open image is checked; no file name\n", prog)
+		fmt.Fprintf(errw, "%s: the open image is checked: no file name\n", prog)
 		return c, false, 1
 	case wantFile:
 		c.file = pos[0]
@@ -364,7 +389,7 @@ func finishCheck(s *Session, prog string, c checkConfig, rep CheckReport, fixed 
 
 func checkCommands() []*Command {
 	return []*Command{
-		{Name: "check", Args: "[-q] [-r leaks|all] [--output=human|json]",
+		{Name: "check", Args: checkArgs,
 			Oneline: "checks the open image's metadata as qemu-img check does (gio only)",
 			Help: `
  checks the consistency of the open image's metadata (qcow2: refcounts
@@ -383,8 +408,11 @@ func checkCommands() []*Command {
 }
 
 func checkCmd(s *Session, cmdName string, _ []getopt.Opt, args []string) error {
-	c, ok, _ := parseCheck(cmdName, s.Out, s.Err, args, false)
+	c, ok, exit := parseCheck(cmdName, s.Out, s.Err, args, false)
 	if !ok {
+		if exit == 0 {
+			return nil // -h
+		}
 		return errFailed
 	}
 	if c.fix != 0 && s.Img.ReadOnly() {
@@ -397,14 +425,19 @@ func checkCmd(s *Session, cmdName string, _ []getopt.Opt, args []string) error {
 			return errFailed
 		}
 	}
-	// The report names the image file (qemu-img: as typed).
-	name := s.Img.Root.Filename()
-	for n := s.Img.Root; name == "" && n.File() != nil; n = n.File().Node {
-		name = n.File().Node.Filename()
-	}
-	rep, fixed, err := checkBackend(s, s.Img, name, c.fix, s.Err)
+	rep, fixed, err := checkBackend(s, s.Img, imageName(s.Img), c.fix, s.Err)
 	if finishCheck(s, ProgName, c, rep, fixed, err) == 0 || CheckStatus(rep, err) == 3 {
 		return nil
 	}
 	return errFailed
+}
+
+// imageName is the file an open image reads: the report names it
+// (qemu-img names the image as typed).
+func imageName(img *blk.Backend) string {
+	name := img.Root.Filename()
+	for n := img.Root; name == "" && n.File() != nil; n = n.File().Node {
+		name = n.File().Node.Filename()
+	}
+	return name
 }

@@ -12,6 +12,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"gio/blk"
+	"gio/commands"
+	"gio/repl"
 )
 
 // Differential tests of "gio check" against "qemu-img check": the same
@@ -49,23 +53,12 @@ func diffCheck(t *testing.T, img string, modes [][]string) int {
 			if err := os.WriteFile(filepath.Join(dir, base), orig, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command(tool, append(append(argv, mode...), base)...)
-			cmd.Dir = dir
-			var o, e bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &o, &e
-			code := 0
-			if err := cmd.Run(); err != nil {
-				var ee *exec.ExitError
-				if !errors.As(err, &ee) {
-					t.Fatal(err)
-				}
-				code = ee.ExitCode()
-			}
+			o, e, code := runStatus(t, dir, tool, append(append(argv, mode...), base)...)
 			after, err := os.ReadFile(filepath.Join(dir, base))
 			if err != nil {
 				t.Fatal(err)
 			}
-			return run{o.String(), e.String(), code, after}
+			return run{o, e, code, after}
 		}
 		q := do("qemu-img", []string{"check"})
 		g := do(gioBin, []string{"check"})
@@ -88,6 +81,24 @@ func diffCheck(t *testing.T, img string, modes [][]string) int {
 		}
 	}
 	return status
+}
+
+// runStatus runs a program in dir and returns its stdout, stderr and exit
+// status.
+func runStatus(t *testing.T, dir, tool string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(tool, args...)
+	cmd.Dir = dir
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		code = ee.ExitCode()
+	}
+	return o.String(), e.String(), code
 }
 
 func firstDiff(a, b []byte) int {
@@ -182,8 +193,7 @@ func TestCheckCorrupted(t *testing.T) {
 		corrupt func(t *testing.T, q *qimage)
 		// setup runs qemu-img commands on the image before corrupt.
 		setup []string
-		// modes replaces checkModes: QEMU rewrites persistent bitmaps
-		// on a read/write open, and gio does not repair snapshot tables.
+		// modes replaces checkModes when not nil.
 		modes [][]string
 	}{
 		{"clean", "", nil, nil, nil, nil},
@@ -250,17 +260,34 @@ func TestCheckCorrupted(t *testing.T) {
 			var b [4]byte
 			binary.BigEndian.PutUint32(b[:], 8)
 			q.f.WriteAt(b[:], sn+36)
-		}, modes: checkModes[:3]},
+		}},
+		{name: "snapshot-extra-too-big", setup: []string{"snapshot -c s1"}, corrupt: func(t *testing.T, q *qimage) {
+			sn := int64(q.u64(t, 64))
+			var b [4]byte
+			binary.BigEndian.PutUint32(b[:], 2000)
+			q.f.WriteAt(b[:], sn+36)
+		}},
+		{name: "snapshot-too-many", setup: []string{"snapshot -c s1"}, corrupt: func(t *testing.T, q *qimage) {
+			var b [4]byte
+			binary.BigEndian.PutUint32(b[:], 65536+3)
+			q.f.WriteAt(b[:], 60)
+		}},
+		{name: "snapshot-two-one-incomplete", setup: []string{"snapshot -c s1", "snapshot -c s2"}, corrupt: func(t *testing.T, q *qimage) {
+			sn := int64(q.u64(t, 64))
+			var b [4]byte
+			binary.BigEndian.PutUint32(b[:], 0)
+			q.f.WriteAt(b[:], sn+36)
+		}},
 		{name: "snapshot-table-unaligned", setup: []string{"snapshot -c s1"}, corrupt: func(t *testing.T, q *qimage) {
 			q.put64(t, 64, q.u64(t, 64)+8)
 		}},
 		{name: "snapshot-leaks", setup: []string{"snapshot -c s1", "snapshot -c s2"}, corrupt: func(t *testing.T, q *qimage) {
 			q.setRefcount(t, q.dataOff(t, 1), 3)
 		}},
-		{name: "bitmaps", setup: []string{"bitmap --add img.qcow2 b0", "bitmap --add -g 64k img.qcow2 b1"}, modes: checkModes[:2]},
+		{name: "bitmaps", setup: []string{"bitmap --add img.qcow2 b0", "bitmap --add -g 64k img.qcow2 b1"}},
 		{name: "bitmaps-leak", setup: []string{"bitmap --add img.qcow2 b0"}, corrupt: func(t *testing.T, q *qimage) {
 			q.put64(t, q.l2(t)+8*1, 0)
-		}, modes: checkModes[:2]},
+		}},
 		{name: "refcount-bits-1", opts: "refcount_bits=1"},
 		{name: "refcount-bits-64", opts: "refcount_bits=64"},
 		{name: "cluster-512", opts: "cluster_size=512", io: []string{"write -c -P 5 2M 4k"}},
@@ -365,23 +392,8 @@ func TestCheckCommandLine(t *testing.T) {
 		{"-r", "foo", "a.qcow2"}, {"-r"}, {"--output=xml", "a.qcow2"}, {"--output", "json", "a.qcow2"},
 		{"-x", "a.qcow2"}, {"--bogus", "a.qcow2"}, {"-U", "-r", "all", "a.qcow2"},
 	} {
-		run := func(tool string) (string, string, int) {
-			cmd := exec.Command(tool, append([]string{"check"}, args...)...)
-			cmd.Dir = dir
-			var o, e bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &o, &e
-			code := 0
-			if err := cmd.Run(); err != nil {
-				var ee *exec.ExitError
-				if !errors.As(err, &ee) {
-					t.Fatal(err)
-				}
-				code = ee.ExitCode()
-			}
-			return o.String(), e.String(), code
-		}
-		qo, qe, qc := run("qemu-img")
-		gosOut, ge, gc := run(gioBin)
+		qo, qe, qc := runStatus(t, dir, "qemu-img", append([]string{"check"}, args...)...)
+		gosOut, ge, gc := runStatus(t, dir, gioBin, append([]string{"check"}, args...)...)
 		if qo != gosOut || qe != ge || qc != gc {
 			t.Errorf("check %q:\ngio (exit %d):\n%s%s\nqemu-img (exit %d):\n%s%s", args, gc, gosOut, ge, qc, qo, qe)
 		}
@@ -427,5 +439,43 @@ func TestCheckShell(t *testing.T) {
 	}
 	if string(out) != want {
 		t.Errorf("check at the prompt:\n%s\nqemu-img check:\n%s", out, want)
+	}
+}
+
+// TestCheckImageAPI exercises the calls gio explore and crash states
+// use, without qemu-img: a leak found, repaired and gone; a format
+// without a check.
+func TestCheckImageAPI(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "img.qcow2")
+	raw := filepath.Join(dir, "img.raw")
+	mustRun(t, gioBin, "-c", "create -f qcow2 "+img+" 4M", "-c", "create -f raw "+raw+" 1M")
+	mustRun(t, gioBin, "-c", "write -P 1 0 64k", "-c", "write -P 2 64k 64k", img)
+	q := openQimage(t, img)
+	q.put64(t, q.l2(t)+8, 0)
+	var out, errw bytes.Buffer
+	s := env.NewSession(repl.NewStdioWriter(&out, false), &errw, blk.NewVirtualClock())
+	defer s.Cleanup()
+	var msgs bytes.Buffer
+	rep, err := commands.CheckImage(s, img, "", 0, &msgs)
+	if err != nil || rep.Leaks != 1 || rep.Corruptions != 0 || commands.CheckStatus(rep, err) != 3 || rep.Format != "qcow2" {
+		t.Errorf("leaked image: %+v, %v (status %d)", rep, err, commands.CheckStatus(rep, err))
+	}
+	if !strings.HasPrefix(msgs.String(), "Leaked cluster ") {
+		t.Errorf("messages: %q", msgs.String())
+	}
+	rep, err = commands.CheckImage(s, img, "qcow2", blk.CheckFixLeaks, nil)
+	if err != nil || rep.Leaks != 0 || rep.LeaksFixed != 1 || commands.CheckStatus(rep, err) != 0 {
+		t.Errorf("-r leaks: %+v, %v", rep, err)
+	}
+	rep, err = commands.CheckImage(s, raw, "", 0, nil)
+	if !errors.Is(err, commands.ErrNoCheck) || commands.CheckStatus(rep, err) != 63 {
+		t.Errorf("raw: %+v, %v", rep, err)
+	}
+	if _, err = commands.CheckImage(s, filepath.Join(dir, "none"), "", 0, nil); err == nil || commands.CheckStatus(rep, err) != 1 {
+		t.Errorf("missing file: %v", err)
+	}
+	if out.Len() != 0 {
+		t.Errorf("the API printed %q", out.String())
 	}
 }

@@ -12,15 +12,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// This file is the refcount half of QEMU's qcow2_co_check_locked, with
-// repair, which a read/write open of an image with the dirty bit runs
-// (lazy refcounts let the refcounts fall behind the L2 tables; a crash
-// leaves them so). Every cluster the metadata references is counted in
-// an in-memory refcount table; the counts on disk are compared with it;
-// a cluster in use whose refcount is 0 makes the whole refcount
-// structure be rebuilt from the in-memory table (rebuild_refcount_structure),
-// after which the old structure is leaked and the leaks are repaired.
-// The messages are QEMU's, on stderr, word for word.
+// This file is QEMU 7.2's qcow2 consistency check (qcow2_co_check and
+// qcow2-refcount.c's qcow2_check_refcounts and friends; the snapshot
+// table's part is in checksnap.go): qemu-img check through blk.Checker,
+// and the repair a read/write open of a dirty image runs (lazy refcounts
+// let the refcounts fall behind the L2 tables; a crash leaves them so).
+// Every cluster the metadata references (header, L1 and L2 tables, data
+// and compressed clusters, snapshots, refcount table and blocks, crypto
+// header, bitmap directory, tables and data) is counted in an in-memory
+// refcount table; the counts on disk are compared with it; a cluster in
+// use whose refcount is 0 makes the whole refcount structure be rebuilt
+// from the in-memory table (rebuild_refcount_structure), after which the
+// old structure is leaked and the leaks are repaired. OFLAG_COPIED is
+// checked last. The messages are QEMU's, word for word: fprintf's on the
+// check's stderr (s.stderr), error_report's through s.report.
 
 // Check modes (BdrvCheckMode).
 const (
@@ -92,56 +97,6 @@ func (s *state) imrtGet(t *imrt, k int64) uint64 {
 	return s.refcountAt(t.data, k)
 }
 
-// snapshotL1 is what the check needs of a snapshot table entry.
-type snapshotL1 struct {
-	l1Offset  int64
-	l1Size    int64
-	extraSize int64
-	id, name  string
-}
-
-// Snapshot table limits (QCOW_MAX_SNAPSHOT_EXTRA_DATA,
-// QCOW_MAX_SNAPSHOTS_SIZE).
-const (
-	maxSnapshotExtra     = 1024
-	maxSnapshotTableSize = 1024 * maxSnapshots
-)
-
-// readSnapshots parses the snapshot table far enough to find each
-// snapshot's L1 table and the table's size (qcow2_read_snapshots).
-func (s *state) readSnapshots(co *blk.Co) ([]snapshotL1, int64, error) {
-	var sns []snapshotL1
-	off := s.snapshotsOffset
-	for range s.nbSnapshots {
-		hdr := make([]byte, snapshotHdrSize)
-		if err := s.file.Node.PRead(co, off, hdr, 0); err != nil {
-			return nil, 0, blk.Errorf(blk.ErrnoOf(err), "Failed to read snapshot table")
-		}
-		sn := snapshotL1{
-			l1Offset: int64(binary.BigEndian.Uint64(hdr)),
-			l1Size:   int64(binary.BigEndian.Uint32(hdr[8:])),
-		}
-		idLen := int64(binary.BigEndian.Uint16(hdr[12:]))
-		nameLen := int64(binary.BigEndian.Uint16(hdr[14:]))
-		extra := int64(binary.BigEndian.Uint32(hdr[36:]))
-		if extra > maxSnapshotExtra {
-			return nil, 0, blk.Msgf(unix.EFBIG, "Too much extra metadata in snapshot table entry %d\nYou can force-remove this extra metadata with qemu-img check -r all", len(sns))
-		}
-		sn.extraSize = extra
-		names := make([]byte, idLen+nameLen)
-		if err := s.file.Node.PRead(co, off+snapshotHdrSize+extra, names, 0); err != nil {
-			return nil, 0, blk.Errorf(blk.ErrnoOf(err), "Failed to read snapshot table")
-		}
-		sn.id, sn.name = string(names[:idLen]), string(names[idLen:])
-		off = (off + snapshotHdrSize + extra + idLen + nameLen + 7) &^ 7
-		if off-s.snapshotsOffset > maxSnapshotTableSize {
-			return nil, 0, blk.Msgf(unix.EFBIG, "Snapshot table is too big")
-		}
-		sns = append(sns, sn)
-	}
-	return sns, off - s.snapshotsOffset, nil
-}
-
 // checkLocked is qcow2_co_check_locked: the snapshot table, then the
 // refcounts, then mark the image clean and consistent when nothing is
 // left to repair.
@@ -154,6 +109,11 @@ func (s *state) checkLocked(co *blk.Co, res *checkResult, fix int) error {
 	}
 	err := s.checkRefcounts(co, &rc, fix)
 	res.add(&rc, true)
+	if err != nil {
+		res.add(&snap, false)
+		return err
+	}
+	err = s.checkFixSnapshotTable(co, &snap, fix)
 	res.add(&snap, false)
 	if err != nil {
 		return err
@@ -165,46 +125,6 @@ func (s *state) checkLocked(co *blk.Co, res *checkResult, fix int) error {
 		if s.incompat&incompatCorrupt != 0 {
 			s.incompat &^= incompatCorrupt
 			return s.updateHeader(co)
-		}
-	}
-	return nil
-}
-
-// checkReadSnapshotTable is qcow2_check_read_snapshot_table without its
-// repairs: the open in check mode did not validate the table, so it is
-// validated here; the snapshots' L1 tables are checked with the
-// refcounts.
-func (s *state) checkReadSnapshotTable(co *blk.Co, res *checkResult, fix int) error {
-	var ptr [12]byte
-	if err := s.file.Node.PRead(co, 60, ptr[:], 0); err != nil {
-		res.checkErrors++
-		fmt.Fprintf(s.stderr, "ERROR failed to read the snapshot table pointer from the image header: %s\n", cvt.Strerror(blk.ErrnoOf(err)))
-		return err
-	}
-	s.nbSnapshots = binary.BigEndian.Uint32(ptr[:])
-	s.snapshotsOffset = int64(binary.BigEndian.Uint64(ptr[4:]))
-	invalid := func(err error, prefix string) error {
-		res.checkErrors++
-		s.report(blk.Msgf(blk.ErrnoOf(err), "%s%s", prefix, checkErrText(err)))
-		s.snapshotsOffset, s.nbSnapshots = 0, 0
-		return err
-	}
-	if err := s.validateTable(uint64(s.snapshotsOffset), uint64(s.nbSnapshots), snapshotHdrSize, snapshotHdrSize*maxSnapshots, "snapshot table"); err != nil {
-		if s.nbSnapshots > maxSnapshots {
-			defer fmt.Fprintf(s.stderr, "You can force-remove all %d overhanging snapshots with qemu-img check -r all\n", s.nbSnapshots-maxSnapshots)
-		}
-		return invalid(err, "ERROR ")
-	}
-	sns, _, err := s.readSnapshots(co)
-	if err != nil {
-		return invalid(err, "ERROR failed to read the snapshot table: ")
-	}
-	if s.version >= 3 {
-		for i, sn := range sns {
-			if sn.extraSize < 16 {
-				res.corruptions++
-				fmt.Fprintf(s.stderr, "%s snapshot table entry %d is incomplete\n", repairWord(fix&fixErrors != 0), i)
-			}
 		}
 	}
 	return nil
@@ -356,15 +276,9 @@ func (s *state) calculateRefcounts(co *blk.Co, res *checkResult, fix int, rebuil
 	if err := s.checkRefcountsL1(co, res, t, s.l1Offset, int64(len(s.l1)), checkFragInfo, fix, true); err != nil {
 		return err
 	}
-	var sns []snapshotL1
-	var snSize int64
-	if s.nbSnapshots > 0 {
-		var err error
-		if sns, snSize, err = s.readSnapshots(co); err != nil {
-			res.checkErrors++
-			return err
-		}
-	}
+	// The snapshot table as checkReadSnapshotTable read (and perhaps
+	// repaired) it.
+	sns, snSize := s.checkSnaps, s.checkSnapSize
 	if s.hasDataFile() && len(sns) > 0 {
 		fmt.Fprintf(s.stderr, "ERROR %d snapshots in image with data file\n", len(sns))
 		res.corruptions++
@@ -643,13 +557,18 @@ func (s *state) checkRefblocks(co *blk.Co, res *checkResult, fix int, rebuild *b
 			res.corruptions++
 			*rebuild = true
 			continue
-		case cl >= t.clusters:
+		case uint64(cl) >= uint64(t.clusters): // an offset past 2^63 too
 			res.corruptions++
 			fmt.Fprintf(s.stderr, "%s refcount block %d is outside image\n", repairWord(fix&fixErrors != 0), i)
 			if fix&fixErrors == 0 {
 				continue
 			}
-			err := s.file.Node.Truncate(co, off+s.clusterSize, false, blk.PreallocOff)
+			var err error
+			if off < 0 || off > 1<<63-1-s.clusterSize {
+				err = unix.EINVAL
+			} else {
+				err = s.file.Node.Truncate(co, off+s.clusterSize, false, blk.PreallocOff)
+			}
 			var size int64
 			if err == nil {
 				size, err = s.file.Node.Length(co)
@@ -681,113 +600,6 @@ func (s *state) checkRefblocks(co *blk.Co, res *checkResult, fix int, rebuild *b
 			res.corruptions++
 			*rebuild = true
 		}
-	}
-	return nil
-}
-
-// Bitmap directory limits (qcow2-bitmap.c).
-const (
-	bmeMaxTableSize    = 0x8000000
-	bmeMaxPhysSize     = 0x20000000
-	bmeMaxGranBits     = 31
-	bmeMinGranBits     = 9
-	bmeMaxNameSize     = 1023
-	bmeReservedFlags   = ^uint32(bitmapInUse | bitmapAuto)
-	bmeEntryReserved   = uint64(0xff000000000001fe)
-	bmeEntryOffsetMask = uint64(0x00fffffffffffe00)
-	bmeEntryAllOnes    = 1
-	maxBitmaps         = 65535
-)
-
-// checkBitmapsRefcounts counts the bitmap directory, the bitmap tables
-// and the bitmaps' data clusters (qcow2_check_bitmaps_refcounts). A
-// directory or table that cannot be loaded is one corruption and stops
-// the check (EINVAL), as in QEMU.
-func (s *state) checkBitmapsRefcounts(co *blk.Co, res *checkResult, t *imrt) error {
-	if s.autoclear&autoclearBitmaps == 0 {
-		return nil
-	}
-	ext := s.headerExtension(co, extBitmaps)
-	if len(ext) < 24 {
-		return nil
-	}
-	nb := binary.BigEndian.Uint32(ext)
-	dirSize := int64(binary.BigEndian.Uint64(ext[8:]))
-	dirOff := int64(binary.BigEndian.Uint64(ext[16:]))
-	if nb == 0 {
-		return nil
-	}
-	if err := s.incRefcounts(co, res, t, dirOff, dirSize); err != nil {
-		return err
-	}
-	type table struct{ off, size int64 }
-	var tables []table
-	bad := func() error { res.corruptions++; return unix.EINVAL }
-	if dirSize <= 0 || dirSize > maxBitmapDirSize || nb > maxBitmaps {
-		return bad()
-	}
-	dir := make([]byte, dirSize)
-	if err := s.file.Node.PRead(co, dirOff, dir, 0); err != nil {
-		return bad()
-	}
-	for len(dir) > 0 {
-		if len(dir) < bitmapEntrySize || uint32(len(tables)) >= nb {
-			return bad()
-		}
-		tOff := int64(binary.BigEndian.Uint64(dir))
-		tSize := int64(binary.BigEndian.Uint32(dir[8:]))
-		flags := binary.BigEndian.Uint32(dir[12:])
-		typ, gran := dir[16], dir[17]
-		nameSize := int64(binary.BigEndian.Uint16(dir[18:]))
-		extra := int64(binary.BigEndian.Uint32(dir[20:]))
-		end := (bitmapEntrySize + extra + nameSize + 7) &^ 7
-		if extra != 0 || end > int64(len(dir)) {
-			return bad()
-		}
-		phys := tSize * s.clusterSize
-		if tSize == 0 || tOff == 0 || s.offsetIntoCluster(tOff) != 0 || tSize > bmeMaxTableSize ||
-			gran > bmeMaxGranBits || gran < bmeMinGranBits || flags&bmeReservedFlags != 0 ||
-			nameSize > bmeMaxNameSize || typ != 1 || phys > bmeMaxPhysSize ||
-			flags&bitmapInUse == 0 && uint64(s.size) > uint64(phys)*8<<gran {
-			return bad()
-		}
-		tables = append(tables, table{tOff, tSize})
-		dir = dir[end:]
-	}
-	if uint32(len(tables)) != nb {
-		return bad()
-	}
-	for _, tb := range tables {
-		if err := s.incRefcounts(co, res, t, tb.off, tb.size*8); err != nil {
-			return err
-		}
-		raw := make([]byte, tb.size*8)
-		if err := s.file.Node.PRead(co, tb.off, raw, 0); err != nil {
-			return bad()
-		}
-		for i := int64(0); i < tb.size; i++ {
-			if checkBitmapEntry(binary.BigEndian.Uint64(raw[i*8:]), s.clusterSize) != nil {
-				return bad()
-			}
-		}
-		for i := int64(0); i < tb.size; i++ {
-			if off := int64(binary.BigEndian.Uint64(raw[i*8:]) & bmeEntryOffsetMask); off != 0 {
-				if err := s.incRefcounts(co, res, t, off, s.clusterSize); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
-}
-
-// checkBitmapEntry is check_table_entry for a bitmap table entry.
-func checkBitmapEntry(e uint64, clusterSize int64) error {
-	if e&bmeEntryReserved != 0 {
-		return unix.EINVAL
-	}
-	if off := e & bmeEntryOffsetMask; off != 0 && (e&bmeEntryAllOnes != 0 || off%uint64(clusterSize) != 0) {
-		return unix.EINVAL
 	}
 	return nil
 }
