@@ -58,6 +58,10 @@ type Driver struct {
 	// its own make a generated json: name the only faithful one. Nil
 	// for drivers whose nodes are named as the user gave them.
 	ExactFilename func(n *Node) string
+	// NoReopen marks drivers QEMU cannot reopen (no bdrv_reopen_prepare:
+	// bochs, cloop, dmg, parallels): every reopen of an image with such a
+	// node fails, whatever it would change (Backend.CheckReopen).
+	NoReopen bool
 	// Options lists the runtime options the driver takes, for the
 	// shell's completion only (Open does not consult it). A child is
 	// listed as its name with a dot ("image."); "file." for formats and

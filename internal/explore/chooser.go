@@ -19,8 +19,18 @@ type span struct {
 
 // spanOf reads a request's span from its name.
 func spanOf(name string, grain int64) span {
-	f := strings.Fields(name)
-	if len(f) != 4 {
+	// The chooser asks at every choice point: split the four words
+	// without allocating.
+	var f [4]string
+	k := 0
+	for w := range strings.FieldsSeq(name) {
+		if k == len(f) {
+			return span{}
+		}
+		f[k] = w
+		k++
+	}
+	if k != 4 {
 		return span{}
 	}
 	off, err1 := strconv.ParseInt(f[2], 10, 64)
@@ -89,6 +99,31 @@ type chooser struct {
 	// skipped counts the effect choices they made pointless.
 	lines   []span
 	skipped int
+
+	// spans caches spanFor's answers by request number (small numbers,
+	// given by the loop in order).
+	spans []cachedSpan
+}
+
+type cachedSpan struct {
+	sp span
+	ok bool
+}
+
+// spanFor is spanOf(co.Name()), parsed once per request: the chooser
+// asks at every choice point.
+func (c *chooser) spanFor(co *blk.Co) span {
+	id := co.ID()
+	if id < 0 || id > 1<<16 {
+		return spanOf(co.Name(), c.grain)
+	}
+	if id >= len(c.spans) {
+		c.spans = append(c.spans, make([]cachedSpan, id+1-len(c.spans))...)
+	}
+	if e := &c.spans[id]; !e.ok {
+		*e = cachedSpan{sp: spanOf(co.Name(), c.grain), ok: true}
+	}
+	return c.spans[id].sp
 }
 
 // alone reports whether only one line of the script (the request's
@@ -153,7 +188,7 @@ func (c *chooser) ran(sp span) {
 // allAlone reports whether every request in cands is alone.
 func (c *chooser) allAlone(cands []*blk.Co) bool {
 	for _, co := range cands {
-		if !c.alone(spanOf(co.Name(), c.grain)) {
+		if !c.alone(c.spanFor(co)) {
 			return false
 		}
 	}
@@ -169,7 +204,7 @@ func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 		}
 		return 0
 	}
-	if kind == blk.ChooseEffect && c.reduce && c.alone(spanOf(cands[0].Name(), c.grain)) {
+	if kind == blk.ChooseEffect && c.reduce && c.alone(c.spanFor(cands[0])) {
 		c.skipped++
 		return 0
 	}
@@ -182,7 +217,7 @@ func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 	if kind == blk.ChooseRun && len(cands) == 1 {
 		c.ranReq(cands[0].ID())
 		if c.reduce {
-			c.ran(spanOf(cands[0].Name(), c.grain))
+			c.ran(c.spanFor(cands[0]))
 		}
 		return 0
 	}
@@ -203,7 +238,7 @@ func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 		p.rngs = make([]span, p.n)
 		for i, co := range cands {
 			p.ids[i] = co.ID()
-			p.rngs[i] = spanOf(co.Name(), c.grain)
+			p.rngs[i] = c.spanFor(co)
 		}
 	}
 	if c.reduce {

@@ -271,13 +271,19 @@ type stateWriter struct {
 }
 
 func (s *stateWriter) Write(p []byte) (int, error) {
-	s.buf = append(s.buf, p...)
+	// Whole lines are hashed where they lie; only a partial last line
+	// is kept for the next write.
+	data := p
+	if len(s.buf) > 0 {
+		s.buf = append(s.buf, p...)
+		data = s.buf
+	}
 	for {
-		i := bytes.IndexByte(s.buf, '\n')
+		i := bytes.IndexByte(data, '\n')
 		if i < 0 {
 			break
 		}
-		line := s.buf[:i]
+		line := data[:i]
 		if len(line) > 9 && line[8] == ':' {
 			// FNV-1a, inline: dump lines are most of the output.
 			h := s.h ^ 14695981039346656037
@@ -286,8 +292,9 @@ func (s *stateWriter) Write(p []byte) (int, error) {
 			}
 			s.h = h
 		}
-		s.buf = s.buf[i+1:]
+		data = data[i+1:]
 	}
+	s.buf = append(s.buf[:0], data...)
 	return s.w.Write(p)
 }
 
@@ -456,6 +463,7 @@ func (s *search) failedBefore(task int) bool {
 
 // Explore searches the schedules of sc under cfg.
 func (e Env) Explore(sc *Script, cfg Config) Summary {
+	defer raiseGC()()
 	s := &search{env: e, sc: sc, cfg: cfg, start: time.Now(), states: map[uint64]bool{}, firstT: -1}
 	if cfg.Random {
 		s.random()

@@ -931,15 +931,7 @@ func (s *state) Close() error {
 }
 
 // nodeName names the node in messages (bdrv_get_device_or_node_name).
-// QEMU generates a missing node-name as "#block" with a counter (1 for
-// the format node of a plain open) and two random digits, which tests
-// filter out (_filter_generated_node_ids); gio's digits are fixed.
-func (s *state) nodeName() string {
-	if n := s.self.NodeName(); n != "" {
-		return n
-	}
-	return "#block100"
-}
+func (s *state) nodeName() string { return s.self.MessageName() }
 
 // runSync runs fn as a request on the node's loop, outside any other
 // request (open, close, reopen).
