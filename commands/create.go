@@ -17,7 +17,7 @@ import (
 
 // createFlags are create's options; its help lists them from here.
 var createFlags = []Flag{
-	{Letter: 'f', Arg: "fmt", Values: CreateFormats, Desc: "image format (raw, qcow2, qed, qcow, luks, vdi, vpc, vhdx)"},
+	{Letter: 'f', Arg: "fmt", Values: CreateFormats, Desc: "image format (raw, qcow2, qed, qcow, luks, vdi, vpc, vmdk, parallels, vhdx)"},
 	{Letter: 'o', Arg: "options", Keys: createOptions, Desc: "creation options, as qemu-img create -o takes them (qcow2:\n" +
 		"cluster_size, compat, refcount_bits, backing_file, backing_fmt,\n" +
 		"encrypt.format=luks|aes, encrypt.key-secret and the luks options\n" +
@@ -26,6 +26,7 @@ var createFlags = []Flag{
 		"vpc: subformat, force_size; vhdx: subformat, log_size,\n" +
 		"block_size, block_state_zero; qed: cluster_size, table_size,\n" +
 		"backing_file, backing_fmt; qcow: backing_file, backing_fmt;\n" +
+		"parallels: cluster_size;\n" +
 		"a backing file\n" +
 		"without backing_fmt has its format probed)"},
 }
@@ -226,7 +227,15 @@ func (s *Session) Cleanup() {
 	s.StopTrace()
 	if s.scratchDir != "" {
 		unregisterScratch(s.scratchDir)
-		os.RemoveAll(s.scratchDir)
+		// The images the session made, then the directory: two calls
+		// where RemoveAll makes a dozen (explore cleans up a session per
+		// schedule). Anything else in there takes the long way.
+		for _, p := range s.scratch {
+			os.Remove(p)
+		}
+		if os.Remove(s.scratchDir) != nil {
+			os.RemoveAll(s.scratchDir)
+		}
 		s.scratchDir = ""
 	}
 }
