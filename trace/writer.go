@@ -9,13 +9,19 @@
 //     driver ("raw", "blkdebug", "file"; "file#2" for a second one), in the
 //     order nodes first appear. A tracked request is an async span on its
 //     node's lane ("ph":"b"/"e", cat "req", id = span number) with its
-//     request and parent span in args; flushes are async spans of cat
-//     "flush". Serialisation, waits, debug events, rules, breakpoints and
-//     errors are instant events on the node's lane.
-//   - process 2, "requests": one lane per request (tid = request number),
-//     named by its command line. The request is a "B"/"E" slice from
-//     submission to completion; every yield is a nested slice named by its
+//     request, its parent span (absent: none) and its range in args;
+//     flushes are async spans of cat "flush". Serialisation, waits, debug
+//     events, rules, breakpoints and errors are instant events on the
+//     node's lane.
+//   - process 2, "requests": one lane per request (tid = request number).
+//     The request is a "B"/"E" slice from submission to completion, named
+//     by its command line; every yield is a nested slice named by its
 //     reason ("waits for #2 ...", "suspended at 'A'", "waits for I/O").
+//
+// A trace holds what a reader needs once: end events ("E", "e") carry no
+// name or category beyond what matches them to their begin, request lanes
+// have no thread_name (the tid is the request number, the slice names
+// the command), and a span's id is its number.
 //
 // Timestamps ("ts", microseconds with three decimals) come from the loop
 // clock: in virtual time the file is the same bytes on every run.
@@ -108,7 +114,6 @@ type Writer struct {
 	flushes   map[string]int // open flush spans: id -> lane
 	last      time.Duration
 	flows     int // flow arrows written
-	esc       []byte
 
 	// Most events repeat the previous one's timestamp and request:
 	// their renderings are kept.
@@ -225,18 +230,22 @@ func (t *Writer) tell() {
 const (
 	hMeta       = `","ph":"M","ts":`
 	hRequestB   = `","cat":"request","ph":"B","ts":`
-	hRequestE   = `","cat":"request","ph":"E","ts":`
 	hYieldB     = `","cat":"yield","ph":"B","ts":`
-	hYieldE     = `","cat":"yield","ph":"E","ts":`
 	hReqB       = `","cat":"req","ph":"b","ts":`
-	hReqE       = `","cat":"req","ph":"e","ts":`
 	hFlushB     = `","cat":"flush","ph":"b","ts":`
-	hFlushE     = `","cat":"flush","ph":"e","ts":`
 	hMark       = `","cat":"mark","ph":"i","ts":`
 	hWaitS      = `","cat":"wait","ph":"s","ts":`
 	hWaitF      = `","cat":"wait","ph":"f","ts":`
 	pidNodesTid = `,"pid":1,"tid":`
 	pidReqsTid  = `,"pid":2,"tid":`
+)
+
+// The starts of end events, which carry no name: "E" ends the innermost
+// slice of its lane, "e" the async span of its category and id.
+const (
+	hSliceE = `{"ph":"E","ts":`
+	hReqE   = `{"cat":"req","ph":"e","ts":`
+	hFlushE = `{"cat":"flush","ph":"e","ts":`
 )
 
 // ev starts one event object in the buffer: name, then head (category
@@ -255,6 +264,16 @@ func (t *Writer) open1() []byte {
 		return append(t.buf, ",\n{\"name\":\""...)
 	}
 	return append(t.buf, `{"name":"`...)
+}
+
+// evEnd starts a nameless end event (head is one of hSliceE, hReqE,
+// hFlushE) with its ts, pid and tid.
+func (t *Writer) evEnd(head string, at time.Duration, pid, tid int) []byte {
+	b := t.buf
+	if t.n > 0 && t.format == Chrome {
+		b = append(b, ',', '\n')
+	}
+	return t.evTail(b, head, at, pid, tid)
 }
 
 // evTail appends head, ts, pid and tid.
@@ -448,20 +467,9 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 	}
 	switch e.Kind {
 	case blk.TraceSubmit:
-		t.esc = appendEscaped(t.esc[:0], e.Name)
-		b := append(t.open1(), "thread_name"...)
-		b = t.evTail(b, hMeta, 0, pidRequests, e.Req)
-		b = append(b, `,"args":{"name":"#`...)
-		b = t.appendReq(b, e.Req)
-		b = append(b, ' ')
-		b = append(b, t.esc...)
-		b = append(b, '"', '}')
-		t.emit(b)
-		b = append(t.open1(), t.esc...)
-		b = t.evTail(b, hRequestB, e.At, pidRequests, e.Req)
-		b = append(b, `,"args":{"req":`...)
-		b = t.appendReq(b, e.Req)
-		t.emit(append(b, '}'))
+		// The request's lane is its tid; its slice's name is its
+		// command line (no thread_name: it would repeat both).
+		t.emit(t.ev(e.Name, hRequestB, e.At, pidRequests, e.Req))
 		t.reqs.set(e.Req, 1)
 	case blk.TraceComplete:
 		t.closeReq(e.Req, e.At, e.Err, false)
@@ -474,7 +482,7 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		if d < 2 {
 			return
 		}
-		t.emit(t.ev("", hYieldE, e.At, pidRequests, e.Req))
+		t.emit(t.evEnd(hSliceE, e.At, pidRequests, e.Req))
 		t.reqs.set(e.Req, d-1)
 	case blk.TraceBegin:
 		l := t.lane(e.Node)
@@ -485,15 +493,13 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		t.spans.set(e.Span, spanInfo{lane: l, req: e.Req})
 		b := t.ev(e.Name, hReqB, e.At, pidNodes, l)
 		b = append(b, `,"id":`...)
-		n := len(b)
 		b = appendInt(b, e.Span)
-		span := b[n:]
 		b = append(b, `,"args":{"req":`...)
 		b = t.appendReq(b, e.Req)
-		b = append(b, `,"span":`...)
-		b = append(b, span...)
-		b = append(b, `,"parent":`...)
-		b = appendInt(b, parent)
+		if parent != 0 {
+			b = append(b, `,"parent":`...)
+			b = appendInt(b, parent)
+		}
 		b = append(b, `,"range":"`...)
 		// A span's parent usually has the same range.
 		if e.Off != t.rngOff || e.Bytes != t.rngBytes || t.rng == nil {
@@ -554,7 +560,7 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 			return
 		}
 		delete(t.flushes, id)
-		b := t.ev("flush", hFlushE, e.At, pidNodes, l)
+		b := t.evEnd(hFlushE, e.At, pidNodes, l)
 		b = append(b, `,"id":`...)
 		b = appendString(b, id)
 		if e.Err != nil {
@@ -576,12 +582,7 @@ func (t *Writer) adopt(req int, at time.Duration) {
 		t.open = req
 		return
 	}
-	name := "#" + strconv.Itoa(req) + " (in flight when the trace started)"
-	t.meta(pidRequests, req, "thread_name", name)
-	b := t.ev(name, hRequestB, at, pidRequests, req)
-	b = append(b, `,"args":{"req":`...)
-	b = t.appendReq(b, req)
-	t.emit(append(b, '}'))
+	t.emit(t.ev("(in flight when the trace started)", hRequestB, at, pidRequests, req))
 	t.reqs.set(req, 1)
 }
 
@@ -594,7 +595,7 @@ func (t *Writer) instant(e *blk.TraceEvent, name string, kv ...any) {
 }
 
 func (t *Writer) endSpan(span int, s spanInfo, at time.Duration, unfinished bool) {
-	b := t.ev("", hReqE, at, pidNodes, s.lane)
+	b := t.evEnd(hReqE, at, pidNodes, s.lane)
 	b = append(b, `,"id":`...)
 	b = appendInt(b, span)
 	if unfinished {
@@ -608,13 +609,13 @@ func (t *Writer) endSpan(span int, s spanInfo, at time.Duration, unfinished bool
 func (t *Writer) closeReq(req int, at time.Duration, err error, unfinished bool) {
 	d, _ := t.reqs.get(req)
 	for ; d > 1; d-- {
-		t.emit(t.ev("", hYieldE, at, pidRequests, req))
+		t.emit(t.evEnd(hSliceE, at, pidRequests, req))
 	}
 	t.reqs.del(req)
 	if t.open == req {
 		t.open = 0
 	}
-	b := t.ev("", hRequestE, at, pidRequests, req)
+	b := t.evEnd(hSliceE, at, pidRequests, req)
 	switch {
 	case err != nil:
 		b = appendArgs(b, "error", errString(err))
@@ -651,7 +652,7 @@ func (t *Writer) Close() error {
 		}
 		sort.Strings(ids)
 		for _, id := range ids {
-			b := t.ev("flush", hFlushE, t.last, pidNodes, t.flushes[id])
+			b := t.evEnd(hFlushE, t.last, pidNodes, t.flushes[id])
 			b = append(b, `,"id":`...)
 			b = appendString(b, id)
 			t.emit(appendArgs(b, "unfinished", true))
