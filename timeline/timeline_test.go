@@ -59,3 +59,19 @@ func FuzzRender(f *testing.F) {
 		Render(evs, "fuzz")
 	})
 }
+
+// TestRenderOldFormat: traces written before 2026-12-02 named request
+// lanes with thread_name events; their lanes keep those names.
+func TestRenderOldFormat(t *testing.T) {
+	in := `{"name":"thread_name","ph":"M","ts":0,"pid":2,"tid":1,"args":{"name":"#1 old lane name"}}
+{"name":"w","cat":"request","ph":"B","ts":0,"pid":2,"tid":1,"args":{"req":1}}
+{"name":"","cat":"request","ph":"E","ts":1,"pid":2,"tid":1}
+`
+	evs, err := trace.Read(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page := string(Render(evs, "old.jsonl")); !strings.Contains(page, "#1 old lane name") || strings.Contains(page, "#1 w<") {
+		t.Errorf("the request lane is not named by its thread_name")
+	}
+}

@@ -79,6 +79,13 @@ func TestCheck(t *testing.T) {
 		{"end no begin", strings.Join([]string{end}, "\n"), "end without begin"},
 		{"backwards", strings.Join([]string{sub, span, strings.Replace(send, `"ts":3`, `"ts":1`, 1), end}, "\n"), "before 2.000"},
 		{"child", strings.Join([]string{sub, span, child, cend, send, end}, "\n"), ""},
+		// Traces written before 2026-12-02 repeated the id as "span"
+		// and wrote "parent":0 and named ends.
+		{"old format", strings.Join([]string{sub,
+			`{"name":"write","cat":"req","ph":"b","ts":2,"pid":1,"tid":1,"id":1,"args":{"req":1,"span":1,"parent":0}}`,
+			`{"name":"write","cat":"req","ph":"b","ts":2,"pid":1,"tid":2,"id":2,"args":{"req":1,"span":2,"parent":1}}`,
+			`{"name":"","cat":"req","ph":"e","ts":3,"pid":1,"tid":2,"id":2}`, send,
+			`{"name":"","cat":"request","ph":"E","ts":5,"pid":2,"tid":1}`}, "\n"), ""},
 		{"bad parent", strings.Join([]string{sub, strings.Replace(child, `"parent":1`, `"parent":7`, 1), cend, end}, "\n"), "parent span 7 does not exist"},
 		{"unknown request", strings.Join([]string{strings.Replace(span, `"req":1`, `"req":9`, 1), send}, "\n"), "request #9 was never submitted"},
 		{"flow without start", strings.Join([]string{sub, `{"name":"w","cat":"wait","ph":"f","ts":2,"pid":2,"tid":1,"id":3,"bp":"e"}`, end}, "\n"), "flow 3 ends without a start"},
