@@ -3,6 +3,7 @@ package trace
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -140,4 +141,18 @@ func FuzzRead(f *testing.F) {
 		}
 		_ = Check(evs)
 	})
+}
+
+func TestAppendUint(t *testing.T) {
+	for _, v := range []uint64{0, 9, 10, 99, 100, 101, 999, 1000, 12345, 99999, 100000, 1<<64 - 1} {
+		for _, pre := range [][]byte{nil, []byte("x"), make([]byte, 3, 4)} {
+			want := strconv.AppendUint(append([]byte(nil), pre...), v, 10)
+			if got := appendUint(append(pre[:len(pre):len(pre)], nil...), v); !bytes.Equal(got, want) {
+				t.Errorf("appendUint(%q, %d) = %q, want %q", pre, v, got, want)
+			}
+			if got := appendUint(pre, v); !bytes.Equal(got, want) {
+				t.Errorf("appendUint(%q (cap %d), %d) = %q, want %q", pre, cap(pre), v, got, want)
+			}
+		}
+	}
 }

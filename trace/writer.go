@@ -117,10 +117,16 @@ type Writer struct {
 
 	// Most events repeat the previous one's timestamp and request:
 	// their renderings are kept.
-	tsAt  time.Duration
-	ts    []byte
-	reqN  int
-	reqID []byte
+	tsAt   time.Duration
+	ts     []byte
+	reqN   int
+	reqID  []byte // reqTid's number
+	reqTid []byte // `,"pid":2,"tid":N` for request reqN
+	// laneTid[l] is `,"pid":1,"tid":l`, rendered when lane l appears.
+	laneTid [][]byte
+	// The last span name and yield reason that needed no escaping: the
+	// loop passes the same strings again and again.
+	plainSpan, plainWhy string
 	// ... and the range of the previous span.
 	rngOff, rngBytes int64
 	rng              []byte
@@ -290,20 +296,46 @@ func (t *Writer) evTail(b []byte, head string, at time.Duration, pid, tid int) [
 		b = append(b, t.ts...)
 	}
 	if pid == pidNodes {
+		if tid > 0 && tid < len(t.laneTid) {
+			return append(b, t.laneTid[tid]...)
+		}
 		b = append(b, pidNodesTid...)
 		return appendInt(b, tid)
 	}
-	b = append(b, pidReqsTid...)
-	return t.appendReq(b, tid)
+	t.renderReq(tid)
+	return append(b, t.reqTid...)
 }
 
-// appendReq appends request number req, rendered once per request.
-func (t *Writer) appendReq(b []byte, req int) []byte {
-	if req != t.reqN || t.reqID == nil {
+// renderReq renders request number req, once per request.
+func (t *Writer) renderReq(req int) {
+	if req != t.reqN || t.reqTid == nil {
 		t.reqN = req
-		t.reqID = appendInt(t.reqID[:0], req)
+		t.reqTid = appendInt(append(t.reqTid[:0], pidReqsTid...), req)
+		t.reqID = t.reqTid[len(pidReqsTid):]
 	}
+}
+
+// appendReq appends request number req.
+func (t *Writer) appendReq(b []byte, req int) []byte {
+	t.renderReq(req)
 	return append(b, t.reqID...)
+}
+
+// evPlain is ev for a name that is often *last: when name is that
+// string again (usually the very same constant, which compares at
+// once), it needs no escaping scan.
+func (t *Writer) evPlain(name string, last *string, head string, at time.Duration, pid, tid int) []byte {
+	b := t.open1()
+	if name == *last {
+		b = append(b, name...)
+	} else {
+		n := len(b)
+		b = appendEscaped(b, name)
+		if len(b)-n == len(name) {
+			*last = name
+		}
+	}
+	return t.evTail(b, head, at, pid, tid)
 }
 
 // appendInt appends v in decimal.
@@ -325,23 +357,30 @@ func appendUint(b []byte, v uint64) []byte {
 	if v < 10 {
 		return append(b, byte('0'+v))
 	}
-	var a [20]byte
-	i := len(a)
+	// Count the digits, make room, and fill it from the end: no
+	// scratch array to copy.
+	n := 2
+	for x := v / 100; x > 0; x /= 10 {
+		n++
+	}
+	if cap(b)-len(b) < n {
+		b = append(b, make([]byte, n)...)[:len(b)]
+	}
+	d := b[len(b) : len(b)+n]
+	i := n
 	for v >= 100 {
 		q := v / 100
 		r := (v - q*100) * 2
 		i -= 2
-		a[i], a[i+1] = digits2[r], digits2[r+1]
+		d[i], d[i+1] = digits2[r], digits2[r+1]
 		v = q
 	}
 	if v >= 10 {
-		i -= 2
-		a[i], a[i+1] = digits2[v*2], digits2[v*2+1]
+		d[0], d[1] = digits2[v*2], digits2[v*2+1]
 	} else {
-		i--
-		a[i] = byte('0' + v)
+		d[0] = byte('0' + v)
 	}
-	return append(b, a[i:]...)
+	return b[:len(b)+n]
 }
 
 // appendHex appends v in lower-case hex.
@@ -404,6 +443,10 @@ func (t *Writer) lane(n *blk.Node) int {
 	if n != nil {
 		name = n.Name()
 	}
+	for len(t.laneTid) <= l {
+		t.laneTid = append(t.laneTid, nil)
+	}
+	t.laneTid[l] = appendInt(append([]byte(nil), pidNodesTid...), l)
 	t.laneCount[name]++
 	if k := t.laneCount[name]; k > 1 {
 		name += "#" + strconv.Itoa(k)
@@ -474,7 +517,7 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 	case blk.TraceComplete:
 		t.closeReq(e.Req, e.At, e.Err, false)
 	case blk.TraceYield:
-		t.emit(t.ev(e.Why, hYieldB, e.At, pidRequests, e.Req))
+		t.emit(t.evPlain(e.Why, &t.plainWhy, hYieldB, e.At, pidRequests, e.Req))
 		d, _ := t.reqs.get(e.Req)
 		t.reqs.set(e.Req, d+1)
 	case blk.TraceResume:
@@ -491,7 +534,7 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 			parent = 0
 		}
 		t.spans.set(e.Span, spanInfo{lane: l, req: e.Req})
-		b := t.ev(e.Name, hReqB, e.At, pidNodes, l)
+		b := t.evPlain(e.Name, &t.plainSpan, hReqB, e.At, pidNodes, l)
 		b = append(b, `,"id":`...)
 		b = appendInt(b, e.Span)
 		b = append(b, `,"args":{"req":`...)
@@ -721,6 +764,10 @@ func (t *table[V]) set(k int, v V) {
 }
 
 func (t *table[V]) del(k int) {
+	if n := len(t.keys) - 1; n >= 0 && t.keys[n] == k { // the newest, usually
+		t.keys, t.vals = t.keys[:n], t.vals[:n]
+		return
+	}
 	for i := len(t.keys) - 1; i >= 0; i-- {
 		if t.keys[i] == k {
 			t.keys = append(t.keys[:i], t.keys[i+1:]...)
