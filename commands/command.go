@@ -83,6 +83,7 @@ func All() []*Command {
 	all = append(all, benchCommands()...)
 	all = append(all, traceCommands()...)
 	all = append(all, nbdCommands()...)
+	all = append(all, checkCommands()...)
 	return all
 }
 

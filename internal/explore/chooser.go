@@ -149,11 +149,18 @@ type lateEffect struct {
 	atLine, effectAt int
 }
 
-// ranReq notes that request id runs: a late effect happens now.
+// ranReq notes that request id runs: a late effect happens now. With
+// sleep sets, a late effect whose request still sleeps (its effect at
+// once was explored in a sibling branch, and nothing dependent on it has
+// run since) makes the run redundant: moving the effect back to its
+// choice point commutes with every step between.
 func (c *chooser) ranReq(id int) {
 	for i := range c.late {
 		if c.late[i].id == id && c.late[i].effectAt < 0 {
 			c.late[i].effectAt = c.line
+			if c.reduce && c.redundant < 0 && len(c.tr) >= len(c.prefix) && c.asleep(id) {
+				c.redundant = len(c.tr)
+			}
 		}
 	}
 }
@@ -227,12 +234,16 @@ func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 	case blk.ChooseDeliver:
 		p.n++
 		p.ids = make([]int, p.n)
+		p.rngs = make([]span, p.n)
 		for i, co := range cands {
 			p.ids[i+1] = co.ID()
+			p.rngs[i+1] = spanOf(co.Name(), c.grain)
 		}
 	case blk.ChooseEffect:
 		p.n = 2
 		p.ids = []int{cands[0].ID(), cands[0].ID()}
+		sp := spanOf(cands[0].Name(), c.grain)
+		p.rngs = []span{sp, sp}
 	default:
 		p.ids = make([]int, p.n)
 		p.rngs = make([]span, p.n)

@@ -20,6 +20,8 @@ import (
 	"bytes"
 	"crypto/md5"
 	"encoding/binary"
+	"fmt"
+	"io"
 	"math/bits"
 
 	"gio/blk"
@@ -102,6 +104,7 @@ type state struct {
 	file, backing *blk.Child
 	loop          *blk.Loop
 	readOnly      bool
+	checkOpen     bool // opened for a check (BDRV_O_CHECK): unclean images open read/write
 	// header is the header and the BAT as in the file, headerSize bytes
 	// of it at most (QEMU's s->header, header_size). Bytes past the end
 	// of the file are not read in: they read as zero, and the slice
@@ -123,13 +126,14 @@ type state struct {
 }
 
 var (
+	_ blk.Checker         = (*state)(nil)
 	_ blk.BlockStatuser   = (*state)(nil)
 	_ blk.OSFlusher       = (*state)(nil)
 	_ blk.LimitsRefresher = (*state)(nil)
 )
 
 func open(a *blk.OpenArgs) (blk.Impl, error) {
-	s := &state{loop: a.Loop, readOnly: a.Flags.ReadOnly, dirty: map[int64]bool{}}
+	s := &state{loop: a.Loop, readOnly: a.Flags.ReadOnly, checkOpen: a.Flags.Check, dirty: map[int64]bool{}}
 	if s.loop == nil {
 		s.loop = blk.NewLoop(blk.NewVirtualClock())
 	}
@@ -244,7 +248,7 @@ func (s *state) load(co *blk.Co) (uint64, error) {
 	if le.Uint32(h[offInUse:]) == inUseMagic {
 		// The image was not closed correctly: a check is mandatory.
 		s.unclean = true
-		if !s.readOnly {
+		if !s.readOnly && !s.checkOpen {
 			return 0, blk.Msgf(unix.EACCES, "parallels: Image was not closed correctly; cannot be opened read/write")
 		}
 	}
@@ -394,6 +398,13 @@ func (s *state) allocate(co *blk.Co, sector, nb int64) (int64, int64, error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	if s.dataEnd*sectorSize > flen {
+		// A BAT entry (or data_off) points past the file: QEMU 7.2 would
+		// allocate there, growing the file to wherever the corrupt entry
+		// says; gio refuses, as qemu-img check would call the image
+		// corrupt ("cluster ... is outside image").
+		return 0, 0, blk.Msgf(unix.EIO, "parallels: the data end (sector %d) lies past the end of the file: the BAT or header is corrupt", s.dataEnd)
+	}
 	if s.dataEnd+space > flen/sectorSize {
 		space += s.preallocSize
 		if s.prealloc == preallocTruncate {
@@ -492,9 +503,94 @@ func (s *state) Close() error {
 	return s.loop.RunSync("parallels close", func(co *blk.Co) error {
 		binary.LittleEndian.PutUint32(s.header[offInUse:], 0)
 		_ = s.updateHeader(co)
-		_ = s.file.Node.Truncate(co, s.dataEnd*sectorSize, true, blk.PreallocOff)
+		// The cut removes what preallocation added. A corrupt BAT can put
+		// the data end past the file, where QEMU would grow the file to
+		// it; gio only ever shrinks it.
+		if l, err := s.file.Node.Length(co); err == nil && s.dataEnd*sectorSize < l {
+			_ = s.file.Node.Truncate(co, s.dataEnd*sectorSize, true, blk.PreallocOff)
+		}
 		return nil
 	})
+}
+
+// Check is parallels_co_check: an image not closed correctly is a
+// corruption (repaired by the clean close that follows), a BAT entry past
+// the end of the file is a corruption (repaired by dropping the cluster),
+// and space past the last cluster is leaked (repaired by cutting the
+// file).
+func (s *state) Check(co *blk.Co, fix blk.CheckMode, msgs io.Writer, res *blk.CheckResult) error {
+	size, err := s.file.Node.Length(co)
+	if err != nil {
+		res.CheckErrors++
+		return err
+	}
+	s.mu.Lock(co, "waits for the parallels lock")
+	defer s.mu.Unlock()
+	verb := func(m blk.CheckMode) string {
+		if fix&m != 0 {
+			return "Repairing"
+		}
+		return "ERROR"
+	}
+	if s.unclean {
+		fmt.Fprintf(msgs, "%s image was not closed correctly\n", verb(blk.CheckFixErrors))
+		res.Corruptions++
+		if fix&blk.CheckFixErrors != 0 {
+			res.CorruptionsFixed++
+			s.unclean = false
+		}
+	}
+	res.TotalClusters = int64(s.batSize)
+	var high, prev int64
+	flushBAT := false
+	for i := uint32(0); i < s.batSize; i++ {
+		off := s.batSect(i) * sectorSize
+		if off == 0 {
+			prev = 0
+			continue
+		}
+		if off > size {
+			fmt.Fprintf(msgs, "%s cluster %d is outside image\n", verb(blk.CheckFixErrors), i)
+			res.Corruptions++
+			if fix&blk.CheckFixErrors != 0 {
+				prev = 0
+				s.setBAT(i, 0)
+				res.CorruptionsFixed++
+				flushBAT = true
+				continue
+			}
+		}
+		res.AllocatedClusters++
+		high = max(high, off)
+		if prev != 0 && prev+s.clusterSize != off {
+			res.FragmentedClusters++
+		}
+		prev = off
+	}
+	if flushBAT {
+		if err := s.file.Node.PWrite(co, 0, s.headerBytes(0, s.headerLen), 0); err == nil {
+			err = s.file.Node.Flush(co)
+		}
+		if err != nil {
+			res.CheckErrors++
+			return err
+		}
+		clear(s.dirty)
+	}
+	res.ImageEndOffset = high + s.clusterSize
+	if size > res.ImageEndOffset {
+		count := (size - res.ImageEndOffset + s.clusterSize - 1) / s.clusterSize
+		fmt.Fprintf(msgs, "%s space leaked at the end of the image %d\n", verb(blk.CheckFixLeaks), size-res.ImageEndOffset)
+		res.Leaks += int(count)
+		if fix&blk.CheckFixLeaks != 0 {
+			if err := s.file.Node.Truncate(co, res.ImageEndOffset, true, blk.PreallocOff); err != nil {
+				res.CheckErrors++
+				return err
+			}
+			res.LeaksFixed += int(count)
+		}
+	}
+	return nil
 }
 
 // Format extension (parallels-ext.c), checked on a read-only open.
