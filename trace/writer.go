@@ -70,6 +70,18 @@ const (
 type spanInfo struct {
 	lane int
 	req  int
+	// The span number as the begin event rendered it (idn bytes), for
+	// its end and its children's "parent"; idn is 0 if it did not fit.
+	id  [14]byte
+	idn uint8
+}
+
+// appendID appends the span number span of s.
+func (s *spanInfo) appendID(b []byte, span int) []byte {
+	if s.idn == 0 {
+		return appendInt(b, span)
+	}
+	return append(b, s.id[:s.idn]...)
 }
 
 // Writer is a blk.Tracer that writes a trace file. Its methods run under
@@ -529,19 +541,26 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		t.reqs.set(e.Req, d-1)
 	case blk.TraceBegin:
 		l := t.lane(e.Node)
-		parent := e.Parent
-		if _, ok := t.spans.get(parent); !ok {
-			parent = 0
+		var ps spanInfo
+		ok := false
+		if e.Parent != 0 {
+			ps, ok = t.spans.get(e.Parent)
 		}
-		t.spans.set(e.Span, spanInfo{lane: l, req: e.Req})
 		b := t.evPlain(e.Name, &t.plainSpan, hReqB, e.At, pidNodes, l)
 		b = append(b, `,"id":`...)
+		n := len(b)
 		b = appendInt(b, e.Span)
+		si := spanInfo{lane: l, req: e.Req}
+		si.idn = uint8(copy(si.id[:], b[n:]))
+		if int(si.idn) != len(b)-n {
+			si.idn = 0
+		}
+		t.spans.set(e.Span, si)
 		b = append(b, `,"args":{"req":`...)
 		b = t.appendReq(b, e.Req)
-		if parent != 0 {
+		if ok {
 			b = append(b, `,"parent":`...)
-			b = appendInt(b, parent)
+			b = ps.appendID(b, e.Parent)
 		}
 		b = append(b, `,"range":"`...)
 		// A span's parent usually has the same range.
@@ -640,7 +659,7 @@ func (t *Writer) instant(e *blk.TraceEvent, name string, kv ...any) {
 func (t *Writer) endSpan(span int, s spanInfo, at time.Duration, unfinished bool) {
 	b := t.evEnd(hReqE, at, pidNodes, s.lane)
 	b = append(b, `,"id":`...)
-	b = appendInt(b, span)
+	b = s.appendID(b, span)
 	if unfinished {
 		b = appendArgs(b, "unfinished", true)
 	}
