@@ -9,13 +9,19 @@
 //     driver ("raw", "blkdebug", "file"; "file#2" for a second one), in the
 //     order nodes first appear. A tracked request is an async span on its
 //     node's lane ("ph":"b"/"e", cat "req", id = span number) with its
-//     request and parent span in args; flushes are async spans of cat
-//     "flush". Serialisation, waits, debug events, rules, breakpoints and
-//     errors are instant events on the node's lane.
-//   - process 2, "requests": one lane per request (tid = request number),
-//     named by its command line. The request is a "B"/"E" slice from
-//     submission to completion; every yield is a nested slice named by its
+//     request, its parent span (absent: none) and its range in args;
+//     flushes are async spans of cat "flush". Serialisation, waits, debug
+//     events, rules, breakpoints and errors are instant events on the
+//     node's lane.
+//   - process 2, "requests": one lane per request (tid = request number).
+//     The request is a "B"/"E" slice from submission to completion, named
+//     by its command line; every yield is a nested slice named by its
 //     reason ("waits for #2 ...", "suspended at 'A'", "waits for I/O").
+//
+// A trace holds what a reader needs once: end events ("E", "e") carry no
+// name or category beyond what matches them to their begin, request lanes
+// have no thread_name (the tid is the request number, the slice names
+// the command), and a span's id is its number.
 //
 // Timestamps ("ts", microseconds with three decimals) come from the loop
 // clock: in virtual time the file is the same bytes on every run.
@@ -64,6 +70,18 @@ const (
 type spanInfo struct {
 	lane int
 	req  int
+	// The span number as the begin event rendered it (idn bytes), for
+	// its end and its children's "parent"; idn is 0 if it did not fit.
+	id  [14]byte
+	idn uint8
+}
+
+// appendID appends the span number span of s.
+func (s *spanInfo) appendID(b []byte, span int) []byte {
+	if s.idn == 0 {
+		return appendInt(b, span)
+	}
+	return append(b, s.id[:s.idn]...)
 }
 
 // Writer is a blk.Tracer that writes a trace file. Its methods run under
@@ -108,14 +126,19 @@ type Writer struct {
 	flushes   map[string]int // open flush spans: id -> lane
 	last      time.Duration
 	flows     int // flow arrows written
-	esc       []byte
 
 	// Most events repeat the previous one's timestamp and request:
 	// their renderings are kept.
-	tsAt  time.Duration
-	ts    []byte
-	reqN  int
-	reqID []byte
+	tsAt   time.Duration
+	ts     []byte
+	reqN   int
+	reqID  []byte // reqTid's number
+	reqTid []byte // `,"pid":2,"tid":N` for request reqN
+	// laneTid[l] is `,"pid":1,"tid":l`, rendered when lane l appears.
+	laneTid [][]byte
+	// The last span name and yield reason that needed no escaping: the
+	// loop passes the same strings again and again.
+	plainSpan, plainWhy string
 	// ... and the range of the previous span.
 	rngOff, rngBytes int64
 	rng              []byte
@@ -225,18 +248,22 @@ func (t *Writer) tell() {
 const (
 	hMeta       = `","ph":"M","ts":`
 	hRequestB   = `","cat":"request","ph":"B","ts":`
-	hRequestE   = `","cat":"request","ph":"E","ts":`
 	hYieldB     = `","cat":"yield","ph":"B","ts":`
-	hYieldE     = `","cat":"yield","ph":"E","ts":`
 	hReqB       = `","cat":"req","ph":"b","ts":`
-	hReqE       = `","cat":"req","ph":"e","ts":`
 	hFlushB     = `","cat":"flush","ph":"b","ts":`
-	hFlushE     = `","cat":"flush","ph":"e","ts":`
 	hMark       = `","cat":"mark","ph":"i","ts":`
 	hWaitS      = `","cat":"wait","ph":"s","ts":`
 	hWaitF      = `","cat":"wait","ph":"f","ts":`
 	pidNodesTid = `,"pid":1,"tid":`
 	pidReqsTid  = `,"pid":2,"tid":`
+)
+
+// The starts of end events, which carry no name: "E" ends the innermost
+// slice of its lane, "e" the async span of its category and id.
+const (
+	hSliceE = `{"ph":"E","ts":`
+	hReqE   = `{"cat":"req","ph":"e","ts":`
+	hFlushE = `{"cat":"flush","ph":"e","ts":`
 )
 
 // ev starts one event object in the buffer: name, then head (category
@@ -257,6 +284,16 @@ func (t *Writer) open1() []byte {
 	return append(t.buf, `{"name":"`...)
 }
 
+// evEnd starts a nameless end event (head is one of hSliceE, hReqE,
+// hFlushE) with its ts, pid and tid.
+func (t *Writer) evEnd(head string, at time.Duration, pid, tid int) []byte {
+	b := t.buf
+	if t.n > 0 && t.format == Chrome {
+		b = append(b, ',', '\n')
+	}
+	return t.evTail(b, head, at, pid, tid)
+}
+
 // evTail appends head, ts, pid and tid.
 func (t *Writer) evTail(b []byte, head string, at time.Duration, pid, tid int) []byte {
 	b = append(b, head...)
@@ -271,20 +308,46 @@ func (t *Writer) evTail(b []byte, head string, at time.Duration, pid, tid int) [
 		b = append(b, t.ts...)
 	}
 	if pid == pidNodes {
+		if tid > 0 && tid < len(t.laneTid) {
+			return append(b, t.laneTid[tid]...)
+		}
 		b = append(b, pidNodesTid...)
 		return appendInt(b, tid)
 	}
-	b = append(b, pidReqsTid...)
-	return t.appendReq(b, tid)
+	t.renderReq(tid)
+	return append(b, t.reqTid...)
 }
 
-// appendReq appends request number req, rendered once per request.
-func (t *Writer) appendReq(b []byte, req int) []byte {
-	if req != t.reqN || t.reqID == nil {
+// renderReq renders request number req, once per request.
+func (t *Writer) renderReq(req int) {
+	if req != t.reqN || t.reqTid == nil {
 		t.reqN = req
-		t.reqID = appendInt(t.reqID[:0], req)
+		t.reqTid = appendInt(append(t.reqTid[:0], pidReqsTid...), req)
+		t.reqID = t.reqTid[len(pidReqsTid):]
 	}
+}
+
+// appendReq appends request number req.
+func (t *Writer) appendReq(b []byte, req int) []byte {
+	t.renderReq(req)
 	return append(b, t.reqID...)
+}
+
+// evPlain is ev for a name that is often *last: when name is that
+// string again (usually the very same constant, which compares at
+// once), it needs no escaping scan.
+func (t *Writer) evPlain(name string, last *string, head string, at time.Duration, pid, tid int) []byte {
+	b := t.open1()
+	if name == *last {
+		b = append(b, name...)
+	} else {
+		n := len(b)
+		b = appendEscaped(b, name)
+		if len(b)-n == len(name) {
+			*last = name
+		}
+	}
+	return t.evTail(b, head, at, pid, tid)
 }
 
 // appendInt appends v in decimal.
@@ -306,23 +369,30 @@ func appendUint(b []byte, v uint64) []byte {
 	if v < 10 {
 		return append(b, byte('0'+v))
 	}
-	var a [20]byte
-	i := len(a)
+	// Count the digits, make room, and fill it from the end: no
+	// scratch array to copy.
+	n := 2
+	for x := v / 100; x > 0; x /= 10 {
+		n++
+	}
+	if cap(b)-len(b) < n {
+		b = append(b, make([]byte, n)...)[:len(b)]
+	}
+	d := b[len(b) : len(b)+n]
+	i := n
 	for v >= 100 {
 		q := v / 100
 		r := (v - q*100) * 2
 		i -= 2
-		a[i], a[i+1] = digits2[r], digits2[r+1]
+		d[i], d[i+1] = digits2[r], digits2[r+1]
 		v = q
 	}
 	if v >= 10 {
-		i -= 2
-		a[i], a[i+1] = digits2[v*2], digits2[v*2+1]
+		d[0], d[1] = digits2[v*2], digits2[v*2+1]
 	} else {
-		i--
-		a[i] = byte('0' + v)
+		d[0] = byte('0' + v)
 	}
-	return append(b, a[i:]...)
+	return b[:len(b)+n]
 }
 
 // appendHex appends v in lower-case hex.
@@ -385,6 +455,10 @@ func (t *Writer) lane(n *blk.Node) int {
 	if n != nil {
 		name = n.Name()
 	}
+	for len(t.laneTid) <= l {
+		t.laneTid = append(t.laneTid, nil)
+	}
+	t.laneTid[l] = appendInt(append([]byte(nil), pidNodesTid...), l)
 	t.laneCount[name]++
 	if k := t.laneCount[name]; k > 1 {
 		name += "#" + strconv.Itoa(k)
@@ -448,25 +522,14 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 	}
 	switch e.Kind {
 	case blk.TraceSubmit:
-		t.esc = appendEscaped(t.esc[:0], e.Name)
-		b := append(t.open1(), "thread_name"...)
-		b = t.evTail(b, hMeta, 0, pidRequests, e.Req)
-		b = append(b, `,"args":{"name":"#`...)
-		b = t.appendReq(b, e.Req)
-		b = append(b, ' ')
-		b = append(b, t.esc...)
-		b = append(b, '"', '}')
-		t.emit(b)
-		b = append(t.open1(), t.esc...)
-		b = t.evTail(b, hRequestB, e.At, pidRequests, e.Req)
-		b = append(b, `,"args":{"req":`...)
-		b = t.appendReq(b, e.Req)
-		t.emit(append(b, '}'))
+		// The request's lane is its tid; its slice's name is its
+		// command line (no thread_name: it would repeat both).
+		t.emit(t.ev(e.Name, hRequestB, e.At, pidRequests, e.Req))
 		t.reqs.set(e.Req, 1)
 	case blk.TraceComplete:
 		t.closeReq(e.Req, e.At, e.Err, false)
 	case blk.TraceYield:
-		t.emit(t.ev(e.Why, hYieldB, e.At, pidRequests, e.Req))
+		t.emit(t.evPlain(e.Why, &t.plainWhy, hYieldB, e.At, pidRequests, e.Req))
 		d, _ := t.reqs.get(e.Req)
 		t.reqs.set(e.Req, d+1)
 	case blk.TraceResume:
@@ -474,26 +537,31 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		if d < 2 {
 			return
 		}
-		t.emit(t.ev("", hYieldE, e.At, pidRequests, e.Req))
+		t.emit(t.evEnd(hSliceE, e.At, pidRequests, e.Req))
 		t.reqs.set(e.Req, d-1)
 	case blk.TraceBegin:
 		l := t.lane(e.Node)
-		parent := e.Parent
-		if _, ok := t.spans.get(parent); !ok {
-			parent = 0
+		var ps spanInfo
+		ok := false
+		if e.Parent != 0 {
+			ps, ok = t.spans.get(e.Parent)
 		}
-		t.spans.set(e.Span, spanInfo{lane: l, req: e.Req})
-		b := t.ev(e.Name, hReqB, e.At, pidNodes, l)
+		b := t.evPlain(e.Name, &t.plainSpan, hReqB, e.At, pidNodes, l)
 		b = append(b, `,"id":`...)
 		n := len(b)
 		b = appendInt(b, e.Span)
-		span := b[n:]
+		si := spanInfo{lane: l, req: e.Req}
+		si.idn = uint8(copy(si.id[:], b[n:]))
+		if int(si.idn) != len(b)-n {
+			si.idn = 0
+		}
+		t.spans.set(e.Span, si)
 		b = append(b, `,"args":{"req":`...)
 		b = t.appendReq(b, e.Req)
-		b = append(b, `,"span":`...)
-		b = append(b, span...)
-		b = append(b, `,"parent":`...)
-		b = appendInt(b, parent)
+		if ok {
+			b = append(b, `,"parent":`...)
+			b = ps.appendID(b, e.Parent)
+		}
 		b = append(b, `,"range":"`...)
 		// A span's parent usually has the same range.
 		if e.Off != t.rngOff || e.Bytes != t.rngBytes || t.rng == nil {
@@ -554,7 +622,7 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 			return
 		}
 		delete(t.flushes, id)
-		b := t.ev("flush", hFlushE, e.At, pidNodes, l)
+		b := t.evEnd(hFlushE, e.At, pidNodes, l)
 		b = append(b, `,"id":`...)
 		b = appendString(b, id)
 		if e.Err != nil {
@@ -576,12 +644,7 @@ func (t *Writer) adopt(req int, at time.Duration) {
 		t.open = req
 		return
 	}
-	name := "#" + strconv.Itoa(req) + " (in flight when the trace started)"
-	t.meta(pidRequests, req, "thread_name", name)
-	b := t.ev(name, hRequestB, at, pidRequests, req)
-	b = append(b, `,"args":{"req":`...)
-	b = t.appendReq(b, req)
-	t.emit(append(b, '}'))
+	t.emit(t.ev("(in flight when the trace started)", hRequestB, at, pidRequests, req))
 	t.reqs.set(req, 1)
 }
 
@@ -594,9 +657,9 @@ func (t *Writer) instant(e *blk.TraceEvent, name string, kv ...any) {
 }
 
 func (t *Writer) endSpan(span int, s spanInfo, at time.Duration, unfinished bool) {
-	b := t.ev("", hReqE, at, pidNodes, s.lane)
+	b := t.evEnd(hReqE, at, pidNodes, s.lane)
 	b = append(b, `,"id":`...)
-	b = appendInt(b, span)
+	b = s.appendID(b, span)
 	if unfinished {
 		b = appendArgs(b, "unfinished", true)
 	}
@@ -608,13 +671,13 @@ func (t *Writer) endSpan(span int, s spanInfo, at time.Duration, unfinished bool
 func (t *Writer) closeReq(req int, at time.Duration, err error, unfinished bool) {
 	d, _ := t.reqs.get(req)
 	for ; d > 1; d-- {
-		t.emit(t.ev("", hYieldE, at, pidRequests, req))
+		t.emit(t.evEnd(hSliceE, at, pidRequests, req))
 	}
 	t.reqs.del(req)
 	if t.open == req {
 		t.open = 0
 	}
-	b := t.ev("", hRequestE, at, pidRequests, req)
+	b := t.evEnd(hSliceE, at, pidRequests, req)
 	switch {
 	case err != nil:
 		b = appendArgs(b, "error", errString(err))
@@ -651,7 +714,7 @@ func (t *Writer) Close() error {
 		}
 		sort.Strings(ids)
 		for _, id := range ids {
-			b := t.ev("flush", hFlushE, t.last, pidNodes, t.flushes[id])
+			b := t.evEnd(hFlushE, t.last, pidNodes, t.flushes[id])
 			b = append(b, `,"id":`...)
 			b = appendString(b, id)
 			t.emit(appendArgs(b, "unfinished", true))
@@ -720,6 +783,10 @@ func (t *table[V]) set(k int, v V) {
 }
 
 func (t *table[V]) del(k int) {
+	if n := len(t.keys) - 1; n >= 0 && t.keys[n] == k { // the newest, usually
+		t.keys, t.vals = t.keys[:n], t.vals[:n]
+		return
+	}
 	for i := len(t.keys) - 1; i >= 0; i-- {
 		if t.keys[i] == k {
 			t.keys = append(t.keys[:i], t.keys[i+1:]...)
