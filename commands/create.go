@@ -24,8 +24,8 @@ var createFlags = []Flag{
 		"with an encrypt. prefix; luks: key-secret, cipher-alg, cipher-mode,\n" +
 		"ivgen-alg, ivgen-hash-alg, hash-alg, iter-time; vdi: static;\n" +
 		"vpc: subformat, force_size; qed: cluster_size, table_size,\n" +
-		"backing_file, backing_fmt; qcow: backing_file, backing_fmt;\n" +
-		"a backing file\n" +
+		"backing_file, backing_fmt; qcow: backing_file, backing_fmt,\n" +
+		"encrypt.format=aes, encrypt.key-secret; a backing file\n" +
 		"without backing_fmt has its format probed)"},
 }
 
