@@ -17,7 +17,7 @@ import (
 
 // createFlags are create's options; its help lists them from here.
 var createFlags = []Flag{
-	{Letter: 'f', Arg: "fmt", Values: CreateFormats, Desc: "image format (raw, qcow2, qed, qcow, luks, vdi, vpc)"},
+	{Letter: 'f', Arg: "fmt", Values: CreateFormats, Desc: "image format (raw, qcow2, qed, qcow, luks, vdi, vpc, vmdk)"},
 	{Letter: 'o', Arg: "options", Keys: createOptions, Desc: "creation options, as qemu-img create -o takes them (qcow2:\n" +
 		"cluster_size, compat, refcount_bits, backing_file, backing_fmt,\n" +
 		"encrypt.format=luks|aes, encrypt.key-secret and the luks options\n" +
@@ -25,7 +25,10 @@ var createFlags = []Flag{
 		"ivgen-alg, ivgen-hash-alg, hash-alg, iter-time; vdi: static;\n" +
 		"vpc: subformat, force_size; qed: cluster_size, table_size,\n" +
 		"backing_file, backing_fmt; qcow: backing_file, backing_fmt,\n" +
-		"encrypt.format=aes, encrypt.key-secret; a backing file\n" +
+		"encrypt.format=aes, encrypt.key-secret; vmdk: subformat\n" +
+		"(monolithicSparse, monolithicFlat, streamOptimized, twoGbMaxExtentSparse,\n" +
+		"twoGbMaxExtentFlat: extents made beside the descriptor), zeroed_grain,\n" +
+		"adapter_type, hwversion, toolsversion, compat6; a backing file\n" +
 		"without backing_fmt has its format probed)"},
 }
 
@@ -62,7 +65,7 @@ var createOptions = []blk.Option{{Name: "cluster_size"}, {Name: "compat", Values
 	{Name: "encrypt.format", Values: []string{"aes", "luks"}}, {Name: "encrypt.key-secret"}, {Name: "encrypt.iter-time"},
 	{Name: "key-secret"}, {Name: "cipher-alg"}, {Name: "cipher-mode", Values: []string{"cbc", "ctr", "ecb", "xts"}},
 	{Name: "ivgen-alg", Values: []string{"essiv", "plain", "plain64"}}, {Name: "ivgen-hash-alg"}, {Name: "hash-alg"}, {Name: "iter-time"},
-	{Name: "static", Values: blk.OnOff()}, {Name: "subformat", Values: []string{"dynamic", "fixed"}}, {Name: "force_size", Values: blk.OnOff()}, {Name: "table_size"}}
+	{Name: "static", Values: blk.OnOff()}, {Name: "subformat", Values: []string{"dynamic", "fixed", "monolithicFlat", "monolithicSparse", "streamOptimized", "twoGbMaxExtentFlat", "twoGbMaxExtentSparse"}}, {Name: "force_size", Values: blk.OnOff()}, {Name: "table_size"}}
 
 // createCmd makes a sparse image: a scratch image for a plain name, a
 // real file for a path.
