@@ -17,7 +17,7 @@ import (
 
 // createFlags are create's options; its help lists them from here.
 var createFlags = []Flag{
-	{Letter: 'f', Arg: "fmt", Values: CreateFormats, Desc: "image format (raw, qcow2, qed, qcow, luks, vdi, vpc, vmdk)"},
+	{Letter: 'f', Arg: "fmt", Values: CreateFormats, Desc: "image format (raw, qcow2, qed, qcow, luks, vdi, vpc, vmdk, parallels)"},
 	{Letter: 'o', Arg: "options", Keys: createOptions, Desc: "creation options, as qemu-img create -o takes them (qcow2:\n" +
 		"cluster_size, compat, refcount_bits, backing_file, backing_fmt,\n" +
 		"encrypt.format=luks|aes, encrypt.key-secret and the luks options\n" +
@@ -28,7 +28,8 @@ var createFlags = []Flag{
 		"encrypt.format=aes, encrypt.key-secret; vmdk: subformat\n" +
 		"(monolithicSparse, monolithicFlat, streamOptimized, twoGbMaxExtentSparse,\n" +
 		"twoGbMaxExtentFlat: extents made beside the descriptor), zeroed_grain,\n" +
-		"adapter_type, hwversion, toolsversion, compat6; a backing file\n" +
+		"adapter_type, hwversion, toolsversion, compat6; parallels: cluster_size;\n" +
+		"a backing file\n" +
 		"without backing_fmt has its format probed)"},
 }
 
@@ -227,7 +228,15 @@ func (s *Session) Cleanup() {
 	s.StopTrace()
 	if s.scratchDir != "" {
 		unregisterScratch(s.scratchDir)
-		os.RemoveAll(s.scratchDir)
+		// The images the session made, then the directory: two calls
+		// where RemoveAll makes a dozen (explore cleans up a session per
+		// schedule). Anything else in there takes the long way.
+		for _, p := range s.scratch {
+			os.Remove(p)
+		}
+		if os.Remove(s.scratchDir) != nil {
+			os.RemoveAll(s.scratchDir)
+		}
 		s.scratchDir = ""
 	}
 }
