@@ -155,6 +155,33 @@ type CreateArgs struct {
 	Opts *qdict.Dict
 	reg  *Registry
 	loop *Loop
+	// more are the files CreateFile opened, closed when Create ends.
+	more []*Node
+}
+
+// CreateFile creates (or empties) the file filename, of the protocol its
+// name says, and opens it writable (QEMU's bdrv_create_file, then
+// blk_new_open), for formats whose images span several files (vmdk's
+// extents). The node stays open until the creation ends.
+func (a *CreateArgs) CreateFile(co *Co, filename string) (*Node, error) {
+	d, err := a.reg.protocolFor(filename)
+	if err != nil {
+		return nil, err
+	}
+	if d.CreateFile == nil {
+		return nil, Msgf(unix.ENOTSUP, "Driver '%s' does not support image creation", d.Name)
+	}
+	if err := d.CreateFile(filename); err != nil {
+		return nil, err
+	}
+	opts := qdict.New()
+	opts.Set("filename", filename)
+	n, err := a.reg.openNode(opts, OpenFlags{}, a.loop, false)
+	if err != nil {
+		return nil, err
+	}
+	a.more = append(a.more, n)
+	return n, nil
 }
 
 // ProbeFormat opens filename's protocol layer and returns the format
@@ -209,6 +236,11 @@ func (r *Registry) Create(format, filename string, size int64, opts *qdict.Dict,
 	}
 	defer file.close()
 	a := &CreateArgs{File: file, Size: size, Opts: opts, reg: r, loop: loop}
+	defer func() {
+		for _, n := range a.more {
+			n.close()
+		}
+	}()
 	var cerr error
 	co := loop.Spawn("create", func(co *Co) {
 		if cerr = file.Truncate(co, 0, false, PreallocOff); cerr != nil {
@@ -217,7 +249,11 @@ func (r *Registry) Create(format, filename string, size int64, opts *qdict.Dict,
 		if cerr = d.Create(co, a); cerr != nil {
 			return
 		}
-		cerr = file.Flush(co)
+		for _, n := range append([]*Node{file}, a.more...) {
+			if cerr = n.Flush(co); cerr != nil {
+				return
+			}
+		}
 	})
 	if err := loop.RunUntil("create", co.Done); err != nil {
 		return err

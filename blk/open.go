@@ -52,6 +52,10 @@ type Driver struct {
 	// Create formats an empty protocol node as an image of this format
 	// (QEMU's bdrv_co_create); nil when the driver cannot create images.
 	Create func(co *Co, a *CreateArgs) error
+	// CreateFile makes filename an empty file of this protocol, creating
+	// it if need be (QEMU's bdrv_create_file with size 0), for formats
+	// whose images span several files; nil when the protocol cannot.
+	CreateFile func(filename string) error
 	// ExactFilename is the driver's part of QEMU's bdrv_refresh_filename:
 	// the plain name that opens node n again with the same behaviour
 	// ("blkdebug:CONFIG:IMAGE", a file's path), or "" when options of

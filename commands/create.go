@@ -25,8 +25,11 @@ var createFlags = []Flag{
 		"ivgen-alg, ivgen-hash-alg, hash-alg, iter-time; vdi: static;\n" +
 		"vpc: subformat, force_size; vhdx: subformat, log_size,\n" +
 		"block_size, block_state_zero; qed: cluster_size, table_size,\n" +
-		"backing_file, backing_fmt; qcow: backing_file, backing_fmt;\n" +
-		"parallels: cluster_size;\n" +
+		"backing_file, backing_fmt; qcow: backing_file, backing_fmt,\n" +
+		"encrypt.format=aes, encrypt.key-secret; vmdk: subformat\n" +
+		"(monolithicSparse, monolithicFlat, streamOptimized, twoGbMaxExtentSparse,\n" +
+		"twoGbMaxExtentFlat: extents made beside the descriptor), zeroed_grain,\n" +
+		"adapter_type, hwversion, toolsversion, compat6; parallels: cluster_size;\n" +
 		"a backing file\n" +
 		"without backing_fmt has its format probed)"},
 }
@@ -64,7 +67,7 @@ var createOptions = []blk.Option{{Name: "cluster_size"}, {Name: "compat", Values
 	{Name: "encrypt.format", Values: []string{"aes", "luks"}}, {Name: "encrypt.key-secret"}, {Name: "encrypt.iter-time"},
 	{Name: "key-secret"}, {Name: "cipher-alg"}, {Name: "cipher-mode", Values: []string{"cbc", "ctr", "ecb", "xts"}},
 	{Name: "ivgen-alg", Values: []string{"essiv", "plain", "plain64"}}, {Name: "ivgen-hash-alg"}, {Name: "hash-alg"}, {Name: "iter-time"},
-	{Name: "static", Values: blk.OnOff()}, {Name: "subformat", Values: []string{"dynamic", "fixed"}}, {Name: "force_size", Values: blk.OnOff()}, {Name: "table_size"},
+	{Name: "static", Values: blk.OnOff()}, {Name: "subformat", Values: []string{"dynamic", "fixed", "monolithicFlat", "monolithicSparse", "streamOptimized", "twoGbMaxExtentFlat", "twoGbMaxExtentSparse"}}, {Name: "force_size", Values: blk.OnOff()}, {Name: "table_size"},
 	{Name: "log_size"}, {Name: "block_size"}, {Name: "block_state_zero", Values: blk.OnOff()}}
 
 // createCmd makes a sparse image: a scratch image for a plain name, a

@@ -30,6 +30,7 @@ var Driver = &blk.Driver{
 	Name:          "file",
 	ParseFilename: parseFilename,
 	Open:          open,
+	CreateFile:    createFile,
 	// A file is named by its path; its other options (locking, aio)
 	// are not part of its name.
 	ExactFilename: func(n *blk.Node) string { return n.Filename() },
@@ -50,6 +51,25 @@ func parseFilename(filename string, opts *qdict.Dict) error {
 		}
 	}
 	opts.Set("filename", filename)
+	return nil
+}
+
+// createFile is raw_co_create for an empty file: created (mode 0644)
+// or emptied.
+func createFile(filename string) error {
+	opts := qdict.New()
+	if err := parseFilename(filename, opts); err != nil {
+		return err
+	}
+	path, _ := opts.Get("filename")
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return blk.Errorf(blk.ErrnoOf(err), "Could not create '%s'", path)
+	}
+	defer unix.Close(fd)
+	if err := unix.Ftruncate(fd, 0); err != nil {
+		return blk.Errorf(blk.ErrnoOf(err), "Could not resize file")
+	}
 	return nil
 }
 

@@ -12,7 +12,8 @@ import (
 // write needs the backing data around it); without, 4 KiB each.
 //
 // Options: backing_file, backing_fmt (checked, not stored: qcow cannot
-// record it), encrypt only off.
+// record it), encrypt=on or encrypt.format=aes with encrypt.key-secret
+// (AES: only the header's crypt method says so).
 func create(co *blk.Co, a *blk.CreateArgs) error {
 	o := a.Opts
 	size := (a.Size + 511) &^ 511
@@ -26,11 +27,24 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 	if err != nil {
 		return err
 	}
-	if f, ok := o.TakeString("encrypt.format"); enc || ok && f != "" {
-		return blk.Msgf(unix.ENOTSUP, "qcow: encrypted images cannot be created by gio")
+	format, hasFormat := o.TakeString("encrypt.format")
+	keySecret, hasKeySecret := o.TakeString("encrypt.key-secret")
+	if enc && hasFormat {
+		return blk.Msgf(unix.EINVAL, "'encrypt.format' and its alias 'encrypt' can't be used at the same time")
+	}
+	if enc {
+		format, hasFormat = "aes", true
+	}
+	switch format {
+	case "", "aes", "qcow", "luks":
+	default:
+		return blk.Msgf(unix.EINVAL, "Parameter 'encrypt.format' does not accept value '%s'", format)
 	}
 	if size == 0 {
 		return blk.Msgf(unix.EINVAL, "Image size is too small, cannot be zero length")
+	}
+	if hasFormat && format == "luks" {
+		return blk.Msgf(unix.EINVAL, "Unsupported encryption format")
 	}
 	if hasBacking && !hasFmt {
 		path := blk.CombinePath(a.File.Filename(), backingFile)
@@ -49,6 +63,17 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 	}
 	if hasBacking {
 		h.ClusterBits, h.L2Bits = 9, 12
+	}
+	if hasFormat {
+		// qcrypto_block_qcow_create: the key must be there; nothing of
+		// it is stored.
+		if !hasKeySecret {
+			return blk.Msgf(unix.EINVAL, "Parameter 'encrypt.key-secret' is required for cipher")
+		}
+		if _, err := a.Password(keySecret); err != nil {
+			return blk.Msgf(unix.EINVAL, "%v", err)
+		}
+		h.CryptMethod = cryptAES
 	}
 	hs = (hs + 7) &^ 7
 	shift := uint(h.ClusterBits + h.L2Bits)

@@ -156,6 +156,9 @@ func (s *state) getClusterOffset(co *blk.Co, off int64, allocate int, csize, nSt
 			if err := s.file.Node.Truncate(co, eof+s.clusterSize, false, blk.PreallocOff); err != nil {
 				return 0, err
 			}
+			if err := s.initEncryptedCluster(co, off, eof, nStart, nEnd); err != nil {
+				return 0, err
+			}
 		} else {
 			entry |= oflagCompress | uint64(csize)<<(63-s.clusterBits)
 		}
@@ -172,6 +175,30 @@ func (s *state) getClusterOffset(co *blk.Co, off int64, allocate int, csize, nSt
 		return 0, err
 	}
 	return entry, nil
+}
+
+// initEncryptedCluster writes the sectors of a new cluster at host that
+// the request [nStart, nEnd) will not write, as encrypted zeroes, one
+// sector at a time (an encrypted image reads plain zeroes there, not
+// the decryption of zeroes).
+func (s *state) initEncryptedCluster(co *blk.Co, off, host, nStart, nEnd int64) error {
+	if s.cipher == nil || nEnd-nStart >= s.clusterSize {
+		return nil
+	}
+	start := off &^ (s.clusterSize - 1)
+	sector := make([]byte, 512)
+	for i := int64(0); i < s.clusterSize; i += 512 {
+		if i >= nStart && i < nEnd {
+			continue
+		}
+		clear(sector)
+		s.cipher.Encrypt(start+i, sector)
+		s.file.Event(co, blk.EvWriteAIO)
+		if err := s.file.Node.PWrite(co, host+i, sector, 0); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // decompress fills clusterCache with the compressed cluster of entry
@@ -233,6 +260,9 @@ func (s *state) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) err
 			s.file.Event(co, blk.EvReadAIO)
 			err = s.file.Node.PRead(co, int64(entry)+inCluster, piece, 0)
 			s.mu.lock(co)
+			if err == nil && s.cipher != nil {
+				s.cipher.Decrypt(off, piece)
+			}
 		}
 		if err != nil {
 			return err
@@ -259,9 +289,15 @@ func (s *state) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) er
 		if entry == 0 || entry&511 != 0 || entry > 1<<62 {
 			return unix.EIO
 		}
+		data := buf[:n]
+		if s.cipher != nil {
+			// The caller's buffer is never changed.
+			data = append([]byte(nil), data...)
+			s.cipher.Encrypt(off, data)
+		}
 		s.mu.unlock()
 		s.file.Event(co, blk.EvWriteAIO)
-		err = s.file.Node.PWrite(co, int64(entry)+inCluster, buf[:n], 0)
+		err = s.file.Node.PWrite(co, int64(entry)+inCluster, data, 0)
 		s.mu.lock(co)
 		if err != nil {
 			return err
@@ -308,7 +344,8 @@ func (s *state) PWriteCompressed(co *blk.Co, off int64, buf []byte) error {
 	return s.file.Node.PWrite(co, int64(entry&s.offsetMask), out.Bytes(), 0)
 }
 
-// BlockStatus is qcow_co_block_status: one cluster at a time.
+// BlockStatus is qcow_co_block_status: one cluster at a time; the data
+// of compressed clusters and encrypted images has no offset to show.
 func (s *state) BlockStatus(co *blk.Co, wantZero bool, off, n int64) (blk.Status, error) {
 	s.mu.lock(co)
 	entry, err := s.getClusterOffset(co, off, lookUp, 0, 0, 0)
@@ -320,7 +357,7 @@ func (s *state) BlockStatus(co *blk.Co, wantZero bool, off, n int64) (blk.Status
 	st := blk.Status{Pnum: min(s.clusterSize-inCluster, n)}
 	switch {
 	case entry == 0:
-	case entry&oflagCompress != 0:
+	case entry&oflagCompress != 0, s.cipher != nil:
 		st.Flags = blk.StatusData
 	default:
 		st.Flags = blk.StatusData | blk.StatusOffsetValid

@@ -2,7 +2,9 @@
 // after QEMU 7.2's block/qcow.c: a big-endian header, an L1 table and L2
 // tables of 2^l2_bits entries, clusters appended at the end of the file,
 // compressed clusters (read, and written by write -c), backing files
-// (the format is probed: qcow cannot record it).
+// (the format is probed: qcow cannot record it), and QEMU's AES
+// encryption (encrypt.key-secret; AES-128-CBC keyed by the password,
+// sectors numbered by guest offset, compressed clusters left plain).
 //
 // The driver reaches its image only through its "file" child and reads
 // what it does not hold through its "backing" child; the debug events
@@ -18,14 +20,14 @@
 // entries pointing at zeroed clusters or past the end of the file (read
 // as unallocated L2 tables), never at other metadata.
 //
-// Not supported: AES-encrypted images (refused at open with a message
-// saying so), qemu-img's make_empty (commit).
+// Not supported: qemu-img's make_empty (commit).
 package qcow
 
 import (
 	"encoding/binary"
 
 	"gio/blk"
+	"gio/blk/qcrypto"
 
 	"golang.org/x/sys/unix"
 )
@@ -121,9 +123,16 @@ type state struct {
 	clusterCache       []byte
 	clusterCacheOffset int64
 
-	backingFile   string
-	encryptFormat string // the encrypt.format option, checked against the header
-	encryptSecret bool   // whether encrypt.key-secret was given
+	backingFile string
+
+	// The encrypt.* options, checked against the header at open: the
+	// format, the key secret's id, and the first other key.
+	encryptFormat, keySecret string
+	hasFormat, hasKeySecret  bool
+	encryptUnexpected        string
+	password                 func(id string) ([]byte, error)
+	// cipher is the AES cipher of an encrypted image, else nil.
+	cipher *qcrypto.Cipher
 }
 
 var (
@@ -138,9 +147,12 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	if s.loop == nil {
 		s.loop = blk.NewLoop(blk.NewVirtualClock())
 	}
-	encrypt := a.Opts.ExtractPrefix("encrypt")
-	s.encryptFormat, _ = encrypt.Get("format")
-	_, s.encryptSecret = encrypt.Get("key-secret")
+	s.encryptFormat, s.hasFormat = a.Opts.TakeString("encrypt.format")
+	s.keySecret, s.hasKeySecret = a.Opts.TakeString("encrypt.key-secret")
+	if rest := a.Opts.ExtractPrefix("encrypt"); rest.Len() > 0 {
+		s.encryptUnexpected = rest.Keys()[0]
+	}
+	s.password = a.Password
 	flags := a.Flags
 	if !a.Flags.ReadOnly {
 		a.Flags.TakePerms |= blk.PermResize
@@ -192,21 +204,8 @@ func (s *state) doOpen(co *blk.Co) error {
 	if h.L2Bits < 9-3 || h.L2Bits > 16-3 {
 		return blk.Msgf(unix.EINVAL, "L2 table size must be between 512 and 64k")
 	}
-	switch h.CryptMethod {
-	case cryptNone:
-		if s.encryptFormat != "" {
-			return blk.Msgf(unix.EINVAL, "No encryption in image header, but options specified format '%s'", s.encryptFormat)
-		}
-	case cryptAES:
-		if s.encryptFormat != "" && s.encryptFormat != "aes" {
-			return blk.Msgf(unix.EINVAL, "Header reported 'aes' encryption format but options specify '%s'", s.encryptFormat)
-		}
-		if !s.encryptSecret {
-			return blk.Msgf(unix.EINVAL, "Parameter 'encrypt.key-secret' is required for cipher")
-		}
-		return blk.Msgf(unix.ENOTSUP, "qcow: AES-encrypted images are not supported by gio")
-	default:
-		return blk.Msgf(unix.EINVAL, "invalid encryption method in qcow header")
+	if err := s.openCrypt(h.CryptMethod); err != nil {
+		return err
 	}
 	s.clusterBits = uint(h.ClusterBits)
 	s.clusterSize = 1 << s.clusterBits
@@ -261,6 +260,36 @@ func (s *state) doOpen(co *blk.Co) error {
 		}
 		s.backingFile = string(name)
 	}
+	return nil
+}
+
+// openCrypt is the encryption part of qcow_open: the options must match
+// the header, and an AES image needs its key secret (qcrypto_block_qcow_open).
+func (s *state) openCrypt(method uint32) error {
+	switch method {
+	case cryptNone:
+		if s.hasFormat {
+			return blk.Msgf(unix.EINVAL, "No encryption in image header, but options specified format '%s'", s.encryptFormat)
+		}
+		return nil
+	case cryptAES:
+	default:
+		return blk.Msgf(unix.EINVAL, "invalid encryption method in qcow header")
+	}
+	if s.hasFormat && s.encryptFormat != "aes" {
+		return blk.Msgf(unix.EINVAL, "Header reported 'aes' encryption format but options specify '%s'", s.encryptFormat)
+	}
+	if s.encryptUnexpected != "" {
+		return blk.Msgf(unix.EINVAL, "Parameter '%s' is unexpected", s.encryptUnexpected)
+	}
+	if !s.hasKeySecret {
+		return blk.Msgf(unix.EINVAL, "Parameter 'encrypt.key-secret' is required for cipher")
+	}
+	p, err := s.password(s.keySecret)
+	if err != nil {
+		return blk.Msgf(unix.EINVAL, "%v", err)
+	}
+	s.cipher = qcrypto.NewQcowAES(p)
 	return nil
 }
 

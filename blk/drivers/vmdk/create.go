@@ -4,19 +4,24 @@ import (
 	"encoding/binary"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"gio/blk"
 
 	"golang.org/x/sys/unix"
 )
 
-// create is vmdk_co_create_opts for the subformats gio writes:
-// monolithicSparse (the default) and streamOptimized headers, with
-// zeroed_grain. The layout is vmdk_init_extent's: header, descriptor
-// at sector 1, the redundant grain directory and its tables, the grain
-// directory and its tables, grains from the next 64 KiB boundary. The
-// CID is random in QEMU; gio takes a fixed one, so images differ from
-// qemu-img's in those eight digits only.
+// create is vmdk_co_create_opts: monolithicSparse (the default) and
+// streamOptimized in one file, with zeroed_grain; monolithicFlat (a
+// descriptor file and NAME-flat.EXT), twoGbMaxExtentSparse and
+// twoGbMaxExtentFlat (a descriptor file and 2 GiB extents NAME-s001.EXT,
+// NAME-f001.EXT...), the extents made beside the descriptor. A sparse
+// extent's layout is vmdk_init_extent's: header, descriptor at sector 1
+// (monolithic only), the redundant grain directory and its tables, the
+// grain directory and its tables, grains from the next 64 KiB boundary;
+// a flat extent is a sparse file of its size. The CID is random in
+// QEMU; gio takes a fixed one, so images differ from qemu-img's in those
+// eight digits only.
 func create(co *blk.Co, a *blk.CreateArgs) error {
 	o := a.Opts
 	size := a.Size
@@ -54,22 +59,65 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 	if err != nil {
 		return err
 	}
-	var compress bool
 	switch sub {
-	case "monolithicSparse":
-	case "streamOptimized":
-		compress = true
-	case "monolithicFlat", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat", "vmfs", "vmfsSparse":
-		return blk.Msgf(unix.ENOTSUP, "vmdk: subformat '%s' is not supported by gio yet", sub)
+	case "monolithicSparse", "streamOptimized", "monolithicFlat", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat":
 	default:
-		return blk.Msgf(unix.EINVAL, "Unknown subformat: %s", sub)
+		return blk.Msgf(unix.EINVAL, "invalid parameter value: %s", sub)
+	}
+	split := sub == "twoGbMaxExtentSparse" || sub == "twoGbMaxExtentFlat"
+	flat := sub == "monolithicFlat" || sub == "twoGbMaxExtentFlat"
+	compress := sub == "streamOptimized"
+	if flat && zeroed {
+		return blk.Msgf(unix.ENOTSUP, "Flat image can't enable zeroed grain")
 	}
 	heads := int64(16)
 	if adapter != "ide" {
 		heads = 255
 	}
-	if err := initExtent(co, a.File, size, compress, zeroed); err != nil {
-		return err
+	size = (size + 511) &^ 511
+	lineFmt := "RW %d SPARSE \"%s\"\n"
+	if flat {
+		lineFmt = "RW %d FLAT \"%s\" 0\n"
+	}
+	var extents strings.Builder
+	descOffset := int64(0)
+	if !split && !flat {
+		if err := initExtent(co, a.File, size, compress, zeroed); err != nil {
+			return err
+		}
+		fmt.Fprintf(&extents, lineFmt, size/512, filepath.Base(a.File.Filename()))
+		descOffset = 0x200
+	} else {
+		dir, prefix, postfix := decomposeFilename(a.File.Filename())
+		extentSize := size
+		if split {
+			extentSize = splitSize
+		}
+		for idx, done := 1, int64(0); done < size; idx++ {
+			cur := min(size-done, extentSize)
+			name := prefix + "-flat" + postfix
+			if split {
+				kind := 's'
+				if flat {
+					kind = 'f'
+				}
+				name = fmt.Sprintf("%s-%c%03d%s", prefix, kind, idx, postfix)
+			}
+			f, err := a.CreateFile(co, dir+name)
+			if err != nil {
+				return err
+			}
+			if flat {
+				err = f.Truncate(co, cur, false, blk.PreallocOff)
+			} else {
+				err = initExtent(co, f, cur, false, zeroed)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(&extents, lineFmt, cur/512, name)
+			done += cur
+		}
 	}
 	desc := fmt.Sprintf("# Disk DescriptorFile\n"+
 		"version=1\n"+
@@ -78,7 +126,7 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 		"createType=\"%s\"\n"+
 		"\n"+
 		"# Extent description\n"+
-		"RW %d SPARSE \"%s\"\n"+
+		"%s"+
 		"\n"+
 		"# The Disk Data Base\n"+
 		"#DDB\n"+
@@ -89,14 +137,42 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 		"ddb.geometry.sectors = \"63\"\n"+
 		"ddb.adapterType = \"%s\"\n"+
 		"ddb.toolsVersion = \"%s\"\n",
-		createCID, uint32(0xffffffff), sub, size/512, filepath.Base(a.File.Filename()), hw, size/(63*heads*512), heads, adapter, tools)
+		createCID, uint32(0xffffffff), sub, extents.String(), hw, size/(63*heads*512), heads, adapter, tools)
+	if descOffset == 0 {
+		// A descriptor file holds the text alone.
+		if err := a.File.PWrite(co, 0, []byte(desc), 0); err != nil {
+			return blk.Errorf(blk.ErrnoOf(err), "Could not write description")
+		}
+		return a.File.Truncate(co, int64(len(desc)), false, blk.PreallocOff)
+	}
 	// bdrv_pwrite pads to the sector: write whole sectors.
 	b := make([]byte, (len(desc)+511)&^511)
 	copy(b, desc)
-	if err := a.File.PWrite(co, 0x200, b, 0); err != nil {
+	if err := a.File.PWrite(co, descOffset, b, 0); err != nil {
 		return blk.Errorf(blk.ErrnoOf(err), "Could not write description")
 	}
 	return nil
+}
+
+// splitSize is the extent size of the twoGbMaxExtent subformats.
+const splitSize = 0x80000000
+
+// decomposeFilename is filename_decompose: the directory part (up to
+// the last '/', '\\' or ':', kept), and the base name split at its last
+// '.' (the extension keeps its dot).
+func decomposeFilename(name string) (dir, prefix, postfix string) {
+	i := strings.LastIndex(name, "/")
+	if i < 0 {
+		i = strings.LastIndex(name, "\\")
+	}
+	if i < 0 {
+		i = strings.LastIndex(name, ":")
+	}
+	dir, base := name[:i+1], name[i+1:]
+	if j := strings.LastIndex(base, "."); j >= 0 {
+		return dir, base[:j], base[j:]
+	}
+	return dir, base, ""
 }
 
 // createCID stands for QEMU's g_random_int at creation.

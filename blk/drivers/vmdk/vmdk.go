@@ -1,7 +1,8 @@
 // Package vmdk is the VMDK format driver, after QEMU 7.2's block/vmdk.c:
 // hosted sparse extents (monolithicSparse) with their grain directory,
 // the redundant grain directory, grain tables behind QEMU's 16-entry
-// cache, zeroed grains, and compressed grains (read only).
+// cache, zeroed grains, and compressed grains (streamOptimized: read,
+// and written whole, appended in the order they come, as QEMU does).
 //
 // Metadata order is QEMU's, so that a crash only leaks: a new grain is
 // written whole (zeroes around the request, cow_write) before the data,
@@ -11,15 +12,15 @@
 // Descriptor files list extents (monolithicFlat, twoGbMaxExtentSparse
 // and twoGbMaxExtentFlat, vmfs): each is a child "extents.N" opened from
 // the file name the descriptor gives, relative to the descriptor's
-// directory. The vmfsSparse (COWD) and seSparse extents, the
-// streamOptimized footer and backing files are not supported yet: such
-// images are refused at open.
+// directory. The vmfsSparse (COWD) and seSparse extents are not
+// supported yet: such images are refused at open.
 package vmdk
 
 import (
 	"bytes"
 	"compress/zlib"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -161,6 +162,8 @@ type state struct {
 	cidChecked bool
 	backing    *blk.Child
 	createType string
+	// report prints errors QEMU's driver prints with error_report.
+	report func(error)
 }
 
 var (
@@ -175,7 +178,7 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &state{file: file}
+	s := &state{file: file, report: a.ReportFunc()}
 	ro := a.Flags.ReadOnly
 	var (
 		lines []extentLine
@@ -1143,12 +1146,20 @@ func (s *state) write(co *blk.Co, off, n int64, buf []byte, zeroed, dryRun bool)
 		res, coff, err := e.clusterOffset(co, off, &m, !(e.compressed || zeroed), oic, oic+nb)
 		if e.compressed {
 			if err == nil && res == grainOK {
+				s.report(errors.New("Could not write to allocated cluster for streamOptimized"))
 				return unix.EIO
 			}
 			if !zeroed {
-				// Writing compressed grains (streamOptimized) is not
-				// supported yet.
-				return unix.ENOTSUP
+				// A compressed grain goes at the allocation point, which
+				// first gets a whole grain of zeroes (or backing data)
+				// like any new grain; the compressed data then moves the
+				// point to its own end.
+				res, coff, err = e.clusterOffset(co, off, &m, true, 0, 0)
+				if err == nil && res != grainOK {
+					// No grain table for the grain: QEMU writes at a
+					// stale offset here; gio refuses.
+					return unix.EIO
+				}
 			}
 		}
 		if err != nil {
@@ -1169,11 +1180,9 @@ func (s *state) write(co *blk.Co, off, n int64, buf []byte, zeroed, dryRun bool)
 				}
 			}
 		} else {
-			e.file.Event(co, blk.EvWriteAIO)
-			if err := e.file.Node.PWrite(co, coff+oic, buf[done:done+nb], 0); err != nil {
+			if err := e.writeGrain(co, coff, oic, off, buf[done:done+nb]); err != nil {
 				return err
 			}
-			e.nextCluster = max(e.nextCluster, (coff+oic+nb+511)/512)
 			if m.newAlloc {
 				if err := e.l2Update(co, &m, uint32(coff>>9)); err != nil {
 					return err
@@ -1192,6 +1201,40 @@ func (s *state) write(co *blk.Co, off, n int64, buf []byte, zeroed, dryRun bool)
 		}
 	}
 	return nil
+}
+
+// writeGrain is vmdk_write_extent: data at coff+oic, or for a compressed
+// extent a whole grain (or the disk's last, partial one) deflated behind
+// a grain marker (the grain's first sector in the disk, the data's
+// length), after which the next grain goes.
+func (e *extent) writeGrain(co *blk.Co, coff, oic, off int64, data []byte) error {
+	n := int64(len(data))
+	if !e.compressed {
+		e.file.Event(co, blk.EvWriteAIO)
+		err := e.file.Node.PWrite(co, coff+oic, data, 0)
+		e.nextCluster = max(e.nextCluster, (coff+oic+n+511)/512)
+		return err
+	}
+	cb := e.clusterSectors * 512
+	if oic != 0 || n > cb || n < cb && off+n != e.endSector*512 || !e.hasMarker {
+		return unix.EINVAL
+	}
+	var z bytes.Buffer
+	z.Write(make([]byte, 12))
+	w := zlib.NewWriter(&z)
+	w.Write(data)
+	w.Close()
+	if z.Len()-12 > int(2*cb) {
+		// zlib's compress() into QEMU's two-grain buffer fails.
+		return unix.EINVAL
+	}
+	out := z.Bytes()
+	binary.LittleEndian.PutUint64(out, uint64(off>>9))
+	binary.LittleEndian.PutUint32(out[8:], uint32(len(out)-12))
+	e.file.Event(co, blk.EvWriteCompressed)
+	err := e.file.Node.PWrite(co, coff+oic, out, 0)
+	e.nextCluster = (coff + oic + int64(len(out)) + 511) / 512
+	return err
 }
 
 // BlockStatus is vmdk_co_block_status.
@@ -1232,20 +1275,22 @@ type coMutex struct{ blk.CoMutex }
 func (m *coMutex) lock(co *blk.Co) { m.Lock(co, "waits for the vmdk lock") }
 func (m *coMutex) unlock()         { m.Unlock() }
 
-// PWriteCompressed is vmdk_co_pwritev_compressed: a plain write, which
-// for an extent without compression stores the data uncompressed (qemu-io
-// write -c succeeds on monolithicSparse). Compressed grains are not
-// written yet (streamOptimized).
+// PWriteCompressed is vmdk_co_pwritev_compressed: a plain write (which
+// compresses only on a compressed extent: qemu-io write -c succeeds on
+// monolithicSparse, uncompressed). A write of 0 bytes marks the end of
+// the stream: each extent file grows to a whole sector.
 func (s *state) PWriteCompressed(co *blk.Co, off int64, buf []byte) error {
-	for o := off; o < off+int64(len(buf)); {
-		e := s.findExtent(o)
-		if e == nil {
-			break
-		}
-		if e.compressed {
-			return unix.ENOTSUP
-		}
-		o = e.endSector * 512
+	if len(buf) > 0 {
+		return s.PWrite(co, off, buf, 0)
 	}
-	return s.PWrite(co, off, buf, 0)
+	for _, e := range s.exts {
+		n, err := e.file.Node.Length(co)
+		if err != nil {
+			return err
+		}
+		if err := e.file.Node.Truncate(co, (n+511)&^511, false, blk.PreallocOff); err != nil {
+			return err
+		}
+	}
+	return nil
 }
