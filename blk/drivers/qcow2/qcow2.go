@@ -718,22 +718,6 @@ func (s *state) updateHeader(co *blk.Co) error {
 	return s.file.Node.PWrite(co, 0, out, 0)
 }
 
-// checkTableInFile refuses to load a table that lies (partly) beyond the
-// end of the file: only a corrupt image points there.
-func (s *state) checkTableInFile(co *blk.Co, what string, offset, size int64) error {
-	l, err := s.file.Node.Length(co)
-	if err != nil {
-		return err
-	}
-	// A table may end past the file's end (the file's last cluster can
-	// be partial, as after qemu-img create: QEMU reads zeroes there), but
-	// one that starts past it comes from corrupt metadata.
-	if offset < 0 || offset >= l && size > 0 {
-		return s.corrupt("%s at %#x: beyond end of file", what, offset)
-	}
-	return nil
-}
-
 // ---------------------------------------------------------------------
 // The node's simple facts.
 
