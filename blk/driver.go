@@ -240,6 +240,14 @@ type Truncater interface {
 // no node's flag changes.
 type Reopener interface{ Reopen(readOnly bool) error }
 
+// DirectReopener is implemented by drivers whose open state depends on
+// cache.direct (the file driver's O_DIRECT descriptor and the alignment
+// found with it). Backend.SetDirect calls it on every node of the graph,
+// children first, and refreshes the limits afterwards; an error leaves
+// the node as it was, and Backend.SetDirect then switches back the nodes
+// it had already switched.
+type DirectReopener interface{ ReopenDirect(direct bool) error }
+
 // OptionReopener is implemented by drivers whose runtime options can
 // change on reopen (a driver's bdrv_reopen_prepare and _commit).
 // PrepareReopen removes from opts the keys it knows, checks them against
@@ -319,6 +327,7 @@ type nodeOps struct {
 	dFlush     DiskFlusher
 	trunc      Truncater
 	reopen     Reopener
+	direct     DirectReopener
 	limits     LimitsRefresher
 	perm       PermTaker
 	events     DebugEventer
@@ -338,6 +347,7 @@ func (n *Node) setImpl(impl Impl) {
 	n.ops.dFlush, _ = impl.(DiskFlusher)
 	n.ops.trunc, _ = impl.(Truncater)
 	n.ops.reopen, _ = impl.(Reopener)
+	n.ops.direct, _ = impl.(DirectReopener)
 	n.ops.limits, _ = impl.(LimitsRefresher)
 	n.ops.perm, _ = impl.(PermTaker)
 	n.ops.events, _ = impl.(DebugEventer)

@@ -382,12 +382,13 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 		return errUsage
 	}
 	var commit func()
+	change := map[string]bool{} // cache.direct, cache.no-flush
 	if ropts != nil {
 		if ropts.Has("read-only") && hasRW {
 			s.errorReport("Cannot set both -r/-w and 'read-only'")
 			return errFailed
 		}
-		if !reopenGeneric(s, ropts, cache != "") {
+		if !reopenGeneric(s, ropts, cache != "", change) {
 			return errFailed
 		}
 		if r, ok := s.Img.Root.Impl().(blk.OptionReopener); ok {
@@ -439,7 +440,23 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 			return errFailed
 		}
 	}
+	if cache != "" {
+		direct, _, nf, _ := cacheMode(cache)
+		change["cache.direct"], change["cache.no-flush"] = direct, nf
+	}
+	// O_DIRECT changes first, undone should the read-only change fail.
+	oldDirect := s.Img.Flags().Direct
+	direct, changeDirect := change["cache.direct"]
+	if changeDirect {
+		if err := s.Img.SetDirect(direct); err != nil {
+			s.errorReport("%s", errText(err))
+			return errFailed
+		}
+	}
 	if err := s.Img.SetReadOnly(ro); err != nil {
+		if changeDirect {
+			_ = s.Img.SetDirect(oldDirect)
+		}
 		s.errorReport("%s", errText(err))
 		return errFailed
 	}
@@ -447,8 +464,10 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 		commit()
 	}
 	if cache != "" {
-		_, wt, nf, _ := cacheMode(cache)
+		_, wt, _, _ := cacheMode(cache)
 		s.Img.SetWriteThrough(wt)
+	}
+	if nf, ok := change["cache.no-flush"]; ok {
 		s.Img.SetNoFlush(nf)
 	}
 	return nil

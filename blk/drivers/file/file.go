@@ -195,7 +195,7 @@ func openPosix(a *blk.OpenArgs, kind kind) (blk.Impl, error) {
 	}
 	n.hasFallocate = kind == kindFile
 	if n.direct {
-		if err := n.probeAlignment(); err != nil {
+		if n.reqAlign, n.memAlign, err = probeAlignment(fd); err != nil {
 			n.Close()
 			return nil, err
 		}
