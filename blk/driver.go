@@ -315,6 +315,11 @@ type Info struct {
 // Infoer reports format information; nodes without it make info fail.
 type Infoer interface{ Info() (Info, error) }
 
+// AllocatedSizer reports how many bytes of storage a protocol node's
+// data takes (bdrv_get_allocated_file_size: a file's st_blocks). See
+// Node.AllocatedFileSize for nodes without it.
+type AllocatedSizer interface{ AllocatedSize() (int64, error) }
+
 // nodeOps holds a node's optional capabilities, asserted once when the
 // node opens (setImpl): the request path never re-asserts, and a nil
 // field means the driver does not have the capability.

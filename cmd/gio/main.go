@@ -15,6 +15,7 @@ import (
 	"gio/blk/drivers/luks"
 	"gio/blk/drivers/nbd"
 	"gio/blk/drivers/null"
+	"gio/blk/drivers/preallocate"
 	"gio/blk/drivers/qcow"
 	"gio/blk/drivers/qcow2"
 	"gio/blk/drivers/qed"
@@ -123,7 +124,7 @@ var env = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
 }}
 
 func newRegistry(out io.Writer) *blk.Registry {
-	drivers := []*blk.Driver{file.Driver, file.HostDevice, file.HostCDROM, raw.Driver, cor.Driver, compress.Driver, quorum.Driver, blkverify.Driver, qcow2.Driver, luks.Driver, vdi.Driver, vpc.Driver, qed.Driver, qcow.Driver, vmdk.Driver, null.CoDriver, null.AIODriver,
+	drivers := []*blk.Driver{file.Driver, file.HostDevice, file.HostCDROM, raw.Driver, cor.Driver, compress.Driver, quorum.Driver, blkverify.Driver, preallocate.Driver, qcow2.Driver, luks.Driver, vdi.Driver, vpc.Driver, qed.Driver, qcow.Driver, vmdk.Driver, null.CoDriver, null.AIODriver,
 		blkdebug.NewDriver(func() io.Writer { return out })}
 	return withSecrets(blk.NewRegistry(append(drivers, nbd.Drivers...)...))
 }

@@ -299,3 +299,13 @@ func (n *node) Close() error {
 	n.fd = -1
 	return err
 }
+
+// AllocatedSize is raw_get_allocated_file_size: the blocks the file
+// takes on disk.
+func (n *node) AllocatedSize() (int64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(n.fd, &st); err != nil {
+		return 0, errnoOf(err)
+	}
+	return st.Blocks * 512, nil
+}

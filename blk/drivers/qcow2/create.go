@@ -167,7 +167,7 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 	if err := s.updateHeader(co); err != nil {
 		return blk.Errorf(blk.ErrnoOf(err), "Could not update qcow2 header")
 	}
-	if err := s.truncate(co, size, false); err != nil {
+	if err := s.truncate(co, size, false, blk.PreallocOff, false); err != nil {
 		return blk.PrefixError("Could not resize image: ", err)
 	}
 	if hasBacking {

@@ -179,6 +179,9 @@ type state struct {
 	// file (datafile.go) named dataFileName in the header.
 	data         *blk.Child
 	dataFileName string
+	// metaPrealloc: the image looks preallocated (checked once, at the
+	// first block status; qcow2_detect_metadata_preallocation).
+	metaPreallocChecked, metaPrealloc bool
 }
 
 type region struct{ offset, bytes int64 }
