@@ -3,6 +3,7 @@ package blk
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -159,6 +160,31 @@ type CreateArgs struct {
 	Opts *qdict.Dict
 	reg  *Registry
 	loop *Loop
+	// more are the files CreateFile opened, closed after the create.
+	more []*Node
+}
+
+// CreateFile makes filename an empty file (created when missing, as
+// QEMU's bdrv_create_file does for the file protocol) and returns it
+// open as a writable protocol node, for a format that keeps data in a
+// second file (qcow2's data_file). It is closed when the create ends.
+func (a *CreateArgs) CreateFile(co *Co, filename string) (*Node, error) {
+	f, err := os.OpenFile(filename, os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, Errorf(ErrnoOf(err), "Could not create '%s'", filename)
+	}
+	f.Close()
+	opts := qdict.New()
+	opts.Set("filename", filename)
+	n, err := a.reg.openNode(opts, OpenFlags{}, a.loop, false)
+	if err != nil {
+		return nil, err
+	}
+	a.more = append(a.more, n)
+	if err := n.Truncate(co, 0, false, PreallocOff); err != nil {
+		return nil, err
+	}
+	return n, nil
 }
 
 // ProbeFormat opens filename's protocol layer and returns the format
@@ -213,6 +239,11 @@ func (r *Registry) Create(format, filename string, size int64, opts *qdict.Dict,
 	}
 	defer file.close()
 	a := &CreateArgs{File: file, Size: size, Opts: opts, reg: r, loop: loop}
+	defer func() {
+		for _, n := range a.more {
+			n.close()
+		}
+	}()
 	var cerr error
 	co := loop.Spawn("create", func(co *Co) {
 		if cerr = file.Truncate(co, 0, false, PreallocOff); cerr != nil {
@@ -220,6 +251,11 @@ func (r *Registry) Create(format, filename string, size int64, opts *qdict.Dict,
 		}
 		if cerr = d.Create(co, a); cerr != nil {
 			return
+		}
+		for _, n := range a.more {
+			if cerr = n.Flush(co); cerr != nil {
+				return
+			}
 		}
 		cerr = file.Flush(co)
 	})
