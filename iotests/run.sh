@@ -18,7 +18,7 @@
 # never run qemu-io, skipped by default), --keep (keep the scratch
 # directory).
 # A failing test runs once more alone; one listed in iotests/flaky-FMT.txt
-# (flaky with the real qemu-io too, with the reason) up to
+# (flaky for reasons outside gio, with the reason) up to
 # GIO_IOTESTS_FLAKY_RUNS (3) times in all.
 # Environment: GIO_BIN (a gio binary; default: built from this checkout),
 # GIO_IOTESTS_CACHE (where the QEMU sources are cached,
@@ -240,8 +240,8 @@ if [ -n "$failed" ] && [ "$compare" = 1 ] && [ "${GIO_IOTESTS_RETRY:-1}" = 1 ]; 
     passed="$passed $flaky"
     failed=$(printf '%s\n' $failed | grep -vxF "$(printf '%s\n' $flaky)" || true)
   fi
-  # Tests listed in iotests/flaky-FMT.txt fail now and then with the real
-  # qemu-io too (VM timing under load, the reason is in the list): they
+  # Tests listed in iotests/flaky-FMT.txt fail now and then for reasons
+  # outside gio (VM timing under load, the reason is in the list): they
   # get up to GIO_IOTESTS_FLAKY_RUNS runs in all (3) before they count
   # as failed.
   if [ -f "$flakyfile" ]; then
