@@ -196,8 +196,9 @@ func (b *Backend) Info() (Info, error) { return infoFrom(b.Root) }
 // Info is bdrv_get_info on the node (see infoFrom).
 func (n *Node) Info() (Info, error) { return infoFrom(n) }
 
-// infoFrom is bdrv_get_info on top: the first node down the primary
-// children that has information gives it.
+// infoFrom is bdrv_get_info on top: the first node down the filters'
+// primary children that has information gives it; a format node without
+// any (bochs, cloop) has none, as in QEMU.
 func infoFrom(top *Node) (Info, error) {
 	for n := top; n != nil; {
 		if n.ops.info != nil {
@@ -207,7 +208,7 @@ func infoFrom(top *Node) (Info, error) {
 			}
 			return info, err
 		}
-		if n.file == nil {
+		if n.file == nil || n.driver.imageFormat() {
 			break
 		}
 		n = n.file.Node

@@ -536,9 +536,14 @@ func (n *Node) BlockStatus(co *Co, wantZero bool, off, bytes int64) (Status, err
 		return Status{}, nil
 	}
 	if n.ops.status == nil {
-		// No information: everything is data here, or (for a filter or a
-		// format without block status) whatever the child says.
-		if n.file != nil {
+		// No information: a filter passes the child's answer on; a format
+		// without block status (bochs, cloop) is data, all allocated,
+		// with no offset (bdrv_co_block_status's early answer); a
+		// protocol is data at the same offset.
+		switch {
+		case n.driver.imageFormat():
+			return Status{Flags: StatusData | StatusAllocated, Pnum: bytes}, nil
+		case n.file != nil:
 			return n.file.Node.BlockStatus(co, wantZero, off, bytes)
 		}
 		return Status{Flags: StatusData | StatusAllocated | StatusOffsetValid, Pnum: bytes, Map: off, File: n}, nil
