@@ -241,13 +241,29 @@ func eachDataNode(n *Node, fn func(*Node) error) error {
 	return fn(n)
 }
 
+// CheckReopen fails, with QEMU's message, when a data node's driver
+// cannot be reopened at all (Driver.NoReopen); reopen -r/-w and option
+// changes call it before changing anything.
+func (b *Backend) CheckReopen() error {
+	for _, n := range b.dataNodes() {
+		if n.driver.NoReopen {
+			return Msgf(unix.ENOTSUP, "Block format '%s' used by node '%s' does not support reopening files", n.driver.Name, n.MessageName())
+		}
+	}
+	return nil
+}
+
 // SetReadOnly changes the read-only state of the image's data nodes
 // (reopen -r/-w); backing files stay read-only. Nodes holding OS
 // resources or caches reopen them first, parents before children; when one fails, those already reopened
 // are reopened back, so a failure leaves the graph as it was.
 func (b *Backend) SetReadOnly(ro bool) error {
+	if err := b.CheckReopen(); err != nil {
+		return err
+	}
 	nodes := b.dataNodes()
 	var done []Reopener
+	var changed []*Node
 	// Parents first: a format going read-only writes its caches back
 	// (qcow2_reopen_prepare) while its file can still take them.
 	for i := len(nodes) - 1; i >= 0; i-- {
@@ -267,11 +283,17 @@ func (b *Backend) SetReadOnly(ro bool) error {
 			return err
 		}
 		done = append(done, r)
+		changed = append(changed, n)
 	}
 	for _, n := range nodes {
 		n.readOnly = ro
 	}
 	b.flags.ReadOnly = ro
+	for _, n := range changed {
+		if f := n.ops.finish; f != nil {
+			f.ReopenCommitted(ro)
+		}
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package blk
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"gio/blk/qdict"
@@ -248,6 +249,25 @@ type Reopener interface{ Reopen(readOnly bool) error }
 // it had already switched.
 type DirectReopener interface{ ReopenDirect(direct bool) error }
 
+// ReopenFinisher is implemented by drivers with work to do once a
+// read-only change is committed on the whole graph
+// (bdrv_reopen_commit_post): by then the node's children have their new
+// mode too, so a format going read-write can write its file. It cannot
+// fail the reopen; the driver reports its own errors.
+type ReopenFinisher interface{ ReopenCommitted(readOnly bool) }
+
+// DirtyTracker is implemented by drivers that keep dirty bitmaps of
+// their node (qcow2's persistent bitmaps). blk calls SetDirty where
+// QEMU's bdrv_co_write_req_finish sets dirty bits: after each aligned
+// write, zero write, compressed write and discard that reached the
+// driver step, whatever its result, with that request's range. While
+// ReadonlyBitmaps is true, blk refuses writes and discards with EPERM
+// before they start (bdrv_has_readonly_bitmaps).
+type DirtyTracker interface {
+	SetDirty(off, bytes int64)
+	ReadonlyBitmaps() bool
+}
+
 // OptionReopener is implemented by drivers whose runtime options can
 // change on reopen (a driver's bdrv_reopen_prepare and _commit).
 // PrepareReopen removes from opts the keys it knows, checks them against
@@ -302,6 +322,46 @@ type Breakpointer interface {
 	Tags() []string
 }
 
+// CheckMode says what a consistency check may repair (QEMU's
+// BdrvCheckMode); zero only reports.
+type CheckMode int
+
+// Check modes, combined with |: qemu-img check -r leaks is CheckFixLeaks,
+// -r all is CheckFixLeaks|CheckFixErrors.
+const (
+	CheckFixLeaks CheckMode = 1 << iota
+	CheckFixErrors
+)
+
+// CheckResult is what a consistency check found (QEMU's BdrvCheckResult
+// with its BlockFragInfo): the facts qemu-img check prints.
+type CheckResult struct {
+	// Corruptions and Leaks are the problems left after the check
+	// (repaired ones are not counted); CheckErrors are the places the
+	// check could not look at (an I/O error, an unreadable table).
+	Corruptions, Leaks, CheckErrors int
+	CorruptionsFixed, LeaksFixed    int
+	// ImageEndOffset is where the last cluster in use ends (0: unknown).
+	ImageEndOffset int64
+	// The cluster counts of the guest-visible image (0: not known).
+	TotalClusters, AllocatedClusters, FragmentedClusters, CompressedClusters int64
+}
+
+// Checker is a format's consistency check (QEMU's bdrv_co_check).
+// blk guarantees, through Node.Check: the call is a serialising request
+// over the whole node (no other request of the node runs meanwhile), it
+// runs with the token, fix is 0 on a read-only node, and msgs is not nil.
+// The driver: fills res from zero; prints one line per problem to msgs,
+// with QEMU's words ("Leaked cluster 5 refcount=1 reference=0"); repairs
+// only what fix allows and counts each repair in CorruptionsFixed or
+// LeaksFixed instead of Corruptions or Leaks; leaves its caches
+// consistent with what it wrote; returns an error only when the check
+// could not complete (res then holds what was found so far), never for
+// what it found. It must not panic on any image content.
+type Checker interface {
+	Check(co *Co, fix CheckMode, msgs io.Writer, res *CheckResult) error
+}
+
 // Info is what the info command shows.
 type Info struct {
 	ClusterSize   int64
@@ -338,6 +398,9 @@ type nodeOps struct {
 	events     DebugEventer
 	brk        Breakpointer
 	info       Infoer
+	check      Checker
+	dirty      DirtyTracker
+	finish     ReopenFinisher
 }
 
 // setImpl installs a node's implementation and resolves its capabilities.
@@ -358,6 +421,19 @@ func (n *Node) setImpl(impl Impl) {
 	n.ops.events, _ = impl.(DebugEventer)
 	n.ops.brk, _ = impl.(Breakpointer)
 	n.ops.info, _ = impl.(Infoer)
+	n.ops.check, _ = impl.(Checker)
+	n.ops.dirty, _ = impl.(DirtyTracker)
+	n.ops.finish, _ = impl.(ReopenFinisher)
+}
+
+// readonlyBitmaps says whether the node's dirty bitmaps forbid writes.
+func (n *Node) readonlyBitmaps() bool { return n.ops.dirty != nil && n.ops.dirty.ReadonlyBitmaps() }
+
+// setDirty marks [off, off+bytes) in the node's dirty bitmaps.
+func (n *Node) setDirty(off, bytes int64) {
+	if n.ops.dirty != nil && bytes > 0 {
+		n.ops.dirty.SetDirty(off, bytes)
+	}
 }
 
 // Error is a failure carrying QEMU's message and the errno, so callers can

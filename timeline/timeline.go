@@ -118,10 +118,21 @@ func Render(evs []trace.Event, title string) []byte {
 	bars := map[laneKey][]*bar{}
 	var marks []mark
 	var arrows []arrow
+	// A request's lane and its name: "#N" and the name of its outermost
+	// slice, the command line (older traces named the lanes with
+	// thread_name events instead).
 	reqName := map[int]string{}
 	for k, n := range names {
 		if k.pid == 2 {
 			reqName[k.tid] = n
+		}
+	}
+	for i := range evs {
+		e := &evs[i]
+		k := laneKey{e.Pid, e.Tid}
+		if e.Pid == 2 && e.Ph == "B" && e.Cat != "yield" && names[k] == "" {
+			names[k] = fmt.Sprintf("#%d %s", e.Tid, e.Name)
+			reqName[e.Tid] = names[k]
 		}
 	}
 	type open struct {

@@ -10,18 +10,16 @@ import (
 func TestRender(t *testing.T) {
 	in := `{"name":"process_name","ph":"M","ts":0,"pid":1,"tid":0,"args":{"name":"nodes"}}
 {"name":"thread_name","ph":"M","ts":0,"pid":1,"tid":1,"args":{"name":"blkdebug"}}
-{"name":"thread_name","ph":"M","ts":0,"pid":2,"tid":1,"args":{"name":"#1 aio_write </script><b>"}}
-{"name":"aio_write","cat":"request","ph":"B","ts":0,"pid":2,"tid":1,"args":{"req":1}}
-{"name":"thread_name","ph":"M","ts":0,"pid":2,"tid":2,"args":{"name":"#2 aio_write 0 4096"}}
-{"name":"aio_write","cat":"request","ph":"B","ts":1,"pid":2,"tid":2,"args":{"req":2}}
-{"name":"write","cat":"req","ph":"b","ts":1,"pid":1,"tid":1,"id":1,"args":{"req":1,"span":1,"parent":0,"range":"0x0+0x1000"}}
+{"name":"aio_write </script><b>","cat":"request","ph":"B","ts":0,"pid":2,"tid":1}
+{"name":"aio_write 0 4096","cat":"request","ph":"B","ts":1,"pid":2,"tid":2}
+{"name":"write","cat":"req","ph":"b","ts":1,"pid":1,"tid":1,"id":1,"args":{"req":1,"range":"0x0+0x1000"}}
 {"name":"suspend","cat":"mark","ph":"i","ts":2,"pid":1,"tid":1,"s":"t","args":{"req":1,"tag":"A","event":"pwritev"}}
 {"name":"suspended at 'A'","cat":"yield","ph":"B","ts":2,"pid":2,"tid":1}
 {"name":"wait","cat":"mark","ph":"i","ts":3,"pid":1,"tid":1,"s":"t","args":{"req":2,"waits_for":1,"overlap":"0x0+0x1000"}}
 {"name":"error","cat":"mark","ph":"i","ts":4,"pid":1,"tid":1,"s":"t","args":{"req":1,"where":"injected","error":"EIO"}}
-{"name":"","cat":"yield","ph":"E","ts":5,"pid":2,"tid":1}
-{"name":"","cat":"req","ph":"e","ts":5,"pid":1,"tid":1,"id":1}
-{"name":"","cat":"request","ph":"E","ts":100005,"pid":2,"tid":1,"args":{"error":"Input/output error"}}
+{"ph":"E","ts":5,"pid":2,"tid":1}
+{"cat":"req","ph":"e","ts":5,"pid":1,"tid":1,"id":1}
+{"ph":"E","ts":100005,"pid":2,"tid":1,"args":{"error":"Input/output error"}}
 `
 	evs, err := trace.Read(strings.NewReader(in))
 	if err != nil {
@@ -32,7 +30,7 @@ func TestRender(t *testing.T) {
 		`class="arrow" data-req="2"`, `#2 waits for #1 (overlap 0x0+0x1000)`,
 		`class="mark suspend"`, `class="mark error"`, `class="bar y-susp"`, `class="bar req failed"`,
 		`: write 0x0+0x1000 on blkdebug`, `100.005 ms`, `(unfinished)`,
-		`\u003c/script\u003e\u003cb\u003e`, `&lt;/script&gt;&lt;b&gt;`,
+		`\u003c/script\u003e\u003cb\u003e`, `&lt;/script&gt;&lt;b&gt;`, `#2 aio_write 0 4096`,
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
@@ -60,4 +58,20 @@ func FuzzRender(f *testing.F) {
 		}
 		Render(evs, "fuzz")
 	})
+}
+
+// TestRenderOldFormat: traces written before 2026-12-02 named request
+// lanes with thread_name events; their lanes keep those names.
+func TestRenderOldFormat(t *testing.T) {
+	in := `{"name":"thread_name","ph":"M","ts":0,"pid":2,"tid":1,"args":{"name":"#1 old lane name"}}
+{"name":"w","cat":"request","ph":"B","ts":0,"pid":2,"tid":1,"args":{"req":1}}
+{"name":"","cat":"request","ph":"E","ts":1,"pid":2,"tid":1}
+`
+	evs, err := trace.Read(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page := string(Render(evs, "old.jsonl")); !strings.Contains(page, "#1 old lane name") || strings.Contains(page, "#1 w<") {
+		t.Errorf("the request lane is not named by its thread_name")
+	}
 }

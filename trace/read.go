@@ -175,7 +175,7 @@ func Check(evs []Event) error {
 	last := map[lane]float64{}
 	stacks := map[lane]int{}
 	async := map[string]bool{}
-	spans := map[int]bool{}
+	spans := map[string]bool{} // span ids (the span numbers)
 	reqs := map[int]bool{}
 	flows := map[string]bool{}
 	for i := range evs {
@@ -207,13 +207,13 @@ func Check(evs []Event) error {
 			}
 			async[key] = true
 			if e.Cat == "req" {
-				if p := e.IntArg("parent"); p != 0 && !spans[p] {
+				if p := e.IntArg("parent"); p != 0 && !spans[strconv.Itoa(p)] {
 					bad(i, "span %s: parent span %d does not exist", key, p)
 				}
 				if r := e.IntArg("req"); r != 0 && !reqs[r] {
 					bad(i, "span %s: request #%d was never submitted", key, r)
 				}
-				spans[e.IntArg("span")] = true
+				spans[e.IDString()] = true
 			}
 		case "e":
 			key := e.Cat + "/" + e.IDString()

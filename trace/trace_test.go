@@ -3,6 +3,7 @@ package trace
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -63,10 +64,12 @@ func TestAppendMicros(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	const (
-		sub  = `{"name":"w","cat":"request","ph":"B","ts":1,"pid":2,"tid":1,"args":{"req":1}}`
-		end  = `{"name":"","cat":"request","ph":"E","ts":5,"pid":2,"tid":1}`
-		span = `{"name":"write","cat":"req","ph":"b","ts":2,"pid":1,"tid":1,"id":1,"args":{"req":1,"span":1,"parent":0}}`
-		send = `{"name":"","cat":"req","ph":"e","ts":3,"pid":1,"tid":1,"id":1}`
+		sub   = `{"name":"w","cat":"request","ph":"B","ts":1,"pid":2,"tid":1}`
+		end   = `{"ph":"E","ts":5,"pid":2,"tid":1}`
+		span  = `{"name":"write","cat":"req","ph":"b","ts":2,"pid":1,"tid":1,"id":1,"args":{"req":1}}`
+		send  = `{"cat":"req","ph":"e","ts":3,"pid":1,"tid":1,"id":1}`
+		child = `{"name":"write","cat":"req","ph":"b","ts":2,"pid":1,"tid":2,"id":2,"args":{"req":1,"parent":1}}`
+		cend  = `{"cat":"req","ph":"e","ts":3,"pid":1,"tid":2,"id":2}`
 	)
 	for _, tc := range []struct {
 		name, trace, want string
@@ -76,7 +79,15 @@ func TestCheck(t *testing.T) {
 		{"span no end", strings.Join([]string{sub, span, end}, "\n"), "span req/1 never ends"},
 		{"end no begin", strings.Join([]string{end}, "\n"), "end without begin"},
 		{"backwards", strings.Join([]string{sub, span, strings.Replace(send, `"ts":3`, `"ts":1`, 1), end}, "\n"), "before 2.000"},
-		{"bad parent", strings.Join([]string{sub, strings.Replace(span, `"parent":0`, `"parent":7`, 1), send, end}, "\n"), "parent span 7 does not exist"},
+		{"child", strings.Join([]string{sub, span, child, cend, send, end}, "\n"), ""},
+		// Traces written before 2026-12-02 repeated the id as "span"
+		// and wrote "parent":0 and named ends.
+		{"old format", strings.Join([]string{sub,
+			`{"name":"write","cat":"req","ph":"b","ts":2,"pid":1,"tid":1,"id":1,"args":{"req":1,"span":1,"parent":0}}`,
+			`{"name":"write","cat":"req","ph":"b","ts":2,"pid":1,"tid":2,"id":2,"args":{"req":1,"span":2,"parent":1}}`,
+			`{"name":"","cat":"req","ph":"e","ts":3,"pid":1,"tid":2,"id":2}`, send,
+			`{"name":"","cat":"request","ph":"E","ts":5,"pid":2,"tid":1}`}, "\n"), ""},
+		{"bad parent", strings.Join([]string{sub, strings.Replace(child, `"parent":1`, `"parent":7`, 1), cend, end}, "\n"), "parent span 7 does not exist"},
 		{"unknown request", strings.Join([]string{strings.Replace(span, `"req":1`, `"req":9`, 1), send}, "\n"), "request #9 was never submitted"},
 		{"flow without start", strings.Join([]string{sub, `{"name":"w","cat":"wait","ph":"f","ts":2,"pid":2,"tid":1,"id":3,"bp":"e"}`, end}, "\n"), "flow 3 ends without a start"},
 		{"wait unknown", strings.Join([]string{sub, `{"name":"wait","ph":"i","ts":2,"pid":1,"tid":1,"args":{"req":1,"waits_for":4}}`, end}, "\n"), "request #4 that was never submitted"},
@@ -130,4 +141,18 @@ func FuzzRead(f *testing.F) {
 		}
 		_ = Check(evs)
 	})
+}
+
+func TestAppendUint(t *testing.T) {
+	for _, v := range []uint64{0, 9, 10, 99, 100, 101, 999, 1000, 12345, 99999, 100000, 1<<64 - 1} {
+		for _, pre := range [][]byte{nil, []byte("x"), make([]byte, 3, 4)} {
+			want := strconv.AppendUint(append([]byte(nil), pre...), v, 10)
+			if got := appendUint(append(pre[:len(pre):len(pre)], nil...), v); !bytes.Equal(got, want) {
+				t.Errorf("appendUint(%q, %d) = %q, want %q", pre, v, got, want)
+			}
+			if got := appendUint(pre, v); !bytes.Equal(got, want) {
+				t.Errorf("appendUint(%q (cap %d), %d) = %q, want %q", pre, cap(pre), v, got, want)
+			}
+		}
+	}
 }

@@ -487,12 +487,21 @@ func (s *state) Truncate(co *blk.Co, size int64, exact bool, prealloc blk.Preall
 	}
 	s.mu.lock(co)
 	defer s.mu.unlock()
-	return s.truncate(co, size, zeroFill, prealloc, exact)
+	if err := s.truncate(co, size, zeroFill, prealloc, exact); err != nil {
+		return err
+	}
+	for _, b := range s.dirtyBitmaps {
+		b.truncate(s.size)
+	}
+	return nil
 }
 
 func (s *state) truncate(co *blk.Co, size int64, zeroFill bool, prealloc blk.Prealloc, exact bool) error {
 	if s.nbSnapshots > 0 && s.version < 3 {
 		return blk.Msgf(unix.ENOTSUP, "Can't resize a v2 image which has snapshots")
+	}
+	if err := s.truncateBitmapsCheck(co); err != nil {
+		return err
 	}
 	old := s.size
 	newL1 := s.sizeToL1(size)

@@ -22,7 +22,8 @@
 // Also the VM state area (vmstate.go), lazy refcounts and the dirty bit
 // with the repair a read/write open runs (lazy.go, check.go), the corrupt
 // bit, the runtime options (options.go), zstd clusters (zstd.go) and the
-// persistent bitmaps, kept and shown by info (bitmaps.go).
+// persistent dirty bitmaps, loaded, tracked and stored back (bitmaps.go,
+// dirtybitmap.go).
 //
 // Encrypted images (legacy AES and LUKS) are in crypt.go.
 //
@@ -151,8 +152,21 @@ type state struct {
 	dataWrites    map[int64]int
 	writesDone    coQueue
 	noDiscardWait bool
+	// noWriteOrder is the debug switch x-write-order=off (a mutation for
+	// gio explore --crash): an L2 table is written back without first
+	// flushing the refcount blocks and data it depends on, so that a
+	// power cut can leave an L2 entry pointing at a cluster whose
+	// refcount never reached the disk.
+	noWriteOrder bool
 	// allocs are the allocating writes in flight (cluster_allocs).
 	allocs []*l2meta
+
+	// checkOpen: opened for a consistency check (blk.OpenFlags.Check).
+	checkOpen bool
+	// checkSnaps and checkSnapSize are the snapshot table as the check
+	// read it (checksnap.go).
+	checkSnaps    []snapshotL1
+	checkSnapSize int64
 
 	// broken is set once corruption has been found: every later request
 	// fails, as QEMU ejects a corrupt image's driver.
@@ -172,8 +186,15 @@ type state struct {
 	inactive       []inactiveTable
 	inactiveLoaded bool
 
-	// bitmaps are the persistent bitmaps, for info.
-	bitmaps []bitmapInfo
+	// The persistent bitmaps (bitmaps.go): the extension as the header
+	// holds it, the directory as last read or written (for info), and
+	// the bitmaps in memory, in directory order.
+	nbBitmaps                      uint32
+	bitmapDirOffset, bitmapDirSize int64
+	bitmapDir                      []*bitmapEntry
+	dirtyBitmaps                   []*dirtyBitmap
+	// warnf prints a warning (warn_report).
+	warnf func(format string, args ...any)
 
 	// data is where guest data lives: the file, or the external data
 	// file (datafile.go) named dataFileName in the header.
@@ -195,6 +216,7 @@ var (
 	_ blk.LimitsRefresher = (*state)(nil)
 	_ blk.Infoer          = (*state)(nil)
 	_ blk.Reopener        = (*state)(nil)
+	_ blk.Checker         = (*state)(nil)
 )
 
 // errAgain asks an allocation to restart its search (QEMU's -EAGAIN).
@@ -317,7 +339,7 @@ func (s *state) vmStateOffset() int64 {
 // Opening.
 
 func open(a *blk.OpenArgs) (blk.Impl, error) {
-	s := &state{self: a.Node(), loop: a.Loop, readOnly: a.Flags.ReadOnly, stderr: a.Stderr(), report: a.ReportFunc()}
+	s := &state{self: a.Node(), loop: a.Loop, readOnly: a.Flags.ReadOnly, checkOpen: a.Flags.Check, stderr: a.Stderr(), report: a.ReportFunc(), warnf: a.Warnf}
 	if s.loop == nil {
 		s.loop = blk.NewLoop(blk.NewVirtualClock())
 	}
@@ -381,6 +403,11 @@ func (s *state) takeOptions(a *blk.OpenArgs) error {
 		return err
 	}
 	s.noDiscardWait = !discardWaits
+	writeOrder, err := o.TakeBool("x-write-order", true)
+	if err != nil {
+		return err
+	}
+	s.noWriteOrder = !writeOrder
 	s.opts = r
 	return s.takeCryptOptions(a)
 }
@@ -455,7 +482,7 @@ func (s *state) doOpen(co *blk.Co) error {
 		}
 		return blk.Msgf(unix.ENOTSUP, "%s", unsupportedFeatures(table, s.incompat&^incompatMask))
 	}
-	if s.incompat&incompatCorrupt != 0 && !s.readOnly {
+	if s.incompat&incompatCorrupt != 0 && !s.readOnly && !s.checkOpen {
 		return blk.Msgf(unix.EACCES, "qcow2: Image is corrupt; cannot be opened read/write")
 	}
 	s.extL2 = s.incompat&incompatExtL2 != 0
@@ -495,8 +522,10 @@ func (s *state) doOpen(co *blk.Co) error {
 	if err := s.validateTable(h.RefcountTableOffset, uint64(h.RefcountTableClusters), uint64(s.clusterSize), maxReftableBytes, "Reference count table"); err != nil {
 		return err
 	}
-	if err := s.validateTable(h.SnapshotsOffset, uint64(h.NbSnapshots), snapshotHdrSize, snapshotHdrSize*maxSnapshots, "Snapshot table"); err != nil {
-		return err
+	// A check validates the snapshot table itself (check.go).
+	snapErr := s.validateTable(h.SnapshotsOffset, uint64(h.NbSnapshots), snapshotHdrSize, snapshotHdrSize*maxSnapshots, "Snapshot table")
+	if snapErr != nil && !s.checkOpen {
+		return snapErr
 	}
 	if err := s.validateTable(h.L1TableOffset, uint64(h.L1Size), 8, maxL1Bytes, "Active L1 table"); err != nil {
 		return err
@@ -533,7 +562,9 @@ func (s *state) doOpen(co *blk.Co) error {
 		return err
 	}
 	s.commitOptions(r, l2n, rcn)
-	s.loadInactive(co)
+	if snapErr == nil {
+		s.loadInactive(co)
+	}
 
 	// qcow2_refcount_init.
 	s.reftableOffset = int64(h.RefcountTableOffset)
@@ -556,6 +587,7 @@ func (s *state) doOpen(co *blk.Co) error {
 	if err != nil {
 		return err
 	}
+	updateHeader := false
 	for _, e := range exts {
 		switch e.magic {
 		case extBackingFormat:
@@ -576,10 +608,9 @@ func (s *state) doOpen(co *blk.Co) error {
 				s.dataFileName = string(e.data)
 			}
 		case extBitmaps:
-			if s.autoclear&autoclearBitmaps != 0 {
-				s.bitmaps = s.readBitmaps(co, e.data)
+			if err := s.bitmapsExt(e.data, &updateHeader); err != nil {
+				return err
 			}
-			s.unknownExts = append(s.unknownExts, e)
 		default:
 			s.unknownExts = append(s.unknownExts, e)
 		}
@@ -601,16 +632,23 @@ func (s *state) doOpen(co *blk.Co) error {
 	}
 
 	// Unknown autoclear bits are cleared by a writer that does not know
-	// them (persistent bitmaps, for gio): that is what the bits are for.
-	// A raw external data file gio keeps raw.
-	if keep := s.autoclear & autoclearDataFileRaw; !s.readOnly && s.autoclear != keep {
-		s.autoclear = keep
+	// them: that is what the bits are for. Loading the bitmaps marks
+	// them in use, which rewrites the header too.
+	updateHeader = (updateHeader || s.autoclear&^autoclearMask != 0) && !s.readOnly
+	if updateHeader {
+		s.autoclear &= autoclearMask
+	}
+	headerUpdated, err := s.loadBitmaps(co)
+	if err != nil {
+		return err
+	}
+	if updateHeader && !headerUpdated {
 		if err := s.updateHeader(co); err != nil {
 			return blk.Errorf(blk.ErrnoOf(err), "Could not update qcow2 header")
 		}
 	}
 	// Repair the image if it is dirty (lazy refcounts after a crash).
-	if !s.readOnly && s.incompat&incompatDirty != 0 {
+	if !s.readOnly && !s.checkOpen && s.incompat&incompatDirty != 0 {
 		if err := s.repairDirty(co); err != nil {
 			return err
 		}
@@ -704,6 +742,13 @@ func (s *state) updateHeader(co *blk.Co) error {
 	if s.version >= 3 && s.clusterSize > 4096 {
 		buf = appendExt(buf, extFeatureTable, encodeFeatures(knownFeatures))
 	}
+	if s.nbBitmaps > 0 {
+		ext := make([]byte, bitmapsExtSize)
+		binary.BigEndian.PutUint32(ext, s.nbBitmaps)
+		binary.BigEndian.PutUint64(ext[8:], uint64(s.bitmapDirSize))
+		binary.BigEndian.PutUint64(ext[16:], uint64(s.bitmapDirOffset))
+		buf = appendExt(buf, extBitmaps, ext)
+	}
 	for _, e := range s.unknownExts {
 		buf = appendExt(buf, e.magic, e.data)
 	}
@@ -776,6 +821,9 @@ func (s *state) Reopen(readOnly bool) error {
 		if err := s.runSync("qcow2 reopen", func(co *blk.Co) error {
 			s.mu.lock(co)
 			defer s.mu.unlock()
+			if err := s.reopenBitmapsRO(co); err != nil {
+				return err
+			}
 			if err := s.writeCaches(co); err != nil {
 				return err
 			}
@@ -789,6 +837,22 @@ func (s *state) Reopen(readOnly bool) error {
 	}
 	s.readOnly = readOnly
 	return nil
+}
+
+// ReopenCommitted marks the bitmaps in use again once the image and its
+// file are writable (qcow2_reopen_commit_post). A failure leaves them
+// read-only, which refuses later writes, as in QEMU.
+func (s *state) ReopenCommitted(readOnly bool) {
+	if readOnly || s.broken {
+		return
+	}
+	if err := s.runSync("qcow2 reopen", func(co *blk.Co) error {
+		s.mu.lock(co)
+		defer s.mu.unlock()
+		return s.reopenBitmapsRW(co)
+	}); err != nil {
+		s.report(prependErr(s.nodeName()+": Failed to make dirty bitmaps writable: ", err))
+	}
 }
 
 // PrepareReopen is qcow2_update_options_prepare for a reopen: the new
@@ -838,11 +902,17 @@ func (s *state) Close() error {
 	if s.readOnly || s.broken || s.l2Cache == nil {
 		return nil
 	}
-	if !s.l2Cache.dirty() && !s.rcCache.dirty() && s.incompat&incompatDirty == 0 {
+	if !s.l2Cache.dirty() && !s.rcCache.dirty() && s.incompat&incompatDirty == 0 && len(s.dirtyBitmaps) == 0 {
 		return nil
 	}
 	return s.runSync("qcow2 close", func(co *blk.Co) error {
+		s.mu.lock(co)
+		defer s.mu.unlock()
 		var result error
+		if err := s.storeBitmaps(co, true); err != nil {
+			result = unix.EINVAL
+			s.report(prependErr(fmt.Sprintf("Lost persistent bitmaps during inactivation of node '%s': ", s.nodeName()), err))
+		}
 		if err := s.l2Cache.flush(co); err != nil {
 			result = err
 			s.report(blk.Errorf(blk.ErrnoOf(err), "Failed to flush the L2 table cache"))
@@ -857,6 +927,9 @@ func (s *state) Close() error {
 		return result
 	})
 }
+
+// nodeName names the node in messages (bdrv_get_device_or_node_name).
+func (s *state) nodeName() string { return s.self.MessageName() }
 
 // runSync runs fn as a request on the node's loop, outside any other
 // request (open, close, reopen).
