@@ -302,6 +302,7 @@ func (b *Backend) SetWriteThrough(wt bool) { b.writeThrough = wt }
 
 // SetNoFlush changes whether flushes reach the disk (cache=unsafe).
 func (b *Backend) SetNoFlush(nf bool) {
+	b.flags.NoFlush = nf
 	var walk func(n *Node)
 	walk = func(n *Node) {
 		n.noFlush = nf
@@ -310,6 +311,47 @@ func (b *Backend) SetNoFlush(nf bool) {
 		}
 	}
 	walk(b.Root)
+}
+
+// SetDirect switches cache.direct (O_DIRECT) on or off for every node of
+// the graph, backing files included, as a reopen with cache.direct or -c
+// does in QEMU (children inherit the option). The limits are refreshed
+// afterwards (bdrv_reopen_commit's bdrv_refresh_limits), so requests use
+// the alignment found with the new descriptors. A failure leaves the
+// graph as it was.
+func (b *Backend) SetDirect(direct bool) error {
+	var nodes []*Node
+	seen := map[*Node]bool{}
+	var walk func(n *Node)
+	walk = func(n *Node) {
+		if seen[n] {
+			return
+		}
+		seen[n] = true
+		for _, c := range n.children {
+			walk(c.Node)
+		}
+		nodes = append(nodes, n)
+	}
+	walk(b.Root)
+	var done []DirectReopener
+	for _, n := range nodes {
+		if n.ops.direct == nil {
+			continue
+		}
+		if err := n.ops.direct.ReopenDirect(direct); err != nil {
+			for i := len(done) - 1; i >= 0; i-- {
+				_ = done[i].ReopenDirect(!direct)
+			}
+			return err
+		}
+		done = append(done, n.ops.direct)
+	}
+	b.flags.Direct = direct
+	for _, n := range nodes {
+		n.refreshLimits()
+	}
+	return nil
 }
 
 // Flags returns the flags the image was opened with.

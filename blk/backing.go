@@ -66,19 +66,29 @@ func (a *OpenArgs) OpenBacking(filename, format, base string) (*Child, error) {
 	if filename != "" {
 		filename = CombinePath(base, filename)
 	}
-	var (
-		cn  *Node
-		err error
-	)
 	_, hasDriver := copts.Get("driver")
 	if !hasDriver && format != "" {
 		copts.Set("driver", format)
-		hasDriver = true
 	}
+	cn, err := a.reg.openImage(copts, filename, flags, a.Loop)
+	if err != nil {
+		return nil, PrefixError("Could not open backing file: ", err)
+	}
+	c := &Child{Name: "backing", Node: cn, Parent: a.node}
+	a.node.children = append(a.node.children, c)
+	return c, nil
+}
+
+// openImage opens a node that is an image in its own right (a backing
+// file, blkverify's test child): its format is probed unless copts name
+// a driver. filename, if not empty, names the image's file, unless
+// copts name one already.
+func (r *Registry) openImage(copts *qdict.Dict, filename string, flags OpenFlags, loop *Loop) (*Node, error) {
+	_, hasDriver := copts.Get("driver")
 	_, hasFile := copts.Get("filename")
 	if !hasFile && !copts.HasPrefix("file") && filename != "" {
 		if hasDriver {
-			if d := a.reg.Lookup(mustGet(copts, "driver")); d != nil && !d.Format {
+			if d := r.Lookup(mustGet(copts, "driver")); d != nil && !d.Format {
 				copts.Set("filename", filename)
 			} else {
 				copts.Set("file.filename", filename)
@@ -88,20 +98,14 @@ func (a *OpenArgs) OpenBacking(filename, format, base string) (*Child, error) {
 		}
 	}
 	if hasDriver {
-		cn, err = a.reg.openNode(copts, flags, a.Loop, false)
-	} else {
-		if fn, ok := copts.Get("filename"); ok {
-			copts.Del("filename")
-			copts.Set("file.filename", fn)
-		}
-		cn, _, err = a.reg.probeAndOpen(copts, flags, a.Loop, nil)
+		return r.openNode(copts, flags, loop, false)
 	}
-	if err != nil {
-		return nil, PrefixError("Could not open backing file: ", err)
+	if fn, ok := copts.Get("filename"); ok {
+		copts.Del("filename")
+		copts.Set("file.filename", fn)
 	}
-	c := &Child{Name: "backing", Node: cn, Parent: a.node}
-	a.node.children = append(a.node.children, c)
-	return c, nil
+	cn, _, err := r.probeAndOpen(copts, flags, loop, nil)
+	return cn, err
 }
 
 func mustGet(d *qdict.Dict, key string) string {
@@ -162,7 +166,8 @@ type CreateArgs struct {
 // CreateFile creates (or empties) the file filename, of the protocol its
 // name says, and opens it writable (QEMU's bdrv_create_file, then
 // blk_new_open), for formats whose images span several files (vmdk's
-// extents). The node stays open until the creation ends.
+// extents, qcow2's data_file). The node stays open until the creation
+// ends.
 func (a *CreateArgs) CreateFile(co *Co, filename string) (*Node, error) {
 	d, err := a.reg.protocolFor(filename)
 	if err != nil {

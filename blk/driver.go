@@ -241,6 +241,14 @@ type Truncater interface {
 // no node's flag changes.
 type Reopener interface{ Reopen(readOnly bool) error }
 
+// DirectReopener is implemented by drivers whose open state depends on
+// cache.direct (the file driver's O_DIRECT descriptor and the alignment
+// found with it). Backend.SetDirect calls it on every node of the graph,
+// children first, and refreshes the limits afterwards; an error leaves
+// the node as it was, and Backend.SetDirect then switches back the nodes
+// it had already switched.
+type DirectReopener interface{ ReopenDirect(direct bool) error }
+
 // ReopenFinisher is implemented by drivers with work to do once a
 // read-only change is committed on the whole graph
 // (bdrv_reopen_commit_post): by then the node's children have their new
@@ -367,6 +375,11 @@ type Info struct {
 // Infoer reports format information; nodes without it make info fail.
 type Infoer interface{ Info() (Info, error) }
 
+// AllocatedSizer reports how many bytes of storage a protocol node's
+// data takes (bdrv_get_allocated_file_size: a file's st_blocks). See
+// Node.AllocatedFileSize for nodes without it.
+type AllocatedSizer interface{ AllocatedSize() (int64, error) }
+
 // nodeOps holds a node's optional capabilities, asserted once when the
 // node opens (setImpl): the request path never re-asserts, and a nil
 // field means the driver does not have the capability.
@@ -379,6 +392,7 @@ type nodeOps struct {
 	dFlush     DiskFlusher
 	trunc      Truncater
 	reopen     Reopener
+	direct     DirectReopener
 	limits     LimitsRefresher
 	perm       PermTaker
 	events     DebugEventer
@@ -401,6 +415,7 @@ func (n *Node) setImpl(impl Impl) {
 	n.ops.dFlush, _ = impl.(DiskFlusher)
 	n.ops.trunc, _ = impl.(Truncater)
 	n.ops.reopen, _ = impl.(Reopener)
+	n.ops.direct, _ = impl.(DirectReopener)
 	n.ops.limits, _ = impl.(LimitsRefresher)
 	n.ops.perm, _ = impl.(PermTaker)
 	n.ops.events, _ = impl.(DebugEventer)

@@ -451,3 +451,27 @@ func checkRequest(off, bytes int64) error {
 
 // ErrReadOnly is returned by writes to a read-only node.
 var ErrReadOnly = errors.New("Block node is read-only")
+
+// AllocatedFileSize is bdrv_get_allocated_file_size: the driver's answer
+// (AllocatedSizer); else ENOTSUP for a protocol, and for a format or
+// filter the sum over its children but backing files.
+func (n *Node) AllocatedFileSize() (int64, error) {
+	if a, ok := n.impl.(AllocatedSizer); ok {
+		return a.AllocatedSize()
+	}
+	if !n.driver.Format {
+		return 0, unix.ENOTSUP
+	}
+	var sum int64
+	for _, c := range n.children {
+		if c.Name == "backing" {
+			continue
+		}
+		v, err := c.Node.AllocatedFileSize()
+		if err != nil {
+			return 0, err
+		}
+		sum += v
+	}
+	return sum, nil
+}

@@ -326,6 +326,49 @@ func (a *OpenArgs) OpenChild(name string, primary, required bool) (*Child, error
 	return c, nil
 }
 
+// OpenImageChild opens the child called name as an image of its own:
+// from the "name." options, else from filename, with its format probed
+// unless the options name a driver (QEMU's pure data children of
+// non-format nodes, such as blkverify's test child). It is required: with
+// neither options nor filename, QEMU's "A block device must be
+// specified" error.
+func (a *OpenArgs) OpenImageChild(name, filename string) (*Child, error) {
+	copts := a.Opts.ExtractPrefix(name)
+	if copts.Len() == 0 && filename == "" {
+		return nil, fmt.Errorf("A block device must be specified for \"%s\"", name)
+	}
+	var cn *Node
+	var err error
+	drv, hasDriver := copts.Get("driver")
+	protocol := hasDriver && a.reg.Lookup(drv) != nil && !a.reg.Lookup(drv).Format
+	switch {
+	case filename != "" && (copts.Has("file.filename") || protocol && copts.Has("filename")):
+		// bdrv_fill_options: the name and the options both name the file.
+		return nil, fmt.Errorf("Can't specify 'file' and 'filename' options at the same time")
+	case !hasDriver && copts.Has("filename"):
+		// A probed node's own "filename" does not name its file: without
+		// a name there is no file to probe; with one, the probed format
+		// is left with an option it does not take.
+		if filename == "" {
+			return nil, fmt.Errorf("Must specify either driver or file")
+		}
+		copts.Set("file.filename", filename)
+		cn, _, err = a.reg.probeAndOpen(copts, a.Flags, a.Loop, nil)
+	default:
+		cn, err = a.reg.openImage(copts, filename, a.Flags, a.Loop)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cn.readOnly && !a.Flags.ReadOnly {
+		cn.close()
+		return nil, Msgf(unix.EPERM, "Block node is read-only")
+	}
+	c := &Child{Name: name, Node: cn, Parent: a.node}
+	a.node.children = append(a.node.children, c)
+	return c, nil
+}
+
 // openNode opens one node from its options: the driver named by "driver",
 // else the protocol owning "filename".
 func (r *Registry) openNode(opts *qdict.Dict, flags OpenFlags, loop *Loop, probed bool) (*Node, error) {

@@ -20,6 +20,7 @@ var createFlags = []Flag{
 	{Letter: 'f', Arg: "fmt", Values: CreateFormats, Desc: "image format (raw, qcow2, qed, qcow, luks, vdi, vpc, vmdk, parallels, vhdx)"},
 	{Letter: 'o', Arg: "options", Keys: createOptions, Desc: "creation options, as qemu-img create -o takes them (qcow2:\n" +
 		"cluster_size, compat, refcount_bits, backing_file, backing_fmt,\n" +
+		"preallocation, data_file, data_file_raw,\n" +
 		"encrypt.format=luks|aes, encrypt.key-secret and the luks options\n" +
 		"with an encrypt. prefix; luks: key-secret, cipher-alg, cipher-mode,\n" +
 		"ivgen-alg, ivgen-hash-alg, hash-alg, iter-time; vdi: static;\n" +
@@ -64,6 +65,7 @@ func gioCommands() []*Command {
 var createOptions = []blk.Option{{Name: "cluster_size"}, {Name: "compat", Values: []string{"0.10", "1.1", "v2", "v3"}},
 	{Name: "refcount_bits"}, {Name: "backing_file"}, {Name: "backing_fmt", Values: CreateFormats},
 	{Name: "lazy_refcounts", Values: blk.OnOff()},
+	{Name: "preallocation", Values: []string{"off", "metadata", "falloc", "full"}}, {Name: "data_file"}, {Name: "data_file_raw", Values: blk.OnOff()},
 	{Name: "encrypt.format", Values: []string{"aes", "luks"}}, {Name: "encrypt.key-secret"}, {Name: "encrypt.iter-time"},
 	{Name: "key-secret"}, {Name: "cipher-alg"}, {Name: "cipher-mode", Values: []string{"cbc", "ctr", "ecb", "xts"}},
 	{Name: "ivgen-alg", Values: []string{"essiv", "plain", "plain64"}}, {Name: "ivgen-hash-alg"}, {Name: "hash-alg"}, {Name: "iter-time"},

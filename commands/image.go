@@ -386,28 +386,25 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 		return errFailed
 	}
 	var commit func()
+	change := map[string]bool{} // cache.direct, cache.no-flush
 	if ropts != nil {
 		if ropts.Has("read-only") && hasRW {
 			s.errorReport("Cannot set both -r/-w and 'read-only'")
 			return errFailed
 		}
-		if !reopenGeneric(s, ropts, cache != "") {
+		if !reopenGeneric(s, ropts, cache != "", change) {
 			return errFailed
 		}
-		if r, ok := s.Img.Root.Impl().(blk.OptionReopener); ok {
-			// The driver takes its own options first, as
-			// bdrv_reopen_prepare calls the driver's prepare.
-			newRO := ro
-			if v, ok := ropts.Get("read-only"); ok && !hasRW {
-				newRO = v == "on" || v == "true" || v == "yes"
-			}
-			c, err := r.PrepareReopen(ropts, newRO)
-			if err != nil {
-				s.errorReport("%s", errText(err))
-				return errFailed
-			}
-			commit = c
+		newRO := ro
+		if v, ok := ropts.Get("read-only"); ok && !hasRW {
+			newRO = v == "on" || v == "true" || v == "yes"
 		}
+		c, err := prepareReopenTree(s.Img.Root, ropts, newRO)
+		if err != nil {
+			s.errorReport("%s", errText(err))
+			return errFailed
+		}
+		commit = c
 		for _, k := range ropts.Keys() {
 			v, _ := ropts.Get(k)
 			switch k {
@@ -443,7 +440,23 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 			return errFailed
 		}
 	}
+	if cache != "" {
+		direct, _, nf, _ := cacheMode(cache)
+		change["cache.direct"], change["cache.no-flush"] = direct, nf
+	}
+	// O_DIRECT changes first, undone should the read-only change fail.
+	oldDirect := s.Img.Flags().Direct
+	direct, changeDirect := change["cache.direct"]
+	if changeDirect {
+		if err := s.Img.SetDirect(direct); err != nil {
+			s.errorReport("%s", errText(err))
+			return errFailed
+		}
+	}
 	if err := s.Img.SetReadOnly(ro); err != nil {
+		if changeDirect {
+			_ = s.Img.SetDirect(oldDirect)
+		}
 		s.errorReport("%s", errText(err))
 		return errFailed
 	}
@@ -451,8 +464,10 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 		commit()
 	}
 	if cache != "" {
-		_, wt, nf, _ := cacheMode(cache)
+		_, wt, _, _ := cacheMode(cache)
 		s.Img.SetWriteThrough(wt)
+	}
+	if nf, ok := change["cache.no-flush"]; ok {
 		s.Img.SetNoFlush(nf)
 	}
 	return nil
@@ -662,6 +677,43 @@ func allocCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 // Options of a child ("file.align") are handed to that child's reopen,
 // which names them without the prefix ('align'); the top node checks its
 // own options before its children do.
+// prepareReopenTree lets the drivers take their reopen options, the
+// node's own first, then each child's under its prefix ("file.x"), as
+// bdrv_reopen_prepare does down the queue; the options no driver takes
+// stay in ropts. The returned commit applies them all. After an error
+// nothing has changed.
+func prepareReopenTree(n *blk.Node, ropts *qdict.Dict, readOnly bool) (func(), error) {
+	var commits []func()
+	commitAll := func() {
+		for _, c := range commits {
+			c()
+		}
+	}
+	if r, ok := n.Impl().(blk.OptionReopener); ok {
+		c, err := r.PrepareReopen(ropts, readOnly)
+		if err != nil {
+			return nil, err
+		}
+		commits = append(commits, c)
+	}
+	for _, ch := range n.Children() {
+		if ch.Name == "backing" || !ropts.HasPrefix(ch.Name) {
+			continue
+		}
+		sub := ropts.ExtractPrefix(ch.Name)
+		c, err := prepareReopenTree(ch.Node, sub, readOnly)
+		for _, k := range sub.Keys() {
+			v, kind, _ := sub.Lookup(k)
+			ropts.SetKind(ch.Name+"."+k, v, kind)
+		}
+		if err != nil {
+			return nil, err
+		}
+		commits = append(commits, c)
+	}
+	return commitAll, nil
+}
+
 func reopenKey(root *blk.Node, keys []string) string {
 	best, bestDepth := "", -1
 	for _, k := range keys {

@@ -12,10 +12,12 @@ import (
 // cache.no-flush and auto-read-only must be booleans; and node-name and
 // driver, of the node or of a child ("file.node-name"), may be given
 // when they do not change, and are then dropped from ropts. cache.*
-// options equal to the current mode are dropped too. What is left
-// (a change) is refused by the caller. It reports success, having
+// options equal to the current mode are dropped too; a change of
+// cache.direct or cache.no-flush (of the node, inherited by its children)
+// is taken out and returned in cache for the caller to apply. What is
+// left (a change) is refused by the caller. It reports success, having
 // printed the error otherwise.
-func reopenGeneric(s *Session, ropts *qdict.Dict, cacheGiven bool) bool {
+func reopenGeneric(s *Session, ropts *qdict.Dict, cacheGiven bool, cache map[string]bool) bool {
 	if cacheGiven && (ropts.Has("cache.direct") || ropts.Has("cache.no-flush")) {
 		s.errorReport("Cannot set both -c and the cache options")
 		return false
@@ -33,6 +35,9 @@ func reopenGeneric(s *Session, ropts *qdict.Dict, cacheGiven bool) bool {
 			return false
 		}
 		if cur, ok := current[k]; ok && b == cur || k == "auto-read-only" {
+			ropts.Del(k)
+		} else if ok {
+			cache[k] = b
 			ropts.Del(k)
 		}
 	}

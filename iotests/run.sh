@@ -17,6 +17,9 @@
 # instead of the listed ones), --all-listed (also the listed tests that
 # never run qemu-io, skipped by default), --keep (keep the scratch
 # directory).
+# A failing test runs once more alone; one listed in iotests/flaky-FMT.txt
+# (flaky for reasons outside gio, with the reason) up to
+# GIO_IOTESTS_FLAKY_RUNS (3) times in all.
 # Environment: GIO_BIN (a gio binary; default: built from this checkout),
 # GIO_IOTESTS_CACHE (where the QEMU sources are cached,
 # default $HOME/.cache/gio-iotests).
@@ -61,6 +64,7 @@ else
 fi
 expected=$here/expected-$key.txt
 knownfile=$here/known-failures-$key.txt
+flakyfile=$here/flaky-$key.txt
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -127,12 +131,16 @@ if [ ${#tests[@]} -eq 0 ]; then
     if [ "$alllisted" = 0 ]; then
       # A test that never runs qemu-io (directly, through iotests.py's
       # qemu_io* or common.pattern) cannot tell gio from qemu-io: it
-      # only costs time (most start VMs).
+      # only costs time (most start VMs). A VM's own qemu-io (HMP's,
+      # vm.hmp_qemu_io) and the output filters (_filter_qemu_io) are not
+      # QEMU_IO_PROG: 264, a VM timing test that also fails with the
+      # real qemu-io on a loaded machine, uses only those.
       io_tests=()
       for t in "${tests[@]}"; do
         f=$iot/$t
         [ -f "$f" ] || f=$iot/tests/$t
-        if grep -qE 'QEMU_IO|qemu_io|common\.pattern|io_pattern|qemu-io' "$f" 2>/dev/null; then
+        if sed -E 's/hmp_qemu_io|_?filter_qemu_io[a-z_]*//g' "$f" 2>/dev/null |
+          grep -qE 'QEMU_IO|qemu_io|common\.pattern|io_pattern|qemu-io'; then
           io_tests+=("$t")
         fi
       done
@@ -232,6 +240,26 @@ if [ -n "$failed" ] && [ "$compare" = 1 ] && [ "${GIO_IOTESTS_RETRY:-1}" = 1 ]; 
     passed="$passed $flaky"
     failed=$(printf '%s\n' $failed | grep -vxF "$(printf '%s\n' $flaky)" || true)
   fi
+  # Tests listed in iotests/flaky-FMT.txt fail now and then for reasons
+  # outside gio (VM timing under load, the reason is in the list): they
+  # get up to GIO_IOTESTS_FLAKY_RUNS runs in all (3) before they count
+  # as failed.
+  if [ -f "$flakyfile" ]; then
+    flaky_list=$(grep -v '^#' "$flakyfile" | awk '{print $1}' | grep . || true)
+    n=3
+    while [ "$n" -le "${GIO_IOTESTS_FLAKY_RUNS:-3}" ]; do
+      again=$(printf '%s\n' $failed | grep -xF "$(printf '%s\n' $flaky_list)" || true)
+      [ -n "$again" ] || break
+      run_check "$scratch/retry$n" $again
+      ok=$(awk '$1 == "ok" && $NF != "SKIP" { print $3 }' "$scratch/retry$n.tap")
+      if [ -n "$ok" ]; then
+        flaky="$flaky $ok"
+        passed="$passed $ok"
+        failed=$(printf '%s\n' $failed | grep -vxF "$(printf '%s\n' $ok)" || true)
+      fi
+      n=$((n + 1))
+    done
+  fi
 fi
 elapsed=$(( $(date +%s) - start ))
 
@@ -265,7 +293,10 @@ total=$(( $(printf '%s\n' $passed $failed | grep -c .) ))
 npass=$(printf '%s\n' $passed | grep -c . || true)
 echo "iotests $key: $npass/$total passed (${elapsed}s, QEMU_IO_PROG=$io)"
 if [ -n "$flaky" ]; then
-  echo "flaky (failed, then passed on a second run): $(echo $flaky)"
+  echo "flaky (failed, then passed on another run): $(echo $flaky)"
+  for t in $flaky; do
+    [ -f "$flakyfile" ] && grep -E "^$t( |\$)" "$flakyfile" | sed 's/^/  known flaky: /' || true
+  done
 fi
 if [ -n "$skipped" ]; then
   echo "not run: $(echo $skipped)"

@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"gio/blk"
+	"gio/blk/drivers/blkverify"
 	"gio/blk/drivers/bochs"
 	"gio/blk/drivers/cloop"
 	"gio/blk/drivers/compress"
@@ -18,6 +19,7 @@ import (
 	"gio/blk/drivers/nbd"
 	"gio/blk/drivers/null"
 	"gio/blk/drivers/parallels"
+	"gio/blk/drivers/preallocate"
 	"gio/blk/drivers/qcow"
 	"gio/blk/drivers/qcow2"
 	"gio/blk/drivers/qed"
@@ -127,7 +129,7 @@ var env = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
 }}
 
 func newRegistry(out io.Writer) *blk.Registry {
-	drivers := []*blk.Driver{file.Driver, file.HostDevice, file.HostCDROM, raw.Driver, cor.Driver, compress.Driver, quorum.Driver, qcow2.Driver, luks.Driver, vdi.Driver, vpc.Driver, vhdx.Driver, qed.Driver, qcow.Driver, vmdk.Driver, bochs.Driver, cloop.Driver, dmg.Driver, parallels.Driver, null.CoDriver, null.AIODriver,
+	drivers := []*blk.Driver{file.Driver, file.HostDevice, file.HostCDROM, raw.Driver, cor.Driver, compress.Driver, quorum.Driver, blkverify.Driver, preallocate.Driver, qcow2.Driver, luks.Driver, vdi.Driver, vpc.Driver, vhdx.Driver, qed.Driver, qcow.Driver, vmdk.Driver, bochs.Driver, cloop.Driver, dmg.Driver, parallels.Driver, null.CoDriver, null.AIODriver,
 		blkdebug.NewDriver(func() io.Writer { return out })}
 	return withSecrets(blk.NewRegistry(append(drivers, nbd.Drivers...)...))
 }

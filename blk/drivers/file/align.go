@@ -57,41 +57,39 @@ func ioAligned(fd int, buf []byte) bool {
 	}
 }
 
-// probeAlignment is raw_probe_alignment for regular files opened with
+// probeAlignment is raw_probe_alignment for a descriptor opened with
 // O_DIRECT: find the smallest read size that works, then the smallest
 // buffer offset. A read of 1 byte succeeding means the filesystem told
 // nothing (an empty file, say), so the safe maximum is used instead.
-func (n *node) probeAlignment() error {
+func probeAlignment(fd int) (reqAlign, memAlign int64, err error) {
 	ma := maxAlign()
 	alignments := []int{1, 512, 1024, 2048, 4096}
 
-	n.reqAlign = 0
 	buf := AlignedBuffer(ma, ma)
 	for _, a := range alignments {
-		if ioAligned(n.fd, buf[:a]) {
-			n.reqAlign = int64(ma)
+		if ioAligned(fd, buf[:a]) {
+			reqAlign = int64(ma)
 			if a != 1 {
-				n.reqAlign = int64(a)
+				reqAlign = int64(a)
 			}
 			break
 		}
 	}
 
-	n.memAlign = 0
 	buf = AlignedBuffer(2*ma, ma)
 	for _, a := range alignments {
-		if ioAligned(n.fd, buf[a:a+ma]) {
-			n.memAlign = n.reqAlign
+		if ioAligned(fd, buf[a:a+ma]) {
+			memAlign = reqAlign
 			if a != 1 {
-				n.memAlign = int64(a)
+				memAlign = int64(a)
 			}
 			break
 		}
 	}
 
-	if n.reqAlign == 0 || n.memAlign == 0 {
+	if reqAlign == 0 || memAlign == 0 {
 		// QEMU appends the hint on a line of its own.
-		return blk.Msgf(unix.EINVAL, "Could not find working O_DIRECT alignment\nTry cache.direct=off")
+		return 0, 0, blk.Msgf(unix.EINVAL, "Could not find working O_DIRECT alignment\nTry cache.direct=off")
 	}
-	return nil
+	return reqAlign, memAlign, nil
 }

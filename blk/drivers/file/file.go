@@ -215,7 +215,7 @@ func openPosix(a *blk.OpenArgs, kind kind) (blk.Impl, error) {
 	}
 	n.hasFallocate = kind == kindFile
 	if n.direct {
-		if err := n.probeAlignment(); err != nil {
+		if n.reqAlign, n.memAlign, err = probeAlignment(fd); err != nil {
 			n.Close()
 			return nil, err
 		}
@@ -318,4 +318,14 @@ func (n *node) Close() error {
 	err := unix.Close(n.fd)
 	n.fd = -1
 	return err
+}
+
+// AllocatedSize is raw_get_allocated_file_size: the blocks the file
+// takes on disk.
+func (n *node) AllocatedSize() (int64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(n.fd, &st); err != nil {
+		return 0, errnoOf(err)
+	}
+	return st.Blocks * 512, nil
 }

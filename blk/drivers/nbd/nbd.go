@@ -261,7 +261,8 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := opts.TakeUint("open-timeout", 0); err != nil {
+	openTimeout, err := opts.TakeUint("open-timeout", 0)
+	if err != nil {
 		return nil, err
 	}
 	creds, hasCreds := opts.TakeString("tls-creds")
@@ -284,30 +285,69 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 		// qemu-io can create no objects, so every id is unknown.
 		return nil, fmt.Errorf("No TLS credentials with id '%s'", creds)
 	}
-	conn, err := net.Dial(addr.network, addr.addr)
-	if err != nil {
-		return nil, blk.Errorf(errnoOf(err), "Failed to connect to '%s'", addr.display)
-	}
 	ctx := nbdproto.ContextBaseAllocation
 	if hasBitmap {
 		ctx = bitmap
 	}
-	c := &client{self: a.Node(), loop: a.Loop, conn: conn, addr: addr, export: export, ctx: ctx,
+	c := &client{self: a.Node(), loop: a.Loop, addr: addr, export: export, ctx: ctx,
 		reconnectDelay: time.Duration(min(delay, 1<<30)) * time.Second}
-	if err := c.handshake(export, ctx); err != nil {
-		conn.Close()
+	if err := c.connectRetrying(time.Duration(min(openTimeout, 1<<30)) * time.Second); err != nil {
 		return nil, err
 	}
 	if hasBitmap && !c.hasCtx {
-		conn.Close()
+		c.conn.Close()
 		return nil, fmt.Errorf("requested x-dirty-bitmap %s not found", bitmap)
 	}
 	if c.info.Flags&nbdproto.FlagReadOnly != 0 && !a.Flags.ReadOnly {
-		conn.Close()
+		c.conn.Close()
 		return nil, blk.Errorf(unix.EACCES, "Could not open image")
 	}
 	c.start()
 	return c, nil
+}
+
+// connectRetrying connects and negotiates. With an open timeout (QEMU's
+// open-timeout) a failed attempt is tried again after 1 s, then 2, 4, 8
+// and 16 s between attempts, as QEMU's connection thread does, until
+// the timeout has passed since the first: the error is then the last
+// attempt's (or QEMU's "cancelled by timeout" while one is still under
+// way, which a blocking dial here cannot be).
+func (c *client) connectRetrying(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	wait := time.Second
+	for {
+		err := c.connectOnce()
+		if err == nil || timeout == 0 {
+			return err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return err
+		}
+		if wait >= left {
+			// QEMU's timer ends the wait at the deadline with this error.
+			time.Sleep(left)
+			return err
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 16*time.Second)
+	}
+}
+
+// connectOnce dials the server and negotiates; on failure nothing is
+// left open.
+func (c *client) connectOnce() error {
+	conn, err := net.Dial(c.addr.network, c.addr.addr)
+	if err != nil {
+		return blk.Errorf(errnoOf(err), "Failed to connect to '%s'", c.addr.display)
+	}
+	c.conn, c.info, c.hasCtx = conn, nbdproto.ExportInfo{}, false
+	if err := c.handshake(c.export, c.ctx); err != nil {
+		conn.Close()
+		c.conn = nil
+		return err
+	}
+	return nil
 }
 
 // errnoOf digs the errno out of a net error (EIO when there is none).

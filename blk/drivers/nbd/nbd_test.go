@@ -95,6 +95,8 @@ func TestOpenErrors(t *testing.T) {
 		{`json:{"driver":"nbd","server":{"type":"unix"}}`, "Parameter 'path' is missing"},
 		{`json:{"driver":"nbd","server":{"type":"inet","host":"x"}}`, "Parameter 'port' is missing"},
 		{`json:{"driver":"nbd","server":{"type":"unix","path":"/x"},"reconnect-delay":"x"}`, "Parameter 'reconnect-delay' expects a number"},
+		{`json:{"driver":"nbd","server":{"type":"unix","path":"/x"},"open-timeout":"x"}`, "Parameter 'open-timeout' expects a number"},
+		{`json:{"driver":"nbd","server":{"type":"unix","path":"` + sock + `"},"open-timeout":"1"}`, "Failed to connect to '" + sock + "': No such file or directory"},
 		{`json:{"driver":"nbd","path":"/x","host":"y"}`, "path and host may not be used at the same time"},
 		{`json:{"driver":"nbd","path":"/x","port":"1"}`, "port may not be used without host"},
 		{`json:{"driver":"nbd","path":"/x","server.type":"unix"}`, "Cannot use 'server' and path/host/port at the same time"},
@@ -110,6 +112,44 @@ func TestOpenErrors(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", tc.in, err, tc.err)
 		}
 	}
+}
+
+// TestOpenTimeout: with open-timeout, a server that comes up after the
+// first attempt is still reached (nbd-reconnect-on-open); without it,
+// the open fails at once.
+func TestOpenTimeout(t *testing.T) {
+	if _, err := exec.LookPath("qemu-nbd"); err != nil {
+		t.Skip("qemu-nbd not installed")
+	}
+	img := image(t, 1<<20)
+	sock := filepath.Join(t.TempDir(), "late.sock")
+	spec := func(timeout int) blk.Spec {
+		return blk.Spec{Filename: fmt.Sprintf(`json:{"driver":"raw","file":{"driver":"nbd","open-timeout":"%d","server":{"type":"unix","path":"%s"}}}`, timeout, sock)}
+	}
+	if _, err := open(t, spec(0)); err == nil {
+		t.Fatal("open-timeout=0 without a server: opened")
+	}
+	cmd := exec.Command("qemu-nbd", "-k", sock, "-f", "raw", img)
+	started := make(chan error, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond) // after the first attempt
+		started <- cmd.Start()
+	}()
+	t.Cleanup(func() {
+		if <-started == nil {
+			cmd.Process.Signal(unix.SIGTERM)
+			cmd.Wait()
+		}
+	})
+	b, err := open(t, spec(10))
+	if err != nil {
+		t.Fatalf("open-timeout=10 with a server starting late: %v", err)
+	}
+	buf := make([]byte, 4096)
+	if err := run(t, b, func(co *blk.Co) error { return b.PRead(co, 0, buf) }); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
 }
 
 // server runs an external NBD server on a unix socket until the test

@@ -370,6 +370,7 @@ type l2meta struct {
 	cowStart    cowRegion
 	cowEnd      cowRegion
 	skipCOW     bool   // the COW regions were zeroed efficiently
+	prealloc    bool   // preallocation: no data written, subclusters stay unallocated
 	data        []byte // guest data, when written together with the COW
 	deps        coQueue
 	next        *l2meta
@@ -740,7 +741,7 @@ func (s *state) linkL2(co *blk.Co, m *l2meta) error {
 			old = append(old, v)
 		}
 		s.setL2Entry(e, l2i+i, uint64(m.allocOffset+i<<s.clusterBits)|oflagCopied)
-		if s.extL2 {
+		if s.extL2 && !m.prealloc {
 			s.setWrittenBitmap(e, l2i, m, i)
 		}
 	}

@@ -20,13 +20,36 @@ import (
 //
 // Options (qemu-img's -o names): cluster_size, compat (0.10/v2, 1.1/v3),
 // refcount_bits, backing_file, backing_fmt (probed when absent), and
-// lazy_refcounts, compression_type (zlib, zstd), extended_l2, and
-// preallocation and encrypt only at values gio supports.
+// lazy_refcounts, compression_type (zlib, zstd), extended_l2,
+// preallocation (off, metadata, falloc, full), data_file, data_file_raw
+// and encryption.
 func create(co *blk.Co, a *blk.CreateArgs) error {
 	o := a.Opts
 	size := (a.Size + 511) &^ 511
 	if size < 0 {
 		return blk.Msgf(unix.EINVAL, "Image size must be non-negative")
+	}
+	// qcow2_co_create_opts makes the data file first, empty, before it
+	// looks at any other option.
+	dataFile, hasDataFile := o.TakeString("data_file")
+	var dataNode *blk.Node
+	if hasDataFile {
+		var err error
+		if dataNode, err = a.CreateFile(co, dataFile); err != nil {
+			return err
+		}
+	}
+	prealloc := blk.PreallocOff
+	if v, ok := o.TakeString("preallocation"); ok {
+		p, ok := blk.ParsePrealloc(v)
+		if !ok {
+			return blk.Msgf(unix.EINVAL, "Parameter 'preallocation' does not accept value '%s'", v)
+		}
+		prealloc = p
+	}
+	dataRaw, err := o.TakeBool("data_file_raw", false)
+	if err != nil {
+		return err
 	}
 	cs, _, err := o.TakeSize("cluster_size", 65536)
 	if err != nil {
@@ -67,8 +90,24 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 	}
 	backingFile, hasBacking := o.TakeString("backing_file")
 	backingFmt, hasFmt := o.TakeString("backing_fmt")
+	if hasBacking && prealloc != blk.PreallocOff && !extL2 {
+		return blk.Msgf(unix.EINVAL, "Backing file and preallocation can only be used at the same time if extended_l2 is on")
+	}
 	if hasFmt && !hasBacking {
 		return blk.Msgf(unix.EINVAL, "Backing format cannot be used without backing file")
+	}
+	if dataRaw && !hasDataFile {
+		return blk.Msgf(unix.EINVAL, "data-file-raw requires data-file")
+	}
+	if dataRaw && hasBacking {
+		return blk.Msgf(unix.EINVAL, "Backing file and data-file-raw cannot be used at the same time")
+	}
+	if dataRaw && prealloc == blk.PreallocOff {
+		// The L1/L2 tables must map the raw data file one to one.
+		prealloc = blk.PreallocMetadata
+	}
+	if hasDataFile && version < 3 {
+		return blk.Msgf(unix.EINVAL, "External data files are only supported with compatibility level 1.1 and above (use version=v3 or greater)")
 	}
 	lazy, err := o.TakeBool("lazy_refcounts", false)
 	if err != nil {
@@ -99,9 +138,6 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 		if password, err = a.Password(keySecret); err != nil {
 			return blk.Msgf(unix.EINVAL, "%v", err)
 		}
-	}
-	if v, ok := o.TakeString("preallocation"); ok && v != "off" {
-		return blk.Msgf(unix.ENOTSUP, "qcow2: preallocation=%s is not supported by gio", v)
 	}
 	if hasBacking {
 		path := blk.CombinePath(a.File.Filename(), backingFile)
@@ -135,6 +171,12 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 	if extL2 {
 		h.IncompatibleFeatures |= incompatExtL2
 	}
+	if hasDataFile {
+		h.IncompatibleFeatures |= incompatDataFile
+	}
+	if dataRaw {
+		h.AutoclearFeatures |= autoclearDataFileRaw
+	}
 	hdr := make([]byte, cs)
 	raw, _ := binary.Append(nil, binary.BigEndian, &h)
 	copy(hdr, raw)
@@ -150,6 +192,9 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 	s := &state{self: nil, file: &blk.Child{Name: "file", Node: a.File}, loop: co.Loop()}
 	s.opts = defaultOpts(false)
 	s.data = s.file
+	if dataNode != nil {
+		s.data = &blk.Child{Name: "data-file", Node: dataNode}
+	}
 	s.stderr = io.Discard
 	s.report = func(error) {}
 	s.mu.lock(co)
@@ -164,10 +209,13 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 	if off != 0 {
 		return fmt.Errorf("qcow2: first cluster in empty image is already in use")
 	}
+	if hasDataFile {
+		s.dataFileName = dataFile
+	}
 	if err := s.updateHeader(co); err != nil {
 		return blk.Errorf(blk.ErrnoOf(err), "Could not update qcow2 header")
 	}
-	if err := s.truncate(co, size, false); err != nil {
+	if err := s.truncate(co, size, false, prealloc, false); err != nil {
 		return blk.PrefixError("Could not resize image: ", err)
 	}
 	if hasBacking {

@@ -421,6 +421,10 @@ func (s *state) BlockStatus(co *blk.Co, wantZero bool, off, n int64) (blk.Status
 		return blk.Status{}, err
 	}
 	s.mu.lock(co)
+	if !s.metaPreallocChecked {
+		s.metaPrealloc = s.detectMetadataPreallocation(co)
+		s.metaPreallocChecked = true
+	}
 	pnum, host, typ, err := s.getHostOffset(co, off, min(n, maxChunk))
 	s.mu.unlock()
 	if err != nil {
@@ -436,6 +440,11 @@ func (s *state) BlockStatus(co *blk.Co, wantZero bool, off, n int64) (blk.Status
 		st.Flags |= blk.StatusZero
 	case clusterNormal, clusterCompressed:
 		st.Flags |= blk.StatusData
+	}
+	if s.metaPrealloc && st.Flags&blk.StatusData != 0 && st.Flags&blk.StatusOffsetValid != 0 {
+		// Preallocated clusters may lie past the file's end or in
+		// holes: the file tells whether they read as zeroes.
+		st.Flags |= blk.StatusRecurse
 	}
 	return st, nil
 }
@@ -454,13 +463,16 @@ func (s *state) FlushToOS(co *blk.Co) error {
 
 // Truncate grows or shrinks the image (qcow2_co_truncate, with the
 // zero-fill bdrv_co_truncate asks for when a larger backing file would
-// otherwise show through the new area). Only preallocation=off.
+// otherwise show through the new area), with QEMU's preallocation modes
+// for the new area (preallocate.go).
 func (s *state) Truncate(co *blk.Co, size int64, exact bool, prealloc blk.Prealloc) error {
 	if err := s.check(); err != nil {
 		return err
 	}
-	if prealloc != blk.PreallocOff {
-		return blk.Msgf(unix.ENOTSUP, "qcow2: preallocation mode '%s' is not supported by gio", prealloc)
+	switch prealloc {
+	case blk.PreallocOff, blk.PreallocMetadata, blk.PreallocFalloc, blk.PreallocFull:
+	default:
+		return blk.Msgf(unix.ENOTSUP, "Unsupported preallocation mode '%s'", prealloc)
 	}
 	if size%512 != 0 {
 		return blk.Msgf(unix.EINVAL, "The new size must be a multiple of 512")
@@ -475,20 +487,16 @@ func (s *state) Truncate(co *blk.Co, size int64, exact bool, prealloc blk.Preall
 	}
 	s.mu.lock(co)
 	defer s.mu.unlock()
-	if err := s.truncate(co, size, zeroFill); err != nil {
+	if err := s.truncate(co, size, zeroFill, prealloc, exact); err != nil {
 		return err
 	}
 	for _, b := range s.dirtyBitmaps {
 		b.truncate(s.size)
 	}
-	if s.hasDataFile() && size > s.dataFileLen(co) {
-		// An external data file grows with the image (qcow2_co_truncate).
-		return s.data.Node.Truncate(co, size, exact, blk.PreallocOff)
-	}
 	return nil
 }
 
-func (s *state) truncate(co *blk.Co, size int64, zeroFill bool) error {
+func (s *state) truncate(co *blk.Co, size int64, zeroFill bool, prealloc blk.Prealloc, exact bool) error {
 	if s.nbSnapshots > 0 && s.version < 3 {
 		return blk.Msgf(unix.ENOTSUP, "Can't resize a v2 image which has snapshots")
 	}
@@ -498,6 +506,9 @@ func (s *state) truncate(co *blk.Co, size int64, zeroFill bool) error {
 	old := s.size
 	newL1 := s.sizeToL1(size)
 	if size < old {
+		if prealloc != blk.PreallocOff {
+			return blk.Msgf(unix.EINVAL, "Preallocation can't be used for shrinking an image")
+		}
 		if from := (size + s.clusterSize - 1) &^ (s.clusterSize - 1); from < old {
 			if err := s.clusterDiscard(co, from, old-from, discardAlways, true); err != nil {
 				return blk.Errorf(blk.ErrnoOf(err), "Failed to discard cropped clusters")
@@ -521,8 +532,18 @@ func (s *state) truncate(co *blk.Co, size int64, zeroFill bool) error {
 			// A failure here only leaves the file longer.
 			_ = s.file.Node.Truncate(co, (last+1)*s.clusterSize, false, blk.PreallocOff)
 		}
-	} else if err := s.growL1(co, newL1, true); err != nil {
-		return blk.Errorf(blk.ErrnoOf(err), "Failed to grow the L1 table")
+	} else {
+		if err := s.growL1(co, newL1, true); err != nil {
+			return blk.Errorf(blk.ErrnoOf(err), "Failed to grow the L1 table")
+		}
+		if s.hasDataFile() && s.autoclear&autoclearDataFileRaw != 0 && prealloc == blk.PreallocOff {
+			// A raw data file needs its mapping in the metadata too.
+			prealloc = blk.PreallocMetadata
+		}
+	}
+	var err error
+	if zeroFill, err = s.preallocateArea(co, old, size, zeroFill, prealloc, exact); err != nil {
+		return err
 	}
 	if zeroFill && size > old {
 		zstart := (old + s.clusterSize - 1) &^ (s.clusterSize - 1)
@@ -541,6 +562,12 @@ func (s *state) truncate(co *blk.Co, size int64, zeroFill bool) error {
 				s.size = old
 				return blk.Errorf(blk.ErrnoOf(err), "Failed to zero out the new area")
 			}
+		}
+	}
+	if prealloc != blk.PreallocOff {
+		// The metadata reaches the file before the new size does.
+		if err := s.writeCaches(co); err != nil {
+			return blk.Errorf(blk.ErrnoOf(err), "Failed to flush the preallocated area to disk")
 		}
 	}
 	s.size = size

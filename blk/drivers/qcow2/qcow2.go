@@ -200,6 +200,9 @@ type state struct {
 	// file (datafile.go) named dataFileName in the header.
 	data         *blk.Child
 	dataFileName string
+	// metaPrealloc: the image looks preallocated (checked once, at the
+	// first block status; qcow2_detect_metadata_preallocation).
+	metaPreallocChecked, metaPrealloc bool
 }
 
 type region struct{ offset, bytes int64 }
@@ -761,22 +764,6 @@ func (s *state) updateHeader(co *blk.Co) error {
 	out := make([]byte, s.clusterSize)
 	copy(out, buf)
 	return s.file.Node.PWrite(co, 0, out, 0)
-}
-
-// checkTableInFile refuses to load a table that lies (partly) beyond the
-// end of the file: only a corrupt image points there.
-func (s *state) checkTableInFile(co *blk.Co, what string, offset, size int64) error {
-	l, err := s.file.Node.Length(co)
-	if err != nil {
-		return err
-	}
-	// A table may end past the file's end (the file's last cluster can
-	// be partial, as after qemu-img create: QEMU reads zeroes there), but
-	// one that starts past it comes from corrupt metadata.
-	if offset < 0 || offset >= l && size > 0 {
-		return s.corrupt("%s at %#x: beyond end of file", what, offset)
-	}
-	return nil
 }
 
 // ---------------------------------------------------------------------

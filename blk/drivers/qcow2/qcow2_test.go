@@ -487,3 +487,105 @@ func firstDiff(a, b []byte) int {
 	}
 	return -1
 }
+
+// TestCreatePreallocationAndDataFile compares qemu-img create with
+// preallocation and external data file options: the image and the data
+// file must be byte for byte what qemu-img writes. The names recorded in
+// the header are relative, so both tools run in the same directory, one
+// after the other.
+func TestCreatePreallocationAndDataFile(t *testing.T) {
+	haveQemuImg(t)
+	for _, tc := range []struct {
+		name string
+		size string
+		opts []string // key, value
+	}{
+		{"prealloc-off", "3M", []string{"preallocation", "off"}},
+		{"prealloc-metadata", "3M", []string{"preallocation", "metadata"}},
+		{"prealloc-metadata-odd", "1000", []string{"preallocation", "metadata"}},
+		{"prealloc-metadata-4k-big", "300M", []string{"preallocation", "metadata", "cluster_size", "4096"}},
+		{"prealloc-falloc", "5M", []string{"preallocation", "falloc"}},
+		{"prealloc-full", "5M", []string{"preallocation", "full"}},
+		{"prealloc-full-512", "2M", []string{"preallocation", "full", "cluster_size", "512"}},
+		{"prealloc-full-refcount-1", "2M", []string{"preallocation", "full", "refcount_bits", "1"}},
+		{"prealloc-metadata-extl2", "3M", []string{"preallocation", "metadata", "extended_l2", "on"}},
+		{"prealloc-falloc-extl2-backing", "3M", []string{"preallocation", "falloc", "extended_l2", "on", "backing_file", "base.qcow2", "backing_fmt", "qcow2"}},
+		{"data-file", "3M", []string{"data_file", "img.data"}},
+		{"data-file-raw", "3M", []string{"data_file", "img.data", "data_file_raw", "on"}},
+		{"data-file-metadata", "3M", []string{"data_file", "img.data", "preallocation", "metadata"}},
+		{"data-file-full", "3M", []string{"data_file", "img.data", "preallocation", "full"}},
+		{"data-file-raw-falloc", "3M", []string{"data_file", "img.data", "data_file_raw", "on", "preallocation", "falloc"}},
+		{"data-file-backing", "3M", []string{"data_file", "img.data", "backing_file", "base.qcow2", "backing_fmt", "qcow2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			t.Chdir(dir)
+			run(t, dir, "qemu-img", "create", "-q", "-f", "qcow2", "base.qcow2", "1M")
+			var qo []string
+			for i := 0; i < len(tc.opts); i += 2 {
+				qo = append(qo, tc.opts[i]+"="+tc.opts[i+1])
+			}
+			run(t, dir, "qemu-img", "create", "-q", "-f", "qcow2", "-o", strings.Join(qo, ","), "img.qcow2", tc.size)
+			files := []string{"img.qcow2"}
+			if _, err := os.Stat("img.data"); err == nil {
+				files = append(files, "img.data")
+			}
+			want := map[string][]byte{}
+			for _, f := range files {
+				want[f], _ = os.ReadFile(f)
+				os.Remove(f)
+			}
+			size, _, err := qdict.ParseSize("size", tc.size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			create(t, "img.qcow2", int64(size), tc.opts...)
+			for _, f := range files {
+				got, _ := os.ReadFile(f)
+				if !bytes.Equal(got, want[f]) {
+					i := 0
+					for i < min(len(got), len(want[f])) && got[i] == want[f][i] {
+						i++
+					}
+					t.Errorf("%s differs from qemu-img's: lengths %d and %d, first difference at %#x", f, len(got), len(want[f]), i)
+				}
+			}
+			run(t, dir, "qemu-img", "check", "-q", "img.qcow2")
+		})
+	}
+}
+
+func TestCreatePreallocationErrors(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	run(t, dir, "qemu-img", "create", "-q", "-f", "qcow2", "base.qcow2", "1M")
+	for _, tc := range []struct {
+		opts []string
+		want string
+	}{
+		{[]string{"preallocation", "bogus"}, "Parameter 'preallocation' does not accept value 'bogus'"},
+		{[]string{"data_file_raw", "on"}, "data-file-raw requires data-file"},
+		{[]string{"data_file", "d.data", "compat", "0.10"}, "External data files are only supported with compatibility level 1.1 and above (use version=v3 or greater)"},
+		{[]string{"backing_file", "base.qcow2", "backing_fmt", "qcow2", "preallocation", "metadata"}, "Backing file and preallocation can only be used at the same time if extended_l2 is on"},
+		{[]string{"data_file", "d.data", "data_file_raw", "on", "backing_file", "base.qcow2", "backing_fmt", "qcow2"}, "Backing file and data-file-raw cannot be used at the same time"},
+		{[]string{"data_file_raw", "maybe"}, "Parameter 'data_file_raw' expects 'on' or 'off'"},
+	} {
+		os.WriteFile("x.qcow2", nil, 0o644)
+		opts := qdict.New()
+		for i := 0; i+1 < len(tc.opts); i += 2 {
+			opts.Set(tc.opts[i], tc.opts[i+1])
+		}
+		err := registry().Create("qcow2", "x.qcow2", 1<<20, opts, blk.NewLoop(blk.NewVirtualClock()))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%v: got %v, want %q", tc.opts, err, tc.want)
+		}
+		var qo []string
+		for i := 0; i < len(tc.opts); i += 2 {
+			qo = append(qo, tc.opts[i]+"="+tc.opts[i+1])
+		}
+		out, _ := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-o", strings.Join(qo, ","), "q.qcow2", "1M").CombinedOutput()
+		if !strings.Contains(string(out), tc.want) {
+			t.Errorf("%v: qemu-img says %q, not %q", tc.opts, out, tc.want)
+		}
+	}
+}
