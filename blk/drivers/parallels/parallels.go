@@ -207,6 +207,11 @@ func (s *state) load(co *blk.Co) (uint64, error) {
 	default:
 		return 0, blk.Msgf(unix.EINVAL, "Image not in Parallels format")
 	}
+	if s.totalSectors < 0 || s.totalSectors > (1<<63-1)/sectorSize {
+		// QEMU 7.2 takes any 64-bit count here (a negative length
+		// follows); gio refuses a size no image can have.
+		return 0, blk.Msgf(unix.EFBIG, "Invalid image: disk size %d sectors is too big", uint64(s.totalSectors))
+	}
 	s.tracks = le.Uint32(h[offTracks:])
 	if s.tracks == 0 {
 		return 0, blk.Msgf(unix.EINVAL, "Invalid image: Zero sectors per track")
