@@ -379,6 +379,16 @@ func (s *state) PWrite(co *blk.Co, off int64, buf []byte, _ blk.ReqFlags) error 
 			return err
 		}
 		part := buf[:n*sectorSize]
+		flen, err := s.file.Node.Length(co)
+		if err != nil {
+			return err
+		}
+		if cluster := pos - sector%int64(s.tracks); cluster*sectorSize > flen {
+			// A BAT entry points past the file ("cluster ... is outside
+			// image" to qemu-img check). QEMU 7.2 writes there, growing
+			// the file to wherever the entry says; gio refuses.
+			return blk.Msgf(unix.EIO, "parallels: cluster %d lies past the end of the file: the BAT is corrupt", sector/int64(s.tracks))
+		}
 		if err := s.file.Node.PWrite(co, pos*sectorSize, part, 0); err != nil {
 			return err
 		}
