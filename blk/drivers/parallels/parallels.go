@@ -207,6 +207,11 @@ func (s *state) load(co *blk.Co) (uint64, error) {
 	default:
 		return 0, blk.Msgf(unix.EINVAL, "Image not in Parallels format")
 	}
+	if s.totalSectors < 0 || s.totalSectors > (1<<63-1)/sectorSize {
+		// QEMU 7.2 takes any 64-bit count here (a negative length
+		// follows); gio refuses a size no image can have.
+		return 0, blk.Msgf(unix.EFBIG, "Invalid image: disk size %d sectors is too big", uint64(s.totalSectors))
+	}
 	s.tracks = le.Uint32(h[offTracks:])
 	if s.tracks == 0 {
 		return 0, blk.Msgf(unix.EINVAL, "Invalid image: Zero sectors per track")
@@ -374,6 +379,16 @@ func (s *state) PWrite(co *blk.Co, off int64, buf []byte, _ blk.ReqFlags) error 
 			return err
 		}
 		part := buf[:n*sectorSize]
+		flen, err := s.file.Node.Length(co)
+		if err != nil {
+			return err
+		}
+		if cluster := pos - sector%int64(s.tracks); cluster*sectorSize > flen {
+			// A BAT entry points past the file ("cluster ... is outside
+			// image" to qemu-img check). QEMU 7.2 writes there, growing
+			// the file to wherever the entry says; gio refuses.
+			return blk.Msgf(unix.EIO, "parallels: cluster %d lies past the end of the file: the BAT is corrupt", sector/int64(s.tracks))
+		}
 		if err := s.file.Node.PWrite(co, pos*sectorSize, part, 0); err != nil {
 			return err
 		}
