@@ -113,6 +113,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -827,12 +828,172 @@ func setupCaseWith(t *testing.T, dir string, c *recCase, tool string, useQemuImg
 			}
 		}
 	}
-	for _, argv := range c.setup {
-		if g, ok := gioCreate(argv, dir); ok && !useQemuImg {
-			argv = append([]string{"gio"}, g...)
-		}
-		runSetupLine(t, dir, c, argv, tool)
+	lines := c.setup
+	if n := cacheablePrefix(c); n > 0 {
+		key := fmt.Sprintf("%s %v %d %q %v %q", tool, useQemuImg, c.size, c.prep, c.files, c.setup[:n])
+		setupCache.restoreOrBuild(t, key, dir, func() {
+			for _, argv := range c.setup[:n] {
+				runSetup(t, dir, c, argv, tool, useQemuImg)
+			}
+		})
+		lines = lines[n:]
 	}
+	for _, argv := range lines {
+		runSetup(t, dir, c, argv, tool, useQemuImg)
+	}
+}
+
+// runSetup runs a setup line, gio's create standing in for qemu-img's
+// unless useQemuImg.
+func runSetup(t *testing.T, dir string, c *recCase, argv []string, tool string, useQemuImg bool) {
+	t.Helper()
+	if g, ok := gioCreate(argv, dir); ok && !useQemuImg {
+		argv = append([]string{"gio"}, g...)
+	}
+	runSetupLine(t, dir, c, argv, tool)
+}
+
+// cacheablePrefix is the number of leading setup lines that run qemu-img
+// or qemu-io: their files are made once per test run for all the cases
+// that share them (a LUKS image costs qemu-img a second of CPU to
+// calibrate PBKDF2). Lines after them (sh patches...) run per case.
+func cacheablePrefix(c *recCase) int {
+	if len(c.mkdirs) > 0 || len(c.noperm) > 0 || c.tmpfs != "" {
+		return 0
+	}
+	n := 0
+	for n < len(c.setup) && (c.setup[n][0] == "qemu-img" || c.setup[n][0] == "qemu-io") {
+		n++
+	}
+	return n
+}
+
+// setupCache holds the files setups made, by the case layout and setup
+// lines that made them.
+var setupCache = &filesCache{entries: map[string]*cacheEntry{}}
+
+type filesCache struct {
+	mu      sync.Mutex
+	dir     string
+	entries map[string]*cacheEntry
+}
+
+type cacheEntry struct {
+	mu    sync.Mutex
+	dir   string // "" until built
+	built bool
+}
+
+// restoreOrBuild fills dir with the files cached under key; the first
+// case with the key runs build in dir, and its files are kept.
+func (fc *filesCache) restoreOrBuild(t *testing.T, key, dir string, build func()) {
+	t.Helper()
+	fc.mu.Lock()
+	if fc.dir == "" {
+		// Beside the gio binary: TestMain removes it at the end.
+		d, err := os.MkdirTemp(filepath.Dir(gioBin), "setup-cache-")
+		if err != nil {
+			fc.mu.Unlock()
+			t.Fatal(err)
+		}
+		fc.dir = d
+	}
+	e := fc.entries[key]
+	if e == nil {
+		e = &cacheEntry{}
+		fc.entries[key] = e
+	}
+	root := fc.dir
+	fc.mu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.built {
+		if err := copyFiles(e.dir, dir); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	build() // a failure or skip leaves the entry unbuilt: the next case tries again
+	d, err := os.MkdirTemp(root, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := copyFiles(dir, d); err != nil {
+		t.Fatal(err)
+	}
+	e.dir, e.built = d, true
+}
+
+// copyFiles copies the regular files of src into dst, holes as holes.
+func copyFiles(src, dst string) error {
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.Type().IsRegular() {
+			if err := copySparse(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// copySparse copies a file's data extents (a 2 GiB sparse vmdk extent
+// copies in no time).
+func copySparse(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, st.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	size := st.Size()
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(int(in.Fd()), off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break
+		}
+		if err != nil {
+			data = off
+		}
+		hole, err := unix.Seek(int(in.Fd()), data, unix.SEEK_HOLE)
+		if err != nil {
+			hole = size
+		}
+		for off = data; off < hole; {
+			n, err := in.ReadAt(buf[:min(int64(len(buf)), hole-off)], off)
+			if n > 0 {
+				if _, werr := out.WriteAt(buf[:n], off); werr != nil {
+					return werr
+				}
+			}
+			off += int64(n)
+			if err != nil {
+				if err == io.EOF {
+					break
+				}
+				return err
+			}
+		}
+		if off < hole {
+			off = hole
+		}
+	}
+	if err := out.Truncate(size); err != nil {
+		return err
+	}
+	return out.Close()
 }
 
 // runSetupLine runs one setup line in dir.
@@ -1226,6 +1387,29 @@ const (
 	hangTimeout  = 3 * time.Second
 )
 
+// recordFile is one file of recorded cases.
+type recordFile struct {
+	dir, path string
+	cases     []*recCase
+}
+
+// readRecordFiles reads every record file of recordDirs.
+func readRecordFiles(t *testing.T) []recordFile {
+	t.Helper()
+	var rfs []recordFile
+	for _, d := range recordDirs {
+		paths, _ := filepath.Glob(filepath.Join(d, "*.txt"))
+		for _, path := range paths {
+			cs, err := parseRecords(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rfs = append(rfs, recordFile{d, path, cs})
+		}
+	}
+	return rfs
+}
+
 // recordDirs hold the recorded cases, *.txt in each.
 var recordDirs = []string{"testdata/diff", "testdata/bad", "testdata/qcow2", "testdata/formats", "testdata/crypto", "testdata/iotests"}
 
@@ -1241,41 +1425,35 @@ func TestRecorded(t *testing.T) {
 	}
 	seen := map[string]string{}
 	n := 0
-	for _, d := range dirs {
-		paths, _ := filepath.Glob(filepath.Join(d, "*.txt"))
-		for _, path := range paths {
-			cs, err := parseRecords(path)
-			if err != nil {
-				t.Fatal(err)
+	for _, rf := range readRecordFiles(t) {
+		d, path, cs := rf.dir, rf.path, rf.cases
+		for _, c := range cs {
+			if p, dup := seen[d+"/"+c.name]; dup {
+				t.Fatalf("%s: case %s already at %s", c.pos(), c.name, p)
 			}
+			seen[d+"/"+c.name] = c.pos()
+		}
+		n += len(cs)
+		t.Run(strings.TrimSuffix(path[len("testdata/"):], ".txt"), func(t *testing.T) {
+			t.Parallel()
 			for _, c := range cs {
-				if p, dup := seen[d+"/"+c.name]; dup {
-					t.Fatalf("%s: case %s already at %s", c.pos(), c.name, p)
-				}
-				seen[d+"/"+c.name] = c.pos()
-			}
-			n += len(cs)
-			t.Run(strings.TrimSuffix(path[len("testdata/"):], ".txt"), func(t *testing.T) {
-				t.Parallel()
-				for _, c := range cs {
-					t.Run(c.name, func(t *testing.T) {
-						t.Parallel()
-						runRecorded(t, c, live)
-					})
-				}
-			})
-			if *update {
-				t.Cleanup(func() {
-					var b bytes.Buffer
-					b.WriteString(header(path))
-					for _, c := range cs {
-						formatRecord(&b, c)
-					}
-					if err := os.WriteFile(path, bytes.TrimSuffix(b.Bytes(), []byte("\n")), 0o644); err != nil {
-						t.Error(err)
-					}
+				t.Run(c.name, func(t *testing.T) {
+					t.Parallel()
+					runRecorded(t, c, live)
 				})
 			}
+		})
+		if *update {
+			t.Cleanup(func() {
+				var b bytes.Buffer
+				b.WriteString(header(path))
+				for _, c := range cs {
+					formatRecord(&b, c)
+				}
+				if err := os.WriteFile(path, bytes.TrimSuffix(b.Bytes(), []byte("\n")), 0o644); err != nil {
+					t.Error(err)
+				}
+			})
 		}
 	}
 	if n < 400 {
@@ -1512,22 +1690,16 @@ func TestRecordEditFails(t *testing.T) {
 
 // TestRecordFormatRoundTrip: every record file reads back to itself.
 func TestRecordFormatRoundTrip(t *testing.T) {
-	for _, d := range recordDirs {
-		paths, _ := filepath.Glob(filepath.Join(d, "*.txt"))
-		for _, path := range paths {
-			cs, err := parseRecords(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var b bytes.Buffer
-			b.WriteString(header(path))
-			for _, c := range cs {
-				formatRecord(&b, c)
-			}
-			data, _ := os.ReadFile(path)
-			if got := bytes.TrimSuffix(b.Bytes(), []byte("\n")); !bytes.Equal(got, data) {
-				t.Errorf("%s does not read back to itself:\n%s", path, lineDiff(string(data), string(got)))
-			}
+	for _, rf := range readRecordFiles(t) {
+		path, cs := rf.path, rf.cases
+		var b bytes.Buffer
+		b.WriteString(header(path))
+		for _, c := range cs {
+			formatRecord(&b, c)
+		}
+		data, _ := os.ReadFile(path)
+		if got := bytes.TrimSuffix(b.Bytes(), []byte("\n")); !bytes.Equal(got, data) {
+			t.Errorf("%s does not read back to itself:\n%s", path, lineDiff(string(data), string(got)))
 		}
 	}
 }
@@ -1543,39 +1715,32 @@ func TestCreateFallback(t *testing.T) {
 	}
 	t.Parallel()
 	seen := map[string]bool{}
-	for _, d := range recordDirs {
-		paths, _ := filepath.Glob(filepath.Join(d, "*.txt"))
-		for _, path := range paths {
-			cs, err := parseRecords(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, c := range cs {
-				for i, a := range c.setup {
-					key := quoteArgs(a)
-					if _, ok := gioCreate(a, ""); !ok && !strings.Contains(key, " -b ") || seen[key] {
-						continue
-					}
-					seen[key] = true
-					t.Run(c.name+"/"+strconv.Itoa(i), func(t *testing.T) {
-						t.Parallel()
-						q, g := t.TempDir(), t.TempDir()
-						before := *c
-						before.setup = c.setup[:i]
-						setupCaseWith(t, q, &before, gioBin, true)
-						setupCaseWith(t, g, &before, gioBin, true)
-						args, ok := gioCreate(a, g)
-						if !ok {
-							return // gio cannot stand in here: the case skips without qemu-img
-						}
-						runSetupLine(t, q, c, a, gioBin)
-						runSetupLine(t, g, c, append([]string{"gio"}, args...), gioBin)
-						name := strings.TrimPrefix(strings.Fields(args[1])[len(strings.Fields(args[1]))-2], "./")
-						if off, err := firstDifference(filepath.Join(q, name), filepath.Join(g, name)); err != nil || off >= 0 {
-							t.Errorf("%s: gio's create makes other bytes than %s: first difference at %d (%v)", c.pos(), key, off, err)
-						}
-					})
+	for _, rf := range readRecordFiles(t) {
+		for _, c := range rf.cases {
+			for i, a := range c.setup {
+				key := quoteArgs(a)
+				if _, ok := gioCreate(a, ""); !ok && !strings.Contains(key, " -b ") || seen[key] {
+					continue
 				}
+				seen[key] = true
+				t.Run(c.name+"/"+strconv.Itoa(i), func(t *testing.T) {
+					t.Parallel()
+					q, g := t.TempDir(), t.TempDir()
+					before := *c
+					before.setup = c.setup[:i]
+					setupCaseWith(t, q, &before, gioBin, true)
+					setupCaseWith(t, g, &before, gioBin, true)
+					args, ok := gioCreate(a, g)
+					if !ok {
+						return // gio cannot stand in here: the case skips without qemu-img
+					}
+					runSetupLine(t, q, c, a, gioBin)
+					runSetupLine(t, g, c, append([]string{"gio"}, args...), gioBin)
+					name := strings.TrimPrefix(strings.Fields(args[1])[len(strings.Fields(args[1]))-2], "./")
+					if off, err := firstDifference(filepath.Join(q, name), filepath.Join(g, name)); err != nil || off >= 0 {
+						t.Errorf("%s: gio's create makes other bytes than %s: first difference at %d (%v)", c.pos(), key, off, err)
+					}
+				})
 			}
 		}
 	}
