@@ -196,8 +196,9 @@ func (b *Backend) Info() (Info, error) { return infoFrom(b.Root) }
 // Info is bdrv_get_info on the node (see infoFrom).
 func (n *Node) Info() (Info, error) { return infoFrom(n) }
 
-// infoFrom is bdrv_get_info on top: the first node down the primary
-// children that has information gives it.
+// infoFrom is bdrv_get_info on top: the first node down the filters'
+// primary children that has information gives it; a format node without
+// any (bochs, cloop) has none, as in QEMU.
 func infoFrom(top *Node) (Info, error) {
 	for n := top; n != nil; {
 		if n.ops.info != nil {
@@ -207,7 +208,7 @@ func infoFrom(top *Node) (Info, error) {
 			}
 			return info, err
 		}
-		if n.file == nil {
+		if n.file == nil || n.driver.imageFormat() {
 			break
 		}
 		n = n.file.Node
@@ -247,6 +248,7 @@ func eachDataNode(n *Node, fn func(*Node) error) error {
 func (b *Backend) SetReadOnly(ro bool) error {
 	nodes := b.dataNodes()
 	var done []Reopener
+	var changed []*Node
 	// Parents first: a format going read-only writes its caches back
 	// (qcow2_reopen_prepare) while its file can still take them.
 	for i := len(nodes) - 1; i >= 0; i-- {
@@ -266,11 +268,17 @@ func (b *Backend) SetReadOnly(ro bool) error {
 			return err
 		}
 		done = append(done, r)
+		changed = append(changed, n)
 	}
 	for _, n := range nodes {
 		n.readOnly = ro
 	}
 	b.flags.ReadOnly = ro
+	for _, n := range changed {
+		if f := n.ops.finish; f != nil {
+			f.ReopenCommitted(ro)
+		}
+	}
 	return nil
 }
 

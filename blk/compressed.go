@@ -15,11 +15,15 @@ func (n *Node) PWriteCompressed(co *Co, off int64, buf []byte) error {
 	if cw == nil {
 		return unix.ENOTSUP
 	}
+	if n.readonlyBitmaps() {
+		return unix.EPERM
+	}
 	req := n.track(co, off, int64(len(buf)), trackWrite)
 	defer req.end()
 	if err := n.waitSerialising(co, req); err != nil {
 		return err
 	}
+	defer n.setDirty(off, int64(len(buf)))
 	n.DebugEvent(co, EvPwritev)
 	co.markStarted(n.driver)
 	err := cw.PWriteCompressed(co, off, buf)

@@ -240,6 +240,25 @@ type Truncater interface {
 // no node's flag changes.
 type Reopener interface{ Reopen(readOnly bool) error }
 
+// ReopenFinisher is implemented by drivers with work to do once a
+// read-only change is committed on the whole graph
+// (bdrv_reopen_commit_post): by then the node's children have their new
+// mode too, so a format going read-write can write its file. It cannot
+// fail the reopen; the driver reports its own errors.
+type ReopenFinisher interface{ ReopenCommitted(readOnly bool) }
+
+// DirtyTracker is implemented by drivers that keep dirty bitmaps of
+// their node (qcow2's persistent bitmaps). blk calls SetDirty where
+// QEMU's bdrv_co_write_req_finish sets dirty bits: after each aligned
+// write, zero write, compressed write and discard that reached the
+// driver step, whatever its result, with that request's range. While
+// ReadonlyBitmaps is true, blk refuses writes and discards with EPERM
+// before they start (bdrv_has_readonly_bitmaps).
+type DirtyTracker interface {
+	SetDirty(off, bytes int64)
+	ReadonlyBitmaps() bool
+}
+
 // OptionReopener is implemented by drivers whose runtime options can
 // change on reopen (a driver's bdrv_reopen_prepare and _commit).
 // PrepareReopen removes from opts the keys it knows, checks them against
@@ -324,6 +343,8 @@ type nodeOps struct {
 	events     DebugEventer
 	brk        Breakpointer
 	info       Infoer
+	dirty      DirtyTracker
+	finish     ReopenFinisher
 }
 
 // setImpl installs a node's implementation and resolves its capabilities.
@@ -343,6 +364,18 @@ func (n *Node) setImpl(impl Impl) {
 	n.ops.events, _ = impl.(DebugEventer)
 	n.ops.brk, _ = impl.(Breakpointer)
 	n.ops.info, _ = impl.(Infoer)
+	n.ops.dirty, _ = impl.(DirtyTracker)
+	n.ops.finish, _ = impl.(ReopenFinisher)
+}
+
+// readonlyBitmaps says whether the node's dirty bitmaps forbid writes.
+func (n *Node) readonlyBitmaps() bool { return n.ops.dirty != nil && n.ops.dirty.ReadonlyBitmaps() }
+
+// setDirty marks [off, off+bytes) in the node's dirty bitmaps.
+func (n *Node) setDirty(off, bytes int64) {
+	if n.ops.dirty != nil && bytes > 0 {
+		n.ops.dirty.SetDirty(off, bytes)
+	}
 }
 
 // Error is a failure carrying QEMU's message and the errno, so callers can

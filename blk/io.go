@@ -258,9 +258,13 @@ func (n *Node) zeroPWrite(co *Co, req *trackedReq, off, bytes int64, flags ReqFl
 // pwritev_done and count the write generation.
 func (n *Node) alignedPWrite(co *Co, req *trackedReq, off, bytes int64, buf []byte, flags ReqFlags) error {
 	maxTransfer := n.maxTransfer()
+	if n.readonlyBitmaps() {
+		return unix.EPERM
+	}
 	if err := n.waitSerialising(co, req); err != nil {
 		return err // withdrawn: no event, nothing written
 	}
+	defer n.setDirty(off, bytes)
 	var err error
 	switch {
 	case flags&ZeroWrite != 0:
@@ -398,6 +402,9 @@ func (n *Node) PDiscard(co *Co, off, bytes int64) error {
 	if err := checkRequest(off, bytes); err != nil {
 		return err
 	}
+	if n.readonlyBitmaps() {
+		return unix.EPERM
+	}
 	if !n.discardOn || n.ops.discard == nil {
 		return nil
 	}
@@ -410,6 +417,7 @@ func (n *Node) PDiscard(co *Co, off, bytes int64) error {
 	if err := n.waitSerialising(co, req); err != nil {
 		return err
 	}
+	defer n.setDirty(off, bytes)
 	co.markStarted(n.driver)
 	maxDiscard := roundDown(minNonZero(l.MaxPdiscard, 1<<63-1), align)
 	var err error
@@ -536,9 +544,14 @@ func (n *Node) BlockStatus(co *Co, wantZero bool, off, bytes int64) (Status, err
 		return Status{}, nil
 	}
 	if n.ops.status == nil {
-		// No information: everything is data here, or (for a filter or a
-		// format without block status) whatever the child says.
-		if n.file != nil {
+		// No information: a filter passes the child's answer on; a format
+		// without block status (bochs, cloop) is data, all allocated,
+		// with no offset (bdrv_co_block_status's early answer); a
+		// protocol is data at the same offset.
+		switch {
+		case n.driver.imageFormat():
+			return Status{Flags: StatusData | StatusAllocated, Pnum: bytes}, nil
+		case n.file != nil:
 			return n.file.Node.BlockStatus(co, wantZero, off, bytes)
 		}
 		return Status{Flags: StatusData | StatusAllocated | StatusOffsetValid, Pnum: bytes, Map: off, File: n}, nil

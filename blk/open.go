@@ -32,6 +32,9 @@ type Driver struct {
 	// Probe scores how likely head (the first bytes of an image) is in
 	// this format; 0 means no.
 	Probe func(head []byte) int
+	// ProbeName scores a format that only its file name tells (dmg:
+	// "*.dmg"), where QEMU's bdrv_probe looks at the filename instead.
+	ProbeName func(filename string) int
 	// Open opens a node. It must take every option it understands from
 	// a.Opts; leftovers are reported as unsupported options.
 	Open func(a *OpenArgs) (Impl, error)
@@ -61,6 +64,13 @@ type Driver struct {
 	// "backing." for formats with backing files are implied.
 	Options []Option
 }
+
+// imageFormat tells an image format (raw, qcow2, bochs: a driver that
+// probes) from the filters that are formats only in blk's sense
+// (copy-on-read, compress): QEMU's bdrv_get_info and
+// bdrv_co_block_status look through a filter to its child, never below
+// an image format.
+func (d *Driver) imageFormat() bool { return d.Format && (d.Probe != nil || d.ProbeName != nil) }
 
 // Option is one runtime option of a driver: its name and, when it takes
 // one of a few words, those words.
@@ -574,10 +584,16 @@ func (r *Registry) probeAndOpen(opts *qdict.Dict, flags OpenFlags, loop *Loop, w
 	var best *Driver
 	bestScore := 0
 	for _, d := range r.drivers {
-		if d.Format && d.Probe != nil {
-			if s := d.Probe(head); s > bestScore {
-				best, bestScore = d, s
-			}
+		s := 0
+		switch {
+		case !d.Format:
+		case d.Probe != nil:
+			s = d.Probe(head)
+		case d.ProbeName != nil:
+			s = d.ProbeName(proto.Filename())
+		}
+		if s > bestScore {
+			best, bestScore = d, s
 		}
 	}
 	if best == nil {

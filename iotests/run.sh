@@ -44,7 +44,7 @@ while [ $# -gt 0 ]; do
     -j) shift; jobs=$1 ;;
     -j*) jobs=${1#-j} ;;
     -nbd|-file) proto=${1#-} ;;
-    -raw|-qcow2|-qcow|-qed|-vdi|-vpc|-vhdx|-vmdk|-parallels|-luks) fmt=${1#-} ;;
+    -raw|-qcow2|-qcow|-qed|-vdi|-vpc|-vhdx|-vmdk|-parallels|-luks|-bochs|-cloop|-dmg) fmt=${1#-} ;;
     -h|--help) usage ;;
     -*) echo "run.sh: unknown option $1" >&2; usage ;;
     *) tests+=("$1") ;;

@@ -84,6 +84,42 @@ func (f *Bounded) Truncate(co *blk.Co, size int64, exact bool, p blk.Prealloc) e
 func (f *Bounded) Length(*blk.Co) (int64, error) { return int64(len(f.Data)), nil }
 func (f *Bounded) Close() error                  { return nil }
 
+// openBounded opens img with format d over a Bounded file (no backing
+// file); the Bounded is unregistered when the test ends.
+func openBounded(t testing.TB, d *blk.Driver, img []byte, flags blk.OpenFlags) (*Bounded, *blk.Backend, error) {
+	id := t.Name()
+	f := &Bounded{Data: append([]byte(nil), img...)}
+	boundedMu.Lock()
+	bounded[id] = f
+	boundedMu.Unlock()
+	t.Cleanup(func() {
+		boundedMu.Lock()
+		delete(bounded, id)
+		boundedMu.Unlock()
+	})
+	reg := blk.NewRegistry(BoundedDriver, d)
+	opts := qdict.New()
+	opts.Set("file.driver", "bounded")
+	opts.Set("file.id", id)
+	if d.SupportsBacking {
+		opts.Set("backing", "")
+	}
+	b, err := reg.Open(blk.Spec{Format: d.Name, Opts: opts, Flags: flags}, blk.NewLoop(blk.NewVirtualClock()))
+	return f, b, err
+}
+
+// OpenImage opens the image bytes img with format d, in memory,
+// read-only or not; the test fails if it does not open.
+func OpenImage(t testing.TB, d *blk.Driver, img []byte, readOnly bool) *blk.Backend {
+	t.Helper()
+	_, b, err := openBounded(t, d, img, blk.OpenFlags{ReadOnly: readOnly})
+	if err != nil {
+		t.Fatalf("open %s image: %v", d.Name, err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
 // FuzzFormat is the body of a format driver's fuzz target: it opens img
 // (a corrupted image, at most 1 MiB) with format d over a Bounded file,
 // without a backing file, and runs up to 16 requests chosen by ops on its
@@ -93,27 +129,23 @@ func (f *Bounded) Close() error                  { return nil }
 // input taking more than 20 s, an error without an errno or an access
 // outside the file fails the test.
 func FuzzFormat(t *testing.T, d *blk.Driver, img, ops []byte) {
+	fuzzFormat(t, d, img, ops, blk.OpenFlags{Unmap: true})
+}
+
+// FuzzFormatReadOnly is FuzzFormat for the formats QEMU only reads
+// (bochs, cloop, dmg): the image is opened read-only, so the write
+// requests among ops must fail cleanly.
+func FuzzFormatReadOnly(t *testing.T, d *blk.Driver, img, ops []byte) {
+	fuzzFormat(t, d, img, ops, blk.OpenFlags{ReadOnly: true})
+}
+
+func fuzzFormat(t *testing.T, d *blk.Driver, img, ops []byte, flags blk.OpenFlags) {
 	if len(img) > 1<<20 {
 		return
 	}
 	watchdog := time.AfterFunc(20*time.Second, func() { panic(d.Name + " fuzz: input takes more than 20s") })
 	defer watchdog.Stop()
-	id := t.Name()
-	f := &Bounded{Data: append([]byte(nil), img...)}
-	boundedMu.Lock()
-	bounded[id] = f
-	boundedMu.Unlock()
-	defer func() {
-		boundedMu.Lock()
-		delete(bounded, id)
-		boundedMu.Unlock()
-	}()
-	reg := blk.NewRegistry(BoundedDriver, d)
-	opts := qdict.New()
-	opts.Set("file.driver", "bounded")
-	opts.Set("file.id", id)
-	opts.Set("backing", "")
-	b, err := reg.Open(blk.Spec{Format: d.Name, Opts: opts, Flags: blk.OpenFlags{Unmap: true}}, blk.NewLoop(blk.NewVirtualClock()))
+	f, b, err := openBounded(t, d, img, flags)
 	if f.Violation != "" {
 		t.Fatalf("open: %s", f.Violation)
 	}

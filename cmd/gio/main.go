@@ -8,8 +8,11 @@ import (
 	"os"
 
 	"gio/blk"
+	"gio/blk/drivers/bochs"
+	"gio/blk/drivers/cloop"
 	"gio/blk/drivers/compress"
 	"gio/blk/drivers/cor"
+	"gio/blk/drivers/dmg"
 	"gio/blk/drivers/file"
 	"gio/blk/drivers/luks"
 	"gio/blk/drivers/nbd"
@@ -122,7 +125,7 @@ var env = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
 }}
 
 func newRegistry(out io.Writer) *blk.Registry {
-	drivers := []*blk.Driver{file.Driver, file.HostDevice, file.HostCDROM, raw.Driver, cor.Driver, compress.Driver, quorum.Driver, qcow2.Driver, luks.Driver, vdi.Driver, vpc.Driver, qed.Driver, qcow.Driver, vmdk.Driver, null.CoDriver, null.AIODriver,
+	drivers := []*blk.Driver{file.Driver, file.HostDevice, file.HostCDROM, raw.Driver, cor.Driver, compress.Driver, quorum.Driver, qcow2.Driver, luks.Driver, vdi.Driver, vpc.Driver, qed.Driver, qcow.Driver, vmdk.Driver, bochs.Driver, cloop.Driver, dmg.Driver, null.CoDriver, null.AIODriver,
 		blkdebug.NewDriver(func() io.Writer { return out })}
 	return withSecrets(blk.NewRegistry(append(drivers, nbd.Drivers...)...))
 }

@@ -247,6 +247,9 @@ func (s *state) calculateRefcounts(co *blk.Co, res *checkResult, fix int, rebuil
 	} else if err := s.incRefcounts(co, res, t, off, n); err != nil {
 		return err
 	}
+	if err := s.checkBitmapsRefcounts(co, res, t); err != nil {
+		return err
+	}
 	return s.checkRefblocks(co, res, rebuild, t)
 }
 
@@ -287,8 +290,8 @@ func (s *state) incRefcounts(co *blk.Co, res *checkResult, t *imrt, offset, size
 	if err != nil {
 		return err
 	}
-	if offset+size-flen >= s.clusterSize {
-		fmt.Fprintf(s.stderr, "ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x%x size 0x%x\n", offset, size)
+	if offset < 0 || offset+size-flen >= s.clusterSize { // offset < 0: past 2^63, from corrupt metadata
+		fmt.Fprintf(s.stderr, "ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x%x size 0x%x\n", uint64(offset), size)
 		res.corruptions++
 		return nil
 	}
@@ -413,7 +416,7 @@ func (s *state) checkRefblocks(co *blk.Co, res *checkResult, rebuild *bool, t *i
 			res.corruptions++
 			*rebuild = true
 			continue
-		case cl >= t.clusters:
+		case uint64(cl) >= uint64(t.clusters): // an offset past 2^63 too
 			res.corruptions++
 			fmt.Fprintf(s.stderr, "ERROR refcount block %d is outside image\n", i)
 			continue

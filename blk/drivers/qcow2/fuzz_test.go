@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
@@ -144,6 +145,41 @@ func seeds(f *testing.F) [][]byte {
 			out = append(out, dirty)
 		}
 	}
+	return append(out, bitmapSeeds(f)...)
+}
+
+// bitmapSeeds are images with persistent bitmaps, made by qemu-img
+// (gio cannot add bitmaps) and written by gio so that their tables
+// point at data clusters; none without qemu-img (the committed corpus
+// holds some).
+func bitmapSeeds(f *testing.F) [][]byte {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		return nil
+	}
+	var out [][]byte
+	dir := f.TempDir()
+	for i, cs := range []string{"512", "4096", "65536"} {
+		path := filepath.Join(dir, "bm"+strconv.Itoa(i))
+		for _, argv := range [][]string{
+			{"create", "-q", "-f", "qcow2", "-o", "cluster_size=" + cs, path, "256k"},
+			{"bitmap", "--add", "-g", "512", path, "a"},
+			{"bitmap", "--add", "--disable", path, "b"},
+		} {
+			if o, err := exec.Command("qemu-img", argv...).CombinedOutput(); err != nil {
+				f.Fatalf("qemu-img %v: %v\n%s", argv, err, o)
+			}
+		}
+		b := mustOpen(f, path)
+		_ = do(f, b, func(co *blk.Co) error {
+			return b.PWrite(co, 1000, bytes.Repeat([]byte{0xaa}, 70000), 0)
+		})
+		b.Close()
+		data, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		out = append(out, data)
+	}
 	return out
 }
 
@@ -207,7 +243,10 @@ func FuzzOpen(f *testing.F) {
 				opts.Set("data-file.id", id+"-data")
 			}
 		}
-		b, err := reg.Open(blk.Spec{Format: "qcow2", Opts: opts, Flags: blk.OpenFlags{Unmap: true}}, blk.NewLoop(blk.NewVirtualClock()))
+		// Bit 6 of the first op byte opens read-only (bitmaps load
+		// read-only; op 9 reopens read/write and back).
+		ro := len(ops) > 0 && ops[0]&0x40 != 0
+		b, err := reg.Open(blk.Spec{Format: "qcow2", Opts: opts, Flags: blk.OpenFlags{Unmap: true, ReadOnly: ro}}, blk.NewLoop(blk.NewVirtualClock()))
 		if mf.violation != "" {
 			t.Fatalf("open: %s", mf.violation)
 		}
@@ -217,7 +256,12 @@ func FuzzOpen(f *testing.F) {
 			}
 			return
 		}
-		defer b.Close()
+		closed := false
+		defer func() {
+			if !closed {
+				b.Close()
+			}
+		}()
 		var size int64
 		_ = blktest_do(t, b, func(co *blk.Co) (err error) { size, err = b.Length(co); return })
 		window := min(size, 1<<20)
@@ -228,7 +272,7 @@ func FuzzOpen(f *testing.F) {
 			off := int64(binary.LittleEndian.Uint16(append([]byte{op, byte(i)}, 0)[:2])) * 97 % window
 			n := min(window-off, int64(op)*131+1)
 			_ = blktest_do(t, b, func(co *blk.Co) error {
-				switch op % 9 {
+				switch op % 10 {
 				case 0:
 					return b.PRead(co, off, make([]byte, n))
 				case 1:
@@ -256,13 +300,27 @@ func FuzzOpen(f *testing.F) {
 					return b.Truncate(co, (size+int64(op)*512)&^511, blk.PreallocOff)
 				case 7:
 					return b.LoadVMState(co, make([]byte, n), off)
+				case 9:
+					return nil // between requests, below
 				default:
 					return b.SaveVMState(co, bytes.Repeat([]byte{op}, int(n)), off)
 				}
 			})
-			if mf.violation != "" {
-				t.Fatalf("op %d: %s", op%9, mf.violation)
+			if op%10 == 9 {
+				// Reopen read-only (storing the bitmaps) or read/write
+				// (marking them in use).
+				ro = !ro
+				_ = b.SetReadOnly(ro)
 			}
+			if mf.violation != "" {
+				t.Fatalf("op %d: %s", op%10, mf.violation)
+			}
+		}
+		// Close stores the bitmaps: it must stay inside the file too.
+		closed = true
+		_ = b.Close()
+		if mf.violation != "" {
+			t.Fatalf("close: %s", mf.violation)
 		}
 	})
 }

@@ -478,6 +478,9 @@ func (s *state) Truncate(co *blk.Co, size int64, exact bool, prealloc blk.Preall
 	if err := s.truncate(co, size, zeroFill); err != nil {
 		return err
 	}
+	for _, b := range s.dirtyBitmaps {
+		b.truncate(s.size)
+	}
 	if s.hasDataFile() && size > s.dataFileLen(co) {
 		// An external data file grows with the image (qcow2_co_truncate).
 		return s.data.Node.Truncate(co, size, exact, blk.PreallocOff)
@@ -488,6 +491,9 @@ func (s *state) Truncate(co *blk.Co, size int64, exact bool, prealloc blk.Preall
 func (s *state) truncate(co *blk.Co, size int64, zeroFill bool) error {
 	if s.nbSnapshots > 0 && s.version < 3 {
 		return blk.Msgf(unix.ENOTSUP, "Can't resize a v2 image which has snapshots")
+	}
+	if err := s.truncateBitmapsCheck(co); err != nil {
+		return err
 	}
 	old := s.size
 	newL1 := s.sizeToL1(size)

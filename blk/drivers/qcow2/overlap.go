@@ -22,22 +22,33 @@ const (
 	olRefcountTable
 	olRefcountBlock
 	olSnapshotTable
-	// Not tracked by gio (no inactive tables or bitmap directory are
-	// loaded), but part of the overlap-check options.
+	// Checked by overlapsInactive and overlapCheck.
 	olInactiveL1
 	olInactiveL2
 	olBitmapDirectory
 )
 
 var olNames = map[olType]string{
-	olMainHeader:    "qcow2_header",
-	olActiveL1:      "active L1 table",
-	olActiveL2:      "active L2 table",
-	olRefcountTable: "refcount table",
-	olRefcountBlock: "refcount block",
-	olSnapshotTable: "snapshot table",
-	olInactiveL1:    "inactive L1 table",
-	olInactiveL2:    "inactive L2 table",
+	olMainHeader:      "qcow2_header",
+	olActiveL1:        "active L1 table",
+	olActiveL2:        "active L2 table",
+	olRefcountTable:   "refcount table",
+	olRefcountBlock:   "refcount block",
+	olSnapshotTable:   "snapshot table",
+	olInactiveL1:      "inactive L1 table",
+	olInactiveL2:      "inactive L2 table",
+	olBitmapDirectory: "bitmap directory",
+}
+
+// hitsRegion says whether [offset, offset+size), widened to whole
+// clusters, meets [o, o+l).
+func (s *state) hitsRegion(offset, size, o, l int64) bool {
+	if size <= 0 || l <= 0 {
+		return false
+	}
+	size = (s.offsetIntoCluster(offset) + size + s.clusterSize - 1) &^ (s.clusterSize - 1)
+	offset = s.startOfCluster(offset)
+	return offset < o+l && o < offset+size
 }
 
 // overlaps returns the first kind of metadata [offset, offset+size)
@@ -88,6 +99,12 @@ func (s *state) overlapCheck(ignore olType, offset, size int64) error {
 		var err error
 		if t, err = s.overlapsInactive(ignore, offset, size); err != nil {
 			return err
+		}
+	}
+	if t == 0 && ignore&olBitmapDirectory == 0 && s.opts.overlap&olBitmapDirectory != 0 &&
+		s.autoclear&autoclearBitmaps != 0 && s.bitmapDirSize > 0 {
+		if s.hitsRegion(offset, size, s.bitmapDirOffset, s.bitmapDirSize) {
+			t = olBitmapDirectory
 		}
 	}
 	if t != 0 {

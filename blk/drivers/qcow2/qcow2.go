@@ -22,7 +22,8 @@
 // Also the VM state area (vmstate.go), lazy refcounts and the dirty bit
 // with the repair a read/write open runs (lazy.go, check.go), the corrupt
 // bit, the runtime options (options.go), zstd clusters (zstd.go) and the
-// persistent bitmaps, kept and shown by info (bitmaps.go).
+// persistent dirty bitmaps, loaded, tracked and stored back (bitmaps.go,
+// dirtybitmap.go).
 //
 // Encrypted images (legacy AES and LUKS) are in crypt.go.
 //
@@ -172,8 +173,15 @@ type state struct {
 	inactive       []inactiveTable
 	inactiveLoaded bool
 
-	// bitmaps are the persistent bitmaps, for info.
-	bitmaps []bitmapInfo
+	// The persistent bitmaps (bitmaps.go): the extension as the header
+	// holds it, the directory as last read or written (for info), and
+	// the bitmaps in memory, in directory order.
+	nbBitmaps                      uint32
+	bitmapDirOffset, bitmapDirSize int64
+	bitmapDir                      []*bitmapEntry
+	dirtyBitmaps                   []*dirtyBitmap
+	// warnf prints a warning (warn_report).
+	warnf func(format string, args ...any)
 
 	// data is where guest data lives: the file, or the external data
 	// file (datafile.go) named dataFileName in the header.
@@ -314,7 +322,7 @@ func (s *state) vmStateOffset() int64 {
 // Opening.
 
 func open(a *blk.OpenArgs) (blk.Impl, error) {
-	s := &state{self: a.Node(), loop: a.Loop, readOnly: a.Flags.ReadOnly, stderr: a.Stderr(), report: a.ReportFunc()}
+	s := &state{self: a.Node(), loop: a.Loop, readOnly: a.Flags.ReadOnly, stderr: a.Stderr(), report: a.ReportFunc(), warnf: a.Warnf}
 	if s.loop == nil {
 		s.loop = blk.NewLoop(blk.NewVirtualClock())
 	}
@@ -553,6 +561,7 @@ func (s *state) doOpen(co *blk.Co) error {
 	if err != nil {
 		return err
 	}
+	updateHeader := false
 	for _, e := range exts {
 		switch e.magic {
 		case extBackingFormat:
@@ -573,10 +582,9 @@ func (s *state) doOpen(co *blk.Co) error {
 				s.dataFileName = string(e.data)
 			}
 		case extBitmaps:
-			if s.autoclear&autoclearBitmaps != 0 {
-				s.bitmaps = s.readBitmaps(co, e.data)
+			if err := s.bitmapsExt(e.data, &updateHeader); err != nil {
+				return err
 			}
-			s.unknownExts = append(s.unknownExts, e)
 		default:
 			s.unknownExts = append(s.unknownExts, e)
 		}
@@ -598,10 +606,17 @@ func (s *state) doOpen(co *blk.Co) error {
 	}
 
 	// Unknown autoclear bits are cleared by a writer that does not know
-	// them (persistent bitmaps, for gio): that is what the bits are for.
-	// A raw external data file gio keeps raw.
-	if keep := s.autoclear & autoclearDataFileRaw; !s.readOnly && s.autoclear != keep {
-		s.autoclear = keep
+	// them: that is what the bits are for. Loading the bitmaps marks
+	// them in use, which rewrites the header too.
+	updateHeader = (updateHeader || s.autoclear&^autoclearMask != 0) && !s.readOnly
+	if updateHeader {
+		s.autoclear &= autoclearMask
+	}
+	headerUpdated, err := s.loadBitmaps(co)
+	if err != nil {
+		return err
+	}
+	if updateHeader && !headerUpdated {
 		if err := s.updateHeader(co); err != nil {
 			return blk.Errorf(blk.ErrnoOf(err), "Could not update qcow2 header")
 		}
@@ -701,6 +716,13 @@ func (s *state) updateHeader(co *blk.Co) error {
 	if s.version >= 3 && s.clusterSize > 4096 {
 		buf = appendExt(buf, extFeatureTable, encodeFeatures(knownFeatures))
 	}
+	if s.nbBitmaps > 0 {
+		ext := make([]byte, bitmapsExtSize)
+		binary.BigEndian.PutUint32(ext, s.nbBitmaps)
+		binary.BigEndian.PutUint64(ext[8:], uint64(s.bitmapDirSize))
+		binary.BigEndian.PutUint64(ext[16:], uint64(s.bitmapDirOffset))
+		buf = appendExt(buf, extBitmaps, ext)
+	}
 	for _, e := range s.unknownExts {
 		buf = appendExt(buf, e.magic, e.data)
 	}
@@ -789,6 +811,9 @@ func (s *state) Reopen(readOnly bool) error {
 		if err := s.runSync("qcow2 reopen", func(co *blk.Co) error {
 			s.mu.lock(co)
 			defer s.mu.unlock()
+			if err := s.reopenBitmapsRO(co); err != nil {
+				return err
+			}
 			if err := s.writeCaches(co); err != nil {
 				return err
 			}
@@ -802,6 +827,22 @@ func (s *state) Reopen(readOnly bool) error {
 	}
 	s.readOnly = readOnly
 	return nil
+}
+
+// ReopenCommitted marks the bitmaps in use again once the image and its
+// file are writable (qcow2_reopen_commit_post). A failure leaves them
+// read-only, which refuses later writes, as in QEMU.
+func (s *state) ReopenCommitted(readOnly bool) {
+	if readOnly || s.broken {
+		return
+	}
+	if err := s.runSync("qcow2 reopen", func(co *blk.Co) error {
+		s.mu.lock(co)
+		defer s.mu.unlock()
+		return s.reopenBitmapsRW(co)
+	}); err != nil {
+		s.report(prependErr(s.nodeName()+": Failed to make dirty bitmaps writable: ", err))
+	}
 }
 
 // PrepareReopen is qcow2_update_options_prepare for a reopen: the new
@@ -851,11 +892,17 @@ func (s *state) Close() error {
 	if s.readOnly || s.broken || s.l2Cache == nil {
 		return nil
 	}
-	if !s.l2Cache.dirty() && !s.rcCache.dirty() && s.incompat&incompatDirty == 0 {
+	if !s.l2Cache.dirty() && !s.rcCache.dirty() && s.incompat&incompatDirty == 0 && len(s.dirtyBitmaps) == 0 {
 		return nil
 	}
 	return s.runSync("qcow2 close", func(co *blk.Co) error {
+		s.mu.lock(co)
+		defer s.mu.unlock()
 		var result error
+		if err := s.storeBitmaps(co, true); err != nil {
+			result = unix.EINVAL
+			s.report(prependErr(fmt.Sprintf("Lost persistent bitmaps during inactivation of node '%s': ", s.nodeName()), err))
+		}
 		if err := s.l2Cache.flush(co); err != nil {
 			result = err
 			s.report(blk.Errorf(blk.ErrnoOf(err), "Failed to flush the L2 table cache"))
@@ -869,6 +916,17 @@ func (s *state) Close() error {
 		}
 		return result
 	})
+}
+
+// nodeName names the node in messages (bdrv_get_device_or_node_name).
+// QEMU generates a missing node-name as "#block" with a counter (1 for
+// the format node of a plain open) and two random digits, which tests
+// filter out (_filter_generated_node_ids); gio's digits are fixed.
+func (s *state) nodeName() string {
+	if n := s.self.NodeName(); n != "" {
+		return n
+	}
+	return "#block100"
 }
 
 // runSync runs fn as a request on the node's loop, outside any other

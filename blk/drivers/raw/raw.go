@@ -179,6 +179,14 @@ func (n *node) RefreshLimits(l *blk.Limits) {
 
 func (n *node) Close() error { return nil }
 
+// Info is raw_get_info: the file's information (bdrv_get_info does not
+// look below a format node that has none of its own).
+func (n *node) Info() (blk.Info, error) {
+	info, err := n.file.Node.Info()
+	info.Specific = nil
+	return info, err
+}
+
 var (
 	_ blk.ZeroWriter      = (*node)(nil)
 	_ blk.Discarder       = (*node)(nil)
