@@ -241,11 +241,26 @@ func eachDataNode(n *Node, fn func(*Node) error) error {
 	return fn(n)
 }
 
+// CheckReopen fails, with QEMU's message, when a data node's driver
+// cannot be reopened at all (Driver.NoReopen); reopen -r/-w and option
+// changes call it before changing anything.
+func (b *Backend) CheckReopen() error {
+	for _, n := range b.dataNodes() {
+		if n.driver.NoReopen {
+			return Msgf(unix.ENOTSUP, "Block format '%s' used by node '%s' does not support reopening files", n.driver.Name, n.MessageName())
+		}
+	}
+	return nil
+}
+
 // SetReadOnly changes the read-only state of the image's data nodes
 // (reopen -r/-w); backing files stay read-only. Nodes holding OS
 // resources or caches reopen them first, parents before children; when one fails, those already reopened
 // are reopened back, so a failure leaves the graph as it was.
 func (b *Backend) SetReadOnly(ro bool) error {
+	if err := b.CheckReopen(); err != nil {
+		return err
+	}
 	nodes := b.dataNodes()
 	var done []Reopener
 	var changed []*Node

@@ -3,6 +3,7 @@ package blk
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"gio/blk/qdict"
@@ -313,6 +314,46 @@ type Breakpointer interface {
 	Tags() []string
 }
 
+// CheckMode says what a consistency check may repair (QEMU's
+// BdrvCheckMode); zero only reports.
+type CheckMode int
+
+// Check modes, combined with |: qemu-img check -r leaks is CheckFixLeaks,
+// -r all is CheckFixLeaks|CheckFixErrors.
+const (
+	CheckFixLeaks CheckMode = 1 << iota
+	CheckFixErrors
+)
+
+// CheckResult is what a consistency check found (QEMU's BdrvCheckResult
+// with its BlockFragInfo): the facts qemu-img check prints.
+type CheckResult struct {
+	// Corruptions and Leaks are the problems left after the check
+	// (repaired ones are not counted); CheckErrors are the places the
+	// check could not look at (an I/O error, an unreadable table).
+	Corruptions, Leaks, CheckErrors int
+	CorruptionsFixed, LeaksFixed    int
+	// ImageEndOffset is where the last cluster in use ends (0: unknown).
+	ImageEndOffset int64
+	// The cluster counts of the guest-visible image (0: not known).
+	TotalClusters, AllocatedClusters, FragmentedClusters, CompressedClusters int64
+}
+
+// Checker is a format's consistency check (QEMU's bdrv_co_check).
+// blk guarantees, through Node.Check: the call is a serialising request
+// over the whole node (no other request of the node runs meanwhile), it
+// runs with the token, fix is 0 on a read-only node, and msgs is not nil.
+// The driver: fills res from zero; prints one line per problem to msgs,
+// with QEMU's words ("Leaked cluster 5 refcount=1 reference=0"); repairs
+// only what fix allows and counts each repair in CorruptionsFixed or
+// LeaksFixed instead of Corruptions or Leaks; leaves its caches
+// consistent with what it wrote; returns an error only when the check
+// could not complete (res then holds what was found so far), never for
+// what it found. It must not panic on any image content.
+type Checker interface {
+	Check(co *Co, fix CheckMode, msgs io.Writer, res *CheckResult) error
+}
+
 // Info is what the info command shows.
 type Info struct {
 	ClusterSize   int64
@@ -343,6 +384,7 @@ type nodeOps struct {
 	events     DebugEventer
 	brk        Breakpointer
 	info       Infoer
+	check      Checker
 	dirty      DirtyTracker
 	finish     ReopenFinisher
 }
@@ -364,6 +406,7 @@ func (n *Node) setImpl(impl Impl) {
 	n.ops.events, _ = impl.(DebugEventer)
 	n.ops.brk, _ = impl.(Breakpointer)
 	n.ops.info, _ = impl.(Infoer)
+	n.ops.check, _ = impl.(Checker)
 	n.ops.dirty, _ = impl.(DirtyTracker)
 	n.ops.finish, _ = impl.(ReopenFinisher)
 }

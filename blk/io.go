@@ -38,7 +38,7 @@ func initPadding(off, bytes, align int64) (padding, bool) {
 	if sum > align && p.head != 0 && p.tail != 0 {
 		bufLen = 2 * align
 	}
-	p.buf = make([]byte, bufLen)
+	p.buf = getBuf(bufLen)
 	p.merge = sum == bufLen
 	return p, true
 }
@@ -59,8 +59,11 @@ func (n *Node) PRead(co *Co, off int64, buf []byte, flags ReqFlags) error {
 	p, padded := initPadding(off, bytes, align)
 	aoff, abuf := off, buf
 	if padded {
+		// A read needs no padding buffer of its own: the whole-block
+		// buffer holds head and tail.
+		putBuf(p.buf)
 		aoff = off - p.head
-		abuf = make([]byte, p.head+bytes+p.tail)
+		abuf = getBuf(p.head + bytes + p.tail)
 		// QEMU pads the caller's I/O vector with head and tail buffers,
 		// so the driver reads straight into the caller's memory: bytes a
 		// driver leaves alone (null-co) keep what the caller had there.
@@ -69,8 +72,11 @@ func (n *Node) PRead(co *Co, off int64, buf []byte, flags ReqFlags) error {
 	req := n.track(co, aoff, int64(len(abuf)), trackRead)
 	err := n.alignedPRead(co, req, aoff, abuf, flags)
 	req.end()
-	if err == nil && padded {
-		copy(buf, abuf[p.head:])
+	if padded {
+		if err == nil {
+			copy(buf, abuf[p.head:])
+		}
+		putBuf(abuf)
 	}
 	return err
 }
@@ -148,7 +154,9 @@ func (n *Node) pwrite(co *Co, off, bytes int64, buf []byte, flags ReqFlags) erro
 	aoff, abuf := off, buf
 	if padded {
 		aoff = off - p.head
-		abuf = make([]byte, p.head+bytes+p.tail)
+		abuf = getBuf(p.head + bytes + p.tail)
+		defer putBuf(abuf)
+		defer putBuf(p.buf)
 	}
 	req := n.track(co, aoff, int64(len(abuf)), trackWrite)
 	defer req.end()
@@ -219,6 +227,7 @@ func (n *Node) zeroPWrite(co *Co, req *trackedReq, off, bytes int64, flags ReqFl
 	align := n.limits.RequestAlignment
 	p, padded := initPadding(off, bytes, align)
 	if padded {
+		defer putBuf(p.buf)
 		req.padHead, req.padTail, req.padMerge = p.head, p.tail, p.merge
 		if err := n.makeSerialising(co, req, align); err != nil {
 			return err

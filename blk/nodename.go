@@ -37,3 +37,15 @@ func (r *Registry) takeNodeName(n *Node, opts *qdict.Dict) error {
 
 // NodeName returns the node-name the node was opened with, or "".
 func (n *Node) NodeName() string { return n.nodeName }
+
+// MessageName names the node in messages, as QEMU's
+// bdrv_get_device_or_node_name does: its node-name, else the name QEMU
+// generates, "#block" with a counter (1 for the format node of a plain
+// open) and two random digits, which tests filter out
+// (_filter_generated_node_ids); gio's digits are fixed.
+func (n *Node) MessageName() string {
+	if n.nodeName != "" {
+		return n.nodeName
+	}
+	return "#block100"
+}

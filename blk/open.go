@@ -58,6 +58,10 @@ type Driver struct {
 	// its own make a generated json: name the only faithful one. Nil
 	// for drivers whose nodes are named as the user gave them.
 	ExactFilename func(n *Node) string
+	// NoReopen marks drivers QEMU cannot reopen (no bdrv_reopen_prepare:
+	// bochs, cloop, dmg, parallels): every reopen of an image with such a
+	// node fails, whatever it would change (Backend.CheckReopen).
+	NoReopen bool
 	// Options lists the runtime options the driver takes, for the
 	// shell's completion only (Open does not consult it). A child is
 	// listed as its name with a dot ("image."); "file." for formats and
@@ -135,6 +139,23 @@ func (r *Registry) Lookup(name string) *Driver {
 // Drivers returns every registered driver.
 func (r *Registry) Drivers() []*Driver { return r.drivers }
 
+// Add registers one more driver (gio explore --crash serves crash images
+// from memory so).
+func (r *Registry) Add(d *Driver) { r.drivers = append(r.drivers, d) }
+
+// Replace puts d in the place of the registered driver of the same name
+// and reports whether there was one. gio explore --crash wraps the file
+// driver so, to record what reaches the disk below the format node.
+func (r *Registry) Replace(d *Driver) bool {
+	for i, old := range r.drivers {
+		if old.Name == d.Name {
+			r.drivers[i] = d
+			return true
+		}
+	}
+	return false
+}
+
 // protocolFor is bdrv_find_protocol: a name with a "proto:" prefix (a
 // colon before any slash) belongs to the driver owning that protocol,
 // and a prefix no driver owns is an error naming it; any other name is
@@ -182,6 +203,11 @@ type OpenFlags struct {
 	Unmap      bool // discard=unmap
 	ForceShare bool
 	AIO        string // threads, native, io_uring
+	// Check opens the image for a consistency check (BDRV_O_CHECK, as
+	// qemu-img check does): a format opens what it can of a damaged
+	// image and repairs nothing on its own (qcow2: no dirty-image
+	// repair, a corrupt image may be opened read/write for -r).
+	Check bool
 	// TakePerms and UnsharePerms adjust what the nodes below take and
 	// share on top of what their parents need (blkdebug's
 	// take-child-perms and unshare-child-perms); the file driver locks
@@ -367,7 +393,10 @@ func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *
 	}
 	n.readOnly = flags.ReadOnly
 	n.noFlush = flags.NoFlush
-	n.discardOn = flags.Unmap
+	// QEMU's nodes below a format default to discard=unmap
+	// (bdrv_inherited_options); gio follows that under a check, whose
+	// frees (qcow2's QCOW2_DISCARD_ALWAYS) punch holes in the file.
+	n.discardOn = flags.Unmap || flags.Check && !flags.ReadOnly
 	n.probed = probed
 	n.filename, _ = opts.Get("filename")
 	n.openOpts = opts.Clone()

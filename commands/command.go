@@ -10,6 +10,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 
 	"gio/blk"
 	"gio/internal/getopt"
@@ -50,6 +51,9 @@ type Command struct {
 	// GioArgs are gio-only words the command accepts beyond qemu-io's
 	// argument count (map -s); any other word is counted as usual.
 	GioArgs []string
+	// Subs are the subcommand words a RawArgs command takes first
+	// (trace start|stop|view), for completion and help.
+	Subs []Sub
 }
 
 var (
@@ -79,8 +83,13 @@ func All() []*Command {
 	all = append(all, benchCommands()...)
 	all = append(all, traceCommands()...)
 	all = append(all, nbdCommands()...)
+	all = append(all, checkCommands()...)
 	return all
 }
+
+// sharedTable is the table of All, built once: sessions only read it,
+// and explore makes a session per schedule.
+var sharedTable = sync.OnceValue(func() *Table { return NewTable(All()) })
 
 // Table is a command lookup table.
 type Table struct {
@@ -312,16 +321,13 @@ type Session struct {
 	// ioBuf is the buffer synchronous read and write commands reuse
 	// (syncBuf in iobuf.go).
 	ioBuf []byte
-	// patterns holds the read-only pattern buffers aio_write requests
-	// share (patternBuf in iobuf.go).
-	patterns map[byte][]byte
 	// tracing is the trace being written (trace.go), nil when off.
 	tracing *traceState
 }
 
 // NewSession returns a session with the standard command table.
 func NewSession(out, errw io.Writer, reg *blk.Registry, loop *blk.Loop) *Session {
-	s := &Session{Out: out, Err: errw, Flush: func() {}, Table: NewTable(All()), Reg: reg, Loop: loop}
+	s := &Session{Out: out, Err: errw, Flush: func() {}, Table: sharedTable(), Reg: reg, Loop: loop}
 	if reg != nil {
 		// Drivers' open-time warnings, as QEMU's warn_report prints them.
 		reg.Warn = func(msg string) { s.errorReport("%s", msg) }

@@ -17,14 +17,16 @@ import (
 
 // createFlags are create's options; its help lists them from here.
 var createFlags = []Flag{
-	{Letter: 'f', Arg: "fmt", Values: CreateFormats, Desc: "image format (raw, qcow2, qed, qcow, luks, vdi, vpc)"},
+	{Letter: 'f', Arg: "fmt", Values: CreateFormats, Desc: "image format (raw, qcow2, qed, qcow, luks, vdi, vpc, vmdk, parallels, vhdx)"},
 	{Letter: 'o', Arg: "options", Keys: createOptions, Desc: "creation options, as qemu-img create -o takes them (qcow2:\n" +
 		"cluster_size, compat, refcount_bits, backing_file, backing_fmt,\n" +
 		"encrypt.format=luks|aes, encrypt.key-secret and the luks options\n" +
 		"with an encrypt. prefix; luks: key-secret, cipher-alg, cipher-mode,\n" +
 		"ivgen-alg, ivgen-hash-alg, hash-alg, iter-time; vdi: static;\n" +
-		"vpc: subformat, force_size; qed: cluster_size, table_size,\n" +
+		"vpc: subformat, force_size; vhdx: subformat, log_size,\n" +
+		"block_size, block_state_zero; qed: cluster_size, table_size,\n" +
 		"backing_file, backing_fmt; qcow: backing_file, backing_fmt;\n" +
+		"parallels: cluster_size;\n" +
 		"a backing file\n" +
 		"without backing_fmt has its format probed)"},
 }
@@ -62,7 +64,8 @@ var createOptions = []blk.Option{{Name: "cluster_size"}, {Name: "compat", Values
 	{Name: "encrypt.format", Values: []string{"aes", "luks"}}, {Name: "encrypt.key-secret"}, {Name: "encrypt.iter-time"},
 	{Name: "key-secret"}, {Name: "cipher-alg"}, {Name: "cipher-mode", Values: []string{"cbc", "ctr", "ecb", "xts"}},
 	{Name: "ivgen-alg", Values: []string{"essiv", "plain", "plain64"}}, {Name: "ivgen-hash-alg"}, {Name: "hash-alg"}, {Name: "iter-time"},
-	{Name: "static", Values: blk.OnOff()}, {Name: "subformat", Values: []string{"dynamic", "fixed"}}, {Name: "force_size", Values: blk.OnOff()}, {Name: "table_size"}}
+	{Name: "static", Values: blk.OnOff()}, {Name: "subformat", Values: []string{"dynamic", "fixed"}}, {Name: "force_size", Values: blk.OnOff()}, {Name: "table_size"},
+	{Name: "log_size"}, {Name: "block_size"}, {Name: "block_state_zero", Values: blk.OnOff()}}
 
 // createCmd makes a sparse image: a scratch image for a plain name, a
 // real file for a path.
@@ -224,7 +227,15 @@ func (s *Session) Cleanup() {
 	s.StopTrace()
 	if s.scratchDir != "" {
 		unregisterScratch(s.scratchDir)
-		os.RemoveAll(s.scratchDir)
+		// The images the session made, then the directory: two calls
+		// where RemoveAll makes a dozen (explore cleans up a session per
+		// schedule). Anything else in there takes the long way.
+		for _, p := range s.scratch {
+			os.Remove(p)
+		}
+		if os.Remove(s.scratchDir) != nil {
+			os.RemoveAll(s.scratchDir)
+		}
 		s.scratchDir = ""
 	}
 }

@@ -35,13 +35,46 @@ type Flag struct {
 	Keys []blk.Option
 }
 
+// Sub is a subcommand of a command that parses its own words (trace
+// start, trace view): its flags and what its other words are, declared
+// once for completion as Flags are for a command.
+type Sub struct {
+	Name  string
+	Flags []Flag
+	// Paths marks a subcommand whose other words are file names.
+	Paths bool
+}
+
+// SubFor returns the subcommand named name, or nil.
+func (c *Command) SubFor(name string) *Sub {
+	for i := range c.Subs {
+		if c.Subs[i].Name == name {
+			return &c.Subs[i]
+		}
+	}
+	return nil
+}
+
+// FlagFor returns the subcommand's flag for letter, or nil.
+func (s *Sub) FlagFor(letter byte) *Flag {
+	for i := range s.Flags {
+		if s.Flags[i].Letter == letter {
+			return &s.Flags[i]
+		}
+	}
+	return nil
+}
+
 // The values of the shared mode options, in QEMU's spelling.
 var (
 	CacheModes    = []string{"directsync", "none", "off", "unsafe", "writeback", "writethrough"}
 	DiscardModes  = []string{"ignore", "off", "on", "unmap"}
 	AIOModes      = []string{"io_uring", "native", "threads"}
 	PreallocModes = []string{"falloc", "full", "metadata", "off"}
-	CreateFormats = []string{"luks", "qcow", "qcow2", "qed", "raw", "vdi", "vmdk", "vpc"}
+	CreateFormats = []string{"luks", "parallels", "qcow", "qcow2", "qed", "raw", "vdi", "vhdx", "vmdk", "vpc"}
+	// TraceFormats are the trace file formats (trace start -f, the
+	// program's --trace-format), as package trace parses them.
+	TraceFormats = []string{"json", "jsonl"}
 )
 
 // OptString is the getopt option string of flags, in their order.

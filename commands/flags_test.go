@@ -1,8 +1,12 @@
 package commands
 
 import (
+	"io"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"gio/blk"
 )
 
 // TestOptStrings: the option strings built from the flag lists are
@@ -107,5 +111,36 @@ func TestApplyOpenFlag(t *testing.T) {
 	}
 	if known, _ := o.ApplyOpenFlag('o', "x"); known {
 		t.Errorf("-o taken without a session")
+	}
+}
+
+// TestSubsInSynopsis: every subcommand, its flags and their values show
+// in the command's synopsis, and the command takes each value.
+func TestSubsInSynopsis(t *testing.T) {
+	for _, c := range All() {
+		for _, sc := range c.Subs {
+			if !strings.Contains(c.Args, sc.Name) {
+				t.Errorf("%s: synopsis %q lacks %s", c.Name, c.Args, sc.Name)
+			}
+			for _, f := range sc.Flags {
+				want := "-" + string(f.Letter)
+				if f.Values != nil {
+					want += " " + strings.Join(f.Values, "|")
+				}
+				if !strings.Contains(c.Args, want) {
+					t.Errorf("%s %s: synopsis %q lacks %q", c.Name, sc.Name, c.Args, want)
+				}
+			}
+		}
+	}
+	dir := t.TempDir()
+	s := NewSession(io.Discard, io.Discard, nil, blk.NewLoop(blk.NewVirtualClock()))
+	defer s.Cleanup()
+	for _, v := range traceSubs[0].Flags[0].Values {
+		for _, l := range []string{"trace start -f " + v + " " + filepath.Join(dir, "t."+v), "trace stop"} {
+			if !s.Execute(l) {
+				t.Errorf("%q failed", l)
+			}
+		}
 	}
 }

@@ -381,6 +381,10 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 	if len(args) != 0 {
 		return errUsage
 	}
+	if err := s.Img.CheckReopen(); err != nil {
+		s.errorReport("%s", errText(err))
+		return errFailed
+	}
 	var commit func()
 	if ropts != nil {
 		if ropts.Has("read-only") && hasRW {

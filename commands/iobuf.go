@@ -1,6 +1,10 @@
 package commands
 
-import "gio/blk"
+import (
+	"sync"
+
+	"gio/blk"
+)
 
 // maxSyncBuf is the largest buffer a synchronous command reuses; larger
 // requests allocate their own (or stream, see stream.go).
@@ -45,22 +49,32 @@ const (
 // from. Requests asking for the same pattern share one buffer, which no
 // layer modifies (blk.Impl's PWrite contract): 20000 in-flight
 // "aio_write -P 0x5a N 4k" commands then hold one 4 KiB buffer instead of
-// 20000, where qemu-io allocates one per request. Longer requests get a
-// buffer of their own.
+// 20000, where qemu-io allocates one per request. The buffers are the
+// process's, not the session's, so that explore, which makes a session
+// per schedule, fills each once. Longer requests get a buffer of their
+// own.
 func (s *Session) patternBuf(n int64, b byte) []byte {
 	if n > maxSharedPattern {
 		return fill(n, b)
 	}
-	buf := s.patterns[b]
+	patterns.mu.Lock()
+	defer patterns.mu.Unlock()
+	buf := patterns.bufs[b]
 	if int64(len(buf)) < n {
-		if s.patterns == nil || len(s.patterns) >= maxPatterns {
-			s.patterns = map[byte][]byte{}
+		if patterns.bufs == nil || len(patterns.bufs) >= maxPatterns {
+			patterns.bufs = map[byte][]byte{}
 		}
 		// Page-aligned, so that an O_DIRECT file needs no bounce
 		// buffer; at least 4 KiB, the common request size.
 		buf = blk.AlignedBuffer(int(max(n, 4096)), 4096)
 		fillBytes(buf, b)
-		s.patterns[b] = buf
+		patterns.bufs[b] = buf
 	}
 	return buf[:n:n]
+}
+
+// patterns holds the shared read-only pattern buffers (patternBuf).
+var patterns struct {
+	mu   sync.Mutex
+	bufs map[byte][]byte
 }

@@ -87,6 +87,12 @@ func scratchBase() string {
 	if d := os.Getenv("GIO_SCRATCH_DIR"); d != "" {
 		return d
 	}
+	return shmProbe()
+}
+
+// shmProbe answers "/dev/shm" when a file can be made there, else "";
+// once per process (explore creates a scratch image per schedule).
+var shmProbe = sync.OnceValue(func() string {
 	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
 		if f, err := os.CreateTemp("/dev/shm", ".gio-probe-"); err == nil {
 			f.Close()
@@ -95,4 +101,4 @@ func scratchBase() string {
 		}
 	}
 	return ""
-}
+})

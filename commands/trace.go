@@ -43,9 +43,18 @@ func traceCommands() []*Command {
 	return []*Command{
 		{Name: "trace", Args: "[start [-f json|jsonl] FILE | stop | view FILE -o OUT]",
 			Oneline: "writes a trace of the session's requests (gio only)", Help: traceHelp,
-			MinArgs: 0, MaxArgs: 5, RawArgs: true, Hidden: true, Family: "gio", Run: traceCmd},
+			MinArgs: 0, MaxArgs: 5, RawArgs: true, Hidden: true, Family: "gio", Run: traceCmd,
+			Subs: traceSubs},
 		requestsCommand(),
 	}
+}
+
+// traceSubs are trace's subcommands: start takes -f and a file name,
+// view a file name and -o with another.
+var traceSubs = []Sub{
+	{Name: "start", Flags: []Flag{{Letter: 'f', Arg: "format", Values: TraceFormats}}, Paths: true},
+	{Name: "stop"},
+	{Name: "view", Flags: []Flag{{Letter: 'o', Arg: "file", Path: true}}, Paths: true},
 }
 
 func traceCmd(s *Session, name string, opts []getopt.Opt, args []string) error {

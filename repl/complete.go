@@ -14,8 +14,9 @@ import (
 // readline.AutoCompleter): command names and aliases, the flags of the
 // command being typed, option values (cache, discard and aio modes),
 // blkdebug event names after break, breakpoint tags after resume,
-// wait_break and remove_break, and file paths (and scratch image names)
-// after open and write -s.
+// wait_break and remove_break, file paths (and scratch image names)
+// after open and write -s, and subcommands with their flags and file
+// names (trace start -f jsonl FILE).
 type completer struct {
 	s *commands.Session
 }
@@ -68,6 +69,9 @@ func (c *completer) complete(before string) (string, []string) {
 			}
 		}
 	}
+	if len(cmd.Subs) > 0 {
+		return cur, c.sub(cmd, args, cur)
+	}
 	if strings.HasPrefix(cur, "-") {
 		return cur, matching(flags(cmd), cur)
 	}
@@ -92,6 +96,43 @@ func (c *completer) complete(before string) (string, []string) {
 		}
 	}
 	return cur, nil
+}
+
+// sub completes the words of a command with subcommands (trace): the
+// subcommand first, then its flags, a flag's value, and file names.
+func (c *completer) sub(cmd *commands.Command, args []string, cur string) []string {
+	if len(args) == 0 {
+		var names []string
+		for _, sc := range cmd.Subs {
+			names = append(names, sc.Name)
+		}
+		return matching(names, cur)
+	}
+	sc := cmd.SubFor(args[0])
+	if sc == nil {
+		return nil
+	}
+	if n := len(args); n > 1 {
+		if prev := args[n-1]; len(prev) == 2 && prev[0] == '-' {
+			if f := sc.FlagFor(prev[1]); f != nil && f.Arg != "" {
+				if f.Path {
+					return c.paths(cur)
+				}
+				return matching(f.Values, cur)
+			}
+		}
+	}
+	if strings.HasPrefix(cur, "-") {
+		var fs []string
+		for _, f := range sc.Flags {
+			fs = append(fs, "-"+string(f.Letter))
+		}
+		return matching(fs, cur)
+	}
+	if sc.Paths {
+		return c.paths(cur)
+	}
+	return nil
 }
 
 // flags lists a command's options as "-x" words, plus its gio-only

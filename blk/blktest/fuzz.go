@@ -121,10 +121,10 @@ func OpenImage(t testing.TB, d *blk.Driver, img []byte, readOnly bool) *blk.Back
 }
 
 // FuzzFormat is the body of a format driver's fuzz target: it opens img
-// (a corrupted image, at most 1 MiB) with format d over a Bounded file,
-// without a backing file, and runs up to 16 requests chosen by ops on its
-// first MiB (read, write, zero write, discard, a block-status walk,
-// flush, compressed write, resize). Opening either fails with an errno or
+// (a corrupted image, at most 2 MiB: vhdx's log starts at 1 MiB) with
+// format d over a Bounded file, without a backing file, and runs up to
+// 16 requests chosen by ops on its first MiB (read, write, zero write,
+// discard, a block-status walk, flush, compressed write, resize). Opening either fails with an errno or
 // the image serves requests; a panic, a request that never ends, one
 // input taking more than 20 s, an error without an errno or an access
 // outside the file fails the test.
@@ -140,7 +140,7 @@ func FuzzFormatReadOnly(t *testing.T, d *blk.Driver, img, ops []byte) {
 }
 
 func fuzzFormat(t *testing.T, d *blk.Driver, img, ops []byte, flags blk.OpenFlags) {
-	if len(img) > 1<<20 {
+	if len(img) > 2<<20 {
 		return
 	}
 	watchdog := time.AfterFunc(20*time.Second, func() { panic(d.Name + " fuzz: input takes more than 20s") })

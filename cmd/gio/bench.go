@@ -19,3 +19,14 @@ func runBench(args []string) int {
 	defer s.Cleanup()
 	return commands.BenchMain(s, args)
 }
+
+// runCheck is "gio check [qemu-img check options] filename": qemu-img
+// check's command line, report and exit status on gio's block layer.
+func runCheck(args []string) int {
+	out := repl.NewStdioWriter(os.Stdout, repl.IsTerminal(os.Stdout))
+	defer out.Flush()
+	s := env.NewSession(out, os.Stderr, blk.NewRealClock())
+	defer s.Cleanup()
+	s.Flush = out.Flush
+	return commands.CheckMain(s, args)
+}

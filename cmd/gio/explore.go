@@ -17,6 +17,9 @@ var exploreEnv = explore.Env{NewSession: func(out, errw io.Writer, ch blk.Choose
 	s := env.NewSession(repl.NewStdioWriter(out, false), errw, blk.NewVirtualClock())
 	s.Loop.SetChooser(ch)
 	return s
+}, NewRegistry: env.NewRegistry, NewSessionOn: func(out, errw io.Writer, reg *blk.Registry) fsx.Session {
+	on := repl.Env{NewRegistry: func(io.Writer) *blk.Registry { return reg }, Explore: env.Explore}
+	return on.NewSession(repl.NewStdioWriter(out, false), errw, blk.NewVirtualClock())
 }}
 
 // runExplore is "gio explore": exit 1 when a failing schedule was
@@ -46,7 +49,11 @@ func runExplore(args []string) int {
 				fmt.Fprint(os.Stderr, "\r\033[K")
 				return
 			}
-			fmt.Fprintf(os.Stderr, "\rgio explore: %d schedules...\033[K", n)
+			what := "schedules"
+			if o.Crash {
+				what = "crash states"
+			}
+			fmt.Fprintf(os.Stderr, "\rgio explore: %d %s...\033[K", n, what)
 		}
 	}
 	return exploreEnv.Command(o, o.Script, string(src), os.Stdout, os.Stderr, writeFile)

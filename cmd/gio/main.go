@@ -17,12 +17,14 @@ import (
 	"gio/blk/drivers/luks"
 	"gio/blk/drivers/nbd"
 	"gio/blk/drivers/null"
+	"gio/blk/drivers/parallels"
 	"gio/blk/drivers/qcow"
 	"gio/blk/drivers/qcow2"
 	"gio/blk/drivers/qed"
 	"gio/blk/drivers/quorum"
 	"gio/blk/drivers/raw"
 	"gio/blk/drivers/vdi"
+	"gio/blk/drivers/vhdx"
 	"gio/blk/drivers/vmdk"
 	"gio/blk/drivers/vpc"
 	"gio/blkdebug"
@@ -125,7 +127,7 @@ var env = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
 }}
 
 func newRegistry(out io.Writer) *blk.Registry {
-	drivers := []*blk.Driver{file.Driver, file.HostDevice, file.HostCDROM, raw.Driver, cor.Driver, compress.Driver, quorum.Driver, qcow2.Driver, luks.Driver, vdi.Driver, vpc.Driver, qed.Driver, qcow.Driver, vmdk.Driver, bochs.Driver, cloop.Driver, dmg.Driver, null.CoDriver, null.AIODriver,
+	drivers := []*blk.Driver{file.Driver, file.HostDevice, file.HostCDROM, raw.Driver, cor.Driver, compress.Driver, quorum.Driver, qcow2.Driver, luks.Driver, vdi.Driver, vpc.Driver, vhdx.Driver, qed.Driver, qcow.Driver, vmdk.Driver, bochs.Driver, cloop.Driver, dmg.Driver, parallels.Driver, null.CoDriver, null.AIODriver,
 		blkdebug.NewDriver(func() io.Writer { return out })}
 	return withSecrets(blk.NewRegistry(append(drivers, nbd.Drivers...)...))
 }

@@ -68,8 +68,14 @@ var machineReport = regexp.MustCompile(`(?m)^([0-9]+),([0-9]+),[0-9]+:[0-9]{2}:[
 // the timing fields of -C lines.
 func filterQemuIO(s string) string {
 	s = missingModule.ReplaceAllString(s, "")
+	s = generatedNodeName.ReplaceAllString(s, "NODE_NAME")
 	return machineReport.ReplaceAllString(repl.Normalize(s), "$1,$2,TIME,RATE,OPS")
 }
+
+// generatedNodeName is a node name QEMU made up ("#block138": a counter
+// and two random digits), as qemu-iotests' _filter_generated_node_ids
+// sees it.
+var generatedNodeName = regexp.MustCompile(`#block[0-9]+`)
 
 // missingModule matches what Debian's qemu-io 7.2 prints on opening a dmg
 // image: it ships neither the dmg-bz2 nor the dmg-lzfse module. A

@@ -84,6 +84,7 @@ func TestQcow2Crash(t *testing.T) {
 				mustRun(t, "qemu-img", "create", "-q", "-f", "qcow2", base, g.size)
 				mustRun(t, gioBin, "-c", "write -P 0x33 0 "+g.size, base)
 			}
+			diffs := 0
 			// run runs one workload on a fresh image, killed after delay
 			// (0: never), and checks the image.
 			run := func(delay time.Duration) (ranToEnd bool, leaked bool, took time.Duration) {
@@ -114,6 +115,12 @@ func TestQcow2Crash(t *testing.T) {
 					<-done
 				}
 				took = time.Since(start)
+				if !ranToEnd && diffs < 4 {
+					// gio check must agree with qemu-img check on
+					// crash images (check_diff_test.go).
+					diffs++
+					diffCheck(t, img, checkModes)
+				}
 				out, err := exec.Command("qemu-img", "check", img).CombinedOutput()
 				code := 0
 				if ee, ok := err.(*exec.ExitError); ok {

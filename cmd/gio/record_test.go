@@ -1,7 +1,7 @@
 package main
 
-// Recorded differential cases: testdata/{diff,bad,qcow2,formats,crypto,
-// iotests}/*.txt hold qemu-io 7.2's answers as files, so that a plain
+// Recorded differential cases: testdata/{diff,bad,qcow2,vhdx,formats,
+// crypto,iotests}/*.txt hold qemu-io 7.2's answers as files, so that a plain
 // "go test" compares gio with them and needs no qemu-io. Each case is
 //
 //	case NAME
@@ -47,6 +47,10 @@ package main
 //	                                 (SRC: --object/--image-opts; default NAME)
 //	check leaks|none                 qcow2: qemu-img check may find leaks / is not run
 //	anylayout                        qcow2: image content, not bytes, is compared
+//	image NAME                       a setup case's image in another format
+//	                                 (img.vhdx): checked and its content
+//	                                 compared as a qcow2 one's, its bytes
+//	                                 (random GUIDs) and map not compared
 //	---- output [noeol]
 //	the output after _filter_qemu_io (stdout and stderr on one pipe);
 //	a run case has one output section per run line, in order
@@ -175,6 +179,7 @@ type recCase struct {
 	unordered string
 	filters   []*regexp.Regexp
 	realQemu  string
+	image     string // a setup case's image when not img.qcow2
 
 	// The record: one output and exit status per program run.
 	recorded bool
@@ -423,6 +428,8 @@ func parseRecords(path string) ([]*recCase, error) {
 			c.check = rest
 		case "anylayout":
 			c.anyLayout = true
+		case "image":
+			c.image = rest
 		case "----":
 			// The record: output, map, result.
 			for i < len(lines) && strings.HasPrefix(lines[i], "---- ") {
@@ -577,6 +584,9 @@ func formatRecord(w *bytes.Buffer, c *recCase) {
 	}
 	if c.realQemu != "" {
 		fmt.Fprintf(w, "realqemu %s\n", c.realQemu)
+	}
+	if c.image != "" {
+		fmt.Fprintf(w, "image %s\n", c.image)
 	}
 	if !c.recorded {
 		w.WriteString("---- output\n---- result\n\n")
@@ -1267,8 +1277,8 @@ func hashSkip(c *recCase, files map[string]string) []string {
 	if c.garbage != "" {
 		skip = append(skip, "img.raw")
 	}
-	if c.anyLayout {
-		skip = append(skip, "img.qcow2")
+	if c.anyLayout || c.image != "" {
+		skip = append(skip, qcow2Image(c))
 	}
 	for _, n := range c.nohash {
 		skip = append(skip, n.name)
@@ -1301,7 +1311,12 @@ func observe(t *testing.T, c *recCase, r runOut) observed {
 }
 
 // qcow2Image is the image a qcow2 case checks.
-func qcow2Image(*recCase) string { return "img.qcow2" }
+func qcow2Image(c *recCase) string {
+	if c.image != "" {
+		return c.image
+	}
+	return "img.qcow2"
+}
 
 // guestContent is the zeroHash of a qcow2 image's guest view, converted
 // to raw by qemu-img.
@@ -1411,7 +1426,7 @@ func readRecordFiles(t *testing.T) []recordFile {
 }
 
 // recordDirs hold the recorded cases, *.txt in each.
-var recordDirs = []string{"testdata/diff", "testdata/bad", "testdata/qcow2", "testdata/formats", "testdata/crypto", "testdata/iotests"}
+var recordDirs = []string{"testdata/diff", "testdata/bad", "testdata/qcow2", "testdata/vhdx", "testdata/formats", "testdata/crypto", "testdata/iotests"}
 
 // TestRecorded runs every recorded case; see the top of this file.
 func TestRecorded(t *testing.T) {
@@ -1558,7 +1573,7 @@ func liveQemu(t *testing.T, c *recCase, got observed) (q observed, ok bool) {
 			t.Fatalf("%s: qemu-io hung where it was expected to answer; output:\n%s", c.pos(), r.outs[len(r.outs)-1])
 		}
 		q = observe(t, c, r)
-		if c.qcow2() && !c.anyLayout {
+		if c.qcow2() && !c.anyLayout && c.image == "" {
 			q.qmap = qemuImgMap(t, c, r.files)
 		}
 		problems = differences(c, q, "qemu-io", got)
@@ -1591,6 +1606,9 @@ func checkQcow2(t *testing.T, c *recCase, files map[string]string) *string {
 		if ee, ok := err.(*exec.ExitError); ok && !(c.check == "leaks" && ee.ExitCode() == 3) || err != nil && !ok {
 			t.Errorf("%s: qemu-img check on gio's image: %v\n%s", c.pos(), err, out)
 		}
+	}
+	if c.image != "" {
+		return nil
 	}
 	gm := exec.Command(gioBin, "-r", "-c", "map -s", "-c", "map --output=json", filepath.Base(image))
 	gm.Dir = filepath.Dir(image)

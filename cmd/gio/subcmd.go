@@ -32,10 +32,12 @@ Subcommands ('gio SUBCOMMAND -h' for each one's options):
                         golden tests: NAME.gio against NAME.out
   gio fsx [-seed N] [-n COUNT] ...
                         seeded random concurrent I/O checked against a model
-  gio explore [-p N] [-n MAX] [-t BUDGET] [-j N] [--random] [-o REPRO.gio] SCRIPT.gio
+  gio explore [-p N] [-n MAX] [-t BUDGET] [-j N] [--random] [--crash] [-o REPRO.gio] SCRIPT.gio
                         run a script under every schedule, checked against a model
   gio bench [qemu-img bench options] FILE
                         qemu-img bench on gio's block layer
+  gio check [-f FMT] [-r leaks|all] [--output=human|json] [-q] FILE
+                        qemu-img check on gio's block layer (exit 0/1/2/3/63)
   gio trace view FILE -o OUT.html
                         render a trace (--trace FILE) as a timeline page
   gio nbd [qemu-nbd options] FILE
@@ -48,6 +50,7 @@ var subcommands = map[string]func(args []string) int{
 	"run":     runScript,
 	"test":    runTests,
 	"bench":   runBench,
+	"check":   runCheck,
 	"fsx":     runFsx,
 	"explore": runExplore,
 	"trace":   runTrace,

@@ -192,6 +192,10 @@ func TestTraceBadInput(t *testing.T) {
 // asks for at most 10% overhead; compare the two ns/op figures:
 //
 //	go test -run '^$' -bench TraceOverhead -count 5 ./cmd/gio
+//
+// On a shared machine bench/trace-overhead.sh (the binary, CPU and wall
+// time, interleaved) and instruction counts say more; bench/README.md
+// has the figures.
 func BenchmarkTraceOverhead(b *testing.B) {
 	dir := b.TempDir()
 	img := filepath.Join(dir, "img")

@@ -13,6 +13,7 @@ import (
 // Usage is gio explore's help text.
 const Usage = `usage: gio explore [-h] [-p N] [-n MAX] [-t BUDGET] [-j N] [--no-reduce]
                    [--random [-seed N] [-depth D]] [--schedule S]
+                   [--crash [--crash-writes K] [--torn] [--crash-state S]]
                    [-o REPRO.gio] SCRIPT.gio
 
 Runs the script once per distinct schedule: at every point where more than
@@ -36,6 +37,18 @@ given). Exit status: 1 failure found, 0 none within the bounds, 2 usage.
   --schedule S    run only schedule S (as printed) and report its verdict
   -v              with --schedule: list every choice point of the run
   -o FILE         write the reproducer to FILE
+  --crash         crash states instead of schedules: the script runs once,
+                  its disk's writes, zero writes, discards and flushes are
+                  recorded below the format node; at every flush, crash
+                  images are built from what was flushed plus each subset
+                  of the later unflushed changes, opened and checked (no
+                  corruption, leaks allowed; flushed data present). -n
+                  then bounds the crash states (100000); -j N checks
+                  N flush boundaries at a time
+  --crash-writes K  at most K unflushed changes per crash state (2)
+  --torn          also tear the last change of each state (its last
+                  sector not written)
+  --crash-state S check only crash state S (as printed)
 `
 
 // Options is a parsed gio explore command line.
@@ -47,6 +60,9 @@ type Options struct {
 	Script      string
 	Help        bool
 	Verbose     bool
+	// CrashState, with HasCrashState, is --crash-state.
+	CrashState    CrashState
+	HasCrashState bool
 }
 
 // ParseArgs reads gio explore's arguments; an error is one line.
@@ -65,6 +81,10 @@ func ParseArgs(args []string) (Options, error) {
 	sched := fs.String("schedule", "", "")
 	fs.StringVar(&o.Out, "o", "", "")
 	fs.BoolVar(&o.Verbose, "v", false, "")
+	fs.BoolVar(&o.Crash, "crash", false, "")
+	fs.IntVar(&o.CrashWrites, "crash-writes", 2, "")
+	fs.BoolVar(&o.Torn, "torn", false, "")
+	crashState := fs.String("crash-state", "", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			o.Help = true
@@ -73,8 +93,11 @@ func ParseArgs(args []string) (Options, error) {
 		return o, errors.New(strings.SplitN(err.Error(), "\n", 2)[0])
 	}
 	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "schedule" {
+		switch f.Name {
+		case "schedule":
 			o.HasSchedule = true
+		case "crash-state":
+			o.HasCrashState = true
 		}
 	})
 	switch {
@@ -88,6 +111,19 @@ func ParseArgs(args []string) (Options, error) {
 		return o, fmt.Errorf("-j %d: a number of loops from 1 to 256", o.Jobs)
 	case o.Depth < 1 || o.Depth > 64:
 		return o, fmt.Errorf("-depth %d: from 1 to 64", o.Depth)
+	case o.CrashWrites < 0 || o.CrashWrites > 8:
+		return o, fmt.Errorf("--crash-writes %d: from 0 to 8", o.CrashWrites)
+	case !o.Crash && (o.HasCrashState || o.Torn):
+		return o, fmt.Errorf("--crash-state and --torn go with --crash")
+	case o.Crash && (o.Random || o.HasSchedule):
+		return o, fmt.Errorf("--crash does not go with --random or --schedule")
+	}
+	if o.HasCrashState {
+		c, err := ParseCrashState(*crashState)
+		if err != nil {
+			return o, err
+		}
+		o.CrashState = c
 	}
 	if o.HasSchedule {
 		s, err := ParseSchedule(*sched)

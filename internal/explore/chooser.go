@@ -19,8 +19,18 @@ type span struct {
 
 // spanOf reads a request's span from its name.
 func spanOf(name string, grain int64) span {
-	f := strings.Fields(name)
-	if len(f) != 4 {
+	// The chooser asks at every choice point: split the four words
+	// without allocating.
+	var f [4]string
+	k := 0
+	for w := range strings.FieldsSeq(name) {
+		if k == len(f) {
+			return span{}
+		}
+		f[k] = w
+		k++
+	}
+	if k != 4 {
 		return span{}
 	}
 	off, err1 := strconv.ParseInt(f[2], 10, 64)
@@ -89,6 +99,31 @@ type chooser struct {
 	// skipped counts the effect choices they made pointless.
 	lines   []span
 	skipped int
+
+	// spans caches spanFor's answers by request number (small numbers,
+	// given by the loop in order).
+	spans []cachedSpan
+}
+
+type cachedSpan struct {
+	sp span
+	ok bool
+}
+
+// spanFor is spanOf(co.Name()), parsed once per request: the chooser
+// asks at every choice point.
+func (c *chooser) spanFor(co *blk.Co) span {
+	id := co.ID()
+	if id < 0 || id > 1<<16 {
+		return spanOf(co.Name(), c.grain)
+	}
+	if id >= len(c.spans) {
+		c.spans = append(c.spans, make([]cachedSpan, id+1-len(c.spans))...)
+	}
+	if e := &c.spans[id]; !e.ok {
+		*e = cachedSpan{sp: spanOf(co.Name(), c.grain), ok: true}
+	}
+	return c.spans[id].sp
 }
 
 // alone reports whether only one line of the script (the request's
@@ -114,11 +149,18 @@ type lateEffect struct {
 	atLine, effectAt int
 }
 
-// ranReq notes that request id runs: a late effect happens now.
+// ranReq notes that request id runs: a late effect happens now. With
+// sleep sets, a late effect whose request still sleeps (its effect at
+// once was explored in a sibling branch, and nothing dependent on it has
+// run since) makes the run redundant: moving the effect back to its
+// choice point commutes with every step between.
 func (c *chooser) ranReq(id int) {
 	for i := range c.late {
 		if c.late[i].id == id && c.late[i].effectAt < 0 {
 			c.late[i].effectAt = c.line
+			if c.reduce && c.redundant < 0 && len(c.tr) >= len(c.prefix) && c.asleep(id) {
+				c.redundant = len(c.tr)
+			}
 		}
 	}
 }
@@ -153,7 +195,7 @@ func (c *chooser) ran(sp span) {
 // allAlone reports whether every request in cands is alone.
 func (c *chooser) allAlone(cands []*blk.Co) bool {
 	for _, co := range cands {
-		if !c.alone(spanOf(co.Name(), c.grain)) {
+		if !c.alone(c.spanFor(co)) {
 			return false
 		}
 	}
@@ -169,7 +211,7 @@ func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 		}
 		return 0
 	}
-	if kind == blk.ChooseEffect && c.reduce && c.alone(spanOf(cands[0].Name(), c.grain)) {
+	if kind == blk.ChooseEffect && c.reduce && c.alone(c.spanFor(cands[0])) {
 		c.skipped++
 		return 0
 	}
@@ -182,7 +224,7 @@ func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 	if kind == blk.ChooseRun && len(cands) == 1 {
 		c.ranReq(cands[0].ID())
 		if c.reduce {
-			c.ran(spanOf(cands[0].Name(), c.grain))
+			c.ran(c.spanFor(cands[0]))
 		}
 		return 0
 	}
@@ -192,18 +234,22 @@ func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 	case blk.ChooseDeliver:
 		p.n++
 		p.ids = make([]int, p.n)
+		p.rngs = make([]span, p.n)
 		for i, co := range cands {
 			p.ids[i+1] = co.ID()
+			p.rngs[i+1] = spanOf(co.Name(), c.grain)
 		}
 	case blk.ChooseEffect:
 		p.n = 2
 		p.ids = []int{cands[0].ID(), cands[0].ID()}
+		sp := spanOf(cands[0].Name(), c.grain)
+		p.rngs = []span{sp, sp}
 	default:
 		p.ids = make([]int, p.n)
 		p.rngs = make([]span, p.n)
 		for i, co := range cands {
 			p.ids[i] = co.ID()
-			p.rngs[i] = spanOf(co.Name(), c.grain)
+			p.rngs[i] = c.spanFor(co)
 		}
 	}
 	if c.reduce {

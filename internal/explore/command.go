@@ -22,6 +22,9 @@ func (e Env) Command(o Options, name, src string, out, errw io.Writer, writeFile
 		fmt.Fprintf(errw, "gio explore: %s: %v\n", name, err)
 		return 2
 	}
+	if o.Crash {
+		return e.crashCommand(o, sc, name, out, errw, writeFile)
+	}
 	if o.HasSchedule {
 		if o.Verbose {
 			for _, l := range e.Trace(sc, o.Schedule) {
@@ -58,7 +61,13 @@ func (e Env) Command(o Options, name, src string, out, errw io.Writer, writeFile
 	if bsc, bf, ok := e.WithBreakpoints(small, f); ok {
 		small, f = bsc, bf
 	}
-	repro := Reproducer(small, f)
+	small, f = e.ShrinkRanges(small, f)
+	return writeRepro(o, Reproducer(small, f), out, errw, writeFile)
+}
+
+// writeRepro prints the reproducer, or writes it to o.Out; a failure
+// was found, the status is 1.
+func writeRepro(o Options, repro string, out, errw io.Writer, writeFile func(name string, data []byte) error) int {
 	if o.Out == "" {
 		fmt.Fprint(out, repro)
 		return 1
@@ -69,4 +78,36 @@ func (e Env) Command(o Options, name, src string, out, errw io.Writer, writeFile
 	}
 	fmt.Fprintf(out, "gio explore: reproducer: %s\n", o.Out)
 	return 1
+}
+
+// crashCommand is Command for --crash.
+func (e Env) crashCommand(o Options, sc *Script, name string, out, errw io.Writer, writeFile func(name string, data []byte) error) int {
+	var only *CrashState
+	if o.HasCrashState {
+		only = &o.CrashState
+	}
+	sum := e.Crash(sc, o.Config, only)
+	if o.Progress != nil {
+		o.Progress(-1)
+	}
+	if sum.Unsupported != "" {
+		fmt.Fprintf(errw, "gio explore: %s: %s\n", name, sum.Unsupported)
+		return 2
+	}
+	if only != nil {
+		if sum.First == nil {
+			fmt.Fprintf(out, "gio explore: crash state %s: no failure\n", only)
+			return 0
+		}
+		fmt.Fprintf(out, "gio explore: crash state %s: %s\n", only, sum.First.What)
+		return 1
+	}
+	fmt.Fprintf(out, "gio explore: %s\n", sum)
+	if sum.First == nil {
+		return 0
+	}
+	fmt.Fprintf(out, "gio explore: crash state %s fails: %s\n", sum.First.State, sum.First.What)
+	small, f := e.ShrinkCrash(sc, sum.First, o.Config)
+	fmt.Fprintf(out, "gio explore: shrunk to %d lines, crash state %s: %s\n", len(small.Body), f.State, f.What)
+	return writeRepro(o, CrashReproducer(small, f), out, errw, writeFile)
 }

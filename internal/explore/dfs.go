@@ -8,7 +8,12 @@ import "gio/blk"
 // within the preemption bound. With sleep sets (Godefroid 1996), the
 // siblings explored before a branch sleep in it until a request whose
 // range overlaps theirs runs; a sleeping request is not tried, and a run
-// where every runnable request sleeps is redundant. Under a bound on
+// where every runnable request sleeps is redundant. Delivery and effect
+// choices take part: a completion delivered early in one branch sleeps
+// in its siblings (its early delivery is not tried again until a
+// dependent step ran), and an effect taken at once sleeps in the late
+// branch (a late effect that happens while it still sleeps makes the run
+// redundant). Under a bound on
 // deviations, sleep sets can skip a schedule the bound would have
 // reached only through a pruned one (a known incompleteness of bounded
 // search with sleep sets); --no-reduce explores without them.
@@ -37,7 +42,7 @@ func (n *node) cost(a int) int {
 }
 
 func (n *node) asleep(a int) bool {
-	if n.pt.kind != blk.ChooseRun {
+	if n.pt.kind == blk.ChooseEffect || n.pt.kind == blk.ChooseDeliver && a == 0 {
 		return false
 	}
 	for _, s := range n.sleep0 {
@@ -77,13 +82,20 @@ func extrasOf(path []node) map[int][]sleeper {
 	var m map[int][]sleeper
 	for i := range path {
 		n := &path[i]
-		if n.pt.kind != blk.ChooseRun || len(n.explored) < 2 {
+		if len(n.explored) < 2 {
 			continue
 		}
 		if m == nil {
 			m = map[int][]sleeper{}
 		}
 		for _, a := range n.explored[:len(n.explored)-1] {
+			if n.pt.kind == blk.ChooseDeliver && a == 0 {
+				// The script going on is no request to put to sleep.
+				continue
+			}
+			// An effect explored at once sleeps in the late branch:
+			// the late effect is redundant until a dependent step ran
+			// (chooser.ranReq).
 			m[i] = append(m[i], sleeper{id: n.pt.ids[a], sp: n.pt.rngs[a]})
 		}
 	}

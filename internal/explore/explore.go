@@ -25,6 +25,11 @@ import (
 // shell builds them, on a fresh loop with ch as its chooser.
 type Env struct {
 	NewSession func(out, errw io.Writer, ch blk.Chooser) fsx.Session
+	// NewRegistry and NewSessionOn are for crash mode: a registry with
+	// the drivers sessions have, and a session (FIFO, no chooser) on a
+	// registry crash mode made from one (its file driver wrapped).
+	NewRegistry  func(out io.Writer) *blk.Registry
+	NewSessionOn func(out, errw io.Writer, reg *blk.Registry) fsx.Session
 }
 
 // Config bounds a search.
@@ -46,6 +51,12 @@ type Config struct {
 	Random bool
 	Seed   int64
 	Depth  int
+	// Crash is crash mode (crash.go): CrashWrites bounds the unflushed
+	// changes in a crash state (0: 2), Torn adds states whose last
+	// change is torn; MaxSchedules then bounds the crash states.
+	Crash       bool
+	CrashWrites int
+	Torn        bool
 	// Jobs is the number of parallel loops (0: 1).
 	Jobs int
 	// Progress, if not nil, is called now and then with the runs so far
@@ -271,13 +282,19 @@ type stateWriter struct {
 }
 
 func (s *stateWriter) Write(p []byte) (int, error) {
-	s.buf = append(s.buf, p...)
+	// Whole lines are hashed where they lie; only a partial last line
+	// is kept for the next write.
+	data := p
+	if len(s.buf) > 0 {
+		s.buf = append(s.buf, p...)
+		data = s.buf
+	}
 	for {
-		i := bytes.IndexByte(s.buf, '\n')
+		i := bytes.IndexByte(data, '\n')
 		if i < 0 {
 			break
 		}
-		line := s.buf[:i]
+		line := data[:i]
 		if len(line) > 9 && line[8] == ':' {
 			// FNV-1a, inline: dump lines are most of the output.
 			h := s.h ^ 14695981039346656037
@@ -286,8 +303,9 @@ func (s *stateWriter) Write(p []byte) (int, error) {
 			}
 			s.h = h
 		}
-		s.buf = s.buf[i+1:]
+		data = data[i+1:]
 	}
+	s.buf = append(s.buf[:0], data...)
 	return s.w.Write(p)
 }
 
@@ -300,14 +318,26 @@ type stuckWriter struct {
 	line  *int // the body line running
 	body  int  // the number of body lines
 	stuck string
+	// unknown is a command the shell does not have: the script is
+	// malformed, whatever the schedule.
+	unknown string
 }
 
 func (s *stuckWriter) Write(p []byte) (int, error) {
+	if s.unknown == "" && unknownCommand(p) {
+		s.unknown = strings.TrimSpace(string(p))
+	}
 	if s.stuck == "" && s.line != nil && *s.line >= s.body &&
 		(bytes.Contains(p, []byte("can never happen")) || bytes.Contains(p, []byte("cannot finish"))) {
 		s.stuck = strings.TrimSpace(string(p))
 	}
 	return s.w.Write(p)
+}
+
+// unknownCommand reports whether a message on stderr says a command
+// does not exist: the script is malformed.
+func unknownCommand(msg []byte) bool {
+	return bytes.HasPrefix(msg, []byte(`command "`)) && bytes.Contains(msg, []byte(`" not found`))
 }
 
 // lineSession tells the chooser which body line runs (for reproducers
@@ -349,6 +379,9 @@ func (e Env) run(sc *Script, ch blk.Chooser) outcome {
 	res := fe.Check(sc.Setup, body, nil)
 	o := outcome{state: sw.h}
 	switch {
+	case st.unknown != "":
+		o.fail = "explore could not follow the run: " + st.unknown
+		o.harness = true
 	case res.Harness != nil:
 		o.fail = "explore could not follow the run: " + res.Harness.Error()
 		o.harness = true
@@ -456,6 +489,7 @@ func (s *search) failedBefore(task int) bool {
 
 // Explore searches the schedules of sc under cfg.
 func (e Env) Explore(sc *Script, cfg Config) Summary {
+	defer raiseGC()()
 	s := &search{env: e, sc: sc, cfg: cfg, start: time.Now(), states: map[uint64]bool{}, firstT: -1}
 	if cfg.Random {
 		s.random()

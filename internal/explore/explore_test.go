@@ -27,6 +27,9 @@ var testEnv = Env{NewSession: func(out, errw io.Writer, ch blk.Chooser) fsx.Sess
 	s := shell.NewSession(repl.NewStdioWriter(out, false), errw, blk.NewVirtualClock())
 	s.Loop.SetChooser(ch)
 	return s
+}, NewRegistry: shell.NewRegistry, NewSessionOn: func(out, errw io.Writer, reg *blk.Registry) fsx.Session {
+	on := repl.Env{NewRegistry: func(io.Writer) *blk.Registry { return reg }}
+	return on.NewSession(repl.NewStdioWriter(out, false), errw, blk.NewVirtualClock())
 }}
 
 var shell = repl.Env{NewRegistry: func(out io.Writer) *blk.Registry {
@@ -97,7 +100,7 @@ aio_write -P 3 64k 64k
 // verdict that then depends on the machine's load). The plain run keeps
 // the full bounds.
 var bounds = func() Config {
-	if raceEnabled {
+	if raceOn {
 		return Config{MaxPreemptions: 1, MaxSchedules: 300}
 	}
 	return Config{MaxPreemptions: 2, MaxSchedules: 100000}
@@ -120,6 +123,7 @@ func TestMutationsFound(t *testing.T) {
 			if !ok {
 				t.Fatalf("schedule %s: no breakpoint reproducer", sum.First.Schedule)
 			}
+			small, f = testEnv.ShrinkRanges(small, f)
 			repro := Reproducer(small, f)
 			if n := strings.Count(repro, "\n"); n > 12 {
 				t.Errorf("reproducer of %d lines:\n%s", n, repro)
@@ -343,7 +347,7 @@ aio_write -P 3 8k 512
 
 // FuzzParseArgs: any command line gets options or a one-line error.
 func FuzzParseArgs(f *testing.F) {
-	for _, s := range []string{"x.gio", "-p 3 -n 10 x.gio", "--random -seed 5 -depth 2 x.gio", "--schedule 0:1,4:2 x.gio", "-t 1s -j 2 -o r.gio x.gio", "-p -1 x", "--schedule 3:0 x"} {
+	for _, s := range []string{"x.gio", "-p 3 -n 10 x.gio", "--random -seed 5 -depth 2 x.gio", "--schedule 0:1,4:2 x.gio", "-t 1s -j 2 -o r.gio x.gio", "-p -1 x", "--schedule 3:0 x", "--crash --crash-writes 3 --torn x.gio", "--crash --crash-state 2:0,3:torn x.gio", "--crash --crash-state 0:- -n 5 x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, line string) {
@@ -360,8 +364,16 @@ func FuzzParseScript(f *testing.F) {
 	f.Add(three, "0:1,3:2")
 	f.Add("create img 4k\nopen -o driver=raw,file.align=1M img\naio_write 0 4k\n", "fifo")
 	f.Add("open img\n", "x")
+	f.Add(fmt.Sprintf(crashSeed, ""), "3:0,2:torn")
 	f.Fuzz(func(t *testing.T, src, sched string) {
 		if _, err := ParseScript(src); err != nil && strings.Contains(err.Error(), "\n") {
+			t.Fatalf("error of more than one line: %q", err)
+		}
+		if c, err := ParseCrashState(sched); err == nil {
+			if c2, err := ParseCrashState(c.String()); err != nil || c2.String() != c.String() {
+				t.Fatalf("crash state %q: %s does not round-trip: %v %v", sched, c, c2, err)
+			}
+		} else if strings.Contains(err.Error(), "\n") {
 			t.Fatalf("error of more than one line: %q", err)
 		}
 		s, err := ParseSchedule(sched)
@@ -373,4 +385,73 @@ func FuzzParseScript(f *testing.F) {
 			t.Fatalf("%q: %s does not round-trip: %v %v", sched, s, s2, err)
 		}
 	})
+}
+
+// TestShrinkRanges checks that a reproducer's ranges shrink (after its
+// lines did) while it fails the same way.
+func TestShrinkRanges(t *testing.T) {
+	m := mutations[1]
+	sc := mustParse(t, fmt.Sprintf(m.seed, m.opt))
+	sum := testEnv.Explore(sc, bounds)
+	if sum.First == nil {
+		t.Fatalf("not found: %s", sum)
+	}
+	small, f := testEnv.Shrink(sc, sum.First, bounds)
+	small, f, _ = testEnv.WithBreakpoints(small, f)
+	total := func(s *Script) (n int64) {
+		for _, l := range s.Body {
+			if f := strings.Fields(l); len(f) >= 3 && strings.Contains(f[0], "write") {
+				v, _ := parseSize(f[len(f)-1])
+				n += v
+			}
+		}
+		return n
+	}
+	before := total(small)
+	ranged, g := testEnv.ShrinkRanges(small, f)
+	if total(ranged) >= before || failureClass(g.What) != failureClass(f.What) {
+		t.Fatalf("%d bytes written before, %d after: %q -> %q\n%s", before, total(ranged), f.What, g.What, Reproducer(ranged, g))
+	}
+	t.Logf("%d bytes written -> %d:\n%s", before, total(ranged), Reproducer(ranged, g))
+}
+
+// mixed has requests that are not alone (two writes of one block) and
+// one on a block of its own: the delivery of a write before an
+// independent line need not be tried again after it (sleep sets over
+// delivery choices).
+const mixed = `create img 64k
+open -o driver=raw,file.align=4096 blkdebug::img
+aio_write -P 1 0 512
+aio_write -P 2 8k 512
+aio_write -P 3 256 512
+aio_read -v 8k 512
+`
+
+// racyReads has reads racing writes on two blocks: each sees the old or
+// the new data.
+const racyReads = `create img 64k
+open -o driver=raw,file.align=4096 blkdebug::img
+aio_write -P 1 0 512
+aio_read -v 0 512
+aio_write -P 2 8k 512
+aio_read -v 8k 512
+`
+
+// TestReductionDeliver checks that sleep sets over delivery and effect
+// choices keep every outcome, and cut the runs.
+func TestReductionDeliver(t *testing.T) {
+	for _, src := range []string{mixed, three, racyReads} {
+		full := testEnv.Explore(mustParse(t, src), Config{MaxPreemptions: 2, NoReduce: true})
+		red := testEnv.Explore(mustParse(t, src), Config{MaxPreemptions: 2})
+		t.Logf("without reduction %s; with %s", full, red)
+		if full.Unsupported != "" {
+			t.Fatal(full.Unsupported)
+		}
+		if red.States != full.States || red.Failures+full.Failures != 0 || red.Stopped+full.Stopped != "" {
+			t.Errorf("reduction: %d outcomes against %d", red.States, full.States)
+		}
+		if src == mixed && red.Runs >= full.Runs {
+			t.Errorf("reduction: %d runs against %d", red.Runs, full.Runs)
+		}
+	}
 }

@@ -2,4 +2,4 @@
 
 package explore
 
-const raceEnabled = false
+const raceOn = false

@@ -2,6 +2,7 @@
 
 package explore
 
-// raceEnabled: the race detector makes every schedule run ~10 times
-// slower; the heaviest tests take lighter bounds under it.
-const raceEnabled = true
+// raceOn: the race detector makes every run about ten times slower; the
+// heaviest tests (crash mode, the mutation searches) take lighter
+// workloads and bounds under it.
+const raceOn = true

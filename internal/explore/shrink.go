@@ -10,8 +10,9 @@ import (
 // Shrink makes a failure smaller: fewer deviations from FIFO (each
 // answer of the schedule dropped if the run still fails), then fewer
 // body lines (each deleted if a search of the smaller script within
-// small bounds still fails), until nothing goes.
+// small bounds still fails the same way), until nothing goes.
 func (e Env) Shrink(sc *Script, f *Failure, cfg Config) (*Script, *Failure) {
+	class := failureClass(f.What)
 	for {
 		f = e.fewerChoices(sc, f)
 		changed := false
@@ -21,22 +22,78 @@ func (e Env) Shrink(sc *Script, f *Failure, cfg Config) (*Script, *Failure) {
 			if err != nil {
 				continue
 			}
-			if what, fits := e.Replay(cand, f.Schedule); fits && what != "" {
-				sc, f, changed = cand, &Failure{Schedule: f.Schedule, What: what}, true
+			if what, fits := e.Replay(cand, f.Schedule); fits && what != "" && failureClass(what) == class {
+				sc, f, changed = cand, &Failure{Schedule: f.Schedule, What: what, From: f.From}, true
 				continue
 			}
 			c := cfg
 			c.Random, c.Jobs, c.Progress = false, 1, nil
 			c.MaxSchedules = min(max(c.MaxSchedules, 1), 2000)
 			c.Budget = 2 * time.Second
-			if sum := e.Explore(cand, c); sum.First != nil {
-				sc, f, changed = cand, sum.First, true
+			if g := e.Explore(cand, c).First; g != nil && failureClass(g.What) == class {
+				sc, f, changed = cand, g, true
 			}
 		}
 		if !changed {
 			return sc, f
 		}
 	}
+}
+
+// ShrinkRanges shrinks the ranges of a shrunk failure's lines, keeping
+// its schedule (for a breakpoint reproducer: FIFO, as "gio run" runs
+// it): see smallerRanges.
+func (e Env) ShrinkRanges(sc *Script, f *Failure) (*Script, *Failure) {
+	class := failureClass(f.What)
+	return smallerRanges(sc, f, func(cand *Script) *Failure {
+		if what, fits := e.Replay(cand, f.Schedule); fits && what != "" && failureClass(what) == class {
+			return &Failure{Schedule: f.Schedule, What: what, From: f.From}
+		}
+		return nil
+	})
+}
+
+// failureClass is how a failure fails, for shrinking to keep it: the
+// oracle and the kind of its verdict ("" for the model losing track,
+// which is no failure to keep).
+func failureClass(what string) string {
+	switch {
+	case strings.HasPrefix(what, "explore could not follow"):
+		return ""
+	case strings.HasPrefix(what, "a request can never finish"):
+		return "stuck"
+	}
+	if m := classRE.FindStringSubmatch(what); m != nil {
+		return m[1] + ": " + m[2]
+	}
+	return what
+}
+
+var classRE = regexp.MustCompile(`^(line|final image check) (?:\d+ )?\([^)]*\): ([^:]+):`)
+
+// smallerRanges shrinks the ranges of the body's lines ("CMD ... OFF
+// LEN"): each line's length is halved, and its offset brought to 0 or
+// halved (multiples of 512 while the numbers are), while fails (a
+// failure of the candidate, or nil) still finds one.
+func smallerRanges[F any](sc *Script, f *F, fails func(*Script) *F) (*Script, *F) {
+	for changed, rounds := true, 0; changed && rounds < 64; rounds++ {
+		changed = false
+		for i, l := range sc.Body {
+			for _, cand := range rangeCandidates(l) {
+				body := append([]string(nil), sc.Body...)
+				body[i] = cand
+				c, err := newScript(sc.Setup, body)
+				if err != nil {
+					continue
+				}
+				if g := fails(c); g != nil {
+					sc, f, changed = c, g, true
+					break
+				}
+			}
+		}
+	}
+	return sc, f
 }
 
 // fewerChoices drops the schedule's answers one at a time while the run
@@ -124,4 +181,36 @@ func Reproducer(sc *Script, f *Failure) string {
 		fmt.Fprintf(&b, "aio_flush\nread -P 0x%s 0x%s 1\n", m[2], m[1])
 	}
 	return b.String()
+}
+
+// rangeCandidates are smaller versions of a line's range, best first.
+func rangeCandidates(line string) []string {
+	f := strings.Fields(line)
+	if len(f) < 3 || harmless[f[0]] {
+		return nil
+	}
+	off, err1 := parseSize(f[len(f)-2])
+	n, err2 := parseSize(f[len(f)-1])
+	if err1 != nil || err2 != nil {
+		return nil
+	}
+	unit := int64(1)
+	if off%512 == 0 && n%512 == 0 {
+		unit = 512
+	}
+	with := func(o, l int64) string {
+		g := append([]string(nil), f[:len(f)-2]...)
+		return strings.Join(append(g, fmt.Sprint(o), fmt.Sprint(l)), " ")
+	}
+	var out []string
+	if h := n / 2 / unit * unit; h > 0 && h < n {
+		out = append(out, with(off, h))
+	}
+	if off > 0 {
+		out = append(out, with(0, n))
+		if h := off / 2 / unit * unit; h > 0 && h < off {
+			out = append(out, with(h, n))
+		}
+	}
+	return out
 }

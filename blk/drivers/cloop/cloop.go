@@ -22,6 +22,8 @@ var Driver = &blk.Driver{
 	Format: true,
 	Probe:  probe,
 	Open:   open,
+	// QEMU has no bdrv_reopen_prepare for it: every reopen fails.
+	NoReopen: true,
 }
 
 const (

@@ -31,6 +31,8 @@ var Driver = &blk.Driver{
 	Format:    true,
 	ProbeName: probeName,
 	Open:      open,
+	// QEMU has no bdrv_reopen_prepare for it: every reopen fails.
+	NoReopen: true,
 }
 
 // Chunk types (the "DMG Block Type" of a mish entry).

@@ -58,11 +58,15 @@ func (c *cache) entryFlush(co *blk.Co, e *centry) error {
 	if !e.dirty || e.offset == 0 {
 		return nil
 	}
-	if c.depends != nil {
+	switch {
+	case c.kind == l2Cache && c.s.noWriteOrder:
+		// The mutation x-write-order=off: the L2 table goes out before
+		// the refcounts and data it depends on are on the disk.
+	case c.depends != nil:
 		if err := c.flushDependency(co); err != nil {
 			return err
 		}
-	} else if c.dependsOnFlush {
+	case c.dependsOnFlush:
 		if err := c.s.file.Node.Flush(co); err != nil {
 			return err
 		}

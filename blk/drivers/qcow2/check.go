@@ -2,7 +2,9 @@ package qcow2
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 
 	"gio/blk"
 	"gio/internal/cvt"
@@ -10,15 +12,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// This file is the refcount half of QEMU's qcow2_co_check_locked, with
-// repair, which a read/write open of an image with the dirty bit runs
-// (lazy refcounts let the refcounts fall behind the L2 tables; a crash
-// leaves them so). Every cluster the metadata references is counted in
-// an in-memory refcount table; the counts on disk are compared with it;
-// a cluster in use whose refcount is 0 makes the whole refcount
-// structure be rebuilt from the in-memory table (rebuild_refcount_structure),
-// after which the old structure is leaked and the leaks are repaired.
-// The messages are QEMU's, on stderr, word for word.
+// This file is QEMU 7.2's qcow2 consistency check (qcow2_co_check and
+// qcow2-refcount.c's qcow2_check_refcounts and friends; the snapshot
+// table's part is in checksnap.go): qemu-img check through blk.Checker,
+// and the repair a read/write open of a dirty image runs (lazy refcounts
+// let the refcounts fall behind the L2 tables; a crash leaves them so).
+// Every cluster the metadata references (header, L1 and L2 tables, data
+// and compressed clusters, snapshots, refcount table and blocks, crypto
+// header, bitmap directory, tables and data) is counted in an in-memory
+// refcount table; the counts on disk are compared with it; a cluster in
+// use whose refcount is 0 makes the whole refcount structure be rebuilt
+// from the in-memory table (rebuild_refcount_structure), after which the
+// old structure is leaked and the leaks are repaired. OFLAG_COPIED is
+// checked last. The messages are QEMU's, word for word: fprintf's on the
+// check's stderr (s.stderr), error_report's through s.report.
 
 // Check modes (BdrvCheckMode).
 const (
@@ -34,12 +41,32 @@ const (
 	reftReservedMask   = uint64(0x1ff)
 )
 
-// checkResult is BdrvCheckResult, without the fragmentation figures.
+// checkResult is BdrvCheckResult with its BlockFragInfo.
 type checkResult struct {
 	corruptions, leaks, checkErrors int
 	corruptionsFixed, leaksFixed    int
 	imageEndOffset                  int64
+	total, allocated, fragmented    int64
+	compressed                      int64
 }
+
+// add is qcow2_add_check_result: the counts of src are added to r; with
+// alloc, r takes src's image end offset and cluster figures.
+func (r *checkResult) add(src *checkResult, alloc bool) {
+	r.corruptions += src.corruptions
+	r.leaks += src.leaks
+	r.checkErrors += src.checkErrors
+	r.corruptionsFixed += src.corruptionsFixed
+	r.leaksFixed += src.leaksFixed
+	if alloc {
+		r.imageEndOffset = src.imageEndOffset
+		r.total, r.allocated, r.fragmented, r.compressed = src.total, src.allocated, src.fragmented, src.compressed
+	}
+}
+
+// Flags of checkRefcountsL1 (CHECK_FRAG_INFO): count the clusters for
+// the allocation figures (the active L1 table only).
+const checkFragInfo = 2
 
 // imrt is the in-memory refcount table: one big refcount block in the
 // on-disk format, so that its slices can be written as refcount blocks.
@@ -70,48 +97,25 @@ func (s *state) imrtGet(t *imrt, k int64) uint64 {
 	return s.refcountAt(t.data, k)
 }
 
-// snapshotL1 is what the check needs of a snapshot table entry.
-type snapshotL1 struct {
-	l1Offset int64
-	l1Size   int64
-	id, name string
-}
-
-// readSnapshots parses the snapshot table far enough to find each
-// snapshot's L1 table and the table's size (qcow2_read_snapshots).
-func (s *state) readSnapshots(co *blk.Co) ([]snapshotL1, int64, error) {
-	var sns []snapshotL1
-	off := s.snapshotsOffset
-	for range s.nbSnapshots {
-		hdr := make([]byte, snapshotHdrSize)
-		if err := s.file.Node.PRead(co, off, hdr, 0); err != nil {
-			return nil, 0, err
-		}
-		sn := snapshotL1{
-			l1Offset: int64(binary.BigEndian.Uint64(hdr)),
-			l1Size:   int64(binary.BigEndian.Uint32(hdr[8:])),
-		}
-		idLen := int64(binary.BigEndian.Uint16(hdr[12:]))
-		nameLen := int64(binary.BigEndian.Uint16(hdr[14:]))
-		extra := int64(binary.BigEndian.Uint32(hdr[36:]))
-		names := make([]byte, idLen+nameLen)
-		if err := s.file.Node.PRead(co, off+snapshotHdrSize+extra, names, 0); err != nil {
-			return nil, 0, err
-		}
-		sn.id, sn.name = string(names[:idLen]), string(names[idLen:])
-		off = (off + snapshotHdrSize + extra + idLen + nameLen + 7) &^ 7
-		if off-s.snapshotsOffset > snapshotHdrSize*maxSnapshots*8 {
-			return nil, 0, blk.Msgf(unix.EFBIG, "Snapshot table too large")
-		}
-		sns = append(sns, sn)
-	}
-	return sns, off - s.snapshotsOffset, nil
-}
-
-// checkLocked is qcow2_co_check_locked for the refcounts: count, compare,
-// repair as fix allows, then mark the image clean when nothing is left.
+// checkLocked is qcow2_co_check_locked: the snapshot table, then the
+// refcounts, then mark the image clean and consistent when nothing is
+// left to repair.
 func (s *state) checkLocked(co *blk.Co, res *checkResult, fix int) error {
-	if err := s.checkRefcounts(co, res, fix); err != nil {
+	*res = checkResult{}
+	var snap, rc checkResult
+	if err := s.checkReadSnapshotTable(co, &snap, fix); err != nil {
+		res.add(&snap, false)
+		return err
+	}
+	err := s.checkRefcounts(co, &rc, fix)
+	res.add(&rc, true)
+	if err != nil {
+		res.add(&snap, false)
+		return err
+	}
+	err = s.checkFixSnapshotTable(co, &snap, fix)
+	res.add(&snap, false)
+	if err != nil {
 		return err
 	}
 	if fix != 0 && res.checkErrors == 0 && res.corruptions == 0 {
@@ -124,6 +128,57 @@ func (s *state) checkLocked(co *blk.Co, res *checkResult, fix int) error {
 		}
 	}
 	return nil
+}
+
+// checkErrText is an error's text as error_report prints it.
+func checkErrText(err error) string {
+	var be *blk.Error
+	if errors.As(err, &be) && be.Msg != "" {
+		if be.Plain {
+			return be.Msg
+		}
+		return be.Msg + ": " + cvt.Strerror(be.Errno)
+	}
+	return cvt.Strerror(blk.ErrnoOf(err))
+}
+
+// repairWord starts a message about a problem: "Repairing" when it is
+// being repaired, "ERROR" otherwise.
+func repairWord(repair bool) string {
+	if repair {
+		return "Repairing"
+	}
+	return "ERROR"
+}
+
+// Check is qcow2_co_check: the whole consistency check under the qcow2
+// lock, its messages on msgs (blk.Checker).
+func (s *state) Check(co *blk.Co, fix blk.CheckMode, msgs io.Writer, res *blk.CheckResult) error {
+	s.mu.lock(co)
+	defer s.mu.unlock()
+	saved := s.stderr
+	s.stderr = msgs
+	defer func() { s.stderr = saved }()
+	// The check reads the tables from the file: what the caches hold
+	// goes there first (qemu-img check starts with empty caches).
+	if !s.readOnly {
+		if err := s.l2Cache.empty(co); err != nil {
+			return err
+		}
+		if err := s.rcCache.empty(co); err != nil {
+			return err
+		}
+	}
+	var r checkResult
+	err := s.checkLocked(co, &r, int(fix))
+	*res = blk.CheckResult{
+		Corruptions: r.corruptions, Leaks: r.leaks, CheckErrors: r.checkErrors,
+		CorruptionsFixed: r.corruptionsFixed, LeaksFixed: r.leaksFixed,
+		ImageEndOffset: r.imageEndOffset,
+		TotalClusters:  r.total, AllocatedClusters: r.allocated,
+		FragmentedClusters: r.fragmented, CompressedClusters: r.compressed,
+	}
+	return err
 }
 
 // repairDirty is the repair a read/write open of a dirty image runs.
@@ -145,6 +200,11 @@ func (s *state) checkRefcounts(co *blk.Co, res *checkResult, fix int) error {
 	if err != nil {
 		return err
 	}
+	if s.sizeToClusters(size) > 1<<31-1 {
+		res.checkErrors++
+		return unix.EFBIG
+	}
+	res.total = s.sizeToClusters(s.size)
 	t := &imrt{}
 	s.imrtGrow(t, s.sizeToClusters(size))
 	rebuild := false
@@ -213,13 +273,15 @@ func (s *state) calculateRefcounts(co *blk.Co, res *checkResult, fix int, rebuil
 	if err := s.incRefcounts(co, res, t, 0, s.clusterSize); err != nil {
 		return err
 	}
-	if err := s.checkRefcountsL1(co, res, t, s.l1Offset, int64(len(s.l1)), fix); err != nil {
+	if err := s.checkRefcountsL1(co, res, t, s.l1Offset, int64(len(s.l1)), checkFragInfo, fix, true); err != nil {
 		return err
 	}
-	sns, snSize, err := s.readSnapshots(co)
-	if err != nil {
-		res.checkErrors++
-		return err
+	// The snapshot table as checkReadSnapshotTable read (and perhaps
+	// repaired) it.
+	sns, snSize := s.checkSnaps, s.checkSnapSize
+	if s.hasDataFile() && len(sns) > 0 {
+		fmt.Fprintf(s.stderr, "ERROR %d snapshots in image with data file\n", len(sns))
+		res.corruptions++
 	}
 	for _, sn := range sns {
 		if s.offsetIntoCluster(sn.l1Offset) != 0 {
@@ -232,7 +294,7 @@ func (s *state) calculateRefcounts(co *blk.Co, res *checkResult, fix int, rebuil
 			res.corruptions++
 			continue
 		}
-		if err := s.checkRefcountsL1(co, res, t, sn.l1Offset, sn.l1Size, fix); err != nil {
+		if err := s.checkRefcountsL1(co, res, t, sn.l1Offset, sn.l1Size, 0, fix, false); err != nil {
 			return err
 		}
 	}
@@ -250,7 +312,7 @@ func (s *state) calculateRefcounts(co *blk.Co, res *checkResult, fix int, rebuil
 	if err := s.checkBitmapsRefcounts(co, res, t); err != nil {
 		return err
 	}
-	return s.checkRefblocks(co, res, rebuild, t)
+	return s.checkRefblocks(co, res, fix, rebuild, t)
 }
 
 // cryptoHeaderRegion is where a LUKS header lies, read from the image's
@@ -260,22 +322,11 @@ func (s *state) cryptoHeaderRegion(co *blk.Co) (int64, int64, error) {
 	if err := s.file.Node.PRead(co, 0, buf, 0); err != nil {
 		return 0, 0, err
 	}
-	h, _ := decodeHeader(buf)
-	if h.CryptMethod != 2 {
+	if h, _ := decodeHeader(buf); h.CryptMethod != 2 {
 		return 0, 0, nil
 	}
-	end := s.clusterSize
-	if h.BackingFileOffset != 0 {
-		end = int64(h.BackingFileOffset)
-	}
-	exts, err := s.readExtensions(co, int64(h.HeaderLength), end)
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, e := range exts {
-		if e.magic == extCryptoHeader && len(e.data) >= 16 {
-			return int64(binary.BigEndian.Uint64(e.data)), int64(binary.BigEndian.Uint64(e.data[8:])), nil
-		}
+	if e := s.headerExtension(co, extCryptoHeader); len(e) >= 16 {
+		return int64(binary.BigEndian.Uint64(e)), int64(binary.BigEndian.Uint64(e[8:])), nil
 	}
 	return 0, 0, nil
 }
@@ -290,8 +341,14 @@ func (s *state) incRefcounts(co *blk.Co, res *checkResult, t *imrt, offset, size
 	if err != nil {
 		return err
 	}
-	if offset < 0 || offset+size-flen >= s.clusterSize { // offset < 0: past 2^63, from corrupt metadata
-		fmt.Fprintf(s.stderr, "ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x%x size 0x%x\n", uint64(offset), size)
+	if offset < 0 || offset > 1<<63-1-size {
+		// QEMU's unsigned cluster index is then past any table it can
+		// allocate: the check fails for want of memory.
+		res.checkErrors++
+		return unix.ENOMEM
+	}
+	if offset+size-flen >= s.clusterSize {
+		fmt.Fprintf(s.stderr, "ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x%x size 0x%x\n", offset, size)
 		res.corruptions++
 		return nil
 	}
@@ -313,8 +370,8 @@ func (s *state) incRefcounts(co *blk.Co, res *checkResult, t *imrt, offset, size
 }
 
 // checkRefcountsL1 counts an L1 table, its L2 tables and their clusters
-// (check_refcounts_l1).
-func (s *state) checkRefcountsL1(co *blk.Co, res *checkResult, t *imrt, l1Offset, l1Size int64, fix int) error {
+// (check_refcounts_l1); active says it is the active table.
+func (s *state) checkRefcountsL1(co *blk.Co, res *checkResult, t *imrt, l1Offset, l1Size int64, flags, fix int, active bool) error {
 	if l1Size == 0 {
 		return nil
 	}
@@ -328,7 +385,7 @@ func (s *state) checkRefcountsL1(co *blk.Co, res *checkResult, t *imrt, l1Offset
 		return err
 	}
 	for i := int64(0); i < l1Size; i++ {
-		e := binary.BigEndian.Uint64(raw[i*s.l2EntrySize:])
+		e := binary.BigEndian.Uint64(raw[i*8:])
 		if e == 0 {
 			continue
 		}
@@ -344,24 +401,28 @@ func (s *state) checkRefcountsL1(co *blk.Co, res *checkResult, t *imrt, l1Offset
 			fmt.Fprintf(s.stderr, "ERROR l2_offset=%x: Table is not cluster aligned; L1 entry corrupted\n", l2Offset)
 			res.corruptions++
 		}
-		if err := s.checkRefcountsL2(co, res, t, l2Offset); err != nil {
+		if err := s.checkRefcountsL2(co, res, t, l2Offset, flags, fix, active); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// checkRefcountsL2 counts the clusters of one L2 table
-// (check_refcounts_l2, without repairing misaligned entries).
-func (s *state) checkRefcountsL2(co *blk.Co, res *checkResult, t *imrt, l2Offset int64) error {
-	raw := make([]byte, s.clusterSize)
+// checkRefcountsL2 counts the clusters of one L2 table and checks its
+// entries (check_refcounts_l2). With fix&fixErrors, a misaligned entry
+// of a cluster that holds no data becomes a zero entry.
+func (s *state) checkRefcountsL2(co *blk.Co, res *checkResult, t *imrt, l2Offset int64, flags, fix int, active bool) error {
+	raw := make([]byte, s.l2Size*s.l2EntrySize)
 	if err := s.file.Node.PRead(co, l2Offset, raw, 0); err != nil {
 		fmt.Fprintf(s.stderr, "ERROR: I/O error in check_refcounts_l2\n")
 		res.checkErrors++
 		return err
 	}
+	tbl := &centry{data: raw}
+	var nextContiguous int64
 	for i := int64(0); i < s.l2Size; i++ {
-		e := binary.BigEndian.Uint64(raw[i*s.l2EntrySize:])
+		e := s.l2Entry(tbl, i)
+		bitmap := s.l2Bitmap(tbl, i)
 		typ := s.clusterType(e)
 		if typ != clusterCompressed && e&l2eStdReservedMask != 0 {
 			fmt.Fprintf(s.stderr, "ERROR found l2 entry with reserved bits set: %x\n", e)
@@ -374,34 +435,114 @@ func (s *state) checkRefcountsL2(co *blk.Co, res *checkResult, t *imrt, l2Offset
 				e &^= oflagCopied
 				res.corruptions++
 			}
+			if s.hasDataFile() {
+				fmt.Fprintf(s.stderr, "ERROR compressed cluster %d with data file, entry=0x%x\n", i, e)
+				res.corruptions++
+				continue
+			}
+			if bitmap != 0 {
+				fmt.Fprintf(s.stderr, "ERROR compressed cluster %d with non-zero subcluster allocation bitmap, entry=0x%x\n", i, e)
+				res.corruptions++
+				continue
+			}
 			off, n := s.compressedRange(e)
 			if err := s.incRefcounts(co, res, t, off, n); err != nil {
 				return err
 			}
+			if flags&checkFragInfo != 0 {
+				res.allocated++
+				res.compressed++
+				// Compressed clusters are fragmented by nature.
+				res.fragmented++
+			}
 		case clusterZeroAlloc, clusterNormal:
 			off := int64(e & l2eOffsetMask)
+			if (bitmap>>32)&bitmap != 0 {
+				res.corruptions++
+				fmt.Fprintf(s.stderr, "ERROR offset=%x: Allocated cluster has corrupted subcluster allocation bitmap\n", off)
+			}
 			if s.offsetIntoCluster(off) != 0 {
 				res.corruptions++
-				if e&oflagZero != 0 {
-					fmt.Fprintf(s.stderr, "ERROR offset=%x: Preallocated cluster is not properly aligned; L2 entry corrupted.\n", off)
-				} else {
+				data := e&oflagZero == 0
+				if s.extL2 {
+					data = bitmap&l2BitmapAllAlloc != 0
+				}
+				if data {
 					fmt.Fprintf(s.stderr, "ERROR offset=%x: Data cluster is not properly aligned; L2 entry corrupted.\n", off)
+				} else {
+					fmt.Fprintf(s.stderr, "%s offset=%x: Preallocated cluster is not properly aligned; L2 entry corrupted.\n", repairWord(fix&fixErrors != 0), off)
+					if fix&fixErrors != 0 {
+						fixed, overlap, err := s.fixL2EntryByZero(co, res, l2Offset, tbl, i, active)
+						if overlap {
+							return err
+						}
+						if fixed {
+							continue
+						}
+					}
 				}
 			}
-			if s.hasDataFile() {
-				continue // data clusters have no refcounts
+			if flags&checkFragInfo != 0 {
+				res.allocated++
+				if nextContiguous != 0 && off != nextContiguous {
+					res.fragmented++
+				}
+				nextContiguous = off + s.clusterSize
 			}
-			if err := s.incRefcounts(co, res, t, off, s.clusterSize); err != nil {
-				return err
+			if !s.hasDataFile() {
+				if err := s.incRefcounts(co, res, t, off, s.clusterSize); err != nil {
+					return err
+				}
+			}
+		case clusterUnallocated:
+			if bitmap&l2BitmapAllAlloc != 0 {
+				res.corruptions++
+				fmt.Fprintf(s.stderr, "ERROR: Unallocated cluster has non-zero subcluster allocation map\n")
 			}
 		}
 	}
 	return nil
 }
 
+// fixL2EntryByZero turns entry i of the L2 table at l2Offset (a copy in
+// tbl) into a zero entry on disk (fix_l2_entry_by_zero). overlap says
+// the write would have hit other metadata (the check then stops).
+func (s *state) fixL2EntryByZero(co *blk.Co, res *checkResult, l2Offset int64, tbl *centry, i int64, active bool) (fixed, overlap bool, err error) {
+	if s.extL2 {
+		b := s.l2Bitmap(tbl, i)
+		s.setL2Bitmap(tbl, i, (b|b<<32)&l2BitmapAllZeroes)
+		s.setL2Entry(tbl, i, 0)
+	} else {
+		s.setL2Entry(tbl, i, oflagZero)
+	}
+	ign := olActiveL2
+	if !active {
+		ign = olInactiveL2
+	}
+	off := l2Offset + i*s.l2EntrySize
+	if s.overlaps(ign, off, s.l2EntrySize) != 0 {
+		fmt.Fprintf(s.stderr, "ERROR: Overlap check failed\n")
+		res.checkErrors++
+		return false, true, unix.EIO
+	}
+	if err := s.pwriteSync(co, off, tbl.data[i*s.l2EntrySize:(i+1)*s.l2EntrySize]); err != nil {
+		fmt.Fprintf(s.stderr, "ERROR: Failed to overwrite L2 table entry: %s\n", cvt.Strerror(blk.ErrnoOf(err)))
+		res.checkErrors++
+		return false, false, err
+	}
+	// A cached copy of the table would be stale now.
+	if e := s.l2Cache.lookup(l2Offset); e != nil {
+		copy(e.data, tbl.data)
+	}
+	res.corruptions--
+	res.corruptionsFixed++
+	return true, false, nil
+}
+
 // checkRefblocks counts the refcount blocks themselves (check_refblocks).
-// Refblocks outside the image are reported, not repaired.
-func (s *state) checkRefblocks(co *blk.Co, res *checkResult, rebuild *bool, t *imrt) error {
+// With fix&fixErrors a refblock past the end of the file is repaired by
+// growing the file to hold it.
+func (s *state) checkRefblocks(co *blk.Co, res *checkResult, fix int, rebuild *bool, t *imrt) error {
 	for i, e := range s.reftable {
 		off := int64(e & refOffsetMask)
 		cl := off >> s.clusterBits
@@ -418,7 +559,34 @@ func (s *state) checkRefblocks(co *blk.Co, res *checkResult, rebuild *bool, t *i
 			continue
 		case uint64(cl) >= uint64(t.clusters): // an offset past 2^63 too
 			res.corruptions++
-			fmt.Fprintf(s.stderr, "ERROR refcount block %d is outside image\n", i)
+			fmt.Fprintf(s.stderr, "%s refcount block %d is outside image\n", repairWord(fix&fixErrors != 0), i)
+			if fix&fixErrors == 0 {
+				continue
+			}
+			var err error
+			if off < 0 || off > 1<<63-1-s.clusterSize {
+				err = unix.EINVAL
+			} else {
+				err = s.file.Node.Truncate(co, off+s.clusterSize, false, blk.PreallocOff)
+			}
+			var size int64
+			if err == nil {
+				size, err = s.file.Node.Length(co)
+			}
+			if err == nil && s.sizeToClusters(size) <= cl {
+				err = unix.EINVAL
+			}
+			if err != nil {
+				*rebuild = true
+				fmt.Fprintf(s.stderr, "ERROR could not resize image: %s\n", cvt.Strerror(blk.ErrnoOf(err)))
+				continue
+			}
+			s.imrtGrow(t, s.sizeToClusters(size))
+			res.corruptions--
+			res.corruptionsFixed++
+			if err := s.incRefcounts(co, res, t, off, s.clusterSize); err != nil {
+				return err
+			}
 			continue
 		}
 		if off == 0 {
@@ -431,6 +599,30 @@ func (s *state) checkRefblocks(co *blk.Co, res *checkResult, rebuild *bool, t *i
 			fmt.Fprintf(s.stderr, "ERROR refcount block %d refcount=%d\n", i, rc)
 			res.corruptions++
 			*rebuild = true
+		}
+	}
+	return nil
+}
+
+// headerExtension returns the data of the first header extension with
+// this magic, nil when there is none or the extensions cannot be read.
+func (s *state) headerExtension(co *blk.Co, magic uint32) []byte {
+	buf := make([]byte, headerStruct)
+	if err := s.file.Node.PRead(co, 0, buf, 0); err != nil {
+		return nil
+	}
+	h, _ := decodeHeader(buf)
+	end := s.clusterSize
+	if h.BackingFileOffset != 0 {
+		end = int64(min(h.BackingFileOffset, uint64(s.clusterSize)))
+	}
+	exts, err := s.readExtensions(co, int64(h.HeaderLength), end)
+	if err != nil {
+		return nil
+	}
+	for _, e := range exts {
+		if e.magic == magic {
+			return e.data
 		}
 	}
 	return nil
@@ -548,8 +740,8 @@ func (s *state) rebuildWriteRefblocks(co *blk.Co, t *imrt, first, end int64, ref
 			}
 			(*reftable)[idx] = uint64(rbOff)
 		}
-		if err := s.overlapCheckNoCorrupt(rbOff, s.clusterSize); err != nil {
-			fmt.Fprintf(s.stderr, "ERROR writing refblock: %s\n", cvt.Strerror(blk.ErrnoOf(err)))
+		if err := s.overlapCheck(0, rbOff, s.clusterSize); err != nil {
+			s.report(blk.Errorf(blk.ErrnoOf(err), "ERROR writing refblock"))
 			return false, err
 		}
 		// Slices past the table's end are all zero.
@@ -558,21 +750,12 @@ func (s *state) rebuildWriteRefblocks(co *blk.Co, t *imrt, first, end int64, ref
 			copy(block, t.data[lo:])
 		}
 		if err := s.file.Node.PWrite(co, rbOff, block, 0); err != nil {
-			fmt.Fprintf(s.stderr, "ERROR writing refblock: %s\n", cvt.Strerror(blk.ErrnoOf(err)))
+			s.report(blk.Errorf(blk.ErrnoOf(err), "ERROR writing refblock"))
 			return false, err
 		}
 		cl = start + s.refcountBlockSize - 1
 	}
 	return grown, nil
-}
-
-// overlapCheckNoCorrupt is qcow2_pre_write_overlap_check without marking
-// the image corrupt (the check's own writes).
-func (s *state) overlapCheckNoCorrupt(offset, size int64) error {
-	if s.overlaps(0, offset, size) != 0 {
-		return unix.EIO
-	}
-	return nil
 }
 
 // rebuildRefcountStructure writes a new refcount structure made from the
@@ -609,19 +792,19 @@ func (s *state) rebuildRefcountStructure(co *blk.Co, res *checkResult, t *imrt) 
 	for i, v := range reftable {
 		binary.BigEndian.PutUint64(raw[i*8:], v)
 	}
-	if err := s.overlapCheckNoCorrupt(rtOff, int64(len(raw))); err != nil {
-		fmt.Fprintf(s.stderr, "ERROR writing reftable: %s\n", cvt.Strerror(blk.ErrnoOf(err)))
+	if err := s.overlapCheck(0, rtOff, int64(len(raw))); err != nil {
+		s.report(blk.Errorf(blk.ErrnoOf(err), "ERROR writing reftable"))
 		return err
 	}
 	if err := s.file.Node.PWrite(co, rtOff, raw, 0); err != nil {
-		fmt.Fprintf(s.stderr, "ERROR writing reftable: %s\n", cvt.Strerror(blk.ErrnoOf(err)))
+		s.report(blk.Errorf(blk.ErrnoOf(err), "ERROR writing reftable"))
 		return err
 	}
 	var hdr [12]byte
 	binary.BigEndian.PutUint64(hdr[:], uint64(rtOff))
 	binary.BigEndian.PutUint32(hdr[8:], uint32(rtClusters))
 	if err := s.pwriteSync(co, 48, hdr[:]); err != nil {
-		fmt.Fprintf(s.stderr, "ERROR setting reftable: %s\n", cvt.Strerror(blk.ErrnoOf(err)))
+		s.report(blk.Errorf(blk.ErrnoOf(err), "ERROR setting reftable"))
 		return err
 	}
 	s.reftable = reftable
