@@ -15,14 +15,7 @@ import (
 // and the metadata is at the start (a driver meets the rest as an image
 // cut short).
 func CreateSeed(f *testing.F, reg *blk.Registry, format string, size int64, opts *qdict.Dict, write func(co *blk.Co, b *blk.Backend) error) []byte {
-	path := filepath.Join(f.TempDir(), "seed")
-	loop := blk.NewLoop(blk.NewVirtualClock())
-	if err := os.WriteFile(path, nil, 0o644); err != nil {
-		f.Fatal(err)
-	}
-	if err := reg.Create(format, path, size, opts, loop); err != nil {
-		f.Fatal(err)
-	}
+	path, loop := create(f, reg, format, size, opts)
 	if write != nil {
 		b, err := reg.Open(blk.Spec{Filename: path, Format: format}, loop)
 		if err != nil {
@@ -38,4 +31,31 @@ func CreateSeed(f *testing.F, reg *blk.Registry, format string, size int64, opts
 		f.Fatal(err)
 	}
 	return data[:min(len(data), 64<<10)]
+}
+
+// Created makes an image with reg's format driver (reg must know the
+// file driver) in a temporary directory and opens it: a conformance
+// test's image.
+func Created(t testing.TB, reg *blk.Registry, format string, size int64, opts *qdict.Dict) *blk.Backend {
+	t.Helper()
+	path, loop := create(t, reg, format, size, opts)
+	b, err := reg.Open(blk.Spec{Filename: path, Format: format}, loop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// create makes an image file of format, on a new loop.
+func create(t testing.TB, reg *blk.Registry, format string, size int64, opts *qdict.Dict) (string, *blk.Loop) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "img")
+	loop := blk.NewLoop(blk.NewVirtualClock())
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Create(format, path, size, opts, loop); err != nil {
+		t.Fatal(err)
+	}
+	return path, loop
 }

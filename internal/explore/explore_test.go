@@ -93,8 +93,18 @@ aio_write -P 3 64k 64k
 }
 
 // bounds are the bounds of the mutation tests, as "gio explore" has
-// them by default.
-var bounds = Config{MaxPreemptions: 2, MaxSchedules: 100000}
+// them by default. Under the race detector they are lighter: one
+// preemption finds every mutation here, and 300 schedules cap the
+// searches that find nothing (the "off" runs) and each search of the
+// shrinker, which would otherwise run into its wall-time budget (a
+// verdict that then depends on the machine's load). The plain run keeps
+// the full bounds.
+var bounds = func() Config {
+	if raceOn {
+		return Config{MaxPreemptions: 1, MaxSchedules: 300}
+	}
+	return Config{MaxPreemptions: 2, MaxSchedules: 100000}
+}()
 
 func TestMutationsFound(t *testing.T) {
 	for _, m := range mutations {

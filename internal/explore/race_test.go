@@ -2,6 +2,7 @@
 
 package explore
 
-// raceOn: the race detector slows crash mode down tenfold; its tests
-// take a shorter workload.
+// raceOn: the race detector makes every run about ten times slower; the
+// heaviest tests (crash mode, the mutation searches) take lighter
+// workloads and bounds under it.
 const raceOn = true
