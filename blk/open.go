@@ -275,6 +275,22 @@ func (a *OpenArgs) WarnProbed() {
 	}
 }
 
+// OpenStorageChild opens the "file" child of a format that keeps its
+// image there (qcow2, qed, vdi...), with what QEMU's
+// bdrv_default_perms_for_storage gives such a child: resize taken while
+// the node is writable, write and resize taken whenever it is writable
+// and shared with no one. a.Flags is as before when it returns.
+func (a *OpenArgs) OpenStorageChild() (*Child, error) {
+	flags := a.Flags
+	defer func() { a.Flags = flags }()
+	if !a.Flags.ReadOnly {
+		a.Flags.TakePerms |= PermResize
+	}
+	a.Flags.WritablePerms |= PermWrite | PermResize
+	a.Flags.UnsharePerms |= PermWrite | PermResize
+	return a.OpenChild("file", true, true)
+}
+
 // Node returns the node being opened (to set serialisation and the like).
 func (a *OpenArgs) Node() *Node { return a.node }
 

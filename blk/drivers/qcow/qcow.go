@@ -153,16 +153,8 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 		s.encryptUnexpected = rest.Keys()[0]
 	}
 	s.password = a.Password
-	flags := a.Flags
-	if !a.Flags.ReadOnly {
-		a.Flags.TakePerms |= blk.PermResize
-	}
-	a.Flags.WritablePerms |= blk.PermWrite | blk.PermResize
-	a.Flags.UnsharePerms |= blk.PermWrite | blk.PermResize
 	var err error
-	s.file, err = a.OpenChild("file", true, true)
-	a.Flags = flags
-	if err != nil {
+	if s.file, err = a.OpenStorageChild(); err != nil {
 		return nil, err
 	}
 	if err := s.loop.RunSync("qcow open", s.doOpen); err != nil {

@@ -347,16 +347,8 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	// nobody else may write or resize it underneath
 	// (bdrv_default_perms_for_storage). So a length that is not a
 	// multiple of the file's alignment is fine, and image locks say so.
-	flags := a.Flags
-	if !a.Flags.ReadOnly {
-		a.Flags.TakePerms |= blk.PermResize
-	}
-	a.Flags.WritablePerms |= blk.PermWrite | blk.PermResize
-	a.Flags.UnsharePerms |= blk.PermWrite | blk.PermResize
 	var err error
-	s.file, err = a.OpenChild("file", true, true)
-	a.Flags = flags
-	if err != nil {
+	if s.file, err = a.OpenStorageChild(); err != nil {
 		return nil, err
 	}
 	s.data = s.file

@@ -189,16 +189,8 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	if s.loop == nil {
 		s.loop = blk.NewLoop(blk.NewVirtualClock())
 	}
-	flags := a.Flags
-	if !a.Flags.ReadOnly {
-		a.Flags.TakePerms |= blk.PermResize
-	}
-	a.Flags.WritablePerms |= blk.PermWrite | blk.PermResize
-	a.Flags.UnsharePerms |= blk.PermWrite | blk.PermResize
 	var err error
-	s.file, err = a.OpenChild("file", true, true)
-	a.Flags = flags
-	if err != nil {
+	if s.file, err = a.OpenStorageChild(); err != nil {
 		return nil, err
 	}
 	if err := s.loop.RunSync("qed open", func(co *blk.Co) error {
