@@ -275,6 +275,27 @@ func (a *OpenArgs) WarnProbed() {
 	}
 }
 
+// RunSync runs fn as a request on the loop the node opens in (a fresh
+// virtual-time loop when the caller gave none), for a driver's reads at
+// open.
+func (a *OpenArgs) RunSync(name string, fn func(co *Co) error) error {
+	loop := a.Loop
+	if loop == nil {
+		loop = NewLoop(NewVirtualClock())
+	}
+	return loop.RunSync(name, fn)
+}
+
+// ApplyAutoReadOnly is QEMU's bdrv_apply_auto_read_only for the formats
+// it can only read (bochs, cloop, dmg): a writable open fails with
+// "Image is read-only", before the file is opened.
+func (a *OpenArgs) ApplyAutoReadOnly() error {
+	if !a.Flags.ReadOnly {
+		return Msgf(unix.EACCES, "Image is read-only")
+	}
+	return nil
+}
+
 // OpenStorageChild opens the "file" child of a format that keeps its
 // image there (qcow2, qed, vdi...), with what QEMU's
 // bdrv_default_perms_for_storage gives such a child: resize taken while

@@ -88,21 +88,15 @@ type state struct {
 var _ blk.LimitsRefresher = (*state)(nil)
 
 func open(a *blk.OpenArgs) (blk.Impl, error) {
-	// bdrv_apply_auto_read_only: no write support, checked before the
-	// file is opened.
-	if !a.Flags.ReadOnly {
-		return nil, blk.Msgf(unix.EACCES, "Image is read-only")
+	if err := a.ApplyAutoReadOnly(); err != nil {
+		return nil, err
 	}
 	s := &state{warned: map[string]bool{}, warn: a.Warnf}
 	var err error
 	if s.file, err = a.OpenChild("file", true, true); err != nil {
 		return nil, err
 	}
-	loop := a.Loop
-	if loop == nil {
-		loop = blk.NewLoop(blk.NewVirtualClock())
-	}
-	if err := loop.RunSync("dmg open", s.load); err != nil {
+	if err := a.RunSync("dmg open", s.load); err != nil {
 		if _, ok := err.(unix.Errno); ok {
 			// QEMU's open fails without a message of its own here.
 			return nil, blk.Errorf(blk.ErrnoOf(err), "Could not open '%s'", s.file.Node.Filename())

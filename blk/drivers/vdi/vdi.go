@@ -119,15 +119,11 @@ var (
 
 func open(a *blk.OpenArgs) (blk.Impl, error) {
 	s := &state{}
-	loop := a.Loop
-	if loop == nil {
-		loop = blk.NewLoop(blk.NewVirtualClock())
-	}
 	var err error
 	if s.file, err = a.OpenStorageChild(); err != nil {
 		return nil, err
 	}
-	if err := loop.RunSync("vdi open", s.load); err != nil {
+	if err := a.RunSync("vdi open", s.load); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -202,15 +202,11 @@ func (s *state) header() []byte { return s.headers[s.cur][:] }
 
 func open(a *blk.OpenArgs) (blk.Impl, error) {
 	s := &state{firstVisibleWrite: true, report: a.ReportFunc(), node: a.Node()}
-	loop := a.Loop
-	if loop == nil {
-		loop = blk.NewLoop(blk.NewVirtualClock())
-	}
 	var err error
 	if s.file, err = a.OpenStorageChild(); err != nil {
 		return nil, err
 	}
-	if err := loop.RunSync("vhdx open", func(co *blk.Co) error { return s.load(co, a.Flags.ReadOnly) }); err != nil {
+	if err := a.RunSync("vhdx open", func(co *blk.Co) error { return s.load(co, a.Flags.ReadOnly) }); err != nil {
 		// An error without a message of its own gets bdrv_open_common's.
 		var e *blk.Error
 		if !errors.As(err, &e) {

@@ -128,10 +128,6 @@ var (
 
 func open(a *blk.OpenArgs) (blk.Impl, error) {
 	s := &state{lastBitmap: -1}
-	loop := a.Loop
-	if loop == nil {
-		loop = blk.NewLoop(blk.NewVirtualClock())
-	}
 	var err error
 	if s.file, err = a.OpenStorageChild(); err != nil {
 		return nil, err
@@ -147,7 +143,7 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 			return nil, blk.Msgf(unix.EINVAL, "Invalid size calculation mode: '%s'", v)
 		}
 	}
-	if err := loop.RunSync("vpc open", func(co *blk.Co) error { return s.load(co, forceCHS, forceSize) }); err != nil {
+	if err := a.RunSync("vpc open", func(co *blk.Co) error { return s.load(co, forceCHS, forceSize) }); err != nil {
 		return nil, err
 	}
 	return s, nil
