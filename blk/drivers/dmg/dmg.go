@@ -66,10 +66,9 @@ func probeName(filename string) int {
 }
 
 type chunk struct {
-	typ                   uint32
-	sector, sectors       uint64 // first sector and count, in the disk
-	offset, length        uint64 // where it is stored in the file
-	decompressedSectorCap uint64
+	typ             uint32
+	sector, sectors uint64 // first sector and count, in the disk
+	offset, length  uint64 // where it is stored in the file
 }
 
 // state is an open image (BDRVDMGState). The chunk table is read at open
