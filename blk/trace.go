@@ -12,11 +12,19 @@ import "time"
 // Tracer receives trace events. It is called under the scheduler token,
 // so it needs no lock, in an order that is a pure function of the script:
 // with a virtual clock the events and their timestamps are the same on
-// every run. Trace must not call back into the loop. The event comes by
-// value: passing it costs a copy on the stack, where a pointer would make
-// every event a heap allocation.
+// every run. Event must not call back into the loop.
+//
+// The loop fills the events in place, so that tracing costs the request
+// path a few stores per event rather than copies of the whole record:
+// Event returns a zero TraceEvent, and the pointer stays valid until the
+// next call to Event. The loop, in turn, fills the event at once and
+// keeps the pointer only until its next call to Event or SetTracer: a
+// yield that is resumed before anything else is traced becomes one event
+// (TraceWaited) in place. So an event is complete when the next one is
+// asked for, or when the tracer has been removed (SetTracer) and the
+// tracer's owner closes it.
 type Tracer interface {
-	Trace(ev TraceEvent)
+	Event() *TraceEvent
 }
 
 // TraceKind says what a TraceEvent reports.
@@ -36,6 +44,11 @@ const (
 	TraceYield
 	// TraceResume: request Req holds the token again.
 	TraceResume
+	// TraceWaited: a TraceYield (Req, Why, Target) whose TraceResume came
+	// before any other event, in one event: request Req gave up the
+	// token at At and had it back at End. A plain I/O (the request waits
+	// for the driver, nothing else happens) costs one event, not two.
+	TraceWaited
 	// TraceBegin: a tracked request (Span) of request Req began on Node
 	// for [Off, Off+Bytes); Parent is the span it was issued from (0: the
 	// request itself); Name is the operation ("read", "write", ...).
@@ -69,7 +82,8 @@ const (
 
 var traceKindNames = [...]string{
 	TraceSubmit: "submit", TraceComplete: "complete", TraceYield: "yield", TraceResume: "resume",
-	TraceBegin: "begin", TraceEnd: "end", TraceSerialise: "serialise", TraceWait: "wait",
+	TraceWaited: "waited",
+	TraceBegin:  "begin", TraceEnd: "end", TraceSerialise: "serialise", TraceWait: "wait",
 	TraceDebugEvent: "event", TraceRule: "rule", TraceBreakSet: "break", TraceBreakHit: "suspend",
 	TraceBreakResume: "resume_break", TraceFlushBegin: "flush", TraceFlushEnd: "flush_done",
 	TraceError: "error",
@@ -89,7 +103,8 @@ type TraceEvent struct {
 	Req    int           // request number (Co.ID), 0 outside requests
 	Span   int           // tracked-request span number, unique per loop
 	Parent int           // parent span (TraceBegin) or span waited for (TraceWait)
-	Target int           // request waited for (TraceYield, TraceWait)
+	Target int           // request waited for (TraceYield, TraceWaited, TraceWait)
+	End    time.Duration // when a TraceWaited's request had the token back
 	Node   *Node
 	Name   string
 	Why    string
@@ -100,7 +115,11 @@ type TraceEvent struct {
 
 // SetTracer starts (t != nil) or stops (nil) tracing on the loop. Only
 // the loop's driver calls it, between commands.
-func (l *Loop) SetTracer(t Tracer) { l.tracer = t }
+func (l *Loop) SetTracer(t Tracer) {
+	l.tracer = t
+	l.traceLast = nil
+	l.traceSeq++
+}
 
 // Tracer returns the loop's tracer, nil when tracing is off. Filters
 // (blkdebug) report their own events through it.
@@ -108,13 +127,47 @@ func (l *Loop) Tracer() Tracer { return l.tracer }
 
 // Trace stamps ev with the loop's clock and hands it to the tracer. The
 // caller checks l.Tracer() != nil first, so that building ev costs nothing
-// when tracing is off.
+// when tracing is off. The hot hooks of the request path fill their
+// events in place instead (event).
 func (l *Loop) Trace(ev TraceEvent) {
 	if l.tracer == nil {
 		return
 	}
-	ev.At = l.clock.Now()
-	l.tracer.Trace(ev)
+	e := l.tracer.Event()
+	*e = ev
+	e.At = l.clock.Now()
+	l.traceSeq++
+	l.traceLast = e
+}
+
+// event returns the tracer's next event, of kind k for request req at the
+// loop's time, for the caller to fill in. Tracing must be on.
+func (l *Loop) event(k TraceKind, req int) *TraceEvent {
+	e := l.tracer.Event()
+	e.Kind, e.At, e.Req = k, l.clock.Now(), req
+	l.traceSeq++
+	l.traceLast = e
+	return e
+}
+
+// traceYield reports that co gives up the token for why; it returns the
+// event's sequence number for traceResume.
+func (co *Co) traceYield(why string) uint64 {
+	co.loop.event(TraceYield, co.id).Why = why
+	return co.loop.traceSeq
+}
+
+// traceResume reports that co holds the token again, after the yield
+// numbered seq: when nothing was traced in between, the yield event,
+// still the tracer's last, becomes a TraceWaited.
+func (co *Co) traceResume(seq uint64) {
+	l := co.loop
+	if seq == l.traceSeq && l.traceLast != nil {
+		e := l.traceLast
+		e.Kind, e.End = TraceWaited, l.clock.Now()
+		return
+	}
+	l.event(TraceResume, co.id)
 }
 
 // NoteError records err as the request's result for the trace (a front
@@ -140,8 +193,8 @@ func (co *Co) traceSpan(r *trackedReq) {
 		co.spans = co.spanBuf[:0]
 	}
 	co.spans = append(co.spans, r.span)
-	l.Trace(TraceEvent{Kind: TraceBegin, Req: co.id, Span: r.span, Parent: parent,
-		Node: r.node, Name: r.kind.String(), Off: r.off, Bytes: r.bytes})
+	e := l.event(TraceBegin, co.id)
+	e.Span, e.Parent, e.Node, e.Name, e.Off, e.Bytes = r.span, parent, r.node, r.kind.String(), r.off, r.bytes
 }
 
 // traceSpanEnd closes r's span.
@@ -149,7 +202,8 @@ func (co *Co) traceSpanEnd(r *trackedReq) {
 	if k := len(co.spans); k > 0 && co.spans[k-1] == r.span {
 		co.spans = co.spans[:k-1]
 	}
-	co.loop.Trace(TraceEvent{Kind: TraceEnd, Req: co.id, Span: r.span, Node: r.node})
+	e := co.loop.event(TraceEnd, co.id)
+	e.Span, e.Node = r.span, r.node
 }
 
 func (k reqKind) String() string {

@@ -28,16 +28,26 @@ func openMem(tb testing.TB, options string) (*blk.Loop, *blk.Backend) {
 	return loop, b
 }
 
-// recorder is a Tracer that keeps one line per event.
-type recorder struct{ lines []string }
+// recorder is a Tracer that keeps every event; lines renders them, one
+// line each.
+type recorder struct{ evs []blk.TraceEvent }
 
-func (r *recorder) Trace(e blk.TraceEvent) {
-	node := ""
-	if e.Node != nil {
-		node = e.Node.Name()
+func (r *recorder) Event() *blk.TraceEvent {
+	r.evs = append(r.evs, blk.TraceEvent{})
+	return &r.evs[len(r.evs)-1]
+}
+
+func (r *recorder) lines() []string {
+	var lines []string
+	for _, e := range r.evs {
+		node := ""
+		if e.Node != nil {
+			node = e.Node.Name()
+		}
+		lines = append(lines, fmt.Sprintf("%v req=%d span=%d parent=%d target=%d node=%s name=%q why=%q 0x%x+0x%x at=%v",
+			e.Kind, e.Req, e.Span, e.Parent, e.Target, node, e.Name, e.Why, e.Off, e.Bytes, e.At))
 	}
-	r.lines = append(r.lines, fmt.Sprintf("%v req=%d span=%d parent=%d target=%d node=%s name=%q why=%q 0x%x+0x%x at=%v",
-		e.Kind, e.Req, e.Span, e.Parent, e.Target, node, e.Name, e.Why, e.Off, e.Bytes, e.At))
+	return lines
 }
 
 // TestTracer checks the events of two overlapping unaligned writes on a
@@ -60,7 +70,7 @@ func TestTracer(t *testing.T) {
 	loop.SetTracer(nil)
 	last := loop.Spawn("untraced", func(co *blk.Co) { b.PWrite(co, 0, make([]byte, 512), 0) }).ID()
 	loop.Drain("test")
-	got := strings.Join(rec.lines, "\n")
+	got := strings.Join(rec.lines(), "\n")
 	w0, w1 := id[0], id[1]
 	for _, want := range []string{
 		fmt.Sprintf(`submit req=%d span=0 parent=0 target=0 node= name="w0"`, w0),
@@ -83,7 +93,7 @@ func TestTracer(t *testing.T) {
 	}
 	// Begins and ends pair up per span, and every parent was begun first.
 	open := map[string]bool{}
-	for _, l := range rec.lines {
+	for _, l := range rec.lines() {
 		f := strings.Fields(l)
 		span, parent := f[2], f[3]
 		switch f[0] {

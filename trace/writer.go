@@ -105,6 +105,8 @@ type Writer struct {
 	done   chan struct{}         // closed when the goroutine has ended
 	failed atomic.Bool           // the goroutine hit a write error (err)
 	told   bool                  // OnError was called
+	// scratch is the event handed out after a failure (never read).
+	scratch blk.TraceEvent
 	// OnError, if set, is called once with the first write error, under
 	// the scheduler token (the session stops tracing and says so).
 	OnError func(error)
@@ -131,11 +133,20 @@ type Writer struct {
 	// their renderings are kept.
 	tsAt   time.Duration
 	ts     []byte
+	durAt  time.Duration // ... and the last duration of a yield
+	dur    []byte
 	reqN   int
 	reqID  []byte // reqTid's number
 	reqTid []byte // `,"pid":2,"tid":N` for request reqN
-	// laneTid[l] is `,"pid":1,"tid":l`, rendered when lane l appears.
-	laneTid [][]byte
+	// reqEnd is reqTid plus the end of the event object; reqArgs is
+	// `,"args":{"req":N`.
+	reqEnd, reqArgs []byte
+	// laneTid[l] is `,"pid":1,"tid":l`, laneID[l] the same with `,"id":`
+	// after it, rendered when lane l appears.
+	laneTid, laneID [][]byte
+	// The starts of the frequent events, the separator from the previous
+	// event included, and the end of an event object: see hot.
+	hot hotHeads
 	// The last span name and yield reason that needed no escaping: the
 	// loop passes the same strings again and again.
 	plainSpan, plainWhy string
@@ -173,6 +184,7 @@ func NewWriter(w io.Writer, format Format) *Writer {
 	if format == Chrome {
 		t.buf = append(t.buf, "[\n"...)
 	}
+	t.hot = hotHeadsOf[format]
 	t.meta(pidNodes, 0, "process_name", "nodes")
 	t.meta(pidRequests, 0, "process_name", "requests")
 	t.full = make(chan []blk.TraceEvent, maxBatches)
@@ -216,19 +228,24 @@ func (t *Writer) flush() {
 	t.buf = t.buf[:0]
 }
 
-// Trace implements blk.Tracer: it queues a copy of e.
-func (t *Writer) Trace(e blk.TraceEvent) {
+// Event implements blk.Tracer: it hands out the next slot of the batch
+// (zeroed by the formatting goroutine when it was last used), passing
+// full batches on. After a write error it hands out a scratch event that
+// is never written.
+func (t *Writer) Event() *blk.TraceEvent {
 	if t.failed.Load() {
 		t.tell()
-		return
+		t.scratch = blk.TraceEvent{}
+		return &t.scratch
 	}
-	t.batch = append(t.batch, e)
-	if len(t.batch) == batchSize {
+	if len(t.batch) == cap(t.batch) {
 		t.full <- t.batch
 		// The goroutine returns every batch: wait for one rather than
 		// make garbage (it is free at once unless the file is slow).
 		t.batch = <-t.free
 	}
+	t.batch = t.batch[:len(t.batch)+1]
+	return &t.batch[len(t.batch)-1]
 }
 
 // tell calls OnError once, on the caller's goroutine, after the
@@ -266,6 +283,46 @@ const (
 	hFlushE = `{"cat":"flush","ph":"e","ts":`
 )
 
+// hotHeads are the starts of the events every request writes, for the
+// events after the first (a Chrome trace separates them with ",\n"), and
+// the end of an event object (a JSON line ends with "\n").
+type hotHeads struct {
+	name, sliceE, reqE, end string
+}
+
+var hotHeadsOf = [...]hotHeads{
+	Chrome: {",\n{\"name\":\"", ",\n" + hSliceE, ",\n" + hReqE, "}"},
+	JSONL:  {`{"name":"`, hSliceE, hReqE, "}\n"},
+}
+
+// hYieldX is the middle of a yield written as one complete slice.
+const hYieldX = `","cat":"yield","ph":"X","ts":`
+
+// appendTs appends timestamp at, rendered once for the events that share
+// it.
+func (t *Writer) appendTs(b []byte, at time.Duration) []byte {
+	if at != t.tsAt {
+		t.tsAt = at
+		t.ts = appendMicros(t.ts[:0], at)
+	}
+	return append(b, t.ts...)
+}
+
+// appendName appends name, escaped, for a name that is often *last: when
+// name is that string again (usually the very same constant, which
+// compares at once), it needs no escaping scan.
+func appendName(b []byte, name string, last *string) []byte {
+	if name == *last {
+		return append(b, name...)
+	}
+	n := len(b)
+	b = appendEscaped(b, name)
+	if len(b)-n == len(name) {
+		*last = name
+	}
+	return b
+}
+
 // ev starts one event object in the buffer: name, then head (category
 // and phase, one of the h constants), ts, pid and tid. The caller
 // appends further fields and calls emit.
@@ -297,16 +354,7 @@ func (t *Writer) evEnd(head string, at time.Duration, pid, tid int) []byte {
 // evTail appends head, ts, pid and tid.
 func (t *Writer) evTail(b []byte, head string, at time.Duration, pid, tid int) []byte {
 	b = append(b, head...)
-	switch {
-	case at == 0: // metadata events: keep the cache for the next event
-		b = append(b, "0.000"...)
-	case at == t.tsAt:
-		b = append(b, t.ts...)
-	default:
-		t.tsAt = at
-		t.ts = appendMicros(t.ts[:0], at)
-		b = append(b, t.ts...)
-	}
+	b = t.appendTs(b, at)
 	if pid == pidNodes {
 		if tid > 0 && tid < len(t.laneTid) {
 			return append(b, t.laneTid[tid]...)
@@ -318,12 +366,14 @@ func (t *Writer) evTail(b []byte, head string, at time.Duration, pid, tid int) [
 	return append(b, t.reqTid...)
 }
 
-// renderReq renders request number req, once per request.
+// renderReq renders the pieces of request number req, once per request.
 func (t *Writer) renderReq(req int) {
 	if req != t.reqN || t.reqTid == nil {
 		t.reqN = req
 		t.reqTid = appendInt(append(t.reqTid[:0], pidReqsTid...), req)
 		t.reqID = t.reqTid[len(pidReqsTid):]
+		t.reqEnd = append(append(t.reqEnd[:0], t.reqTid...), t.hot.end...)
+		t.reqArgs = append(append(t.reqArgs[:0], `,"args":{"req":`...), t.reqID...)
 	}
 }
 
@@ -333,21 +383,9 @@ func (t *Writer) appendReq(b []byte, req int) []byte {
 	return append(b, t.reqID...)
 }
 
-// evPlain is ev for a name that is often *last: when name is that
-// string again (usually the very same constant, which compares at
-// once), it needs no escaping scan.
+// evPlain is ev for a name that is often *last (appendName).
 func (t *Writer) evPlain(name string, last *string, head string, at time.Duration, pid, tid int) []byte {
-	b := t.open1()
-	if name == *last {
-		b = append(b, name...)
-	} else {
-		n := len(b)
-		b = appendEscaped(b, name)
-		if len(b)-n == len(name) {
-			*last = name
-		}
-	}
-	return t.evTail(b, head, at, pid, tid)
+	return t.evTail(appendName(t.open1(), name, last), head, at, pid, tid)
 }
 
 // appendInt appends v in decimal.
@@ -457,8 +495,10 @@ func (t *Writer) lane(n *blk.Node) int {
 	}
 	for len(t.laneTid) <= l {
 		t.laneTid = append(t.laneTid, nil)
+		t.laneID = append(t.laneID, nil)
 	}
 	t.laneTid[l] = appendInt(append([]byte(nil), pidNodesTid...), l)
+	t.laneID[l] = append(append([]byte(nil), t.laneTid[l]...), `,"id":`...)
 	t.laneCount[name]++
 	if k := t.laneCount[name]; k > 1 {
 		name += "#" + strconv.Itoa(k)
@@ -507,7 +547,10 @@ func appendRange(b []byte, off, bytes int64) []byte {
 	return appendHex(b, uint64(bytes))
 }
 
-// formatEvent writes e.
+// formatEvent writes e. The events every request writes (submission,
+// completion, yields, spans) take the short paths: constant heads that
+// include the separator, and the pieces of the current request, lane,
+// timestamp and range rendered once.
 func (t *Writer) formatEvent(e *blk.TraceEvent) {
 	if e.At > t.last {
 		t.last = e.At
@@ -524,7 +567,11 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 	case blk.TraceSubmit:
 		// The request's lane is its tid; its slice's name is its
 		// command line (no thread_name: it would repeat both).
-		t.emit(t.ev(e.Name, hRequestB, e.At, pidRequests, e.Req))
+		b := appendEscaped(append(t.buf, t.hot.name...), e.Name)
+		b = t.appendTs(append(b, hRequestB...), e.At)
+		t.renderReq(e.Req)
+		t.buf = append(b, t.reqEnd...)
+		t.n++
 		t.reqs.set(e.Req, 1)
 	case blk.TraceComplete:
 		t.closeReq(e.Req, e.At, e.Err, false)
@@ -532,12 +579,30 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		t.emit(t.evPlain(e.Why, &t.plainWhy, hYieldB, e.At, pidRequests, e.Req))
 		d, _ := t.reqs.get(e.Req)
 		t.reqs.set(e.Req, d+1)
+	case blk.TraceWaited:
+		// A yield with nothing inside it: one complete slice.
+		if e.End > t.last {
+			t.last = e.End
+		}
+		b := appendName(append(t.buf, t.hot.name...), e.Why, &t.plainWhy)
+		b = t.appendTs(append(b, hYieldX...), e.At)
+		b = append(b, `,"dur":`...)
+		if d := e.End - e.At; d != t.durAt || t.dur == nil {
+			t.durAt = d
+			t.dur = appendMicros(t.dur[:0], d)
+		}
+		b = append(b, t.dur...)
+		t.renderReq(e.Req)
+		t.buf = append(b, t.reqEnd...)
+		t.n++
 	case blk.TraceResume:
 		d, _ := t.reqs.get(e.Req)
 		if d < 2 {
 			return
 		}
-		t.emit(t.evEnd(hSliceE, e.At, pidRequests, e.Req))
+		t.renderReq(e.Req)
+		t.buf = append(t.appendTs(append(t.buf, t.hot.sliceE...), e.At), t.reqEnd...)
+		t.n++
 		t.reqs.set(e.Req, d-1)
 	case blk.TraceBegin:
 		l := t.lane(e.Node)
@@ -546,8 +611,9 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		if e.Parent != 0 {
 			ps, ok = t.spans.get(e.Parent)
 		}
-		b := t.evPlain(e.Name, &t.plainSpan, hReqB, e.At, pidNodes, l)
-		b = append(b, `,"id":`...)
+		b := appendName(append(t.buf, t.hot.name...), e.Name, &t.plainSpan)
+		b = t.appendTs(append(b, hReqB...), e.At)
+		b = append(b, t.laneID[l]...)
 		n := len(b)
 		b = appendInt(b, e.Span)
 		si := spanInfo{lane: l, req: e.Req}
@@ -556,20 +622,21 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 			si.idn = 0
 		}
 		t.spans.set(e.Span, si)
-		b = append(b, `,"args":{"req":`...)
-		b = t.appendReq(b, e.Req)
+		t.renderReq(e.Req)
+		b = append(b, t.reqArgs...)
 		if ok {
 			b = append(b, `,"parent":`...)
 			b = ps.appendID(b, e.Parent)
 		}
-		b = append(b, `,"range":"`...)
-		// A span's parent usually has the same range.
+		// A span's parent usually has the same range: its rendering,
+		// with the end of the event, is kept.
 		if e.Off != t.rngOff || e.Bytes != t.rngBytes || t.rng == nil {
 			t.rngOff, t.rngBytes = e.Off, e.Bytes
-			t.rng = appendRange(t.rng[:0], e.Off, e.Bytes)
+			t.rng = append(appendRange(append(t.rng[:0], `,"range":"`...), e.Off, e.Bytes), `"}`...)
+			t.rng = append(t.rng, t.hot.end...)
 		}
-		b = append(b, t.rng...)
-		t.emit(append(b, '"', '}'))
+		t.buf = append(b, t.rng...)
+		t.n++
 	case blk.TraceEnd:
 		s, ok := t.spans.get(e.Span)
 		if !ok {
@@ -657,27 +724,31 @@ func (t *Writer) instant(e *blk.TraceEvent, name string, kv ...any) {
 }
 
 func (t *Writer) endSpan(span int, s spanInfo, at time.Duration, unfinished bool) {
-	b := t.evEnd(hReqE, at, pidNodes, s.lane)
-	b = append(b, `,"id":`...)
+	b := t.appendTs(append(t.buf, t.hot.reqE...), at)
+	b = append(b, t.laneID[s.lane]...)
 	b = s.appendID(b, span)
 	if unfinished {
 		b = appendArgs(b, "unfinished", true)
 	}
-	t.emit(b)
+	t.buf = append(b, t.hot.end...)
+	t.n++
 }
 
 // closeReq ends request req's open slices (its yield, if unfinished, and
 // the request).
 func (t *Writer) closeReq(req int, at time.Duration, err error, unfinished bool) {
 	d, _ := t.reqs.get(req)
-	for ; d > 1; d-- {
-		t.emit(t.evEnd(hSliceE, at, pidRequests, req))
-	}
 	t.reqs.del(req)
 	if t.open == req {
 		t.open = 0
 	}
-	b := t.evEnd(hSliceE, at, pidRequests, req)
+	t.renderReq(req)
+	b := t.buf
+	for ; d > 1; d-- {
+		b = append(t.appendTs(append(b, t.hot.sliceE...), at), t.reqEnd...)
+		t.n++
+	}
+	b = append(t.appendTs(append(b, t.hot.sliceE...), at), t.reqTid...)
 	switch {
 	case err != nil:
 		b = appendArgs(b, "error", errString(err))
