@@ -194,11 +194,16 @@ type Loop struct {
 	// tracked-request spans. See trace.go.
 	tracer  Tracer
 	spanSeq int
-	// traceSeq counts the events handed out (and tracer changes);
-	// traceLast is the last one, which the loop may still change (see
-	// Tracer).
-	traceSeq  uint64
-	traceLast *TraceEvent
+	// traceBuf is the batch of events the tracer lent, of which
+	// tracePos are filled; traceSpare takes an event when a tracer stops
+	// while lending. traceSeq counts the events made (and tracer
+	// changes); traceLast is the last one, which the loop may still
+	// change (see Tracer).
+	traceBuf   []TraceEvent
+	tracePos   int
+	traceSpare [1]TraceEvent
+	traceSeq   uint64
+	traceLast  *TraceEvent
 
 	// interrupted and stop are the Ctrl-C state; the only fields another
 	// goroutine (a signal handler) may touch.

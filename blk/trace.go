@@ -12,19 +12,22 @@ import "time"
 // Tracer receives trace events. It is called under the scheduler token,
 // so it needs no lock, in an order that is a pure function of the script:
 // with a virtual clock the events and their timestamps are the same on
-// every run. Event must not call back into the loop.
+// every run. Events must not call back into the loop, except that it may
+// stop tracing (SetTracer), as a tracer that failed does.
 //
-// The loop fills the events in place, so that tracing costs the request
-// path a few stores per event rather than copies of the whole record:
-// Event returns a zero TraceEvent, and the pointer stays valid until the
-// next call to Event. The loop, in turn, fills the event at once and
-// keeps the pointer only until its next call to Event or SetTracer: a
-// yield that is resumed before anything else is traced becomes one event
-// (TraceWaited) in place. So an event is complete when the next one is
-// asked for, or when the tracer has been removed (SetTracer) and the
-// tracer's owner closes it.
+// The loop fills the events in place, in batches the tracer lends it, so
+// that tracing costs the request path a few stores per event rather than
+// copies of the whole record and a call each. Events(n) takes back the
+// first n events of the batch the previous call returned (n is 0 on the
+// first call), complete, and returns the next batch: at least one event,
+// whatever it holds (the loop sets every field of an event it uses).
+// The loop uses a batch from its start, asks for the next one only when
+// it is full, and hands the rest back with a last call when tracing
+// stops (SetTracer); it keeps no event of a batch it has handed back.
+// Until then it may change the last event it filled: a yield that is
+// resumed before anything else is traced becomes one event (TraceWaited).
 type Tracer interface {
-	Event() *TraceEvent
+	Events(n int) []TraceEvent
 }
 
 // TraceKind says what a TraceEvent reports.
@@ -116,9 +119,12 @@ type TraceEvent struct {
 // SetTracer starts (t != nil) or stops (nil) tracing on the loop. Only
 // the loop's driver calls it, between commands.
 func (l *Loop) SetTracer(t Tracer) {
-	l.tracer = t
-	l.traceLast = nil
+	old, n := l.tracer, l.tracePos
+	l.tracer, l.traceBuf, l.tracePos, l.traceLast = t, nil, 0, nil
 	l.traceSeq++
+	if old != nil && n > 0 {
+		old.Events(n) // the last events; the batch returned goes unused
+	}
 }
 
 // Tracer returns the loop's tracer, nil when tracing is off. Filters
@@ -133,21 +139,43 @@ func (l *Loop) Trace(ev TraceEvent) {
 	if l.tracer == nil {
 		return
 	}
-	e := l.tracer.Event()
+	e := l.slot()
 	*e = ev
 	e.At = l.clock.Now()
-	l.traceSeq++
-	l.traceLast = e
 }
 
 // event returns the tracer's next event, of kind k for request req at the
 // loop's time, for the caller to fill in. Tracing must be on.
 func (l *Loop) event(k TraceKind, req int) *TraceEvent {
-	e := l.tracer.Event()
-	e.Kind, e.At, e.Req = k, l.clock.Now(), req
+	e := l.slot()
+	*e = TraceEvent{Kind: k, At: l.clock.Now(), Req: req}
+	return e
+}
+
+// slot returns the next event of the batch, asking the tracer for a new
+// batch when it is full.
+func (l *Loop) slot() *TraceEvent {
+	if l.tracePos == len(l.traceBuf) {
+		l.refill()
+	}
+	e := &l.traceBuf[l.tracePos]
+	l.tracePos++
 	l.traceSeq++
 	l.traceLast = e
 	return e
+}
+
+// refill hands the full batch back and takes the next one. A tracer that
+// stops tracing meanwhile (SetTracer) gets nothing more: the event being
+// made goes to a spare the loop never hands over.
+func (l *Loop) refill() {
+	t, n := l.tracer, l.tracePos
+	l.traceBuf, l.tracePos = nil, 0
+	b := t.Events(n)
+	if l.tracer != t || len(b) == 0 {
+		b = l.traceSpare[:]
+	}
+	l.traceBuf, l.tracePos = b, 0
 }
 
 // traceYield reports that co gives up the token for why; it returns the

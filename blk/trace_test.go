@@ -29,12 +29,17 @@ func openMem(tb testing.TB, options string) (*blk.Loop, *blk.Backend) {
 }
 
 // recorder is a Tracer that keeps every event; lines renders them, one
-// line each.
-type recorder struct{ evs []blk.TraceEvent }
+// line each. It lends small batches holding garbage (the loop sets every
+// field).
+type recorder struct{ evs, lent []blk.TraceEvent }
 
-func (r *recorder) Event() *blk.TraceEvent {
-	r.evs = append(r.evs, blk.TraceEvent{})
-	return &r.evs[len(r.evs)-1]
+func (r *recorder) Events(n int) []blk.TraceEvent {
+	r.evs = append(r.evs, r.lent[:n]...)
+	r.lent = make([]blk.TraceEvent, 3)
+	for i := range r.lent {
+		r.lent[i] = blk.TraceEvent{Kind: 255, Name: "garbage"}
+	}
+	return r.lent
 }
 
 func (r *recorder) lines() []string {
@@ -111,5 +116,50 @@ func TestTracer(t *testing.T) {
 	}
 	if len(open) != 0 {
 		t.Errorf("spans never ended: %v", open)
+	}
+}
+
+// TestTracerWaited checks that a yield resumed before anything else is
+// traced is one event (a lone write waiting for its I/O), and that a yield
+// with events inside it stays a yield and a resume.
+func TestTracerWaited(t *testing.T) {
+	loop, b := openMem(t, "file.driver=mem,file.yield=on,file.size=64k")
+	rec := &recorder{}
+	loop.SetTracer(rec)
+	buf := make([]byte, 4096)
+	id := loop.Spawn("w", func(co *blk.Co) { b.PWrite(co, 0, buf, 0) }).ID()
+	if err := loop.Drain("test"); err != nil {
+		t.Fatal(err)
+	}
+	loop.SetTracer(nil)
+	var kinds []string
+	for _, e := range rec.evs {
+		kinds = append(kinds, e.Kind.String())
+		if e.Kind == blk.TraceWaited && (e.Req != id || e.Why != "waits for I/O" || e.End < e.At) {
+			t.Errorf("waited event %+v", e)
+		}
+	}
+	if got, want := strings.Join(kinds, " "), "submit begin begin waited end end complete"; got != want {
+		t.Errorf("events %s, want %s", got, want)
+	}
+	// Two writes: each one's wait has the other's events inside it.
+	rec = &recorder{}
+	loop.SetTracer(rec)
+	for i := range 2 {
+		off := int64(i) * 4096
+		loop.Spawn("w", func(co *blk.Co) { b.PWrite(co, off, buf, 0) })
+	}
+	if err := loop.Drain("test"); err != nil {
+		t.Fatal(err)
+	}
+	loop.SetTracer(nil)
+	got := strings.Join(rec.lines(), "\n")
+	if strings.Contains(got, "waited") {
+		t.Errorf("a wait with events inside it became one event:\n%s", got)
+	}
+	for _, want := range []string{"yield req=", "resume req="} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %q in:\n%s", want, got)
+		}
 	}
 }

@@ -28,13 +28,13 @@ func newWriteEvents() *writeEvents {
 	return w
 }
 
-func (w *writeEvents) trace(t blk.Tracer, i int) {
+func (w *writeEvents) trace(f *filler, i int) {
 	const cost = 103815 * time.Nanosecond
 	req, at, off := i+1, time.Duration(i)*cost, int64(i%16384*4096)
 	s := 2*i + 1
 	ev := func(k blk.TraceKind, at time.Duration) *blk.TraceEvent {
-		e := t.Event()
-		e.Kind, e.At, e.Req = k, at, req
+		e := f.slot()
+		*e = blk.TraceEvent{Kind: k, At: at, Req: req}
 		return e
 	}
 	ev(blk.TraceSubmit, at).Name = w.names[i%16384]
@@ -51,14 +51,29 @@ func (w *writeEvents) trace(t blk.Tracer, i int) {
 	ev(blk.TraceComplete, at+cost)
 }
 
-// nopTracer hands out one event again and again: the cost of making
-// them.
-type nopTracer struct{ e blk.TraceEvent }
-
-func (n *nopTracer) Event() *blk.TraceEvent {
-	n.e = blk.TraceEvent{}
-	return &n.e
+// filler fills a tracer's batches as the loop does.
+type filler struct {
+	t   blk.Tracer
+	buf []blk.TraceEvent
+	n   int
 }
+
+func (f *filler) slot() *blk.TraceEvent {
+	if f.n == len(f.buf) {
+		f.buf, f.n = f.t.Events(f.n), 0
+	}
+	f.n++
+	return &f.buf[f.n-1]
+}
+
+// stop hands the last events over, as Loop.SetTracer does.
+func (f *filler) stop() { f.t.Events(f.n) }
+
+// nopTracer lends one batch again and again: the cost of making the
+// events.
+type nopTracer struct{ b [512]blk.TraceEvent }
+
+func (n *nopTracer) Events(int) []blk.TraceEvent { return n.b[:] }
 
 // BenchmarkWriter is the whole cost of tracing one piped 4 KiB write
 // (its eight events, formatted and written to io.Discard), per write;
@@ -75,16 +90,18 @@ func BenchmarkWriter(b *testing.B) {
 		b.Run(map[Format]string{-1: "none", Chrome: "json", JSONL: "jsonl"}[f], func(b *testing.B) {
 			b.ReportAllocs()
 			if f < 0 {
-				nop := &nopTracer{}
+				f := &filler{t: &nopTracer{}}
 				for i := 0; i < b.N; i++ {
-					evs.trace(nop, i)
+					evs.trace(f, i)
 				}
 				return
 			}
 			w := NewWriter(io.Discard, f)
+			fl := &filler{t: w}
 			for i := 0; i < b.N; i++ {
-				evs.trace(w, i)
+				evs.trace(fl, i)
 			}
+			fl.stop()
 			if err := w.Close(); err != nil {
 				b.Fatal(err)
 			}

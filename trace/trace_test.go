@@ -156,3 +156,62 @@ func TestAppendUint(t *testing.T) {
 		}
 	}
 }
+
+// TestPlainPrefix checks the word-at-a-time scan against the byte loop:
+// every byte value at every position of strings of 0 to 20 bytes.
+func TestPlainPrefix(t *testing.T) {
+	for n := 0; n <= 20; n++ {
+		for pos := 0; pos < max(n, 1); pos++ {
+			for c := 0; c < 256; c++ {
+				b := []byte(strings.Repeat("a", n))
+				if n > 0 {
+					b[pos] = byte(c)
+				}
+				s := string(b)
+				want := 0
+				for want < len(s) && plainByte[s[want]] {
+					want++
+				}
+				if got := plainPrefix(s); got != want {
+					t.Fatalf("plainPrefix(%q) = %d, want %d", s, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestStepDecimal checks the in-place step of request and span numbers
+// against strconv, across the carries.
+func TestStepDecimal(t *testing.T) {
+	var d decimal
+	for v := 1; v <= 10001; v++ {
+		d.set(v)
+		if string(d.p.bytes()) != strconv.Itoa(v) {
+			t.Fatalf("decimal after %d = %s", v, d.p.bytes())
+		}
+	}
+	d.set(5)
+	if string(d.p.bytes()) != "5" {
+		t.Fatalf("decimal set back to 5 = %s", d.p.bytes())
+	}
+	b := []byte(`"tid":99}`)
+	if stepDecimal(b, len(b)-1) || string(b) != `"tid":99}` {
+		t.Errorf("stepDecimal grew or changed %s", b)
+	}
+	b = []byte(`"tid":109}`)
+	if !stepDecimal(b, len(b)-1) || string(b) != `"tid":110}` {
+		t.Errorf("stepDecimal = %s", b)
+	}
+}
+
+// TestAppendHex checks the two-digits-a-step hex rendering against
+// strconv, across digit counts.
+func TestAppendHex(t *testing.T) {
+	for _, v := range []uint64{0, 1, 0xf, 0x10, 0xff, 0x100, 0x1000, 0xabcde, 0x7fffffffffffffff, 1<<64 - 1} {
+		for _, w := range []uint64{v, v + 1, v - 1} {
+			if got, want := string(appendHex([]byte("x"), w)), "x"+strconv.FormatUint(w, 16); got != want {
+				t.Errorf("appendHex(%#x) = %s, want %s", w, got, want)
+			}
+		}
+	}
+}
