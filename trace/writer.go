@@ -171,8 +171,8 @@ type Writer struct {
 	spanD decimal
 	// ... and the range of the previous span, with the end of its event.
 	rngOff, rngBytes int64
-	rng              piece
-	rngOK            bool
+	rng, rngTail     piece // rngTail: from the "+" on
+	rngOK            bool  // rng and rngTail hold rngOff and rngBytes
 	// open is a request known to have its lane (adopt's fast path).
 	open int
 }
@@ -332,14 +332,12 @@ func (t *Writer) appendTs(b []byte, at time.Duration) []byte {
 	return append(b, t.ts.bytes()...)
 }
 
-// putTs is appendTs for a buffer with room (see put).
-func (t *Writer) putTs(b []byte, at time.Duration) []byte {
+// tsFor returns the piece of timestamp at, for put.
+func (t *Writer) tsFor(at time.Duration) *piece {
 	if at != t.tsAt {
 		t.renderTs(at)
 	}
-	l := len(b)
-	*(*[pieceSize]byte)(b[l : l+pieceSize]) = t.ts.b
-	return b[:l+t.ts.n]
+	return &t.ts
 }
 
 func (t *Writer) renderTs(at time.Duration) {
@@ -700,6 +698,24 @@ func appendRange(b []byte, off, bytes int64) []byte {
 	return appendHex(b, uint64(bytes))
 }
 
+// renderRange renders the range piece of span events: `,"range":"`,
+// the range, the end of args and of the event. Most requests have the
+// size of the last one: what follows the offset is kept.
+func (t *Writer) renderRange(off, bytes int64) {
+	if off < 0 || bytes < 0 || bytes != t.rngBytes || !t.rngOK {
+		r := appendRange(append(t.rng.b[:0], `,"range":"`...), off, bytes)
+		t.rng.set(append(append(r, `"}`...), t.hot.end...))
+		t.rngOff, t.rngBytes, t.rngOK = off, bytes, off >= 0 && bytes >= 0
+		if t.rngOK {
+			t.rngTail.set(append(appendHex(append(t.rngTail.b[:0], '+', '0', 'x'), uint64(bytes)), `"}`+t.hot.end...))
+		}
+		return
+	}
+	t.rngOff = off
+	r := appendHex(t.rng.b[:len(`,"range":"0x`)], uint64(off))
+	t.rng.set(append(r, t.rngTail.bytes()...))
+}
+
 // formatEvent writes e. The events every request writes (submission,
 // completion, yields, spans) take the short paths: constant heads that
 // include the separator, and the pieces of the current request, lane,
@@ -721,7 +737,7 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		// The request's lane is its tid; its slice's name is its
 		// command line (no thread_name: it would repeat both).
 		b := appendEscaped(append(room(t.buf), t.hot.name...), e.Name)
-		b = t.putTs(put(room(b), &t.reqB), e.At)
+		b = put(put(room(b), &t.reqB), t.tsFor(e.At))
 		t.renderReq(e.Req)
 		t.buf = put(b, &t.reqEnd)
 		t.n++
@@ -744,7 +760,7 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		} else {
 			b = t.head(b, e.Why, &t.plainWhy, hYieldX, &t.yieldHead, &t.yieldName)
 		}
-		b = t.putTs(b, e.At)
+		b = put(b, t.tsFor(e.At))
 		if d := e.End - e.At; d != t.durAt || t.dur.n == 0 {
 			t.durAt = d
 			t.dur.set(appendMicros(append(t.dur.b[:0], `,"dur":`...), d))
@@ -759,7 +775,7 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 			return
 		}
 		t.renderReq(e.Req)
-		t.buf = put(t.putTs(put(room(t.buf), &t.sliceE), e.At), &t.reqEnd)
+		t.buf = put(put(put(room(t.buf), &t.sliceE), t.tsFor(e.At)), &t.reqEnd)
 		t.n++
 		t.reqs.set(e.Req, d-1)
 	case blk.TraceBegin:
@@ -775,7 +791,7 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		} else {
 			b = t.head(b, e.Name, &t.plainSpan, hReqB, &t.spanHead, &t.spanName)
 		}
-		b = put(t.putTs(b, e.At), &t.laneID[l])
+		b = put(put(b, t.tsFor(e.At)), &t.laneID[l])
 		t.spanD.set(e.Span)
 		b = put(b, &t.spanD.p)
 		si := spanInfo{lane: l}
@@ -793,9 +809,7 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		// A span's parent usually has the same range: its rendering,
 		// with the end of the event, is kept.
 		if e.Off != t.rngOff || e.Bytes != t.rngBytes || !t.rngOK {
-			t.rngOff, t.rngBytes, t.rngOK = e.Off, e.Bytes, true
-			r := appendRange(append(t.rng.b[:0], `,"range":"`...), e.Off, e.Bytes)
-			t.rng.set(append(append(r, `"}`...), t.hot.end...))
+			t.renderRange(e.Off, e.Bytes)
 		}
 		t.buf = put(b, &t.rng)
 		t.n++
@@ -886,7 +900,7 @@ func (t *Writer) instant(e *blk.TraceEvent, name string, kv ...any) {
 }
 
 func (t *Writer) endSpan(span int, s spanInfo, at time.Duration, unfinished bool) {
-	b := put(t.putTs(put(room(t.buf), &t.reqE), at), &t.laneID[s.lane])
+	b := put(put(put(room(t.buf), &t.reqE), t.tsFor(at)), &t.laneID[s.lane])
 	if s.idEnd > 0 && !unfinished {
 		t.buf = put16(b, &s.id, s.idEnd)
 		t.n++
@@ -911,10 +925,10 @@ func (t *Writer) closeReq(req int, at time.Duration, err error, unfinished bool)
 	t.renderReq(req)
 	b := t.buf
 	for ; d > 1; d-- {
-		b = put(t.putTs(put(room(b), &t.sliceE), at), &t.reqEnd)
+		b = put(put(put(room(b), &t.sliceE), t.tsFor(at)), &t.reqEnd)
 		t.n++
 	}
-	b = t.putTs(put(room(b), &t.sliceE), at)
+	b = put(put(room(b), &t.sliceE), t.tsFor(at))
 	if err == nil && !unfinished {
 		t.buf = put(b, &t.reqEnd)
 		t.n++
