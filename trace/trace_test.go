@@ -144,7 +144,14 @@ func FuzzRead(f *testing.F) {
 }
 
 func TestAppendUint(t *testing.T) {
-	for _, v := range []uint64{0, 9, 10, 99, 100, 101, 999, 1000, 12345, 99999, 100000, 1<<64 - 1} {
+	vals := []uint64{0, 12345, 1<<64 - 1}
+	for p := uint64(10); p <= 1e19; p *= 10 { // every digit count, both sides
+		vals = append(vals, p-1, p, p+1)
+	}
+	for i := range 64 {
+		vals = append(vals, 1<<i, 1<<i-1)
+	}
+	for _, v := range vals {
 		for _, pre := range [][]byte{nil, []byte("x"), make([]byte, 3, 4)} {
 			want := strconv.AppendUint(append([]byte(nil), pre...), v, 10)
 			if got := appendUint(append(pre[:len(pre):len(pre)], nil...), v); !bytes.Equal(got, want) {

@@ -70,13 +70,13 @@ const (
 )
 
 type spanInfo struct {
-	lane int
+	lane int32
 	// id is the span number as the begin event rendered it (idn
 	// digits), then the end of an event object (idEnd bytes in all), for
 	// its end event and its children's "parent"; idEnd is 0 if it did
 	// not fit.
 	id         [16]byte
-	idn, idEnd int
+	idn, idEnd uint8
 }
 
 // appendID appends the span number span of s.
@@ -532,6 +532,9 @@ func appendInt(b []byte, v int) []byte {
 	return appendUint(b, uint64(v))
 }
 
+// pow10[i] is 10 to the i.
+var pow10 = [...]uint64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19}
+
 // digits2 holds "00" to "99".
 const digits2 = "00010203040506070809101112131415161718192021222324252627282930313233343536373839" +
 	"40414243444546474849505152535455565758596061626364656667686970717273747576777879" +
@@ -544,9 +547,10 @@ func appendUint(b []byte, v uint64) []byte {
 		return append(b, byte('0'+v))
 	}
 	// Count the digits, make room, and fill it from the end: no
-	// scratch array to copy.
-	n := 2
-	for x := v / 100; x > 0; x /= 10 {
+	// scratch array to copy. The bit length gives the digit count or
+	// one more (log10(2) is about 1233/4096).
+	n := (bits.Len64(v) * 1233) >> 12
+	if v >= pow10[n] {
 		n++
 	}
 	if cap(b)-len(b) < n {
@@ -794,10 +798,10 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		b = put(put(b, t.tsFor(e.At)), &t.laneID[l])
 		t.spanD.set(e.Span)
 		b = put(b, &t.spanD.p)
-		si := spanInfo{lane: l}
+		si := spanInfo{lane: int32(l)}
 		if n := t.spanD.p.n; n+len(t.hot.end) <= len(si.id) {
 			copy(si.id[:], t.spanD.p.b[:n])
-			si.idn, si.idEnd = n, n+copy(si.id[n:], t.hot.end)
+			si.idn, si.idEnd = uint8(n), uint8(n+copy(si.id[n:], t.hot.end))
 		}
 		t.spans.set(e.Span, si)
 		t.renderReq(e.Req)
@@ -819,7 +823,13 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 			return
 		}
 		t.spans.del(e.Span)
-		t.endSpan(e.Span, s, e.At, false)
+		if s.idEnd == 0 {
+			t.endSpan(e.Span, s, e.At, false)
+			return
+		}
+		b := put(put(put(room(t.buf), &t.reqE), t.tsFor(e.At)), &t.laneID[s.lane])
+		t.buf = put16(b, &s.id, int(s.idEnd))
+		t.n++
 	case blk.TraceSerialise:
 		t.instant(e, "serialising", "req", e.Req, "span", e.Span, "overlap", rng(e.Off, e.Bytes))
 	case blk.TraceWait:
@@ -901,11 +911,6 @@ func (t *Writer) instant(e *blk.TraceEvent, name string, kv ...any) {
 
 func (t *Writer) endSpan(span int, s spanInfo, at time.Duration, unfinished bool) {
 	b := put(put(put(room(t.buf), &t.reqE), t.tsFor(at)), &t.laneID[s.lane])
-	if s.idEnd > 0 && !unfinished {
-		t.buf = put16(b, &s.id, s.idEnd)
-		t.n++
-		return
-	}
 	b = s.appendID(b, span)
 	if unfinished {
 		b = appendArgs(b, "unfinished", true)
