@@ -169,7 +169,7 @@ func Render(evs []trace.Event, title string) []byte {
 			if e.Cat == "yield" {
 				b.class = yieldClass(e.Name)
 			}
-			b.tip = fmt.Sprintf("%s: %s (at %s, for %s)", reqName[e.Tid], e.Name, usec(e.Ts), usec(e.Dur))
+			b.tip = fmt.Sprintf("%s: %s (at %s)", reqName[e.Tid], e.Name, usec(e.Ts))
 			bars[k] = append(bars[k], b)
 		case "E":
 			st := stacks[k]

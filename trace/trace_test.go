@@ -70,6 +70,8 @@ func TestCheck(t *testing.T) {
 		send  = `{"cat":"req","ph":"e","ts":3,"pid":1,"tid":1,"id":1}`
 		child = `{"name":"write","cat":"req","ph":"b","ts":2,"pid":1,"tid":2,"id":2,"args":{"req":1,"parent":1}}`
 		cend  = `{"cat":"req","ph":"e","ts":3,"pid":1,"tid":2,"id":2}`
+		// On the request's lane, from 2 to 3, before the end at 5.
+		yieldX = `{"name":"waits for I/O","cat":"yield","ph":"X","ts":2,"dur":1,"pid":2,"tid":1}`
 	)
 	for _, tc := range []struct {
 		name, trace, want string
@@ -80,6 +82,12 @@ func TestCheck(t *testing.T) {
 		{"end no begin", strings.Join([]string{end}, "\n"), "end without begin"},
 		{"backwards", strings.Join([]string{sub, span, strings.Replace(send, `"ts":3`, `"ts":1`, 1), end}, "\n"), "before 2.000"},
 		{"child", strings.Join([]string{sub, span, child, cend, send, end}, "\n"), ""},
+		// A yield with nothing inside it is one complete slice; what
+		// follows on its lane comes no earlier than its end.
+		{"complete", strings.Join([]string{sub, span, yieldX, send, end}, "\n"), ""},
+		{"complete backwards", strings.Join([]string{sub, span, strings.Replace(yieldX, `"dur":1`, `"dur":3.5`, 1), send, end}, "\n"), "ts 5.000 before 5.500"},
+		{"complete negative", strings.Join([]string{sub, strings.Replace(yieldX, `"dur":1`, `"dur":-1`, 1), end}, "\n"), "negative duration"},
+		{"complete outside", strings.Join([]string{yieldX}, "\n"), "slice outside its request"},
 		// Traces written before 2026-12-02 repeated the id as "span"
 		// and wrote "parent":0 and named ends.
 		{"old format", strings.Join([]string{sub,
