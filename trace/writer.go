@@ -16,7 +16,9 @@
 //   - process 2, "requests": one lane per request (tid = request number).
 //     The request is a "B"/"E" slice from submission to completion, named
 //     by its command line; every yield is a nested slice named by its
-//     reason ("waits for #2 ...", "suspended at 'A'", "waits for I/O").
+//     reason ("waits for #2 ...", "suspended at 'A'", "waits for I/O"):
+//     a complete "X" slice (ts and dur) when nothing else was traced
+//     between the yield and its resume (blk.TraceWaited), else "B"/"E".
 //
 // A trace holds what a reader needs once: end events ("E", "e") carry no
 // name or category beyond what matches them to their begin, request lanes
