@@ -76,7 +76,7 @@ type nopTracer struct{ b [512]blk.TraceEvent }
 func (n *nopTracer) Events(int) []blk.TraceEvent { return n.b[:] }
 
 // BenchmarkWriter is the whole cost of tracing one piped 4 KiB write
-// (its eight events, formatted and written to io.Discard), per write;
+// (its seven events, formatted and written to io.Discard), per write;
 // "none" is the cost of making the events alone. Timings on a shared
 // machine are noisy; instruction counts are not:
 //
