@@ -139,22 +139,17 @@ func (l *Loop) Trace(ev TraceEvent) {
 	if l.tracer == nil {
 		return
 	}
-	e := l.slot()
+	e := l.event(ev.Kind, ev.Req)
+	at := e.At
 	*e = ev
-	e.At = l.clock.Now()
+	e.At = at
 }
 
 // event returns the tracer's next event, of kind k for request req at the
 // loop's time, for the caller to fill in. Tracing must be on.
-func (l *Loop) event(k TraceKind, req int) *TraceEvent {
-	e := l.slot()
-	*e = TraceEvent{Kind: k, At: l.clock.Now(), Req: req}
-	return e
-}
-
-// slot returns the next event of the batch, asking the tracer for a new
+// It takes the next event of the batch, asking the tracer for a new
 // batch when it is full.
-func (l *Loop) slot() *TraceEvent {
+func (l *Loop) event(k TraceKind, req int) *TraceEvent {
 	if l.tracePos == len(l.traceBuf) {
 		l.refill()
 	}
@@ -162,6 +157,7 @@ func (l *Loop) slot() *TraceEvent {
 	l.tracePos++
 	l.traceSeq++
 	l.traceLast = e
+	*e = TraceEvent{Kind: k, At: l.clock.Now(), Req: req}
 	return e
 }
 

@@ -230,3 +230,36 @@ func TestAppendHex(t *testing.T) {
 		}
 	}
 }
+
+// TestTable checks the tables of open requests and spans against a map,
+// over numbers that share slots.
+func TestTable(t *testing.T) {
+	var tb table[int]
+	want := map[int]int{}
+	r := uint64(1)
+	for i := range 20000 {
+		r = r*6364136223846793005 + 1442695040888963407
+		k := int(r>>33) % 300
+		switch r >> 62 {
+		case 0:
+			tb.del(k)
+			delete(want, k)
+		default:
+			tb.set(k, i)
+			want[k] = i
+		}
+		w, present := want[k]
+		if v, ok := tb.get(k); v != w || ok != present {
+			t.Fatalf("step %d: get(%d) = %d, %v; want %d", i, k, v, ok, want[k])
+		}
+	}
+	keys := tb.ids()
+	if len(keys) != len(want) {
+		t.Fatalf("ids: %d keys, want %d", len(keys), len(want))
+	}
+	for i, k := range keys {
+		if _, ok := want[k]; !ok || i > 0 && keys[i-1] >= k {
+			t.Fatalf("ids = %v", keys)
+		}
+	}
+}

@@ -1003,57 +1003,51 @@ func (t *Writer) Close() error {
 }
 
 // table maps the numbers of open requests or spans to their state. Few
-// are open at a time, so a short slice searched from its newest end
-// serves almost every lookup without hashing; the rest overflow into a
-// map.
+// are open at a time and they are numbered in order, so a slot picked by
+// the low bits of the number serves almost every lookup without hashing
+// or searching; a number whose slot is taken goes to a map.
 type table[V any] struct {
-	keys []int
-	vals []V
-	more map[int]V
+	slots [tableSlots]tableSlot[V]
+	more  map[int]V
 }
 
-// tableSlots is how many entries the slice of a table holds.
-const tableSlots = 16
+type tableSlot[V any] struct {
+	key  int
+	used bool
+	val  V
+}
+
+// tableSlots is how many slots a table has (a power of two).
+const tableSlots = 64
 
 func (t *table[V]) get(k int) (V, bool) {
-	for i := len(t.keys) - 1; i >= 0; i-- {
-		if t.keys[i] == k {
-			return t.vals[i], true
-		}
+	if s := &t.slots[k&(tableSlots-1)]; s.used && s.key == k {
+		return s.val, true
 	}
 	v, ok := t.more[k]
 	return v, ok
 }
 
 func (t *table[V]) set(k int, v V) {
-	for i := len(t.keys) - 1; i >= 0; i-- {
-		if t.keys[i] == k {
-			t.vals[i] = v
-			return
-		}
-	}
-	if len(t.keys) == tableSlots || t.more != nil && t.hasMore(k) {
+	s := &t.slots[k&(tableSlots-1)]
+	switch {
+	case s.used && s.key == k:
+		s.val = v
+	case !s.used && (t.more == nil || !t.hasMore(k)):
+		s.key, s.used, s.val = k, true, v
+	default:
 		if t.more == nil {
 			t.more = map[int]V{}
 		}
 		t.more[k] = v
-		return
 	}
-	t.keys = append(t.keys, k)
-	t.vals = append(t.vals, v)
 }
 
 func (t *table[V]) del(k int) {
-	if n := len(t.keys) - 1; n >= 0 && t.keys[n] == k { // the newest, usually
-		t.keys, t.vals = t.keys[:n], t.vals[:n]
+	if s := &t.slots[k&(tableSlots-1)]; s.used && s.key == k {
+		var zero V
+		s.used, s.val = false, zero
 		return
-	}
-	for i := len(t.keys) - 1; i >= 0; i-- {
-		if t.keys[i] == k {
-			t.keys = append(t.keys[:i], t.keys[i+1:]...)
-			t.vals = append(t.vals[:i], t.vals[i+1:]...)
-			return
-		}
 	}
 	delete(t.more, k)
 }
@@ -1065,7 +1059,12 @@ func (t *table[V]) hasMore(k int) bool {
 
 // ids returns the keys in increasing order.
 func (t *table[V]) ids() []int {
-	ids := append([]int(nil), t.keys...)
+	var ids []int
+	for i := range t.slots {
+		if t.slots[i].used {
+			ids = append(ids, t.slots[i].key)
+		}
+	}
 	for k := range t.more {
 		ids = append(ids, k)
 	}
