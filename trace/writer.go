@@ -474,6 +474,10 @@ func (t *Writer) newReq(req int) {
 // b[end], in place; it reports false, changing nothing, when the number
 // would grow a digit.
 func stepDecimal(b []byte, end int) bool {
+	if c := b[end-1]; c >= '0' && c < '9' { // nine times in ten
+		b[end-1] = c + 1
+		return true
+	}
 	i := end - 1
 	for i >= 0 && b[i] == '9' {
 		i--
