@@ -169,7 +169,11 @@ func (e *Event) End() float64 {
 	if e.Ph != "X" {
 		return e.Ts
 	}
-	return float64(math.Round(e.Ts*1000)+math.Round(e.Dur*1000)) / 1000
+	end := float64(math.Round(e.Ts*1000)+math.Round(e.Dur*1000)) / 1000
+	if math.IsNaN(end) || math.IsInf(end, 0) { // a malformed trace
+		return e.Ts
+	}
+	return end
 }
 
 // Check validates a trace's structure as Writer promises it: on each lane

@@ -142,6 +142,7 @@ func FuzzRead(f *testing.F) {
 	f.Add([]byte(`[{"name":"x","ph":"B","ts":0,"pid":2,"tid":1}]`))
 	f.Add([]byte(`{"name":"x","ph":"b","cat":"req","id":"1","ts":0,"pid":1,"tid":1,"args":{"parent":3}}` + "\n"))
 	f.Add([]byte(`{"traceEvents":[]}`))
+	f.Add([]byte(`{"name":"y","cat":"yield","ph":"X","ts":1e305,"dur":-1e308,"pid":2,"tid":1}` + "\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		evs, err := Read(bytes.NewReader(b))
 		if err != nil {
