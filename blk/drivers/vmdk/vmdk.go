@@ -147,6 +147,7 @@ type extent struct {
 	compressed     bool
 	hasMarker      bool
 	zeroGrain      bool
+	typ            string // the descriptor's extent type ("" alone)
 	// seSparse extents have 64-bit grain directory and table entries,
 	// the tables' and grains' areas given in sectors.
 	sesparse           bool
@@ -206,7 +207,9 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 		switch binary.BigEndian.Uint32(buf) {
 		case vmdk4Magic, vmdk3Magic:
 			s.descOffset = 0x200
-			s.createType = "monolithicSparse"
+			if binary.BigEndian.Uint32(buf) == vmdk4Magic {
+				s.createType = "monolithicSparse" // none for COWD
+			}
 			return s.openSparse(co, file, buf, ro)
 		}
 		s.descOffset = 0
@@ -245,6 +248,7 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 		if err != nil {
 			return nil, err
 		}
+		s.exts[len(s.exts)-1].typ = l.typ
 	}
 	err = a.Loop.RunSync("vmdk open cid", func(co *blk.Co) error {
 		// vmdk_read_cid, which fails the open when the descriptor has no
@@ -346,6 +350,7 @@ func extentPath(desc *blk.Node, fname string) (string, error) {
 
 // extentLine is one usable line of a descriptor's extent description.
 type extentLine struct {
+	typ        string
 	flat       bool
 	sesparse   bool
 	sectors    int64
@@ -400,11 +405,11 @@ func (s *state) parseDescriptor(buf []byte) ([]extentLine, error) {
 		}
 		switch typ {
 		case "FLAT", "VMFS":
-			out = append(out, extentLine{flat: true, sectors: sectors, fname: fname, flatOffset: flatOff})
+			out = append(out, extentLine{typ: typ, flat: true, sectors: sectors, fname: fname, flatOffset: flatOff})
 		case "SPARSE", "VMFSSPARSE":
-			out = append(out, extentLine{sectors: sectors, fname: fname})
+			out = append(out, extentLine{typ: typ, sectors: sectors, fname: fname})
 		case "SESPARSE":
-			out = append(out, extentLine{sesparse: true, sectors: sectors, fname: fname})
+			out = append(out, extentLine{typ: typ, sesparse: true, sectors: sectors, fname: fname})
 		}
 	}
 	return out, nil
@@ -807,30 +812,43 @@ func (s *state) writeCID(co *blk.Co, cid uint32) error {
 		return err
 	}
 	desc[size-1] = 0
-	str := desc
-	if i := bytes.IndexByte(str, 0); i >= 0 {
-		str = str[:i]
-	}
+	str := cString(desc)
 	pi := bytes.Index(str, []byte("parentCID"))
 	if pi < 0 {
 		return unix.EINVAL
 	}
 	tail := append([]byte(nil), str[pi:]...)
 	if ci := bytes.Index(str, []byte("CID")); ci >= 0 {
-		var nd []byte
-		nd = append(nd, str[:ci+4]...)
-		nd = append(nd, []byte(hex32(cid)+"\n")...)
-		nd = append(nd, tail...)
-		if int64(len(nd)) > size-1 {
-			nd = nd[:size-1]
-		}
-		clear(desc)
-		copy(desc, nd)
+		// QEMU's snprintf of the new CID after "CID=", then pstrcat of
+		// the old text from "parentCID" on: the bytes after the new
+		// string's NUL stay as they were (a COWD extent's tables may
+		// lie there).
+		cstrcpy(desc[ci+4:], []byte(hex32(cid)+"\n"))
+		l := len(cString(desc))
+		cstrcpy(desc[l:], tail)
 	}
 	if err := s.file.Node.PWrite(co, s.descOffset, desc, 0); err != nil {
 		return err
 	}
 	return s.file.Node.Flush(co)
+}
+
+// cString is b up to its first NUL.
+func cString(b []byte) []byte {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return b[:i]
+	}
+	return b
+}
+
+// cstrcpy is QEMU's pstrcpy: as much of src as fits in dst with a NUL
+// after it (nothing when dst is empty).
+func cstrcpy(dst, src []byte) {
+	if len(dst) == 0 {
+		return
+	}
+	n := copy(dst[:len(dst)-1], src)
+	dst[n] = 0
 }
 
 func hex32(v uint32) string {
@@ -882,10 +900,35 @@ func (s *state) Info() (blk.Info, error) {
 			return blk.Info{}, unix.ENOTSUP
 		}
 	}
-	if e0.flat {
-		return blk.Info{}, nil
+	info := blk.Info{Specific: s.specificInfo()}
+	if !e0.flat {
+		info.ClusterSize = e0.clusterSectors * 512
 	}
-	return blk.Info{ClusterSize: e0.clusterSectors * 512}, nil
+	return info, nil
+}
+
+// specificInfo is vmdk_get_specific_info, in the order qemu-io prints
+// its members.
+func (s *state) specificInfo() []string {
+	lines := []string{
+		fmt.Sprintf("cid: %d", s.cid),
+		fmt.Sprintf("parent cid: %d", s.parentCID),
+		"create type: " + s.createType,
+		"extents:",
+	}
+	for i, e := range s.exts {
+		lines = append(lines, fmt.Sprintf("    [%d]:", i))
+		if e.compressed {
+			lines = append(lines, "        compressed: true")
+		}
+		lines = append(lines, fmt.Sprintf("        virtual size: %d", e.sectors*512),
+			"        filename: "+e.file.Node.Filename())
+		if !e.flat {
+			lines = append(lines, fmt.Sprintf("        cluster size: %d", e.clusterSectors*512))
+		}
+		lines = append(lines, "        format: "+e.typ)
+	}
+	return lines
 }
 
 // findExtent is find_extent: the extent holding byte off of the disk.
@@ -1142,9 +1185,11 @@ func (s *state) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) err
 		if e == nil {
 			return unix.EIO
 		}
+		// A grain that cannot be looked up (a corrupt table entry, a
+		// table that cannot be read) reads as unallocated, as in QEMU.
 		res, coff, err := e.clusterOffset(co, off, nil, false, 0, 0)
 		if err != nil {
-			return err
+			res = grainUnalloc
 		}
 		oic := e.offsetInCluster(off)
 		n := min(int64(len(buf)), e.clusterSectors*512-oic)
