@@ -2,9 +2,13 @@ package vmdk_test
 
 import (
 	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"gio/blk"
+	"gio/blk/drivers/file"
 	"gio/blk/drivers/vmdk"
 	"gio/blk/qdict"
 
@@ -83,5 +87,54 @@ func TestESXExtents(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestGrainPastEOF: a grain table entry pointing past the end of the
+// file reads as zeroes (QEMU's file driver) and refuses writes (QEMU
+// would write there, outside the file; the fuzzer found it).
+func TestGrainPastEOF(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "img.vmdk")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := blk.NewRegistry(file.Driver, vmdk.Driver).Create("vmdk", path, 1<<20, qdict.New(), blk.NewLoop(blk.NewVirtualClock())); err != nil {
+		t.Fatal(err)
+	}
+	img, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	le := binary.LittleEndian
+	gd := le.Uint64(img[56:])
+	gt := le.Uint32(img[gd*512:])
+	le.PutUint32(img[gt*512+4:], 0x80000001) // grain 1 at 1 TiB
+	id := t.Name()
+	mf := &memFile{data: img}
+	memMu.Lock()
+	memFiles[id] = mf
+	memMu.Unlock()
+	defer func() {
+		memMu.Lock()
+		delete(memFiles, id)
+		memMu.Unlock()
+	}()
+	o := qdict.New()
+	o.Set("file.driver", "mem")
+	o.Set("file.id", id)
+	b, err := blk.NewRegistry(memDriver, vmdk.Driver).Open(blk.Spec{Format: "vmdk", Opts: o}, blk.NewLoop(blk.NewVirtualClock()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	buf := []byte{1}
+	if err := do(t, b, func(co *blk.Co) error { return b.PRead(co, 64<<10, buf) }); err != nil || buf[0] != 0 {
+		t.Errorf("read: %v, %v; want zeroes", err, buf)
+	}
+	if err := do(t, b, func(co *blk.Co) error { return b.PWrite(co, 64<<10, []byte{1}, 0) }); blk.ErrnoOf(err) != unix.EIO {
+		t.Errorf("write: %v, want EIO", err)
+	}
+	if mf.violation != "" {
+		t.Error(mf.violation)
 	}
 }

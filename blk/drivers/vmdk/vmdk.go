@@ -1327,6 +1327,15 @@ func (s *state) write(co *blk.Co, off, n int64, buf []byte, zeroed, dryRun bool)
 				}
 			}
 		} else {
+			if !m.newAlloc && !e.compressed {
+				// A grain (or flat extent) that starts past the end of
+				// its file is what check calls corrupt: QEMU would write
+				// there, gio refuses rather than write outside the file.
+				flen, err := e.file.Node.Length(co)
+				if err != nil || uint64(coff+oic) > uint64(flen) {
+					return unix.EIO
+				}
+			}
 			if err := e.writeGrain(co, coff, oic, off, buf[done:done+nb]); err != nil {
 				return err
 			}
