@@ -1349,8 +1349,9 @@ func (s *state) write(co *blk.Co, off, n int64, buf []byte, zeroed, dryRun bool)
 		off += nb
 		done += nb
 		if !s.cidUpdated && !dryRun {
-			s.cid = nextCID(s.cid)
-			if err := s.writeCID(co, s.cid); err != nil {
+			// The file gets a new CID; QEMU's s->cid (what info
+			// shows) stays the one read at open.
+			if err := s.writeCID(co, nextCID(s.cid)); err != nil {
 				return err
 			}
 			s.cidUpdated = true
