@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"gio/blk"
+	"gio/internal/cvt"
 	"gio/internal/fsx"
 )
 
@@ -274,39 +275,46 @@ type outcome struct {
 }
 
 // stateWriter hashes the hex dump lines a run prints (the data its reads
-// returned) and passes everything on.
+// returned), and the other lines with a colon after 8 characters
+// ("blkdebug: Suspended ..."), and passes everything on. Dumps come as
+// fsx's records: each is hashed as the rows its hex dump would have
+// had, so the outcomes told apart are those of the printed dumps.
 type stateWriter struct {
 	w   io.Writer
 	h   uint64
 	buf []byte
+	row []byte
 }
 
 func (s *stateWriter) Write(p []byte) (int, error) {
-	// Whole lines are hashed where they lie; only a partial last line
-	// is kept for the next write.
+	// Whole lines and records are hashed where they lie; only an
+	// unfinished one is kept for the next write.
 	data := p
 	if len(s.buf) > 0 {
 		s.buf = append(s.buf, p...)
 		data = s.buf
 	}
-	for {
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			break
-		}
-		line := data[:i]
-		if len(line) > 9 && line[8] == ':' {
-			// FNV-1a, inline: dump lines are most of the output.
-			h := s.h ^ 14695981039346656037
-			for _, c := range line {
-				h = (h ^ uint64(c)) * 1099511628211
-			}
-			s.h = h
-		}
-		data = data[i+1:]
-	}
-	s.buf = append(s.buf[:0], data...)
+	rest := fsx.SplitOutput(data, s.line, s.dump)
+	s.buf = append(s.buf[:0], rest...)
 	return s.w.Write(p)
+}
+
+func (s *stateWriter) line(l []byte) {
+	if len(l) > 9 && l[8] == ':' {
+		// FNV-1a, inline: dump lines are most of the output.
+		h := s.h ^ 14695981039346656037
+		for _, c := range l {
+			h = (h ^ uint64(c)) * 1099511628211
+		}
+		s.h = h
+	}
+}
+
+func (s *stateWriter) dump(off int64, data []byte) {
+	for i := 0; i < len(data); i += 16 {
+		s.row = cvt.AppendHexRow(s.row[:0], off, data, i)
+		s.line(s.row[:len(s.row)-1])
+	}
 }
 
 // stuckWriter notices "can never happen" on stderr during the closing
@@ -368,6 +376,7 @@ func (e Env) run(sc *Script, ch blk.Chooser) outcome {
 		sw = &stateWriter{w: out}
 		st = &stuckWriter{w: errw, body: len(sc.Body)}
 		s := e.NewSession(sw, st, ch)
+		fsx.UseRecords(s) // before the wrapper hides SetDump
 		if c, ok := ch.(*chooser); ok {
 			c.line = -len(sc.Setup)
 			st.line = &c.line

@@ -123,6 +123,7 @@ type runner struct {
 func newRunner(env Env) *runner {
 	r := &runner{env: env, suspended: map[string]int{}, unfired: map[string]bool{}, line: -1}
 	r.s = env.NewSession(&r.out, &r.errb)
+	UseRecords(r.s)
 	return r
 }
 
@@ -440,16 +441,29 @@ var (
 // collect parses what the session printed since the last call.
 func (r *runner) collect() {
 	r.s.FlushOutput()
-	text := r.out.String()
+	rest := SplitOutput(r.out.Bytes(), r.parseBytes, r.dumped)
+	if len(rest) > 0 && rest[0] != 0 {
+		// A last line without its newline.
+		r.parseBytes(rest)
+	}
 	r.out.Reset()
 	r.lastErr = r.errb.String()
 	r.errb.Reset()
-	for _, l := range strings.Split(text, "\n") {
-		if l == "" {
-			continue
-		}
-		r.parseLine(l)
+}
+
+func (r *runner) parseBytes(l []byte) {
+	if len(l) > 0 {
+		r.parseLine(string(l))
 	}
+}
+
+// dumped takes a dump record: the data of the read whose "read" line
+// comes next, as its hex dump lines would have said.
+func (r *runner) dumped(off int64, data []byte) {
+	if len(r.dumpData) == 0 {
+		r.dumpOff = off
+	}
+	r.dumpData = append(r.dumpData, data...)
 }
 
 // xferLine reads "VERB N/M bytes at offset OFF" (readLine, wroteLine)
