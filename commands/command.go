@@ -327,6 +327,8 @@ type Session struct {
 	// dump, if set, takes the data of "read -v" and "aio_read -v"
 	// instead of qemu-io's hex dump (SetDump).
 	dump func(w io.Writer, off int64, data []byte)
+	// mark is the state Rewind goes back to (drive.go).
+	mark *sessionMark
 }
 
 // SetDump makes "read -v", "readv -v" and "aio_read -v" hand their data

@@ -218,10 +218,26 @@ func Report(op string, total, offset int64, elapsed time.Duration, ops int, mach
 // bytes again with everything but ASCII letters and digits shown as '.'.
 // The last row is not padded. It returns the first write error.
 func HexDump(w io.Writer, offset int64, buf []byte) error {
+	const hexDigits = "0123456789abcdef"
 	const flushAt = 32 << 10
 	out := make([]byte, 0, min(len(buf)/16+1, flushAt/64+2)*80)
 	for i := 0; i < len(buf); i += 16 {
-		out = AppendHexRow(out, offset, buf, i)
+		row := buf[i:min(i+16, len(buf))]
+		addr := uint64(offset) + uint64(i) // PRIx64 of offset + i, unsigned
+		out = appendHex08(out, addr)
+		out = append(out, ':', ' ', ' ')
+		for _, c := range row {
+			out = append(out, hexDigits[c>>4], hexDigits[c&15], ' ')
+		}
+		out = append(out, ' ')
+		for _, c := range row {
+			if isAlnum(c) {
+				out = append(out, c)
+			} else {
+				out = append(out, '.')
+			}
+		}
+		out = append(out, '\n')
 		if len(out) >= flushAt {
 			if _, err := w.Write(out); err != nil {
 				return err
@@ -234,29 +250,6 @@ func HexDump(w io.Writer, offset int64, buf []byte) error {
 		return err
 	}
 	return nil
-}
-
-// AppendHexRow appends the row of HexDump(w, offset, buf) that starts at
-// buf[i], newline included: explore hashes the rows a dump would have
-// had without printing them.
-func AppendHexRow(out []byte, offset int64, buf []byte, i int) []byte {
-	const hexDigits = "0123456789abcdef"
-	row := buf[i:min(i+16, len(buf))]
-	addr := uint64(offset) + uint64(i) // PRIx64 of offset + i, unsigned
-	out = appendHex08(out, addr)
-	out = append(out, ':', ' ', ' ')
-	for _, c := range row {
-		out = append(out, hexDigits[c>>4], hexDigits[c&15], ' ')
-	}
-	out = append(out, ' ')
-	for _, c := range row {
-		if isAlnum(c) {
-			out = append(out, c)
-		} else {
-			out = append(out, '.')
-		}
-	}
-	return append(out, '\n')
 }
 
 // appendHex08 appends v like C's "%08" PRIx64.
