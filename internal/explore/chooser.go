@@ -85,6 +85,10 @@ type chooser struct {
 	tr        []point
 	sleep     []sleeper
 	sleepAt   [][]sleeper // the sleep set when each step was met
+	// snap is the copy of sleep the last step took, while sleep has
+	// not changed since (snapOK): steps share it (read only).
+	snap   []sleeper
+	snapOK bool
 	defAt     []int       // the answer the policy would give at each step
 	redundant int         // the step where every candidate slept, or -1
 	invalid   bool        // a prefix answer had no such alternative
@@ -166,7 +170,15 @@ func (c *chooser) ranReq(id int) {
 }
 
 func newChooser(prefix []int, grain int64, reduce bool) *chooser {
-	return &chooser{prefix: prefix, grain: grain, reduce: reduce, redundant: -1}
+	// Room for the steps of a small script's run, which would
+	// otherwise grow the trace a few times per run.
+	const steps = 32
+	c := &chooser{prefix: prefix, grain: grain, reduce: reduce, redundant: -1,
+		tr: make([]point, 0, steps), defAt: make([]int, 0, steps)}
+	if reduce {
+		c.sleepAt = make([][]sleeper, 0, steps)
+	}
+	return c
 }
 
 func (c *chooser) asleep(id int) bool {
@@ -188,6 +200,9 @@ func (c *chooser) ran(sp span) {
 		if independent(s.sp, sp) {
 			keep = append(keep, s)
 		}
+	}
+	if len(keep) < len(c.sleep) {
+		c.snapOK = false
 	}
 	c.sleep = keep
 }
@@ -253,8 +268,15 @@ func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 		}
 	}
 	if c.reduce {
-		c.sleep = append(c.sleep, c.extra[step]...)
-		c.sleepAt = append(c.sleepAt, append([]sleeper(nil), c.sleep...))
+		if x := c.extra[step]; len(x) > 0 {
+			c.sleep = append(c.sleep, x...)
+			c.snapOK = false
+		}
+		if !c.snapOK {
+			c.snap = append([]sleeper(nil), c.sleep...)
+			c.snapOK = true
+		}
+		c.sleepAt = append(c.sleepAt, c.snap)
 	}
 	def := c.policy(p, step >= len(c.prefix))
 	c.defAt = append(c.defAt, def)
