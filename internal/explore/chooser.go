@@ -107,6 +107,11 @@ type chooser struct {
 	// spans caches spanFor's answers by request number (small numbers,
 	// given by the loop in order).
 	spans []cachedSpan
+
+	// idSlab and spanSlab are where points' ids and spans are cut
+	// from (alloc).
+	idSlab   []int
+	spanSlab []span
 }
 
 type cachedSpan struct {
@@ -248,20 +253,19 @@ func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 	switch kind {
 	case blk.ChooseDeliver:
 		p.n++
-		p.ids = make([]int, p.n)
-		p.rngs = make([]span, p.n)
+		p.ids, p.rngs = c.alloc(p.n)
 		for i, co := range cands {
 			p.ids[i+1] = co.ID()
 			p.rngs[i+1] = spanOf(co.Name(), c.grain)
 		}
 	case blk.ChooseEffect:
 		p.n = 2
-		p.ids = []int{cands[0].ID(), cands[0].ID()}
+		p.ids, p.rngs = c.alloc(2)
 		sp := spanOf(cands[0].Name(), c.grain)
-		p.rngs = []span{sp, sp}
+		p.ids[0], p.ids[1] = cands[0].ID(), cands[0].ID()
+		p.rngs[0], p.rngs[1] = sp, sp
 	default:
-		p.ids = make([]int, p.n)
-		p.rngs = make([]span, p.n)
+		p.ids, p.rngs = c.alloc(p.n)
 		for i, co := range cands {
 			p.ids[i] = co.ID()
 			p.rngs[i] = c.spanFor(co)
@@ -307,6 +311,20 @@ func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 		c.ran(p.rngs[alt])
 	}
 	return alt
+}
+
+// alloc returns zeroed ids and spans for a point of n alternatives,
+// cut from slabs the chooser's points share (a point's slices are
+// never appended to, and outlive the run in the search's path).
+func (c *chooser) alloc(n int) ([]int, []span) {
+	if len(c.idSlab)+n > cap(c.idSlab) {
+		c.idSlab = make([]int, 0, max(64, n))
+		c.spanSlab = make([]span, 0, max(64, n))
+	}
+	k := len(c.idSlab)
+	c.idSlab = c.idSlab[:k+n]
+	c.spanSlab = c.spanSlab[:k+n]
+	return c.idSlab[k : k+n : k+n], c.spanSlab[k : k+n : k+n]
 }
 
 // policy is the answer beyond the prefix: PCT's, or the first request

@@ -167,7 +167,7 @@ func (m *model) allowed(k int, rs, re int) map[byte]int {
 func (m *model) prune(horizon int) {
 	for k := range m.segs {
 		s := &m.segs[k]
-		if len(s.cands) < 2 {
+		if len(s.cands) < 2 || !m.anyDominated(s.cands, horizon) {
 			continue
 		}
 		keep := s.cands[:0:0]
@@ -188,6 +188,17 @@ func (m *model) prune(horizon int) {
 		out = append(out, s)
 	}
 	m.segs = out
+}
+
+// anyDominated reports whether prune drops one of cands: most of the
+// time none, and the segment keeps its slice.
+func (m *model) anyDominated(cands []int, horizon int) bool {
+	for _, c := range cands {
+		if m.dominated(cands, c, horizon) {
+			return true
+		}
+	}
+	return false
 }
 
 // settle replaces what the model allows over [off, off+len(data)) with
