@@ -82,16 +82,16 @@ type chooser struct {
 	reduce bool
 	pct    *pct
 
-	tr        []point
-	sleep     []sleeper
-	sleepAt   [][]sleeper // the sleep set when each step was met
+	tr      []point
+	sleep   []sleeper
+	sleepAt [][]sleeper // the sleep set when each step was met
 	// snap is the copy of sleep the last step took, while sleep has
 	// not changed since (snapOK): steps share it (read only).
-	snap   []sleeper
-	snapOK bool
-	defAt     []int       // the answer the policy would give at each step
-	redundant int         // the step where every candidate slept, or -1
-	invalid   bool        // a prefix answer had no such alternative
+	snap      []sleeper
+	snapOK    bool
+	defAt     []int // the answer the policy would give at each step
+	redundant int   // the step where every candidate slept, or -1
+	invalid   bool  // a prefix answer had no such alternative
 
 	// line is the body line running (set by the session); late lists
 	// the requests whose effect came late, with the lines of their
