@@ -256,12 +256,12 @@ func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 		p.ids, p.rngs = c.alloc(p.n)
 		for i, co := range cands {
 			p.ids[i+1] = co.ID()
-			p.rngs[i+1] = spanOf(co.Name(), c.grain)
+			p.rngs[i+1] = c.spanFor(co)
 		}
 	case blk.ChooseEffect:
 		p.n = 2
 		p.ids, p.rngs = c.alloc(2)
-		sp := spanOf(cands[0].Name(), c.grain)
+		sp := c.spanFor(cands[0])
 		p.ids[0], p.ids[1] = cands[0].ID(), cands[0].ID()
 		p.rngs[0], p.rngs[1] = sp, sp
 	default:
