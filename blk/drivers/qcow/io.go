@@ -103,6 +103,11 @@ func (s *state) getClusterOffset(co *blk.Co, off int64, allocate int, csize, nSt
 		if err != nil {
 			return 0, err
 		}
+		// The L1 table of a corrupted header may lie past the end of
+		// the file (it read as zeroes): see below.
+		if s.l1TableOffset+l1i*8 > eof {
+			return 0, unix.EIO
+		}
 		l2off = uint64(eof)
 		s.l1[l1i] = l2off
 		var tmp [8]byte
