@@ -47,6 +47,8 @@ type diffConfig struct {
 	resize   bool  // truncate is supported
 	compress bool  // write -c is supported
 	cluster  int64 // the cluster size of a compressing format
+	// noCompress: write -c is not generated (see qcow below).
+	noCompress bool
 }
 
 // clusterOf is the cluster size create options give a format.
@@ -101,7 +103,12 @@ func diffConfigs() []diffConfig {
 	add("qcow2/prealloc=metadata", "qcow2", "preallocation=metadata", true, true)
 	add("qed", "qed", "", true, false)
 	add("qed/cluster=4k", "qed", "cluster_size=4k,table_size=2", true, false)
-	add("qcow", "qcow", "", false, true)
+	// qcow's write -c over an allocated cluster stores the deflate
+	// stream as the cluster's data (qcow.c's get_cluster_offset keeps
+	// the old cluster): the guest then sees compressed bytes, and gio's
+	// are not zlib's. Not generated for qcow.
+	add("qcow", "qcow", "", false, false)
+	cs[len(cs)-1].noCompress = true
 	for _, sub := range []string{"monolithicSparse", "monolithicFlat", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat", "streamOptimized"} {
 		add("vmdk/"+sub, "vmdk", "subformat="+sub, false, sub == "streamOptimized")
 	}
@@ -136,7 +143,8 @@ func diffConfigs() []diffConfig {
 		}
 		cs = append(cs, diffConfig{name: b.name, create: cr, open: o, check: c,
 			backing: []string{"create", "-q", "-f", b.baseFmt}, baseFmt: b.baseFmt,
-			resize: b.f == "qcow2", compress: b.f != "qed", cluster: clusterOf(b.f, b.opts)})
+			resize: b.f == "qcow2", compress: b.f != "qed" && b.f != "qcow", noCompress: b.f == "qcow",
+			cluster: clusterOf(b.f, b.opts)})
 	}
 	return cs
 }
@@ -277,9 +285,16 @@ func (g *diffGen) command() []string {
 		return []string{"readv" + p + g.outFlags() + " " + o + " " + g.vec()}
 	case 9, 10:
 		var c []string
+		var prev [2]int64 // the first request's range, when it writes
 		for i := 0; i < 1+g.pick(2); i++ {
 			off, n := g.span()
-			if g.pick(2) == 0 {
+			// Overlapping requests in flight: qcow2 in QEMU writes the
+			// chunks of one request in parallel tasks (a pool of 8),
+			// gio one after the other, so the data that wins differs.
+			// Not generated (see the report in notes/difftest.md).
+			overlap := i > 0 && off < prev[1] && prev[0] < off+n
+			if g.pick(2) == 0 && !overlap {
+				prev = [2]int64{off, off + n}
 				c = append(c, "aio_write -P "+g.pattern()+g.outFlags()+" "+g.num(off)+" "+g.num(n))
 			} else {
 				c = append(c, "aio_read"+g.outFlags()+" "+g.num(off)+" "+g.num(n))
@@ -312,6 +327,9 @@ func (g *diffGen) command() []string {
 		g.size = max(sz, 512)
 		return []string{"truncate " + g.num(sz)}
 	case 20:
+		if g.cfg.noCompress {
+			return []string{"map"}
+		}
 		return []string{"write -P " + g.pattern() + " -c " + o + " " + g.num(g.compressedLen(n))}
 	default:
 		return []string{g.invalid()}
