@@ -38,9 +38,13 @@ func (b *Backend) readCopyOnRead(co *Co, off int64, buf []byte) error {
 func (n *Node) ReadCopyOnRead(co *Co, off int64, buf []byte) error {
 	bytes := int64(len(buf))
 	if bytes == 0 {
-		return n.PRead(co, off, buf, 0)
-	}
-	if alloc, pnum, err := n.isAllocated(co, off, bytes); err != nil {
+		// bdrv_co_preadv_part drops an unaligned empty request; an
+		// aligned one is "not allocated" (block status of nothing), so
+		// the cluster around off is copied, as for any other read.
+		if align := n.Limits().RequestAlignment; align > 1 && off%align != 0 {
+			return nil
+		}
+	} else if alloc, pnum, err := n.isAllocated(co, off, bytes); err != nil {
 		return err
 	} else if alloc && pnum == bytes {
 		return n.PRead(co, off, buf, 0)

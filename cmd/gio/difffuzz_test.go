@@ -394,6 +394,7 @@ type diffSeq struct {
 	size     int64
 	baseSize int64
 	extra    []string // qemu-io options (cache modes, -r)
+	stdin    bool     // the commands go on stdin, not as -c
 	cmds     [][]string
 }
 
@@ -406,14 +407,23 @@ func drawSeq(seed int64, cfgs []diffConfig) diffSeq {
 	if r.Intn(3) == 0 {
 		s.baseSize = s.size / 2
 	}
-	switch r.Intn(8) {
+	switch r.Intn(12) {
 	case 0:
 		s.extra = []string{"-t", "writethrough"}
 	case 1:
 		s.extra = []string{"-t", "none"}
 	case 2:
 		s.extra = []string{"-r"}
+	case 3:
+		s.extra = []string{"-C"} // copy-on-read
+	case 4:
+		s.extra = []string{"-s"} // a temporary snapshot overlay
+	case 5:
+		s.extra = []string{"-d", "unmap"}
+	case 6:
+		s.extra = []string{"-U"}
 	}
+	s.stdin = r.Intn(6) == 0
 	g := &diffGen{r: r, size: s.size, cfg: cfg}
 	for i := 0; i < 3+r.Intn(12); i++ {
 		s.cmds = append(s.cmds, g.command())
@@ -434,7 +444,9 @@ func (s diffSeq) args(cmds [][]string) []string {
 	}
 	for _, c := range cmds {
 		for _, l := range c {
-			a = append(a, "-c", l)
+			if !s.stdin {
+				a = append(a, "-c", l)
+			}
 		}
 	}
 	if img != "" {
@@ -443,10 +455,27 @@ func (s diffSeq) args(cmds [][]string) []string {
 	return a
 }
 
+// input is what goes on stdin ("": nothing, /dev/null).
+func (s diffSeq) input(cmds [][]string) string {
+	if !s.stdin {
+		return ""
+	}
+	var b strings.Builder
+	for _, c := range cmds {
+		for _, l := range c {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
+
 func (s diffSeq) text(cmds [][]string) string {
 	var b strings.Builder
 	for _, a := range s.args(cmds) {
 		b.WriteString(" " + quoteArg(a))
+	}
+	if in := s.input(cmds); in != "" {
+		b.WriteString(" <<< " + strconv.Quote(in))
 	}
 	return strings.TrimSpace(b.String())
 }
@@ -458,11 +487,14 @@ type diffRun struct {
 	crashed        bool // a signal or a timeout
 }
 
-func diffExec(dir, bin string, args []string, timeout time.Duration) diffRun {
+func diffExec(dir, bin string, args []string, stdin string, timeout time.Duration) diffRun {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
@@ -488,7 +520,7 @@ func diffExec(dir, bin string, args []string, timeout time.Duration) diffRun {
 // makeImage creates the configuration's image (and backing file) in dir.
 func (s diffSeq) makeImage(dir string) error {
 	run := func(args ...string) error {
-		r := diffExec(dir, "qemu-img", args, time.Minute)
+		r := diffExec(dir, "qemu-img", args, "", time.Minute)
 		if r.rc != 0 {
 			return fmt.Errorf("qemu-img %s: %s%s", strings.Join(args, " "), r.stdout, r.stderr)
 		}
@@ -498,7 +530,7 @@ func (s diffSeq) makeImage(dir string) error {
 		if err := run(append(append([]string(nil), s.cfg.backing...), "base", strconv.FormatInt(s.baseSize, 10))...); err != nil {
 			return err
 		}
-		r := diffExec(dir, "qemu-io", []string{"-f", s.cfg.baseFmt, "-c", "write -P 0x5b 0 " + strconv.FormatInt(s.baseSize, 10), "-c", "write -z 64k 64k", "base"}, time.Minute)
+		r := diffExec(dir, "qemu-io", []string{"-f", s.cfg.baseFmt, "-c", "write -P 0x5b 0 " + strconv.FormatInt(s.baseSize, 10), "-c", "write -z 64k 64k", "base"}, "", time.Minute)
 		if r.rc != 0 {
 			return fmt.Errorf("filling base: %s%s", r.stdout, r.stderr)
 		}
@@ -527,11 +559,11 @@ func (s diffSeq) outcome(t *testing.T, proto string, cmds [][]string) (diffs []s
 		t.Fatal(err)
 	}
 	args := s.args(cmds)
-	q := diffExec(qd, "qemu-io", args, 30*time.Second)
+	q := diffExec(qd, "qemu-io", args, s.input(cmds), 30*time.Second)
 	if q.crashed {
 		return nil, true
 	}
-	g := diffExec(gd, gioBin, args, 30*time.Second)
+	g := diffExec(gd, gioBin, args, s.input(cmds), 30*time.Second)
 	if g.crashed {
 		diffs = append(diffs, fmt.Sprintf("gio crashed or hung (rc %d): %s", g.rc, g.stderr))
 		return diffs, false
@@ -553,12 +585,12 @@ func (s diffSeq) outcome(t *testing.T, proto string, cmds [][]string) (diffs []s
 	}
 	// The guest content: gio's image read by qemu-img against qemu-io's.
 	cmp := append([]string{"compare"}, s.compareArgs(filepath.Join(qd, "img"), filepath.Join(gd, "img"))...)
-	if c := diffExec(qd, "qemu-img", cmp, time.Minute); c.rc != 0 {
+	if c := diffExec(qd, "qemu-img", cmp, "", time.Minute); c.rc != 0 {
 		diffs = append(diffs, fmt.Sprintf("qemu-img compare (rc %d): %s%s", c.rc, c.stdout, c.stderr))
 	}
 	chk := append([]string{"check"}, s.cfg.check...)
-	qc := diffExec(qd, "qemu-img", chk, time.Minute)
-	gc := diffExec(gd, "qemu-img", chk, time.Minute)
+	qc := diffExec(qd, "qemu-img", chk, "", time.Minute)
+	gc := diffExec(gd, "qemu-img", chk, "", time.Minute)
 	if a, b := filterCheck(qc.stdout+qc.stderr), filterCheck(gc.stdout+gc.stderr); a != b || qc.rc != gc.rc {
 		diffs = append(diffs, fmt.Sprintf("qemu-img check: qemu-io's image (rc %d), gio's (rc %d):\n%s", qc.rc, gc.rc, lineDiff(a, b)))
 	}
