@@ -87,17 +87,21 @@ func (n *Node) ReadCopyOnRead(co *Co, off int64, buf []byte) error {
 			if err != nil {
 				return err
 			}
-			copy(buf[progress:], bounce[skip:skip+min(pnum-skip, bytes-progress)])
-		} else {
-			k := min(pnum-skip, bytes-progress)
+			if skip < pnum {
+				copy(buf[progress:], bounce[skip:skip+min(pnum-skip, bytes-progress)])
+			}
+		} else if k := min(pnum-skip, bytes-progress); k > 0 {
 			if err := n.PRead(co, off+progress, buf[progress:progress+k], 0); err != nil {
 				return err
 			}
 		}
+		// A chunk can end before off (gio rounds to whole clusters,
+		// QEMU to subclusters and asserts skip_bytes < pnum, which an
+		// extended_l2 image can still break: it aborts).
 		cstart += pnum
 		cbytes -= pnum
-		progress += pnum - skip
-		skip = 0
+		progress += max(pnum-skip, 0)
+		skip = max(skip-pnum, 0)
 	}
 	return nil
 }

@@ -682,7 +682,7 @@ func TestRandomDiff(t *testing.T) {
 		diffs, crashed := s.outcome(t, proto, s.cmds)
 		if crashed {
 			crashes++
-			t.Logf("seed %d (%s): qemu-io crashed or hung: skipped", seed, s.cfg.name)
+			t.Logf("seed %d (%s): qemu-io crashed or hung: skipped\n  qemu-io %s", seed, s.cfg.name, s.text(s.cmds))
 			continue
 		}
 		if len(diffs) == 0 {
