@@ -87,8 +87,8 @@ func (n *Node) ReadCopyOnRead(co *Co, off int64, buf []byte) error {
 			if err != nil {
 				return err
 			}
-			if skip < pnum {
-				copy(buf[progress:], bounce[skip:skip+min(pnum-skip, bytes-progress)])
+			if k := min(pnum-skip, bytes-progress); k > 0 {
+				copy(buf[progress:], bounce[skip:skip+k])
 			}
 		} else if k := min(pnum-skip, bytes-progress); k > 0 {
 			if err := n.PRead(co, off+progress, buf[progress:progress+k], 0); err != nil {
