@@ -172,6 +172,7 @@ func (q *qimage) dataOff(t *testing.T, i int64) int64 {
 }
 
 func TestCheckCorrupted(t *testing.T) {
+	t.Parallel() // subprocesses only
 	if _, err := exec.LookPath("qemu-img"); err != nil {
 		t.Skip("qemu-img not on PATH")
 	}
@@ -341,6 +342,7 @@ func TestCheckCorrupted(t *testing.T) {
 // refcounts lag behind their L2 tables (leaks and refcount errors, which
 // -r all repairs by rebuilding).
 func TestCheckCrashLazy(t *testing.T) {
+	t.Parallel() // subprocesses only
 	if testing.Short() {
 		t.Skip("crash test skipped in -short mode")
 	}
