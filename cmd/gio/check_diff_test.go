@@ -75,12 +75,24 @@ func diffCheck(t *testing.T, img string, modes [][]string) int {
 		if g.code != q.code {
 			t.Errorf("check %s: exit %d, qemu-img %d", name, g.code, q.code)
 		}
-		if !bytes.Equal(g.image, q.image) {
+		if !bytes.Equal(maskCheckImage(base, g.image), maskCheckImage(base, q.image)) {
 			t.Errorf("check %s: the image differs afterwards (gio %d bytes, qemu-img %d bytes; first difference at %#x)",
 				name, len(g.image), len(q.image), firstDiff(g.image, q.image))
 		}
 	}
 	return status
+}
+
+// maskCheckImage clears what a repair writes at random: a vhdx image's
+// two headers (64 KiB to 192 KiB: QEMU draws new file and data write
+// GUIDs on a read/write open, gio derives its own).
+func maskCheckImage(name string, b []byte) []byte {
+	if !strings.HasSuffix(name, ".vhdx") || len(b) < 192<<10 {
+		return b
+	}
+	b = append([]byte(nil), b...)
+	clear(b[64<<10 : 192<<10])
+	return b
 }
 
 // runStatus runs a program in dir and returns its stdout, stderr and exit
