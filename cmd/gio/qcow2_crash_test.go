@@ -153,7 +153,7 @@ func crashTest(t *testing.T, format string, kills int, geos []crashGeometry) {
 				// A run that finished before the kill must leave a clean
 				// image, or leak what qemu-io leaks.
 				ranToEnd, took = runKilled(t, g.cache, img, script, delay)
-				if (format == "qcow2" || format == "vmdk") && !ranToEnd && diffs < 4 {
+				if (format == "qcow2" || format == "qed" || format == "vmdk") && !ranToEnd && diffs < 4 {
 					// gio check must agree with qemu-img check on
 					// crash images (check_diff_test.go).
 					diffs++
