@@ -10,6 +10,9 @@
 #   bench/trace-overhead.sh                  # 21 runs each, JSON trace
 #   RUNS=51 FORMAT=jsonl bench/trace-overhead.sh
 #   GIO=/path/to/gio bench/trace-overhead.sh # a prebuilt binary
+#   BASE=/path/to/old/gio bench/trace-overhead.sh
+#                                            # and another one, its runs
+#                                            # interleaved with GIO's
 #
 # With `perf` working (hardware counters, not in most VMs), PERF=1 adds
 # the instruction counts of one run each.
@@ -37,9 +40,9 @@ else
   clock=time
 fi
 
-run() { # off|on: one run, prints "wall cpu" in seconds
-  local args=()
-  [ "$1" = on ] && args=(--trace "$dir/t.$FORMAT" --trace-format="$FORMAT")
+run() { # off|on [binary index]: one run, prints "wall cpu" in seconds
+  local args=() GIO=${bins[${2:-0}]}
+  [ "$1" = on ] && args=(--trace "$dir/t${2:-0}.$FORMAT" --trace-format="$FORMAT")
   if [ $clock = perf ]; then
     local t0 t1
     t0=$(date +%s%N)
@@ -52,34 +55,48 @@ run() { # off|on: one run, prints "wall cpu" in seconds
   fi
 }
 
+bins=("$GIO")
+if [ -n "${BASE:-}" ]; then
+  bins+=("$BASE")
+fi
+
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-run off >/dev/null # warm the page cache and the binary
-: >"$dir/off"
-: >"$dir/on"
-for i in $(seq "$RUNS"); do
-  # Alternate which goes first, so that neither always follows the other.
-  if [ $((i % 2)) = 0 ]; then
-    run off >>"$dir/off"
-    run on >>"$dir/on"
-  else
-    run on >>"$dir/on"
-    run off >>"$dir/off"
-  fi
+for b in "${!bins[@]}"; do
+  run off "$b" >/dev/null # warm the page cache and the binary
+  : >"$dir/off$b"
+  : >"$dir/on$b"
 done
-wo=$(cut -d' ' -f1 "$dir/off" | median)
-wn=$(cut -d' ' -f1 "$dir/on" | median)
-co=$(cut -d' ' -f2 "$dir/off" | median)
-cn=$(cut -d' ' -f2 "$dir/on" | median)
-echo "trace overhead, $COUNT piped 'write -q 4k', $RUNS runs each, format $FORMAT, trace $(stat -c %s "$dir/t.$FORMAT") bytes"
-printf '%-6s %10s %10s\n' "" "wall s" "cpu s"
-printf '%-6s %10s %10s\n' off "$wo" "$co"
-printf '%-6s %10s %10s\n' traced "$wn" "$cn"
-awk -v a="$wo" -v b="$wn" -v c="$co" -v d="$cn" 'BEGIN { printf "%-6s %10.3f %10.3f   (traced/off; issue 13 asks <= 1.10)\n", "ratio", b / a, d / c }'
+for i in $(seq "$RUNS"); do
+  for b in "${!bins[@]}"; do
+    # Alternate which goes first, so that neither always follows the other.
+    if [ $((i % 2)) = 0 ]; then
+      run off "$b" >>"$dir/off$b"
+      run on "$b" >>"$dir/on$b"
+    else
+      run on "$b" >>"$dir/on$b"
+      run off "$b" >>"$dir/off$b"
+    fi
+  done
+done
+for b in "${!bins[@]}"; do
+  wo=$(cut -d' ' -f1 "$dir/off$b" | median)
+  wn=$(cut -d' ' -f1 "$dir/on$b" | median)
+  co=$(cut -d' ' -f2 "$dir/off$b" | median)
+  cn=$(cut -d' ' -f2 "$dir/on$b" | median)
+  if [ -n "${BASE:-}" ]; then
+    echo "${bins[$b]}:"
+  fi
+  echo "trace overhead, $COUNT piped 'write -q 4k', $RUNS runs each, format $FORMAT, trace $(stat -c %s "$dir/t$b.$FORMAT") bytes"
+  printf '%-6s %10s %10s\n' "" "wall s" "cpu s"
+  printf '%-6s %10s %10s\n' off "$wo" "$co"
+  printf '%-6s %10s %10s\n' traced "$wn" "$cn"
+  awk -v a="$wo" -v b="$wn" -v c="$co" -v d="$cn" 'BEGIN { printf "%-6s %10.3f %10.3f   (traced/off; issue 13 asks <= 1.10)\n", "ratio", b / a, d / c }'
+done
 if [ "${PERF:-}" = 1 ]; then
   for m in off on; do
     args=()
-    [ $m = on ] && args=(--trace "$dir/t.$FORMAT" --trace-format="$FORMAT")
+    [ $m = on ] && args=(--trace "$dir/t0.$FORMAT" --trace-format="$FORMAT")
     perf stat -x, -e instructions:u -o "$dir/perf" "$GIO" "${args[@]}" -t writeback -f raw "$dir/img" <"$dir/in" >/dev/null
     echo "$m instructions:u $(grep instructions "$dir/perf" | cut -d, -f1)"
   done

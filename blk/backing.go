@@ -159,8 +159,9 @@ type CreateArgs struct {
 	Opts *qdict.Dict
 	reg  *Registry
 	loop *Loop
-	// more are the files CreateFile opened, closed when Create ends.
-	more []*Node
+	// more are the files CreateFile opened, readOnly those OpenFile
+	// opened: all closed when Create ends.
+	more, readOnly []*Node
 }
 
 // CreateFile creates (or empties) the file filename, of the protocol its
@@ -186,6 +187,20 @@ func (a *CreateArgs) CreateFile(co *Co, filename string) (*Node, error) {
 		return nil, err
 	}
 	a.more = append(a.more, n)
+	return n, nil
+}
+
+// OpenFile opens filename's protocol layer read-only, for formats that
+// read another image at creation (vmdk records its backing file's CID).
+// The node stays open until the creation ends.
+func (a *CreateArgs) OpenFile(co *Co, filename string) (*Node, error) {
+	opts := qdict.New()
+	opts.Set("filename", filename)
+	n, err := a.reg.openNode(opts, OpenFlags{ReadOnly: true}, a.loop, false)
+	if err != nil {
+		return nil, err
+	}
+	a.readOnly = append(a.readOnly, n)
 	return n, nil
 }
 
@@ -242,7 +257,7 @@ func (r *Registry) Create(format, filename string, size int64, opts *qdict.Dict,
 	defer file.close()
 	a := &CreateArgs{File: file, Size: size, Opts: opts, reg: r, loop: loop}
 	defer func() {
-		for _, n := range a.more {
+		for _, n := range append(a.more, a.readOnly...) {
 			n.close()
 		}
 	}()

@@ -194,6 +194,16 @@ type Loop struct {
 	// tracked-request spans. See trace.go.
 	tracer  Tracer
 	spanSeq int
+	// traceBuf is the batch of events the tracer lent, of which
+	// tracePos are filled; traceSpare takes an event when a tracer stops
+	// while lending. traceSeq counts the events made (and tracer
+	// changes); traceLast is the last one, which the loop may still
+	// change (see Tracer).
+	traceBuf   []TraceEvent
+	tracePos   int
+	traceSpare [1]TraceEvent
+	traceSeq   uint64
+	traceLast  *TraceEvent
 
 	// interrupted and stop are the Ctrl-C state; the only fields another
 	// goroutine (a signal handler) may touch.
@@ -277,7 +287,7 @@ func (l *Loop) Spawn(name string, fn func(co *Co)) *Co {
 	l.live[co] = struct{}{}
 	l.ready = append(l.ready, co)
 	if l.tracer != nil {
-		l.Trace(TraceEvent{Kind: TraceSubmit, Req: co.id, Name: name})
+		l.event(TraceSubmit, co.id).Name = name
 	}
 	return co
 }
@@ -292,7 +302,7 @@ func (co *Co) resume() {
 	co.w.next()
 	if co.done {
 		if co.loop.tracer != nil {
-			co.loop.Trace(TraceEvent{Kind: TraceComplete, Req: co.id, Err: co.err})
+			co.loop.event(TraceComplete, co.id).Err = co.err
 		}
 		w := co.w
 		co.w = nil
@@ -305,8 +315,9 @@ func (co *Co) resume() {
 func (co *Co) park(why string) {
 	co.yielded = true
 	co.why = why
+	var seq uint64
 	if co.loop.tracer != nil {
-		co.loop.Trace(TraceEvent{Kind: TraceYield, Req: co.id, Why: why})
+		seq = co.traceYield(why)
 	}
 	if co.cost != 0 {
 		co.payCost()
@@ -314,7 +325,7 @@ func (co *Co) park(why string) {
 	co.w.yield(struct{}{})
 	co.why = ""
 	if co.loop.tracer != nil {
-		co.loop.Trace(TraceEvent{Kind: TraceResume, Req: co.id})
+		co.traceResume(seq)
 	}
 }
 

@@ -12,11 +12,22 @@ import "time"
 // Tracer receives trace events. It is called under the scheduler token,
 // so it needs no lock, in an order that is a pure function of the script:
 // with a virtual clock the events and their timestamps are the same on
-// every run. Trace must not call back into the loop. The event comes by
-// value: passing it costs a copy on the stack, where a pointer would make
-// every event a heap allocation.
+// every run. Events must not call back into the loop, except that it may
+// stop tracing (SetTracer), as a tracer that failed does.
+//
+// The loop fills the events in place, in batches the tracer lends it, so
+// that tracing costs the request path a few stores per event rather than
+// copies of the whole record and a call each. Events(n) takes back the
+// first n events of the batch the previous call returned (n is 0 on the
+// first call), complete, and returns the next batch: at least one event,
+// whatever it holds (the loop sets every field of an event it uses).
+// The loop uses a batch from its start, asks for the next one only when
+// it is full, and hands the rest back with a last call when tracing
+// stops (SetTracer); it keeps no event of a batch it has handed back.
+// Until then it may change the last event it filled: a yield that is
+// resumed before anything else is traced becomes one event (TraceWaited).
 type Tracer interface {
-	Trace(ev TraceEvent)
+	Events(n int) []TraceEvent
 }
 
 // TraceKind says what a TraceEvent reports.
@@ -36,6 +47,11 @@ const (
 	TraceYield
 	// TraceResume: request Req holds the token again.
 	TraceResume
+	// TraceWaited: a TraceYield (Req, Why, Target) whose TraceResume came
+	// before any other event, in one event: request Req gave up the
+	// token at At and had it back at End. A plain I/O (the request waits
+	// for the driver, nothing else happens) costs one event, not two.
+	TraceWaited
 	// TraceBegin: a tracked request (Span) of request Req began on Node
 	// for [Off, Off+Bytes); Parent is the span it was issued from (0: the
 	// request itself); Name is the operation ("read", "write", ...).
@@ -69,7 +85,8 @@ const (
 
 var traceKindNames = [...]string{
 	TraceSubmit: "submit", TraceComplete: "complete", TraceYield: "yield", TraceResume: "resume",
-	TraceBegin: "begin", TraceEnd: "end", TraceSerialise: "serialise", TraceWait: "wait",
+	TraceWaited: "waited",
+	TraceBegin:  "begin", TraceEnd: "end", TraceSerialise: "serialise", TraceWait: "wait",
 	TraceDebugEvent: "event", TraceRule: "rule", TraceBreakSet: "break", TraceBreakHit: "suspend",
 	TraceBreakResume: "resume_break", TraceFlushBegin: "flush", TraceFlushEnd: "flush_done",
 	TraceError: "error",
@@ -89,7 +106,8 @@ type TraceEvent struct {
 	Req    int           // request number (Co.ID), 0 outside requests
 	Span   int           // tracked-request span number, unique per loop
 	Parent int           // parent span (TraceBegin) or span waited for (TraceWait)
-	Target int           // request waited for (TraceYield, TraceWait)
+	Target int           // request waited for (TraceYield, TraceWaited, TraceWait)
+	End    time.Duration // when a TraceWaited's request had the token back
 	Node   *Node
 	Name   string
 	Why    string
@@ -100,7 +118,14 @@ type TraceEvent struct {
 
 // SetTracer starts (t != nil) or stops (nil) tracing on the loop. Only
 // the loop's driver calls it, between commands.
-func (l *Loop) SetTracer(t Tracer) { l.tracer = t }
+func (l *Loop) SetTracer(t Tracer) {
+	old, n := l.tracer, l.tracePos
+	l.tracer, l.traceBuf, l.tracePos, l.traceLast = t, nil, 0, nil
+	l.traceSeq++
+	if old != nil && n > 0 {
+		old.Events(n) // the last events; the batch returned goes unused
+	}
+}
 
 // Tracer returns the loop's tracer, nil when tracing is off. Filters
 // (blkdebug) report their own events through it.
@@ -108,13 +133,65 @@ func (l *Loop) Tracer() Tracer { return l.tracer }
 
 // Trace stamps ev with the loop's clock and hands it to the tracer. The
 // caller checks l.Tracer() != nil first, so that building ev costs nothing
-// when tracing is off.
+// when tracing is off. The hot hooks of the request path fill their
+// events in place instead (event).
 func (l *Loop) Trace(ev TraceEvent) {
 	if l.tracer == nil {
 		return
 	}
-	ev.At = l.clock.Now()
-	l.tracer.Trace(ev)
+	e := l.event(ev.Kind, ev.Req)
+	at := e.At
+	*e = ev
+	e.At = at
+}
+
+// event returns the tracer's next event, of kind k for request req at the
+// loop's time, for the caller to fill in. Tracing must be on.
+// It takes the next event of the batch, asking the tracer for a new
+// batch when it is full.
+func (l *Loop) event(k TraceKind, req int) *TraceEvent {
+	if l.tracePos == len(l.traceBuf) {
+		l.refill()
+	}
+	e := &l.traceBuf[l.tracePos]
+	l.tracePos++
+	l.traceSeq++
+	l.traceLast = e
+	*e = TraceEvent{Kind: k, At: l.clock.Now(), Req: req}
+	return e
+}
+
+// refill hands the full batch back and takes the next one. A tracer that
+// stops tracing meanwhile (SetTracer) gets nothing more: the event being
+// made goes to a spare the loop never hands over.
+func (l *Loop) refill() {
+	t, n := l.tracer, l.tracePos
+	l.traceBuf, l.tracePos = nil, 0
+	b := t.Events(n)
+	if l.tracer != t || len(b) == 0 {
+		b = l.traceSpare[:]
+	}
+	l.traceBuf, l.tracePos = b, 0
+}
+
+// traceYield reports that co gives up the token for why; it returns the
+// event's sequence number for traceResume.
+func (co *Co) traceYield(why string) uint64 {
+	co.loop.event(TraceYield, co.id).Why = why
+	return co.loop.traceSeq
+}
+
+// traceResume reports that co holds the token again, after the yield
+// numbered seq: when nothing was traced in between, the yield event,
+// still the tracer's last, becomes a TraceWaited.
+func (co *Co) traceResume(seq uint64) {
+	l := co.loop
+	if seq == l.traceSeq && l.traceLast != nil {
+		e := l.traceLast
+		e.Kind, e.End = TraceWaited, l.clock.Now()
+		return
+	}
+	l.event(TraceResume, co.id)
 }
 
 // NoteError records err as the request's result for the trace (a front
@@ -140,8 +217,8 @@ func (co *Co) traceSpan(r *trackedReq) {
 		co.spans = co.spanBuf[:0]
 	}
 	co.spans = append(co.spans, r.span)
-	l.Trace(TraceEvent{Kind: TraceBegin, Req: co.id, Span: r.span, Parent: parent,
-		Node: r.node, Name: r.kind.String(), Off: r.off, Bytes: r.bytes})
+	e := l.event(TraceBegin, co.id)
+	e.Span, e.Parent, e.Node, e.Name, e.Off, e.Bytes = r.span, parent, r.node, r.kind.String(), r.off, r.bytes
 }
 
 // traceSpanEnd closes r's span.
@@ -149,7 +226,8 @@ func (co *Co) traceSpanEnd(r *trackedReq) {
 	if k := len(co.spans); k > 0 && co.spans[k-1] == r.span {
 		co.spans = co.spans[:k-1]
 	}
-	co.loop.Trace(TraceEvent{Kind: TraceEnd, Req: co.id, Span: r.span, Node: r.node})
+	e := co.loop.event(TraceEnd, co.id)
+	e.Span, e.Node = r.span, r.node
 }
 
 func (k reqKind) String() string {

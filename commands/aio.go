@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"gio/blk"
-	"gio/internal/cvt"
 	"gio/internal/getopt"
 )
 
@@ -55,7 +54,7 @@ func aioReadCmd(s *Session, name string, opts []getopt.Opt, args []string) error
 				return
 			}
 			if vo.v {
-				cvt.HexDump(s.Out, off, buf)
+				s.hexDump(off, buf)
 			}
 			s.report("read", total, off, s.Loop.Now()-start, vo.C)
 		})

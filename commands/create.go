@@ -30,7 +30,8 @@ var createFlags = []Flag{
 		"encrypt.format=aes, encrypt.key-secret; vmdk: subformat\n" +
 		"(monolithicSparse, monolithicFlat, streamOptimized, twoGbMaxExtentSparse,\n" +
 		"twoGbMaxExtentFlat: extents made beside the descriptor), zeroed_grain,\n" +
-		"adapter_type, hwversion, toolsversion, compat6; parallels: cluster_size;\n" +
+		"adapter_type, hwversion, toolsversion, compat6, backing_file,\n" +
+		"backing_fmt (a vmdk image); parallels: cluster_size;\n" +
 		"a backing file\n" +
 		"without backing_fmt has its format probed)"},
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"gio/blk"
-	"gio/internal/cvt"
 	"gio/internal/getopt"
 )
 
@@ -123,7 +122,7 @@ func readCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 			return result
 		}
 		if vflag {
-			cvt.HexDump(s.Out, off, buf)
+			s.hexDump(off, buf)
 		}
 		s.report("read", count, off, elapsed, cflag)
 		return result
@@ -230,7 +229,7 @@ func readvCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 			return result
 		}
 		if vo.v {
-			cvt.HexDump(s.Out, off, buf)
+			s.hexDump(off, buf)
 		}
 		s.report("read", total, off, elapsed, vo.C)
 		return result

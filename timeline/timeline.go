@@ -76,14 +76,35 @@ func Render(evs []trace.Event, title string) []byte {
 			reqLanes = append(reqLanes, k)
 		}
 	}
-	// x positions: one step per event, wider across time gaps.
+	// x positions: one step per event, wider across time gaps. A
+	// complete ("X") slice takes a second step, for its end (xe).
 	xs := make([]float64, len(evs))
+	xe := map[int]float64{}
 	x, lastTs := 0.0, math.Inf(-1)
 	var ticks []struct {
 		x  float64
 		ts float64
 	}
 	lastTickX := -1e9
+	step := func(ts float64) float64 {
+		if ts != lastTs {
+			if !math.IsInf(lastTs, -1) {
+				dt := ts - lastTs
+				x += stepX + math.Min(maxGapX, 18*math.Log10(1+math.Max(dt, 0)))
+			}
+			lastTs = ts
+			if x-lastTickX > 70 {
+				ticks = append(ticks, struct {
+					x  float64
+					ts float64
+				}{x, ts})
+				lastTickX = x
+			}
+		} else {
+			x += stepX
+		}
+		return x
+	}
 	for i := range evs {
 		e := &evs[i]
 		if e.Ph == "M" {
@@ -94,23 +115,10 @@ func Render(evs []trace.Event, title string) []byte {
 			continue
 		}
 		addLane(laneKey{e.Pid, e.Tid})
-		if e.Ts != lastTs {
-			if !math.IsInf(lastTs, -1) {
-				dt := e.Ts - lastTs
-				x += stepX + math.Min(maxGapX, 18*math.Log10(1+math.Max(dt, 0)))
-			}
-			lastTs = e.Ts
-			if x-lastTickX > 70 {
-				ticks = append(ticks, struct {
-					x  float64
-					ts float64
-				}{x, e.Ts})
-				lastTickX = x
-			}
-		} else {
-			x += stepX
+		xs[i] = step(e.Ts)
+		if e.Ph == "X" {
+			xe[i] = step(e.End())
 		}
-		xs[i] = x
 	}
 	width := x + 40
 
@@ -155,6 +163,13 @@ func Render(evs []trace.Event, title string) []byte {
 				b.tip = fmt.Sprintf("%s submitted at %s", reqName[e.Tid], usec(e.Ts))
 			}
 			stacks[k] = append(stacks[k], b)
+			bars[k] = append(bars[k], b)
+		case "X": // a slice with nothing inside it: a yield, as gio writes them
+			b := &bar{x0: xs[i], x1: xe[i], row: min(len(stacks[k]), 1), label: e.Name, req: e.Tid, class: "req"}
+			if e.Cat == "yield" {
+				b.class = yieldClass(e.Name)
+			}
+			b.tip = fmt.Sprintf("%s: %s (at %s)", reqName[e.Tid], e.Name, usec(e.Ts))
 			bars[k] = append(bars[k], b)
 		case "E":
 			st := stacks[k]

@@ -13,6 +13,7 @@ func TestRender(t *testing.T) {
 {"name":"aio_write </script><b>","cat":"request","ph":"B","ts":0,"pid":2,"tid":1}
 {"name":"aio_write 0 4096","cat":"request","ph":"B","ts":1,"pid":2,"tid":2}
 {"name":"write","cat":"req","ph":"b","ts":1,"pid":1,"tid":1,"id":1,"args":{"req":1,"range":"0x0+0x1000"}}
+{"name":"waits for I/O","cat":"yield","ph":"X","ts":1,"dur":0.5,"pid":2,"tid":2}
 {"name":"suspend","cat":"mark","ph":"i","ts":2,"pid":1,"tid":1,"s":"t","args":{"req":1,"tag":"A","event":"pwritev"}}
 {"name":"suspended at 'A'","cat":"yield","ph":"B","ts":2,"pid":2,"tid":1}
 {"name":"wait","cat":"mark","ph":"i","ts":3,"pid":1,"tid":1,"s":"t","args":{"req":2,"waits_for":1,"overlap":"0x0+0x1000"}}
@@ -31,6 +32,7 @@ func TestRender(t *testing.T) {
 		`class="mark suspend"`, `class="mark error"`, `class="bar y-susp"`, `class="bar req failed"`,
 		`: write 0x0+0x1000 on blkdebug`, `100.005 ms`, `(unfinished)`,
 		`\u003c/script\u003e\u003cb\u003e`, `&lt;/script&gt;&lt;b&gt;`, `#2 aio_write 0 4096`,
+		`class="bar y-io"`, `#2 aio_write 0 4096: waits for I/O (at 1.000 µs)`,
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
@@ -49,7 +51,8 @@ func FuzzRender(f *testing.F) {
 	f.Add([]byte(`{"name":"x","cat":"request","ph":"B","ts":0,"pid":2,"tid":1}
 {"name":"wait","ph":"i","ts":1,"pid":1,"tid":1,"args":{"req":1,"waits_for":1}}
 {"name":"","cat":"req","ph":"e","ts":-5,"pid":1,"tid":1,"id":"7"}
-{"name":"","ph":"E","ts":1e300,"pid":2,"tid":1}`))
+{"name":"","ph":"E","ts":1e300,"pid":2,"tid":1}
+{"name":"y","ph":"X","ts":2,"dur":-1e300,"pid":2,"tid":1}`))
 	f.Add([]byte(`[{"name":"thread_name","ph":"M","ts":0,"pid":1,"tid":3,"args":{"name":7}},{"name":"b","cat":"flush","ph":"b","ts":2,"pid":1,"tid":3,"id":1}]`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		evs, err := trace.Read(strings.NewReader(string(b)))

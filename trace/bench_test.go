@@ -11,8 +11,8 @@ import (
 
 // writeEvents calls fn with the events the loop reports for piped
 // command i, "write -q OFF 4096" through raw over file (the events of
-// bench/trace-overhead.sh): submit, two spans, a yield for the I/O and
-// its resume, the spans' ends and completion. The events are made on the
+// bench/trace-overhead.sh): submit, two spans, the wait for the I/O (a
+// yield and its resume in one event), the spans' ends and completion. The events are made on the
 // fly, as the loop makes them, not kept in a slice whose pointers the
 // garbage collector would scan.
 type writeEvents struct {
@@ -28,27 +28,55 @@ func newWriteEvents() *writeEvents {
 	return w
 }
 
-func (w *writeEvents) trace(t blk.Tracer, i int) {
+func (w *writeEvents) trace(f *filler, i int) {
 	const cost = 103815 * time.Nanosecond
 	req, at, off := i+1, time.Duration(i)*cost, int64(i%16384*4096)
 	s := 2*i + 1
-	t.Trace(blk.TraceEvent{Kind: blk.TraceSubmit, At: at, Req: req, Name: w.names[i%16384]})
-	t.Trace(blk.TraceEvent{Kind: blk.TraceBegin, At: at, Req: req, Span: s, Node: w.raw, Name: "write", Off: off, Bytes: 4096})
-	t.Trace(blk.TraceEvent{Kind: blk.TraceBegin, At: at, Req: req, Span: s + 1, Parent: s, Node: w.file, Name: "write", Off: off, Bytes: 4096})
-	t.Trace(blk.TraceEvent{Kind: blk.TraceYield, At: at, Req: req, Why: "waits for I/O"})
-	t.Trace(blk.TraceEvent{Kind: blk.TraceResume, At: at + cost, Req: req})
-	t.Trace(blk.TraceEvent{Kind: blk.TraceEnd, At: at + cost, Req: req, Span: s + 1, Node: w.file})
-	t.Trace(blk.TraceEvent{Kind: blk.TraceEnd, At: at + cost, Req: req, Span: s, Node: w.raw})
-	t.Trace(blk.TraceEvent{Kind: blk.TraceComplete, At: at + cost, Req: req})
+	ev := func(k blk.TraceKind, at time.Duration) *blk.TraceEvent {
+		e := f.slot()
+		*e = blk.TraceEvent{Kind: k, At: at, Req: req}
+		return e
+	}
+	ev(blk.TraceSubmit, at).Name = w.names[i%16384]
+	e := ev(blk.TraceBegin, at)
+	e.Span, e.Node, e.Name, e.Off, e.Bytes = s, w.raw, "write", off, 4096
+	e = ev(blk.TraceBegin, at)
+	e.Span, e.Parent, e.Node, e.Name, e.Off, e.Bytes = s+1, s, w.file, "write", off, 4096
+	e = ev(blk.TraceWaited, at)
+	e.Why, e.End = "waits for I/O", at+cost
+	e = ev(blk.TraceEnd, at+cost)
+	e.Span, e.Node = s+1, w.file
+	e = ev(blk.TraceEnd, at+cost)
+	e.Span, e.Node = s, w.raw
+	ev(blk.TraceComplete, at+cost)
 }
 
-// nopTracer drops every event: the cost of making them.
-type nopTracer struct{}
+// filler fills a tracer's batches as the loop does.
+type filler struct {
+	t   blk.Tracer
+	buf []blk.TraceEvent
+	n   int
+}
 
-func (nopTracer) Trace(blk.TraceEvent) {}
+func (f *filler) slot() *blk.TraceEvent {
+	if f.n == len(f.buf) {
+		f.buf, f.n = f.t.Events(f.n), 0
+	}
+	f.n++
+	return &f.buf[f.n-1]
+}
+
+// stop hands the last events over, as Loop.SetTracer does.
+func (f *filler) stop() { f.t.Events(f.n) }
+
+// nopTracer lends one batch again and again: the cost of making the
+// events.
+type nopTracer struct{ b [512]blk.TraceEvent }
+
+func (n *nopTracer) Events(int) []blk.TraceEvent { return n.b[:] }
 
 // BenchmarkWriter is the whole cost of tracing one piped 4 KiB write
-// (its eight events, formatted and written to io.Discard), per write;
+// (its seven events, formatted and written to io.Discard), per write;
 // "none" is the cost of making the events alone. Timings on a shared
 // machine are noisy; instruction counts are not:
 //
@@ -62,15 +90,18 @@ func BenchmarkWriter(b *testing.B) {
 		b.Run(map[Format]string{-1: "none", Chrome: "json", JSONL: "jsonl"}[f], func(b *testing.B) {
 			b.ReportAllocs()
 			if f < 0 {
+				f := &filler{t: &nopTracer{}}
 				for i := 0; i < b.N; i++ {
-					evs.trace(nopTracer{}, i)
+					evs.trace(f, i)
 				}
 				return
 			}
 			w := NewWriter(io.Discard, f)
+			fl := &filler{t: w}
 			for i := 0; i < b.N; i++ {
-				evs.trace(w, i)
+				evs.trace(fl, i)
 			}
+			fl.stop()
 			if err := w.Close(); err != nil {
 				b.Fatal(err)
 			}

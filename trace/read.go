@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 )
 
@@ -15,7 +16,8 @@ type Event struct {
 	Name string         `json:"name"`
 	Cat  string         `json:"cat,omitempty"`
 	Ph   string         `json:"ph"`
-	Ts   float64        `json:"ts"` // microseconds
+	Ts   float64        `json:"ts"`            // microseconds
+	Dur  float64        `json:"dur,omitempty"` // a complete ("X") slice's length
 	Pid  int            `json:"pid"`
 	Tid  int            `json:"tid"`
 	ID   any            `json:"id,omitempty"`
@@ -160,8 +162,24 @@ func readLines(data []byte) ([]Event, error) {
 	return evs, nil
 }
 
+// End returns the time a complete ("X") slice ends, Ts for any other
+// event. It adds in whole nanoseconds (the writer's unit), so that the
+// end equals the timestamp of an event written at that time.
+func (e *Event) End() float64 {
+	if e.Ph != "X" {
+		return e.Ts
+	}
+	end := float64(math.Round(e.Ts*1000)+math.Round(e.Dur*1000)) / 1000
+	if math.IsNaN(end) || math.IsInf(end, 0) { // a malformed trace
+		return e.Ts
+	}
+	return end
+}
+
 // Check validates a trace's structure as Writer promises it: on each lane
-// timestamps never go backwards; every "B" has its "E" on the same lane
+// timestamps never go backwards (what follows a complete "X" slice comes
+// no earlier than its end); every "X" on a request's lane lies inside
+// the request's slice; every "B" has its "E" on the same lane
 // and every async "b" its "e" (same category and id); every flow end "f"
 // has its start "s"; every span's parent
 // and request exist when it begins; every wait names a request that
@@ -187,13 +205,20 @@ func Check(evs []Event) error {
 		if t, ok := last[l]; ok && e.Ts < t {
 			bad(i, "ts %.3f before %.3f on lane %d/%d", e.Ts, t, e.Pid, e.Tid)
 		}
-		last[l] = e.Ts
+		last[l] = e.End()
 		switch e.Ph {
 		case "B":
 			if stacks[l] == 0 && e.Pid == pidRequests {
 				reqs[e.Tid] = true
 			}
 			stacks[l]++
+		case "X":
+			if e.Dur < 0 {
+				bad(i, "slice of negative duration %.3f on lane %d/%d", e.Dur, e.Pid, e.Tid)
+			}
+			if stacks[l] == 0 && e.Pid == pidRequests {
+				bad(i, "slice outside its request on lane %d/%d", e.Pid, e.Tid)
+			}
 		case "E":
 			if stacks[l] == 0 {
 				bad(i, "end without begin on lane %d/%d", e.Pid, e.Tid)

@@ -70,6 +70,8 @@ func TestCheck(t *testing.T) {
 		send  = `{"cat":"req","ph":"e","ts":3,"pid":1,"tid":1,"id":1}`
 		child = `{"name":"write","cat":"req","ph":"b","ts":2,"pid":1,"tid":2,"id":2,"args":{"req":1,"parent":1}}`
 		cend  = `{"cat":"req","ph":"e","ts":3,"pid":1,"tid":2,"id":2}`
+		// On the request's lane, from 2 to 3, before the end at 5.
+		yieldX = `{"name":"waits for I/O","cat":"yield","ph":"X","ts":2,"dur":1,"pid":2,"tid":1}`
 	)
 	for _, tc := range []struct {
 		name, trace, want string
@@ -80,6 +82,12 @@ func TestCheck(t *testing.T) {
 		{"end no begin", strings.Join([]string{end}, "\n"), "end without begin"},
 		{"backwards", strings.Join([]string{sub, span, strings.Replace(send, `"ts":3`, `"ts":1`, 1), end}, "\n"), "before 2.000"},
 		{"child", strings.Join([]string{sub, span, child, cend, send, end}, "\n"), ""},
+		// A yield with nothing inside it is one complete slice; what
+		// follows on its lane comes no earlier than its end.
+		{"complete", strings.Join([]string{sub, span, yieldX, send, end}, "\n"), ""},
+		{"complete backwards", strings.Join([]string{sub, span, strings.Replace(yieldX, `"dur":1`, `"dur":3.5`, 1), send, end}, "\n"), "ts 5.000 before 5.500"},
+		{"complete negative", strings.Join([]string{sub, strings.Replace(yieldX, `"dur":1`, `"dur":-1`, 1), end}, "\n"), "negative duration"},
+		{"complete outside", strings.Join([]string{yieldX}, "\n"), "slice outside its request"},
 		// Traces written before 2026-12-02 repeated the id as "span"
 		// and wrote "parent":0 and named ends.
 		{"old format", strings.Join([]string{sub,
@@ -134,6 +142,7 @@ func FuzzRead(f *testing.F) {
 	f.Add([]byte(`[{"name":"x","ph":"B","ts":0,"pid":2,"tid":1}]`))
 	f.Add([]byte(`{"name":"x","ph":"b","cat":"req","id":"1","ts":0,"pid":1,"tid":1,"args":{"parent":3}}` + "\n"))
 	f.Add([]byte(`{"traceEvents":[]}`))
+	f.Add([]byte(`{"name":"y","cat":"yield","ph":"X","ts":1e305,"dur":-1e308,"pid":2,"tid":1}` + "\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		evs, err := Read(bytes.NewReader(b))
 		if err != nil {
@@ -144,7 +153,14 @@ func FuzzRead(f *testing.F) {
 }
 
 func TestAppendUint(t *testing.T) {
-	for _, v := range []uint64{0, 9, 10, 99, 100, 101, 999, 1000, 12345, 99999, 100000, 1<<64 - 1} {
+	vals := []uint64{0, 12345, 1<<64 - 1}
+	for p := uint64(10); p <= 1e19; p *= 10 { // every digit count, both sides
+		vals = append(vals, p-1, p, p+1)
+	}
+	for i := range 64 {
+		vals = append(vals, 1<<i, 1<<i-1)
+	}
+	for _, v := range vals {
 		for _, pre := range [][]byte{nil, []byte("x"), make([]byte, 3, 4)} {
 			want := strconv.AppendUint(append([]byte(nil), pre...), v, 10)
 			if got := appendUint(append(pre[:len(pre):len(pre)], nil...), v); !bytes.Equal(got, want) {
@@ -153,6 +169,98 @@ func TestAppendUint(t *testing.T) {
 			if got := appendUint(pre, v); !bytes.Equal(got, want) {
 				t.Errorf("appendUint(%q (cap %d), %d) = %q, want %q", pre, cap(pre), v, got, want)
 			}
+		}
+	}
+}
+
+// TestPlainPrefix checks the word-at-a-time scan against the byte loop:
+// every byte value at every position of strings of 0 to 20 bytes.
+func TestPlainPrefix(t *testing.T) {
+	for n := 0; n <= 20; n++ {
+		for pos := 0; pos < max(n, 1); pos++ {
+			for c := 0; c < 256; c++ {
+				b := []byte(strings.Repeat("a", n))
+				if n > 0 {
+					b[pos] = byte(c)
+				}
+				s := string(b)
+				want := 0
+				for want < len(s) && plainByte[s[want]] {
+					want++
+				}
+				if got := plainPrefix(s); got != want {
+					t.Fatalf("plainPrefix(%q) = %d, want %d", s, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestStepDecimal checks the in-place step of request and span numbers
+// against strconv, across the carries.
+func TestStepDecimal(t *testing.T) {
+	var d decimal
+	for v := 1; v <= 10001; v++ {
+		d.set(v)
+		if string(d.p.bytes()) != strconv.Itoa(v) {
+			t.Fatalf("decimal after %d = %s", v, d.p.bytes())
+		}
+	}
+	d.set(5)
+	if string(d.p.bytes()) != "5" {
+		t.Fatalf("decimal set back to 5 = %s", d.p.bytes())
+	}
+	b := []byte(`"tid":99}`)
+	if stepDecimal(b, len(b)-1) || string(b) != `"tid":99}` {
+		t.Errorf("stepDecimal grew or changed %s", b)
+	}
+	b = []byte(`"tid":109}`)
+	if !stepDecimal(b, len(b)-1) || string(b) != `"tid":110}` {
+		t.Errorf("stepDecimal = %s", b)
+	}
+}
+
+// TestAppendHex checks the two-digits-a-step hex rendering against
+// strconv, across digit counts.
+func TestAppendHex(t *testing.T) {
+	for _, v := range []uint64{0, 1, 0xf, 0x10, 0xff, 0x100, 0x1000, 0xabcde, 0x7fffffffffffffff, 1<<64 - 1} {
+		for _, w := range []uint64{v, v + 1, v - 1} {
+			if got, want := string(appendHex([]byte("x"), w)), "x"+strconv.FormatUint(w, 16); got != want {
+				t.Errorf("appendHex(%#x) = %s, want %s", w, got, want)
+			}
+		}
+	}
+}
+
+// TestTable checks the tables of open requests and spans against a map,
+// over numbers that share slots.
+func TestTable(t *testing.T) {
+	var tb table[int]
+	want := map[int]int{}
+	r := uint64(1)
+	for i := range 20000 {
+		r = r*6364136223846793005 + 1442695040888963407
+		k := int(r>>33) % 300
+		switch r >> 62 {
+		case 0:
+			tb.del(k)
+			delete(want, k)
+		default:
+			tb.set(k, i)
+			want[k] = i
+		}
+		w, present := want[k]
+		if v, ok := tb.get(k); v != w || ok != present {
+			t.Fatalf("step %d: get(%d) = %d, %v; want %d", i, k, v, ok, want[k])
+		}
+	}
+	keys := tb.ids()
+	if len(keys) != len(want) {
+		t.Fatalf("ids: %d keys, want %d", len(keys), len(want))
+	}
+	for i, k := range keys {
+		if _, ok := want[k]; !ok || i > 0 && keys[i-1] >= k {
+			t.Fatalf("ids = %v", keys)
 		}
 	}
 }

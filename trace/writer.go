@@ -16,7 +16,9 @@
 //   - process 2, "requests": one lane per request (tid = request number).
 //     The request is a "B"/"E" slice from submission to completion, named
 //     by its command line; every yield is a nested slice named by its
-//     reason ("waits for #2 ...", "suspended at 'A'", "waits for I/O").
+//     reason ("waits for #2 ...", "suspended at 'A'", "waits for I/O"):
+//     a complete "X" slice (ts and dur) when nothing else was traced
+//     between the yield and its resume (blk.TraceWaited), else "B"/"E".
 //
 // A trace holds what a reader needs once: end events ("E", "e") carry no
 // name or category beyond what matches them to their begin, request lanes
@@ -30,7 +32,9 @@ package trace
 import (
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"sync/atomic"
@@ -68,43 +72,55 @@ const (
 )
 
 type spanInfo struct {
-	lane int
-	req  int
-	// The span number as the begin event rendered it (idn bytes), for
-	// its end and its children's "parent"; idn is 0 if it did not fit.
-	id  [14]byte
-	idn uint8
+	lane int32
+	// id is the span number as the begin event rendered it (idn
+	// digits), then the end of an event object (idEnd bytes in all), for
+	// its end event and its children's "parent"; idEnd is 0 if it did
+	// not fit.
+	id         [16]byte
+	idn, idEnd uint8
 }
 
 // appendID appends the span number span of s.
 func (s *spanInfo) appendID(b []byte, span int) []byte {
-	if s.idn == 0 {
+	if s.idEnd == 0 {
 		return appendInt(b, span)
 	}
 	return append(b, s.id[:s.idn]...)
 }
 
+// put16 appends the first n bytes of p to b, which must have room for 16
+// more (see put).
+func put16(b []byte, p *[16]byte, n int) []byte {
+	l := len(b)
+	*(*[16]byte)(b[l : l+16]) = *p
+	return b[:l+n]
+}
+
 // Writer is a blk.Tracer that writes a trace file. Its methods run under
-// the scheduler token (Trace) or between commands (Close), never at the
-// same time. After the first write error it drops every event; Close
-// returns the error, and OnError, if set, is told once.
+// the scheduler token (Events) or between commands (Close, after the loop
+// has stopped using it: Loop.SetTracer hands the last events over),
+// never at the same time. After the first write error it drops every
+// event; Close returns the error, and OnError, if set, is told once.
 //
-// Trace only copies the event into a batch (a struct copy, no
-// allocation): the request path pays for little more than building the
-// event. A goroutine of the Writer's own formats full batches, in order,
-// into a buffer (appends of constant pieces, cached timestamps, request
-// numbers and ranges, small tables instead of maps) and writes 64 KiB at
-// a time. On a machine with a core to spare, tracing then costs the loop
-// about a tenth of a piped write (bench/trace-overhead.sh;
-// BenchmarkWriter here measures the formatting). Batches and buffers are
-// reused: a trace makes no garbage per event.
+// The loop fills the events in batches the Writer lends it (no copy, no
+// allocation, no call per event): the request path pays for little more
+// than a few stores per event. A goroutine of the Writer's own formats
+// full batches, in order, into a buffer (fixed-size pieces copied whole,
+// cached timestamps, request numbers, span numbers and ranges, small
+// tables instead of maps) and writes 64 KiB at a time
+// (bench/trace-overhead.sh measures the whole; BenchmarkWriter here the
+// formatting). Batches and buffers are reused: a trace makes no garbage
+// per event.
 type Writer struct {
-	batch  []blk.TraceEvent
+	lent   []blk.TraceEvent      // the batch the loop fills
 	full   chan []blk.TraceEvent // batches to format
 	free   chan []blk.TraceEvent // formatted batches, for reuse
 	done   chan struct{}         // closed when the goroutine has ended
 	failed atomic.Bool           // the goroutine hit a write error (err)
 	told   bool                  // OnError was called
+	// scratch is the batch lent after a failure (never read).
+	scratch [8]blk.TraceEvent
 	// OnError, if set, is called once with the first write error, under
 	// the scheduler token (the session stops tracing and says so).
 	OnError func(error)
@@ -129,19 +145,36 @@ type Writer struct {
 
 	// Most events repeat the previous one's timestamp and request:
 	// their renderings are kept.
-	tsAt   time.Duration
-	ts     []byte
-	reqN   int
-	reqID  []byte // reqTid's number
-	reqTid []byte // `,"pid":2,"tid":N` for request reqN
-	// laneTid[l] is `,"pid":1,"tid":l`, rendered when lane l appears.
+	tsAt  time.Duration
+	ts    piece
+	durAt time.Duration // ... and the last duration of a yield
+	dur   piece         // `,"dur":D`
+	reqN  int
+	// For request reqN: reqTid is `,"pid":2,"tid":N`, reqEnd the same
+	// plus the end of the event object, reqArgs `,"args":{"req":N`.
+	reqTid, reqEnd, reqArgs piece
+	// laneTid[l] is `,"pid":1,"tid":l`, laneID[l] the same with `,"id":`
+	// after it, rendered when lane l appears.
 	laneTid [][]byte
+	laneID  []piece
+	// The starts of the frequent events, the separator from the previous
+	// event included, and the end of an event object: see hot. The
+	// heads of span begins and of yields with the name of the last one
+	// are kept whole.
+	hot                 hotHeads
+	sliceE, reqE, end   piece
+	reqB                piece
+	spanHead, yieldHead piece
+	spanName, yieldName string
 	// The last span name and yield reason that needed no escaping: the
 	// loop passes the same strings again and again.
 	plainSpan, plainWhy string
-	// ... and the range of the previous span.
+	// ... the number of the last span begun ...
+	spanD decimal
+	// ... and the range of the previous span, with the end of its event.
 	rngOff, rngBytes int64
-	rng              []byte
+	rng, rngTail     piece // rngTail: from the "+" on
+	rngOK            bool  // rng and rngTail hold rngOff and rngBytes
 	// open is a request known to have its lane (adopt's fast path).
 	open int
 }
@@ -169,10 +202,17 @@ func Create(path string, format Format) (*Writer, error) {
 // NewWriter returns a Writer on w (Close does not close w).
 func NewWriter(w io.Writer, format Format) *Writer {
 	t := &Writer{w: w, format: format, laneCount: map[string]int{}, flushes: map[string]int{},
-		buf: make([]byte, 0, bufSize+4<<10), ts: append(make([]byte, 0, 24), "0.000"...)}
+		buf: make([]byte, 0, bufSize+4<<10)}
 	if format == Chrome {
 		t.buf = append(t.buf, "[\n"...)
 	}
+	t.hot = hotHeadsOf[format]
+	t.reqN = -1 // nothing rendered
+	t.sliceE.setString(t.hot.sliceE)
+	t.reqE.setString(t.hot.reqE)
+	t.end.setString(t.hot.end)
+	t.reqB.setString(hRequestB)
+	t.ts.setString("0.000")
 	t.meta(pidNodes, 0, "process_name", "nodes")
 	t.meta(pidRequests, 0, "process_name", "requests")
 	t.full = make(chan []blk.TraceEvent, maxBatches)
@@ -180,7 +220,7 @@ func NewWriter(w io.Writer, format Format) *Writer {
 	for i := 1; i < maxBatches; i++ {
 		t.free <- make([]blk.TraceEvent, 0, batchSize)
 	}
-	t.batch = make([]blk.TraceEvent, 0, batchSize)
+	t.lent = make([]blk.TraceEvent, 0, batchSize)
 	t.done = make(chan struct{})
 	go t.run()
 	return t
@@ -198,7 +238,6 @@ func (t *Writer) run() {
 				}
 			}
 		}
-		clear(b) // drop the batch's references to nodes and errors
 		t.free <- b[:0]
 	}
 }
@@ -216,19 +255,24 @@ func (t *Writer) flush() {
 	t.buf = t.buf[:0]
 }
 
-// Trace implements blk.Tracer: it queues a copy of e.
-func (t *Writer) Trace(e blk.TraceEvent) {
+// Events implements blk.Tracer: it passes the n events the loop filled
+// on to the formatting goroutine and lends the loop the next batch. (A
+// reused batch still holds the events of its last use, which the loop
+// overwrites: clearing it would cost as much again. Its references keep
+// at most a few batches' nodes and errors alive until the trace ends.)
+// After a write error it lends a scratch batch that is never read.
+func (t *Writer) Events(n int) []blk.TraceEvent {
 	if t.failed.Load() {
 		t.tell()
-		return
+		return t.scratch[:]
 	}
-	t.batch = append(t.batch, e)
-	if len(t.batch) == batchSize {
-		t.full <- t.batch
+	if n > 0 {
+		t.full <- t.lent[:n]
 		// The goroutine returns every batch: wait for one rather than
 		// make garbage (it is free at once unless the file is slow).
-		t.batch = <-t.free
+		t.lent = <-t.free
 	}
+	return t.lent[:cap(t.lent)]
 }
 
 // tell calls OnError once, on the caller's goroutine, after the
@@ -266,6 +310,97 @@ const (
 	hFlushE = `{"cat":"flush","ph":"e","ts":`
 )
 
+// hotHeads are the starts of the events every request writes, for the
+// events after the first (a Chrome trace separates them with ",\n"), and
+// the end of an event object (a JSON line ends with "\n").
+type hotHeads struct {
+	name, sliceE, reqE, end string
+}
+
+var hotHeadsOf = [...]hotHeads{
+	Chrome: {",\n{\"name\":\"", ",\n" + hSliceE, ",\n" + hReqE, "}"},
+	JSONL:  {`{"name":"`, hSliceE, hReqE, "}\n"},
+}
+
+// hYieldX is the middle of a yield written as one complete slice.
+const hYieldX = `","cat":"yield","ph":"X","ts":`
+
+// appendTs appends timestamp at, rendered once for the events that share
+// it.
+func (t *Writer) appendTs(b []byte, at time.Duration) []byte {
+	if at != t.tsAt {
+		t.renderTs(at)
+	}
+	return append(b, t.ts.bytes()...)
+}
+
+// tsFor returns the piece of timestamp at, for put.
+func (t *Writer) tsFor(at time.Duration) *piece {
+	if at != t.tsAt {
+		t.renderTs(at)
+	}
+	return &t.ts
+}
+
+func (t *Writer) renderTs(at time.Duration) {
+	t.tsAt = at
+	t.ts.set(appendMicros(t.ts.b[:0], at))
+}
+
+// piece is a rendered fragment of an event, at most pieceSize bytes (a
+// timestamp, a request's tid, a constant head), in a fixed array: put
+// appends it with a few wide moves of the whole array, cheaper than
+// append's call to memmove for each of the thirty-odd pieces of a traced
+// write.
+type piece struct {
+	b [pieceSize]byte
+	n int
+}
+
+const pieceSize = 64
+
+// set makes p hold s, which may be p's own array (p.b[:0] appended to);
+// a longer s is cut (callers check what may not fit).
+func (p *piece) set(s []byte) { p.n = copy(p.b[:], s) }
+
+func (p *piece) setString(s string) { p.n = copy(p.b[:], s) }
+
+func (p *piece) bytes() []byte { return p.b[:p.n] }
+
+// put appends p to b, which must have room for pieceSize more bytes: it
+// writes the whole array and keeps p.n bytes of it.
+func put(b []byte, p *piece) []byte {
+	l := len(b)
+	*(*[pieceSize]byte)(b[l : l+pieceSize]) = p.b
+	return b[:l+p.n]
+}
+
+// room makes sure b has room for the pieces of an event (at most
+// roomSize bytes, written a pieceSize array at a time).
+func room(b []byte) []byte {
+	if cap(b)-len(b) < roomSize {
+		b = slices.Grow(b, roomSize)
+	}
+	return b
+}
+
+const roomSize = 1024
+
+// appendName appends name, escaped, for a name that is often *last: when
+// name is that string again (usually the very same constant, which
+// compares at once), it needs no escaping scan.
+func appendName(b []byte, name string, last *string) []byte {
+	if name == *last {
+		return append(b, name...)
+	}
+	n := len(b)
+	b = appendEscaped(b, name)
+	if len(b)-n == len(name) {
+		*last = name
+	}
+	return b
+}
+
 // ev starts one event object in the buffer: name, then head (category
 // and phase, one of the h constants), ts, pid and tid. The caller
 // appends further fields and calls emit.
@@ -297,16 +432,7 @@ func (t *Writer) evEnd(head string, at time.Duration, pid, tid int) []byte {
 // evTail appends head, ts, pid and tid.
 func (t *Writer) evTail(b []byte, head string, at time.Duration, pid, tid int) []byte {
 	b = append(b, head...)
-	switch {
-	case at == 0: // metadata events: keep the cache for the next event
-		b = append(b, "0.000"...)
-	case at == t.tsAt:
-		b = append(b, t.ts...)
-	default:
-		t.tsAt = at
-		t.ts = appendMicros(t.ts[:0], at)
-		b = append(b, t.ts...)
-	}
+	b = t.appendTs(b, at)
 	if pid == pidNodes {
 		if tid > 0 && tid < len(t.laneTid) {
 			return append(b, t.laneTid[tid]...)
@@ -315,39 +441,93 @@ func (t *Writer) evTail(b []byte, head string, at time.Duration, pid, tid int) [
 		return appendInt(b, tid)
 	}
 	t.renderReq(tid)
-	return append(b, t.reqTid...)
+	return append(b, t.reqTid.bytes()...)
 }
 
-// renderReq renders request number req, once per request.
+// renderReq renders the pieces of request number req, once per request.
+// Requests come in order: the next one's pieces differ in a digit or
+// two, changed in place.
 func (t *Writer) renderReq(req int) {
-	if req != t.reqN || t.reqTid == nil {
-		t.reqN = req
-		t.reqTid = appendInt(append(t.reqTid[:0], pidReqsTid...), req)
-		t.reqID = t.reqTid[len(pidReqsTid):]
+	if req != t.reqN {
+		t.newReq(req)
 	}
 }
 
-// appendReq appends request number req.
-func (t *Writer) appendReq(b []byte, req int) []byte {
-	t.renderReq(req)
-	return append(b, t.reqID...)
-}
-
-// evPlain is ev for a name that is often *last: when name is that
-// string again (usually the very same constant, which compares at
-// once), it needs no escaping scan.
-func (t *Writer) evPlain(name string, last *string, head string, at time.Duration, pid, tid int) []byte {
-	b := t.open1()
-	if name == *last {
-		b = append(b, name...)
-	} else {
-		n := len(b)
-		b = appendEscaped(b, name)
-		if len(b)-n == len(name) {
-			*last = name
+// newReq is renderReq for another request than the last one.
+func (t *Writer) newReq(req int) {
+	if req == t.reqN+1 && req > 1 && t.reqTid.n > 0 {
+		e := len(t.hot.end)
+		if stepDecimal(t.reqTid.b[:], t.reqTid.n) && stepDecimal(t.reqArgs.b[:], t.reqArgs.n) &&
+			stepDecimal(t.reqEnd.b[:], t.reqEnd.n-e) {
+			t.reqN = req
+			return
 		}
 	}
-	return t.evTail(b, head, at, pid, tid)
+	t.reqN = req
+	t.reqTid.set(appendInt(append(t.reqTid.b[:0], pidReqsTid...), req))
+	id := t.reqTid.b[len(pidReqsTid):t.reqTid.n]
+	t.reqEnd.set(append(append(t.reqEnd.b[:0], t.reqTid.bytes()...), t.hot.end...))
+	t.reqArgs.set(append(append(t.reqArgs.b[:0], `,"args":{"req":`...), id...))
+}
+
+// stepDecimal adds one to the positive decimal number that ends at
+// b[end], in place; it reports false, changing nothing, when the number
+// would grow a digit.
+func stepDecimal(b []byte, end int) bool {
+	if c := b[end-1]; c >= '0' && c < '9' { // nine times in ten
+		b[end-1] = c + 1
+		return true
+	}
+	i := end - 1
+	for i >= 0 && b[i] == '9' {
+		i--
+	}
+	if i < 0 || b[i] < '0' || b[i] > '8' {
+		return false
+	}
+	b[i]++
+	for i++; i < end; i++ {
+		b[i] = '0'
+	}
+	return true
+}
+
+// decimal is a span number and its rendering, stepped by one in place
+// (stepDecimal) when spans come in order.
+type decimal struct {
+	v int
+	p piece
+}
+
+func (d *decimal) set(v int) {
+	if v == d.v && d.p.n > 0 {
+		return
+	}
+	if v == d.v+1 && v > 1 && d.p.n > 0 && stepDecimal(d.p.b[:], d.p.n) {
+		d.v = v
+		return
+	}
+	d.v = v
+	d.p.set(appendInt(d.p.b[:0], v))
+}
+
+// head appends the start of an event named name (often *last, see
+// appendName) up to its timestamp, mid being its middle (an h
+// constant), and keeps it in *p, with the name in *pname, for the next
+// event of that name.
+func (t *Writer) head(b []byte, name string, last *string, mid string, p *piece, pname *string) []byte {
+	n := len(b)
+	b = append(appendName(append(b, t.hot.name...), name, last), mid...)
+	if name == *last && len(b)-n <= pieceSize {
+		p.set(b[n:])
+		*pname = name
+	}
+	return room(b)
+}
+
+// evPlain is ev for a name that is often *last (appendName).
+func (t *Writer) evPlain(name string, last *string, head string, at time.Duration, pid, tid int) []byte {
+	return t.evTail(appendName(t.open1(), name, last), head, at, pid, tid)
 }
 
 // appendInt appends v in decimal.
@@ -357,6 +537,9 @@ func appendInt(b []byte, v int) []byte {
 	}
 	return appendUint(b, uint64(v))
 }
+
+// pow10[i] is 10 to the i.
+var pow10 = [...]uint64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19}
 
 // digits2 holds "00" to "99".
 const digits2 = "00010203040506070809101112131415161718192021222324252627282930313233343536373839" +
@@ -370,9 +553,10 @@ func appendUint(b []byte, v uint64) []byte {
 		return append(b, byte('0'+v))
 	}
 	// Count the digits, make room, and fill it from the end: no
-	// scratch array to copy.
-	n := 2
-	for x := v / 100; x > 0; x /= 10 {
+	// scratch array to copy. The bit length gives the digit count or
+	// one more (log10(2) is about 1233/4096).
+	n := (bits.Len64(v) * 1233) >> 12
+	if v >= pow10[n] {
 		n++
 	}
 	if cap(b)-len(b) < n {
@@ -395,20 +579,35 @@ func appendUint(b []byte, v uint64) []byte {
 	return b[:len(b)+n]
 }
 
-// appendHex appends v in lower-case hex.
+// appendHex appends v in lower-case hex, written in place from its last
+// digit.
 func appendHex(b []byte, v uint64) []byte {
-	const hex = "0123456789abcdef"
-	var a [16]byte
-	i := len(a)
-	for {
-		i--
-		a[i] = hex[v&0xf]
-		v >>= 4
-		if v == 0 {
-			return append(b, a[i:]...)
-		}
+	n := (bits.Len64(v|1) + 3) / 4
+	if cap(b)-len(b) < n {
+		b = append(b, make([]byte, n)...)[:len(b)]
 	}
+	d := b[len(b) : len(b)+n]
+	i := n
+	for ; i >= 2; i -= 2 {
+		x := v & 0xff * 2
+		d[i-2], d[i-1] = hex2[x], hex2[x+1]
+		v >>= 8
+	}
+	if i == 1 {
+		d[0] = hex2[v*2+1]
+	}
+	return b[:len(b)+n]
 }
+
+// hex2 holds "00" to "ff".
+var hex2 = func() string {
+	const hex = "0123456789abcdef"
+	var b [512]byte
+	for i := range 256 {
+		b[2*i], b[2*i+1] = hex[i>>4], hex[i&0xf]
+	}
+	return string(b[:])
+}()
 
 // emit closes the event object started by ev.
 func (t *Writer) emit(b []byte) {
@@ -457,8 +656,10 @@ func (t *Writer) lane(n *blk.Node) int {
 	}
 	for len(t.laneTid) <= l {
 		t.laneTid = append(t.laneTid, nil)
+		t.laneID = append(t.laneID, piece{})
 	}
 	t.laneTid[l] = appendInt(append([]byte(nil), pidNodesTid...), l)
+	t.laneID[l].set(append(append([]byte(nil), t.laneTid[l]...), `,"id":`...))
 	t.laneCount[name]++
 	if k := t.laneCount[name]; k > 1 {
 		name += "#" + strconv.Itoa(k)
@@ -507,14 +708,35 @@ func appendRange(b []byte, off, bytes int64) []byte {
 	return appendHex(b, uint64(bytes))
 }
 
-// formatEvent writes e.
+// renderRange renders the range piece of span events: `,"range":"`,
+// the range, the end of args and of the event. Most requests have the
+// size of the last one: what follows the offset is kept.
+func (t *Writer) renderRange(off, bytes int64) {
+	if off < 0 || bytes < 0 || bytes != t.rngBytes || !t.rngOK {
+		r := appendRange(append(t.rng.b[:0], `,"range":"`...), off, bytes)
+		t.rng.set(append(append(r, `"}`...), t.hot.end...))
+		t.rngOff, t.rngBytes, t.rngOK = off, bytes, off >= 0 && bytes >= 0
+		if t.rngOK {
+			t.rngTail.set(append(appendHex(append(t.rngTail.b[:0], '+', '0', 'x'), uint64(bytes)), `"}`+t.hot.end...))
+		}
+		return
+	}
+	t.rngOff = off
+	r := appendHex(t.rng.b[:len(`,"range":"0x`)], uint64(off))
+	t.rng.set(append(r, t.rngTail.bytes()...))
+}
+
+// formatEvent writes e. The events every request writes (submission,
+// completion, yields, spans) take the short paths: constant heads that
+// include the separator, and the pieces of the current request, lane,
+// timestamp and range rendered once.
 func (t *Writer) formatEvent(e *blk.TraceEvent) {
 	if e.At > t.last {
 		t.last = e.At
 	}
 	// A request already in flight when the trace started gets its lane
 	// when it first shows up, so that every event has its request.
-	if e.Kind != blk.TraceSubmit {
+	if e.Req != t.open && e.Kind != blk.TraceSubmit {
 		t.adopt(e.Req, e.At)
 	}
 	if e.Kind == blk.TraceWait {
@@ -524,20 +746,47 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 	case blk.TraceSubmit:
 		// The request's lane is its tid; its slice's name is its
 		// command line (no thread_name: it would repeat both).
-		t.emit(t.ev(e.Name, hRequestB, e.At, pidRequests, e.Req))
+		b := appendEscaped(append(room(t.buf), t.hot.name...), e.Name)
+		b = put(put(room(b), &t.reqB), t.tsFor(e.At))
+		t.renderReq(e.Req)
+		t.buf = put(b, &t.reqEnd)
+		t.n++
 		t.reqs.set(e.Req, 1)
+		t.open = e.Req
 	case blk.TraceComplete:
 		t.closeReq(e.Req, e.At, e.Err, false)
 	case blk.TraceYield:
 		t.emit(t.evPlain(e.Why, &t.plainWhy, hYieldB, e.At, pidRequests, e.Req))
 		d, _ := t.reqs.get(e.Req)
 		t.reqs.set(e.Req, d+1)
+	case blk.TraceWaited:
+		// A yield with nothing inside it: one complete slice.
+		if e.End > t.last {
+			t.last = e.End
+		}
+		b := room(t.buf)
+		if e.Why == t.yieldName && t.yieldHead.n > 0 {
+			b = put(b, &t.yieldHead)
+		} else {
+			b = t.head(b, e.Why, &t.plainWhy, hYieldX, &t.yieldHead, &t.yieldName)
+		}
+		b = put(b, t.tsFor(e.At))
+		if d := e.End - e.At; d != t.durAt || t.dur.n == 0 {
+			t.durAt = d
+			t.dur.set(appendMicros(append(t.dur.b[:0], `,"dur":`...), d))
+		}
+		b = put(b, &t.dur)
+		t.renderReq(e.Req)
+		t.buf = put(b, &t.reqEnd)
+		t.n++
 	case blk.TraceResume:
 		d, _ := t.reqs.get(e.Req)
 		if d < 2 {
 			return
 		}
-		t.emit(t.evEnd(hSliceE, e.At, pidRequests, e.Req))
+		t.renderReq(e.Req)
+		t.buf = put(put(put(room(t.buf), &t.sliceE), t.tsFor(e.At)), &t.reqEnd)
+		t.n++
 		t.reqs.set(e.Req, d-1)
 	case blk.TraceBegin:
 		l := t.lane(e.Node)
@@ -546,37 +795,47 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		if e.Parent != 0 {
 			ps, ok = t.spans.get(e.Parent)
 		}
-		b := t.evPlain(e.Name, &t.plainSpan, hReqB, e.At, pidNodes, l)
-		b = append(b, `,"id":`...)
-		n := len(b)
-		b = appendInt(b, e.Span)
-		si := spanInfo{lane: l, req: e.Req}
-		si.idn = uint8(copy(si.id[:], b[n:]))
-		if int(si.idn) != len(b)-n {
-			si.idn = 0
+		b := room(t.buf)
+		if e.Name == t.spanName && t.spanHead.n > 0 {
+			b = put(b, &t.spanHead)
+		} else {
+			b = t.head(b, e.Name, &t.plainSpan, hReqB, &t.spanHead, &t.spanName)
+		}
+		b = put(put(b, t.tsFor(e.At)), &t.laneID[l])
+		t.spanD.set(e.Span)
+		b = put(b, &t.spanD.p)
+		si := spanInfo{lane: int32(l)}
+		if n := t.spanD.p.n; n+len(t.hot.end) <= len(si.id) {
+			copy(si.id[:], t.spanD.p.b[:n])
+			si.idn, si.idEnd = uint8(n), uint8(n+copy(si.id[n:], t.hot.end))
 		}
 		t.spans.set(e.Span, si)
-		b = append(b, `,"args":{"req":`...)
-		b = t.appendReq(b, e.Req)
+		t.renderReq(e.Req)
+		b = put(b, &t.reqArgs)
 		if ok {
 			b = append(b, `,"parent":`...)
 			b = ps.appendID(b, e.Parent)
 		}
-		b = append(b, `,"range":"`...)
-		// A span's parent usually has the same range.
-		if e.Off != t.rngOff || e.Bytes != t.rngBytes || t.rng == nil {
-			t.rngOff, t.rngBytes = e.Off, e.Bytes
-			t.rng = appendRange(t.rng[:0], e.Off, e.Bytes)
+		// A span's parent usually has the same range: its rendering,
+		// with the end of the event, is kept.
+		if e.Off != t.rngOff || e.Bytes != t.rngBytes || !t.rngOK {
+			t.renderRange(e.Off, e.Bytes)
 		}
-		b = append(b, t.rng...)
-		t.emit(append(b, '"', '}'))
+		t.buf = put(b, &t.rng)
+		t.n++
 	case blk.TraceEnd:
 		s, ok := t.spans.get(e.Span)
 		if !ok {
 			return
 		}
 		t.spans.del(e.Span)
-		t.endSpan(e.Span, s, e.At, false)
+		if s.idEnd == 0 {
+			t.endSpan(e.Span, s, e.At, false)
+			return
+		}
+		b := put(put(put(room(t.buf), &t.reqE), t.tsFor(e.At)), &t.laneID[s.lane])
+		t.buf = put16(b, &s.id, int(s.idEnd))
+		t.n++
 	case blk.TraceSerialise:
 		t.instant(e, "serialising", "req", e.Req, "span", e.Span, "overlap", rng(e.Off, e.Bytes))
 	case blk.TraceWait:
@@ -657,27 +916,36 @@ func (t *Writer) instant(e *blk.TraceEvent, name string, kv ...any) {
 }
 
 func (t *Writer) endSpan(span int, s spanInfo, at time.Duration, unfinished bool) {
-	b := t.evEnd(hReqE, at, pidNodes, s.lane)
-	b = append(b, `,"id":`...)
+	b := put(put(put(room(t.buf), &t.reqE), t.tsFor(at)), &t.laneID[s.lane])
 	b = s.appendID(b, span)
 	if unfinished {
 		b = appendArgs(b, "unfinished", true)
 	}
-	t.emit(b)
+	t.buf = append(b, t.hot.end...)
+	t.n++
 }
 
 // closeReq ends request req's open slices (its yield, if unfinished, and
 // the request).
 func (t *Writer) closeReq(req int, at time.Duration, err error, unfinished bool) {
 	d, _ := t.reqs.get(req)
-	for ; d > 1; d-- {
-		t.emit(t.evEnd(hSliceE, at, pidRequests, req))
-	}
 	t.reqs.del(req)
 	if t.open == req {
 		t.open = 0
 	}
-	b := t.evEnd(hSliceE, at, pidRequests, req)
+	t.renderReq(req)
+	b := t.buf
+	for ; d > 1; d-- {
+		b = put(put(put(room(b), &t.sliceE), t.tsFor(at)), &t.reqEnd)
+		t.n++
+	}
+	b = put(put(room(b), &t.sliceE), t.tsFor(at))
+	if err == nil && !unfinished {
+		t.buf = put(b, &t.reqEnd)
+		t.n++
+		return
+	}
+	b = append(b, t.reqTid.bytes()...)
 	switch {
 	case err != nil:
 		b = appendArgs(b, "error", errString(err))
@@ -696,10 +964,7 @@ func (t *Writer) Close() error {
 	if t.full == nil {
 		return t.err // closed before
 	}
-	if len(t.batch) > 0 && !t.failed.Load() {
-		t.full <- t.batch
-	}
-	t.batch = nil
+	t.lent = nil
 	close(t.full)
 	<-t.done
 	t.full = nil
@@ -742,64 +1007,68 @@ func (t *Writer) Close() error {
 }
 
 // table maps the numbers of open requests or spans to their state. Few
-// are open at a time, so a short slice searched from its newest end
-// serves almost every lookup without hashing; the rest overflow into a
-// map.
+// are open at a time and they are numbered in order, so a slot picked by
+// the low bits of the number serves almost every lookup without hashing
+// or searching; a number whose slot is taken goes to a map.
 type table[V any] struct {
-	keys []int
-	vals []V
-	more map[int]V
+	slots [tableSlots]tableSlot[V]
+	more  map[int]V
 }
 
-// tableSlots is how many entries the slice of a table holds.
-const tableSlots = 16
+type tableSlot[V any] struct {
+	key  int
+	used bool
+	val  V
+}
+
+// tableSlots is how many slots a table has (a power of two).
+const tableSlots = 64
 
 func (t *table[V]) get(k int) (V, bool) {
-	for i := len(t.keys) - 1; i >= 0; i-- {
-		if t.keys[i] == k {
-			return t.vals[i], true
-		}
+	if s := &t.slots[k&(tableSlots-1)]; s.used && s.key == k {
+		return s.val, true
 	}
 	v, ok := t.more[k]
 	return v, ok
 }
 
 func (t *table[V]) set(k int, v V) {
-	for i := len(t.keys) - 1; i >= 0; i-- {
-		if t.keys[i] == k {
-			t.vals[i] = v
-			return
-		}
-	}
-	if _, ok := t.more[k]; ok || len(t.keys) == tableSlots {
+	s := &t.slots[k&(tableSlots-1)]
+	switch {
+	case s.used && s.key == k:
+		s.val = v
+	case !s.used && (t.more == nil || !t.hasMore(k)):
+		s.key, s.used, s.val = k, true, v
+	default:
 		if t.more == nil {
 			t.more = map[int]V{}
 		}
 		t.more[k] = v
-		return
 	}
-	t.keys = append(t.keys, k)
-	t.vals = append(t.vals, v)
 }
 
 func (t *table[V]) del(k int) {
-	if n := len(t.keys) - 1; n >= 0 && t.keys[n] == k { // the newest, usually
-		t.keys, t.vals = t.keys[:n], t.vals[:n]
+	if s := &t.slots[k&(tableSlots-1)]; s.used && s.key == k {
+		var zero V
+		s.used, s.val = false, zero
 		return
-	}
-	for i := len(t.keys) - 1; i >= 0; i-- {
-		if t.keys[i] == k {
-			t.keys = append(t.keys[:i], t.keys[i+1:]...)
-			t.vals = append(t.vals[:i], t.vals[i+1:]...)
-			return
-		}
 	}
 	delete(t.more, k)
 }
 
+func (t *table[V]) hasMore(k int) bool {
+	_, ok := t.more[k]
+	return ok
+}
+
 // ids returns the keys in increasing order.
 func (t *table[V]) ids() []int {
-	ids := append([]int(nil), t.keys...)
+	var ids []int
+	for i := range t.slots {
+		if t.slots[i].used {
+			ids = append(ids, t.slots[i].key)
+		}
+	}
 	for k := range t.more {
 		ids = append(ids, k)
 	}
@@ -837,14 +1106,35 @@ var plainByte = func() (t [256]bool) {
 	return t
 }()
 
+// plainPrefix returns the length of s's longest prefix of plainBytes. It
+// tests eight bytes at a time (command lines are tens of bytes), then
+// byte by byte from the first word that holds anything else.
+func plainPrefix(s string) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := s[i : i+8]
+		v := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+			uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+		// A byte below 0x20 or from 0x80 up, or a zero byte after
+		// xoring with '"' or '\\', sets its high bit here (a borrow
+		// can set more, which only sends us to the byte loop).
+		q, bs := v^(ones*'"'), v^(ones*'\\')
+		if (v-ones*0x20|v|(q-ones)&^q|(bs-ones)&^bs)&highs != 0 {
+			break
+		}
+	}
+	for i < len(s) && plainByte[s[i]] {
+		i++
+	}
+	return i
+}
+
 // appendEscaped appends s escaped for the inside of a JSON string.
 func appendEscaped(b []byte, s string) []byte {
 	// Most strings (operations, command lines) need no escaping: copy
 	// the plain prefix in one go.
-	plain := 0
-	for plain < len(s) && plainByte[s[plain]] {
-		plain++
-	}
+	plain := plainPrefix(s)
 	if plain == len(s) {
 		return append(b, s...)
 	}

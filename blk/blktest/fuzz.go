@@ -84,9 +84,17 @@ func (f *Bounded) Truncate(co *blk.Co, size int64, exact bool, p blk.Prealloc) e
 func (f *Bounded) Length(*blk.Co) (int64, error) { return int64(len(f.Data)), nil }
 func (f *Bounded) Close() error                  { return nil }
 
+// OpenOptions are what a format needs beyond its image to open: extra
+// options of the format node (key-secret=...) and the secrets they name.
+// The zero value is none.
+type OpenOptions struct {
+	Opts    map[string]string
+	Secrets blk.Secrets
+}
+
 // openBounded opens img with format d over a Bounded file (no backing
 // file); the Bounded is unregistered when the test ends.
-func openBounded(t testing.TB, d *blk.Driver, img []byte, flags blk.OpenFlags) (*Bounded, *blk.Backend, error) {
+func openBounded(t testing.TB, d *blk.Driver, img []byte, flags blk.OpenFlags, extra OpenOptions) (*Bounded, *blk.Backend, error) {
 	id := t.Name()
 	f := &Bounded{Data: append([]byte(nil), img...)}
 	boundedMu.Lock()
@@ -98,9 +106,15 @@ func openBounded(t testing.TB, d *blk.Driver, img []byte, flags blk.OpenFlags) (
 		boundedMu.Unlock()
 	})
 	reg := blk.NewRegistry(BoundedDriver, d)
+	if extra.Secrets != nil {
+		reg.SetSecrets(extra.Secrets)
+	}
 	opts := qdict.New()
 	opts.Set("file.driver", "bounded")
 	opts.Set("file.id", id)
+	for k, v := range extra.Opts {
+		opts.Set(k, v)
+	}
 	if d.SupportsBacking {
 		opts.Set("backing", "")
 	}
@@ -112,7 +126,7 @@ func openBounded(t testing.TB, d *blk.Driver, img []byte, flags blk.OpenFlags) (
 // read-only or not; the test fails if it does not open.
 func OpenImage(t testing.TB, d *blk.Driver, img []byte, readOnly bool) *blk.Backend {
 	t.Helper()
-	_, b, err := openBounded(t, d, img, blk.OpenFlags{ReadOnly: readOnly})
+	_, b, err := openBounded(t, d, img, blk.OpenFlags{ReadOnly: readOnly}, OpenOptions{})
 	if err != nil {
 		t.Fatalf("open %s image: %v", d.Name, err)
 	}
@@ -129,23 +143,29 @@ func OpenImage(t testing.TB, d *blk.Driver, img []byte, readOnly bool) *blk.Back
 // input taking more than 20 s, an error without an errno or an access
 // outside the file fails the test.
 func FuzzFormat(t *testing.T, d *blk.Driver, img, ops []byte) {
-	fuzzFormat(t, d, img, ops, blk.OpenFlags{Unmap: true})
+	fuzzFormat(t, d, img, ops, blk.OpenFlags{Unmap: true}, OpenOptions{})
+}
+
+// FuzzFormatWith is FuzzFormat for a format that needs more than its
+// image to open (luks: a key-secret and the secret).
+func FuzzFormatWith(t *testing.T, d *blk.Driver, img, ops []byte, extra OpenOptions) {
+	fuzzFormat(t, d, img, ops, blk.OpenFlags{Unmap: true}, extra)
 }
 
 // FuzzFormatReadOnly is FuzzFormat for the formats QEMU only reads
 // (bochs, cloop, dmg): the image is opened read-only, so the write
 // requests among ops must fail cleanly.
 func FuzzFormatReadOnly(t *testing.T, d *blk.Driver, img, ops []byte) {
-	fuzzFormat(t, d, img, ops, blk.OpenFlags{ReadOnly: true})
+	fuzzFormat(t, d, img, ops, blk.OpenFlags{ReadOnly: true}, OpenOptions{})
 }
 
-func fuzzFormat(t *testing.T, d *blk.Driver, img, ops []byte, flags blk.OpenFlags) {
+func fuzzFormat(t *testing.T, d *blk.Driver, img, ops []byte, flags blk.OpenFlags, extra OpenOptions) {
 	if len(img) > 2<<20 {
 		return
 	}
 	watchdog := time.AfterFunc(20*time.Second, func() { panic(d.Name + " fuzz: input takes more than 20s") })
 	defer watchdog.Stop()
-	f, b, err := openBounded(t, d, img, flags)
+	f, b, err := openBounded(t, d, img, flags, extra)
 	if f.Violation != "" {
 		t.Fatalf("open: %s", f.Violation)
 	}

@@ -82,12 +82,16 @@ type chooser struct {
 	reduce bool
 	pct    *pct
 
-	tr        []point
-	sleep     []sleeper
-	sleepAt   [][]sleeper // the sleep set when each step was met
-	defAt     []int       // the answer the policy would give at each step
-	redundant int         // the step where every candidate slept, or -1
-	invalid   bool        // a prefix answer had no such alternative
+	tr      []point
+	sleep   []sleeper
+	sleepAt [][]sleeper // the sleep set when each step was met
+	// snap is the copy of sleep the last step took, while sleep has
+	// not changed since (snapOK): steps share it (read only).
+	snap      []sleeper
+	snapOK    bool
+	defAt     []int // the answer the policy would give at each step
+	redundant int   // the step where every candidate slept, or -1
+	invalid   bool  // a prefix answer had no such alternative
 
 	// line is the body line running (set by the session); late lists
 	// the requests whose effect came late, with the lines of their
@@ -103,6 +107,11 @@ type chooser struct {
 	// spans caches spanFor's answers by request number (small numbers,
 	// given by the loop in order).
 	spans []cachedSpan
+
+	// idSlab and spanSlab are where points' ids and spans are cut
+	// from (alloc).
+	idSlab   []int
+	spanSlab []span
 }
 
 type cachedSpan struct {
@@ -166,7 +175,15 @@ func (c *chooser) ranReq(id int) {
 }
 
 func newChooser(prefix []int, grain int64, reduce bool) *chooser {
-	return &chooser{prefix: prefix, grain: grain, reduce: reduce, redundant: -1}
+	// Room for the steps of a small script's run, which would
+	// otherwise grow the trace a few times per run.
+	const steps = 32
+	c := &chooser{prefix: prefix, grain: grain, reduce: reduce, redundant: -1,
+		tr: make([]point, 0, steps), defAt: make([]int, 0, steps)}
+	if reduce {
+		c.sleepAt = make([][]sleeper, 0, steps)
+	}
+	return c
 }
 
 func (c *chooser) asleep(id int) bool {
@@ -188,6 +205,9 @@ func (c *chooser) ran(sp span) {
 		if independent(s.sp, sp) {
 			keep = append(keep, s)
 		}
+	}
+	if len(keep) < len(c.sleep) {
+		c.snapOK = false
 	}
 	c.sleep = keep
 }
@@ -233,28 +253,34 @@ func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 	switch kind {
 	case blk.ChooseDeliver:
 		p.n++
-		p.ids = make([]int, p.n)
-		p.rngs = make([]span, p.n)
+		p.ids, p.rngs = c.alloc(p.n)
 		for i, co := range cands {
 			p.ids[i+1] = co.ID()
-			p.rngs[i+1] = spanOf(co.Name(), c.grain)
+			p.rngs[i+1] = c.spanFor(co)
 		}
 	case blk.ChooseEffect:
 		p.n = 2
-		p.ids = []int{cands[0].ID(), cands[0].ID()}
-		sp := spanOf(cands[0].Name(), c.grain)
-		p.rngs = []span{sp, sp}
+		p.ids, p.rngs = c.alloc(2)
+		sp := c.spanFor(cands[0])
+		p.ids[0], p.ids[1] = cands[0].ID(), cands[0].ID()
+		p.rngs[0], p.rngs[1] = sp, sp
 	default:
-		p.ids = make([]int, p.n)
-		p.rngs = make([]span, p.n)
+		p.ids, p.rngs = c.alloc(p.n)
 		for i, co := range cands {
 			p.ids[i] = co.ID()
 			p.rngs[i] = c.spanFor(co)
 		}
 	}
 	if c.reduce {
-		c.sleep = append(c.sleep, c.extra[step]...)
-		c.sleepAt = append(c.sleepAt, append([]sleeper(nil), c.sleep...))
+		if x := c.extra[step]; len(x) > 0 {
+			c.sleep = append(c.sleep, x...)
+			c.snapOK = false
+		}
+		if !c.snapOK {
+			c.snap = append([]sleeper(nil), c.sleep...)
+			c.snapOK = true
+		}
+		c.sleepAt = append(c.sleepAt, c.snap)
 	}
 	def := c.policy(p, step >= len(c.prefix))
 	c.defAt = append(c.defAt, def)
@@ -285,6 +311,20 @@ func (c *chooser) Choose(kind blk.ChoicePoint, cands []*blk.Co) int {
 		c.ran(p.rngs[alt])
 	}
 	return alt
+}
+
+// alloc returns zeroed ids and spans for a point of n alternatives,
+// cut from slabs the chooser's points share (a point's slices are
+// never appended to, and outlive the run in the search's path).
+func (c *chooser) alloc(n int) ([]int, []span) {
+	if len(c.idSlab)+n > cap(c.idSlab) {
+		c.idSlab = make([]int, 0, max(64, n))
+		c.spanSlab = make([]span, 0, max(64, n))
+	}
+	k := len(c.idSlab)
+	c.idSlab = c.idSlab[:k+n]
+	c.spanSlab = c.spanSlab[:k+n]
+	return c.idSlab[k : k+n : k+n], c.spanSlab[k : k+n : k+n]
 }
 
 // policy is the answer beyond the prefix: PCT's, or the first request

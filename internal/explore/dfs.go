@@ -119,7 +119,7 @@ func (s *search) runPath(task int, path []node) ([]node, bool) {
 	if ch.reduce {
 		ch.lines = s.sc.lines
 	}
-	o := s.env.run(s.sc, ch)
+	o := s.run(ch)
 	if len(path) == 0 {
 		// Effect choices skipped statically, counted once (the FIFO
 		// run meets every request).

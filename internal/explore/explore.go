@@ -9,6 +9,7 @@ package explore
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"sort"
@@ -62,6 +63,11 @@ type Config struct {
 	// Progress, if not nil, is called now and then with the runs so far
 	// (and by Command with -1 when the search is over).
 	Progress func(runs int64)
+	// fresh makes every run on a new session, as kept sessions are
+	// promised to (keep.go): for the test that compares the two. onRun,
+	// if set, sees the chooser of every run (tests).
+	fresh bool
+	onRun func(*chooser)
 }
 
 // Failure is a failing schedule.
@@ -273,8 +279,13 @@ type outcome struct {
 	state   uint64
 }
 
-// stateWriter hashes the hex dump lines a run prints (the data its reads
-// returned) and passes everything on.
+// stateWriter hashes what a run's reads returned, and passes
+// everything on. It hashes the lines with a colon after 8 characters:
+// hex dump rows, "blkdebug: Suspended ...". Dumps come as fsx's records;
+// each row a dump would have had is hashed as its address, length and
+// bytes, which is what its text says, without the text. So two runs
+// have the same state exactly when they would have printed the same
+// such lines (hashes aside).
 type stateWriter struct {
 	w   io.Writer
 	h   uint64
@@ -282,31 +293,61 @@ type stateWriter struct {
 }
 
 func (s *stateWriter) Write(p []byte) (int, error) {
-	// Whole lines are hashed where they lie; only a partial last line
-	// is kept for the next write.
+	// Whole lines and records are hashed where they lie; only an
+	// unfinished one is kept for the next write.
 	data := p
 	if len(s.buf) > 0 {
 		s.buf = append(s.buf, p...)
 		data = s.buf
 	}
-	for {
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			break
-		}
-		line := data[:i]
-		if len(line) > 9 && line[8] == ':' {
-			// FNV-1a, inline: dump lines are most of the output.
-			h := s.h ^ 14695981039346656037
-			for _, c := range line {
-				h = (h ^ uint64(c)) * 1099511628211
-			}
-			s.h = h
-		}
-		data = data[i+1:]
-	}
-	s.buf = append(s.buf[:0], data...)
+	rest := fsx.SplitOutput(data, s.line, s.dump)
+	s.buf = append(s.buf[:0], rest...)
 	return s.w.Write(p)
+}
+
+func (s *stateWriter) line(l []byte) {
+	if len(l) > 9 && l[8] == ':' {
+		// FNV-1a, inline.
+		h := s.h ^ 14695981039346656037
+		for _, c := range l {
+			h = (h ^ uint64(c)) * 1099511628211
+		}
+		s.h = h
+	}
+}
+
+// dump hashes the rows of a dump of data read at off: 16 bytes each, at
+// off+i. A row past 4 GiB has a longer address and no colon at 8: like
+// its text, it is not hashed.
+func (s *stateWriter) dump(off int64, data []byte) {
+	h := s.h
+	for i := 0; i < len(data); i += 16 {
+		addr := uint64(off) + uint64(i)
+		if addr >= 1<<32 {
+			continue
+		}
+		row := data[i:min(i+16, len(data))]
+		var w [16]byte
+		copy(w[:], row)
+		// Tagged apart from text lines (bit 63), whose FNV chain
+		// starts from another basis.
+		h = mix(h ^ (1<<63 | addr<<8 | uint64(len(row))))
+		h = mix(h ^ binary.LittleEndian.Uint64(w[:8]))
+		h = mix(h ^ binary.LittleEndian.Uint64(w[8:]))
+	}
+	s.h = h
+}
+
+// mix is a 64-bit finaliser (MurmurHash3's fmix64) with a step that
+// makes it depend on the order of what is mixed in.
+func mix(h uint64) uint64 {
+	h += 0x9e3779b97f4a7c15
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
 }
 
 // stuckWriter notices "can never happen" on stderr during the closing
@@ -360,6 +401,21 @@ func (l *lineSession) RunPending() {
 	l.Session.RunPending()
 }
 
+// Mark and Rewind pass fsx.Rewinder on (keep.go).
+func (l *lineSession) Mark() error {
+	if rw, ok := l.Session.(fsx.Rewinder); ok {
+		return rw.Mark()
+	}
+	return blk.ErrNotRewindable
+}
+
+func (l *lineSession) Rewind() error {
+	if rw, ok := l.Session.(fsx.Rewinder); ok {
+		return rw.Rewind()
+	}
+	return blk.ErrNotRewindable
+}
+
 // run runs the script once under ch.
 func (e Env) run(sc *Script, ch blk.Chooser) outcome {
 	var sw *stateWriter
@@ -368,6 +424,7 @@ func (e Env) run(sc *Script, ch blk.Chooser) outcome {
 		sw = &stateWriter{w: out}
 		st = &stuckWriter{w: errw, body: len(sc.Body)}
 		s := e.NewSession(sw, st, ch)
+		fsx.UseRecords(s) // before the wrapper hides SetDump
 		if c, ok := ch.(*chooser); ok {
 			c.line = -len(sc.Setup)
 			st.line = &c.line
@@ -376,7 +433,11 @@ func (e Env) run(sc *Script, ch blk.Chooser) outcome {
 		return s
 	}}
 	body := append(append([]string(nil), sc.Body...), sc.Closing...)
-	res := fe.Check(sc.Setup, body, nil)
+	return verdict(sc, fe.Check(sc.Setup, body, nil), sw, st)
+}
+
+// verdict is a run's outcome from fsx's result and what the run printed.
+func verdict(sc *Script, res fsx.Result, sw *stateWriter, st *stuckWriter) outcome {
 	o := outcome{state: sw.h}
 	switch {
 	case st.unknown != "":
@@ -416,6 +477,8 @@ type search struct {
 	sc    *Script
 	cfg   Config
 	start time.Time
+	// keep has the kept sessions runs go on (nil: a new one per run).
+	keep *keeper
 
 	runs, pruned atomic.Int64
 	stop         atomic.Bool
@@ -435,6 +498,17 @@ func (s *search) grain() int64 {
 		return s.cfg.Grain
 	}
 	return s.sc.grain
+}
+
+// run runs the script once under ch.
+func (s *search) run(ch *chooser) outcome {
+	if s.cfg.onRun != nil {
+		s.cfg.onRun(ch)
+	}
+	if s.keep != nil {
+		return s.keep.run(ch)
+	}
+	return s.env.run(s.sc, ch)
 }
 
 func (s *search) reduce() bool { return !s.cfg.NoReduce && s.sc.reduce && !s.cfg.Random }
@@ -491,6 +565,10 @@ func (s *search) failedBefore(task int) bool {
 func (e Env) Explore(sc *Script, cfg Config) Summary {
 	defer raiseGC()()
 	s := &search{env: e, sc: sc, cfg: cfg, start: time.Now(), states: map[uint64]bool{}, firstT: -1}
+	if !cfg.fresh && canKeep(sc) {
+		s.keep = &keeper{env: e, sc: sc}
+		defer s.keep.close()
+	}
 	if cfg.Random {
 		s.random()
 	} else {
@@ -534,7 +612,7 @@ func (s *search) parallel(n int, do func(task int)) {
 // random runs seeded PCT schedules.
 func (s *search) random() {
 	fifo := newChooser(nil, s.grain(), false)
-	o := s.env.run(s.sc, fifo)
+	o := s.run(fifo)
 	if !s.record(0, o, nil, 0) || o.fail != "" {
 		return
 	}
@@ -548,6 +626,6 @@ func (s *search) random() {
 		seed := s.cfg.Seed + int64(t)
 		ch := newChooser(nil, s.grain(), false)
 		ch.pct = newPCT(seed, depth, steps)
-		s.record(t+1, s.env.run(s.sc, ch), sparse(ch.tr), seed)
+		s.record(t+1, s.run(ch), sparse(ch.tr), seed)
 	})
 }

@@ -165,13 +165,9 @@ aio_write -P 3 16k 512
 func collectSchedules(t *testing.T, sc *Script, cfg Config) (Summary, []string) {
 	t.Helper()
 	var got []string
-	e := testEnv
 	rec := &recorder{}
-	e.NewSession = func(out, errw io.Writer, ch blk.Chooser) fsx.Session {
-		rec.add(ch.(*chooser))
-		return testEnv.NewSession(out, errw, ch)
-	}
-	sum := e.Explore(sc, cfg)
+	cfg.onRun = rec.add
+	sum := testEnv.Explore(sc, cfg)
 	for _, c := range rec.cs {
 		if c.redundant < 0 {
 			got = append(got, sparse(c.tr).String())

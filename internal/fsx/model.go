@@ -142,8 +142,20 @@ func (m *model) dominated(cands []int, w int, rs int) bool {
 // allowed returns the values a read in flight over [rs, re] may see in
 // segment k, with one request that could have written each.
 func (m *model) allowed(k int, rs, re int) map[byte]int {
-	s := m.segs[k]
 	out := map[byte]int{}
+	m.eachAllowed(k, rs, re, func(v byte, c int) {
+		if _, ok := out[v]; !ok {
+			out[v] = c
+		}
+	})
+	return out
+}
+
+// eachAllowed calls f with every value a read in flight over [rs, re]
+// may see in segment k and a request that could have written it, in
+// the candidates' order (a value may come more than once).
+func (m *model) eachAllowed(k int, rs, re int, f func(v byte, c int)) {
+	s := m.segs[k]
 	for _, c := range s.cands {
 		W := m.reqs[c]
 		if W.start >= re || m.dominated(s.cands, c, rs) {
@@ -155,11 +167,8 @@ func (m *model) allowed(k int, rs, re int) map[byte]int {
 		}
 		// A discard that did nothing leaves what was there: the
 		// candidates before it stay in, since it dominates nothing.
-		if _, ok := out[v]; !ok {
-			out[v] = c
-		}
+		f(v, c)
 	}
-	return out
 }
 
 // prune drops candidates no read starting at or after horizon can see,
@@ -167,7 +176,7 @@ func (m *model) allowed(k int, rs, re int) map[byte]int {
 func (m *model) prune(horizon int) {
 	for k := range m.segs {
 		s := &m.segs[k]
-		if len(s.cands) < 2 {
+		if len(s.cands) < 2 || !m.anyDominated(s.cands, horizon) {
 			continue
 		}
 		keep := s.cands[:0:0]
@@ -188,6 +197,17 @@ func (m *model) prune(horizon int) {
 		out = append(out, s)
 	}
 	m.segs = out
+}
+
+// anyDominated reports whether prune drops one of cands: most of the
+// time none, and the segment keeps its slice.
+func (m *model) anyDominated(cands []int, horizon int) bool {
+	for _, c := range cands {
+		if m.dominated(cands, c, horizon) {
+			return true
+		}
+	}
+	return false
 }
 
 // settle replaces what the model allows over [off, off+len(data)) with
@@ -250,17 +270,15 @@ func (m *model) check(off int64, data []byte, rs, re int) string {
 		if s.end <= off || s.off >= end {
 			continue
 		}
-		a := m.allowed(k, rs, re)
-		// A table, not the map, per byte: reads are checked byte by
-		// byte and gio explore checks thousands of runs a second.
+		// A table, not allowed's map, per byte: reads are checked
+		// byte by byte and gio explore checks thousands of runs a
+		// second. The map is made for the message only.
 		var ok [256]bool
-		for v := range a {
-			ok[v] = true
-		}
+		m.eachAllowed(k, rs, re, func(v byte, _ int) { ok[v] = true })
 		for p := max(s.off, off); p < min(s.end, end); p++ {
 			v := data[p-off]
 			if !ok[v] {
-				return fmt.Sprintf("byte at 0x%x is 0x%02x, allowed %s", p, v, m.describe(a))
+				return fmt.Sprintf("byte at 0x%x is 0x%02x, allowed %s", p, v, m.describe(m.allowed(k, rs, re)))
 			}
 		}
 	}

@@ -118,11 +118,15 @@ type runner struct {
 	failures []*Failure
 	harness  error
 	drained  bool // the last aio_flush drained everything
+
+	// parsed caches parseWords by line (words are read only).
+	parsed map[string]words
 }
 
 func newRunner(env Env) *runner {
-	r := &runner{env: env, suspended: map[string]int{}, unfired: map[string]bool{}, line: -1}
+	r := &runner{env: env, suspended: map[string]int{}, unfired: map[string]bool{}, line: -1, parsed: map[string]words{}}
 	r.s = env.NewSession(&r.out, &r.errb)
+	UseRecords(r.s)
 	return r
 }
 
@@ -240,7 +244,12 @@ func (r *runner) exec(line string, body int) bool {
 	r.s.RunPending()
 	r.collect()
 
-	w := parseWords(line)
+	w, seen := r.parsed[line]
+	if !seen {
+		// Explore runs the same lines again and again.
+		w = parseWords(line)
+		r.parsed[line] = w
+	}
 	r.cur = nil
 	r.now++
 	switch w.name {
@@ -440,16 +449,56 @@ var (
 // collect parses what the session printed since the last call.
 func (r *runner) collect() {
 	r.s.FlushOutput()
-	text := r.out.String()
+	rest := SplitOutput(r.out.Bytes(), r.parseBytes, r.dumped)
+	if len(rest) > 0 && rest[0] != 0 {
+		// A last line without its newline.
+		r.parseBytes(rest)
+	}
 	r.out.Reset()
 	r.lastErr = r.errb.String()
 	r.errb.Reset()
-	for _, l := range strings.Split(text, "\n") {
-		if l == "" {
-			continue
-		}
-		r.parseLine(l)
+}
+
+func (r *runner) parseBytes(l []byte) {
+	if len(l) > 0 {
+		r.parseLine(string(l))
 	}
+}
+
+// dumped takes a dump record: the data of the read whose "read" line
+// comes next, as its hex dump lines would have said.
+func (r *runner) dumped(off int64, data []byte) {
+	if len(r.dumpData) == 0 {
+		r.dumpOff = off
+	}
+	r.dumpData = append(r.dumpData, data...)
+}
+
+// isStats reports whether l is a report's statistics line (statsLine),
+// without the regular expression: one follows every "read" and "wrote"
+// line that is not -q.
+func isStats(l string) bool {
+	i := 0
+	for i < len(l) && (l[i] >= '0' && l[i] <= '9' || l[i] == '.') {
+		i++
+	}
+	if i == 0 || i == len(l) || l[i] != ' ' {
+		return false
+	}
+	i++
+	j := i
+	for i < len(l) && (l[i] >= 'a' && l[i] <= 'z' || l[i] >= 'A' && l[i] <= 'Z') {
+		i++
+	}
+	if i == j || !strings.HasPrefix(l[i:], ", ") {
+		return false
+	}
+	i += 2
+	j = i
+	for i < len(l) && l[i] >= '0' && l[i] <= '9' {
+		i++
+	}
+	return i > j && strings.HasPrefix(l[i:], " ops; ")
 }
 
 // xferLine reads "VERB N/M bytes at offset OFF" (readLine, wroteLine)
@@ -503,13 +552,14 @@ func (r *runner) parseLine(l string) {
 		data := r.dumpData
 		r.dumpData = nil
 		r.completeRead(off, n, data)
+		r.dumpData = data[:0] // the model keeps no read's data
 		return
 	}
 	if n, off, ok := xferLine(l, "wrote "); ok {
 		r.completeWrite(off, n)
 		return
 	}
-	if strings.Contains(l, " ops; ") && statsLine.MatchString(l) {
+	if isStats(l) {
 		return
 	}
 	if m := readLine.FindStringSubmatch(l); m != nil {
@@ -518,6 +568,7 @@ func (r *runner) parseLine(l string) {
 		data := r.dumpData
 		r.dumpData = nil
 		r.completeRead(off, n, data)
+		r.dumpData = data[:0] // the model keeps no read's data
 		return
 	}
 	if m := wroteLine.FindStringSubmatch(l); m != nil {

@@ -30,3 +30,15 @@ func TestXferLine(t *testing.T) {
 		}
 	}
 }
+
+// TestIsStats: the hand check agrees with statsLine.
+func TestIsStats(t *testing.T) {
+	for _, l := range []string{"512 bytes, 1 ops; 0.0000 sec (488.281 KiB/sec and 976.5625 ops/sec)",
+		"4 KiB, 1 ops; 00.00 sec", "1.5 MiB, 12 ops; x", "512 bytes, 1 ops;", "512 bytes, ops; ", "512 bytes 1 ops; ",
+		" bytes, 1 ops; ", "512  bytes, 1 ops; ", "5.1.2 b, 1 ops; ", "512 bytes, 1 ops ; ", "512 b2, 1 ops; ", "", "512", "512 ",
+		"read 512/512 bytes at offset 0"} {
+		if got, want := isStats(l), statsLine.MatchString(l); got != want {
+			t.Errorf("isStats(%q) = %v, statsLine says %v", l, got, want)
+		}
+	}
+}

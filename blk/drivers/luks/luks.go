@@ -62,8 +62,21 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 		return nil, blk.Msgf(unix.EINVAL, "%v", err)
 	}
 	err = runSync(a.Loop, func(co *blk.Co) error {
+		size, err := n.file.Node.Length(co)
+		if err != nil {
+			return blk.Errorf(blk.ErrnoOf(err), "Could not read encryption header")
+		}
+		// Past the end of the file the header and key material read as
+		// zeroes, as in QEMU (a short read of a file is padded), without
+		// asking the child for bytes it does not have: a header whose
+		// key slots point past the end is refused like a wrong password.
 		read := func(off int64, buf []byte) error {
-			if err := n.file.Node.PRead(co, off, buf, 0); err != nil {
+			in := buf[:max(0, min(int64(len(buf)), size-off))]
+			clear(buf[len(in):])
+			if len(in) == 0 {
+				return nil
+			}
+			if err := n.file.Node.PRead(co, off, in, 0); err != nil {
 				return blk.Errorf(blk.ErrnoOf(err), "Could not read encryption header")
 			}
 			return nil

@@ -2,6 +2,7 @@ package qcow
 
 import (
 	"bytes"
+	"cmp"
 	"compress/flate"
 	"encoding/binary"
 	"io"
@@ -76,6 +77,13 @@ func (s *state) endOfFile(co *blk.Co) (int64, error) {
 	return (n + s.clusterSize - 1) &^ (s.clusterSize - 1), nil
 }
 
+// pastEnd reports whether off lies past the end of the file rounded up
+// to a cluster.
+func (s *state) pastEnd(co *blk.Co, off int64) (bool, error) {
+	eof, err := s.endOfFile(co)
+	return off > eof, err
+}
+
 // getClusterOffset is get_cluster_offset: the L2 entry of off's cluster,
 // allocating the L2 table and the cluster (normal: grow the file by a
 // cluster; compressed: csize bytes at the end) when asked to. An entry
@@ -95,6 +103,11 @@ func (s *state) getClusterOffset(co *blk.Co, off int64, allocate int, csize, nSt
 		if err != nil {
 			return 0, err
 		}
+		// The L1 table of a corrupted header may lie past the end of
+		// the file (it read as zeroes): see below.
+		if s.l1TableOffset+l1i*8 > eof {
+			return 0, unix.EIO
+		}
 		l2off = uint64(eof)
 		s.l1[l1i] = l2off
 		var tmp [8]byte
@@ -108,6 +121,18 @@ func (s *state) getClusterOffset(co *blk.Co, off int64, allocate int, csize, nSt
 	if l2off > 1<<62 {
 		return 0, unix.EIO
 	}
+	// Before a write, the table and the cluster it is about to change
+	// must lie in the file. gio (and QEMU) grow the file and flush before
+	// an entry points at the new space, so only a corrupted image points
+	// past the end; QEMU would write there and grow the file by
+	// whatever the entry says, gio fails the request instead. (An L2
+	// table at the end itself is what a crash after the L1 update
+	// leaves: it is written there as QEMU would.)
+	if allocate != lookUp && !fresh {
+		if past, err := s.pastEnd(co, int64(l2off)); past || err != nil {
+			return 0, cmp.Or(err, error(unix.EIO))
+		}
+	}
 	t, err := s.l2(co, int64(l2off), fresh)
 	if err != nil {
 		return 0, err
@@ -115,6 +140,11 @@ func (s *state) getClusterOffset(co *blk.Co, off int64, allocate int, csize, nSt
 	l2i := (off >> s.clusterBits) & (s.l2Size - 1)
 	entry := t[l2i]
 	if entry != 0 && (entry&oflagCompress == 0 || allocate != allocNormal) {
+		if allocate == allocNormal {
+			if past, err := s.pastEnd(co, int64(entry&^oflagCompress)+1); past || err != nil {
+				return 0, cmp.Or(err, error(unix.EIO))
+			}
+		}
 		return entry, nil
 	}
 	if allocate == lookUp {

@@ -194,3 +194,9 @@ var (
 	_ blk.Truncater       = (*node)(nil)
 	_ blk.LimitsRefresher = (*node)(nil)
 )
+
+var _ blk.Rewinder = (*node)(nil)
+
+// Mark implements blk.Rewinder: requests change nothing of a raw node
+// (its offset and size change only by reopen).
+func (n *node) Mark() (func() error, error) { return func() error { return nil }, nil }

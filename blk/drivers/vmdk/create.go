@@ -19,12 +19,17 @@ import (
 // extent's layout is vmdk_init_extent's: header, descriptor at sector 1
 // (monolithic only), the redundant grain directory and its tables, the
 // grain directory and its tables, grains from the next 64 KiB boundary;
-// a flat extent is a sparse file of its size. The CID is random in
-// QEMU; gio takes a fixed one, so images differ from qemu-img's in those
-// eight digits only.
+// a flat extent is a sparse file of its size. A backing file (a vmdk
+// image: sparse subformats only) gives its CID as parentCID and its name
+// as parentFileNameHint. The CID is random in QEMU; gio takes a fixed
+// one, so images differ from qemu-img's in those eight digits only.
 func create(co *blk.Co, a *blk.CreateArgs) error {
 	o := a.Opts
 	size := a.Size
+	if f, ok := o.TakeString("backing_fmt"); ok && f != "vmdk" {
+		return blk.Msgf(unix.EINVAL, "backing_file must be a vmdk image")
+	}
+	backing, hasBacking := o.TakeString("backing_file")
 	sub := "monolithicSparse"
 	if v, ok := o.TakeString("subformat"); ok {
 		sub = v
@@ -67,6 +72,9 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 	split := sub == "twoGbMaxExtentSparse" || sub == "twoGbMaxExtentFlat"
 	flat := sub == "monolithicFlat" || sub == "twoGbMaxExtentFlat"
 	compress := sub == "streamOptimized"
+	if flat && hasBacking {
+		return blk.Msgf(unix.ENOTSUP, "Flat image can't have backing file")
+	}
 	if flat && zeroed {
 		return blk.Msgf(unix.ENOTSUP, "Flat image can't enable zeroed grain")
 	}
@@ -87,7 +95,18 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 		}
 		fmt.Fprintf(&extents, lineFmt, size/512, filepath.Base(a.File.Filename()))
 		descOffset = 0x200
-	} else {
+	}
+	// The backing file is read once the first file exists (the
+	// descriptor, or the only extent), as QEMU does.
+	parentCID, parentLine := uint32(0xffffffff), ""
+	if hasBacking {
+		cid, err := backingCID(co, a, backing)
+		if err != nil {
+			return err
+		}
+		parentCID, parentLine = cid, fmt.Sprintf("parentFileNameHint=\"%s\"", backing)
+	}
+	if split || flat {
 		dir, prefix, postfix := decomposeFilename(a.File.Filename())
 		extentSize := size
 		if split {
@@ -124,6 +143,7 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 		"CID=%x\n"+
 		"parentCID=%x\n"+
 		"createType=\"%s\"\n"+
+		"%s"+
 		"\n"+
 		"# Extent description\n"+
 		"%s"+
@@ -137,7 +157,7 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 		"ddb.geometry.sectors = \"63\"\n"+
 		"ddb.adapterType = \"%s\"\n"+
 		"ddb.toolsVersion = \"%s\"\n",
-		createCID, uint32(0xffffffff), sub, extents.String(), hw, size/(63*heads*512), heads, adapter, tools)
+		createCID, parentCID, sub, parentLine, extents.String(), hw, size/(63*heads*512), heads, adapter, tools)
 	if descOffset == 0 {
 		// A descriptor file holds the text alone.
 		if err := a.File.PWrite(co, 0, []byte(desc), 0); err != nil {
@@ -152,6 +172,38 @@ func create(co *blk.Co, a *blk.CreateArgs) error {
 		return blk.Errorf(blk.ErrnoOf(err), "Could not write description")
 	}
 	return nil
+}
+
+// backingCID is the backing file check of vmdk_co_do_create: the file,
+// named relative to the new image, must be a vmdk image, whose CID it
+// returns. (QEMU opens the image whole; gio probes its format and reads
+// its descriptor.)
+func backingCID(co *blk.Co, a *blk.CreateArgs, name string) (uint32, error) {
+	path := blk.CombinePath(a.File.Filename(), name)
+	f, err := a.OpenFile(co, path)
+	if err != nil {
+		return 0, err
+	}
+	format, err := a.ProbeFormat(co, path)
+	if err != nil {
+		return 0, err
+	}
+	if format != "vmdk" {
+		return 0, blk.Msgf(unix.EINVAL, "Invalid backing file format: %s. Must be vmdk", format)
+	}
+	s := &state{file: &blk.Child{Name: "file", Node: f}}
+	var magic [4]byte
+	if err := preadPartial(co, s.file, 0, magic[:]); err != nil {
+		return 0, err
+	}
+	if m := binary.BigEndian.Uint32(magic[:]); m == vmdk4Magic || m == vmdk3Magic {
+		s.descOffset = 0x200
+	}
+	cid, err := s.readCID(co, "CID")
+	if err != nil {
+		return 0, blk.Msgf(unix.EINVAL, "Failed to read parent CID")
+	}
+	return cid, nil
 }
 
 // splitSize is the extent size of the twoGbMaxExtent subformats.

@@ -23,8 +23,9 @@ var cidLine = regexp.MustCompile(`(?m)^CID=[0-9a-f]+$`)
 // TestCreateLikeQemuImg makes each subformat with gio's create and with
 // qemu-img create in two directories: the same files, byte for byte but
 // for the CID (whose digits vary in number), and flat extents of the
-// same (sparse) size. Skips without
-// qemu-img.
+// same (sparse) size. With "backing_file" in the options, both
+// directories first get the same base.vmdk (made by qemu-img), whose
+// CID the images record. Skips without qemu-img.
 func TestCreateLikeQemuImg(t *testing.T) {
 	if _, err := exec.LookPath("qemu-img"); err != nil {
 		t.Skip("qemu-img not on PATH")
@@ -42,9 +43,26 @@ func TestCreateLikeQemuImg(t *testing.T) {
 		{"subformat=twoGbMaxExtentSparse,zeroed_grain=on", 4200 << 20},
 		{"subformat=twoGbMaxExtentFlat", 2048 << 20},
 		{"subformat=twoGbMaxExtentFlat", 5000 << 20},
+		{"backing_file=base.vmdk,backing_fmt=vmdk", 4 << 20},
+		{"subformat=streamOptimized,backing_file=base.vmdk,backing_fmt=vmdk", 1 << 20},
+		{"subformat=twoGbMaxExtentSparse,zeroed_grain=on,backing_file=base.vmdk,backing_fmt=vmdk", 2100 << 20},
 	} {
 		t.Run(fmt.Sprintf("%s-%d", c.opts, c.size), func(t *testing.T) {
 			qdir, gdir := t.TempDir(), t.TempDir()
+			if strings.Contains(c.opts, "backing_file") {
+				b := exec.Command("qemu-img", "create", "-q", "-f", "vmdk", "base.vmdk", "2M")
+				b.Dir = qdir
+				if out, err := b.CombinedOutput(); err != nil {
+					t.Fatalf("qemu-img: %v\n%s", err, out)
+				}
+				base, err := os.ReadFile(filepath.Join(qdir, "base.vmdk"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(gdir, "base.vmdk"), base, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
 			q := exec.Command("qemu-img", "create", "-q", "-f", "vmdk", "-o", c.opts, "img.vmdk", strconv.FormatInt(c.size, 10))
 			q.Dir = qdir
 			if out, err := q.CombinedOutput(); err != nil {

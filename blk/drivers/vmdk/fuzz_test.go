@@ -129,7 +129,79 @@ func seeds(f *testing.F) [][]byte {
 		}
 		out = append(out, data)
 	}
-	return out
+	// The ESX extents, after a descriptor and a NUL (FuzzOpen's
+	// convention), and a COWD extent alone with a descriptor at sector 1.
+	out = append(out,
+		append([]byte(esxDescriptor("vmfsSparse", "VMFSSPARSE")+"\x00"), cowdExtent()...),
+		append([]byte(esxDescriptor("seSparse", "SESPARSE")+"\x00"), seSparseExtent()...))
+	alone := cowdExtent()
+	copy(alone[512:], "CID=1\nparentCID=ffffffff\n")
+	return append(out, alone)
+}
+
+func esxDescriptor(createType, extentType string) string {
+	return "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType=\"" + createType +
+		"\"\n\n# Extent description\nRW 2048 " + extentType + " \"x.vmdk\"\n"
+}
+
+// cowdExtent is a vmfsSparse (COWD) extent of 1 MiB: 4 KiB grains, the
+// grain directory at sector 4, its one table at sector 8, grains 0 and 3
+// allocated at sectors 40 and 48.
+func cowdExtent() []byte {
+	b := make([]byte, 56*512)
+	le := binary.LittleEndian
+	copy(b, "COWD")
+	for i, v := range []uint32{1, 3, 2048, 8, 4, 1, 56} {
+		le.PutUint32(b[4+4*i:], v)
+	}
+	le.PutUint32(b[2048:], 8)
+	le.PutUint32(b[4096:], 40)
+	le.PutUint32(b[4096+12:], 48)
+	copy(b[40*512:], bytes.Repeat([]byte{0x11}, 4096))
+	copy(b[48*512:], bytes.Repeat([]byte{0x22}, 4096))
+	return b
+}
+
+// seSparseExtent is a seSparse extent of 1 MiB: the volatile header at
+// sector 1, the grain directory at sector 2, its table 0 at sector 4,
+// grains from sector 132: grain 0 allocated, 2 zeroed, 3 unmapped, 5
+// allocated.
+func seSparseExtent() []byte {
+	b := make([]byte, 148*512)
+	le := binary.LittleEndian
+	for i, v := range map[int]uint64{0: 0xcafebabe, 1: 0x0000000200000001, 2: 2048, 3: 8, 4: 64,
+		10: 1, 11: 1, 16: 2, 17: 1, 18: 4, 19: 128, 24: 132, 25: 16} {
+		le.PutUint64(b[8*i:], v)
+	}
+	le.PutUint64(b[512:], 0xcafecafe)
+	le.PutUint64(b[1024:], 0x1000000000000000)
+	for i, v := range map[int]uint64{0: 0x3000000000000000, 2: 0x2000000000000000, 3: 0x1000000000000000, 5: 0x3001000000000000} {
+		le.PutUint64(b[2048+8*i:], v)
+	}
+	copy(b[132*512:], bytes.Repeat([]byte{0x11}, 4096))
+	copy(b[140*512:], bytes.Repeat([]byte{0x22}, 4096))
+	return b
+}
+
+// tooBig tells whether an extent's header asks for tables or grains so
+// large that the fuzzer would spend its time allocating them (QEMU
+// allocates them too): more than 1M directory entries, grains over 2 MiB
+// (up to 1 GiB is valid, and every allocation writes that much).
+func tooBig(img []byte) bool {
+	le := binary.LittleEndian
+	switch {
+	case len(img) >= 512 && binary.BigEndian.Uint32(img) == 0x4b444d56:
+		c, g, n := le.Uint64(img[12:]), le.Uint64(img[20:]), uint64(le.Uint32(img[44:]))
+		if s := uint64(uint32(g * n)); s != 0 && c/s > 1<<20 {
+			return true
+		}
+		return g > 4096 && g <= 0x200000
+	case len(img) >= 28 && binary.BigEndian.Uint32(img) == 0x434f5744:
+		return le.Uint32(img[24:]) > 1<<20 || le.Uint32(img[16:]) > 4096
+	case len(img) >= 512 && le.Uint64(img) == 0xcafebabe:
+		return le.Uint64(img[136:]) > 1<<14
+	}
+	return false
 }
 
 // FuzzOpen feeds corrupted images (header, descriptor, grain directories
@@ -144,38 +216,51 @@ func FuzzOpen(f *testing.F) {
 		if len(img) > 1<<20 {
 			return
 		}
-		// Huge grain directories are allocated whole (as in QEMU):
-		// skip headers that ask for more than 1M entries.
-		if len(img) >= 512 && binary.BigEndian.Uint32(img) == 0x4b444d56 {
-			c, g, n := binary.LittleEndian.Uint64(img[12:]), binary.LittleEndian.Uint64(img[20:]), uint64(binary.LittleEndian.Uint32(img[44:]))
-			if s := uint64(uint32(g * n)); s != 0 && c/s > 1<<20 {
-				return
+		// A descriptor (no sparse magic) may be followed by a NUL and
+		// the bytes of its first extent, which opens as "extents.0".
+		var ext []byte
+		if len(img) >= 4 && !bytes.HasPrefix(img, []byte("KDMV")) && !bytes.HasPrefix(img, []byte("COWD")) {
+			if i := bytes.IndexByte(img, 0); i >= 0 {
+				img, ext = img[:i], img[i+1:]
 			}
-			// Grains over 2 MiB (up to 1 GiB is valid) make every
-			// allocation write that much.
-			if g > 4096 && g <= 0x200000 {
-				return
-			}
+		}
+		if tooBig(img) || tooBig(ext) {
+			return
 		}
 		watchdog := time.AfterFunc(20*time.Second, func() { panic("vmdk fuzz: input takes more than 20s") })
 		defer watchdog.Stop()
 		id := t.Name()
 		mf := &memFile{data: append([]byte(nil), img...)}
+		ef := &memFile{data: append([]byte(nil), ext...)}
 		memMu.Lock()
 		memFiles[id] = mf
+		memFiles[id+"/ext"] = ef
 		memMu.Unlock()
 		defer func() {
 			memMu.Lock()
 			delete(memFiles, id)
+			delete(memFiles, id+"/ext")
 			memMu.Unlock()
 		}()
+		violation := func() string { return mf.violation + ef.violation }
 		reg := blk.NewRegistry(memDriver, vmdk.Driver)
-		opts := qdict.New()
-		opts.Set("file.driver", "mem")
-		opts.Set("file.id", id)
-		b, err := reg.Open(blk.Spec{Format: "vmdk", Opts: opts, Flags: blk.OpenFlags{Unmap: true}}, blk.NewLoop(blk.NewVirtualClock()))
-		if mf.violation != "" {
-			t.Fatalf("open: %s", mf.violation)
+		open := func(ro bool) (*blk.Backend, error) {
+			opts := qdict.New()
+			opts.Set("file.driver", "mem")
+			opts.Set("file.id", id)
+			if ext != nil {
+				opts.Set("extents.0.driver", "mem")
+				opts.Set("extents.0.id", id+"/ext")
+			}
+			return reg.Open(blk.Spec{Format: "vmdk", Opts: opts, Flags: blk.OpenFlags{Unmap: true, ReadOnly: ro}}, blk.NewLoop(blk.NewVirtualClock()))
+		}
+		b, err := open(false)
+		if blk.ErrnoOf(err) == unix.EACCES {
+			// seSparse: read-only.
+			b, err = open(true)
+		}
+		if v := violation(); v != "" {
+			t.Fatalf("open: %s", v)
 		}
 		if err != nil {
 			if blk.ErrnoOf(err) == 0 {
@@ -210,7 +295,7 @@ func FuzzOpen(f *testing.F) {
 							return err
 						}
 						if st.Pnum <= 0 {
-							mf.violation = "block status made no progress at " + strconv.FormatInt(o, 10)
+							ef.violation = "block status made no progress at " + strconv.FormatInt(o, 10)
 							return nil
 						}
 						o += st.Pnum
@@ -220,8 +305,8 @@ func FuzzOpen(f *testing.F) {
 					return b.Flush(co)
 				}
 			})
-			if mf.violation != "" {
-				t.Fatalf("op %d: %s", op%6, mf.violation)
+			if v := violation(); v != "" {
+				t.Fatalf("op %d: %s", op%6, v)
 			}
 		}
 	})

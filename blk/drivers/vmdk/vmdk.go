@@ -12,8 +12,9 @@
 // Descriptor files list extents (monolithicFlat, twoGbMaxExtentSparse
 // and twoGbMaxExtentFlat, vmfs): each is a child "extents.N" opened from
 // the file name the descriptor gives, relative to the descriptor's
-// directory. The vmfsSparse (COWD) and seSparse extents are not
-// supported yet: such images are refused at open.
+// directory. Hosted sparse extents of the older vmfsSparse kind (COWD
+// header, sparse.go) are read and written like the others; seSparse
+// extents (ESXi's 64-bit grain tables) are read-only, as in QEMU.
 package vmdk
 
 import (
@@ -126,7 +127,8 @@ func parseHeader(b []byte) header {
 	}
 }
 
-// extent is one VmdkExtent (only hosted sparse ones so far).
+// extent is one VmdkExtent: flat, hosted sparse (VMDK4 or COWD) or
+// seSparse.
 type extent struct {
 	owner          *state
 	file           *blk.Child
@@ -136,7 +138,8 @@ type extent struct {
 	sectors        int64
 	l1Offset       int64
 	l1BackupOffset int64
-	l1, l1Backup   []uint32
+	l1             []uint64 // 32-bit entries but for seSparse
+	l1Backup       []uint32
 	l2Size         int64 // entries per grain table
 	l1EntrySectors int64
 	clusterSectors int64
@@ -144,10 +147,22 @@ type extent struct {
 	compressed     bool
 	hasMarker      bool
 	zeroGrain      bool
+	typ            string // the descriptor's extent type ("" alone)
+	// seSparse extents have 64-bit grain directory and table entries,
+	// the tables' and grains' areas given in sectors.
+	sesparse           bool
+	seTables, seGrains uint64
+	cacheOffsets       [l2CacheSize]uint32
+	cacheCounts        [l2CacheSize]uint32
+	cache              [l2CacheSize][]uint64
+}
 
-	cacheOffsets [l2CacheSize]uint32
-	cacheCounts  [l2CacheSize]uint32
-	cache        [l2CacheSize][]uint32
+// entrySize is the size of a grain directory or table entry.
+func (e *extent) entrySize() int64 {
+	if e.sesparse {
+		return 8
+	}
+	return 4
 }
 
 type state struct {
@@ -192,7 +207,9 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 		switch binary.BigEndian.Uint32(buf) {
 		case vmdk4Magic, vmdk3Magic:
 			s.descOffset = 0x200
-			s.createType = "monolithicSparse"
+			if binary.BigEndian.Uint32(buf) == vmdk4Magic {
+				s.createType = "monolithicSparse" // none for COWD
+			}
 			return s.openSparse(co, file, buf, ro)
 		}
 		s.descOffset = 0
@@ -217,7 +234,10 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 		}
 		err = a.Loop.RunSync("vmdk open extent", func(co *blk.Co) error {
 			if l.flat {
-				return s.addExtent(co, &extent{file: c, flat: true, sectors: l.sectors, flatStart: l.flatOffset << 9})
+				return s.addExtent(co, &extent{file: c, flat: true, sectors: l.sectors, flatStart: l.flatOffset << 9}, 0)
+			}
+			if l.sesparse {
+				return s.openSeSparse(co, c, ro)
 			}
 			buf, err := readDesc(co, c, 0)
 			if err != nil {
@@ -228,6 +248,7 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 		if err != nil {
 			return nil, err
 		}
+		s.exts[len(s.exts)-1].typ = l.typ
 	}
 	err = a.Loop.RunSync("vmdk open cid", func(co *blk.Co) error {
 		// vmdk_read_cid, which fails the open when the descriptor has no
@@ -243,6 +264,11 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 		s.parentCID, err = s.readCID(co, "parentCID")
 		return err
 	})
+	if errno, ok := err.(unix.Errno); ok {
+		// An errno without a message: bdrv_open_driver's words, naming
+		// the file as QEMU's node then does.
+		return nil, blk.Errorf(errno, "Could not open '%s'", file.Node.Filename())
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -324,7 +350,9 @@ func extentPath(desc *blk.Node, fname string) (string, error) {
 
 // extentLine is one usable line of a descriptor's extent description.
 type extentLine struct {
+	typ        string
 	flat       bool
+	sesparse   bool
 	sectors    int64
 	fname      string
 	flatOffset int64
@@ -377,11 +405,11 @@ func (s *state) parseDescriptor(buf []byte) ([]extentLine, error) {
 		}
 		switch typ {
 		case "FLAT", "VMFS":
-			out = append(out, extentLine{flat: true, sectors: sectors, fname: fname, flatOffset: flatOff})
+			out = append(out, extentLine{typ: typ, flat: true, sectors: sectors, fname: fname, flatOffset: flatOff})
 		case "SPARSE", "VMFSSPARSE":
-			out = append(out, extentLine{sectors: sectors, fname: fname})
+			out = append(out, extentLine{typ: typ, sectors: sectors, fname: fname})
 		case "SESPARSE":
-			return nil, blk.Msgf(unix.ENOTSUP, "vmdk: seSparse extents are not supported by gio yet")
+			out = append(out, extentLine{typ: typ, sesparse: true, sectors: sectors, fname: fname})
 		}
 	}
 	return out, nil
@@ -507,7 +535,7 @@ func (s *state) openSparse(co *blk.Co, file *blk.Child, buf []byte, readOnly boo
 	switch binary.BigEndian.Uint32(buf) {
 	case vmdk4Magic:
 	case vmdk3Magic:
-		return blk.Msgf(unix.ENOTSUP, "vmdk: vmfsSparse (COWD) extents are not supported by gio yet")
+		return s.openVmfsSparse(co, file, buf)
 	default:
 		return blk.Msgf(unix.EINVAL, "Image not in VMDK format")
 	}
@@ -586,31 +614,46 @@ func (s *state) openSparse(co *blk.Co, file *blk.Child, buf []byte, readOnly boo
 	if h.capacity > 1<<54 {
 		return blk.Msgf(unix.EFBIG, "vmdk: capacity too large")
 	}
-	if err := s.addExtent(co, e); err != nil {
+	if err := s.addExtent(co, e, l1Size); err != nil {
 		return err
 	}
 	if compressed {
 		s.createType = "streamOptimized"
 	}
-	if e.l1, err = readTable(co, file, e.l1Offset, l1Size); err != nil {
-		return blk.Errorf(blk.ErrnoOf(err), "Could not read l1 table from extent '%s'", file.Node.Filename())
+	return e.initTables(co, l1Size)
+}
+
+// initTables is vmdk_init_tables: the grain directory (and its
+// redundant copy) read whole, and the grain table cache.
+func (e *extent) initTables(co *blk.Co, l1Size uint32) error {
+	var err error
+	if e.l1, err = readTable(co, e.file, e.l1Offset, l1Size, e.entrySize()); err != nil {
+		return blk.Errorf(blk.ErrnoOf(err), "Could not read l1 table from extent '%s'", e.file.Node.Filename())
 	}
-	if l1Backup != 0 {
-		if e.l1Backup, err = readTable(co, file, l1Backup, l1Size); err != nil {
-			return blk.Errorf(blk.ErrnoOf(err), "Could not read l1 backup table from extent '%s'", file.Node.Filename())
+	if e.l1BackupOffset != 0 {
+		t, err := readTable(co, e.file, e.l1BackupOffset, l1Size, 4)
+		if err != nil {
+			return blk.Errorf(blk.ErrnoOf(err), "Could not read l1 backup table from extent '%s'", e.file.Node.Filename())
+		}
+		e.l1Backup = make([]uint32, len(t))
+		for i, v := range t {
+			e.l1Backup[i] = uint32(v)
 		}
 	}
 	for i := range e.cache {
-		e.cache[i] = make([]uint32, e.l2Size)
+		e.cache[i] = make([]uint64, e.l2Size)
 	}
 	return nil
 }
 
 // addExtent is vmdk_add_extent: its checks, the allocation point, and
 // the extent's place in the disk.
-func (s *state) addExtent(co *blk.Co, e *extent) error {
+func (s *state) addExtent(co *blk.Co, e *extent, l1Size uint32) error {
 	if e.clusterSectors > 0x200000 {
 		return blk.Msgf(unix.EFBIG, "Invalid granularity, image may be corrupt")
+	}
+	if l1Size > 32*1024*1024 {
+		return blk.Msgf(unix.EFBIG, "L1 size too big")
 	}
 	flen, err := e.file.Node.Length(co)
 	if err != nil {
@@ -619,17 +662,20 @@ func (s *state) addExtent(co *blk.Co, e *extent) error {
 	nb := flen / 512
 	if e.flat {
 		e.clusterSectors = e.sectors
-	} else if e.clusterSectors > 0 {
-		e.nextCluster = (nb + e.clusterSectors - 1) / e.clusterSectors * e.clusterSectors
+	} else {
+		// QEMU's ROUND_UP, a mask (0 for a zero grain size).
+		e.nextCluster = (nb + e.clusterSectors - 1) & -e.clusterSectors
 	}
-	if !e.flat && e.clusterSectors == 0 {
+	if !e.flat && e.l1EntrySectors == 0 {
+		// QEMU divides by it on the first lookup (a COWD extent's grain
+		// size of 0 or a multiple of 2^20), and crashes; gio refuses.
 		return blk.Msgf(unix.EINVAL, "L1 entry size is invalid")
 	}
 	prev := int64(0)
 	if len(s.exts) > 0 {
 		prev = s.exts[len(s.exts)-1].endSector
 	}
-	if e.sectors > 1<<54-prev {
+	if e.sectors < 0 || e.sectors > 1<<54-prev {
 		return blk.Msgf(unix.EFBIG, "vmdk: disk too large")
 	}
 	e.endSector = prev + e.sectors
@@ -639,25 +685,35 @@ func (s *state) addExtent(co *blk.Co, e *extent) error {
 	return nil
 }
 
-// readTable reads n little-endian 32-bit entries at off; bytes past the
-// end of the file read as zeroes, as QEMU's file driver gives them.
-func readTable(co *blk.Co, file *blk.Child, off int64, n uint32) ([]uint32, error) {
-	raw := make([]byte, int64(n)*4)
+// readTable reads n little-endian entries of size bytes (4 or 8) at
+// off; bytes past the end of the file read as zeroes, as QEMU's file
+// driver gives them.
+func readTable(co *blk.Co, file *blk.Child, off int64, n uint32, size int64) ([]uint64, error) {
+	raw := make([]byte, int64(n)*size)
 	if err := preadPartial(co, file, off, raw); err != nil {
 		return nil, err
 	}
-	t := make([]uint32, n)
-	for i := range t {
-		t[i] = binary.LittleEndian.Uint32(raw[4*i:])
-	}
+	t := make([]uint64, n)
+	decodeEntries(t, raw, size)
 	return t, nil
+}
+
+// decodeEntries decodes the little-endian entries of raw into t.
+func decodeEntries(t []uint64, raw []byte, size int64) {
+	for i := range t {
+		if size == 8 {
+			t[i] = binary.LittleEndian.Uint64(raw[8*i:])
+		} else {
+			t[i] = uint64(binary.LittleEndian.Uint32(raw[4*i:]))
+		}
+	}
 }
 
 // preadPartial reads buf at off, zero-filling what lies past the end of
 // the file (the file driver's short reads).
 func preadPartial(co *blk.Co, file *blk.Child, off int64, buf []byte) error {
 	if off < 0 {
-		return unix.EINVAL
+		return unix.EIO // bdrv_check_request's answer
 	}
 	l, err := file.Node.Length(co)
 	if err != nil {
@@ -756,30 +812,43 @@ func (s *state) writeCID(co *blk.Co, cid uint32) error {
 		return err
 	}
 	desc[size-1] = 0
-	str := desc
-	if i := bytes.IndexByte(str, 0); i >= 0 {
-		str = str[:i]
-	}
+	str := cString(desc)
 	pi := bytes.Index(str, []byte("parentCID"))
 	if pi < 0 {
 		return unix.EINVAL
 	}
 	tail := append([]byte(nil), str[pi:]...)
 	if ci := bytes.Index(str, []byte("CID")); ci >= 0 {
-		var nd []byte
-		nd = append(nd, str[:ci+4]...)
-		nd = append(nd, []byte(hex32(cid)+"\n")...)
-		nd = append(nd, tail...)
-		if int64(len(nd)) > size-1 {
-			nd = nd[:size-1]
-		}
-		clear(desc)
-		copy(desc, nd)
+		// QEMU's snprintf of the new CID after "CID=", then pstrcat of
+		// the old text from "parentCID" on: the bytes after the new
+		// string's NUL stay as they were (a COWD extent's tables may
+		// lie there).
+		cstrcpy(desc[ci+4:], []byte(hex32(cid)+"\n"))
+		l := len(cString(desc))
+		cstrcpy(desc[l:], tail)
 	}
 	if err := s.file.Node.PWrite(co, s.descOffset, desc, 0); err != nil {
 		return err
 	}
 	return s.file.Node.Flush(co)
+}
+
+// cString is b up to its first NUL.
+func cString(b []byte) []byte {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return b[:i]
+	}
+	return b
+}
+
+// cstrcpy is QEMU's pstrcpy: as much of src as fits in dst with a NUL
+// after it (nothing when dst is empty).
+func cstrcpy(dst, src []byte) {
+	if len(dst) == 0 {
+		return
+	}
+	n := copy(dst[:len(dst)-1], src)
+	dst[n] = 0
 }
 
 func hex32(v uint32) string {
@@ -831,10 +900,35 @@ func (s *state) Info() (blk.Info, error) {
 			return blk.Info{}, unix.ENOTSUP
 		}
 	}
-	if e0.flat {
-		return blk.Info{}, nil
+	info := blk.Info{Specific: s.specificInfo()}
+	if !e0.flat {
+		info.ClusterSize = e0.clusterSectors * 512
 	}
-	return blk.Info{ClusterSize: e0.clusterSectors * 512}, nil
+	return info, nil
+}
+
+// specificInfo is vmdk_get_specific_info, in the order qemu-io prints
+// its members.
+func (s *state) specificInfo() []string {
+	lines := []string{
+		fmt.Sprintf("cid: %d", s.cid),
+		fmt.Sprintf("parent cid: %d", s.parentCID),
+		"create type: " + s.createType,
+		"extents:",
+	}
+	for i, e := range s.exts {
+		lines = append(lines, fmt.Sprintf("    [%d]:", i))
+		if e.compressed {
+			lines = append(lines, "        compressed: true")
+		}
+		lines = append(lines, fmt.Sprintf("        virtual size: %d", e.sectors*512),
+			"        filename: "+e.file.Node.Filename())
+		if !e.flat {
+			lines = append(lines, fmt.Sprintf("        cluster size: %d", e.clusterSectors*512))
+		}
+		lines = append(lines, "        format: "+e.typ)
+	}
+	return lines
 }
 
 // findExtent is find_extent: the extent holding byte off of the disk.
@@ -889,14 +983,11 @@ func (e *extent) l2Table(co *blk.Co, l2Off uint32) (int, error) {
 		}
 	}
 	e.file.Event(co, blk.EvL2Load)
-	raw := make([]byte, e.l2Size*4)
+	raw := make([]byte, e.l2Size*e.entrySize())
 	if err := preadPartial(co, e.file, int64(l2Off)*512, raw); err != nil {
 		return 0, err
 	}
-	t := e.cache[minIdx]
-	for i := range t {
-		t[i] = binary.LittleEndian.Uint32(raw[4*i:])
-	}
+	decodeEntries(e.cache[minIdx], raw, e.entrySize())
 	e.cacheOffsets[minIdx] = l2Off
 	e.cacheCounts[minIdx] = 1
 	return minIdx, nil
@@ -915,13 +1006,17 @@ func (e *extent) clusterOffset(co *blk.Co, off int64, m *lookupMeta, allocate bo
 	if l1Index >= int64(len(e.l1)) {
 		return 0, 0, unix.EIO
 	}
-	l2Off := e.l1[l1Index]
+	l2Off, ok := e.tableSector(l1Index)
+	if !ok {
+		return 0, 0, unix.EIO
+	}
 	if l2Off == 0 {
 		return grainUnalloc, 0, nil
 	}
-	// A grain table outside the file is corruption: QEMU would read
-	// zeroes there and write entries past the end; gio refuses.
-	if flen, err := e.file.Node.Length(co); err != nil || int64(l2Off)*512+e.l2Size*4 > flen {
+	// A grain table outside the file is corruption: QEMU reads zeroes
+	// there (so does gio) but would write entries past the end, which
+	// gio refuses.
+	if flen, err := e.file.Node.Length(co); err != nil || allocate && int64(l2Off)*512+e.l2Size*4 > flen {
 		return 0, 0, unix.EIO
 	}
 	slot, err := e.l2Table(co, l2Off)
@@ -932,14 +1027,19 @@ func (e *extent) clusterOffset(co *blk.Co, off int64, m *lookupMeta, allocate bo
 	if m != nil {
 		*m = lookupMeta{l1Index: l1Index, l2Index: l2Index, l2Offset: l2Off, cacheSlot: slot}
 	}
-	sector := int64(e.cache[slot][l2Index])
-	zeroed := e.zeroGrain && sector == gteZeroed
+	sector, zeroed, ok := e.grainSector(e.cache[slot][l2Index])
+	if !ok {
+		return 0, 0, unix.EIO
+	}
 	if sector == 0 || zeroed {
 		if !allocate {
 			if zeroed {
 				return grainZeroed, 0, nil
 			}
 			return grainUnalloc, 0, nil
+		}
+		if e.sesparse {
+			return 0, 0, unix.EIO // read-only: never allocates
 		}
 		if e.nextCluster >= maxExtentSectors {
 			return 0, 0, unix.EIO
@@ -953,7 +1053,48 @@ func (e *extent) clusterOffset(co *blk.Co, off int64, m *lookupMeta, allocate bo
 			m.newAlloc = true
 		}
 	}
-	return grainOK, sector << 9, nil
+	return grainOK, int64(uint64(sector) << 9), nil
+}
+
+// tableSector is the sector of grain table l1Index (0: none); ok is
+// false for a seSparse directory entry QEMU calls corrupt.
+func (e *extent) tableSector(l1Index int64) (sector uint32, ok bool) {
+	v := e.l1[l1Index]
+	if !e.sesparse {
+		return uint32(v), true
+	}
+	switch {
+	case v == 0:
+		return 0, true
+	case v&0xffffffff00000000 != 0x1000000000000000:
+		// The top nibble 1 marks an allocated table; QEMU also wants
+		// the rest of the top half 0 (at most 64 TB of disk).
+		return 0, false
+	}
+	t := e.seTables + (v&0xffffffff)*uint64(e.l2Size*8)/512
+	if t > 0xffffffff {
+		return 0, false
+	}
+	return uint32(t), true
+}
+
+// grainSector decodes a grain table entry: the grain's sector in the
+// file (0: unallocated) and whether it reads as zeroes; ok is false for
+// an entry QEMU calls corrupt.
+func (e *extent) grainSector(v uint64) (sector int64, zeroed, ok bool) {
+	if !e.sesparse {
+		return int64(v), e.zeroGrain && v == gteZeroed, true
+	}
+	switch v >> 60 {
+	case 0: // unallocated
+		return 0, false, v == 0
+	case 1, 2: // unmapped, zeroed
+		return 0, true, true
+	case 3: // allocated: a grain number, its 12 high bits first
+		g := (v&0x0fff000000000000)>>48 | (v&0x0000ffffffffffff)<<12
+		return int64(e.seGrains + g*uint64(e.clusterSectors)), false, true
+	}
+	return 0, false, false
 }
 
 // wholeCluster is get_whole_cluster: the backing file's data (zeroes
@@ -1009,14 +1150,15 @@ func (e *extent) writeZeroes(co *blk.Co, off, n int64) error {
 func (e *extent) l2Update(co *blk.Co, m *lookupMeta, v uint32) error {
 	var b [4]byte
 	binary.LittleEndian.PutUint32(b[:], v)
-	if e.l1BackupOffset != 0 {
-		// A redundant grain table outside the file is corruption that
-		// QEMU would write past the end for; gio refuses, before either
-		// entry changes.
-		flen, err := e.file.Node.Length(co)
-		if err != nil || int64(e.l1Backup[m.l1Index])*512+e.l2Size*4 > flen {
-			return unix.EIO
-		}
+	// A grain table (or its redundant copy) outside the file is
+	// corruption that QEMU would write past the end for; gio refuses,
+	// before either entry changes.
+	flen, err := e.file.Node.Length(co)
+	if err != nil || int64(m.l2Offset)*512+e.l2Size*4 > flen {
+		return unix.EIO
+	}
+	if e.l1BackupOffset != 0 && int64(e.l1Backup[m.l1Index])*512+e.l2Size*4 > flen {
+		return unix.EIO
 	}
 	e.file.Event(co, blk.EvL2Update)
 	if err := e.file.Node.PWrite(co, int64(m.l2Offset)*512+m.l2Index*4, b[:], 0); err != nil {
@@ -1031,7 +1173,7 @@ func (e *extent) l2Update(co *blk.Co, m *lookupMeta, v uint32) error {
 	if err := e.file.Node.Flush(co); err != nil {
 		return unix.EIO
 	}
-	e.cache[m.cacheSlot][m.l2Index] = v
+	e.cache[m.cacheSlot][m.l2Index] = uint64(v)
 	return nil
 }
 
@@ -1043,9 +1185,11 @@ func (s *state) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) err
 		if e == nil {
 			return unix.EIO
 		}
+		// A grain that cannot be looked up (a corrupt table entry, a
+		// table that cannot be read) reads as unallocated, as in QEMU.
 		res, coff, err := e.clusterOffset(co, off, nil, false, 0, 0)
 		if err != nil {
-			return err
+			res = grainUnalloc
 		}
 		oic := e.offsetInCluster(off)
 		n := min(int64(len(buf)), e.clusterSectors*512-oic)
@@ -1140,6 +1284,9 @@ func (s *state) write(co *blk.Co, off, n int64, buf []byte, zeroed, dryRun bool)
 		if e == nil {
 			return unix.EIO
 		}
+		if e.sesparse {
+			return unix.ENOTSUP
+		}
 		oic := e.offsetInCluster(off)
 		nb := min(n, e.clusterSectors*512-oic)
 		var m lookupMeta
@@ -1180,6 +1327,15 @@ func (s *state) write(co *blk.Co, off, n int64, buf []byte, zeroed, dryRun bool)
 				}
 			}
 		} else {
+			if !m.newAlloc && !e.compressed {
+				// A grain (or flat extent) that starts past the end of
+				// its file is what check calls corrupt: QEMU would write
+				// there, gio refuses rather than write outside the file.
+				flen, err := e.file.Node.Length(co)
+				if err != nil || uint64(coff+oic) > uint64(flen) {
+					return unix.EIO
+				}
+			}
 			if err := e.writeGrain(co, coff, oic, off, buf[done:done+nb]); err != nil {
 				return err
 			}
@@ -1193,8 +1349,9 @@ func (s *state) write(co *blk.Co, off, n int64, buf []byte, zeroed, dryRun bool)
 		off += nb
 		done += nb
 		if !s.cidUpdated && !dryRun {
-			s.cid = nextCID(s.cid)
-			if err := s.writeCID(co, s.cid); err != nil {
+			// The file gets a new CID; QEMU's s->cid (what info
+			// shows) stays the one read at open.
+			if err := s.writeCID(co, nextCID(s.cid)); err != nil {
 				return err
 			}
 			s.cidUpdated = true
