@@ -9,6 +9,7 @@
 #   SIZE=64M RUNS=3 bench/crypto.sh
 #   FMT=luks bench/crypto.sh        # the luks format driver instead
 set -eu
+. "$(dirname "$0")/lib.sh"
 SIZE=${SIZE:-256M}
 RUNS=${RUNS:-5}
 FMT=${FMT:-qcow2}
@@ -31,25 +32,9 @@ fi
 run() {
 	local tool=$1 op=$2 img=$dir/img-$(basename "$1")
 	if [ "$op" = write ]; then cp "$dir/base" "$img"; fi
-	local cmd="$op -P 0xab 0 $SIZE"
-	local out
-	out=$( { /usr/bin/time -f "%e %U %S" "$tool" --object "$sec" --image-opts "$iopts$img" -c "$cmd" >/dev/null; } 2>&1 | tail -1)
-	awk '{printf "%s %.2f\n", $1, $2+$3}' <<<"$out"
+	timed "$tool" --object "$sec" --image-opts "$iopts$img" -c "$op -P 0xab 0 $SIZE"
 }
 declare -A samples
-for r in $(seq "$RUNS"); do
-	for op in write read; do
-		for tool in qemu-io "$GIO"; do
-			name=$(basename "$tool")
-			samples[$name-$op]+="$(run "$tool" "$op");"
-		done
-	done
-done
-median() { tr ';' '\n' | grep . | sort -n -k"$1" | awk -v k="$1" '{a[NR]=$k} END{print a[int((NR+1)/2)]}'; }
+collect run
 echo "$FMT LUKS, $SIZE, $RUNS runs (median wall s, cpu s)"
-for op in write read; do
-	qw=$(median 1 <<<"${samples[qemu-io-$op]}"); qc=$(median 2 <<<"${samples[qemu-io-$op]}")
-	gw=$(median 1 <<<"${samples[$(basename "$GIO")-$op]}"); gc=$(median 2 <<<"${samples[$(basename "$GIO")-$op]}")
-	ratio=$(awk -v q="$qw" -v g="$gw" 'BEGIN{printf "%.2f", q/g}')
-	printf "%-6s qemu-io %6ss cpu %6ss | gio %6ss cpu %6ss | qemu-io/gio %s\n" "$op" "$qw" "$qc" "$gw" "$gc" "$ratio"
-done
+report q/g

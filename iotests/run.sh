@@ -12,6 +12,19 @@
 #   iotests/run.sh --known-failures -raw   CI mode: failures listed in
 #                                       iotests/known-failures-raw.txt are
 #                                       reported but do not fail the run
+#   iotests/run.sh -qcow2 -o compat=0.10   a configuration (expected-qcow2@compat=0.10.txt)
+#
+# Configurations, passed on to ./check: -o OPTS (image create options,
+# IMGOPTS), -c MODE (cache mode: writeback, writethrough, none,
+# directsync, unsafe), -nocache (same as -c none), -i MODE (AIO mode:
+# threads, native, io_uring). A configuration has its own lists, named
+# by the format and one @-part per option in this order: -o as given,
+# then cache=MODE, then aio=MODE, e.g. expected-qcow2@compat=0.10.txt,
+# expected-raw@cache=none@aio=native.txt, flaky-qcow2@cache=none.txt;
+# characters other than [-_.,=a-zA-Z0-9] in OPTS become _. Its
+# --baseline runs, unless tests are named or --all is given, the tests
+# of the format's own expected list that run qemu-io (a test the real
+# qemu-io fails with default options is not worth its time here).
 #
 # Options: -j N (parallel tests, default 2), --all (every test of the suite
 # instead of the listed ones), --all-listed (also the listed tests that
@@ -35,6 +48,7 @@ usage() {
 }
 
 fmt=raw proto=file baseline=0 compare=1 known=0 all=0 alllisted=0 jobs=2 keep=0
+imgopts="" cachemode="" aiomode=""
 tests=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -47,6 +61,10 @@ while [ $# -gt 0 ]; do
     -j) shift; jobs=$1 ;;
     -j*) jobs=${1#-j} ;;
     -nbd|-file) proto=${1#-} ;;
+    -o) shift; imgopts=$1 ;;
+    -c) shift; cachemode=$1 ;;
+    -nocache) cachemode=none ;;
+    -i) shift; aiomode=$1 ;;
     -raw|-qcow2|-qcow|-qed|-vdi|-vpc|-vhdx|-vmdk|-parallels|-luks|-bochs|-cloop|-dmg) fmt=${1#-} ;;
     -h|--help) usage ;;
     -*) echo "run.sh: unknown option $1" >&2; usage ;;
@@ -62,7 +80,27 @@ if [ "$proto" = nbd ]; then
 else
   key=$fmt
 fi
+basekey=$key
+# A configuration: one @-part per option (see the top).
+confflag=()
+if [ -n "$imgopts" ]; then
+  key=$key@$(printf %s "$imgopts" | tr -c -- '-_.,=a-zA-Z0-9' _)
+  confflag+=(-o "$imgopts")
+fi
+if [ -n "$cachemode" ]; then
+  key=$key@cache=$cachemode
+  confflag+=(-c "$cachemode")
+fi
+if [ -n "$aiomode" ]; then
+  key=$key@aio=$aiomode
+  confflag+=(-i "$aiomode")
+fi
+# The run.sh options that name this run, for the lists' headers.
+runflags="-$fmt"
+[ "$proto" = nbd ] && runflags="$runflags -nbd"
+[ ${#confflag[@]} -gt 0 ] && runflags="$runflags ${confflag[*]}"
 expected=$here/expected-$key.txt
+baseexpected=$here/expected-$basekey.txt
 knownfile=$here/known-failures-$key.txt
 flakyfile=$here/flaky-$key.txt
 
@@ -121,26 +159,35 @@ else
   io=$(cd "$(dirname "$io")" && pwd)/$(basename "$io")
 fi
 
-# Which tests: the given ones, else every test (--all, --baseline) or the
-# listed ones.
+# Which tests: the given ones, else every test (--all, --baseline of a
+# format's default configuration) or the listed ones (a configuration's
+# --baseline: those of the format's own list).
+listfile=$expected
+if [ "$baseline" = 1 ] && [ "$key" != "$basekey" ]; then
+  listfile=$baseexpected
+fi
 if [ ${#tests[@]} -eq 0 ]; then
-  if [ "$all" = 1 ] || [ "$baseline" = 1 ]; then
+  if [ "$all" = 1 ] || { [ "$baseline" = 1 ] && [ "$key" = "$basekey" ]; }; then
     tests=()
-  elif [ -f "$expected" ]; then
-    mapfile -t tests < <(grep -v '^#' "$expected" | grep .)
+  elif [ -f "$listfile" ]; then
+    mapfile -t tests < <(grep -v '^#' "$listfile" | grep .)
     if [ "$alllisted" = 0 ]; then
       # A test that never runs qemu-io (directly, through iotests.py's
       # qemu_io* or common.pattern) cannot tell gio from qemu-io: it
       # only costs time (most start VMs). A VM's own qemu-io (HMP's,
-      # vm.hmp_qemu_io) and the output filters (_filter_qemu_io) are not
-      # QEMU_IO_PROG: 264, a VM timing test that also fails with the
-      # real qemu-io on a loaded machine, uses only those.
+      # vm.hmp_qemu_io, or sent with _send_qemu_cmd) and the output
+      # filters (_filter_qemu_io) are not QEMU_IO_PROG: 264 and 181, VM
+      # timing tests that also fail with the real qemu-io on a loaded
+      # machine, use only those.
+      # grep reads all of sed's output (no -q): with pipefail, a grep -q
+      # that stops early kills sed with SIGPIPE on a long test, and the
+      # test was left out at random (seen: 020 024 051 271).
       io_tests=()
       for t in "${tests[@]}"; do
         f=$iot/$t
         [ -f "$f" ] || f=$iot/tests/$t
-        if sed -E 's/hmp_qemu_io|_?filter_qemu_io[a-z_]*//g' "$f" 2>/dev/null |
-          grep -qE 'QEMU_IO|qemu_io|common\.pattern|io_pattern|qemu-io'; then
+        if sed -E '/_send_qemu_cmd/d; s/hmp_qemu_io|_?filter_qemu_io[a-z_]*//g' "$f" 2>/dev/null |
+          grep -E 'QEMU_IO|qemu_io|common\.pattern|io_pattern|qemu-io' >/dev/null; then
           io_tests+=("$t")
         fi
       done
@@ -148,19 +195,33 @@ if [ ${#tests[@]} -eq 0 ]; then
       tests=("${io_tests[@]}")
     fi
   else
-    echo "run.sh: no $expected; record it with --baseline" >&2
+    echo "run.sh: no $listfile; record it with --baseline" >&2
     exit 2
   fi
 fi
 
 # Only [-_a-zA-Z0-9/] in the path: 197 and 215 refuse other TEST_DIRs.
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/gio-iotests-$key-XXXXXX")
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/gio-iotests-$(printf %s "$key" | tr -c -- '-_a-zA-Z0-9' _)-XXXXXX")
 cleanup() { [ "$keep" = 1 ] && echo "scratch kept: $scratch" >&2 || rm -rf "$scratch"; }
 trap cleanup EXIT
 mkdir -p "$scratch/test" "$scratch/sock"
 
 protoflag=()
 [ "$proto" = nbd ] && protoflag=(-nbd)
+
+# The tests' VMs run the real qemu-system-x86_64 with a firmware that
+# halts the CPU at once, as the qtest accelerator the tests are written
+# for runs no guest code at all. With the default BIOS, under TCG, the
+# guest boots and resets the virtio disk while a test holds its requests
+# at a blkdebug breakpoint: the reset drains the disk with the iothread
+# lock held and the VM stops answering QMP for good (seen: 030's
+# TestStreamStop, with gio and with the real qemu-io). The firmware is
+# 64 KiB whose reset vector (its last 16 bytes) is cli; hlt; jmp hlt.
+mkdir -p "$scratch/qemu"
+{ head -c 65520 /dev/zero; printf '\xfa\xf4\xeb\xfd'; head -c 12 /dev/zero; } > "$scratch/qemu/halt.bin"
+qemu=$scratch/qemu/qemu-system-x86_64 # the tests print its basename
+printf '#!/bin/sh\nexec %s -bios %s "$@"\n' "$(command -v qemu-system-x86_64)" "$scratch/qemu/halt.bin" > "$qemu"
+chmod +x "$qemu"
 qsd=$(command -v qemu-storage-daemon || true)
 start=$(date +%s)
 
@@ -203,11 +264,12 @@ watchdog() {
 run_check() {
   local out=$1
   shift
+  : > "$out.diff" # appended to by ./check and the watchdog
   (cd "$iot" && exec env QEMU_IO_PROG="$io" QEMU_IMG_PROG="$(command -v qemu-img)" \
-    QEMU_NBD_PROG="$(command -v qemu-nbd)" QEMU_PROG="$(command -v qemu-system-x86_64)" \
+    QEMU_NBD_PROG="$(command -v qemu-nbd)" QEMU_PROG="$qemu" \
     ${qsd:+QSD_PROG="$qsd"} TEST_DIR="$scratch/test" SOCK_DIR="$scratch/sock" \
-    ./check -tap -j "$jobs" "-$fmt" "${protoflag[@]}" "$@") \
-    > "$out.tap" 2> "$out.diff" &
+    ./check -tap -j "$jobs" "-$fmt" "${protoflag[@]}" "${confflag[@]}" "$@") \
+    > "$out.tap" 2>> "$out.diff" &
   local pid=$!
   watchdog "$pid" 2>> "$out.diff" &
   local wd=$!
@@ -271,11 +333,12 @@ if [ "$baseline" = 1 ]; then
   fi
   {
     echo "# qemu-iotests $key: tests that pass with the real qemu-io on this machine"
-    echo "# recorded by: iotests/run.sh --baseline -$key ($(qemu-io --version | head -1))"
+    echo "# recorded by: iotests/run.sh --baseline $runflags ($(qemu-io --version | head -1))"
     printf '%s\n' $keep $passed | grep . | sort -u
   } > "$expected.tmp"
   mv "$expected.tmp" "$expected"
   echo "iotests $key baseline: $(printf '%s\n' $passed | grep -c .) pass, $(printf '%s\n' $failed | grep -c .) fail, $(printf '%s\n' $skipped | grep -c .) not run with qemu-io (${elapsed}s); wrote $expected"
+  [ -z "$failed" ] || echo "failed with qemu-io: $(echo $failed)"
   exit 0
 fi
 

@@ -2,6 +2,7 @@ package blktest
 
 import (
 	"bytes"
+	"io"
 	"strconv"
 	"sync"
 	"testing"
@@ -165,6 +166,7 @@ func fuzzFormat(t *testing.T, d *blk.Driver, img, ops []byte, flags blk.OpenFlag
 	}
 	watchdog := time.AfterFunc(20*time.Second, func() { panic(d.Name + " fuzz: input takes more than 20s") })
 	defer watchdog.Stop()
+	fuzzCheckOpen(t, d, img, ops, flags, extra)
 	f, b, err := openBounded(t, d, img, flags, extra)
 	if f.Violation != "" {
 		t.Fatalf("open: %s", f.Violation)
@@ -221,6 +223,56 @@ func fuzzFormat(t *testing.T, d *blk.Driver, img, ops []byte, flags blk.OpenFlag
 		}
 		if err != nil && blk.ErrnoOf(err) == 0 {
 			t.Errorf("op %d: error without errno: %v", op%8, err)
+		}
+	}
+	// The check of the image the requests left, repairing as the last
+	// op says.
+	var fix blk.CheckMode
+	if len(ops) > 0 && !b.ReadOnly() {
+		fix = blk.CheckMode(ops[len(ops)-1] & 3)
+	}
+	fuzzChecks(t, f, b, fix)
+}
+
+// fuzzCheckOpen opens img as qemu-img check does (blk.OpenFlags.Check:
+// the drivers leave their open-time repairs and checks to the check;
+// read/write when the first op asks for a repair) and checks it.
+func fuzzCheckOpen(t *testing.T, d *blk.Driver, img, ops []byte, flags blk.OpenFlags, extra OpenOptions) {
+	var fix blk.CheckMode
+	if len(ops) > 0 && !flags.ReadOnly {
+		fix = blk.CheckMode(ops[0] & 3)
+	}
+	flags.Check = true
+	flags.ReadOnly = fix == 0
+	f, b, err := openBounded(t, d, img, flags, extra)
+	if f.Violation != "" {
+		t.Fatalf("check open: %s", f.Violation)
+	}
+	if err != nil {
+		if blk.ErrnoOf(err) == 0 {
+			t.Errorf("check open: error without errno: %v", err)
+		}
+		return
+	}
+	defer b.Close()
+	fuzzChecks(t, f, b, fix)
+}
+
+// fuzzChecks runs the format's consistency check (if it has one) on b,
+// repairing as fix says, then again without repairing, as qemu-img
+// check -r does: whatever the image holds, the check reports, stays
+// inside the file and never panics; an error carries an errno.
+func fuzzChecks(t *testing.T, f *Bounded, b *blk.Backend, fix blk.CheckMode) {
+	for _, mode := range []blk.CheckMode{fix, 0} {
+		err := Do(t, b, "check", func(co *blk.Co) error {
+			_, err := b.Check(co, mode, io.Discard)
+			return err
+		})
+		if f.Violation != "" {
+			t.Fatalf("check %d: %s", mode, f.Violation)
+		}
+		if err != nil && blk.ErrnoOf(err) == 0 {
+			t.Errorf("check %d: error without errno: %v", mode, err)
 		}
 	}
 }

@@ -17,7 +17,13 @@ import (
 func CreateSeed(f *testing.F, reg *blk.Registry, format string, size int64, opts *qdict.Dict, write func(co *blk.Co, b *blk.Backend) error) []byte {
 	path, loop := create(f, reg, format, size, opts)
 	if write != nil {
-		b, err := reg.Open(blk.Spec{Filename: path, Format: format}, loop)
+		spec := blk.Spec{Filename: path, Format: format}
+		if d := reg.Lookup(format); d != nil && d.SupportsBacking {
+			// The seed's backing file, if it names one, is not opened.
+			spec.Opts = qdict.New()
+			spec.Opts.Set("backing", "")
+		}
+		b, err := reg.Open(spec, loop)
 		if err != nil {
 			f.Fatal(err)
 		}

@@ -92,15 +92,7 @@ type crashGeometry struct {
 // allowed, corruption is not.
 func crashTest(t *testing.T, format string, kills int, geos []crashGeometry) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("crash test skipped in -short mode")
-	}
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img not on PATH")
-	}
-	if s := os.Getenv("GIO_CRASH_KILLS"); s != "" {
-		fmt.Sscan(s, &kills)
-	}
+	kills = crashKills(t, kills)
 	// Each geometry is independent (its own directory and random
 	// sequence) and mostly waits for a kill: they run in parallel.
 	for i, g := range geos {
@@ -158,29 +150,10 @@ func crashTest(t *testing.T, format string, kills int, geos []crashGeometry) {
 			run := func(delay time.Duration) (ranToEnd bool, leaked bool, took time.Duration) {
 				create()
 				script := crashWorkload(rng, g.sizeBytes, 400)
-				cmd := exec.Command(gioBin, "-t", g.cache, img)
-				cmd.Stdin = strings.NewReader(script)
-				start := time.Now()
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				done := make(chan error, 1)
-				go func() { done <- cmd.Wait() }()
-				var timer <-chan time.Time
-				if delay > 0 {
-					timer = time.After(delay)
-				}
-				select {
-				case <-done:
-					// Finished before the kill: the image must be clean,
-					// or leak what qemu-io leaks.
-					ranToEnd = true
-				case <-timer:
-					cmd.Process.Signal(syscall.SIGKILL)
-					<-done
-				}
-				took = time.Since(start)
-				if (format == "qcow2" || format == "vmdk") && !ranToEnd && diffs < 4 {
+				// A run that finished before the kill must leave a clean
+				// image, or leak what qemu-io leaks.
+				ranToEnd, took = runKilled(t, g.cache, img, script, delay)
+				if (format == "qcow2" || format == "qed" || format == "vmdk") && !ranToEnd && diffs < 4 {
 					// gio check must agree with qemu-img check on
 					// crash images (check_diff_test.go).
 					diffs++
@@ -200,31 +173,83 @@ func crashTest(t *testing.T, format string, kills int, geos []crashGeometry) {
 				}
 				return ranToEnd, leaked, took
 			}
-			// A first run to the end measures how long a workload takes
-			// here and now, so that the kills land inside the runs
-			// whatever the machine's speed and load (within the first
-			// 400 ms, where most of the metadata is allocated).
-			_, _, whole := run(0)
-			var killed, leaks, finished int
-			for k := 0; killed < want && k < 3*want; k++ {
-				ranToEnd, leaked, took := run(time.Duration(rng.Int64N(int64(min(whole, 400*time.Millisecond)))))
-				if ranToEnd {
-					finished++
-					// The machine got faster: aim at the runs seen now.
-					whole = took
-					continue
-				}
-				killed++
-				if leaked {
-					leaks++
-				}
-			}
-			if killed < want {
-				t.Errorf("only %d of %d runs were killed before they ended", killed, want)
-			}
+			killed, finished, leaks := killLoop(t, rng, want, run)
 			t.Logf("%d kills (and %d runs that ended first, clean): %d images with leaked clusters only", killed, finished, leaks)
 		})
 	}
+}
+
+// crashKills skips a crash test in -short mode or without qemu-img, and
+// returns its number of kills (GIO_CRASH_KILLS overrides kills).
+func crashKills(t *testing.T, kills int) int {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("crash test skipped in -short mode")
+	}
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img not on PATH")
+	}
+	if s := os.Getenv("GIO_CRASH_KILLS"); s != "" {
+		fmt.Sscan(s, &kills)
+	}
+	return kills
+}
+
+// runKilled runs gio -t cache on img with script as stdin, killed with
+// SIGKILL after delay (0: never): whether it ran to the end first, and
+// how long it ran.
+func runKilled(t *testing.T, cache, img, script string, delay time.Duration) (ranToEnd bool, took time.Duration) {
+	t.Helper()
+	cmd := exec.Command(gioBin, "-t", cache, img)
+	cmd.Stdin = strings.NewReader(script)
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var timer <-chan time.Time
+	if delay > 0 {
+		timer = time.After(delay)
+	}
+	select {
+	case <-done:
+		ranToEnd = true
+	case <-timer:
+		cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+	}
+	return ranToEnd, time.Since(start)
+}
+
+// killLoop calls run (one workload on a fresh image, killed after delay,
+// 0: never; flagged: the image needed what the test counts, a leak or a
+// replay) until want runs were killed, at most 3*want times. A first
+// run to the end measures how long a workload takes here and now, so
+// that the kills land inside the runs whatever the machine's speed and
+// load (within the first 400 ms, where most of the metadata is
+// allocated). It returns the kills, the runs that ended before their
+// kill, and the flagged kills.
+func killLoop(t *testing.T, rng *rand.Rand, want int, run func(delay time.Duration) (ranToEnd, flagged bool, took time.Duration)) (killed, finished, flagged int) {
+	t.Helper()
+	_, _, whole := run(0)
+	for k := 0; killed < want && k < 3*want; k++ {
+		ranToEnd, f, took := run(time.Duration(rng.Int64N(int64(min(whole, 400*time.Millisecond)))))
+		if ranToEnd {
+			finished++
+			// The machine got faster: aim at the runs seen now.
+			whole = took
+			continue
+		}
+		killed++
+		if f {
+			flagged++
+		}
+	}
+	if killed < want {
+		t.Errorf("only %d of %d runs were killed before they ended", killed, want)
+	}
+	return killed, finished, flagged
 }
 
 // checkFindings is qemu-img check's output without its allocation

@@ -146,13 +146,22 @@ func TestVirtualTime(t *testing.T) {
 	if n := strings.Count(string(src), "sleep 100"); n != 14 {
 		t.Fatalf("script has %d sleeps, want 14", n)
 	}
-	start := time.Now()
+	// With real sleeps every try takes 1.4 s or more; on a loaded
+	// machine one try may too, so it fails only if three do.
 	var virt bytes.Buffer
-	env.RunScript("v.gio", string(src), "", &virt, &virt, true)
-	wall := time.Since(start)
-	t.Logf("virtual clock: %v wall time for 1.4 s of sleeps", wall)
-	if wall >= 1400*time.Millisecond {
-		t.Errorf("script took %v: sleeps were not virtual", wall)
+	for try := 0; ; try++ {
+		virt.Reset()
+		start := time.Now()
+		env.RunScript("v.gio", string(src), "", &virt, &virt, true)
+		wall := time.Since(start)
+		t.Logf("virtual clock: %v wall time for 1.4 s of sleeps", wall)
+		if wall < 1400*time.Millisecond {
+			break
+		}
+		if try == 2 {
+			t.Errorf("script took %v three times: sleeps were not virtual", wall)
+			break
+		}
 	}
 	if testing.Short() {
 		return
@@ -161,7 +170,7 @@ func TestVirtualTime(t *testing.T) {
 	dir := t.TempDir()
 	stdin, images := forQemuIO(string(src))
 	makeImages(t, dir, images)
-	start = time.Now()
+	start := time.Now()
 	r := runIn(t, gioBin, dir, []string{"--clock=real"}, &stdin)
 	t.Logf("real clock: %v", time.Since(start))
 	if got, want := repl.Normalize(r.out), repl.Normalize(virt.String()); got != want {

@@ -8,29 +8,18 @@ package main
 // after a crash. Either way the image must come out clean.
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
 
 func TestVhdxCrash(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("crash test skipped in -short mode")
-	}
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img not on PATH")
-	}
-	kills := 100
-	if s := os.Getenv("GIO_CRASH_KILLS"); s != "" {
-		fmt.Sscan(s, &kills)
-	}
+	kills := crashKills(t, 100)
 	geos := []struct{ opts, cache string }{
 		{"block_size=1M", "writethrough"},
 		{"block_size=1M", "writeback"},
@@ -43,6 +32,7 @@ func TestVhdxCrash(t *testing.T) {
 		t.Run(g.opts+"-"+g.cache, func(t *testing.T) {
 			t.Parallel()
 			rng := rand.New(rand.NewPCG(16, uint64(i)))
+			diffs := 0
 			img := filepath.Join(t.TempDir(), "img.vhdx")
 			// check judges the image: clean, or clean once the log is
 			// replayed; replayed tells which.
@@ -65,49 +55,20 @@ func TestVhdxCrash(t *testing.T) {
 			run := func(delay time.Duration) (ranToEnd, replayed bool, took time.Duration) {
 				os.Remove(img)
 				mustRun(t, "qemu-img", "create", "-q", "-f", "vhdx", "-o", g.opts, img, "64M")
-				cmd := exec.Command(gioBin, "-t", g.cache, img)
-				cmd.Stdin = strings.NewReader(crashWorkload(rng, size, 400))
-				start := time.Now()
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
+				ranToEnd, took = runKilled(t, g.cache, img, crashWorkload(rng, size, 400), delay)
+				if !ranToEnd && diffs < 4 {
+					// gio check must agree with qemu-img check on
+					// crash images, a log to replay included.
+					diffs++
+					diffCheck(t, img, checkModes)
 				}
-				done := make(chan error, 1)
-				go func() { done <- cmd.Wait() }()
-				var timer <-chan time.Time
-				if delay > 0 {
-					timer = time.After(delay)
-				}
-				select {
-				case <-done:
-					ranToEnd = true
-				case <-timer:
-					cmd.Process.Signal(syscall.SIGKILL)
-					<-done
-				}
-				took = time.Since(start)
 				replayed = check()
 				if replayed && ranToEnd {
 					t.Fatalf("%+v: a run that ended left a log to replay", g)
 				}
 				return ranToEnd, replayed, took
 			}
-			_, _, whole := run(0)
-			var killed, replays, finished int
-			for k := 0; killed < want && k < 3*want; k++ {
-				ranToEnd, replayed, took := run(time.Duration(rng.Int64N(int64(min(whole, 400*time.Millisecond)))))
-				if ranToEnd {
-					finished++
-					whole = took
-					continue
-				}
-				killed++
-				if replayed {
-					replays++
-				}
-			}
-			if killed < want {
-				t.Errorf("only %d of %d runs were killed before they ended", killed, want)
-			}
+			killed, finished, replays := killLoop(t, rng, want, run)
 			t.Logf("%d kills (and %d runs that ended first, clean): %d images with a log to replay", killed, finished, replays)
 		})
 	}

@@ -1,20 +1,33 @@
 package qed
 
-import "gio/blk"
+import (
+	"io"
 
-// checkResult counts what check found (BdrvCheckResult's fields QED
-// fills).
-type checkResult struct {
-	corruptions, corruptionsFixed, leaks, checkErrors int
+	"gio/blk"
+)
+
+// Check is bdrv_qed_co_check: qed_check under the table lock. Any repair
+// mode repairs what QED can repair (invalid table and cluster offsets are
+// dropped), as QEMU passes !!fix; leaks are counted, never repaired. QED
+// prints no message per problem.
+func (s *state) Check(co *blk.Co, fix blk.CheckMode, _ io.Writer, res *blk.CheckResult) error {
+	s.mu.lock(co)
+	defer s.mu.unlock()
+	return s.check(co, res, fix != 0)
 }
 
-// check is qed_check: walk L1 and L2 tables, drop (with fix) entries
+// check is qed_check: walk the L1 and L2 tables, drop (with fix) entries
 // pointing outside the allocated area, count clusters referenced twice
-// and leaks, and clear the need-check bit when all is well. Called with
-// mu held.
-func (s *state) check(co *blk.Co, r *checkResult, fix bool) error {
+// as corruptions and clusters referenced by nothing as leaks, and clear
+// the need-check bit when fix found nothing it could not repair. The
+// error is the last table read or write that failed (the leak count is
+// then left out, as in QEMU). Called with mu held.
+func (s *state) check(co *blk.Co, r *blk.CheckResult, fix bool) error {
 	nclusters := s.bytesToClusters(s.fileSize)
 	used := make([]bool, nclusters)
+	// setUsed marks n clusters from off; a cluster marked before is a
+	// corruption. The offsets were checked against the file's end, so
+	// the range test only guards against what the check does not see.
 	setUsed := func(off uint64, n int64) bool {
 		c := s.bytesToClusters(int64(off))
 		bad := 0
@@ -27,9 +40,10 @@ func (s *state) check(co *blk.Co, r *checkResult, fix bool) error {
 			}
 			c++
 		}
-		r.corruptions += bad
+		r.Corruptions += bad
 		return bad == 0
 	}
+	r.TotalClusters = int64((s.h.ImageSize + uint64(s.h.ClusterSize) - 1) / uint64(s.h.ClusterSize))
 	setUsed(s.h.L1TableOffset, int64(s.h.TableSize))
 	invalidL1 := 0
 	var lastErr error
@@ -40,61 +54,46 @@ func (s *state) check(co *blk.Co, r *checkResult, fix bool) error {
 		if !s.checkTableOffset(off) {
 			if fix {
 				s.l1[i] = 0
-				r.corruptionsFixed++
+				r.CorruptionsFixed++
 			} else {
-				r.corruptions++
+				r.Corruptions++
 			}
 			invalidL1++
 			continue
 		}
 		if !setUsed(off, int64(s.h.TableSize)) {
-			continue
+			continue // a table sharing clusters is not looked into
 		}
 		t, err := s.readL2(co, int64(off))
 		if err != nil {
-			r.checkErrors++
+			r.CheckErrors++
 			lastErr = err
 			continue
 		}
-		invalid := 0
-		for j, e := range t.entries {
-			if e <= 1 {
-				continue
-			}
-			if !s.checkClusterOffset(e) {
-				if fix {
-					t.entries[j] = 0
-					r.corruptionsFixed++
-				} else {
-					r.corruptions++
-				}
-				invalid++
-				continue
-			}
-			setUsed(e, 1)
-		}
-		if invalid > 0 && fix {
+		if s.checkL2(t, r, fix, setUsed) > 0 && fix {
 			if err := s.writeL2(co, t, 0, s.tableNelems, false); err != nil {
-				r.checkErrors++
+				r.CheckErrors++
 				lastErr = err
 			}
 		}
 	}
 	if invalidL1 > 0 && fix {
 		if err := s.writeL1(co, 0, s.tableNelems); err != nil {
-			r.checkErrors++
+			r.CheckErrors++
 			lastErr = err
 		}
 	}
 	if lastErr != nil {
 		return lastErr
 	}
+	// Leaks only when every table was read.
 	for i := int64(s.h.HeaderSize); i < nclusters; i++ {
 		if !used[i] {
-			r.leaks++
+			r.Leaks++
 		}
 	}
-	if fix && r.corruptions == 0 && r.checkErrors == 0 && s.h.Features&fNeedCheck != 0 {
+	if fix && r.Corruptions == 0 && r.CheckErrors == 0 && s.h.Features&fNeedCheck != 0 {
+		// The repairs reach the disk before the bit goes.
 		s.mu.unlock()
 		_ = s.flushSelf(co)
 		s.h.Features &^= fNeedCheck
@@ -102,4 +101,35 @@ func (s *state) check(co *blk.Co, r *checkResult, fix bool) error {
 		s.mu.lock(co)
 	}
 	return nil
+}
+
+// checkL2 is qed_check_l2_table: it counts allocated and fragmented
+// clusters (in file order of the table's entries), drops (fix) or counts
+// the entries pointing outside the allocated area, marks the others used
+// and returns how many were invalid.
+func (s *state) checkL2(t *l2Table, r *blk.CheckResult, fix bool, setUsed func(uint64, int64) bool) int {
+	invalid := 0
+	var last uint64
+	for j, e := range t.entries {
+		if e <= 1 { // unallocated or a zero cluster
+			continue
+		}
+		r.AllocatedClusters++
+		if last != 0 && last+uint64(s.h.ClusterSize) != e {
+			r.FragmentedClusters++
+		}
+		last = e
+		if !s.checkClusterOffset(e) {
+			if fix {
+				t.entries[j] = 0
+				r.CorruptionsFixed++
+			} else {
+				r.Corruptions++
+			}
+			invalid++
+			continue
+		}
+		setUsed(e, 1)
+	}
+	return invalid
 }

@@ -3,9 +3,6 @@ package qed_test
 import (
 	"bytes"
 	"encoding/binary"
-	"os"
-	"path/filepath"
-	"strconv"
 	"testing"
 
 	"gio/blk"
@@ -16,36 +13,19 @@ import (
 )
 
 // maxInput bounds the images the target takes: small ones keep the
-// fuzzer fast, and the seeds (4 KiB clusters) fit.
+// fuzzer fast (blktest.CreateSeed keeps 64 KiB of a seed).
 const maxInput = 64 << 10
 
 // seedImages makes QED images with the driver's own create and a few
 // writes, in several geometries.
 func seedImages(f *testing.F) [][]byte {
 	var out [][]byte
-	dir := f.TempDir()
-	for i, o := range []map[string]string{
-		{"cluster_size": "4096", "table_size": "2"},
-		{"cluster_size": "4096", "table_size": "4"},
-	} {
-		path := filepath.Join(dir, strconv.Itoa(i))
-		if err := os.WriteFile(path, nil, 0o644); err != nil {
-			f.Fatal(err)
-		}
-		reg := blk.NewRegistry(file.Driver, qed.Driver)
+	for _, tables := range []string{"2", "4"} {
 		opts := qdict.New()
-		for k, v := range o {
-			opts.Set(k, v)
-		}
-		loop := blk.NewLoop(blk.NewVirtualClock())
-		if err := reg.Create("qed", path, 256<<10, opts, loop); err != nil {
-			f.Fatal(err)
-		}
-		b, err := reg.Open(blk.Spec{Filename: path, Format: "qed"}, loop)
-		if err != nil {
-			f.Fatal(err)
-		}
-		_ = blktest.Do(f, b, "seed", func(co *blk.Co) error {
+		opts.Set("cluster_size", "4096")
+		opts.Set("table_size", tables)
+		reg := blk.NewRegistry(file.Driver, qed.Driver)
+		out = append(out, blktest.CreateSeed(f, reg, "qed", 256<<10, opts, func(co *blk.Co, b *blk.Backend) error {
 			if err := b.PWrite(co, 1000, bytes.Repeat([]byte{0xaa}, 5000), 0); err != nil {
 				return err
 			}
@@ -53,16 +33,7 @@ func seedImages(f *testing.F) [][]byte {
 				return err
 			}
 			return b.PWrite(co, 200<<10, bytes.Repeat([]byte{0xbb}, 3000), 0)
-		})
-		b.Close()
-		data, err := os.ReadFile(path)
-		if err != nil {
-			f.Fatal(err)
-		}
-		if len(data) > maxInput {
-			f.Fatalf("seed %d is %d bytes, more than the target takes", i, len(data))
-		}
-		out = append(out, data)
+		}))
 	}
 	return out
 }

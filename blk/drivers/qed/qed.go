@@ -126,9 +126,10 @@ type state struct {
 	loop    *blk.Loop
 	mu      coMutex
 
-	readOnly bool
-	h        header
-	fileSize int64 // end of the allocated area, cluster-aligned
+	readOnly  bool
+	checkOpen bool // opened for qemu-img check (BDRV_O_CHECK)
+	h         header
+	fileSize  int64 // end of the allocated area, cluster-aligned
 
 	clusterSize int64
 	tableNelems int64
@@ -157,6 +158,7 @@ var (
 	_ blk.Truncater       = (*state)(nil)
 	_ blk.LimitsRefresher = (*state)(nil)
 	_ blk.Infoer          = (*state)(nil)
+	_ blk.Checker         = (*state)(nil)
 )
 
 func (s *state) startOfCluster(off int64) int64    { return off &^ (s.clusterSize - 1) }
@@ -185,7 +187,7 @@ func (s *state) checkTableOffset(off uint64) bool {
 }
 
 func open(a *blk.OpenArgs) (blk.Impl, error) {
-	s := &state{self: a.Node(), loop: a.Loop, readOnly: a.Flags.ReadOnly}
+	s := &state{self: a.Node(), loop: a.Loop, readOnly: a.Flags.ReadOnly, checkOpen: a.Flags.Check}
 	if s.loop == nil {
 		s.loop = blk.NewLoop(blk.NewVirtualClock())
 	}
@@ -283,8 +285,9 @@ func (s *state) doOpen(co *blk.Co) error {
 	if err := s.readTable(co, int64(h.L1TableOffset), s.l1); err != nil {
 		return blk.Errorf(blk.ErrnoOf(err), "Failed to read L1 table")
 	}
-	if h.Features&fNeedCheck != 0 && !s.readOnly {
-		var r checkResult
+	// A check open (qemu-img check) leaves the repair to the check.
+	if h.Features&fNeedCheck != 0 && !s.readOnly && !s.checkOpen {
+		var r blk.CheckResult
 		if err := s.check(co, &r, true); err != nil {
 			return blk.Errorf(blk.ErrnoOf(err), "Image corrupted")
 		}

@@ -115,6 +115,7 @@ type state struct {
 var (
 	_ blk.BlockStatuser = (*state)(nil)
 	_ blk.Infoer        = (*state)(nil)
+	_ blk.Checker       = (*state)(nil)
 )
 
 func open(a *blk.OpenArgs) (blk.Impl, error) {

@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"math/bits"
 
 	"gio/blk"
@@ -196,6 +197,7 @@ var (
 	_ blk.BlockStatuser   = (*state)(nil)
 	_ blk.Infoer          = (*state)(nil)
 	_ blk.LimitsRefresher = (*state)(nil)
+	_ blk.Checker         = (*state)(nil)
 )
 
 func (s *state) header() []byte { return s.headers[s.cur][:] }
@@ -206,7 +208,7 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	if s.file, err = a.OpenStorageChild(); err != nil {
 		return nil, err
 	}
-	if err := a.RunSync("vhdx open", func(co *blk.Co) error { return s.load(co, a.Flags.ReadOnly) }); err != nil {
+	if err := a.RunSync("vhdx open", func(co *blk.Co) error { return s.load(co, a.Flags.ReadOnly, a.Flags.Check) }); err != nil {
 		// An error without a message of its own gets bdrv_open_common's.
 		var e *blk.Error
 		if !errors.As(err, &e) {
@@ -219,7 +221,7 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 
 // load is vhdx_open after the child: signature, headers, log (replayed
 // when the image is writable), region table, metadata, BAT.
-func (s *state) load(co *blk.Co, readOnly bool) error {
+func (s *state) load(co *blk.Co, readOnly, check bool) error {
 	var sig [8]byte
 	if err := s.pread(co, 0, sig[:]); err != nil {
 		return err
@@ -252,7 +254,10 @@ func (s *state) load(co *blk.Co, readOnly bool) error {
 	if err := s.readBAT(co); err != nil {
 		return err
 	}
-	return s.checkBAT(co)
+	if check { // qemu-img check: the check looks at the BAT
+		return nil
+	}
+	return s.checkBAT(co, nil)
 }
 
 // parseHeaders is vhdx_parse_header: the valid header with the higher
@@ -495,13 +500,26 @@ func (s *state) setBATEntry(i uint32, v uint64) {
 	s.batOverflow[i] = v
 }
 
-// checkBAT is vhdx_check_bat_entries at open: every fully present block
-// lies inside the file and overlaps no region, with QEMU's messages.
-func (s *state) checkBAT(co *blk.Co) error {
+// checkBAT is vhdx_check_bat_entries: every fully present block lies
+// inside the file and overlaps no region, with QEMU's messages. At open
+// (errcnt nil) the first problem fails the open; the check (errcnt set)
+// counts every problem in *errcnt and goes on, as QEMU's does (an entry
+// can then count more than once).
+func (s *state) checkBAT(co *blk.Co, errcnt *int) error {
 	flen, err := s.file.Node.Length(co)
 	if err != nil {
 		s.report(errors.New("Could not determinate VHDX image file size."))
 		return err
+	}
+	var ret error
+	// problem records one; it says whether to stop.
+	problem := func() bool {
+		ret = unix.EINVAL
+		if errcnt == nil {
+			return true
+		}
+		*errcnt++
+		return false
 	}
 	payblocks := s.chunkRatio
 	for i := uint32(0); i < s.batEntries; i++ {
@@ -516,24 +534,45 @@ func (s *state) checkBAT(co *blk.Co) error {
 		}
 		if off > uint64(1<<63-1)-uint64(s.blockSize) {
 			s.report(fmt.Errorf("VHDX BAT entry %d offset overflow.", i))
-			return unix.EINVAL
+			if problem() {
+				break
+			}
 		}
 		if off >= uint64(flen) {
 			s.report(fmt.Errorf("VHDX BAT entry %d start offset %d points after end of file (%d). Image has probably been truncated.", i, off, flen))
-			return unix.EINVAL
+			if problem() {
+				break
+			}
 		} else if off+blen > uint64(flen) {
 			s.report(fmt.Errorf("VHDX BAT entry %d end offset %d points after end of file (%d). Image has probably been truncated.", i, off+blen-1, flen))
-			return unix.EINVAL
+			if problem() {
+				break
+			}
 		}
 		if payblocks != 0 {
 			payblocks--
-			if err := s.regionCheck(off, uint64(s.blockSize)); err != nil {
-				return err
+			if s.regionCheck(off, uint64(s.blockSize)) != nil && problem() {
+				break
 			}
 		} else {
 			payblocks = s.chunkRatio
 		}
 	}
+	return ret
+}
+
+// Check is vhdx_co_check: a log replayed when the image was opened
+// counts as a repaired corruption, and the BAT is checked as at open,
+// each problem a corruption with QEMU's message (through the open's
+// error reporting, as QEMU's error_report). Nothing is repaired here:
+// the replay happened at the read/write open of qemu-img check -r.
+func (s *state) Check(co *blk.Co, _ blk.CheckMode, _ io.Writer, res *blk.CheckResult) error {
+	s.mu.lock(co)
+	defer s.mu.unlock()
+	if s.replayedOnOpen {
+		res.CorruptionsFixed++
+	}
+	_ = s.checkBAT(co, &res.Corruptions)
 	return nil
 }
 
