@@ -3,6 +3,7 @@ package vmdk_test
 import (
 	"bytes"
 	"encoding/binary"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,6 +32,21 @@ var (
 	memMu    sync.Mutex
 	memFiles = map[string]*memFile{}
 )
+
+// addMemFiles registers files under their ids for the "mem" driver until
+// the test ends.
+func addMemFiles(t testing.TB, files map[string]*memFile) {
+	memMu.Lock()
+	maps.Copy(memFiles, files)
+	memMu.Unlock()
+	t.Cleanup(func() {
+		memMu.Lock()
+		for id := range files {
+			delete(memFiles, id)
+		}
+		memMu.Unlock()
+	})
+}
 
 var memDriver = &blk.Driver{
 	Name: "mem",
@@ -232,16 +248,7 @@ func FuzzOpen(f *testing.F) {
 		id := t.Name()
 		mf := &memFile{data: append([]byte(nil), img...)}
 		ef := &memFile{data: append([]byte(nil), ext...)}
-		memMu.Lock()
-		memFiles[id] = mf
-		memFiles[id+"/ext"] = ef
-		memMu.Unlock()
-		defer func() {
-			memMu.Lock()
-			delete(memFiles, id)
-			delete(memFiles, id+"/ext")
-			memMu.Unlock()
-		}()
+		addMemFiles(t, map[string]*memFile{id: mf, id + "/ext": ef})
 		violation := func() string { return mf.violation + ef.violation }
 		reg := blk.NewRegistry(memDriver, vmdk.Driver)
 		open := func(ro bool) (*blk.Backend, error) {

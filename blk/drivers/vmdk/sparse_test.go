@@ -31,17 +31,8 @@ func TestESXExtents(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			id := t.Name()
-			memMu.Lock()
-			memFiles[id] = &memFile{data: []byte(esxDescriptor(c.createType, c.extentType))}
 			ef := &memFile{data: c.ext}
-			memFiles[id+"/ext"] = ef
-			memMu.Unlock()
-			defer func() {
-				memMu.Lock()
-				delete(memFiles, id)
-				delete(memFiles, id+"/ext")
-				memMu.Unlock()
-			}()
+			addMemFiles(t, map[string]*memFile{id: {data: []byte(esxDescriptor(c.createType, c.extentType))}, id + "/ext": ef})
 			reg := blk.NewRegistry(memDriver, vmdk.Driver)
 			open := func(ro bool) (*blk.Backend, error) {
 				o := qdict.New()
@@ -111,14 +102,7 @@ func TestGrainPastEOF(t *testing.T) {
 	le.PutUint32(img[gt*512+4:], 0x80000001) // grain 1 at 1 TiB
 	id := t.Name()
 	mf := &memFile{data: img}
-	memMu.Lock()
-	memFiles[id] = mf
-	memMu.Unlock()
-	defer func() {
-		memMu.Lock()
-		delete(memFiles, id)
-		memMu.Unlock()
-	}()
+	addMemFiles(t, map[string]*memFile{id: mf})
 	o := qdict.New()
 	o.Set("file.driver", "mem")
 	o.Set("file.id", id)
