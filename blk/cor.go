@@ -38,9 +38,13 @@ func (b *Backend) readCopyOnRead(co *Co, off int64, buf []byte) error {
 func (n *Node) ReadCopyOnRead(co *Co, off int64, buf []byte) error {
 	bytes := int64(len(buf))
 	if bytes == 0 {
-		return n.PRead(co, off, buf, 0)
-	}
-	if alloc, pnum, err := n.isAllocated(co, off, bytes); err != nil {
+		// bdrv_co_preadv_part drops an unaligned empty request; an
+		// aligned one is "not allocated" (block status of nothing), so
+		// the cluster around off is copied, as for any other read.
+		if align := n.Limits().RequestAlignment; align > 1 && off%align != 0 {
+			return nil
+		}
+	} else if alloc, pnum, err := n.isAllocated(co, off, bytes); err != nil {
 		return err
 	} else if alloc && pnum == bytes {
 		return n.PRead(co, off, buf, 0)
@@ -83,17 +87,21 @@ func (n *Node) ReadCopyOnRead(co *Co, off int64, buf []byte) error {
 			if err != nil {
 				return err
 			}
-			copy(buf[progress:], bounce[skip:skip+min(pnum-skip, bytes-progress)])
-		} else {
-			k := min(pnum-skip, bytes-progress)
+			if k := min(pnum-skip, bytes-progress); k > 0 {
+				copy(buf[progress:], bounce[skip:skip+k])
+			}
+		} else if k := min(pnum-skip, bytes-progress); k > 0 {
 			if err := n.PRead(co, off+progress, buf[progress:progress+k], 0); err != nil {
 				return err
 			}
 		}
+		// A chunk can end before off (gio rounds to whole clusters,
+		// QEMU to subclusters and asserts skip_bytes < pnum, which an
+		// extended_l2 image can still break: it aborts).
 		cstart += pnum
 		cbytes -= pnum
-		progress += pnum - skip
-		skip = 0
+		progress += max(pnum-skip, 0)
+		skip = max(skip-pnum, 0)
 	}
 	return nil
 }

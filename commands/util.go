@@ -68,6 +68,13 @@ func errText(err error) string {
 
 // report prints the two-line (or -C) I/O report.
 func (s *Session) report(op string, total, off int64, elapsed time.Duration, machine bool) {
+	if total == 0 && elapsed == 0 {
+		// A zero-length request that did no I/O takes no virtual time
+		// (synchronous or aio); 0 bytes over 0 s would print "-nan",
+		// which qemu-io (whose clock always moves) never prints and
+		// _filter_qemu_io does not match.
+		elapsed = time.Nanosecond
+	}
 	fmt.Fprint(s.Out, cvt.Report(op, total, off, elapsed, 1, machine))
 }
 
@@ -182,15 +189,7 @@ func (s *Session) timedIO(verb string, off, count int64, fn func(co *blk.Co) err
 			fmt.Fprintf(s.Out, "%s failed: %s\n", verb, errText(err))
 			return errFailed
 		}
-		elapsed := s.Loop.Now() - start
-		if count == 0 && elapsed == 0 {
-			// A zero-length request that did no I/O takes no virtual
-			// time; 0 bytes over 0 s would print "-nan bytes/sec",
-			// which qemu-io (whose clock always moves) never prints
-			// and _filter_qemu_io does not match.
-			elapsed = time.Nanosecond
-		}
-		return done(elapsed)
+		return done(s.Loop.Now() - start)
 	})
 }
 

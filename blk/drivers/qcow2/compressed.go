@@ -44,20 +44,23 @@ func (s *state) PWriteCompressed(co *blk.Co, off int64, buf []byte) error {
 	if s.offsetIntoCluster(off) != 0 || s.offsetIntoCluster(n) != 0 && off+n != s.size {
 		return unix.EINVAL
 	}
-	// QEMU writes the clusters as tasks of a pool of 8 (qcow2_add_task):
-	// the first 8 are queued before any of them runs, so a cluster that
-	// fails (EIO: already allocated) does not stop the others, and the
-	// write fails with the first error once they are done. Beyond the
-	// eighth, a task starts when a slot frees, and the pool's status is
-	// looked at only before waiting for a slot: after a failure in the
-	// first 8, one more task starts. Later on it depends on the threads'
-	// timing (measured, a failing first cluster of 16: the ninth most
-	// often, up to the sixteenth); gio stops at the first failure there.
+	// QEMU writes the clusters as tasks of a pool of compressWorkers:
+	// when one fails, the tasks already started still write their
+	// clusters, and so does the one started in the slot the failure
+	// freed. A failing task finishes before the others (it writes
+	// nothing), so a failure among the first workers leaves clusters
+	// 0..compressWorkers attempted (measured with qemu-io 7.2; for a
+	// later failure the count varies from run to run, and gio takes
+	// the largest seen: 5 more).
 	var first error
-	for i := 0; len(buf) > 0 && (first == nil || i <= compressedTasks); i++ {
+	last := int64(-1) // the last cluster attempted after a failure
+	for i := int64(0); len(buf) > 0 && (first == nil || i <= last); i++ {
 		chunk := min(int64(len(buf)), s.clusterSize)
 		if err := s.writeCompressedCluster(co, off, buf[:chunk]); err != nil && first == nil {
-			first = err
+			first, last = err, max(compressWorkers, i+5)
+			if i == 0 && int64(len(buf)) == chunk {
+				break // a single cluster: no pool
+			}
 		}
 		off += chunk
 		buf = buf[chunk:]
@@ -65,9 +68,9 @@ func (s *state) PWriteCompressed(co *blk.Co, off int64, buf []byte) error {
 	return first
 }
 
-// compressedTasks is the size of QEMU's task pool for a compressed
-// write (QCOW2_MAX_WORKERS).
-const compressedTasks = 8
+// compressWorkers is QEMU's QCOW2_MAX_WORKERS, the task pool size of a
+// compressed write.
+const compressWorkers = 8
 
 // writeCompressedCluster is qcow2_co_pwritev_compressed_task.
 func (s *state) writeCompressedCluster(co *blk.Co, off int64, data []byte) error {
