@@ -92,6 +92,15 @@ func TestCheckFormats(t *testing.T) {
 		}},
 	})
 
+	// qed with 4 KiB clusters and a file past 4095 of them, where QEMU's
+	// cluster count divides by cluster_size - 1 (checkClusters): one
+	// more leak per 4095 clusters, and the clusters after that numbered
+	// one further.
+	qed4k := mkimg("qed", "64M", "cluster_size=4k", "write 0 17M", "write 40M 4k")
+	run("qed-4k", qed4k, []variant{
+		{"leak", func(b []byte) []byte { return append(b, make([]byte, 3*4096)...) }},
+	})
+
 	// vdi: the block map at 512, 4-byte entries; the header's block
 	// count at 0x180, allocated count at 0x184, disk size at 0x170.
 	vdi := mkimg("vdi", "5M", "", "write 0 100k", "write 3M 64k")
