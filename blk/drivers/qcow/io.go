@@ -2,7 +2,6 @@ package qcow
 
 import (
 	"bytes"
-	"cmp"
 	"compress/flate"
 	"encoding/binary"
 	"io"
@@ -77,13 +76,6 @@ func (s *state) endOfFile(co *blk.Co) (int64, error) {
 	return (n + s.clusterSize - 1) &^ (s.clusterSize - 1), nil
 }
 
-// pastEnd reports whether off lies past the end of the file rounded up
-// to a cluster.
-func (s *state) pastEnd(co *blk.Co, off int64) (bool, error) {
-	eof, err := s.endOfFile(co)
-	return off > eof, err
-}
-
 // getClusterOffset is get_cluster_offset: the L2 entry of off's cluster,
 // allocating the L2 table and the cluster (normal: grow the file by a
 // cluster; compressed: csize bytes at the end) when asked to. An entry
@@ -128,9 +120,14 @@ func (s *state) getClusterOffset(co *blk.Co, off int64, allocate int, csize, nSt
 	// whatever the entry says, gio fails the request instead. (An L2
 	// table at the end itself is what a crash after the L1 update
 	// leaves: it is written there as QEMU would.)
+	var eof int64
 	if allocate != lookUp && !fresh {
-		if past, err := s.pastEnd(co, int64(l2off)); past || err != nil {
-			return 0, cmp.Or(err, error(unix.EIO))
+		var err error
+		if eof, err = s.endOfFile(co); err != nil {
+			return 0, err
+		}
+		if int64(l2off) > eof {
+			return 0, unix.EIO
 		}
 	}
 	t, err := s.l2(co, int64(l2off), fresh)
@@ -140,10 +137,9 @@ func (s *state) getClusterOffset(co *blk.Co, off int64, allocate int, csize, nSt
 	l2i := (off >> s.clusterBits) & (s.l2Size - 1)
 	entry := t[l2i]
 	if entry != 0 && (entry&oflagCompress == 0 || allocate != allocNormal) {
-		if allocate == allocNormal {
-			if past, err := s.pastEnd(co, int64(entry&^oflagCompress)+1); past || err != nil {
-				return 0, cmp.Or(err, error(unix.EIO))
-			}
+		// An entry in a fresh table is 0, so eof was read above.
+		if allocate == allocNormal && int64(entry&^oflagCompress) >= eof {
+			return 0, unix.EIO
 		}
 		return entry, nil
 	}
