@@ -123,16 +123,17 @@ func (s *search) runPath(task int, path []node) ([]node, bool) {
 	if len(path) == 0 {
 		// Effect choices skipped statically, counted once (the FIFO
 		// run meets every request).
-		s.pruned.Add(int64(ch.skipped))
+		s.tasks[task].pruned += int64(ch.skipped)
 	}
 	limit := len(ch.tr)
 	goOn := true
-	if ch.redundant >= 0 {
-		s.pruned.Add(1)
+	recorded := ch.redundant < 0
+	if recorded {
+		goOn = s.record(task, o, sparse(ch.tr), 0)
+	} else {
+		s.tasks[task].pruned++
 		limit = ch.redundant
 		goOn = !s.stop.Load()
-	} else {
-		goOn = s.record(task, o, sparse(ch.tr), 0) && o.fail == ""
 	}
 	for i := len(path); i < limit; i++ {
 		n := node{pt: ch.tr[i], def: ch.defAt[i], explored: []int{ch.tr[i].alt}}
@@ -140,11 +141,14 @@ func (s *search) runPath(task int, path []node) ([]node, bool) {
 			n.sleep0 = ch.sleepAt[i]
 			for a := 0; a < n.pt.n; a++ {
 				if n.asleep(a) {
-					s.pruned.Add(1)
+					s.tasks[task].pruned++
 				}
 			}
 		}
 		path = append(path, n)
+	}
+	if recorded {
+		s.ranPath(task)
 	}
 	return path, goOn
 }
@@ -153,7 +157,7 @@ func (s *search) runPath(task int, path []node) ([]node, bool) {
 func (s *search) dfs(task int, path []node, floor int) {
 	bound := s.cfg.MaxPreemptions
 	for {
-		if s.stop.Load() || s.failedBefore(task) {
+		if s.stop.Load() || s.pointless(task) {
 			return
 		}
 		var goOn bool
@@ -195,6 +199,7 @@ func (s *search) exhaustive() {
 			}
 		}
 	}
+	s.setTasks(len(tasks))
 	s.parallel(len(tasks), func(t int) {
 		tk := tasks[t]
 		path := make([]node, tk.m+1)

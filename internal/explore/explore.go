@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -480,17 +481,53 @@ type search struct {
 	// keep has the kept sessions runs go on (nil: a new one per run).
 	keep *keeper
 
-	runs, pruned atomic.Int64
-	stop         atomic.Bool
-	stopped      string
+	// runs counts the runs of every task, for the bounds and progress.
+	runs    atomic.Int64
+	stop    atomic.Bool
+	stopped string
+	// tasks are what each task found (task 0 is the FIFO run), written
+	// only by the worker running the task. The summary takes their runs
+	// in task order, up to the first failure or the -max-schedules
+	// bound: the runs one job would have made, whatever the number of
+	// jobs (others may have run past that point in the meantime).
+	// done counts each task's runs, for the other workers.
+	tasks []taskResult
+	done  []atomic.Int64
 
-	mu     sync.Mutex
-	states map[uint64]bool
-	first  *Failure
-	firstT int // task index of first (the lowest wins)
+	mu sync.Mutex
+	// lastT is the last task that can count: the first failing one,
+	// or the one in which the runs reached -max-schedules.
+	lastT int
 	// unsupported is set when the model cannot follow the FIFO run.
 	unsupported string
-	nfail       int
+}
+
+// taskResult is what the runs of one task found.
+type taskResult struct {
+	runs   []runResult
+	pruned int64
+	fail   *Failure // its first failure, its last run
+}
+
+// runResult is one run of a task: its outcome, and the task's count of
+// pruned runs and alternatives once the run's choice points were met.
+type runResult struct {
+	state  uint64
+	pruned int64
+}
+
+// setTasks makes room for the results of n tasks after the FIFO run.
+func (s *search) setTasks(n int) {
+	s.tasks = append(s.tasks[:1], make([]taskResult, n)...)
+	s.done = make([]atomic.Int64, n+1)
+	s.done[0].Store(int64(len(s.tasks[0].runs)))
+}
+
+// ranPath notes the end of a runPath in task that recorded a run.
+func (s *search) ranPath(task int) {
+	if tr := &s.tasks[task]; len(tr.runs) > 0 {
+		tr.runs[len(tr.runs)-1].pruned = tr.pruned
+	}
 }
 
 func (s *search) grain() int64 {
@@ -513,7 +550,8 @@ func (s *search) run(ch *chooser) outcome {
 
 func (s *search) reduce() bool { return !s.cfg.NoReduce && s.sc.reduce && !s.cfg.Random }
 
-// record counts a run and reports whether the search goes on.
+// record counts a run and reports whether the search goes on in the
+// task.
 func (s *search) record(task int, o outcome, sched Schedule, seed int64) bool {
 	if task == 0 && o.harness {
 		s.unsupported = o.fail
@@ -521,26 +559,52 @@ func (s *search) record(task int, o outcome, sched Schedule, seed int64) bool {
 		return false
 	}
 	n := s.runs.Add(1)
-	s.mu.Lock()
-	s.states[o.state] = true
-	if o.fail != "" {
-		s.nfail++
-		if s.first == nil || task < s.firstT {
-			s.first = &Failure{Schedule: sched, Seed: seed, What: o.fail}
-			s.firstT = task
-		}
+	tr := &s.tasks[task]
+	tr.runs = append(tr.runs, runResult{state: o.state})
+	if task < len(s.done) {
+		s.done[task].Add(1)
 	}
-	s.mu.Unlock()
+	goOn := true
+	if o.fail != "" {
+		tr.fail = &Failure{Schedule: sched, Seed: seed, What: o.fail}
+		s.last(task)
+		goOn = false
+	}
 	if s.cfg.Progress != nil && n%64 == 0 {
 		s.cfg.Progress(n)
 	}
-	switch {
-	case s.cfg.MaxSchedules > 0 && n >= int64(s.cfg.MaxSchedules):
-		s.halt(fmt.Sprintf("-max-schedules %d reached", s.cfg.MaxSchedules))
-	case s.cfg.Budget > 0 && time.Since(s.start) > s.cfg.Budget:
+	if max := int64(s.cfg.MaxSchedules); max > 0 && n >= max && s.runsTo(task) >= max {
+		// One job would have stopped here (or earlier); the tasks
+		// before this one go on until they reach the bound themselves.
+		s.last(task)
+		goOn = false
+	}
+	if s.cfg.Budget > 0 && time.Since(s.start) > s.cfg.Budget {
 		s.halt(fmt.Sprintf("time budget %v spent", s.cfg.Budget))
 	}
-	return !s.stop.Load()
+	return goOn && !s.stop.Load()
+}
+
+// runsTo is how many runs the tasks up to task made so far.
+func (s *search) runsTo(task int) int64 {
+	if task >= len(s.done) {
+		return int64(len(s.tasks[0].runs))
+	}
+	var sum int64
+	for u := 0; u <= task; u++ {
+		sum += s.done[u].Load()
+	}
+	return sum
+}
+
+// last makes task the last one that can count, unless an earlier one
+// already is.
+func (s *search) last(task int) {
+	s.mu.Lock()
+	if task < s.lastT {
+		s.lastT = task
+	}
+	s.mu.Unlock()
 }
 
 func (s *search) halt(why string) {
@@ -552,19 +616,18 @@ func (s *search) halt(why string) {
 	s.stop.Store(true)
 }
 
-// failedBefore reports whether a failure was found in a task before
-// task, which makes task pointless: the first failure in task order is
-// the one reported, whatever the number of jobs.
-func (s *search) failedBefore(task int) bool {
+// pointless reports whether task cannot count any more: a task before
+// it failed or reached -max-schedules.
+func (s *search) pointless(task int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.first != nil && s.firstT < task
+	return s.lastT < task
 }
 
 // Explore searches the schedules of sc under cfg.
 func (e Env) Explore(sc *Script, cfg Config) Summary {
 	defer raiseGC()()
-	s := &search{env: e, sc: sc, cfg: cfg, start: time.Now(), states: map[uint64]bool{}, firstT: -1}
+	s := &search{env: e, sc: sc, cfg: cfg, start: time.Now(), tasks: make([]taskResult, 1), lastT: math.MaxInt}
 	if !cfg.fresh && canKeep(sc) {
 		s.keep = &keeper{env: e, sc: sc}
 		defer s.keep.close()
@@ -574,13 +637,42 @@ func (e Env) Explore(sc *Script, cfg Config) Summary {
 	} else {
 		s.exhaustive()
 	}
-	sum := Summary{Runs: s.runs.Load(), Pruned: s.pruned.Load(), States: len(s.states),
-		Failures: s.nfail, Elapsed: time.Since(s.start), First: s.first}
-	if s.first == nil || s.stopped != "" {
-		sum.Stopped = s.stopped
-	}
 	if s.unsupported != "" {
-		return Summary{Unsupported: s.unsupported, Elapsed: sum.Elapsed}
+		return Summary{Unsupported: s.unsupported, Elapsed: time.Since(s.start)}
+	}
+	return s.summary()
+}
+
+// summary takes the tasks' runs in order, up to the first failure or
+// the -max-schedules bound.
+func (s *search) summary() Summary {
+	sum := Summary{Elapsed: time.Since(s.start)}
+	limit := int64(s.cfg.MaxSchedules)
+	states := map[uint64]bool{}
+tasks:
+	for _, tr := range s.tasks {
+		for i, r := range tr.runs {
+			sum.Runs++
+			states[r.state] = true
+			end := false
+			if tr.fail != nil && i == len(tr.runs)-1 {
+				sum.Failures, sum.First, end = 1, tr.fail, true
+			}
+			if sum.Runs == limit {
+				sum.Stopped, end = fmt.Sprintf("-max-schedules %d reached", limit), true
+			}
+			if end {
+				sum.Pruned += r.pruned
+				break tasks
+			}
+		}
+		sum.Pruned += tr.pruned
+	}
+	sum.States = len(states)
+	if sum.Stopped == "" && sum.First == nil {
+		s.mu.Lock()
+		sum.Stopped = s.stopped
+		s.mu.Unlock()
 	}
 	return sum
 }
@@ -599,7 +691,7 @@ func (s *search) parallel(n int, do func(task int)) {
 				if t >= n || s.stop.Load() {
 					return
 				}
-				if s.failedBefore(t) {
+				if s.pointless(t) {
 					continue
 				}
 				do(t)
@@ -621,6 +713,7 @@ func (s *search) random() {
 	if n <= 0 {
 		n = 1000
 	}
+	s.setTasks(n)
 	depth := max(s.cfg.Depth, 1)
 	s.parallel(n, func(t int) {
 		seed := s.cfg.Seed + int64(t)

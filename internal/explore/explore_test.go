@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -269,6 +270,43 @@ func TestJobsIndependent(t *testing.T) {
 	}
 }
 
+// TestJobsSameOutput: what "gio explore" prints (the summary but its
+// rate, the failure, the shrunk reproducer) does not depend on -j, for
+// scripts that pass and scripts that fail, exhaustive and random. With
+// a failure, the other jobs may have run schedules past it; they are
+// not counted, as one job would not have run them.
+func TestJobsSameOutput(t *testing.T) {
+	scripts := map[string]string{"three": three, "mixed": mixed, "racyReads": racyReads, "five": five}
+	for _, m := range mutations[:2] {
+		scripts[m.name+" on"] = fmt.Sprintf(m.seed, m.opt)
+		scripts[m.name+" off"] = fmt.Sprintf(m.seed, "")
+	}
+	configs := []Config{{MaxPreemptions: 2}, {Random: true, MaxSchedules: 200, Seed: 3, Depth: 2}}
+	if raceOn || testing.Short() {
+		configs = []Config{{MaxPreemptions: 1}}
+	}
+	rate := regexp.MustCompile(`[0-9]+ schedules/s \([0-9.]+s,`)
+	for name, src := range scripts {
+		for _, cfg := range configs {
+			var first string
+			for _, jobs := range []int{1, 2, 3} {
+				o := Options{Config: cfg}
+				o.Jobs = jobs
+				var out, errw bytes.Buffer
+				code := testEnv.Command(o, name, src, &out, &errw, nil)
+				got := fmt.Sprintf("exit %d\n%s%s", code, rate.ReplaceAllString(out.String(), "RATE"), errw.String())
+				if jobs == 1 {
+					first = got
+					continue
+				}
+				if got != first {
+					t.Errorf("%s, %+v: -j 1 printed\n%s-j %d printed\n%s", name, cfg, first, jobs, got)
+				}
+			}
+		}
+	}
+}
+
 // TestRandomReproducible checks that a PCT failure's schedule string
 // replays to the same failure, and that PCT finds the late effect.
 func TestRandomReproducible(t *testing.T) {
@@ -421,6 +459,17 @@ aio_write -P 1 0 512
 aio_write -P 2 8k 512
 aio_write -P 3 256 512
 aio_read -v 8k 512
+`
+
+// five is the script of the -j figures: five requests, 2,253
+// schedules within 3 preemptions (BenchmarkSchedules).
+const five = `create img 64k
+open -o driver=raw,file.align=4096 blkdebug::img
+aio_write -P 1 0 512
+aio_write -P 2 256 512
+aio_read -v 0 512
+aio_write -P 3 8k 512
+aio_write -P 4 300 100
 `
 
 // racyReads has reads racing writes on two blocks: each sees the old or
