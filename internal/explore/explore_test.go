@@ -356,7 +356,7 @@ func cpuTime() time.Duration {
 // BenchmarkSchedules runs exhaustive searches on one and two jobs:
 // four-request raw script (-p 2, 154 schedules), whose schedules per
 // CPU-second on one job are the figure the issue asks for (>= 5000 on
-// one core); five requests (-p 3, 2,253 schedules) and (-p 4, 9,517
+// one core); five requests (-p 3, 2,253 schedules) and (-p 4, 10,746
 // schedules), the -j figures: on an idle 2-core machine, -j 2 should
 // take about half the wall time of -j 1 (schedules/s), for about the
 // same CPU time (schedules/cpu-s).
