@@ -110,8 +110,16 @@ func TestFold(t *testing.T) {
 		evs           []blk.TraceEvent
 		written, read string
 	}{
-		{"plain write", plain(1, 1, 0), "X X X X", "B b b X e e E"},
-		{"two writes", append(plain(1, 1, 0), plain(2, 3, 100)...), "X X X X X X X X", "B b b X e e E B b b X e e E"},
+		// The yield lasts as long as the request: it is the request's
+		// "yield" arg.
+		{"plain write", plain(1, 1, 0), "X X X", "B b b X e e E"},
+		{"two writes", append(plain(1, 1, 0), plain(2, 3, 100)...), "X X X X X X", "B b b X e e E B b b X e e E"},
+		// A yield that starts later is a slice of its own.
+		{"later yield", []blk.TraceEvent{submit(1, 0), begin(1, 1, 0, 0, raw), waited(1, 5, 100), end(1, 1, 100), complete(1, 100)},
+			"X X X", "B b X e E"},
+		// A long reason, with characters to escape.
+		{"long reason", []blk.TraceEvent{submit(1, 0), {Kind: blk.TraceWaited, Req: 1, End: us(100), Why: strings.Repeat(`"x"`, 30)},
+			complete(1, 100)}, "X", "B X E"},
 		// No yield: nothing inside the innermost span.
 		{"no yield", []blk.TraceEvent{submit(1, 0), begin(1, 1, 0, 0, raw), end(1, 1, 0), complete(1, 0)}, "X X", "B b e E"},
 		// A failed request keeps its end, for the error; its spans fold.
@@ -122,7 +130,7 @@ func TestFold(t *testing.T) {
 		// Another request's events inside: nothing around them folds.
 		{"interleaved", []blk.TraceEvent{submit(1, 0), begin(1, 1, 0, 0, raw), submit(2, 0), begin(2, 2, 0, 0, raw),
 			waited(2, 0, 50), end(2, 2, 50), complete(2, 50), end(1, 1, 60), complete(1, 60)},
-			"B b X X X e E", "B b B b X e E e E"},
+			"B b X X e E", "B b B b X e E e E"},
 		// A yield with an event inside it stays a "B"/"E" pair.
 		{"suspended", []blk.TraceEvent{submit(1, 0), begin(1, 1, 0, 0, raw), yield(1, 0), event(1, 0), resume(1, 5),
 			end(1, 1, 5), complete(1, 5)}, "B b B i E e E", "B b B i E e E"},
@@ -147,12 +155,33 @@ func TestFold(t *testing.T) {
 			if got := phases(back); got != tc.read {
 				t.Errorf("read %s, want %s\n%s", got, tc.read, file)
 			}
+			// The yields read back are the ones written: reasons and times.
+			var waited []blk.TraceEvent
+			for _, w := range tc.evs {
+				if w.Kind == blk.TraceWaited {
+					waited = append(waited, w)
+				}
+			}
+			for _, e := range back {
+				if e.Ph != "X" || e.Cat != "yield" {
+					continue
+				}
+				if len(waited) == 0 {
+					t.Errorf("yield %+v read back, none written", e)
+					break
+				}
+				w := waited[0]
+				waited = waited[1:]
+				if e.Name != w.Why || e.Ts != float64(w.At)/1e3 || e.End() != float64(w.End)/1e3 {
+					t.Errorf("yield %q at %v-%v, want %q at %v-%v", e.Name, e.Ts, e.End(), w.Why, w.At, w.End)
+				}
+			}
 		})
 	}
 }
 
 // TestFoldAcrossBatches checks that a chain cut by the end of a batch
-// folds as any other: every write of many is four complete slices.
+// folds as any other: every write of many is three complete slices.
 func TestFoldAcrossBatches(t *testing.T) {
 	const n = 1000 // 7,000 events: the batches end at every point of a write
 	var out bytes.Buffer
@@ -166,7 +195,7 @@ func TestFoldAcrossBatches(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := strings.Count(out.String(), `"ph":"X"`), 4*n; got != want {
+	if got, want := strings.Count(out.String(), `"ph":"X"`), 3*n; got != want {
 		t.Errorf("%d complete slices, want %d", got, want)
 	}
 	back, err := Read(&out)

@@ -157,6 +157,8 @@ func FuzzRead(f *testing.F) {
 	f.Add([]byte(`{"name":"x","ph":"b","cat":"req","id":"1","ts":0,"pid":1,"tid":1,"args":{"parent":3}}` + "\n"))
 	f.Add([]byte(`{"traceEvents":[]}`))
 	f.Add([]byte(`{"name":"y","cat":"yield","ph":"X","ts":1e305,"dur":-1e308,"pid":2,"tid":1}` + "\n"))
+	f.Add([]byte(`{"name":"w","cat":"request","ph":"X","ts":1,"dur":4,"pid":2,"tid":1,"args":{"yield":"waits for I/O"}}` + "\n" +
+		`{"name":"write","cat":"req","ph":"X","ts":1,"dur":4,"pid":1,"tid":1,"id":1,"args":{"req":1}}` + "\n"))
 	f.Add([]byte(`{"name":"w","cat":"request","ph":"X","ts":1,"dur":4,"pid":2,"tid":1}` + "\n" +
 		`{"name":"thread_name","ph":"M","ts":0,"pid":1,"tid":1,"args":{"name":"raw"}}` + "\n" +
 		`{"name":"write","cat":"req","ph":"X","ts":2,"dur":1,"pid":1,"tid":1,"id":1,"args":{"req":1}}` + "\n" +

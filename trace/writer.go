@@ -175,6 +175,10 @@ type Writer struct {
 	spanXName           string
 	// fold is what the last chain written left (see ambiguous).
 	fold foldState
+	// yieldArg is the end of a request slice whose yield is in its
+	// args, for the yield reason yieldArgWhy.
+	yieldArg    piece
+	yieldArgWhy string
 	// The last span name and yield reason that needed no escaping: the
 	// loop passes the same strings again and again.
 	plainSpan, plainWhy string
@@ -353,20 +357,32 @@ func (t *Writer) foldChain(c []blk.TraceEvent, begins int) bool {
 		t.adopt(e.Req, e.At)
 	}
 	t.open = e.Req
+	// A yield that lasted as long as its request (a plain read or write:
+	// submitted, waited for the driver, completed) is the request
+	// slice's "yield" arg: the slice it would be is the request's own.
+	var y *blk.TraceEvent
+	if begins < len(c)-begins {
+		y = &c[begins]
+	}
+	inArgs := y != nil && e.Kind == blk.TraceSubmit && y.At == e.At && y.End == end
 	for d := 0; d < begins; d++ {
 		b := &c[d]
 		end := c[len(c)-1-d].At
 		if b.Kind == blk.TraceSubmit {
-			t.requestX(b, end)
+			why := ""
+			if inArgs {
+				why = y.Why
+			}
+			t.requestX(b, end, why)
 		} else {
 			t.span(b, true, end)
 		}
 	}
 	in := &c[begins-1]
 	t.fold = foldState{n: t.n, req: e.Req, at: in.At, end: c[len(c)-begins].At}
-	if begins < len(c)-begins { // the yield, inside the chain
+	if y != nil && !inArgs { // the yield, inside the chain
 		t.fold.n = 0
-		t.formatEvent(&c[begins])
+		t.formatEvent(y)
 		t.fold.n, t.fold.yield = t.n, true
 	}
 	if end > t.last {
@@ -399,12 +415,30 @@ func (t *Writer) ambiguous(req int, at, end time.Duration) bool {
 }
 
 // requestX writes request e (a TraceSubmit) as a complete slice that
-// ends at end.
-func (t *Writer) requestX(e *blk.TraceEvent, end time.Duration) {
+// ends at end, with the reason of the yield it holds in its args, if
+// why is not "".
+func (t *Writer) requestX(e *blk.TraceEvent, end time.Duration, why string) {
 	b := appendEscaped(append(room(t.buf), t.hot.name...), e.Name)
 	b = put(put(put(room(b), &t.reqX), t.tsFor(e.At)), t.durFor(end-e.At))
 	t.renderReq(e.Req)
-	t.buf = put(b, &t.reqEnd)
+	if why == "" {
+		t.buf = put(b, &t.reqEnd)
+		t.n++
+		return
+	}
+	b = put(b, &t.reqTid)
+	if why != t.yieldArgWhy || t.yieldArg.n == 0 {
+		a := append(appendEscaped(append(b, `,"args":{"yield":"`...), why), `"}`...)
+		a = append(a, t.hot.end...)
+		if len(a)-len(b) > pieceSize {
+			t.buf = a
+			t.n++
+			return
+		}
+		t.yieldArg.set(a[len(b):])
+		t.yieldArgWhy = why
+	}
+	t.buf = put(b, &t.yieldArg)
 	t.n++
 }
 
