@@ -209,3 +209,37 @@ func TestFoldAcrossBatches(t *testing.T) {
 		t.Errorf("read back %.80s..., want %.80s...", got, want)
 	}
 }
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// TestWriterError checks that the first write error is told once, from
+// the Events call that met it, and that the Writer then takes nothing
+// more.
+func TestWriterError(t *testing.T) {
+	w := NewWriter(failingWriter{}, Chrome)
+	told := 0
+	w.OnError = func(err error) {
+		told++
+		if err == nil || !strings.Contains(err.Error(), "no space") {
+			t.Errorf("OnError(%v)", err)
+		}
+	}
+	f := &filler{t: w}
+	evs := newWriteEvents()
+	i := 0
+	for ; told == 0 && i < 10000; i++ {
+		evs.trace(f, i)
+	}
+	if told != 1 || i*430 > 2*bufSize {
+		t.Fatalf("told %d times after %d writes (a write fails every %d bytes)", told, i, bufSize)
+	}
+	for j := 0; j < 1000; j++ {
+		evs.trace(f, i+j)
+	}
+	f.stop()
+	if err := w.Close(); err == nil || told != 1 {
+		t.Errorf("Close = %v, told %d times", err, told)
+	}
+}

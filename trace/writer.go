@@ -255,12 +255,14 @@ func (t *Writer) flush() {
 // next batch. After a write error it lends a scratch batch that is
 // never read.
 func (t *Writer) Events(n int) []blk.TraceEvent {
-	if t.failed || t.closed {
-		t.tell()
-		return t.scratch[:]
-	}
-	if n > 0 {
+	if n > 0 && !t.failed && !t.closed {
 		t.formatBatch(t.batch[:t.carry+n], false)
+	}
+	if t.failed {
+		t.tell()
+	}
+	if t.failed || t.closed {
+		return t.scratch[:]
 	}
 	return t.batch[t.carry : t.carry+batchSize]
 }
