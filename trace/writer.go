@@ -113,7 +113,7 @@ func put16(b []byte, p *[16]byte, n int) []byte {
 // it on the spot, on the loop's goroutine, into a buffer (fixed-size
 // pieces copied whole, cached timestamps, request numbers, span numbers
 // and ranges, small tables instead of maps), folding chains (see chain:
-// a plain request is four events instead of seven), and writes 64 KiB
+// a plain request is three events instead of seven), and writes 64 KiB
 // at a time (bench/trace-overhead.sh measures the whole; BenchmarkWriter
 // here the formatting). Batches and buffers are reused: a trace makes no
 // garbage per event.
@@ -305,11 +305,13 @@ func (t *Writer) formatBatch(evs []blk.TraceEvent, final bool) {
 // event between. A plain write is one: submission, the span on raw, the
 // span on file, the wait for the I/O, the two ends, completion. Each
 // begin of a chain is written as one complete slice ("ph":"X", with its
-// dur) where the begin would have been, and its end is not written: four
-// events instead of seven. Nothing is lost: the ends came, in the reverse
-// order of the begins, right after the innermost event (trace.Read puts
-// them back), and the request's span numbers and parents are written as
-// before. At most maxFold begins fold.
+// dur) where the begin would have been, and its end is not written; a
+// yield that lasted as long as the request heading the chain is the
+// request slice's "yield" arg (foldChain): three events instead of
+// seven. Nothing is lost: the ends came, in the reverse order of the
+// begins, right after the innermost event (trace.Read puts them back,
+// and the yield), and the request's span numbers and parents are written
+// as before. At most maxFold begins fold.
 
 // chain returns the number of begins of the chain that starts at evs[i]
 // and its length in events: 0 if none starts there, -1 if evs ends
