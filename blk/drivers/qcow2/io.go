@@ -1,10 +1,7 @@
 package qcow2
 
 import (
-	"bytes"
-	"compress/flate"
 	"errors"
-	"io"
 
 	"gio/blk"
 
@@ -161,18 +158,6 @@ func (s *state) readCompressed(co *blk.Co, entry uint64, off int64, buf []byte) 
 	}
 	copy(buf, out[s.offsetIntoCluster(off):])
 	return nil
-}
-
-// inflate decompresses one cluster; like QEMU it insists on a full
-// cluster of output and ignores what follows it.
-func inflate(in []byte, size int64) ([]byte, error) {
-	r := flate.NewReader(bytes.NewReader(in))
-	defer r.Close()
-	out := make([]byte, size)
-	if _, err := io.ReadFull(r, out); err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 var errNotCompressible = errors.New("qcow2: cluster not compressible")
