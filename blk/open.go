@@ -611,7 +611,7 @@ func (r *Registry) Open(spec Spec, loop *Loop) (*Backend, error) {
 		root.close()
 		return nil, Msgf(unix.EPERM, "Block node is read-only")
 	}
-	b := &Backend{Root: root, loop: loop, writeThrough: spec.WriteThrough, probed: probed, flags: spec.Flags}
+	b := &Backend{Root: root, loop: loop, writeThrough: spec.WriteThrough, probed: probed, flags: spec.Flags, userWrite: !root.readOnly}
 	return b, nil
 }
 
