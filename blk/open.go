@@ -466,6 +466,13 @@ func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *
 		return nil, Msgf(unix.EINVAL, "force-share=on can only be used with read-only images")
 	}
 	flags.ForceShare = fs
+	// discard and detect-zeroes are generic too (bdrv_open_common); the
+	// children inherit the discard mode as they do -d's.
+	unmap, detectZeroes, err := takeDiscardOptions(opts, flags.Unmap)
+	if err != nil {
+		return nil, err
+	}
+	flags.Unmap = unmap
 	if _, kind, ok := opts.Lookup("backing"); ok && kind == qdict.Null && !d.SupportsBacking {
 		// "backing": null means no backing file; a driver without
 		// backing files has nothing to skip.
@@ -481,6 +488,7 @@ func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *
 	// (bdrv_inherited_options); gio follows that under a check, whose
 	// frees (qcow2's QCOW2_DISCARD_ALWAYS) punch holes in the file.
 	n.discardOn = flags.Unmap || flags.Check && !flags.ReadOnly
+	n.detectZeroes = detectZeroes
 	n.probed = probed
 	n.filename, _ = opts.Get("filename")
 	n.openOpts = opts.Clone()

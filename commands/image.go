@@ -146,11 +146,13 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 		s.errorReport("can't open%s: aio=native was specified, but it requires cache.direct=on, which was not specified.", device)
 		return false
 	}
-	if o.ForceShare && !o.ReadOnly {
+	if o.ForceShare && !o.ReadOnly && !o.Snapshot {
+		// With -s the image is read-only under its overlay: -U is fine.
 		s.errorReport("can't open%s: force-share=on can only be used with read-only images", device)
 		return false
 	}
 	overlay := spec.Flags
+	overlay.ForceShare = false // the overlay is the writer; -U is the image's
 	if o.Snapshot {
 		// The image is opened read-only, as a backing file, under a
 		// temporary qcow2 overlay that takes the writes.
@@ -394,7 +396,7 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 		}
 		return true
 	}
-	var commit func()
+	var commit, commitDiscard func()
 	change := map[string]bool{} // cache.direct, cache.no-flush
 	if ropts == nil && !corCheck(ro) {
 		return errFailed
@@ -406,6 +408,18 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 		}
 		if !reopenGeneric(s, ropts, cache != "", change) {
 			return errFailed
+		}
+		if ropts.Has("discard") || ropts.Has("detect-zeroes") {
+			// The node's discard and detect-zeroes modes change at
+			// commit (bdrv_reopen_prepare and _commit). qcow2's
+			// pass-discard-request keeps its value (a gio limit).
+			unmap, dz, err := s.Img.Root.TakeReopenDiscard(ropts)
+			if err != nil {
+				s.errorReport("%s", errText(err))
+				return errFailed
+			}
+			root := s.Img.Root
+			commitDiscard = func() { root.SetDiscard(unmap, dz) }
 		}
 		newRO := ro
 		if v, ok := ropts.Get("read-only"); ok && !hasRW {
@@ -483,6 +497,9 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 	}
 	if commit != nil {
 		commit()
+	}
+	if commitDiscard != nil {
+		commitDiscard()
 	}
 	if cache != "" {
 		_, wt, _, _ := cacheMode(cache)
