@@ -49,6 +49,9 @@ type diffConfig struct {
 	cluster  int64 // the cluster size of a compressing format
 	// noCompress: write -c is not generated (see qcow below).
 	noCompress bool
+	// post: commands run after the image is made (programs and
+	// arguments), e.g. data written and an internal snapshot taken.
+	post [][]string
 }
 
 // clusterOf is the cluster size create options give a format.
@@ -127,6 +130,27 @@ func diffConfigs() []diffConfig {
 		check:  []string{"--object", diffSecret, "--image-opts", "driver=luks,key-secret=sec0,file.filename=img"},
 		resize: true,
 	})
+	// qcow2 images with a history: an internal snapshot (clusters with
+	// refcount 2, copied on write), compressed clusters, an external
+	// data file.
+	qio := func(cmds ...string) []string {
+		a := []string{"qemu-io", "-f", "qcow2"}
+		for _, c := range cmds {
+			a = append(a, "-c", c)
+		}
+		return append(a, "img")
+	}
+	add("qcow2/internal-snapshot", "qcow2", "cluster_size=4k", true, true)
+	cs[len(cs)-1].post = [][]string{
+		qio("write -P 0x11 0 96k", "write -z 32k 8k", "write -P 0x12 512k 4k"),
+		{"qemu-img", "snapshot", "-c", "s1", "img"},
+		qio("write -P 0x13 8k 4k"),
+	}
+	add("qcow2/compressed-clusters", "qcow2", "", true, true)
+	cs[len(cs)-1].post = [][]string{qio("write -c -P 0x21 0 64k", "write -c -P 0x22 128k 64k", "write -c -P 0 256k 64k")}
+	add("qcow2/data-file", "qcow2", "data_file=img.data", true, false)
+	cs[len(cs)-1].post = [][]string{qio("write -P 0x31 0 128k")}
+	add("qcow2/data-file-raw", "qcow2", "data_file=img.data,data_file_raw=on", true, false)
 	// Other ways to open: --image-opts with raw's offset and size, a
 	// blkdebug filter, json: filenames.
 	rawOpts := func(name, opts string) {
@@ -612,7 +636,16 @@ func (s diffSeq) makeImage(dir string) error {
 			return fmt.Errorf("filling base: %s%s", r.stdout, r.stderr)
 		}
 	}
-	return run(append(append([]string(nil), s.cfg.create...), "img", strconv.FormatInt(s.size, 10))...)
+	if err := run(append(append([]string(nil), s.cfg.create...), "img", strconv.FormatInt(s.size, 10))...); err != nil {
+		return err
+	}
+	for _, p := range s.cfg.post {
+		r := diffExec(dir, p[0], p[1:], "", time.Minute)
+		if r.rc != 0 {
+			return fmt.Errorf("%s: %s%s", strings.Join(p, " "), r.stdout, r.stderr)
+		}
+	}
+	return nil
 }
 
 // diffFilter normalises an output for the comparison.
