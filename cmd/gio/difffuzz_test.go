@@ -169,6 +169,13 @@ func diffConfigs() []diffConfig {
 	cs = append(cs, diffConfig{name: "raw/json", create: []string{"create", "-q", "-f", "raw"},
 		open:  []string{`json:{"driver":"raw","file.filename":"img"}`},
 		check: []string{"-f", "raw", "img"}, resize: true})
+	cs = append(cs, diffConfig{
+		name:   "qcow2/luks",
+		create: []string{"create", "-q", "--object", diffSecret, "-f", "qcow2", "-o", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10,cluster_size=4k"},
+		open:   []string{"--object", diffSecret, "--image-opts", "driver=qcow2,encrypt.key-secret=sec0,file.filename=img"},
+		check:  []string{"--object", diffSecret, "--image-opts", "driver=qcow2,encrypt.key-secret=sec0,file.filename=img"},
+		resize: true,
+	})
 	for _, b := range []struct{ name, f, opts, baseFmt string }{
 		{"qcow2/backing=raw", "qcow2", "", "raw"},
 		{"qcow2/backing=qcow2/cluster=4k", "qcow2", "cluster_size=4k", "qcow2"},
