@@ -17,7 +17,23 @@ type Backend struct {
 	probed       bool
 	flags        OpenFlags
 	copyOnRead   bool // cor.go
+	// userWrite says qemu-io's BlockBackend holds the write permission:
+	// from a read-write open, or from a write command since (TakePerm);
+	// reopen to read-only drops it (DropUserWrite).
+	userWrite bool
 }
+
+// HoldsWrite reports whether the backend's user holds the write
+// permission, which a reopen to read-only through "-o read-only=on"
+// (not -r, which drops it) then fails on.
+func (b *Backend) HoldsWrite() bool { return b.userWrite }
+
+// DropUserWrite gives up the user's write permission, as reopen_f does
+// before a reopen without BDRV_O_RDWR.
+func (b *Backend) DropUserWrite() { b.userWrite = false }
+
+// CopyOnRead reports whether copy-on-read is on (SetCopyOnRead).
+func (b *Backend) CopyOnRead() bool { return b.copyOnRead }
 
 // Loop returns the loop requests of this backend run on.
 func (b *Backend) Loop() *Loop { return b.loop }

@@ -26,21 +26,17 @@ func (a *OpenArgs) OpenBacking(filename, format, base string) (*Child, error) {
 		a.node.children = append(a.node.children, c)
 		return c, nil
 	}
-	if _, kind, ok := a.Opts.Lookup("backing"); ok && kind == qdict.Null {
-		// "backing": null in JSON, as "backing=" (BDRV_O_NO_BACKING).
-		a.Opts.Del("backing")
-		a.Opts.ExtractPrefix("backing")
+	if a.noBacking {
 		return nil, nil
 	}
 	if ref, ok := a.Opts.Get("backing"); ok {
+		// A reference to another node (bdrv_open_child_bs): gio's graph
+		// has none to offer.
 		a.Opts.Del("backing")
-		if ref == "" || ref == "null" {
-			a.Opts.ExtractPrefix("backing")
-			return nil, nil
+		if a.Opts.HasPrefix("backing") {
+			return nil, fmt.Errorf("Could not open backing file: Cannot reference an existing block device with additional options or a new filename")
 		}
-		if !a.Opts.HasPrefix("backing") {
-			return nil, fmt.Errorf("Cannot find device='%s' nor node-name='%s'", ref, ref)
-		}
+		return nil, fmt.Errorf("Could not open backing file: Cannot find device='%s' nor node-name='%s'", ref, ref)
 	}
 	copts := a.Opts.ExtractPrefix("backing")
 	if copts.Len() == 0 && filename == "" {

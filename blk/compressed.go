@@ -24,6 +24,14 @@ func (n *Node) PWriteCompressed(co *Co, off int64, buf []byte) error {
 		return err
 	}
 	defer n.setDirty(off, int64(len(buf)))
+	if flags := n.detectZeroWrite(buf, 0); flags&ZeroWrite != 0 {
+		// bdrv_aligned_pwritev turns it into a zero write first.
+		n.DebugEvent(co, EvPwritevZero)
+		err := n.doPWriteZeroes(co, off, int64(len(buf)), flags)
+		n.DebugEvent(co, EvPwritevDone)
+		n.writeGen++
+		return err
+	}
 	n.DebugEvent(co, EvPwritev)
 	co.markStarted(n.driver)
 	err := cw.PWriteCompressed(co, off, buf)

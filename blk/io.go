@@ -274,6 +274,7 @@ func (n *Node) alignedPWrite(co *Co, req *trackedReq, off, bytes int64, buf []by
 		return err // withdrawn: no event, nothing written
 	}
 	defer n.setDirty(off, bytes)
+	flags = n.detectZeroWrite(buf, flags)
 	var err error
 	switch {
 	case flags&ZeroWrite != 0:

@@ -30,11 +30,13 @@ type Node struct {
 	file     *Child // primary child, if any
 	limits   Limits
 
-	readOnly    bool
-	noFlush     bool // cache=unsafe: never flush to disk
-	discardOn   bool // discard=unmap
-	probed      bool
-	noSerialise bool // debug switch: never serialise (shows lost updates)
+	readOnly  bool
+	noFlush   bool // cache=unsafe: never flush to disk
+	discardOn bool // discard=unmap
+	// detectZeroes turns data writes of zeroes into zero writes.
+	detectZeroes DetectZeroes
+	probed       bool
+	noSerialise  bool // debug switch: never serialise (shows lost updates)
 	// staleRMW is a debug switch: a padded write reads its padding
 	// before waiting for overlapping requests, and writes the stale
 	// bytes back after the wait (the bug of QEMU's RMW series).

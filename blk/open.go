@@ -236,6 +236,9 @@ type OpenArgs struct {
 	preopened map[string]*Node
 	// warn prints the probe warning (Spec.ProbeWarning).
 	warn func(file *Node)
+	// noBacking: the options said "backing": null (OpenBacking opens
+	// nothing).
+	noBacking bool
 }
 
 // Warnf reports a warning while opening, such as qdict's deprecation
@@ -466,10 +469,23 @@ func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *
 		return nil, Msgf(unix.EINVAL, "force-share=on can only be used with read-only images")
 	}
 	flags.ForceShare = fs
-	if _, kind, ok := opts.Lookup("backing"); ok && kind == qdict.Null && !d.SupportsBacking {
-		// "backing": null means no backing file; a driver without
-		// backing files has nothing to skip.
+	// discard and detect-zeroes are generic too (bdrv_open_common); the
+	// children inherit the discard mode as they do -d's.
+	unmap, detectZeroes, err := takeDiscardOptions(opts, flags.Unmap)
+	if err != nil {
+		return nil, err
+	}
+	flags.Unmap = unmap
+	// "backing": null, or the deprecated "backing": "", means no backing
+	// file (BDRV_O_NO_BACKING, bdrv_open_inherit); backing.* options
+	// then stay unused, and are refused as such.
+	noBacking := false
+	if v, kind, ok := opts.Lookup("backing"); ok && (kind == qdict.Null || kind == qdict.String && v == "") {
+		if kind == qdict.String && r.Warn != nil {
+			r.Warn(`warning: Use of "backing": "" is deprecated; use "backing": null instead`)
+		}
 		opts.Del("backing")
+		noBacking = true
 	}
 	n := newNode(d, d.Name)
 	if err := r.takeNodeName(n, opts); err != nil {
@@ -481,16 +497,22 @@ func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *
 	// (bdrv_inherited_options); gio follows that under a check, whose
 	// frees (qcow2's QCOW2_DISCARD_ALWAYS) punch holes in the file.
 	n.discardOn = flags.Unmap || flags.Check && !flags.ReadOnly
+	n.detectZeroes = detectZeroes
 	n.probed = probed
 	n.filename, _ = opts.Get("filename")
 	n.openOpts = opts.Clone()
-	a := &OpenArgs{Opts: opts, Flags: flags, Loop: loop, node: n, reg: r, preopened: pre, warn: warn}
+	a := &OpenArgs{Opts: opts, Flags: flags, Loop: loop, node: n, reg: r, preopened: pre, warn: warn, noBacking: noBacking}
 	impl, err := d.Open(a)
 	if err != nil {
 		n.close()
 		return nil, err
 	}
 	n.setImpl(impl)
+	if !noBacking && !d.SupportsBacking && (opts.Has("backing") || opts.HasPrefix("backing")) {
+		// bdrv_open_backing_file, before the unused options are named.
+		n.close()
+		return nil, Msgf(unix.EINVAL, "Driver doesn't support backing files")
+	}
 	if keys := opts.Keys(); len(keys) > 0 {
 		n.close()
 		if d.Format {
@@ -611,7 +633,7 @@ func (r *Registry) Open(spec Spec, loop *Loop) (*Backend, error) {
 		root.close()
 		return nil, Msgf(unix.EPERM, "Block node is read-only")
 	}
-	b := &Backend{Root: root, loop: loop, writeThrough: spec.WriteThrough, probed: probed, flags: spec.Flags}
+	b := &Backend{Root: root, loop: loop, writeThrough: spec.WriteThrough, probed: probed, flags: spec.Flags, userWrite: !root.readOnly}
 	return b, nil
 }
 

@@ -59,10 +59,14 @@ const PermBits = 4
 // write after "reopen -w" takes write again); gio's command layer calls
 // this before such commands.
 func (b *Backend) TakePerm(p Perm) error {
-	return eachDataNode(b.Root, func(n *Node) error {
+	err := eachDataNode(b.Root, func(n *Node) error {
 		if n.ops.perm != nil {
 			return n.ops.perm.TakePerm(p)
 		}
 		return nil
 	})
+	if err == nil && p&PermWrite != 0 {
+		b.userWrite = true
+	}
+	return err
 }

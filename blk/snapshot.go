@@ -1,7 +1,9 @@
 package blk
 
 import (
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 
 	"gio/blk/qdict"
@@ -44,7 +46,7 @@ func (r *Registry) appendTempSnapshot(b *Backend, flags OpenFlags) error {
 	if dir == "" {
 		dir = "/var/tmp"
 	}
-	f, err := os.CreateTemp(dir, "vl.")
+	f, err := mkstemp(dir + "/vl.")
 	if err != nil {
 		return Errorf(ErrnoOf(err), "Could not get temporary filename")
 	}
@@ -67,4 +69,22 @@ func (r *Registry) appendTempSnapshot(b *Backend, flags OpenFlags) error {
 	b.flags.ReadOnly = flags.ReadOnly
 	b.probed = false
 	return nil
+}
+
+// mkstemp creates a new file named prefix and six random letters or
+// digits, as glibc's mkstemp does for QEMU's get_tmp_filename
+// ("/var/tmp/vl.XXXXXX"): messages that name the file then look the same.
+func mkstemp(prefix string) (*os.File, error) {
+	const chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	for range 1000 {
+		b := []byte(prefix + "XXXXXX")
+		for i := len(prefix); i < len(b); i++ {
+			b[i] = chars[rand.IntN(len(chars))]
+		}
+		f, err := os.OpenFile(string(b), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if !errors.Is(err, os.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, os.ErrExist
 }

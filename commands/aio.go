@@ -11,12 +11,25 @@ func aioCommands() []*Command {
 	return []*Command{
 		{Name: "aio_read", Args: "[-Ciqv] [-P pattern] off len [len..]",
 			Oneline: "asynchronously reads a number of bytes", Help: aioReadHelp,
-			Flags: []Flag{{Letter: 'C'}, {Letter: 'P', Arg: "pattern"}, {Letter: 'i'}, {Letter: 'q'}, {Letter: 'v'}}, MinArgs: 2, MaxArgs: -1, NeedsFile: true, Family: "aio", Run: aioReadCmd},
+			Flags: []Flag{{Letter: 'C'}, {Letter: 'P', Arg: "pattern"}, {Letter: 'i'}, {Letter: 'q'}, {Letter: 'v'}}, MinArgs: 2, MaxArgs: -1, NeedsFile: true, Family: "aio", Run: aioReadCmd, CheckOpts: checkAIO("injecting invalid read request")},
 		{Name: "aio_write", Args: "[-Cfiquz] [-P pattern] off len [len..]",
 			Oneline: "asynchronously writes a number of bytes", Help: aioWriteHelp,
-			Flags: []Flag{{Letter: 'C'}, {Letter: 'f'}, {Letter: 'i'}, {Letter: 'q'}, {Letter: 'P', Arg: "pattern"}, {Letter: 'u'}, {Letter: 'z'}}, MinArgs: 2, MaxArgs: -1, NeedsFile: true, Write: true, Family: "aio", Run: aioWriteCmd},
+			Flags: []Flag{{Letter: 'C'}, {Letter: 'f'}, {Letter: 'i'}, {Letter: 'q'}, {Letter: 'P', Arg: "pattern"}, {Letter: 'u'}, {Letter: 'z'}}, MinArgs: 2, MaxArgs: -1, NeedsFile: true, Write: true, Family: "aio", Run: aioWriteCmd, CheckOpts: checkAIO("injecting invalid write request")},
 		{Name: "aio_flush", Oneline: "completes all outstanding aio requests",
 			MinArgs: 0, MaxArgs: 0, NeedsFile: true, Family: "aio", Run: aioFlushCmd},
+	}
+}
+
+// checkAIO is Command.CheckOpts for aio_read and aio_write: a bad
+// pattern fails, and -i ends the command (its report printed) before
+// getopt meets the bad option.
+func checkAIO(invalidMsg string) func(s *Session, opts []getopt.Opt) error {
+	return func(s *Session, opts []getopt.Opt) error {
+		_, invalid, err := s.parseVecOpts(opts, invalidMsg)
+		if invalid {
+			return errDone
+		}
+		return err
 	}
 }
 

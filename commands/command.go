@@ -46,6 +46,14 @@ type Command struct {
 	Run func(s *Session, name string, opts []getopt.Opt, args []string) error
 	// RawArgs makes the dispatcher skip getopt (alloc, sleep, ...).
 	RawArgs bool
+	// CheckOpts, when set, checks the values of the options getopt
+	// parsed before it stopped at a bad option: qemu-io's getopt loop
+	// rejects a bad value (a pattern, a cache mode) as it meets it, so
+	// "read -P 0x100 -x 0 1" fails on the pattern, not on -x. It returns
+	// nil (the values are good: the getopt error stands), errFailed (a
+	// bad value, reported) or errDone (the command ended there, as
+	// aio_read -i does).
+	CheckOpts func(s *Session, opts []getopt.Opt) error
 	// Hidden commands are gio's own: left out of the qemu-io-compatible
 	// "help" listing, shown by "help gio".
 	Hidden bool
@@ -62,6 +70,8 @@ var (
 	errUsage = errors.New("usage")
 	// errFailed marks a failure whose message was already printed.
 	errFailed = errors.New("command failed")
+	// errDone (from Command.CheckOpts) ends a command that succeeded.
+	errDone = errors.New("command done")
 )
 
 // Usage returns "NAME ARGS -- ONELINE" with the given name.
@@ -222,6 +232,15 @@ func (s *Session) dispatch(words []string) bool {
 		var err error
 		opts, pos, err = getopt.Parse(c.Name, args, OptString(c.Flags))
 		if err != nil {
+			if c.CheckOpts != nil {
+				switch e := c.CheckOpts(s, opts); e {
+				case errDone:
+					return true
+				case nil:
+				default:
+					return false
+				}
+			}
 			// getopt names the command as typed ("r: invalid option").
 			msg := err.Error()
 			if name != c.Name && strings.HasPrefix(msg, c.Name+":") {

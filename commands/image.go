@@ -15,15 +15,18 @@ func imageCommands() []*Command {
 	return []*Command{
 		{Name: "open", Alias: "o", Args: "[-rsCnkU] [-t cache] [-d discard] [-o options] [path]",
 			Oneline: "open the file specified by path", Help: openHelp,
-			Flags: openFlags, MinArgs: 1, MaxArgs: -1, Family: "image", Run: openCmd},
+			Flags: openFlags, MinArgs: 1, MaxArgs: -1, Family: "image", Run: openCmd,
+			CheckOpts: func(s *Session, opts []getopt.Opt) error { _, err := s.openOpts(opts); return err }},
 		{Name: "close", Alias: "c", Oneline: "close the current open file",
 			MinArgs: 0, MaxArgs: 0, NeedsFile: true, Family: "image", Run: closeCmd},
 		{Name: "reopen", Args: "[(-r|-w)] [-c cache] [-o options]",
 			Oneline: "reopens an image with new options", Help: reopenHelp,
-			Flags: []Flag{{Letter: 'c', Arg: "cache", Values: CacheModes}, {Letter: 'o', Arg: "options"}, {Letter: 'r'}, {Letter: 'w'}}, MinArgs: 0, MaxArgs: -1, NeedsFile: true, Family: "image", Run: reopenCmd},
+			Flags: []Flag{{Letter: 'c', Arg: "cache", Values: CacheModes}, {Letter: 'o', Arg: "options"}, {Letter: 'r'}, {Letter: 'w'}}, MinArgs: 0, MaxArgs: -1, NeedsFile: true, Family: "image", Run: reopenCmd,
+			CheckOpts: func(s *Session, opts []getopt.Opt) error { _, err := s.reopenOpts(opts); return err }},
 		{Name: "truncate", Alias: "t", Args: "[-m prealloc_mode] off",
 			Oneline: "truncates the current file at the given offset",
-			Flags:   []Flag{{Letter: 'm', Arg: "prealloc_mode", Values: PreallocModes}}, MinArgs: 1, MaxArgs: 3, NeedsFile: true, Write: true, Family: "image", Run: truncateCmd},
+			Flags:   []Flag{{Letter: 'm', Arg: "prealloc_mode", Values: PreallocModes}}, MinArgs: 1, MaxArgs: 3, NeedsFile: true, Write: true, Family: "image", Run: truncateCmd,
+			CheckOpts: func(s *Session, opts []getopt.Opt) error { _, err := s.truncateOpts(opts); return err }},
 		{Name: "length", Alias: "l", Oneline: "gets the length of the current file",
 			MinArgs: 0, MaxArgs: 0, NeedsFile: true, Family: "image", Run: lengthCmd},
 		{Name: "info", Alias: "i", Oneline: "prints information about the current file",
@@ -143,11 +146,13 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 		s.errorReport("can't open%s: aio=native was specified, but it requires cache.direct=on, which was not specified.", device)
 		return false
 	}
-	if o.ForceShare && !o.ReadOnly {
+	if o.ForceShare && !o.ReadOnly && !o.Snapshot {
+		// With -s the image is read-only under its overlay: -U is fine.
 		s.errorReport("can't open%s: force-share=on can only be used with read-only images", device)
 		return false
 	}
 	overlay := spec.Flags
+	overlay.ForceShare = false // the overlay is the writer; -U is the image's
 	if o.Snapshot {
 		// The image is opened read-only, as a backing file, under a
 		// temporary qcow2 overlay that takes the writes.
@@ -247,34 +252,9 @@ func probeName(file *blk.Node, given string) string {
 
 // openCmd is qemu-io's open_f.
 func openCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
-	var o OpenOptions
-	for _, op := range opts {
-		if known, err := o.ApplyOpenFlag(op.Name, op.Arg); known {
-			if err != nil {
-				s.errorReport("%v", err)
-				return errFailed
-			}
-			continue
-		}
-		switch op.Name {
-		case 'o':
-			if s.ImageOpts {
-				fmt.Fprintln(s.Out, "--image-opts and 'open -o' are mutually exclusive")
-				return errFailed
-			}
-			d, ok := s.ParseOptions(op.Arg)
-			if !ok {
-				return errFailed
-			}
-			if o.Opts == nil {
-				o.Opts = d
-			} else {
-				for _, k := range d.Keys() {
-					v, _ := d.Get(k)
-					o.Opts.Set(k, v)
-				}
-			}
-		}
+	o, err := s.openOpts(opts)
+	if err != nil {
+		return err
 	}
 	if s.ImageOpts && len(args) == 1 {
 		d, ok := s.ParseOptions(args[0])
@@ -296,6 +276,41 @@ func openCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 		return errFailed
 	}
 	return nil
+}
+
+// openOpts reads open's options in order, failing (reported) at the
+// first bad value as open_f's getopt loop does; it is open's CheckOpts.
+func (s *Session) openOpts(opts []getopt.Opt) (OpenOptions, error) {
+	var o OpenOptions
+	for _, op := range opts {
+		if known, err := o.ApplyOpenFlag(op.Name, op.Arg); known {
+			if err != nil {
+				s.errorReport("%v", err)
+				return o, errFailed
+			}
+			continue
+		}
+		switch op.Name {
+		case 'o':
+			if s.ImageOpts {
+				fmt.Fprintln(s.Out, "--image-opts and 'open -o' are mutually exclusive")
+				return o, errFailed
+			}
+			d, ok := s.ParseOptions(op.Arg)
+			if !ok {
+				return o, errFailed
+			}
+			if o.Opts == nil {
+				o.Opts = d
+			} else {
+				for _, k := range d.Keys() {
+					v, _ := d.Get(k)
+					o.Opts.Set(k, v)
+				}
+			}
+		}
+	}
+	return o, nil
 }
 
 // ParseOptions parses a -o / --image-opts string, printing warnings and
@@ -351,32 +366,14 @@ func closeCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 // reopenCmd is qemu-io's reopen_f: read-only state and cache mode can
 // change; driver options cannot.
 func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
-	hasRW := false
 	ro := s.Img.ReadOnly()
-	cache := ""
-	var ropts *qdict.Dict
-	for _, o := range opts {
-		switch o.Name {
-		case 'c':
-			if _, _, _, ok := cacheMode(o.Arg); !ok {
-				s.errorReport("Invalid cache option: %s", o.Arg)
-				return errFailed
-			}
-			cache = o.Arg
-		case 'o':
-			d, ok := s.ParseOptions(o.Arg)
-			if !ok {
-				return errFailed
-			}
-			ropts = d
-		case 'r', 'w':
-			if hasRW {
-				s.errorReport("Only one -r/-w option may be given")
-				return errFailed
-			}
-			hasRW = true
-			ro = o.Name == 'r'
-		}
+	r, err := s.reopenOpts(opts)
+	if err != nil {
+		return err
+	}
+	hasRW, cache, ropts := r.hasRW, r.cache, r.opts
+	if hasRW {
+		ro = r.ro
 	}
 	if len(args) != 0 {
 		return errUsage
@@ -385,8 +382,25 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 		s.errorReport("%s", errText(err))
 		return errFailed
 	}
-	var commit func()
+	if ro {
+		// reopen_f gives up the write permission before a reopen
+		// without BDRV_O_RDWR, and does not take it back should the
+		// reopen fail.
+		s.Img.DropUserWrite()
+	}
+	// bdrv_can_set_read_only refuses read-only with copy-on-read on.
+	corCheck := func(newRO bool) bool {
+		if newRO && !s.Img.ReadOnly() && s.Img.CopyOnRead() {
+			s.errorReport("Can't set node '%s' to r/o with copy-on-read enabled", s.Img.Root.MessageName())
+			return false
+		}
+		return true
+	}
+	var commit, commitDiscard func()
 	change := map[string]bool{} // cache.direct, cache.no-flush
+	if ropts == nil && !corCheck(ro) {
+		return errFailed
+	}
 	if ropts != nil {
 		if ropts.Has("read-only") && hasRW {
 			s.errorReport("Cannot set both -r/-w and 'read-only'")
@@ -395,9 +409,24 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 		if !reopenGeneric(s, ropts, cache != "", change) {
 			return errFailed
 		}
+		if ropts.Has("discard") || ropts.Has("detect-zeroes") {
+			// The node's discard and detect-zeroes modes change at
+			// commit (bdrv_reopen_prepare and _commit). qcow2's
+			// pass-discard-request keeps its value (a gio limit).
+			unmap, dz, err := s.Img.Root.TakeReopenDiscard(ropts)
+			if err != nil {
+				s.errorReport("%s", errText(err))
+				return errFailed
+			}
+			root := s.Img.Root
+			commitDiscard = func() { root.SetDiscard(unmap, dz) }
+		}
 		newRO := ro
 		if v, ok := ropts.Get("read-only"); ok && !hasRW {
 			newRO = v == "on" || v == "true" || v == "yes"
+		}
+		if !corCheck(newRO) {
+			return errFailed
 		}
 		c, err := prepareReopenTree(s.Img.Root, ropts, newRO)
 		if err != nil {
@@ -440,6 +469,12 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 			return errFailed
 		}
 	}
+	if ro && !s.Img.ReadOnly() && s.Img.HoldsWrite() {
+		// The user kept its write permission ("-o read-only=on"
+		// without -r): the permission update fails the reopen.
+		s.errorReport("Read-only block node '%s' cannot support read-write users", s.Img.Root.MessageName())
+		return errFailed
+	}
 	if cache != "" {
 		direct, _, nf, _ := cacheMode(cache)
 		change["cache.direct"], change["cache.no-flush"] = direct, nf
@@ -463,6 +498,9 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 	if commit != nil {
 		commit()
 	}
+	if commitDiscard != nil {
+		commitDiscard()
+	}
 	if cache != "" {
 		_, wt, _, _ := cacheMode(cache)
 		s.Img.SetWriteThrough(wt)
@@ -473,17 +511,64 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 	return nil
 }
 
-// truncateCmd is qemu-io's truncate_f. qemu-io 7.2 crashes on
-// "truncate -m MODE" with no offset; gio prints the usage line.
-func truncateCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
+// reopenOptions are reopen's options.
+type reopenOptions struct {
+	hasRW, ro bool // -r or -w given; which
+	cache     string
+	opts      *qdict.Dict
+}
+
+// reopenOpts reads reopen's options in order, failing (reported) at the
+// first bad one as reopen_f's getopt loop does; it is reopen's CheckOpts.
+func (s *Session) reopenOpts(opts []getopt.Opt) (reopenOptions, error) {
+	var r reopenOptions
+	for _, o := range opts {
+		switch o.Name {
+		case 'c':
+			if _, _, _, ok := cacheMode(o.Arg); !ok {
+				s.errorReport("Invalid cache option: %s", o.Arg)
+				return r, errFailed
+			}
+			r.cache = o.Arg
+		case 'o':
+			d, ok := s.ParseOptions(o.Arg)
+			if !ok {
+				return r, errFailed
+			}
+			r.opts = d
+		case 'r', 'w':
+			if r.hasRW {
+				s.errorReport("Only one -r/-w option may be given")
+				return r, errFailed
+			}
+			r.hasRW = true
+			r.ro = o.Name == 'r'
+		}
+	}
+	return r, nil
+}
+
+// truncateOpts reads truncate's -m, failing (reported) on a bad mode; it
+// is truncate's CheckOpts.
+func (s *Session) truncateOpts(opts []getopt.Opt) (blk.Prealloc, error) {
 	prealloc := blk.PreallocOff
 	for _, o := range opts {
 		p, ok := blk.ParsePrealloc(o.Arg)
 		if !ok {
 			s.errorReport("Invalid preallocation mode '%s'", o.Arg)
-			return errFailed
+			return prealloc, errFailed
 		}
 		prealloc = p
+	}
+	return prealloc, nil
+}
+
+// truncateCmd is qemu-io's truncate_f. qemu-io 7.2 crashes on
+// "truncate -m MODE" with no offset; gio prints the usage line.
+func truncateCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
+	prealloc, err := s.truncateOpts(opts)
+	if err != nil {
+		return err
 	}
 	if len(args) == 0 {
 		return errUsage

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"gio/blk"
@@ -15,16 +16,16 @@ func ioCommands() []*Command {
 	return []*Command{
 		{Name: "read", Alias: "r", Args: "[-abCqv] [-P pattern [-s off] [-l len]] off len",
 			Oneline: "reads a number of bytes at a specified offset", Help: readHelp,
-			Flags: []Flag{{Letter: 'b'}, {Letter: 'C'}, {Letter: 'l', Arg: "len"}, {Letter: 'p'}, {Letter: 'P', Arg: "pattern"}, {Letter: 'q'}, {Letter: 's', Arg: "off"}, {Letter: 'v'}}, MinArgs: 2, MaxArgs: -1, NeedsFile: true, Family: "I/O", Run: readCmd},
+			Flags: []Flag{{Letter: 'b'}, {Letter: 'C'}, {Letter: 'l', Arg: "len"}, {Letter: 'p'}, {Letter: 'P', Arg: "pattern"}, {Letter: 'q'}, {Letter: 's', Arg: "off"}, {Letter: 'v'}}, MinArgs: 2, MaxArgs: -1, NeedsFile: true, Family: "I/O", Run: readCmd, CheckOpts: checkValues("ls")},
 		{Name: "readv", Args: "[-Cqv] [-P pattern] off len [len..]",
 			Oneline: "reads a number of bytes at a specified offset", Help: readvHelp,
-			Flags: []Flag{{Letter: 'C'}, {Letter: 'P', Arg: "pattern"}, {Letter: 'q'}, {Letter: 'v'}}, MinArgs: 2, MaxArgs: -1, NeedsFile: true, Family: "I/O", Run: readvCmd},
+			Flags: []Flag{{Letter: 'C'}, {Letter: 'P', Arg: "pattern"}, {Letter: 'q'}, {Letter: 'v'}}, MinArgs: 2, MaxArgs: -1, NeedsFile: true, Family: "I/O", Run: readvCmd, CheckOpts: checkValues("")},
 		{Name: "write", Alias: "w", Args: "[-bcCfnquz] [-P pattern | -s source_file] off len",
 			Oneline: "writes a number of bytes at a specified offset", Help: writeHelp,
-			Flags: []Flag{{Letter: 'b'}, {Letter: 'c'}, {Letter: 'C'}, {Letter: 'f'}, {Letter: 'n'}, {Letter: 'p'}, {Letter: 'P', Arg: "pattern"}, {Letter: 'q'}, {Letter: 's', Arg: "source_file", Path: true}, {Letter: 'u'}, {Letter: 'z'}}, MinArgs: 2, MaxArgs: -1, NeedsFile: true, Write: true, Family: "I/O", Run: writeCmd},
+			Flags: []Flag{{Letter: 'b'}, {Letter: 'c'}, {Letter: 'C'}, {Letter: 'f'}, {Letter: 'n'}, {Letter: 'p'}, {Letter: 'P', Arg: "pattern"}, {Letter: 'q'}, {Letter: 's', Arg: "source_file", Path: true}, {Letter: 'u'}, {Letter: 'z'}}, MinArgs: 2, MaxArgs: -1, NeedsFile: true, Write: true, Family: "I/O", Run: writeCmd, CheckOpts: checkValues("")},
 		{Name: "writev", Args: "[-Cfq] [-P pattern] off len [len..]",
 			Oneline: "writes a number of bytes at a specified offset", Help: writevHelp,
-			Flags: []Flag{{Letter: 'C'}, {Letter: 'f'}, {Letter: 'q'}, {Letter: 'P', Arg: "pattern"}}, MinArgs: 2, MaxArgs: -1, NeedsFile: true, Write: true, Family: "I/O", Run: writevCmd},
+			Flags: []Flag{{Letter: 'C'}, {Letter: 'f'}, {Letter: 'q'}, {Letter: 'P', Arg: "pattern"}}, MinArgs: 2, MaxArgs: -1, NeedsFile: true, Write: true, Family: "I/O", Run: writevCmd, CheckOpts: checkValues("")},
 		{Name: "discard", Alias: "d", Args: "[-Cq] off len",
 			Oneline: "discards a number of bytes at a specified offset", Help: discardHelp,
 			Flags: []Flag{{Letter: 'C'}, {Letter: 'q'}}, MinArgs: 2, MaxArgs: -1, NeedsFile: true, Write: true, Family: "I/O", Run: discardCmd},
@@ -139,6 +140,26 @@ func sectorAligned(s *Session, off, count int64) error {
 		return errFailed
 	}
 	return nil
+}
+
+// checkValues is Command.CheckOpts for the I/O commands: -P takes a
+// pattern byte, and the letters in nums (read's -l and -s) a number.
+func checkValues(nums string) func(s *Session, opts []getopt.Opt) error {
+	return func(s *Session, opts []getopt.Opt) error {
+		for _, o := range opts {
+			ok := true
+			switch {
+			case o.Name == 'P':
+				_, ok = s.pattern(o.Arg)
+			case strings.IndexByte(nums, o.Name) >= 0:
+				_, ok = s.num(o.Arg)
+			}
+			if !ok {
+				return errFailed
+			}
+		}
+		return nil
+	}
 }
 
 // iovec parses readv/writev/aio length lists (create_iovec) and returns

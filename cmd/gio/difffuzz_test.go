@@ -49,6 +49,9 @@ type diffConfig struct {
 	cluster  int64 // the cluster size of a compressing format
 	// noCompress: write -c is not generated (see qcow below).
 	noCompress bool
+	// post: commands run after the image is made (programs and
+	// arguments), e.g. data written and an internal snapshot taken.
+	post [][]string
 }
 
 // clusterOf is the cluster size create options give a format.
@@ -127,6 +130,52 @@ func diffConfigs() []diffConfig {
 		check:  []string{"--object", diffSecret, "--image-opts", "driver=luks,key-secret=sec0,file.filename=img"},
 		resize: true,
 	})
+	// qcow2 images with a history: an internal snapshot (clusters with
+	// refcount 2, copied on write), compressed clusters, an external
+	// data file.
+	qio := func(cmds ...string) []string {
+		a := []string{"qemu-io", "-f", "qcow2"}
+		for _, c := range cmds {
+			a = append(a, "-c", c)
+		}
+		return append(a, "img")
+	}
+	add("qcow2/internal-snapshot", "qcow2", "cluster_size=4k", true, true)
+	cs[len(cs)-1].post = [][]string{
+		qio("write -P 0x11 0 96k", "write -z 32k 8k", "write -P 0x12 512k 4k"),
+		{"qemu-img", "snapshot", "-c", "s1", "img"},
+		qio("write -P 0x13 8k 4k"),
+	}
+	add("qcow2/compressed-clusters", "qcow2", "", true, true)
+	cs[len(cs)-1].post = [][]string{qio("write -c -P 0x21 0 64k", "write -c -P 0x22 128k 64k", "write -c -P 0 256k 64k")}
+	add("qcow2/data-file", "qcow2", "data_file=img.data", true, false)
+	cs[len(cs)-1].post = [][]string{qio("write -P 0x31 0 128k")}
+	add("qcow2/data-file-raw", "qcow2", "data_file=img.data,data_file_raw=on", true, false)
+	// Other ways to open: --image-opts with raw's offset and size, a
+	// blkdebug filter, json: filenames.
+	rawOpts := func(name, opts string) {
+		cs = append(cs, diffConfig{name: name, create: []string{"create", "-q", "-f", "raw"},
+			open: []string{"--image-opts", opts}, check: []string{"-f", "raw", "img"}})
+	}
+	rawOpts("raw/image-opts/offset", "driver=raw,offset=4096,file.filename=img")
+	rawOpts("raw/image-opts/offset+size", "driver=raw,offset=512,size=65536,file.filename=img")
+	rawOpts("raw/image-opts/blkdebug", "driver=raw,file.driver=blkdebug,file.image.filename=img")
+	cs = append(cs, diffConfig{name: "qcow2/image-opts/blkdebug", create: []string{"create", "-q", "-f", "qcow2"},
+		open:  []string{"--image-opts", "driver=qcow2,file.driver=blkdebug,file.image.filename=img"},
+		check: []string{"-f", "qcow2", "img"}, resize: true, compress: true, cluster: 65536})
+	cs = append(cs, diffConfig{name: "qcow2/json", create: []string{"create", "-q", "-f", "qcow2", "-o", "cluster_size=4k"},
+		open:  []string{`json:{"driver":"qcow2","file":{"driver":"file","filename":"img"}}`},
+		check: []string{"-f", "qcow2", "img"}, resize: true, compress: true, cluster: 4096})
+	cs = append(cs, diffConfig{name: "raw/json", create: []string{"create", "-q", "-f", "raw"},
+		open:  []string{`json:{"driver":"raw","file.filename":"img"}`},
+		check: []string{"-f", "raw", "img"}, resize: true})
+	cs = append(cs, diffConfig{
+		name:   "qcow2/luks",
+		create: []string{"create", "-q", "--object", diffSecret, "-f", "qcow2", "-o", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10,cluster_size=4k"},
+		open:   []string{"--object", diffSecret, "--image-opts", "driver=qcow2,encrypt.key-secret=sec0,file.filename=img"},
+		check:  []string{"--object", diffSecret, "--image-opts", "driver=qcow2,encrypt.key-secret=sec0,file.filename=img"},
+		resize: true,
+	})
 	for _, b := range []struct{ name, f, opts, baseFmt string }{
 		{"qcow2/backing=raw", "qcow2", "", "raw"},
 		{"qcow2/backing=qcow2/cluster=4k", "qcow2", "cluster_size=4k", "qcow2"},
@@ -152,7 +201,10 @@ func diffConfigs() []diffConfig {
 // diffKnown lists the differences the tester does not report, and why.
 // Each entry is a pattern matched against both outputs before they are
 // compared (replaced by X).
-var diffKnown = []*regexp.Regexp{}
+var diffKnown = []*regexp.Regexp{
+	// -s's temporary overlay, named by mkstemp (reopen -r names it).
+	regexp.MustCompile(`/var/tmp/vl\.[A-Za-z0-9]{6}`),
+}
 
 // diffGen draws the commands of one sequence.
 type diffGen struct {
@@ -327,8 +379,69 @@ func (g *diffGen) command() []string {
 			return []string{"map"}
 		}
 		return []string{"write -P " + g.pattern() + " -c " + o + " " + g.num(g.compressedLen(n))}
+	case 21, 22:
+		if g.pick(2) == 0 {
+			return []string{g.rare(o, l)}
+		}
+		return []string{g.invalid()}
 	default:
 		return []string{g.invalid()}
+	}
+}
+
+// openCmd is the open command that opens the configuration's image again
+// (open takes the format as -o driver=).
+func (g *diffGen) openCmd(flags string) string {
+	open := g.cfg.open
+	img := open[len(open)-1]
+	if len(open) >= 3 && open[len(open)-3] == "-f" {
+		return "open" + flags + " -o driver=" + open[len(open)-2] + " " + img
+	}
+	return "open" + flags + " " + img
+}
+
+// rare draws a command the main switch does not: image reopening and
+// closing, vmstate, write flags, sleep, help, verbose aio.
+func (g *diffGen) rare(o, l string) string {
+	switch g.pick(16) {
+	case 0:
+		return "close"
+	case 1:
+		flags := []string{"", "", " -r", " -s", " -C", " -n", " -t writethrough", " -t unsafe", " -d unmap", " -U", " -k"}[g.pick(11)]
+		return g.openCmd(flags)
+	case 2:
+		return []string{"reopen -r", "reopen -w", "reopen", "reopen -c none", "reopen -c writethrough", "reopen -c unsafe",
+			"reopen -c directsync", "reopen -r -c writeback", "reopen -o cache.direct=on", "reopen -o cache.no-flush=on",
+			"reopen -o read-only=on", "reopen -o read-only=off", "reopen -w -o cache.direct=off"}[g.pick(13)]
+	case 3:
+		return "read -b" + g.outFlags() + " " + o + " " + l
+	case 4:
+		return "write -b -P " + g.pattern() + g.outFlags() + " " + o + " " + l
+	case 5:
+		return "write -f -P " + g.pattern() + g.outFlags() + " " + o + " " + l
+	case 6:
+		return []string{"write -n -z", "write -z -f", "write -z -u -f", "write -z -n -u"}[g.pick(4)] + g.outFlags() + " " + o + " " + l
+	case 7:
+		return fmt.Sprintf("sleep %d", g.pick(3))
+	case 8:
+		return "help " + []string{"read", "write", "aio_read", "open", "reopen", "map", "alloc", "discard", "truncate", "x", "help", ""}[g.pick(12)]
+	case 9:
+		return "readv -v " + o + " " + g.num(int64(1+g.pick(64)))
+	case 10:
+		return "writev -f -P " + g.pattern() + " " + o + " " + g.vec()
+	case 11:
+		if g.cfg.resize {
+			return "truncate -m " + []string{"off", "metadata", "falloc", "full"}[g.pick(4)] + " " + g.num(g.size+int64(g.pick(3))*65536)
+		}
+		return "length"
+	case 12:
+		return "discard -q " + o + " " + l
+	case 13:
+		return "read -p " + o + " " + l
+	case 14:
+		return "write -p -P " + g.pattern() + " " + o + " " + l
+	default:
+		return "alloc " + o + " " + g.num(int64(1+g.pick(1<<20)))
 	}
 }
 
@@ -403,21 +516,16 @@ func drawSeq(seed int64, cfgs []diffConfig) diffSeq {
 	if r.Intn(3) == 0 {
 		s.baseSize = s.size / 2
 	}
-	switch r.Intn(12) {
-	case 0:
-		s.extra = []string{"-t", "writethrough"}
-	case 1:
-		s.extra = []string{"-t", "none"}
-	case 2:
-		s.extra = []string{"-r"}
-	case 3:
-		s.extra = []string{"-C"} // copy-on-read
-	case 4:
-		s.extra = []string{"-s"} // a temporary snapshot overlay
-	case 5:
-		s.extra = []string{"-d", "unmap"}
-	case 6:
-		s.extra = []string{"-U"}
+	// qemu-io options: none, one or (1 in 4) two of them.
+	extras := [][]string{{"-t", "writethrough"}, {"-t", "none"}, {"-r"}, {"-C"}, {"-s"},
+		{"-d", "unmap"}, {"-U"}, {"-n"}, {"-t", "directsync"}, {"-t", "unsafe"},
+		{"-t", "writeback"}, {"-d", "ignore"}, {"-d", "off"}, {"-i", "threads"},
+		{"-k", "-t", "none"}, {"-d", "on"}}
+	if r.Intn(12) < 7 {
+		s.extra = append(s.extra, extras[r.Intn(len(extras))]...)
+		if r.Intn(4) == 0 {
+			s.extra = append(s.extra, extras[r.Intn(len(extras))]...)
+		}
 	}
 	s.stdin = r.Intn(6) == 0
 	g := &diffGen{r: r, size: s.size, cfg: cfg}
@@ -432,7 +540,7 @@ func (s diffSeq) args(cmds [][]string) []string {
 	a := append([]string(nil), s.extra...)
 	open := s.cfg.open
 	img := open[len(open)-1]
-	if open[len(open)-2] == "--image-opts" {
+	if len(open) > 1 && open[len(open)-2] == "--image-opts" {
 		img = ""
 		a = append(a, open...)
 	} else {
@@ -531,7 +639,16 @@ func (s diffSeq) makeImage(dir string) error {
 			return fmt.Errorf("filling base: %s%s", r.stdout, r.stderr)
 		}
 	}
-	return run(append(append([]string(nil), s.cfg.create...), "img", strconv.FormatInt(s.size, 10))...)
+	if err := run(append(append([]string(nil), s.cfg.create...), "img", strconv.FormatInt(s.size, 10))...); err != nil {
+		return err
+	}
+	for _, p := range s.cfg.post {
+		r := diffExec(dir, p[0], p[1:], "", time.Minute)
+		if r.rc != 0 {
+			return fmt.Errorf("%s: %s%s", strings.Join(p, " "), r.stdout, r.stderr)
+		}
+	}
+	return nil
 }
 
 // diffFilter normalises an output for the comparison.

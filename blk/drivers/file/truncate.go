@@ -72,14 +72,13 @@ func (n *node) preallocFull(cur, size int64) error {
 	if err := n.ftruncate(size); err != nil {
 		return blk.Errorf(errnoOf(err), "Could not resize file")
 	}
-	// QEMU writes from a plain 64 KiB buffer, which an O_DIRECT file
-	// refuses (EINVAL); an aligned one is used here, so that works.
-	// TODO(file): decide whether to reproduce QEMU's failure with -n.
-	align := 1
-	if n.direct {
-		align = int(n.memAlign)
-	}
-	buf := AlignedBuffer(65536, align)
+	// QEMU writes from a plain g_malloc0'd 64 KiB buffer, 16 bytes
+	// aligned and not more: a file opened O_DIRECT (-n, -t none) on a
+	// file system that wants aligned memory refuses it (EINVAL, "Could
+	// not write zeros for preallocation: Invalid argument"). The buffer
+	// here is placed the same way, so the kernel decides as it does for
+	// qemu-io.
+	buf := AlignedBuffer(65536+4096, 4096)[16 : 16+65536]
 	for off := cur; off < size; {
 		num := min(size-off, int64(len(buf)))
 		if err := n.pwriteLoop(off, buf[:num]); err != nil {
