@@ -150,6 +150,22 @@ if want_any map alloc; then
 		qemu-io -f raw -t unsafe "$sparse" >/dev/null
 fi
 
+comp=$DIR/comp.qcow2   # 64 MiB of base64 text, compressed (zlib)
+if want comp-read; then
+	head -c 48M /dev/urandom | base64 -w 0 | head -c 64M >"$DIR/text.raw"
+	qemu-img convert -q -c -f raw -O qcow2 "$DIR/text.raw" "$comp"
+	rm -f "$DIR/text.raw"
+fi
+meta=$DIR/meta.qcow2   # 256 GiB, every cluster allocated (metadata only)
+if want qcow2-check; then
+	qemu-img create -q -f qcow2 -o preallocation=metadata "$meta" 256G
+fi
+q2=$DIR/big.qcow2      # 1 GiB, fully written
+if want qcow2-direct; then
+	[ -f "$big" ] || { qemu-img create -q -f raw "$big" 1G; qemu-io -f raw -t writeback -c "write -q -P 0x5a 0 1G" "$big"; }
+	qemu-img convert -q -f raw -O qcow2 "$big" "$q2"
+fi
+
 # --- command streams ---------------------------------------------------------
 awk -v n="$N_CMDS" 'BEGIN { for (i = 0; i < n; i++) printf "write -q -P 0x5a %d 4k\n", i * 4096 }' >"$tmp/writes"
 awk -v n="$N_CMDS" 'BEGIN { for (i = 0; i < n; i++) printf "read -q -P 0x5a %d 4k\n", i * 4096 }' >"$tmp/reads"
@@ -220,6 +236,17 @@ if want rmw-writeback; then
 	pair rmw-writeback "$tmp/rmw" "$GIO" -t writeback --image-opts "$rmwimg" -- qemu-io -t writeback --image-opts "$rmwimg"
 fi
 
+if want comp-read; then
+	pair comp-read /dev/null "$GIO" -f qcow2 -c "read 0 64M" "$comp" -- qemu-io -f qcow2 -c "read 0 64M" "$comp"
+fi
+if want qcow2-check; then
+	pair qcow2-check /dev/null "$GIO" check "$meta" -- qemu-img check "$meta"
+fi
+if want qcow2-direct; then
+	pair qcow2-direct /dev/null "$GIO" bench -c "$N_DIRECT" -d 32 -s 4k -t none -i io_uring -f qcow2 "$q2" -- \
+		qemu-img bench -c "$N_DIRECT" -d 32 -s 4k -t none -i io_uring -f qcow2 "$q2"
+fi
+
 [ -n "${RAW:-}" ] && cp "$samples" "$RAW"
 
 # --- summary ---------------------------------------------------------------------
@@ -245,6 +272,9 @@ targets=(
 	"alloc|time|20|<=1.0"
 	"rmw-default|rate|$N_CMDS|>=1.0"
 	"rmw-writeback|rate|$N_CMDS|>=1.5"
+	"comp-read|time|1|<=1.0"
+	"qcow2-check|time|1|<=1.0"
+	"qcow2-direct|rate|$N_DIRECT|>=1.0"
 	# Peak RSS (MiB, medians) of a resting process and of aio-write's
 	# 20000 in-flight requests; the third field names the samples.
 	"rest-rss|rss|rest|<=1.0"

@@ -61,6 +61,13 @@ type Co struct {
 	// cost is virtual time its I/O has cost and the clock not yet
 	// shown (cost.go).
 	cost time.Duration
+	// req is the request a task belongs to (TaskPool), nil for a
+	// request; pool is the pool whose tasks the request waits for.
+	req  *Co
+	pool *TaskPool
+	// after are coroutines to run as soon as this one yields or ends,
+	// before anything else (QEMU's co_queue_wakeup).
+	after []*Co
 }
 
 // ID returns the request number, in submission order.
@@ -301,13 +308,40 @@ func (co *Co) resume() {
 	}
 	co.w.next()
 	if co.done {
-		if co.loop.tracer != nil {
+		if co.loop.tracer != nil && co.req == nil {
 			co.loop.event(TraceComplete, co.id).Err = co.err
 		}
 		w := co.w
 		co.w = nil
 		putWorker(w)
 	}
+	for len(co.after) > 0 {
+		next := co.after[0]
+		co.after = co.after[1:]
+		l := co.loop
+		prev := l.cur
+		l.cur = next
+		next.resume()
+		l.cur = prev
+	}
+}
+
+// request returns the request co belongs to: co itself, or the request
+// that started the task co.
+func (co *Co) request() *Co {
+	if co.req != nil {
+		return co.req
+	}
+	return co
+}
+
+// where describes where co waits: its yield reason, or for a request
+// waiting for its tasks, where they wait.
+func (co *Co) where() string {
+	if co.pool != nil {
+		return co.pool.where()
+	}
+	return co.why
 }
 
 // park gives the token back to the loop and waits to be woken. The caller
@@ -346,6 +380,7 @@ func (co *Co) parkQueued(why string, q *[]*Co) bool {
 func (co *Co) markStarted(d *Driver) {
 	if co != nil && !d.PassThrough {
 		co.started = true
+		co.request().started = true
 	}
 }
 
@@ -614,7 +649,7 @@ func (l *Loop) Blocked() []string {
 	sort.Slice(cos, func(i, j int) bool { return cos[i].id < cos[j].id })
 	out := make([]string, 0, len(cos))
 	for _, co := range cos {
-		why := co.why
+		why := co.where()
 		if why == "" {
 			why = "runnable"
 		}

@@ -385,7 +385,11 @@ func (n *Node) doPWriteZeroes(co *Co, off, bytes int64, flags ReqFlags) error {
 				}
 				chunk := min(num-done, maxTransfer)
 				if int64(len(buf)) < chunk {
-					buf = make([]byte, chunk)
+					// Pooled: a piped stream of unaligned zero writes
+					// allocated (and the collector cleared) one per
+					// write. getBuf's buffers come zeroed.
+					putBuf(buf)
+					buf = getBuf(chunk)
 				}
 				if err = n.driverPWrite(co, off+done, buf[:chunk], wf); err != nil {
 					break
@@ -396,6 +400,7 @@ func (n *Node) doPWriteZeroes(co *Co, off, bytes int64, flags ReqFlags) error {
 		off += num
 		bytes -= num
 	}
+	putBuf(buf)
 	if err == nil && needFlush {
 		err = n.Flush(co)
 	}

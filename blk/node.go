@@ -254,6 +254,7 @@ func (n *Node) DebugEvent(co *Co, ev Event) {
 	if n != nil && n.ops.events != nil {
 		if co != nil {
 			co.lastEvent = ev
+			co.request().lastEvent = ev
 			if co.loop.tracer != nil {
 				co.loop.Trace(TraceEvent{Kind: TraceDebugEvent, Req: co.id, Node: n, Name: ev.String()})
 			}

@@ -59,7 +59,7 @@ func (r *trackedReq) info() RequestInfo {
 	for _, w := range r.waiters {
 		ri.Waiters = append(ri.Waiters, w.id)
 	}
-	switch why := co.why; {
+	switch why := co.where(); {
 	case co.loop.cur == co:
 		ri.State = "running"
 	case why == "":

@@ -1,6 +1,7 @@
 package nbdserver
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -18,6 +19,10 @@ const handshakeTimeout = 30 * time.Second
 // not yet answered (QEMU's MAX_NBD_REQUESTS): the reader stops reading
 // until replies have gone out.
 const maxInflight = 16
+
+// requestBuffer is the size of a connection's read buffer; write
+// payloads at least this big are read past it.
+const requestBuffer = 64 << 10
 
 // Context ids of the meta contexts the server knows.
 const (
@@ -71,28 +76,49 @@ func (c *conn) serve() {
 	c.wg.Wait()
 }
 
-// writer sends replies in the order the requests finish.
+// writer sends replies in the order the requests finish. The replies
+// that are ready together go out in one writev (a reply is one write
+// system call otherwise, which was most of a busy export's CPU).
 func (c *conn) writer() {
 	defer c.wg.Done()
 	broken := false
+	batch := make([]*reply, 0, maxInflight)
+	var bufs net.Buffers
 	for r := range c.out {
-		if !broken {
-			var err error
-			if r.payload != nil {
-				bufs := net.Buffers{r.hdr, r.payload}
-				_, err = bufs.WriteTo(c.nc)
-			} else {
-				_, err = c.nc.Write(r.hdr)
+		batch = append(batch[:0], r)
+	more:
+		for len(batch) < maxInflight {
+			select {
+			case r, ok := <-c.out:
+				if !ok {
+					break more
+				}
+				batch = append(batch, r)
+			default:
+				break more
 			}
-			if err != nil {
+		}
+		if !broken {
+			bufs = bufs[:0]
+			for _, r := range batch {
+				bufs = append(bufs, r.hdr)
+				if r.payload != nil {
+					bufs = append(bufs, r.payload)
+				}
+			}
+			// WriteTo consumes bufs; the backing array is reused.
+			b := bufs
+			if _, err := b.WriteTo(c.nc); err != nil {
 				broken = true
 				c.nc.Close()
 			}
 		}
-		if r.release != nil {
-			r.release()
+		for _, r := range batch {
+			if r.release != nil {
+				r.release()
+			}
+			<-c.slots
 		}
-		<-c.slots
 	}
 }
 
@@ -103,8 +129,11 @@ func (c *conn) send(r *reply) { c.out <- r }
 // error, or NBD_CMD_DISC.
 func (c *conn) readRequests() {
 	var hb [nbdproto.RequestSize]byte
+	// Requests are read through a buffer: a client with many requests
+	// in flight sends several headers per read system call.
+	in := bufio.NewReaderSize(c.nc, requestBuffer)
 	for {
-		if _, err := io.ReadFull(c.nc, hb[:]); err != nil {
+		if _, err := io.ReadFull(in, hb[:]); err != nil {
 			return
 		}
 		req, err := nbdproto.DecodeRequest(hb[:])
@@ -124,7 +153,7 @@ func (c *conn) readRequests() {
 				return
 			}
 			r.buf = getBuf(int(req.Length))
-			if _, err := io.ReadFull(c.nc, r.buf); err != nil {
+			if _, err := io.ReadFull(in, r.buf); err != nil {
 				putBuf(r.buf)
 				<-c.slots
 				return

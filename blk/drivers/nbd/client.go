@@ -1,6 +1,7 @@
 package nbd
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -545,11 +546,18 @@ func (c *client) reader() {
 // maxChunk bounds a structured chunk's payload other than read data.
 const maxChunk = 1<<20 + 8
 
+// replyBuffer is the reader's buffer: with many requests in flight,
+// one read takes in several replies (headers and data), where reading
+// each header, offset and payload straight from the socket took four
+// system calls a reply. Payloads at least this big bypass it.
+const replyBuffer = 64 << 10
+
 func (c *client) readReplies() error {
 	hdr := make([]byte, nbdproto.StructReplySize)
 	var scratch []byte
+	conn := bufio.NewReaderSize(c.conn, replyBuffer)
 	for {
-		rep, err := nbdproto.ReadReply(c.conn, hdr)
+		rep, err := nbdproto.ReadReply(conn, hdr)
 		if err != nil {
 			return err
 		}
@@ -561,7 +569,7 @@ func (c *client) readReplies() error {
 			if rep.Error != 0 {
 				r.err = nbdproto.WireToErrno(rep.Error)
 			} else if r.typ == nbdproto.CmdRead {
-				if _, err := io.ReadFull(c.conn, r.buf); err != nil {
+				if _, err := io.ReadFull(conn, r.buf); err != nil {
 					return err
 				}
 			} else if r.typ == nbdproto.CmdBlockStatus {
@@ -580,14 +588,14 @@ func (c *client) readReplies() error {
 				return fmt.Errorf("%w: short data chunk", nbdproto.ErrProtocol)
 			}
 			var ob [8]byte
-			if _, err := io.ReadFull(c.conn, ob[:]); err != nil {
+			if _, err := io.ReadFull(conn, ob[:]); err != nil {
 				return err
 			}
 			off, n := nbdproto.BE.Uint64(ob[:]), uint64(ch.Length-8)
 			if off < r.off || off-r.off > uint64(r.length) || n > uint64(r.length)-(off-r.off) {
 				return fmt.Errorf("%w: data chunk outside the request", nbdproto.ErrProtocol)
 			}
-			if _, err := io.ReadFull(c.conn, r.buf[off-r.off:off-r.off+n]); err != nil {
+			if _, err := io.ReadFull(conn, r.buf[off-r.off:off-r.off+n]); err != nil {
 				return err
 			}
 		default:
@@ -598,7 +606,7 @@ func (c *client) readReplies() error {
 				scratch = make([]byte, ch.Length)
 			}
 			p := scratch[:ch.Length]
-			if _, err := io.ReadFull(c.conn, p); err != nil {
+			if _, err := io.ReadFull(conn, p); err != nil {
 				return err
 			}
 			if err := c.chunk(r, ch, p); err != nil {

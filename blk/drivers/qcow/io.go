@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/binary"
-	"io"
 
 	"gio/blk"
+	"gio/internal/inflate"
 
 	"golang.org/x/sys/unix"
 )
@@ -243,9 +243,7 @@ func (s *state) decompress(co *blk.Co, entry uint64) error {
 	if err := s.readClipped(co, coff, in); err != nil {
 		return err
 	}
-	r := flate.NewReader(bytes.NewReader(in))
-	defer r.Close()
-	if _, err := io.ReadFull(r, s.clusterCache); err != nil {
+	if _, err := inflate.Raw(s.clusterCache, in); err != nil {
 		s.clusterCacheOffset = -1
 		return unix.EIO
 	}

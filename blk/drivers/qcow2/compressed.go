@@ -44,39 +44,40 @@ func (s *state) PWriteCompressed(co *blk.Co, off int64, buf []byte) error {
 	if s.offsetIntoCluster(off) != 0 || s.offsetIntoCluster(n) != 0 && off+n != s.size {
 		return unix.EINVAL
 	}
-	// QEMU writes the clusters as tasks of a pool of compressWorkers:
-	// when one fails, the tasks already started still write their
-	// clusters, and so does the one started in the slot the failure
-	// freed. A failing task finishes before the others (it writes
-	// nothing), so a failure among the first workers leaves clusters
-	// 0..compressWorkers attempted (measured with qemu-io 7.2; for a
-	// later failure the count varies from run to run, and gio takes
-	// the largest seen: 5 more).
-	var first error
-	last := int64(-1) // the last cluster attempted after a failure
-	for i := int64(0); len(buf) > 0 && (first == nil || i <= last); i++ {
+	// QEMU writes the clusters as tasks of a pool: when one fails,
+	// the tasks already started still write their clusters, and so
+	// does the one started in the slot the failure freed; a request of
+	// one cluster writes it itself.
+	var pool *blk.TaskPool
+	var err error
+	for len(buf) > 0 && pool.Err() == nil {
 		chunk := min(int64(len(buf)), s.clusterSize)
-		if err := s.writeCompressedCluster(co, off, buf[:chunk]); err != nil && first == nil {
-			first, last = err, max(compressWorkers, i+5)
-			if i == 0 && int64(len(buf)) == chunk {
-				break // a single cluster: no pool
-			}
+		if pool == nil && chunk != int64(len(buf)) {
+			pool = blk.NewTaskPool(co, maxWorkers)
 		}
+		at, data := off, buf[:chunk]
+		task := func(co *blk.Co) error { return s.writeCompressedCluster(co, at, data) }
+		if pool == nil {
+			err = task(co)
+			break
+		}
+		pool.Start(task)
 		off += chunk
 		buf = buf[chunk:]
 	}
-	return first
+	if pool != nil {
+		pool.WaitAll()
+		err = pool.Err()
+	}
+	return err
 }
-
-// compressWorkers is QEMU's QCOW2_MAX_WORKERS, the task pool size of a
-// compressed write.
-const compressWorkers = 8
 
 // writeCompressedCluster is qcow2_co_pwritev_compressed_task.
 func (s *state) writeCompressedCluster(co *blk.Co, off int64, data []byte) error {
 	in := make([]byte, s.clusterSize)
 	copy(in, data)
 	out, err := s.compressCluster(in)
+	s.threadJob(co)
 	if err != nil {
 		// Not compressible: an ordinary write.
 		return s.PWrite(co, off, data, 0)
@@ -92,6 +93,29 @@ func (s *state) writeCompressedCluster(co *blk.Co, off int64, data []byte) error
 	}
 	s.file.Event(co, blk.EvWriteCompressed)
 	return s.file.Node.PWrite(co, host, out, 0)
+}
+
+// maxThreads is QCOW2_MAX_THREADS: the compression jobs one image has
+// in QEMU's thread pool at once.
+const maxThreads = 4
+
+// threadJob is the wait of qcow2_co_process around work QEMU hands to
+// its thread pool (compressing a cluster): a slot among maxThreads,
+// then the job's completion. gio has done the work already; what it
+// keeps is where the request yields, which orders the tasks of a
+// compressed write as QEMU does.
+func (s *state) threadJob(co *blk.Co) {
+	s.mu.lock(co)
+	for s.threads >= maxThreads {
+		s.threadSlots.wait(co, &s.mu, "waits for a compression thread")
+	}
+	s.threads++
+	s.mu.unlock()
+	co.YieldIO()
+	s.mu.lock(co)
+	s.threads--
+	s.threadSlots.next()
+	s.mu.unlock()
 }
 
 // deflateCluster compresses one cluster into less than a cluster

@@ -1,10 +1,7 @@
 package qcow2
 
 import (
-	"bytes"
-	"compress/flate"
 	"errors"
-	"io"
 
 	"gio/blk"
 
@@ -42,43 +39,82 @@ func clearInterruptibly(co *blk.Co, buf []byte) error {
 	return nil
 }
 
+// maxWorkers is QCOW2_MAX_WORKERS: the tasks one request keeps in flight.
+const maxWorkers = 8
+
 // PRead reads guest data: zeroes, the backing file, compressed or normal
-// clusters, one mapping step at a time.
+// clusters, one mapping step at a time. Like QEMU, it maps a step and
+// hands its I/O to a task of a pool before mapping the next, so that all
+// the steps' reads are submitted before the request waits for one; a
+// request whose only I/O is its last step does it itself, without a pool
+// (qcow2_co_preadv_part).
 func (s *state) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) error {
 	if err := s.check(); err != nil {
 		return err
 	}
-	for first := true; len(buf) > 0; first = false {
+	var pool *blk.TaskPool
+	var err error
+	for first := true; len(buf) > 0 && pool.Err() == nil; first = false {
 		if !first && co.Loop().Interrupted() {
-			return blk.ErrInterrupted // Ctrl-C at the shell, between steps
+			err = blk.ErrInterrupted // Ctrl-C at the shell, between steps
+			break
 		}
+		var n int64
+		var host uint64
+		var typ clusterType
 		s.mu.lock(co)
-		n, host, typ, err := s.getHostOffset(co, off, s.cryptStep(off, min(int64(len(buf)), maxChunk), false))
+		n, host, typ, err = s.getHostOffset(co, off, s.cryptStep(off, min(int64(len(buf)), maxChunk), false))
 		s.mu.unlock()
 		if err != nil {
-			return err
+			break
 		}
 		piece := buf[:n]
-		switch {
-		case typ == clusterZeroPlain || typ == clusterZeroAlloc || isUnallocated(typ) && s.backing == nil:
-			err = clearInterruptibly(co, piece)
-		case isUnallocated(typ):
-			s.file.Event(co, blk.EvReadBackingAIO)
-			err = s.backing.Node.PRead(co, off, piece, 0)
-		case typ == clusterCompressed:
-			err = s.readCompressed(co, host, off, piece)
-		default:
-			s.file.Event(co, blk.EvReadAIO)
-			err = s.readHost(co, int64(host), piece)
-			if err == nil && s.encrypted() {
-				s.decrypt(int64(host), off, piece)
+		if typ == clusterZeroPlain || typ == clusterZeroAlloc || isUnallocated(typ) && s.backing == nil {
+			if err = clearInterruptibly(co, piece); err != nil {
+				break
 			}
-		}
-		if err != nil {
-			return err
+		} else {
+			at := off
+			task := func(co *blk.Co) error { return s.readTask(co, typ, host, at, piece) }
+			if pool == nil && n != int64(len(buf)) {
+				pool = blk.NewTaskPool(co, maxWorkers)
+			}
+			if pool == nil {
+				if err = task(co); err != nil {
+					break
+				}
+			} else {
+				pool.Start(task)
+			}
 		}
 		buf = buf[n:]
 		off += n
+	}
+	if pool != nil {
+		pool.WaitAll()
+		if err == nil {
+			err = pool.Err()
+		}
+	}
+	return err
+}
+
+// readTask reads one mapping step that is not zeroes
+// (qcow2_co_preadv_task).
+func (s *state) readTask(co *blk.Co, typ clusterType, host uint64, off int64, buf []byte) error {
+	switch {
+	case isUnallocated(typ):
+		s.file.Event(co, blk.EvReadBackingAIO)
+		return s.backing.Node.PRead(co, off, buf, 0)
+	case typ == clusterCompressed:
+		return s.readCompressed(co, host, off, buf)
+	}
+	s.file.Event(co, blk.EvReadAIO)
+	if err := s.readHost(co, int64(host), buf); err != nil {
+		return err
+	}
+	if s.encrypted() {
+		s.decrypt(int64(host), off, buf)
 	}
 	return nil
 }
@@ -124,55 +160,79 @@ func (s *state) readCompressed(co *blk.Co, entry uint64, off int64, buf []byte) 
 	return nil
 }
 
-// inflate decompresses one cluster; like QEMU it insists on a full
-// cluster of output and ignores what follows it.
-func inflate(in []byte, size int64) ([]byte, error) {
-	r := flate.NewReader(bytes.NewReader(in))
-	defer r.Close()
-	out := make([]byte, size)
-	if _, err := io.ReadFull(r, out); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 var errNotCompressible = errors.New("qcow2: cluster not compressible")
 
 // PWrite writes guest data: each step allocates (or finds) a contiguous
-// host area under the lock, writes the data without it, then links the
-// new clusters into the L2 table.
+// host area under the lock, then hands the rest to a task (writeTask):
+// write the data without the lock, then link the new clusters into the
+// L2 table. As in QEMU, the steps' tasks run in a pool, so every step's
+// data write is submitted before the request waits for any; a request of
+// one step runs its task itself (qcow2_co_pwritev_part).
 func (s *state) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) error {
 	if err := s.check(); err != nil {
 		return err
 	}
-	for first := true; len(buf) > 0; first = false {
+	var pool *blk.TaskPool
+	var err error
+	lastLook := true // QEMU's path past the loop that takes the lock once more
+	for first := true; len(buf) > 0 && pool.Err() == nil; first = false {
 		if !first && co.Loop().Interrupted() {
-			// Ctrl-C at the shell: the chunks written so far are
+			// Ctrl-C at the shell: the steps started are written and
 			// linked; the rest is not written.
-			return blk.ErrInterrupted
+			err = blk.ErrInterrupted
+			lastLook = false
+			break
 		}
 		cur := s.cryptStep(off, min(int64(len(buf)), maxChunk), true)
 		s.mu.lock(co)
-		host, m, err := s.allocHostOffset(co, off, &cur)
+		var host int64
+		var m *l2meta
+		host, m, err = s.allocHostOffset(co, off, &cur)
 		if err == nil {
 			err = s.dataOverlapCheck(host, cur)
 		}
 		if err != nil {
 			_ = s.handleL2Meta(co, &m, false)
 			s.mu.unlock()
-			return err
+			lastLook = false
+			break
 		}
 		s.trackWrite(off, cur, 1)
 		s.mu.unlock()
-		err = s.writeTask(co, host, off, s.encryptedCopy(host, off, buf[:cur]), m)
-		s.trackWrite(off, cur, -1)
-		if err != nil {
+		at, data := off, s.encryptedCopy(host, off, buf[:cur])
+		task := func(co *blk.Co) error {
+			err := s.writeTask(co, host, at, data, m)
+			s.trackWrite(at, int64(len(data)), -1)
 			return err
+		}
+		if pool == nil && cur != int64(len(buf)) {
+			pool = blk.NewTaskPool(co, maxWorkers)
+		}
+		if pool == nil {
+			if err = task(co); err != nil {
+				lastLook = false // QEMU's fail_nometa
+				break
+			}
+		} else {
+			pool.Start(task)
 		}
 		buf = buf[cur:]
 		off += cur
 	}
-	return nil
+	if lastLook {
+		// QEMU takes the lock once more before it waits for its
+		// tasks (to free metadata that is never left here): a wait
+		// while a task or another request holds it.
+		s.mu.lock(co)
+		s.mu.unlock()
+	}
+	if pool != nil {
+		pool.WaitAll()
+		if err == nil {
+			err = pool.Err()
+		}
+	}
+	return err
 }
 
 // writeTask is qcow2_co_pwritev_task: zero the new clusters efficiently

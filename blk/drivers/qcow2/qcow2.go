@@ -149,7 +149,11 @@ type state struct {
 	// its clusters, or it would free a cluster a write still lands in
 	// (the write-vs-discard race gio explore found). noDiscardWait is
 	// the debug switch x-discard-waits=off that brings the race back.
-	dataWrites    map[int64]int
+	dataWrites map[int64]int
+	// threads counts the compression jobs in QEMU's thread pool, and
+	// threadSlots holds the tasks waiting for one (threadJob).
+	threads       int
+	threadSlots   coQueue
 	writesDone    coQueue
 	noDiscardWait bool
 	// noWriteOrder is the debug switch x-write-order=off (a mutation for
@@ -947,6 +951,14 @@ func (q *coQueue) wait(co *blk.Co, m *coMutex, why string) {
 	m.unlock()
 	co.Park(why)
 	m.lock(co)
+}
+
+// next wakes the oldest waiter (qemu_co_queue_next).
+func (q *coQueue) next() {
+	if len(q.waiters) > 0 {
+		q.waiters[0].Wake()
+		q.waiters = q.waiters[1:]
+	}
 }
 
 func (q *coQueue) restartAll() {

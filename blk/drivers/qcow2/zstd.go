@@ -5,6 +5,8 @@ import (
 	"io"
 	"sync"
 
+	"gio/internal/inflate"
+
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -70,5 +72,15 @@ func (s *state) decompressCluster(in []byte) ([]byte, error) {
 	if s.compressionType == compressionZstd {
 		return zstdDecompress(in, s.clusterSize)
 	}
-	return inflate(in, s.clusterSize)
+	return inflateCluster(in, s.clusterSize)
+}
+
+// inflateCluster decompresses one cluster; like QEMU it insists on a full
+// cluster of output and ignores what follows it.
+func inflateCluster(in []byte, size int64) ([]byte, error) {
+	out := make([]byte, size)
+	if _, err := inflate.Raw(out, in); err != nil {
+		return nil, err
+	}
+	return out, nil
 }

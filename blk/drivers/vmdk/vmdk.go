@@ -28,6 +28,7 @@ import (
 	"strings"
 
 	"gio/blk"
+	"gio/internal/inflate"
 
 	"golang.org/x/sys/unix"
 )
@@ -1251,12 +1252,10 @@ func (e *extent) readGrain(co *blk.Co, coff, oic int64, buf []byte) error {
 	if dataLen == 0 || dataLen > 2*cb || dataLen > int64(len(data)) {
 		return unix.EINVAL
 	}
-	zr, err := zlib.NewReader(bytes.NewReader(data[:dataLen]))
-	if err != nil {
-		return unix.EINVAL
-	}
 	out := make([]byte, cb)
-	got, err := io.ReadFull(zr, out)
+	// A stream whose header is bad produces nothing, which the range
+	// check below refuses.
+	got, err := inflate.Zlib(out, data[:dataLen])
 	if err != nil && err != io.ErrUnexpectedEOF {
 		return unix.EINVAL
 	}
