@@ -305,14 +305,56 @@ func (a *OpenArgs) ApplyAutoReadOnly() error {
 // the node is writable, write and resize taken whenever it is writable
 // and shared with no one. a.Flags is as before when it returns.
 func (a *OpenArgs) OpenStorageChild() (*Child, error) {
+	return a.OpenStorageChildNamed("file", true, true)
+}
+
+// SetChildFilename gives the child called name the file name its parent
+// found for it (vmdk's extents, named by the descriptor), where QEMU's
+// bdrv_fill_options puts a child's file name: a protocol child (no
+// driver, or a protocol driver) takes it as its "filename", and its
+// options must not name one too; a format child passes it on to its own
+// file child. Filename prefixes such as "blkdebug:" are not parsed for a
+// child, so a protocol that takes no file name (blkdebug, null-co)
+// refuses it at open as an option it does not support.
+func (a *OpenArgs) SetChildFilename(name, filename string) error {
+	for {
+		if drv, ok := a.Opts.Get(name + ".driver"); ok {
+			d := a.reg.Lookup(drv)
+			if d == nil {
+				return nil // the open says "Unknown driver"
+			}
+			if d.Format {
+				name += ".file"
+				continue
+			}
+		}
+		if _, ok := a.Opts.Get(name + ".filename"); ok {
+			return fmt.Errorf("Can't specify 'file' and 'filename' options at the same time")
+		}
+		a.Opts.Set(name+".filename", filename)
+		return nil
+	}
+}
+
+// OpenStorageChildNamed opens the child called name (required) with the
+// permissions bdrv_default_perms_for_storage gives it: resize taken
+// while the node is writable (a data child's writer may grow it),
+// write and resize taken whenever it is writable, resize shared with no
+// one, and write shared with no one when the child holds metadata. A
+// child of guest data alone (vmdk's flat extents, BDRV_CHILD_DATA)
+// shares write. a.Flags is as before when it returns.
+func (a *OpenArgs) OpenStorageChildNamed(name string, primary, metadata bool) (*Child, error) {
 	flags := a.Flags
 	defer func() { a.Flags = flags }()
 	if !a.Flags.ReadOnly {
 		a.Flags.TakePerms |= PermResize
 	}
 	a.Flags.WritablePerms |= PermWrite | PermResize
-	a.Flags.UnsharePerms |= PermWrite | PermResize
-	return a.OpenChild("file", true, true)
+	a.Flags.UnsharePerms |= PermResize
+	if metadata {
+		a.Flags.UnsharePerms |= PermWrite
+	}
+	return a.OpenChild(name, primary, true)
 }
 
 // Node returns the node being opened (to set serialisation and the like).

@@ -391,3 +391,40 @@ func TestLockGioHoldsQemuOpens(t *testing.T) {
 		})
 	}
 }
+
+// TestLockBytesVmdk compares the bytes gio and qemu-io lock on a vmdk's
+// files: QEMU's vmdk takes bdrv_default_perms_for_storage on its
+// descriptor (metadata) and extents, so resize is taken and not shared
+// there, and write is shared only on a flat extent (data alone).
+func TestLockBytesVmdk(t *testing.T) {
+	t.Parallel()
+	qemuIO := lockTool(t, "qemu-io")
+	qemuImg := lockTool(t, "qemu-img")
+	for _, tc := range []struct {
+		subformat string
+		args      []string
+		want      map[string]string // file -> locked bytes
+	}{
+		{"monolithicFlat", []string{"img.vmdk"}, map[string]string{"img.vmdk": "[100 101 103 201 203]", "img-flat.vmdk": "[100 101 103 203]"}},
+		{"monolithicFlat", []string{"-r", "img.vmdk"}, map[string]string{"img.vmdk": "[100 201 203]", "img-flat.vmdk": "[100 203]"}},
+		{"twoGbMaxExtentSparse", []string{"img.vmdk"}, map[string]string{"img.vmdk": "[100 101 103 201 203]", "img-s001.vmdk": "[100 101 103 201 203]"}},
+		{"monolithicSparse", []string{"img.vmdk"}, map[string]string{"img.vmdk": "[100 101 103 201 203]"}},
+	} {
+		t.Run(tc.subformat+strings.Join(tc.args, ""), func(t *testing.T) {
+			t.Parallel()
+			for _, p := range []struct{ name, bin string }{{"qemu-io", qemuIO}, {"gio", gioBin}} {
+				dir := t.TempDir()
+				if out, err := exec.Command(qemuImg, "create", "-q", "-f", "vmdk", "-o", "subformat="+tc.subformat, filepath.Join(dir, "img.vmdk"), "1M").CombinedOutput(); err != nil {
+					t.Fatalf("qemu-img create: %v: %s", err, out)
+				}
+				h := hold(t, dir, "qemu-io> ", p.bin, tc.args)
+				for f, want := range tc.want {
+					if got := fmt.Sprint(procLocks(t, filepath.Join(dir, f))); got != want {
+						t.Errorf("%s: %s: locked bytes %s, want %s", p.name, f, got, want)
+					}
+				}
+				h.stop()
+			}
+		})
+	}
+}

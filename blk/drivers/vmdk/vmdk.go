@@ -190,7 +190,11 @@ var (
 )
 
 func open(a *blk.OpenArgs) (blk.Impl, error) {
-	file, err := a.OpenChild("file", true, true)
+	// QEMU's vmdk takes bdrv_default_perms on its file (the descriptor,
+	// metadata) and on every extent (a flat one holds data alone): so
+	// resize is taken, and a file whose length is not a multiple of a
+	// blkdebug align below it can still be written (033).
+	file, err := a.OpenStorageChild()
 	if err != nil {
 		return nil, err
 	}
@@ -222,14 +226,21 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	}
 	for i, l := range lines {
 		name := fmt.Sprintf("extents.%d", i)
-		if !a.Opts.HasPrefix(name) {
-			path, err := extentPath(file.Node, l.fname)
-			if err != nil {
+		path, err := extentPath(file.Node, l.fname)
+		switch {
+		case err == nil:
+			if err := a.SetChildFilename(name, path); err != nil {
 				return nil, err
 			}
-			a.Opts.Set(name+".filename", path)
+		case !a.Opts.HasPrefix(name):
+			return nil, err
+		default:
+			// A descriptor on a node with no directory (gio's in-memory
+			// test nodes, nbd) whose extent the options name in full:
+			// QEMU refuses the relative name even then; gio opens the
+			// extent from its options, which the fuzzer relies on.
 		}
-		c, err := a.OpenChild(name, false, true)
+		c, err := a.OpenStorageChildNamed(name, false, !l.flat)
 		if err != nil {
 			return nil, err
 		}
@@ -1326,10 +1337,13 @@ func (s *state) write(co *blk.Co, off, n int64, buf []byte, zeroed, dryRun bool)
 				}
 			}
 		} else {
-			if !m.newAlloc && !e.compressed {
-				// A grain (or flat extent) that starts past the end of
-				// its file is what check calls corrupt: QEMU would write
-				// there, gio refuses rather than write outside the file.
+			if !m.newAlloc && !e.compressed && !e.flat {
+				// A grain that starts past the end of its file is what
+				// check calls corrupt: QEMU would write there, gio
+				// refuses rather than write outside the file. A flat
+				// extent's file may be short (qemu-img leaves a 16 TiB
+				// one empty where the file system cannot make it that
+				// long): writes grow it, as QEMU's do (105).
 				flen, err := e.file.Node.Length(co)
 				if err != nil || uint64(coff+oic) > uint64(flen) {
 					return unix.EIO
