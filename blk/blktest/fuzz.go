@@ -10,6 +10,7 @@ import (
 
 	"gio/blk"
 	"gio/blk/qdict"
+	"gio/internal/watchdog"
 
 	"golang.org/x/sys/unix"
 )
@@ -141,7 +142,7 @@ func OpenImage(t testing.TB, d *blk.Driver, img []byte, readOnly bool) *blk.Back
 // 16 requests chosen by ops on its first MiB (read, write, zero write,
 // discard, a block-status walk, flush, compressed write, resize). Opening either fails with an errno or
 // the image serves requests; a panic, a request that never ends, one
-// input taking more than 20 s, an error without an errno or an access
+// input taking more than 20 s of CPU time, an error without an errno or an access
 // outside the file fails the test.
 func FuzzFormat(t *testing.T, d *blk.Driver, img, ops []byte) {
 	fuzzFormat(t, d, img, ops, blk.OpenFlags{Unmap: true}, OpenOptions{})
@@ -164,8 +165,7 @@ func fuzzFormat(t *testing.T, d *blk.Driver, img, ops []byte, flags blk.OpenFlag
 	if len(img) > 2<<20 {
 		return
 	}
-	watchdog := time.AfterFunc(20*time.Second, func() { panic(d.Name + " fuzz: input takes more than 20s") })
-	defer watchdog.Stop()
+	defer watchdog.Start(d.Name+" fuzz", 20*time.Second)()
 	fuzzCheckOpen(t, d, img, ops, flags, extra)
 	f, b, err := openBounded(t, d, img, flags, extra)
 	if f.Violation != "" {
