@@ -19,7 +19,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +29,7 @@ import (
 	"gio/blk/drivers/raw"
 	"gio/blk/qdict"
 	"gio/blkdebug"
+	"gio/internal/watchdog"
 )
 
 // decoder hands out fuzz bytes; past the end it returns zeroes.
@@ -591,18 +591,6 @@ func runModel(t *testing.T, data []byte) {
 	}
 }
 
-// watchdog crashes the process with every goroutine's stack when one
-// fuzz input runs longer than d: the fuzzing engine has no timeout of its
-// own, and a crash makes it keep the input.
-func watchdog(d time.Duration) (stop func() bool) {
-	return time.AfterFunc(d, func() {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		fmt.Fprintf(os.Stderr, "fuzz input still running after %v:\n%s\n", d, buf)
-		os.Exit(2)
-	}).Stop
-}
-
 func FuzzModel(f *testing.F) {
 	// Seeds: one per alignment and node, with unaligned writes, zero
 	// writes, discards, a truncate and a batch of overlapping writes.
@@ -621,7 +609,7 @@ func FuzzModel(f *testing.F) {
 	}
 	f.Add([]byte{2 | 16, 0x0f, 0x7f, 2, opBatch, 3, opWrite, 0x40, 0x10, 0, 0x40, 0x00, 0x55, opWrite, 0x40, 0x20, 0, 0x80, 0x00, 0x33, opDiscard, 0, 0x01, opRead, 0, 0x02})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		defer watchdog(20 * time.Second)()
+		defer watchdog.Start("model fuzz", 20*time.Second)()
 		runModel(t, data)
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"gio/blk/drivers/raw"
 	"gio/blk/qdict"
 	"gio/blkdebug"
+	"gio/internal/watchdog"
 )
 
 // specReg is the driver set of the gio program (no test drivers: the
@@ -37,9 +38,6 @@ func safeSpec(s string) bool {
 // a failure must be a short message (QEMU's are one line; the size
 // parser's hint makes three), and an image that opens must answer a
 // read and close without getting stuck.
-// fuzzTimeout bounds one input (see watchdog).
-var fuzzTimeout = 20 * time.Second
-
 func FuzzImageSpec(f *testing.F) {
 	// Only the fuzz function runs in the scratch directory: the fuzzing
 	// coordinator writes failing inputs relative to the working directory.
@@ -89,7 +87,7 @@ func FuzzImageSpec(f *testing.F) {
 		if !safeSpec(spec) || !safeSpec(opts) || len(spec)+len(opts) > 4096 {
 			t.Skip()
 		}
-		defer watchdog(fuzzTimeout)()
+		defer watchdog.Start("image spec fuzz", 20*time.Second)()
 		t.Chdir(dir)
 		var sp blk.Spec
 		sp.Flags.ReadOnly = mode&0x10 != 0

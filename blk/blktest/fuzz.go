@@ -3,7 +3,6 @@ package blktest
 import (
 	"bytes"
 	"flag"
-	"fmt"
 	"io"
 	"strconv"
 	"sync"
@@ -12,6 +11,7 @@ import (
 
 	"gio/blk"
 	"gio/blk/qdict"
+	"gio/internal/watchdog"
 
 	"golang.org/x/sys/unix"
 )
@@ -137,8 +137,9 @@ func OpenImage(t testing.TB, d *blk.Driver, img []byte, readOnly bool) *blk.Back
 	return b
 }
 
-// inputTimeLimit is how long one input may take before the watchdog
-// calls it a hang. While fuzzing, 20 s flags an input that makes a driver
+// inputTimeLimit is how much CPU time one input may take before the
+// watchdog (internal/watchdog: CPU time, so that a busy machine does
+// not count) calls it a hang. While fuzzing, 20 s flags an input that makes a driver
 // loop or crawl. A plain go test only replays the committed corpus, often
 // with -race on a loaded machine (an input that takes 1 s on a quiet one
 // took over 20 s at a load of 36 on 2 cores), so the replay's bound is
@@ -157,7 +158,7 @@ func inputTimeLimit() time.Duration {
 // 16 requests chosen by ops on its first MiB (read, write, zero write,
 // discard, a block-status walk, flush, compressed write, resize). Opening either fails with an errno or
 // the image serves requests; a panic, a request that never ends, one
-// input taking more than 20 s while fuzzing (5 min in a replay), an error without an errno or an access
+// input taking more than 20 s of CPU time while fuzzing (5 min in a replay), an error without an errno or an access
 // outside the file fails the test.
 func FuzzFormat(t *testing.T, d *blk.Driver, img, ops []byte) {
 	fuzzFormat(t, d, img, ops, blk.OpenFlags{Unmap: true}, OpenOptions{})
@@ -180,9 +181,7 @@ func fuzzFormat(t *testing.T, d *blk.Driver, img, ops []byte, flags blk.OpenFlag
 	if len(img) > 2<<20 {
 		return
 	}
-	limit := inputTimeLimit()
-	watchdog := time.AfterFunc(limit, func() { panic(fmt.Sprintf("%s fuzz: input takes more than %v", d.Name, limit)) })
-	defer watchdog.Stop()
+	defer watchdog.Start(d.Name+" fuzz", inputTimeLimit())()
 	fuzzCheckOpen(t, d, img, ops, flags, extra)
 	f, b, err := openBounded(t, d, img, flags, extra)
 	if f.Violation != "" {

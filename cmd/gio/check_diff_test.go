@@ -397,6 +397,7 @@ func TestCheckCrashLazy(t *testing.T) {
 // answers to their command lines: usage errors, formats without a check
 // (63), files that cannot be opened, -q.
 func TestCheckCommandLine(t *testing.T) {
+	t.Parallel() // subprocesses only
 	if _, err := exec.LookPath("qemu-img"); err != nil {
 		t.Skip("qemu-img not on PATH")
 	}

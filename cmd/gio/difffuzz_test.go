@@ -771,6 +771,7 @@ func envInt(name string, def int64) int64 {
 }
 
 func TestRandomDiff(t *testing.T) {
+	t.Parallel() // subprocesses only
 	if testing.Short() {
 		t.Skip("-short: the random differential tester runs qemu-io")
 	}

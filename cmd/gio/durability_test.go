@@ -121,21 +121,27 @@ func TestKillAfterFlush(t *testing.T) {
 // success.
 func checkSynced(t *testing.T, trace string) {
 	t.Helper()
-	f, err := os.Open(trace)
+	b, err := os.ReadFile(trace)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	log := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	fd, wrote, synced := syncedAfterWrite(log)
+	if !wrote {
+		t.Fatalf("the trace shows no write to img.raw:\n%s", strings.Join(log, "\n"))
+	}
+	if !synced {
+		t.Fatalf("no fdatasync of img.raw (fd %s) after its last write:\n%s", fd, strings.Join(log, "\n"))
+	}
+}
+
+// syncedAfterWrite reads the lines of an strace -f log: the descriptor
+// img.raw was opened as, whether it was written, and whether an
+// fdatasync or fsync of it succeeded after the last write.
+func syncedAfterWrite(log []string) (fd string, wrote, synced bool) {
 	openRE := regexp.MustCompile(`openat\(AT_FDCWD, "img\.raw", [^)]*\)\s*= (\d+)`)
 	syncRE := regexp.MustCompile(`f(?:data)?sync\((\d+)\)\s*= 0`)
-	fd := ""
-	lastWrite, synced := -1, false
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	var log []string
-	for i := 0; sc.Scan(); i++ {
-		line := sc.Text()
-		log = append(log, line)
+	for _, line := range joinResumed(log) {
 		if m := openRE.FindStringSubmatch(line); m != nil {
 			fd = m[1]
 		}
@@ -144,15 +150,65 @@ func checkSynced(t *testing.T, trace string) {
 		}
 		switch {
 		case strings.Contains(line, "pwrite64("+fd+","):
-			lastWrite, synced = i, false
-		case lastWrite >= 0 && syncRE.MatchString(line) && syncRE.FindStringSubmatch(line)[1] == fd:
+			wrote, synced = true, false
+		case wrote && syncRE.MatchString(line) && syncRE.FindStringSubmatch(line)[1] == fd:
 			synced = true
 		}
 	}
-	if fd == "" || lastWrite < 0 {
-		t.Fatalf("the trace shows no write to img.raw:\n%s", strings.Join(log, "\n"))
+	return fd, wrote, synced
+}
+
+// joinResumed puts back together the system calls strace -f splits when
+// another thread's call or signal comes in the middle ("PID
+// fdatasync(6 <unfinished ...>", later "PID <... fdatasync resumed>) =
+// 0"), which happens more the busier the machine is. A joined call
+// takes the place of its resumed line: that is when it returned.
+func joinResumed(lines []string) []string {
+	var out []string
+	pending := map[string]string{} // pid: the unfinished line, without the marker
+	for _, l := range lines {
+		pid, rest, _ := strings.Cut(l, " ")
+		if head, ok := strings.CutSuffix(rest, " <unfinished ...>"); ok {
+			pending[pid] = head
+			continue
+		}
+		if strings.HasPrefix(rest, "<... ") {
+			if _, tail, ok := strings.Cut(rest, " resumed>"); ok && pending[pid] != "" {
+				out = append(out, pid+" "+pending[pid]+tail)
+				delete(pending, pid)
+				continue
+			}
+		}
+		out = append(out, l)
 	}
-	if !synced {
-		t.Fatalf("no fdatasync of img.raw (fd %s) after its last write:\n%s", fd, strings.Join(log, "\n"))
+	return out
+}
+
+func TestSyncedAfterWrite(t *testing.T) {
+	open := `11897 openat(AT_FDCWD, "img.raw", O_RDWR|O_CLOEXEC) = 6`
+	for _, tc := range []struct {
+		name   string
+		log    []string
+		synced bool
+	}{
+		{"synced", []string{open, `11894 pwrite64(6, "ZZ"..., 4096, 65536) = 4096`, `11894 fdatasync(6) = 0`}, true},
+		{"written after the sync", []string{open, `11894 fdatasync(6) = 0`, `11894 pwrite64(6, "ZZ"..., 4096, 65536) = 4096`}, false},
+		{"another descriptor synced", []string{open, `11894 pwrite64(6, "ZZ"..., 4096, 65536) = 4096`, `11894 fdatasync(7) = 0`}, false},
+		// A signal to another thread splits the call (seen at load 35).
+		{"split sync", []string{open, `11894 pwrite64(6, "ZZ"..., 4096, 65536) = 4096`, `11894 fdatasync(6 <unfinished ...>`,
+			`11897 --- SIGURG {si_signo=SIGURG, si_code=SI_TKILL, si_pid=11870, si_uid=0} ---`, `11894 <... fdatasync resumed>) = 0`}, true},
+		{"split sync that failed", []string{open, `11894 pwrite64(6, "ZZ"..., 4096, 65536) = 4096`, `11894 fdatasync(6 <unfinished ...>`,
+			`11897 --- SIGURG {si_signo=SIGURG} ---`, `11894 <... fdatasync resumed>) = -1 EIO (Input/output error)`}, false},
+		// A write that returns after a sync in another thread started.
+		{"split write", []string{open, `11894 pwrite64(6, "ZZ"..., 4096, 65536 <unfinished ...>`, `11895 fdatasync(6) = 0`,
+			`11894 <... pwrite64 resumed>) = 4096`}, false},
+		{"split open", []string{`11897 openat(AT_FDCWD, "img.raw", O_RDWR|O_CLOEXEC <unfinished ...>`, `11894 fdatasync(3) = 0`,
+			`11897 <... openat resumed>) = 6`, `11894 pwrite64(6, "ZZ"..., 4096, 65536) = 4096`, `11894 fdatasync(6) = 0`}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if fd, wrote, synced := syncedAfterWrite(tc.log); fd != "6" || !wrote || synced != tc.synced {
+				t.Errorf("fd %q, wrote %v, synced %v; want fd 6, wrote, synced %v", fd, wrote, synced, tc.synced)
+			}
+		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 // checks on images left by kills too (qcow2_crash_test.go,
 // vhdx_crash_test.go).
 func TestCheckFormats(t *testing.T) {
+	t.Parallel() // subprocesses only
 	for _, tool := range []string{"qemu-img", "qemu-io"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skip(tool + " not on PATH")
@@ -47,6 +48,7 @@ func TestCheckFormats(t *testing.T) {
 	run := func(format string, clean []byte, vs []variant) {
 		for _, v := range append([]variant{{"clean", func(b []byte) []byte { return b }}}, vs...) {
 			t.Run(format+"/"+v.name, func(t *testing.T) {
+				t.Parallel()
 				p := filepath.Join(t.TempDir(), v.name+"."+format)
 				if err := os.WriteFile(p, v.change(append([]byte(nil), clean...)), 0o644); err != nil {
 					t.Fatal(err)
@@ -124,6 +126,7 @@ func TestCheckFormats(t *testing.T) {
 	})
 	if dirty := iotestsSample(t, "iotest-dirtylog-10G-4M.vhdx.bz2"); dirty != nil {
 		t.Run("vhdx/dirty-log", func(t *testing.T) {
+			t.Parallel()
 			p := filepath.Join(t.TempDir(), "dirty-log.vhdx")
 			if err := os.WriteFile(p, dirty, 0o644); err != nil {
 				t.Fatal(err)

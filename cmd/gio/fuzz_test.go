@@ -2,11 +2,9 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"os"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +12,7 @@ import (
 	"gio/blk"
 	"gio/commands"
 	"gio/internal/cvt"
+	"gio/internal/watchdog"
 	"gio/repl"
 )
 
@@ -111,7 +110,7 @@ func FuzzCommandLine(f *testing.F) {
 		if len(lines) > 8192 || len(args) > 1024 || !fuzzSafe(args) {
 			t.Skip()
 		}
-		defer fuzzWatchdog(30 * time.Second)()
+		defer watchdog.Start("gio fuzz", 30*time.Second)() // before fuzzRun swaps os.Stderr
 		t.Chdir(dir)
 		var safe []string
 		for _, l := range strings.Split(lines, "\n") {
@@ -122,19 +121,6 @@ func FuzzCommandLine(f *testing.F) {
 		fuzzSession(t, safe)
 		fuzzRun(t, args, safe)
 	})
-}
-
-// fuzzWatchdog crashes the process with every goroutine's stack when one
-// fuzz input runs longer than d: the fuzzing engine has no timeout of its
-// own, and a crash makes it keep the input.
-func fuzzWatchdog(d time.Duration) (stop func() bool) {
-	stderr := os.Stderr // fuzzRun swaps os.Stderr
-	return time.AfterFunc(d, func() {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		fmt.Fprintf(stderr, "fuzz input still running after %v:\n%s\n", d, buf)
-		os.Exit(2)
-	}).Stop
 }
 
 // fuzzSession feeds lines to a session over the image.

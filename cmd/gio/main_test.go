@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -145,35 +144,30 @@ func readFiles(t *testing.T, dir string) map[string]string {
 	return files
 }
 
-// firstDifference compares two files chunk by chunk (images may be
-// large and sparse); -1 means equal.
+// firstDifference compares two files (mapped: images may be large and
+// sparse, see mappedFile); -1 means equal.
 func firstDifference(a, b string) (int64, error) {
-	fa, err := os.Open(a)
+	ma, err := mapFile(a)
 	if err != nil {
 		return 0, err
 	}
-	defer fa.Close()
-	fb, err := os.Open(b)
+	defer ma.unmap()
+	mb, err := mapFile(b)
 	if err != nil {
 		return 0, err
 	}
-	defer fb.Close()
-	ba, bb := make([]byte, 1<<20), make([]byte, 1<<20)
-	for off := int64(0); ; {
-		na, ea := io.ReadFull(fa, ba)
-		nb, eb := io.ReadFull(fb, bb)
-		n := min(na, nb)
-		if i := firstMismatch(ba[:n], bb[:n]); i >= 0 {
-			return off + int64(i), nil
-		}
-		if na != nb {
-			return off + int64(n), nil
-		}
-		off += int64(n)
-		if ea != nil || eb != nil {
-			return -1, nil
+	defer mb.unmap()
+	n := min(len(ma.b), len(mb.b))
+	for off := 0; off < n; off += 1 << 20 {
+		end := min(n, off+1<<20)
+		if i := firstMismatch(ma.b[off:end], mb.b[off:end]); i >= 0 {
+			return int64(off + i), nil
 		}
 	}
+	if len(ma.b) != len(mb.b) {
+		return int64(n), nil
+	}
+	return -1, nil
 }
 
 func firstMismatch(a, b []byte) int {

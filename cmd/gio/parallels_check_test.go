@@ -14,6 +14,7 @@ import (
 // the file at close to the corrupt data end, which gio never does, so
 // that image is compared without repair).
 func TestCheckParallels(t *testing.T) {
+	t.Parallel() // subprocesses only
 	for _, tool := range []string{"qemu-img", "qemu-io"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skip(tool + " not on PATH")
@@ -53,6 +54,9 @@ func TestCheckParallels(t *testing.T) {
 		img   string
 		modes [][]string
 	}{{img, checkModes}, {unclean, checkModes}, {outside, [][]string{nil, {"--output=json"}}}} {
-		t.Run(filepath.Base(c.img), func(t *testing.T) { diffCheck(t, c.img, c.modes) })
+		t.Run(filepath.Base(c.img), func(t *testing.T) {
+			t.Parallel()
+			diffCheck(t, c.img, c.modes)
+		})
 	}
 }

@@ -15,7 +15,7 @@ var allowed = map[string][]string{
 	"gio/blk/qdict":    {"gio/internal/cutils"},
 	"gio/blk/qcrypto":  {"gio/blk/qdict"},
 	"gio/blk/drivers/": {"gio/blk", "gio/blk/qdict", "gio/blk/qcrypto", "gio/internal/cvt", "gio/internal/nbdproto", "gio/internal/inflate"},
-	"gio/blk/blktest":  {"gio/blk", "gio/blk/qdict", "gio/blk/drivers/"},
+	"gio/blk/blktest":  {"gio/blk", "gio/blk/qdict", "gio/blk/drivers/", "gio/internal/watchdog"},
 	"gio/blkdebug":     {"gio/blk", "gio/blk/qdict", "gio/internal/cutils"},
 	"gio/commands":     {"gio/blk", "gio/blk/qdict", "gio/internal/", "gio/trace", "gio/timeline", "gio/nbdserver"},
 	"gio/trace":        {"gio/blk"},
@@ -41,6 +41,7 @@ var level = map[string]int{
 	"gio/internal/cvt":      1, // strerror for the messages drivers print
 	"gio/internal/nbdproto": 1,
 	"gio/internal/inflate":  1, // compressed clusters of qcow2, qcow, vmdk
+	"gio/internal/watchdog": 1, // fuzz targets' per-input budget, used by blktest
 	"gio/blk/qdict":         2,
 	"gio/blk/qcrypto":       3,
 	"gio/blk":               3,

@@ -12,6 +12,7 @@ import (
 	"gio/blk/drivers/qcow2"
 	"gio/blk/qcrypto"
 	"gio/blk/qdict"
+	"gio/internal/watchdog"
 )
 
 // fuzzSecrets answers every secret id with one password.
@@ -76,8 +77,7 @@ func FuzzOpenEncrypted(f *testing.F) {
 		if len(img) > 2<<20 {
 			return
 		}
-		watchdog := time.AfterFunc(20*time.Second, func() { panic("qcow2 crypt fuzz: input takes more than 20s") })
-		defer watchdog.Stop()
+		defer watchdog.Start("qcow2 crypt fuzz", 20*time.Second)()
 		id := t.Name()
 		mf := &memFile{data: append([]byte(nil), img...)}
 		memMu.Lock()

@@ -16,6 +16,7 @@ import (
 	"gio/blk"
 	"gio/blk/drivers/qcow2"
 	"gio/blk/qdict"
+	"gio/internal/watchdog"
 
 	"golang.org/x/sys/unix"
 )
@@ -213,9 +214,8 @@ func FuzzOpen(f *testing.F) {
 			return
 		}
 		// A request that loops forever must fail the input, not stall
-		// the fuzzer: the panic crashes the worker and the input is kept.
-		watchdog := time.AfterFunc(20*time.Second, func() { panic("qcow2 fuzz: input takes more than 20s") })
-		defer watchdog.Stop()
+		// the fuzzer: the watchdog crashes the worker and the input is kept.
+		defer watchdog.Start("qcow2 fuzz", 20*time.Second)()
 		id := t.Name()
 		mf := &memFile{data: append([]byte(nil), img...)}
 		memMu.Lock()

@@ -16,6 +16,7 @@ import (
 	"gio/blk/drivers/file"
 	"gio/blk/drivers/vmdk"
 	"gio/blk/qdict"
+	"gio/internal/watchdog"
 
 	"golang.org/x/sys/unix"
 )
@@ -257,8 +258,7 @@ func FuzzOpen(f *testing.F) {
 		if tooBig(img) || tooBig(ext) {
 			return
 		}
-		watchdog := time.AfterFunc(20*time.Second, func() { panic("vmdk fuzz: input takes more than 20s") })
-		defer watchdog.Stop()
+		defer watchdog.Start("vmdk fuzz", 20*time.Second)()
 		id := t.Name()
 		mf := &memFile{data: append([]byte(nil), img...)}
 		ef := &memFile{data: append([]byte(nil), ext...), flat: flatExtent.Match(img)}
