@@ -14,6 +14,9 @@ type CoMutex struct {
 	waiters []*Co
 }
 
+// Locked reports whether a request holds the mutex.
+func (m *CoMutex) Locked() bool { return m.locked }
+
 // Lock takes the mutex, parking co with the reason why (a request
 // report's "waits for the qcow2 lock") while another request holds it.
 func (m *CoMutex) Lock(co *Co, why string) {

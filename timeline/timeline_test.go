@@ -78,3 +78,41 @@ func TestRenderOldFormat(t *testing.T) {
 		t.Errorf("the request lane is not named by its thread_name")
 	}
 }
+
+// TestRenderFolded: a plain write written as a folded chain (three
+// complete slices, its yield in the request's args) renders as its seven
+// events did.
+func TestRenderFolded(t *testing.T) {
+	const meta = `{"name":"thread_name","ph":"M","ts":0,"pid":1,"tid":1,"args":{"name":"raw"}}
+{"name":"thread_name","ph":"M","ts":0,"pid":1,"tid":2,"args":{"name":"file"}}
+`
+	folded := meta + `{"name":"write 0 4096","cat":"request","ph":"X","ts":0,"dur":103.815,"pid":2,"tid":1,"args":{"yield":"waits for I/O"}}
+{"name":"write","cat":"req","ph":"X","ts":0,"dur":103.815,"pid":1,"tid":1,"id":1,"args":{"req":1,"range":"0x0+0x1000"}}
+{"name":"write","cat":"req","ph":"X","ts":0,"dur":103.815,"pid":1,"tid":2,"id":2,"args":{"req":1,"parent":1,"range":"0x0+0x1000"}}
+`
+	unfolded := meta + `{"name":"write 0 4096","cat":"request","ph":"B","ts":0,"pid":2,"tid":1}
+{"name":"write","cat":"req","ph":"b","ts":0,"pid":1,"tid":1,"id":1,"args":{"req":1,"range":"0x0+0x1000"}}
+{"name":"write","cat":"req","ph":"b","ts":0,"pid":1,"tid":2,"id":2,"args":{"req":1,"parent":1,"range":"0x0+0x1000"}}
+{"name":"waits for I/O","cat":"yield","ph":"X","ts":0,"dur":103.815,"pid":2,"tid":1}
+{"cat":"req","ph":"e","ts":103.815,"pid":1,"tid":2,"id":2}
+{"cat":"req","ph":"e","ts":103.815,"pid":1,"tid":1,"id":1}
+{"ph":"E","ts":103.815,"pid":2,"tid":1}
+`
+	var pages [2]string
+	for i, in := range []string{folded, unfolded} {
+		evs, err := trace.Read(strings.NewReader(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := trace.Check(evs); err != nil {
+			t.Fatal(err)
+		}
+		pages[i] = string(Render(evs, "w.jsonl"))
+	}
+	if pages[0] != pages[1] {
+		t.Errorf("the folded trace renders differently")
+	}
+	if !strings.Contains(pages[0], "waits for I/O") {
+		t.Errorf("no yield on the page")
+	}
+}

@@ -76,8 +76,8 @@ type nopTracer struct{ b [512]blk.TraceEvent }
 func (n *nopTracer) Events(int) []blk.TraceEvent { return n.b[:] }
 
 // BenchmarkWriter is the whole cost of tracing one piped 4 KiB write
-// (its seven events, formatted and written to io.Discard), per write;
-// "none" is the cost of making the events alone. Timings on a shared
+// (its seven events, formatted as three and written to io.Discard), per
+// write; "none" is the cost of making the events alone. Timings on a shared
 // machine are noisy; instruction counts are not:
 //
 //	go test -run '^$' -bench Writer -benchmem ./trace

@@ -98,7 +98,111 @@ func Read(r io.Reader) ([]Event, error) {
 			return nil, fmt.Errorf("%w: event %d has no \"ph\"", ErrMalformed, i+1)
 		}
 	}
-	return evs, nil
+	return unfold(evs), nil
+}
+
+// unfold returns evs with each folded chain (see Writer) as the events
+// it stands for: a complete slice of a request ("ph":"X", cat
+// "request") or of a span (cat "req") becomes its begin ("B" or "b")
+// where it is, and its end ("E" or "e") comes, with those of the rest
+// of its chain, right after the chain's innermost event, in the reverse
+// order of the begins. A chain is a run of such slices, with perhaps a
+// yield's complete slice last, of one request, each lying inside the one
+// before; metadata events between them (a lane's name, given when the
+// lane first appears) do not break it, and go before the next event. A
+// request slice that heads a chain may hold its yield as its "yield" arg
+// (the reason; the yield lasted as long as the request): it becomes the
+// chain's innermost slice. Readers then
+// see every request and span as a begin and an end, as in traces
+// written before chains were folded, which read as they are.
+func unfold(evs []Event) []Event {
+	type link struct {
+		ev    *Event
+		req   int
+		ts    float64
+		end   float64
+		leaf  bool // a yield: nothing goes inside
+		child bool
+		yield string // a request's yield, written as its "yield" arg
+	}
+	var chain []link
+	var meta []Event // metadata events met inside a chain
+	out := evs[:0:0]
+	closeChain := func() {
+		if len(chain) > 0 && chain[0].yield != "" { // the innermost
+			c := chain[0]
+			out = append(out, Event{Name: c.yield, Cat: "yield", Ph: "X", Ts: c.ts, Dur: c.ev.Dur, Pid: c.ev.Pid, Tid: c.ev.Tid})
+		}
+		for i := len(chain) - 1; i >= 0; i-- {
+			c := chain[i]
+			if c.leaf {
+				continue
+			}
+			e := Event{Ph: "E", Ts: c.end, Pid: c.ev.Pid, Tid: c.ev.Tid}
+			if c.ev.Cat == "req" {
+				e.Cat, e.Ph, e.ID = "req", "e", c.ev.ID
+			}
+			out = append(out, e)
+		}
+		chain = chain[:0]
+	}
+	for i := range evs {
+		e := &evs[i]
+		if e.Ph == "M" {
+			if len(chain) > 0 { // the chain's or what follows it's
+				meta = append(meta, *e)
+			} else {
+				out = append(out, *e)
+			}
+			continue
+		}
+		fold := e.Ph == "X" && (e.Cat == "request" || e.Cat == "req")
+		yield := e.Ph == "X" && e.Cat == "yield"
+		req := e.Tid
+		if e.Cat == "req" {
+			req = e.IntArg("req")
+		}
+		end := e.End()
+		if k := len(chain); k > 0 {
+			top := &chain[k-1]
+			if !(fold || yield) || top.leaf || top.child || req != top.req || e.Ts < top.ts || end > top.end ||
+				yield && chain[0].yield != "" {
+				closeChain()
+			} else {
+				top.child = true
+			}
+			out = append(out, meta...)
+			meta = meta[:0]
+		}
+		if !fold && !(yield && len(chain) > 0) {
+			out = append(out, *e)
+			continue
+		}
+		out = append(out, *e)
+		b := &out[len(out)-1]
+		l := link{ev: e, req: req, ts: e.Ts, end: end, leaf: yield}
+		if fold {
+			b.Ph, b.Dur = "B", 0
+			if e.Cat == "req" {
+				b.Ph = "b"
+			}
+		}
+		if why, ok := e.Args["yield"].(string); ok && fold && e.Cat == "request" && len(chain) == 0 {
+			l.yield = why
+			b.Args = nil
+			for k, v := range e.Args {
+				if k != "yield" {
+					if b.Args == nil {
+						b.Args = map[string]any{}
+					}
+					b.Args[k] = v
+				}
+			}
+		}
+		chain = append(chain, l)
+	}
+	closeChain()
+	return append(out, meta...)
 }
 
 func firstLine(b []byte) string {

@@ -88,6 +88,20 @@ func TestCheck(t *testing.T) {
 		{"complete backwards", strings.Join([]string{sub, span, strings.Replace(yieldX, `"dur":1`, `"dur":3.5`, 1), send, end}, "\n"), "ts 5.000 before 5.500"},
 		{"complete negative", strings.Join([]string{sub, strings.Replace(yieldX, `"dur":1`, `"dur":-1`, 1), end}, "\n"), "negative duration"},
 		{"complete outside", strings.Join([]string{yieldX}, "\n"), "slice outside its request"},
+		// A folded chain (Writer's chain) reads as begins and ends.
+		{"folded", strings.Join([]string{
+			`{"name":"w","cat":"request","ph":"X","ts":1,"dur":4,"pid":2,"tid":1}`,
+			`{"name":"write","cat":"req","ph":"X","ts":2,"dur":1,"pid":1,"tid":1,"id":1,"args":{"req":1}}`,
+			`{"name":"write","cat":"req","ph":"X","ts":2,"dur":1,"pid":1,"tid":2,"id":2,"args":{"req":1,"parent":1}}`,
+			yieldX}, "\n"), ""},
+		{"folded bad parent", strings.Join([]string{
+			`{"name":"w","cat":"request","ph":"X","ts":1,"dur":4,"pid":2,"tid":1}`,
+			`{"name":"write","cat":"req","ph":"X","ts":2,"dur":1,"pid":1,"tid":2,"id":2,"args":{"req":1,"parent":1}}`}, "\n"),
+			"parent span 1 does not exist"},
+		{"folded backwards", strings.Join([]string{
+			`{"name":"w","cat":"request","ph":"X","ts":1,"dur":4,"pid":2,"tid":1}`,
+			`{"name":"w","cat":"request","ph":"B","ts":3,"pid":2,"tid":1}`, `{"ph":"E","ts":3,"pid":2,"tid":1}`}, "\n"),
+			"ts 3.000 before 5.000"},
 		// Traces written before 2026-12-02 repeated the id as "span"
 		// and wrote "parent":0 and named ends.
 		{"old format", strings.Join([]string{sub,
@@ -143,6 +157,12 @@ func FuzzRead(f *testing.F) {
 	f.Add([]byte(`{"name":"x","ph":"b","cat":"req","id":"1","ts":0,"pid":1,"tid":1,"args":{"parent":3}}` + "\n"))
 	f.Add([]byte(`{"traceEvents":[]}`))
 	f.Add([]byte(`{"name":"y","cat":"yield","ph":"X","ts":1e305,"dur":-1e308,"pid":2,"tid":1}` + "\n"))
+	f.Add([]byte(`{"name":"w","cat":"request","ph":"X","ts":1,"dur":4,"pid":2,"tid":1,"args":{"yield":"waits for I/O"}}` + "\n" +
+		`{"name":"write","cat":"req","ph":"X","ts":1,"dur":4,"pid":1,"tid":1,"id":1,"args":{"req":1}}` + "\n"))
+	f.Add([]byte(`{"name":"w","cat":"request","ph":"X","ts":1,"dur":4,"pid":2,"tid":1}` + "\n" +
+		`{"name":"thread_name","ph":"M","ts":0,"pid":1,"tid":1,"args":{"name":"raw"}}` + "\n" +
+		`{"name":"write","cat":"req","ph":"X","ts":2,"dur":1,"pid":1,"tid":1,"id":1,"args":{"req":1}}` + "\n" +
+		`{"name":"waits for I/O","cat":"yield","ph":"X","ts":2,"dur":1,"pid":2,"tid":1}` + "\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		evs, err := Read(bytes.NewReader(b))
 		if err != nil {

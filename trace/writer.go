@@ -19,6 +19,11 @@
 //     reason ("waits for #2 ...", "suspended at 'A'", "waits for I/O"):
 //     a complete "X" slice (ts and dur) when nothing else was traced
 //     between the yield and its resume (blk.TraceWaited), else "B"/"E".
+//   - A request or a span whose life held nothing but one chain of
+//     nested spans and perhaps a yield with nothing inside it (a plain
+//     read or write) is a complete "X" slice too, with the same name,
+//     category, id and args as its begin would have had, in its place:
+//     see chain. Read turns them back into begins and ends.
 //
 // A trace holds what a reader needs once: end events ("E", "e") carry no
 // name or category beyond what matches them to their begin, request lanes
@@ -37,7 +42,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -105,34 +109,35 @@ func put16(b []byte, p *[16]byte, n int) []byte {
 //
 // The loop fills the events in batches the Writer lends it (no copy, no
 // allocation, no call per event): the request path pays for little more
-// than a few stores per event. A goroutine of the Writer's own formats
-// full batches, in order, into a buffer (fixed-size pieces copied whole,
-// cached timestamps, request numbers, span numbers and ranges, small
-// tables instead of maps) and writes 64 KiB at a time
-// (bench/trace-overhead.sh measures the whole; BenchmarkWriter here the
-// formatting). Batches and buffers are reused: a trace makes no garbage
-// per event.
+// than a few stores per event. When a batch is full, the Writer formats
+// it on the spot, on the loop's goroutine, into a buffer (fixed-size
+// pieces copied whole, cached timestamps, request numbers, span numbers
+// and ranges, small tables instead of maps), folding chains (see chain:
+// a plain request is three events instead of seven), and writes 64 KiB
+// at a time (bench/trace-overhead.sh measures the whole; BenchmarkWriter
+// here the formatting). Batches and buffers are reused: a trace makes no
+// garbage per event.
 type Writer struct {
-	lent   []blk.TraceEvent      // the batch the loop fills
-	full   chan []blk.TraceEvent // batches to format
-	free   chan []blk.TraceEvent // formatted batches, for reuse
-	done   chan struct{}         // closed when the goroutine has ended
-	failed atomic.Bool           // the goroutine hit a write error (err)
-	told   bool                  // OnError was called
+	// batch holds the events the loop fills: the first carry of them
+	// are held over from the previous batch (the start of what may be a
+	// folded chain, see fold), then the batch lent to the loop.
+	batch  []blk.TraceEvent
+	carry  int
+	closed bool
+	failed bool // a write failed (err)
+	told   bool // OnError was called
 	// scratch is the batch lent after a failure (never read).
 	scratch [8]blk.TraceEvent
 	// OnError, if set, is called once with the first write error, under
 	// the scheduler token (the session stops tracing and says so).
 	OnError func(error)
 
-	// Everything below belongs to the formatting goroutine until Close
-	// has waited for it.
 	w      io.Writer
 	c      io.Closer
 	buf    []byte // formatted events not yet written
 	format Format
 	n      int   // events written
-	err    error // the first error; the caller reads it once failed is set
+	err    error // the first error
 
 	nodes     []*blk.Node       // lane i+1 is nodes[i]
 	lanes     map[*blk.Node]int // every lane, once there are many
@@ -166,6 +171,14 @@ type Writer struct {
 	reqB                piece
 	spanHead, yieldHead piece
 	spanName, yieldName string
+	spanXHead, reqX     piece // ... and of folded spans and requests
+	spanXName           string
+	// fold is what the last chain written left (see ambiguous).
+	fold foldState
+	// yieldArg is the end of a request slice whose yield is in its
+	// args, for the yield reason yieldArgWhy.
+	yieldArg    piece
+	yieldArgWhy string
 	// The last span name and yield reason that needed no escaping: the
 	// loop passes the same strings again and again.
 	plainSpan, plainWhy string
@@ -179,13 +192,14 @@ type Writer struct {
 	open int
 }
 
-// batchSize is how many events Trace collects before handing them over,
-// maxBatches how many batches a Writer makes (the free channel holds them
-// all), and bufSize how much formatted text is written at a time.
+// batchSize is how many events the loop fills before handing them over,
+// maxCarry how many a batch may hold over (fold), and bufSize how much
+// formatted text is written at a time.
 const (
-	batchSize  = 512
-	maxBatches = 4
-	bufSize    = 64 << 10
+	batchSize = 512
+	maxCarry  = 2*maxFold + 1
+	maxFold   = 8
+	bufSize   = 64 << 10
 )
 
 // Create opens path for writing (truncating it) and returns a Writer.
@@ -212,71 +226,236 @@ func NewWriter(w io.Writer, format Format) *Writer {
 	t.reqE.setString(t.hot.reqE)
 	t.end.setString(t.hot.end)
 	t.reqB.setString(hRequestB)
+	t.reqX.setString(hRequestX)
 	t.ts.setString("0.000")
 	t.meta(pidNodes, 0, "process_name", "nodes")
 	t.meta(pidRequests, 0, "process_name", "requests")
-	t.full = make(chan []blk.TraceEvent, maxBatches)
-	t.free = make(chan []blk.TraceEvent, maxBatches)
-	for i := 1; i < maxBatches; i++ {
-		t.free <- make([]blk.TraceEvent, 0, batchSize)
-	}
-	t.lent = make([]blk.TraceEvent, 0, batchSize)
-	t.done = make(chan struct{})
-	go t.run()
+	t.batch = make([]blk.TraceEvent, maxCarry+batchSize)
 	return t
 }
 
-// run formats batches until the channel closes.
-func (t *Writer) run() {
-	defer close(t.done)
-	for b := range t.full {
-		if t.err == nil {
-			for i := range b {
-				t.formatEvent(&b[i])
-				if len(t.buf) >= bufSize {
-					t.flush()
-				}
-			}
-		}
-		t.free <- b[:0]
-	}
-}
-
-// flush writes the formatted events (the formatting goroutine, or Close
-// after it).
+// flush writes the formatted events.
 func (t *Writer) flush() {
 	if t.err != nil || len(t.buf) == 0 {
 		return
 	}
 	if _, err := t.w.Write(t.buf); err != nil {
 		t.err = err
-		t.failed.Store(true)
+		t.failed = true
 	}
 	t.buf = t.buf[:0]
 }
 
-// Events implements blk.Tracer: it passes the n events the loop filled
-// on to the formatting goroutine and lends the loop the next batch. (A
-// reused batch still holds the events of its last use, which the loop
-// overwrites: clearing it would cost as much again. Its references keep
-// at most a few batches' nodes and errors alive until the trace ends.)
-// After a write error it lends a scratch batch that is never read.
+// Events implements blk.Tracer: it formats the n events the loop filled
+// and lends the loop the same batch again. The formatting runs on the
+// loop's goroutine: handing batches to another goroutine cost more in
+// the scheduler's wake-ups (futex calls, spinning threads) than the
+// formatting it moved (bench/README.md). The last events, when they may
+// begin a chain that folds (fold), are held over and formatted with the
+// next batch. After a write error it lends a scratch batch that is
+// never read.
 func (t *Writer) Events(n int) []blk.TraceEvent {
-	if t.failed.Load() {
+	if n > 0 && !t.failed && !t.closed {
+		t.formatBatch(t.batch[:t.carry+n], false)
+	}
+	if t.failed {
 		t.tell()
+	}
+	if t.failed || t.closed {
 		return t.scratch[:]
 	}
-	if n > 0 {
-		t.full <- t.lent[:n]
-		// The goroutine returns every batch: wait for one rather than
-		// make garbage (it is free at once unless the file is slow).
-		t.lent = <-t.free
-	}
-	return t.lent[:cap(t.lent)]
+	return t.batch[t.carry : t.carry+batchSize]
 }
 
-// tell calls OnError once, on the caller's goroutine, after the
-// formatting goroutine failed. t.err is safe to read once failed is set.
+// formatBatch writes evs, but for a tail that may be the start of a chain
+// that folds when more events come (unless final): that is moved to the
+// front of the batch (t.carry).
+func (t *Writer) formatBatch(evs []blk.TraceEvent, final bool) {
+	i := 0
+	for i < len(evs) {
+		e := &evs[i]
+		if k := e.Kind; k == blk.TraceSubmit || k == blk.TraceBegin {
+			begins, n := chain(evs, i)
+			if n < 0 && !final {
+				break // held over
+			}
+			if n > 0 && t.foldChain(evs[i:i+n], begins) {
+				i += n
+				goto next
+			}
+		}
+		t.formatEvent(e)
+		i++
+	next:
+		if len(t.buf) >= bufSize {
+			t.flush()
+			if t.err != nil {
+				t.carry = 0
+				return
+			}
+		}
+	}
+	t.carry = copy(t.batch, evs[i:])
+}
+
+// A chain is what a request or a span leaves when nothing else happened
+// in its life but a chain nested in it: its begin, the begins of the
+// nested chain, perhaps a yield with nothing inside it (blk.TraceWaited),
+// and the ends in the reverse order, all of one request, with no other
+// event between. A plain write is one: submission, the span on raw, the
+// span on file, the wait for the I/O, the two ends, completion. Each
+// begin of a chain is written as one complete slice ("ph":"X", with its
+// dur) where the begin would have been, and its end is not written; a
+// yield that lasted as long as the request heading the chain is the
+// request slice's "yield" arg (foldChain): three events instead of
+// seven. Nothing is lost: the ends came, in the reverse order of the
+// begins, right after the innermost event (trace.Read puts them back,
+// and the yield), and the request's span numbers and parents are written
+// as before. At most maxFold begins fold.
+
+// chain returns the number of begins of the chain that starts at evs[i]
+// and its length in events: 0 if none starts there, -1 if evs ends
+// before that can be told.
+func chain(evs []blk.TraceEvent, i int) (begins, n int) {
+	req := evs[i].Req
+	j := i
+	for j < len(evs) && j-i < maxFold {
+		if k := evs[j].Kind; (k != blk.TraceSubmit && k != blk.TraceBegin) || evs[j].Req != req {
+			break
+		}
+		j++
+	}
+	begins = j - i
+	if j < len(evs) && evs[j].Kind == blk.TraceWaited && evs[j].Req == req {
+		j++
+	}
+	for d := begins - 1; d >= 0; d-- {
+		if j == len(evs) {
+			return begins, -1
+		}
+		b, e := &evs[i+d], &evs[j]
+		switch {
+		case b.Kind == blk.TraceSubmit && e.Kind == blk.TraceComplete && e.Req == req && e.Err == nil:
+		case b.Kind == blk.TraceBegin && e.Kind == blk.TraceEnd && e.Span == b.Span && e.Req == req:
+		default:
+			return begins, 0
+		}
+		j++
+	}
+	return begins, j - i
+}
+
+// foldChain writes the chain c, of the given number of begins, folded;
+// it reports false, writing nothing, when a reader could take the chain
+// for a part of the one just written (see ambiguous).
+func (t *Writer) foldChain(c []blk.TraceEvent, begins int) bool {
+	e := &c[0]
+	end := c[len(c)-1].At
+	if t.ambiguous(e.Req, e.At, c[len(c)-begins].At) {
+		return false
+	}
+	if e.At > t.last {
+		t.last = e.At
+	}
+	if e.Kind != blk.TraceSubmit && e.Req != t.open {
+		t.adopt(e.Req, e.At)
+	}
+	t.open = e.Req
+	// A yield that lasted as long as its request (a plain read or write:
+	// submitted, waited for the driver, completed) is the request
+	// slice's "yield" arg: the slice it would be is the request's own.
+	var y *blk.TraceEvent
+	if begins < len(c)-begins {
+		y = &c[begins]
+	}
+	inArgs := y != nil && e.Kind == blk.TraceSubmit && y.At == e.At && y.End == end
+	for d := 0; d < begins; d++ {
+		b := &c[d]
+		end := c[len(c)-1-d].At
+		if b.Kind == blk.TraceSubmit {
+			why := ""
+			if inArgs {
+				why = y.Why
+			}
+			t.requestX(b, end, why)
+		} else {
+			t.span(b, true, end)
+		}
+	}
+	in := &c[begins-1]
+	t.fold = foldState{n: t.n, req: e.Req, at: in.At, end: c[len(c)-begins].At}
+	if y != nil && !inArgs { // the yield, inside the chain
+		t.fold.n = 0
+		t.formatEvent(y)
+		t.fold.n, t.fold.yield = t.n, true
+	}
+	if end > t.last {
+		t.last = end
+	}
+	if e.Kind == blk.TraceSubmit {
+		t.open = 0
+	}
+	return true
+}
+
+// foldState is what the last chain written left for a reader to see: a
+// complete slice of request req from at to end, the innermost of the
+// chain, the trace's n-th event; yield says it is a yield, which holds
+// nothing.
+type foldState struct {
+	n, req  int
+	at, end time.Duration
+	yield   bool
+}
+
+// ambiguous reports whether a complete slice of request req from at to
+// end, written next, would look to a reader like a part of the chain
+// just written: it comes right after its innermost slice, which is no
+// yield, and lies inside it (it can only do that by lasting no time at
+// the very end of it). Then it must be written unfolded.
+func (t *Writer) ambiguous(req int, at, end time.Duration) bool {
+	f := &t.fold
+	return f.n == t.n && f.n > 0 && !f.yield && f.req == req && at >= f.at && end <= f.end
+}
+
+// requestX writes request e (a TraceSubmit) as a complete slice that
+// ends at end, with the reason of the yield it holds in its args, if
+// why is not "".
+func (t *Writer) requestX(e *blk.TraceEvent, end time.Duration, why string) {
+	b := appendEscaped(append(room(t.buf), t.hot.name...), e.Name)
+	b = put(put(put(room(b), &t.reqX), t.tsFor(e.At)), t.durFor(end-e.At))
+	t.renderReq(e.Req)
+	if why == "" {
+		t.buf = put(b, &t.reqEnd)
+		t.n++
+		return
+	}
+	b = put(b, &t.reqTid)
+	if why != t.yieldArgWhy || t.yieldArg.n == 0 {
+		a := append(appendEscaped(append(b, `,"args":{"yield":"`...), why), `"}`...)
+		a = append(a, t.hot.end...)
+		if len(a)-len(b) > pieceSize {
+			t.buf = a
+			t.n++
+			return
+		}
+		t.yieldArg.set(a[len(b):])
+		t.yieldArgWhy = why
+	}
+	t.buf = put(b, &t.yieldArg)
+	t.n++
+}
+
+// durFor returns the piece `,"dur":D` of duration d, for put.
+func (t *Writer) durFor(d time.Duration) *piece {
+	if d != t.durAt || t.dur.n == 0 {
+		t.durAt = d
+		t.dur.set(appendMicros(append(t.dur.b[:0], `,"dur":`...), d))
+	}
+	return &t.dur
+}
+
+// tell calls OnError once, after a write failed.
 func (t *Writer) tell() {
 	if t.told {
 		return
@@ -322,8 +501,13 @@ var hotHeadsOf = [...]hotHeads{
 	JSONL:  {`{"name":"`, hSliceE, hReqE, "}\n"},
 }
 
-// hYieldX is the middle of a yield written as one complete slice.
-const hYieldX = `","cat":"yield","ph":"X","ts":`
+// The middles of a yield, a request and a span written as one complete
+// slice.
+const (
+	hYieldX   = `","cat":"yield","ph":"X","ts":`
+	hRequestX = `","cat":"request","ph":"X","ts":`
+	hReqX     = `","cat":"req","ph":"X","ts":`
+)
 
 // appendTs appends timestamp at, rendered once for the events that share
 // it.
@@ -764,18 +948,21 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		if e.End > t.last {
 			t.last = e.End
 		}
+		if t.ambiguous(e.Req, e.At, e.End) {
+			y := *e
+			y.Kind = blk.TraceYield
+			t.formatEvent(&y)
+			y.Kind, y.At = blk.TraceResume, e.End
+			t.formatEvent(&y)
+			return
+		}
 		b := room(t.buf)
 		if e.Why == t.yieldName && t.yieldHead.n > 0 {
 			b = put(b, &t.yieldHead)
 		} else {
 			b = t.head(b, e.Why, &t.plainWhy, hYieldX, &t.yieldHead, &t.yieldName)
 		}
-		b = put(b, t.tsFor(e.At))
-		if d := e.End - e.At; d != t.durAt || t.dur.n == 0 {
-			t.durAt = d
-			t.dur.set(appendMicros(append(t.dur.b[:0], `,"dur":`...), d))
-		}
-		b = put(b, &t.dur)
+		b = put(put(b, t.tsFor(e.At)), t.durFor(e.End-e.At))
 		t.renderReq(e.Req)
 		t.buf = put(b, &t.reqEnd)
 		t.n++
@@ -789,40 +976,7 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		t.n++
 		t.reqs.set(e.Req, d-1)
 	case blk.TraceBegin:
-		l := t.lane(e.Node)
-		var ps spanInfo
-		ok := false
-		if e.Parent != 0 {
-			ps, ok = t.spans.get(e.Parent)
-		}
-		b := room(t.buf)
-		if e.Name == t.spanName && t.spanHead.n > 0 {
-			b = put(b, &t.spanHead)
-		} else {
-			b = t.head(b, e.Name, &t.plainSpan, hReqB, &t.spanHead, &t.spanName)
-		}
-		b = put(put(b, t.tsFor(e.At)), &t.laneID[l])
-		t.spanD.set(e.Span)
-		b = put(b, &t.spanD.p)
-		si := spanInfo{lane: int32(l)}
-		if n := t.spanD.p.n; n+len(t.hot.end) <= len(si.id) {
-			copy(si.id[:], t.spanD.p.b[:n])
-			si.idn, si.idEnd = uint8(n), uint8(n+copy(si.id[n:], t.hot.end))
-		}
-		t.spans.set(e.Span, si)
-		t.renderReq(e.Req)
-		b = put(b, &t.reqArgs)
-		if ok {
-			b = append(b, `,"parent":`...)
-			b = ps.appendID(b, e.Parent)
-		}
-		// A span's parent usually has the same range: its rendering,
-		// with the end of the event, is kept.
-		if e.Off != t.rngOff || e.Bytes != t.rngBytes || !t.rngOK {
-			t.renderRange(e.Off, e.Bytes)
-		}
-		t.buf = put(b, &t.rng)
-		t.n++
+		t.span(e, false, 0)
 	case blk.TraceEnd:
 		s, ok := t.spans.get(e.Span)
 		if !ok {
@@ -893,6 +1047,65 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 	}
 }
 
+// span writes the begin of span e (a TraceBegin): an async begin, or,
+// folded (see chain), a complete slice that ends at end.
+func (t *Writer) span(e *blk.TraceEvent, folded bool, end time.Duration) {
+	l := t.lane(e.Node)
+	// The parent: most often the span begun last (spanD), else an
+	// open one.
+	var parent piece
+	var ps spanInfo
+	ok := false
+	if e.Parent != 0 {
+		if e.Parent == t.spanD.v && t.spanD.p.n > 0 {
+			parent.set(append(append(parent.b[:0], `,"parent":`...), t.spanD.p.bytes()...))
+		} else {
+			ps, ok = t.spans.get(e.Parent)
+		}
+	}
+	b := room(t.buf)
+	switch {
+	case folded && e.Name == t.spanXName && t.spanXHead.n > 0:
+		b = put(b, &t.spanXHead)
+	case folded:
+		b = t.head(b, e.Name, &t.plainSpan, hReqX, &t.spanXHead, &t.spanXName)
+	case e.Name == t.spanName && t.spanHead.n > 0:
+		b = put(b, &t.spanHead)
+	default:
+		b = t.head(b, e.Name, &t.plainSpan, hReqB, &t.spanHead, &t.spanName)
+	}
+	b = put(b, t.tsFor(e.At))
+	if folded {
+		b = put(b, t.durFor(end-e.At))
+	}
+	b = put(b, &t.laneID[l])
+	t.spanD.set(e.Span)
+	b = put(b, &t.spanD.p)
+	if !folded {
+		si := spanInfo{lane: int32(l)}
+		if n := t.spanD.p.n; n+len(t.hot.end) <= len(si.id) {
+			copy(si.id[:], t.spanD.p.b[:n])
+			si.idn, si.idEnd = uint8(n), uint8(n+copy(si.id[n:], t.hot.end))
+		}
+		t.spans.set(e.Span, si)
+	}
+	t.renderReq(e.Req)
+	b = put(b, &t.reqArgs)
+	if parent.n > 0 {
+		b = put(b, &parent)
+	} else if ok {
+		b = append(b, `,"parent":`...)
+		b = ps.appendID(b, e.Parent)
+	}
+	// A span's parent usually has the same range: its rendering,
+	// with the end of the event, is kept.
+	if e.Off != t.rngOff || e.Bytes != t.rngBytes || !t.rngOK {
+		t.renderRange(e.Off, e.Bytes)
+	}
+	t.buf = put(b, &t.rng)
+	t.n++
+}
+
 // adopt opens a lane and a slice for request req, in flight before the
 // trace started, unless it has one (or req is 0: no request).
 func (t *Writer) adopt(req int, at time.Duration) {
@@ -961,13 +1174,14 @@ func errString(err error) string { return err.Error() }
 // the last timestamp, marked unfinished), finishes the file and closes
 // it. It returns the first error of the whole trace.
 func (t *Writer) Close() error {
-	if t.full == nil {
+	if t.closed {
 		return t.err // closed before
 	}
-	t.lent = nil
-	close(t.full)
-	<-t.done
-	t.full = nil
+	t.closed = true
+	if t.err == nil && t.carry > 0 {
+		t.formatBatch(t.batch[:t.carry], true)
+	}
+	t.batch = nil
 	if t.err == nil {
 		for _, s := range t.spans.ids() {
 			si, _ := t.spans.get(s)

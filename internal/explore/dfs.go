@@ -1,6 +1,10 @@
 package explore
 
-import "gio/blk"
+import (
+	"slices"
+
+	"gio/blk"
+)
 
 // The exhaustive search is stateless depth-first search: a run replays
 // the answers of a path from the root and answers by policy beyond it;
@@ -113,7 +117,7 @@ func deviations(path []node) int {
 // runPath runs the path's schedule and extends the path with the points
 // the run met beyond it. It reports whether the search goes on in this
 // task (no failure, no bound reached).
-func (s *search) runPath(task int, path []node) ([]node, bool) {
+func (s *search) runPath(tk *task, path []node) ([]node, bool) {
 	ch := newChooser(prefixOf(path), s.grain(), s.reduce())
 	ch.extra = extrasOf(path)
 	if ch.reduce {
@@ -123,16 +127,17 @@ func (s *search) runPath(task int, path []node) ([]node, bool) {
 	if len(path) == 0 {
 		// Effect choices skipped statically, counted once (the FIFO
 		// run meets every request).
-		s.pruned.Add(int64(ch.skipped))
+		tk.res.pruned += int64(ch.skipped)
 	}
 	limit := len(ch.tr)
 	goOn := true
-	if ch.redundant >= 0 {
-		s.pruned.Add(1)
+	recorded := ch.redundant < 0
+	if recorded {
+		goOn = s.record(tk, o, sparse(ch.tr), 0)
+	} else {
+		tk.res.pruned++
 		limit = ch.redundant
 		goOn = !s.stop.Load()
-	} else {
-		goOn = s.record(task, o, sparse(ch.tr), 0) && o.fail == ""
 	}
 	for i := len(path); i < limit; i++ {
 		n := node{pt: ch.tr[i], def: ch.defAt[i], explored: []int{ch.tr[i].alt}}
@@ -140,73 +145,102 @@ func (s *search) runPath(task int, path []node) ([]node, bool) {
 			n.sleep0 = ch.sleepAt[i]
 			for a := 0; a < n.pt.n; a++ {
 				if n.asleep(a) {
-					s.pruned.Add(1)
+					tk.res.pruned++
 				}
 			}
 		}
 		path = append(path, n)
 	}
+	if recorded {
+		s.ranPath(tk)
+	}
 	return path, goOn
 }
 
-// dfs explores the subtree below path[floor].
-func (s *search) dfs(task int, path []node, floor int) {
-	bound := s.cfg.MaxPreemptions
+// dfs explores the subtree below path[floor] in tk; a task that
+// splits makes its first run's subtrees tasks of their own instead.
+func (s *search) dfs(tk *task, path []node, floor int) {
 	for {
-		if s.stop.Load() || s.failedBefore(task) {
+		if s.stop.Load() || s.pointless(tk) {
 			return
 		}
 		var goOn bool
-		path, goOn = s.runPath(task, path)
+		path, goOn = s.runPath(tk, path)
 		if !goOn {
 			return
 		}
-		found := false
-		for m := len(path) - 1; m > floor && !found; m-- {
-			dev := deviations(path[:m])
-			for a := 0; a < path[m].pt.n; a++ {
-				if path[m].open(a, dev, bound) {
-					path[m].explored = append(path[m].explored, a)
-					path = path[:m+1]
-					found = true
-					break
-				}
-			}
+		if tk.split {
+			s.add(s.subtrees(tk.key, path, floor)...)
+			return
 		}
-		if !found {
+		if !s.backtrack(&path, floor) {
 			return
 		}
 	}
 }
 
-// exhaustive runs the FIFO schedule, then the subtrees rooted at its
-// alternatives as tasks.
-func (s *search) exhaustive() {
-	root, goOn := s.runPath(0, nil)
-	if !goOn {
-		return
-	}
-	type task struct{ m, a int }
-	var tasks []task
-	for m := len(root) - 1; m >= 0; m-- {
-		for a := 0; a < root[m].pt.n; a++ {
-			if root[m].open(a, 0, s.cfg.MaxPreemptions) {
-				tasks = append(tasks, task{m, a})
+// backtrack moves path to the next alternative below path[floor]
+// within the bound, deepest first, and reports whether there was one.
+func (s *search) backtrack(path *[]node, floor int) bool {
+	p := *path
+	for m := len(p) - 1; m > floor; m-- {
+		dev := deviations(p[:m])
+		for a := 0; a < p[m].pt.n; a++ {
+			if p[m].open(a, dev, s.cfg.MaxPreemptions) {
+				p[m].explored = append(p[m].explored, a)
+				*path = p[:m+1]
+				return true
 			}
 		}
 	}
-	s.parallel(len(tasks), func(t int) {
-		tk := tasks[t]
-		path := make([]node, tk.m+1)
-		copy(path, root[:tk.m+1])
-		n := &path[tk.m]
-		n.explored = append([]int(nil), n.explored...)
-		for _, u := range tasks[:t] {
-			if u.m == tk.m {
+	return false
+}
+
+// subtrees are the tasks below path[floor], in the order backtrack
+// would reach them: each alternative at each point of path, deepest
+// first, with the alternatives taken before it at its point explored
+// (they sleep in it). The first has key's first part and second 1.
+func (s *search) subtrees(key taskKey, path []node, floor int) []*task {
+	type alt struct{ m, a int }
+	var alts []alt
+	for m := len(path) - 1; m > floor; m-- {
+		dev := deviations(path[:m])
+		for a := 0; a < path[m].pt.n; a++ {
+			if path[m].open(a, dev, s.cfg.MaxPreemptions) {
+				alts = append(alts, alt{m, a})
+			}
+		}
+	}
+	tasks := make([]*task, len(alts))
+	for i, al := range alts {
+		p := make([]node, al.m+1)
+		copy(p, path[:al.m+1])
+		n := &p[al.m]
+		n.explored = slices.Clone(n.explored)
+		for _, u := range alts[:i] {
+			if u.m == al.m {
 				n.explored = append(n.explored, u.a)
 			}
 		}
-		n.explored = append(n.explored, tk.a)
-		s.dfs(t+1, path, tk.m)
-	})
+		n.explored = append(n.explored, al.a)
+		tasks[i] = &task{key: taskKey{key[0], key[1] + 1 + i}, path: p, floor: al.m}
+	}
+	return tasks
+}
+
+// exhaustive runs the FIFO schedule, then the subtrees rooted at its
+// alternatives as tasks, each split once more below its first run.
+func (s *search) exhaustive() {
+	first := &task{}
+	s.tasks = append(s.tasks, first)
+	root, goOn := s.runPath(first, nil)
+	if !goOn {
+		return
+	}
+	tasks := s.subtrees(taskKey{}, root, -1)
+	for i, tk := range tasks {
+		tk.key, tk.split = taskKey{i + 1}, true
+	}
+	s.add(tasks...)
+	s.work(func(tk *task) { s.dfs(tk, tk.path, tk.floor) })
 }

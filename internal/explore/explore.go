@@ -9,9 +9,12 @@ package explore
 
 import (
 	"bytes"
+	"container/heap"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -480,17 +483,100 @@ type search struct {
 	// keep has the kept sessions runs go on (nil: a new one per run).
 	keep *keeper
 
-	runs, pruned atomic.Int64
-	stop         atomic.Bool
-	stopped      string
+	// runs counts the runs of every task, for the bounds and progress.
+	runs    atomic.Int64
+	stop    atomic.Bool
+	stopped string
 
-	mu     sync.Mutex
-	states map[uint64]bool
-	first  *Failure
-	firstT int // task index of first (the lowest wins)
+	mu sync.Mutex
+	// tasks are every task made so far (the FIFO run is the first),
+	// queue those not started yet, smallest key first; busy counts
+	// the workers running one, which may add more (cond wakes the
+	// others then).
+	tasks []*task
+	queue taskHeap
+	busy  int
+	cond  *sync.Cond
+	// last is the key of the last task that can count: the first
+	// failing one, or the one in which the runs reached -max-schedules.
+	last taskKey
 	// unsupported is set when the model cannot follow the FIFO run.
 	unsupported string
-	nfail       int
+}
+
+// A task is a part of the search that one worker runs. Tasks are
+// ordered by key, the order in which one job runs them: the summary
+// takes their runs in that order, up to the first failure or the
+// -max-schedules bound, so that it does not depend on the number of
+// jobs (others may have run past that point in the meantime).
+type task struct {
+	key taskKey
+	// path and floor are the subtree it explores (dfs); split says
+	// that its first run's subtrees become tasks of their own.
+	path  []node
+	floor int
+	split bool
+	seed  int64 // random mode: the task is one PCT run
+	// res is written only by the worker running the task; done counts
+	// its runs, for the others.
+	res  taskResult
+	done atomic.Int64
+}
+
+// taskKey orders tasks: the FIFO run is {0, 0}, the subtree of its
+// i-th alternative {i, 0} (its first run), and the subtrees below that
+// run {i, 1}, {i, 2}... A run's subtrees come before the next
+// alternative's, as in a depth-first search.
+type taskKey [2]int
+
+func (k taskKey) less(o taskKey) bool { return k[0] < o[0] || k[0] == o[0] && k[1] < o[1] }
+
+var maxKey = taskKey{math.MaxInt, math.MaxInt}
+
+// taskHeap is a min-heap of tasks by key.
+type taskHeap []*task
+
+func (h taskHeap) Len() int           { return len(h) }
+func (h taskHeap) Less(i, j int) bool { return h[i].key.less(h[j].key) }
+func (h taskHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *taskHeap) Push(x any)        { *h = append(*h, x.(*task)) }
+func (h *taskHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return t
+}
+
+// taskResult is what the runs of one task found.
+type taskResult struct {
+	runs   []runResult
+	pruned int64
+	fail   *Failure // its first failure, its last run
+}
+
+// runResult is one run of a task: its outcome, and the task's count of
+// pruned runs and alternatives once the run's choice points were met.
+type runResult struct {
+	state  uint64
+	pruned int64
+}
+
+// add makes tasks and queues them.
+func (s *search) add(tasks ...*task) {
+	s.mu.Lock()
+	for _, tk := range tasks {
+		s.tasks = append(s.tasks, tk)
+		heap.Push(&s.queue, tk)
+	}
+	s.mu.Unlock()
+	s.cond.Broadcast()
+}
+
+// ranPath notes the end of a runPath in tk that recorded a run.
+func (s *search) ranPath(tk *task) {
+	if r := tk.res.runs; len(r) > 0 {
+		r[len(r)-1].pruned = tk.res.pruned
+	}
 }
 
 func (s *search) grain() int64 {
@@ -513,34 +599,59 @@ func (s *search) run(ch *chooser) outcome {
 
 func (s *search) reduce() bool { return !s.cfg.NoReduce && s.sc.reduce && !s.cfg.Random }
 
-// record counts a run and reports whether the search goes on.
-func (s *search) record(task int, o outcome, sched Schedule, seed int64) bool {
-	if task == 0 && o.harness {
+// record counts a run and reports whether the search goes on in the
+// task.
+func (s *search) record(tk *task, o outcome, sched Schedule, seed int64) bool {
+	if tk.key == (taskKey{}) && o.harness {
 		s.unsupported = o.fail
 		s.halt("unsupported")
 		return false
 	}
 	n := s.runs.Add(1)
-	s.mu.Lock()
-	s.states[o.state] = true
+	tk.res.runs = append(tk.res.runs, runResult{state: o.state})
+	tk.done.Add(1)
+	goOn := true
 	if o.fail != "" {
-		s.nfail++
-		if s.first == nil || task < s.firstT {
-			s.first = &Failure{Schedule: sched, Seed: seed, What: o.fail}
-			s.firstT = task
-		}
+		tk.res.fail = &Failure{Schedule: sched, Seed: seed, What: o.fail}
+		s.lastAt(tk.key)
+		goOn = false
 	}
-	s.mu.Unlock()
 	if s.cfg.Progress != nil && n%64 == 0 {
 		s.cfg.Progress(n)
 	}
-	switch {
-	case s.cfg.MaxSchedules > 0 && n >= int64(s.cfg.MaxSchedules):
-		s.halt(fmt.Sprintf("-max-schedules %d reached", s.cfg.MaxSchedules))
-	case s.cfg.Budget > 0 && time.Since(s.start) > s.cfg.Budget:
+	if max := int64(s.cfg.MaxSchedules); max > 0 && n >= max && s.runsTo(tk.key) >= max {
+		// One job would have stopped here (or earlier); the tasks
+		// before this one go on until they reach the bound themselves.
+		s.lastAt(tk.key)
+		goOn = false
+	}
+	if s.cfg.Budget > 0 && time.Since(s.start) > s.cfg.Budget {
 		s.halt(fmt.Sprintf("time budget %v spent", s.cfg.Budget))
 	}
-	return !s.stop.Load()
+	return goOn && !s.stop.Load()
+}
+
+// runsTo is how many runs the tasks up to key made so far.
+func (s *search) runsTo(key taskKey) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var sum int64
+	for _, tk := range s.tasks {
+		if !key.less(tk.key) {
+			sum += tk.done.Load()
+		}
+	}
+	return sum
+}
+
+// lastAt makes the task of key the last one that can count, unless an
+// earlier one already is.
+func (s *search) lastAt(key taskKey) {
+	s.mu.Lock()
+	if key.less(s.last) {
+		s.last = key
+	}
+	s.mu.Unlock()
 }
 
 func (s *search) halt(why string) {
@@ -552,19 +663,19 @@ func (s *search) halt(why string) {
 	s.stop.Store(true)
 }
 
-// failedBefore reports whether a failure was found in a task before
-// task, which makes task pointless: the first failure in task order is
-// the one reported, whatever the number of jobs.
-func (s *search) failedBefore(task int) bool {
+// pointless reports whether tk cannot count any more: a task before
+// it failed or reached -max-schedules.
+func (s *search) pointless(tk *task) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.first != nil && s.firstT < task
+	return s.last.less(tk.key)
 }
 
 // Explore searches the schedules of sc under cfg.
 func (e Env) Explore(sc *Script, cfg Config) Summary {
 	defer raiseGC()()
-	s := &search{env: e, sc: sc, cfg: cfg, start: time.Now(), states: map[uint64]bool{}, firstT: -1}
+	s := &search{env: e, sc: sc, cfg: cfg, start: time.Now(), last: maxKey}
+	s.cond = sync.NewCond(&s.mu)
 	if !cfg.fresh && canKeep(sc) {
 		s.keep = &keeper{env: e, sc: sc}
 		defer s.keep.close()
@@ -574,46 +685,97 @@ func (e Env) Explore(sc *Script, cfg Config) Summary {
 	} else {
 		s.exhaustive()
 	}
-	sum := Summary{Runs: s.runs.Load(), Pruned: s.pruned.Load(), States: len(s.states),
-		Failures: s.nfail, Elapsed: time.Since(s.start), First: s.first}
-	if s.first == nil || s.stopped != "" {
-		sum.Stopped = s.stopped
-	}
 	if s.unsupported != "" {
-		return Summary{Unsupported: s.unsupported, Elapsed: sum.Elapsed}
+		return Summary{Unsupported: s.unsupported, Elapsed: time.Since(s.start)}
+	}
+	return s.summary()
+}
+
+// summary takes the tasks' runs in order, up to the first failure or
+// the -max-schedules bound.
+func (s *search) summary() Summary {
+	sum := Summary{Elapsed: time.Since(s.start)}
+	limit := int64(s.cfg.MaxSchedules)
+	states := map[uint64]bool{}
+	tasks := slices.Clone(s.tasks)
+	sort.Slice(tasks, func(i, j int) bool { return tasks[i].key.less(tasks[j].key) })
+tasks:
+	for _, tk := range tasks {
+		tr := &tk.res
+		for i, r := range tr.runs {
+			sum.Runs++
+			states[r.state] = true
+			end := false
+			if tr.fail != nil && i == len(tr.runs)-1 {
+				sum.Failures, sum.First, end = 1, tr.fail, true
+			}
+			if sum.Runs == limit {
+				sum.Stopped, end = fmt.Sprintf("-max-schedules %d reached", limit), true
+			}
+			if end {
+				sum.Pruned += r.pruned
+				break tasks
+			}
+		}
+		sum.Pruned += tr.pruned
+	}
+	sum.States = len(states)
+	if sum.Stopped == "" && sum.First == nil {
+		s.mu.Lock()
+		sum.Stopped = s.stopped
+		s.mu.Unlock()
 	}
 	return sum
 }
 
-// parallel runs tasks 0..n-1 on cfg.Jobs workers, in order of index.
-func (s *search) parallel(n int, do func(task int)) {
-	jobs := max(s.cfg.Jobs, 1)
-	var next atomic.Int64
+// work runs the queued tasks on cfg.Jobs workers, smallest key first,
+// until none is left and no worker can add more.
+func (s *search) work(do func(tk *task)) {
 	var wg sync.WaitGroup
-	for w := 0; w < jobs; w++ {
+	for w := 0; w < max(s.cfg.Jobs, 1); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
-				t := int(next.Add(1) - 1)
-				if t >= n || s.stop.Load() {
+				tk := s.next()
+				if tk == nil {
 					return
 				}
-				if s.failedBefore(t) {
-					continue
+				if !s.pointless(tk) {
+					do(tk)
 				}
-				do(t)
+				s.mu.Lock()
+				s.busy--
+				s.mu.Unlock()
+				s.cond.Broadcast()
 			}
 		}()
 	}
 	wg.Wait()
 }
 
+// next takes the next task, waiting while the queue is empty and a
+// busy worker may add to it; nil when the search is over.
+func (s *search) next() *task {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.queue) == 0 && s.busy > 0 && !s.stop.Load() {
+		s.cond.Wait()
+	}
+	if len(s.queue) == 0 || s.stop.Load() {
+		return nil
+	}
+	s.busy++
+	return heap.Pop(&s.queue).(*task)
+}
+
 // random runs seeded PCT schedules.
 func (s *search) random() {
 	fifo := newChooser(nil, s.grain(), false)
+	first := &task{}
+	s.tasks = append(s.tasks, first)
 	o := s.run(fifo)
-	if !s.record(0, o, nil, 0) || o.fail != "" {
+	if !s.record(first, o, nil, 0) || o.fail != "" {
 		return
 	}
 	steps := len(fifo.tr)
@@ -621,11 +783,15 @@ func (s *search) random() {
 	if n <= 0 {
 		n = 1000
 	}
+	tasks := make([]*task, n)
+	for t := range tasks {
+		tasks[t] = &task{key: taskKey{t + 1}, seed: s.cfg.Seed + int64(t)}
+	}
+	s.add(tasks...)
 	depth := max(s.cfg.Depth, 1)
-	s.parallel(n, func(t int) {
-		seed := s.cfg.Seed + int64(t)
+	s.work(func(tk *task) {
 		ch := newChooser(nil, s.grain(), false)
-		ch.pct = newPCT(seed, depth, steps)
-		s.record(t+1, s.run(ch), sparse(ch.tr), seed)
+		ch.pct = newPCT(tk.seed, depth, steps)
+		s.record(tk, s.run(ch), sparse(ch.tr), tk.seed)
 	})
 }

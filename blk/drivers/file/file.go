@@ -114,6 +114,13 @@ type node struct {
 	// kind is the driver that opened the node: a regular file, or a
 	// host device (hostdev.go).
 	kind kind
+
+	// id is a regular file's identity, counted in openFiles until
+	// unregister; sh is its shadow while explore reruns a script on
+	// it (shadow.go).
+	id         fileID
+	unregister func()
+	sh         *shadow
 }
 
 var (
@@ -213,6 +220,10 @@ func openPosix(a *blk.OpenArgs, kind kind) (blk.Impl, error) {
 		n.Close()
 		return nil, err
 	}
+	if kind == kindFile {
+		n.id = idOf(&st)
+		n.unregister = registerFile(n.id)
+	}
 	n.hasFallocate = kind == kindFile
 	if n.direct {
 		if n.reqAlign, n.memAlign, err = probeAlignment(fd); err != nil {
@@ -293,6 +304,9 @@ func (n *node) Length(co *blk.Co) (int64, error) {
 	if n.kind != kindFile {
 		return n.deviceLength()
 	}
+	if n.sh != nil {
+		return int64(len(n.sh.data)), nil
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(n.fd, &st); err != nil {
 		return 0, errnoOf(err)
@@ -315,7 +329,14 @@ func (n *node) Close() error {
 	if n.fd < 0 {
 		return nil
 	}
-	err := unix.Close(n.fd)
+	err := n.dropShadow()
+	if n.unregister != nil {
+		n.unregister()
+		n.unregister = nil
+	}
+	if e := unix.Close(n.fd); err == nil {
+		err = e
+	}
 	n.fd = -1
 	return err
 }
@@ -324,7 +345,7 @@ func (n *node) Close() error {
 // takes on disk.
 func (n *node) AllocatedSize() (int64, error) {
 	var st unix.Stat_t
-	if err := unix.Fstat(n.fd, &st); err != nil {
+	if err := n.fstat(&st); err != nil {
 		return 0, errnoOf(err)
 	}
 	return st.Blocks * 512, nil

@@ -97,7 +97,7 @@ func (n *node) readAt(off int64, buf []byte) error {
 func (n *node) preadLoop(off int64, buf []byte) (int, error) {
 	done := 0
 	for done < len(buf) {
-		m, err := unix.Pread(n.fd, buf[done:], off+int64(done))
+		m, err := n.pread(buf[done:], off+int64(done))
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -135,7 +135,7 @@ func (n *node) writeAt(off int64, buf []byte) error {
 // makes no progress is EINVAL, as in QEMU.
 func (n *node) pwriteLoop(off int64, buf []byte) error {
 	for done := 0; done < len(buf); {
-		m, err := unix.Pwrite(n.fd, buf[done:], off+int64(done))
+		m, err := n.pwrite(buf[done:], off+int64(done))
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -153,7 +153,7 @@ func (n *node) pwriteLoop(off int64, buf []byte) error {
 // of saying "not supported" as ENOTSUP (translate_err).
 func (n *node) fallocate(mode uint32, off, length int64) error {
 	for {
-		err := unix.Fallocate(n.fd, mode, off, length)
+		err := n.fallocateFile(mode, off, length)
 		switch err {
 		case nil:
 			return nil
@@ -240,7 +240,7 @@ func (n *node) writeZeroes(off, bytes int64) error {
 	}
 	if n.hasFallocate {
 		var st unix.Stat_t
-		if unix.Fstat(n.fd, &st) == nil && off >= st.Size {
+		if n.fstat(&st) == nil && off >= st.Size {
 			err := n.fallocate(0, off, bytes)
 			if err != unix.ENOTSUP {
 				return err
@@ -308,7 +308,7 @@ func (n *node) BlockStatus(co *blk.Co, wantZero bool, off, bytes int64) (blk.Sta
 // means start lies in a trailing hole or past the end; other errors mean
 // nothing was learned.
 func (n *node) findAllocation(start int64) (data, hole int64, err error) {
-	offs, err := unix.Seek(n.fd, start, unix.SEEK_DATA)
+	offs, err := n.seek(start, unix.SEEK_DATA)
 	if err != nil {
 		return 0, 0, errnoOf(err)
 	}
@@ -318,7 +318,7 @@ func (n *node) findAllocation(start int64) (data, hole int64, err error) {
 	if offs > start {
 		return offs, start, nil // in a hole, data at offs
 	}
-	offs, err = unix.Seek(n.fd, start, unix.SEEK_HOLE)
+	offs, err = n.seek(start, unix.SEEK_HOLE)
 	if err != nil {
 		return 0, 0, errnoOf(err)
 	}
@@ -357,7 +357,7 @@ func (n *node) fdatasync() error {
 		return n.pageCacheInconsistent
 	}
 	for {
-		err := unix.Fdatasync(n.fd)
+		err := n.fdatasyncFile()
 		if err == unix.EINTR {
 			continue
 		}

@@ -24,6 +24,9 @@ func (n *node) ReopenDirect(direct bool) error {
 // reopen replaces the descriptor by one opened read-only or not, with
 // O_DIRECT or not.
 func (n *node) reopen(readOnly, direct bool) error {
+	if err := n.dropShadow(); err != nil {
+		return err
+	}
 	flags := unix.O_CLOEXEC | unix.O_RDWR
 	if readOnly {
 		flags = unix.O_CLOEXEC | unix.O_RDONLY

@@ -25,9 +25,15 @@ type extent struct {
 // syscalls. Rewind empties the file and writes the allocated ranges
 // back, so that reads and block status (holes stay holes) answer as at
 // the mark. Regular files only, without O_DIRECT or an I/O engine.
+// On tmpfs the runs go on a shadow of the file (shadow.go), and a
+// rewind after a run that only read, wrote and flushed restores the
+// pages it wrote in memory, with no syscall.
 func (n *node) Mark() (func() error, error) {
 	if n.kind != kindFile || n.direct || n.eng != nil {
 		return nil, errors.New("not a buffered regular file")
+	}
+	if err := n.dropShadow(); err != nil {
+		return nil, err
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(n.fd, &st); err != nil {
@@ -59,7 +65,16 @@ func (n *node) Mark() (func() error, error) {
 		off = end
 	}
 	wz, disc, fa, pci := n.hasWriteZeroes, n.hasDiscard, n.hasFallocate, n.pageCacheInconsistent
-	return func() error {
+	// Runs go on a shadow of the file when they can (shadow.go).
+	var base []byte
+	if shadowable(n.fd) {
+		base = make([]byte, size)
+		for _, e := range exts {
+			copy(base[e.off:], e.data)
+		}
+		n.setShadow(newShadow(base))
+	}
+	restoreFile := func() error {
 		if err := unix.Ftruncate(n.fd, 0); err != nil {
 			return err
 		}
@@ -71,7 +86,41 @@ func (n *node) Mark() (func() error, error) {
 				return err
 			}
 		}
+		return nil
+	}
+	return func() error {
+		switch {
+		case n.sh != nil:
+			// The shadow is base again; the file too unless the run
+			// used it.
+			if !n.sh.restore() {
+				if err := restoreFile(); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := restoreFile(); err != nil {
+				return err
+			}
+			if base != nil {
+				n.setShadow(newShadow(base))
+			}
+		}
 		n.hasWriteZeroes, n.hasDiscard, n.hasFallocate, n.pageCacheInconsistent = wz, disc, fa, pci
 		return nil
 	}, nil
+}
+
+// tmpfsMagic is TMPFS_MAGIC, statfs's f_type of a tmpfs.
+const tmpfsMagic = 0x01021994
+
+// shadowable reports whether fd is a writable file on tmpfs, where a
+// shadow answers as the file would (shadow.go).
+func shadowable(fd int) bool {
+	var fs unix.Statfs_t
+	if unix.Fstatfs(fd, &fs) != nil || fs.Type != tmpfsMagic {
+		return false
+	}
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	return err == nil && fl&unix.O_ACCMODE == unix.O_RDWR
 }

@@ -26,7 +26,7 @@ func (n *node) Truncate(co *blk.Co, size int64, exact bool, prealloc blk.Preallo
 // truncate is handle_aiocb_truncate.
 func (n *node) truncate(size int64, prealloc blk.Prealloc) error {
 	var st unix.Stat_t
-	if err := unix.Fstat(n.fd, &st); err != nil {
+	if err := n.fstat(&st); err != nil {
 		return blk.Errorf(errnoOf(err), "Could not stat file")
 	}
 	cur := st.Size
@@ -36,7 +36,7 @@ func (n *node) truncate(size int64, prealloc blk.Prealloc) error {
 	var err error
 	switch prealloc {
 	case blk.PreallocOff:
-		if err := unix.Ftruncate(n.fd, size); err != nil {
+		if err := n.ftruncate(size); err != nil {
 			return blk.Errorf(errnoOf(err), "Could not resize file")
 		}
 		if cur == 0 && size > 0 {
@@ -61,7 +61,7 @@ func (n *node) truncate(size int64, prealloc blk.Prealloc) error {
 	}
 	if err != nil {
 		// Undo a partial extension; QEMU only reports a failure here.
-		_ = unix.Ftruncate(n.fd, cur)
+		_ = n.ftruncate(cur)
 	}
 	return err
 }
@@ -69,7 +69,7 @@ func (n *node) truncate(size int64, prealloc blk.Prealloc) error {
 // preallocFull sets the final size first (which lets the filesystem plan
 // the allocation), then writes zeroes over the new part and syncs.
 func (n *node) preallocFull(cur, size int64) error {
-	if err := unix.Ftruncate(n.fd, size); err != nil {
+	if err := n.ftruncate(size); err != nil {
 		return blk.Errorf(errnoOf(err), "Could not resize file")
 	}
 	// QEMU writes from a plain 64 KiB buffer, which an O_DIRECT file
@@ -88,7 +88,7 @@ func (n *node) preallocFull(cur, size int64) error {
 		off += num
 	}
 	for {
-		err := unix.Fsync(n.fd)
+		err := n.fsync()
 		if err == unix.EINTR {
 			continue
 		}
@@ -107,7 +107,7 @@ func (n *node) posixFallocate(off, length int64) error {
 	if err != unix.ENOTSUP {
 		return err
 	}
-	if err := unix.Ftruncate(n.fd, off+length); err != nil {
+	if err := n.ftruncate(off + length); err != nil {
 		return errnoOf(err)
 	}
 	buf := AlignedBuffer(65536, int(max(n.memAlign, 1)))
