@@ -327,14 +327,14 @@ elapsed=$(( $(date +%s) - start ))
 
 if [ "$baseline" = 1 ]; then
   # With tests named, only their entries change.
-  keep=""
+  kept=""
   if [ ${#tests[@]} -gt 0 ] && [ -f "$expected" ]; then
-    keep=$(grep -v '^#' "$expected" | grep -vxF "$(printf '%s\n' "${tests[@]}")" || true)
+    kept=$(grep -v '^#' "$expected" | grep -vxF "$(printf '%s\n' "${tests[@]}")" || true)
   fi
   {
     echo "# qemu-iotests $key: tests that pass with the real qemu-io on this machine"
     echo "# recorded by: iotests/run.sh --baseline $runflags ($(qemu-io --version | head -1))"
-    printf '%s\n' $keep $passed | grep . | sort -u
+    printf '%s\n' $kept $passed | grep . | sort -u
   } > "$expected.tmp"
   mv "$expected.tmp" "$expected"
   echo "iotests $key baseline: $(printf '%s\n' $passed | grep -c .) pass, $(printf '%s\n' $failed | grep -c .) fail, $(printf '%s\n' $skipped | grep -c .) not run with qemu-io (${elapsed}s); wrote $expected"
