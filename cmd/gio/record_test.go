@@ -763,11 +763,28 @@ func applyMasks(b []byte, off, size int64, masks []recMask) {
 // the same whatever its value), and drops the block's trailing zeroes
 // (the text after it moves; the hash has the block's offset and the
 // file's size, so nothing is lost).
+//
+// A C string rewritten in place leaves the old string's last bytes after
+// the new one's NUL when the new one is shorter: vmdk_write_cid writes a
+// random CID into the descriptor, and gio a CID derived from the old one,
+// so those leftover bytes (at most a CID's 8 digits) differ from run to
+// run. Up to 8 bytes after the first NUL that follows the last match are
+// cleared.
 func maskText(b []byte, masks []recMask) []byte {
 	for _, m := range masks {
-		if m.re != nil {
-			b = bytes.TrimRight(m.re.ReplaceAll(b, []byte("X")), "\x00")
+		if m.re == nil {
+			continue
 		}
+		if locs := m.re.FindAllIndex(b, -1); len(locs) > 0 {
+			end := locs[len(locs)-1][1]
+			if nul := bytes.IndexByte(b[end:], 0); nul >= 0 {
+				rest := b[end+nul+1:]
+				for i := 0; i < len(rest) && i < 8 && rest[i] != 0; i++ {
+					rest[i] = 0
+				}
+			}
+		}
+		b = bytes.TrimRight(m.re.ReplaceAll(b, []byte("X")), "\x00")
 	}
 	return b
 }
@@ -1947,6 +1964,11 @@ func TestMaskedHashCIDLength(t *testing.T) {
 	a, b := hash("# Disk DescriptorFile\nCID=1a2b3c4d\nparentCID=ffffffff\n"), hash("# Disk DescriptorFile\nCID=a2b3c4d\nparentCID=ffffffff\n")
 	if a != b {
 		t.Errorf("CIDs of 8 and 7 digits hash differently: %s, %s", a, b)
+	}
+	// A CID rewritten one digit shorter leaves the old text's last byte
+	// after the NUL.
+	if c := hash("# Disk DescriptorFile\nCID=a2b3c4d\nparentCID=ffffffff\n\x00\n"); c != a {
+		t.Errorf("a leftover byte after the descriptor's NUL changes the hash: %s, %s", a, c)
 	}
 	if c := hash("# Disk DescriptorFile\nCID=1a2b3c4d\nparentCID=ffffffff\nversion=1\n"); c == a {
 		t.Errorf("a changed descriptor hashes the same: %s", c)
