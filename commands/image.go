@@ -116,13 +116,13 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 		}
 		spec.Flags.Direct, spec.WriteThrough, spec.Flags.NoFlush = direct, wt, nf
 	}
-	switch o.Discard {
-	case "", "unmap", "on":
-	case "ignore", "off":
-		spec.Flags.Unmap = false
-	default:
-		s.errorReport("Invalid discard option: %s", o.Discard)
-		return false
+	if o.Discard != "" {
+		unmap, ok := blk.ParseDiscard(o.Discard)
+		if !ok {
+			s.errorReport("Invalid discard option: %s", o.Discard)
+			return false
+		}
+		spec.Flags.Unmap = unmap
 	}
 	aio := o.AIO
 	if o.NativeAIO {
