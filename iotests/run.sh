@@ -295,9 +295,29 @@ skipped=$(awk '$1 == "ok" && $NF == "SKIP" { print $3 }' "$scratch/tap")
 # loaded machine is sometimes too slow for a test's expectations. A test
 # that passes the second time is reported as flaky, not failed.
 flaky=""
-if [ -n "$failed" ] && [ "$compare" = 1 ] && [ "${GIO_IOTESTS_RETRY:-1}" = 1 ]; then
-  run_check "$scratch/retry" $failed
-  flaky=$(awk '$1 == "ok" && $NF != "SKIP" { print $3 }' "$scratch/retry.tap")
+# A listed test that ./check skipped gets the same second run: its
+# _require checks run the real tools (284's _require_working_luks makes
+# a LUKS image with qemu-img), which can fail once on a loaded machine
+# (CI, 2026-12-02: 284 not run, passed alone). Skipped again, it is
+# reported below as NOT RUN and fails.
+skipped_listed=""
+if [ "$compare" = 1 ] && [ -f "$expected" ] && [ -n "$skipped" ]; then
+  skipped_listed=$(printf '%s\n' $skipped | grep -xF "$(grep -v '^#' "$expected")" || true)
+fi
+if [ -n "$failed$skipped_listed" ] && [ "$compare" = 1 ] && [ "${GIO_IOTESTS_RETRY:-1}" = 1 ]; then
+  run_check "$scratch/retry" $failed $skipped_listed
+  ran=$(awk '$1 == "ok" && $NF != "SKIP" { print $3 }' "$scratch/retry.tap")
+  for t in $skipped_listed; do
+    if printf '%s\n' $ran | grep -qx "$t"; then
+      passed="$passed $t"
+      skipped=$(printf '%s\n' $skipped | grep -vx "$t" || true)
+      echo "iotests $key: $t was not run on the first pass, passed on the second"
+    elif awk -v t="$t" '$1 == "not" && $4 == t { f = 1 } END { exit !f }' "$scratch/retry.tap"; then
+      failed="$failed $t"
+      skipped=$(printf '%s\n' $skipped | grep -vx "$t" || true)
+    fi
+  done
+  flaky=$(printf '%s\n' $ran | grep -vxF "$(printf '%s\n' $skipped_listed)" || true)
   if [ -n "$flaky" ]; then
     passed="$passed $flaky"
     failed=$(printf '%s\n' $failed | grep -vxF "$(printf '%s\n' $flaky)" || true)
