@@ -159,7 +159,7 @@ func fmtConfigs() []diffConfig {
 
 // fmtMasks are the bytes of a configuration's files QEMU fills at random
 // (so two qemu-io runs differ there too).
-func fmtMasks(cfg diffConfig, name string, path string) []recMask {
+func fmtMasks(cfg diffConfig, name string) []recMask {
 	var ms []recMask
 	if strings.HasPrefix(cfg.name, "vmdk") || strings.Contains(cfg.name, "vmdk") || cfg.sample == "iotest-version3.vmdk" {
 		// vmdk_write_cid draws a new CID on the first write.
@@ -243,7 +243,7 @@ func (s diffSeq) compareImages(qd, gd string) []string {
 			// (the map and the content are still compared).
 			continue
 		}
-		if d := fileDiff(filepath.Join(qd, n), filepath.Join(gd, n), fmtMasks(s.cfg, n, filepath.Join(qd, n))); d != "" {
+		if d := fileDiff(filepath.Join(qd, n), filepath.Join(gd, n), fmtMasks(s.cfg, n)); d != "" {
 			diffs = append(diffs, "bytes of "+n+": "+d)
 		}
 	}
@@ -262,12 +262,57 @@ func (s diffSeq) compareImages(qd, gd string) []string {
 			if a, b := filterCheck(fmtFilter(q.stdout+q.stderr)), filterCheck(fmtFilter(g.stdout+g.stderr)); a != b || q.rc != g.rc {
 				diffs = append(diffs, fmt.Sprintf("check of %s's image: qemu-img (rc %d), gio check (rc %d):\n%s", who(d, qd), q.rc, g.rc, lineDiff(a, b)))
 			}
-			if d := s.servedContent(d); d != "" {
-				diffs = append(diffs, fmt.Sprintf("content gio serves of %s's image: %s", who(d, qd), d))
+			if x := s.servedContent(d, "img", "img"); x != "" {
+				diffs = append(diffs, fmt.Sprintf("content gio serves of %s's image: %s", who(d, qd), x))
 			}
+		}
+		// An image qemu-img convert wrote (its own layout: zero
+		// detection, sequential allocation) read by gio.
+		if x := s.convertedContent(qd); x != "" {
+			diffs = append(diffs, "qemu-img convert of qemu-io's image: "+x)
 		}
 	}
 	return diffs
+}
+
+// createOpts is the -o value of the configuration's qemu-img create.
+func (s diffSeq) createOpts() string {
+	for i, a := range s.cfg.create {
+		if a == "-o" && i+1 < len(s.cfg.create) {
+			return s.cfg.create[i+1]
+		}
+	}
+	return ""
+}
+
+// convertedContent has qemu-img convert the image in dir to a new image
+// of the same format and options, then checks it with gio check and
+// compares what gio serves of it with the original.
+func (s diffSeq) convertedContent(dir string) string {
+	f := s.cfg.check[1]
+	if f == "dmg" || f == "cloop" || f == "bochs" {
+		return "" // qemu-img cannot write them
+	}
+	cd, err := os.MkdirTemp(dir, "conv")
+	if err != nil {
+		return err.Error()
+	}
+	defer os.RemoveAll(cd)
+	args := []string{"convert", "-f", f, "-O", f}
+	if o := s.createOpts(); o != "" {
+		args = append(args, "-o", o)
+	}
+	args = append(args, "img", filepath.Join(cd, "img"))
+	if c := diffExec(dir, "qemu-img", args, "", time.Minute); c.rc != 0 {
+		return fmt.Sprintf("qemu-img %s (rc %d): %s%s", strings.Join(args, " "), c.rc, c.stdout, c.stderr)
+	}
+	chk := []string{"check", "-f", f, "img"}
+	q := diffExec(cd, "qemu-img", chk, "", time.Minute)
+	g := diffExec(cd, gioBin, chk, "", time.Minute)
+	if a, b := filterCheck(fmtFilter(q.stdout+q.stderr)), filterCheck(fmtFilter(g.stdout+g.stderr)); a != b || q.rc != g.rc {
+		return fmt.Sprintf("qemu-img check (rc %d), gio check (rc %d):\n%s", q.rc, g.rc, lineDiff(a, b))
+	}
+	return s.servedContent(cd, "img", filepath.Join(dir, "img"))
 }
 
 func fmtFilter(s string) string {
@@ -281,12 +326,13 @@ func who(d, qd string) string {
 	return "gio"
 }
 
-// servedContent exports the image in dir read-only with gio nbd and has
-// qemu-img compare the export with the image as qemu reads it.
-func (s diffSeq) servedContent(dir string) string {
+// servedContent exports the image name in dir read-only with gio nbd and
+// has qemu-img compare the export with the image ref as qemu reads it.
+func (s diffSeq) servedContent(dir, name, ref string) string {
 	sock := filepath.Join(dir, "nbd.sock")
 	defer os.Remove(sock)
-	args := append([]string{"nbd", "-r", "-k", sock}, s.cfg.check...)
+	args := append([]string{"nbd", "-r", "-k", sock}, s.cfg.check[:len(s.cfg.check)-1]...)
+	args = append(args, name)
 	srv := make(chan diffRun, 1)
 	go func() { srv <- diffExec(dir, gioBin, args, "", time.Minute) }()
 	for i := 0; i < 200; i++ {
@@ -300,7 +346,7 @@ func (s diffSeq) servedContent(dir string) string {
 		}
 	}
 	f := s.cfg.check[1]
-	c := diffExec(dir, "qemu-img", []string{"compare", "-f", "raw", "nbd+unix:///?socket=" + sock, "-F", f, "img"}, "", time.Minute)
+	c := diffExec(dir, "qemu-img", []string{"compare", "-f", "raw", "nbd+unix:///?socket=" + sock, "-F", f, ref}, "", time.Minute)
 	r := <-srv
 	if c.rc != 0 {
 		return fmt.Sprintf("qemu-img compare (rc %d): %s%s (gio nbd: %s)", c.rc, c.stdout, c.stderr, r.stderr)
