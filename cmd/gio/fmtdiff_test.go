@@ -277,8 +277,10 @@ func (s diffSeq) compareImages(qd, gd string) []string {
 	if a, b := fmtFilter(qm.stdout+qm.stderr), fmtFilter(gm.stdout+gm.stderr); a != b {
 		diffs = append(diffs, "qemu-img map --output=json:\n"+lineDiff(a, b))
 	}
-	// gio reads both images as qemu-img does.
-	if s.cfg.check[len(s.cfg.check)-2] != "--image-opts" {
+	// gio reads both images as qemu-img does. (Not a 5 GiB image:
+	// qemu-img compare reads all of an NBD export, whose raw node
+	// reports every byte allocated.)
+	if s.cfg.check[len(s.cfg.check)-2] != "--image-opts" && s.size <= 256<<20 {
 		for _, d := range []string{qd, gd} {
 			chk := append([]string{"check"}, s.cfg.check...)
 			q := diffExec(d, "qemu-img", chk, "", time.Minute)
