@@ -361,7 +361,7 @@ func (s diffSeq) servedContent(dir, name, ref string) string {
 	args = append(args, name)
 	srv := make(chan diffRun, 1)
 	go func() { srv <- diffExec(dir, gioBin, args, "", time.Minute) }()
-	for i := 0; i < 200; i++ {
+	for i := 0; i < 400; i++ {
 		if _, err := os.Stat(sock); err == nil {
 			break
 		}
@@ -372,7 +372,17 @@ func (s diffSeq) servedContent(dir, name, ref string) string {
 		}
 	}
 	f := s.cfg.check[1]
-	c := diffExec(dir, "qemu-img", []string{"compare", "-f", "raw", "nbd+unix:///?socket=" + sock, "-F", f, ref}, "", time.Minute)
+	// The socket file exists from bind on, before listen: a refused
+	// connection is retried (a refused client is not gio nbd's one
+	// client, so the server is still there).
+	var c diffRun
+	for i := 0; i < 50; i++ {
+		c = diffExec(dir, "qemu-img", []string{"compare", "-f", "raw", "nbd+unix:///?socket=" + sock, "-F", f, ref}, "", 3*time.Minute)
+		if !strings.Contains(c.stderr, "Connection refused") {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	r := <-srv
 	if c.rc != 0 {
 		return fmt.Sprintf("qemu-img compare (rc %d): %s%s (gio nbd: %s)", c.rc, c.stdout, c.stderr, r.stderr)
