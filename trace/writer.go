@@ -190,6 +190,12 @@ type Writer struct {
 	rngOK            bool  // rng and rngTail hold rngOff and rngBytes
 	// open is a request known to have its lane (adopt's fast path).
 	open int
+	// shapes are the templates of plain chains (see plainShape), plain
+	// the values of their holes.
+	shapes  [maxShapes]plainShape
+	nShapes int
+	plain   plainValues
+	plains  int // chains written from a template
 }
 
 // batchSize is how many events the loop fills before handing them over,
@@ -275,6 +281,12 @@ func (t *Writer) formatBatch(evs []blk.TraceEvent, final bool) {
 	for i < len(evs) {
 		e := &evs[i]
 		if k := e.Kind; k == blk.TraceSubmit || k == blk.TraceBegin {
+			if k == blk.TraceSubmit && t.nShapes > 0 && !noPlain {
+				if n := t.plainChain(evs, i); n > 0 {
+					i += n
+					goto next
+				}
+			}
 			begins, n := chain(evs, i)
 			if n < 0 && !final {
 				break // held over
@@ -395,8 +407,15 @@ func (t *Writer) foldChain(c []blk.TraceEvent, begins int) bool {
 	if e.Kind == blk.TraceSubmit {
 		t.open = 0
 	}
+	if inArgs {
+		t.keepShape(c, begins)
+	}
 	return true
 }
+
+// noPlain turns plainChain off, for tests that compare its bytes with
+// foldChain's.
+var noPlain = false
 
 // foldState is what the last chain written left for a reader to see: a
 // complete slice of request req from at to end, the innermost of the
@@ -686,6 +705,20 @@ type decimal struct {
 func (d *decimal) set(v int) {
 	if v == d.v && d.p.n > 0 {
 		return
+	}
+	// A number a few more than the last (the spans of the next plain
+	// chain) often differs in its last digit alone.
+	if dv := v - d.v; dv > 0 && dv < 10 && d.p.n > 0 && d.v > 0 {
+		l := (d.p.n - 1) & (pieceSize - 1)
+		c := d.p.b[l] + byte(dv)
+		if c <= '9' {
+			d.p.b[l], d.v = c, v
+			return
+		}
+		if l > 0 && stepDecimal(d.p.b[:], l) { // a carry
+			d.p.b[l], d.v = c-10, v
+			return
+		}
 	}
 	if v == d.v+1 && v > 1 && d.p.n > 0 && stepDecimal(d.p.b[:], d.p.n) {
 		d.v = v
