@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"encoding/binary"
 	"time"
 	"unsafe"
 
@@ -127,8 +128,10 @@ func (t *Writer) plainChain(evs []blk.TraceEvent, i int) int {
 	if len(td)+v.dur.n > holeSize || v.sizeN+16 > holeSize {
 		return 0 // not a clock's time, or a huge range
 	}
-	*(*[holeSize]byte)(td[len(td) : len(td)+holeSize]) = [holeSize]byte(v.dur.b[:holeSize])
-	v.tsDur.n = len(td) + v.dur.n
+	l := len(td) & 31
+	*(*[16]byte)(v.tsDur.b[l : l+16]) = [16]byte(v.dur.b[:16])
+	*(*[16]byte)(v.tsDur.b[l+16 : l+32]) = [16]byte(v.dur.b[16:32])
+	v.tsDur.n = l + v.dur.n
 	r := appendHex(v.rng.b[:0], uint64(off))
 	*(*[holeSize]byte)(r[len(r) : len(r)+holeSize]) = v.size
 	if v.rng.n = len(r) + v.sizeN; v.rng.n > holeSize {
@@ -138,9 +141,8 @@ func (t *Writer) plainChain(evs []blk.TraceEvent, i int) int {
 	for j := 1; j <= k; j++ {
 		v.spans[j-1].set(c[j].Span)
 	}
-	b := append(t.buf, t.hot.name...)
-	b = appendEscaped(b, e.Name)
-	if need := len(sh.tpl) + len(sh.holes)*holeSize; cap(b)-len(b) < need {
+	b := t.appendName(t.buf, e.Name)
+	if need := len(sh.tpl) + len(sh.holes)*holeSize + pieceSize; cap(b)-len(b) < need {
 		b = append(b, make([]byte, need)...)[:len(b)]
 	}
 	t.buf = fill(b, sh)
@@ -157,6 +159,49 @@ func (t *Writer) plainChain(evs []blk.TraceEvent, i int) int {
 	return n
 }
 
+// appendName appends the start of an event object and its name,
+// escaped: a name of 8 to 32 bytes that needs no escaping in two or
+// four words (a command line is most often that).
+func (t *Writer) appendName(b []byte, name string) []byte {
+	l, n := len(b), len(name)
+	if n < 8 || n > 32 || cap(b)-l < 64 || !plainWords(name) {
+		return appendEscaped(append(b, t.hot.name...), name)
+	}
+	d := b[l : l+64]
+	*(*[16]byte)(d[:16]) = t.hotName
+	h := t.hotNameN & 15
+	d = d[h : h+48]
+	p := unsafe.Pointer(unsafe.StringData(name))
+	if n <= 16 { // the first and the last eight bytes, which may overlap
+		*(*[8]byte)(d[:8]) = *(*[8]byte)(p)
+		*(*[8]byte)(d[n-8 : n]) = *(*[8]byte)(unsafe.Add(p, n-8))
+	} else {
+		*(*[16]byte)(d[:16]) = *(*[16]byte)(p)
+		*(*[16]byte)(d[n-16 : n]) = *(*[16]byte)(unsafe.Add(p, n-16))
+	}
+	return b[:l+h+n]
+}
+
+// plainWords reports whether s, of at least 8 bytes, needs no escaping
+// (plainPrefix): it tests it eight bytes at a time, the last eight
+// overlapping the word before.
+func plainWords(s string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for i := 0; ; i += 8 {
+		if i+8 > len(s) {
+			i = len(s) - 8
+		}
+		v := binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(unsafe.Pointer(unsafe.StringData(s)), i))[:])
+		q, bs := v^(ones*'"'), v^(ones*'\\')
+		if (v-ones*0x20|v|(q-ones)&^q|(bs-ones)&^bs)&highs != 0 {
+			return false
+		}
+		if i+8 == len(s) {
+			return true
+		}
+	}
+}
+
 // sameString is a == b, at once when they are the same string (the
 // loop passes the same constants again and again).
 func sameString(a, b string) bool {
@@ -171,7 +216,7 @@ func sameString(a, b string) bool {
 // inside b's array (the room asked for) and sh.tpl's (its slack) and
 // reads holeSize bytes of a piece.
 func fill(b []byte, sh *plainShape) []byte {
-	if cap(b)-len(b) < len(sh.tpl)+len(sh.holes)*holeSize {
+	if cap(b)-len(b) < len(sh.tpl)+len(sh.holes)*holeSize+pieceSize {
 		panic("trace: no room for a template")
 	}
 	base := unsafe.Pointer(unsafe.SliceData(b))
@@ -180,7 +225,12 @@ func fill(b []byte, sh *plainShape) []byte {
 	for i := range sh.holes {
 		h := &sh.holes[i]
 		src := unsafe.Add(tpl, h.from)
-		for s := 0; s < h.n; s += 16 {
+		// Most texts are shorter than three words: those are
+		// copied with no loop.
+		*(*[16]byte)(d) = *(*[16]byte)(src)
+		*(*[16]byte)(unsafe.Add(d, 16)) = *(*[16]byte)(unsafe.Add(src, 16))
+		*(*[16]byte)(unsafe.Add(d, 32)) = *(*[16]byte)(unsafe.Add(src, 32))
+		for s := 48; s < h.n; s += 16 {
 			*(*[16]byte)(unsafe.Add(d, s)) = *(*[16]byte)(unsafe.Add(src, s))
 		}
 		d = unsafe.Add(d, h.n)

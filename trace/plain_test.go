@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math/rand"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,8 +39,15 @@ func plainStream(seed int64, n int) []blk.TraceEvent {
 			dur = time.Duration(r.Intn(1 << 30))
 		}
 		cmd := op + " -q 0 4096"
-		if r.Intn(20) == 0 {
+		switch r.Intn(10) {
+		case 0:
 			cmd = "write \"\x01é\xff"
+		case 1, 2, 3: // of any length, perhaps with a byte to escape
+			c := []byte(strings.Repeat("write -P 0x5a ", 4)[:r.Intn(40)])
+			if len(c) > 0 && r.Intn(2) == 0 {
+				c[r.Intn(len(c))] = "\"\\\n\x80"[r.Intn(4)]
+			}
+			cmd = string(c)
 		}
 		first := len(evs)
 		evs = append(evs, blk.TraceEvent{Kind: blk.TraceSubmit, Req: req, At: at, Name: cmd})
@@ -131,6 +139,24 @@ func TestPlainSame(t *testing.T) {
 			}
 			if plains < 100 {
 				t.Errorf("seed %d: %d chains from templates", seed, plains)
+			}
+		}
+	}
+}
+
+// TestPlainWords checks plainWords against plainPrefix.
+func TestPlainWords(t *testing.T) {
+	for n := 8; n <= 40; n++ {
+		s := strings.Repeat("abcdefgh", 5)[:n]
+		for i := -1; i < n; i++ {
+			for _, c := range []byte{'"', '\\', '\n', 0x80, 0xff, 0x1f, 0x7f, ' '} {
+				b := []byte(s)
+				if i >= 0 {
+					b[i] = c
+				}
+				if got, want := plainWords(string(b)), plainPrefix(string(b)) == n; got != want {
+					t.Errorf("plainWords(%q) = %v", b, got)
+				}
 			}
 		}
 	}

@@ -35,6 +35,7 @@
 package trace
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math/bits"
@@ -196,6 +197,9 @@ type Writer struct {
 	nShapes int
 	plain   plainValues
 	plains  int // chains written from a template
+	// hotName is hot.name in a word, for appendName.
+	hotName  [16]byte
+	hotNameN int
 }
 
 // batchSize is how many events the loop fills before handing them over,
@@ -227,6 +231,7 @@ func NewWriter(w io.Writer, format Format) *Writer {
 		t.buf = append(t.buf, "[\n"...)
 	}
 	t.hot = hotHeadsOf[format]
+	t.hotNameN = copy(t.hotName[:], t.hot.name)
 	t.reqN = -1 // nothing rendered
 	t.sliceE.setString(t.hot.sliceE)
 	t.reqE.setString(t.hot.reqE)
@@ -703,19 +708,26 @@ type decimal struct {
 }
 
 func (d *decimal) set(v int) {
-	if v == d.v && d.p.n > 0 {
-		return
-	}
-	// A number a few more than the last (the spans of the next plain
-	// chain) often differs in its last digit alone.
-	if dv := v - d.v; dv > 0 && dv < 10 && d.p.n > 0 && d.v > 0 {
-		l := (d.p.n - 1) & (pieceSize - 1)
-		c := d.p.b[l] + byte(dv)
-		if c <= '9' {
+	// The same number, or one a few more than the last (the spans of
+	// the next plain chain) that differs in its last digit alone.
+	if l := uint(d.p.n - 1); uint(v-d.v) < 10 && l < pieceSize && d.v > 0 {
+		if c := d.p.b[l] + byte(v-d.v); c <= '9' {
 			d.p.b[l], d.v = c, v
 			return
 		}
-		if l > 0 && stepDecimal(d.p.b[:], l) { // a carry
+	}
+	d.setCarry(v)
+}
+
+// setCarry is set for any other number.
+func (d *decimal) setCarry(v int) {
+	if v == d.v && d.p.n > 0 {
+		return
+	}
+	if dv := v - d.v; dv > 0 && dv < 10 && d.p.n > 0 && d.v > 0 {
+		l := (d.p.n - 1) & (pieceSize - 1)
+		c := d.p.b[l] + byte(dv)
+		if l > 0 && c > '9' && stepDecimal(d.p.b[:], l) { // a carry
 			d.p.b[l], d.v = c-10, v
 			return
 		}
@@ -796,10 +808,22 @@ func appendUint(b []byte, v uint64) []byte {
 	return b[:len(b)+n]
 }
 
-// appendHex appends v in lower-case hex, written in place from its last
-// digit.
+// appendHex appends v in lower-case hex. A v of up to eight digits, with
+// room in b, is rendered in one word: its nibbles spread to bytes, made
+// digits all at once, the leading zeros shifted out.
 func appendHex(b []byte, v uint64) []byte {
 	n := (bits.Len64(v|1) + 3) / 4
+	if l := len(b); v < 1<<32 && cap(b)-l >= 8 {
+		x := v
+		x = (x | x<<16) & 0x0000ffff0000ffff
+		x = (x | x<<8) & 0x00ff00ff00ff00ff
+		x = (x | x<<4) & 0x0f0f0f0f0f0f0f0f // nibble i in byte i
+		x = bits.ReverseBytes64(x)          // the first digit first
+		letters := (x + 0x0606060606060606) >> 4 & 0x0101010101010101
+		x += 0x3030303030303030 + letters*('a'-'0'-10)
+		binary.LittleEndian.PutUint64(b[l:l+8], x>>(8*(8-n)))
+		return b[:l+n]
+	}
 	if cap(b)-len(b) < n {
 		b = append(b, make([]byte, n)...)[:len(b)]
 	}
@@ -1323,8 +1347,44 @@ func (t *table[V]) ids() []int {
 	return ids
 }
 
-// appendMicros renders d in microseconds with three decimals.
+// appendMicros renders d in microseconds with three decimals. A time
+// under 100 s (eight digits before the point), with room in b, is
+// rendered in words: its digit pairs packed into one, less the leading
+// zeros, and the point and decimals into another.
 func appendMicros(b []byte, d time.Duration) []byte {
+	ns := uint64(d)
+	l := len(b)
+	if ns >= 1e11 || cap(b)-l < 16 { // or negative
+		return appendMicrosLong(b, d)
+	}
+	us := ns / 1000
+	f := ns - us*1000
+	hi := us / 10000
+	lo := us - hi*10000
+	h1, l1 := hi/100, lo/100
+	w := pair(h1) | pair(hi-h1*100)<<16 | pair(l1)<<32 | pair(lo-l1*100)<<48
+	n := (bits.Len64(us) * 1233) >> 12 // digits before the point (see appendUint)
+	if us >= pow10[n&15] {
+		n++
+	}
+	n = max(n, 1) & 15
+	w >>= 8 * (8 - n)
+	f1 := f / 100
+	f23 := pair(f - f1*100)
+	frac := uint32('.') | uint32('0'+f1)<<8 | uint32(f23)<<16
+	binary.LittleEndian.PutUint64(b[l:l+8], w)
+	binary.LittleEndian.PutUint32(b[l+n:l+n+4], frac)
+	return b[:l+n+4]
+}
+
+// pair returns the two digits of v (under 100) as the bytes of a
+// little-endian word.
+func pair(v uint64) uint64 {
+	return uint64(digits2[2*v]) | uint64(digits2[2*v+1])<<8
+}
+
+// appendMicrosLong is appendMicros for any time.
+func appendMicrosLong(b []byte, d time.Duration) []byte {
 	ns := int64(d)
 	if ns < 0 {
 		b = append(b, '-')
