@@ -296,13 +296,9 @@ func (t *Writer) keepShape(c []blk.TraceEvent, begins int) {
 		addHole(&v.tsDur)
 		tpl = append(tpl, t.laneID[t.lane(b.Node)].bytes()...)
 		addHole(&v.spans[j-1].p)
-		tpl = append(tpl, `,"args":{"req":`...)
-		addHole(&v.req.p)
-		if j > 1 {
-			tpl = append(tpl, `,"parent":`...)
-			addHole(&v.spans[j-2].p)
-		}
-		tpl = append(tpl, `,"range":"0x`...)
+		// Each span continues the chain: its request and parent
+		// are derived (see span).
+		tpl = append(tpl, `,"args":{"range":"0x`...)
 		addHole(&v.rng)
 		tpl = append(tpl, `"}`...)
 		tpl = append(tpl, t.hot.end...)

@@ -396,7 +396,14 @@ func (t *Writer) foldChain(c []blk.TraceEvent, begins int) bool {
 			}
 			t.requestX(b, end, why)
 		} else {
-			t.span(b, true, end)
+			// A span that continues the chain, and whose parent is
+			// the span before it in the chain (none after the
+			// request), has its request and parent from there.
+			parent := 0
+			if d > 0 && c[d-1].Kind == blk.TraceBegin {
+				parent = c[d-1].Span
+			}
+			t.span(b, true, end, d > 0 && b.Parent == parent && b.Req == e.Req)
 		}
 	}
 	in := &c[begins-1]
@@ -1033,7 +1040,7 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		t.n++
 		t.reqs.set(e.Req, d-1)
 	case blk.TraceBegin:
-		t.span(e, false, 0)
+		t.span(e, false, 0, false)
 	case blk.TraceEnd:
 		s, ok := t.spans.get(e.Span)
 		if !ok {
@@ -1105,8 +1112,10 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 }
 
 // span writes the begin of span e (a TraceBegin): an async begin, or,
-// folded (see chain), a complete slice that ends at end.
-func (t *Writer) span(e *blk.TraceEvent, folded bool, end time.Duration) {
+// folded (see chain), a complete slice that ends at end; one that
+// continues a chain (derived) has no "req" or "parent" arg (Read gives
+// them back from the slice before it).
+func (t *Writer) span(e *blk.TraceEvent, folded bool, end time.Duration, derived bool) {
 	l := t.lane(e.Node)
 	// The parent: most often the span begun last (spanD), else an
 	// open one.
@@ -1146,6 +1155,17 @@ func (t *Writer) span(e *blk.TraceEvent, folded bool, end time.Duration) {
 		}
 		t.spans.set(e.Span, si)
 	}
+	// A span's parent usually has the same range: its rendering,
+	// with the end of the event, is kept.
+	if e.Off != t.rngOff || e.Bytes != t.rngBytes || !t.rngOK {
+		t.renderRange(e.Off, e.Bytes)
+	}
+	if derived {
+		b = append(b, `,"args":{`...)
+		t.buf = append(b, t.rng.b[1:t.rng.n]...) // the range without its comma
+		t.n++
+		return
+	}
 	t.renderReq(e.Req)
 	b = put(b, &t.reqArgs)
 	if parent.n > 0 {
@@ -1153,11 +1173,6 @@ func (t *Writer) span(e *blk.TraceEvent, folded bool, end time.Duration) {
 	} else if ok {
 		b = append(b, `,"parent":`...)
 		b = ps.appendID(b, e.Parent)
-	}
-	// A span's parent usually has the same range: its rendering,
-	// with the end of the event, is kept.
-	if e.Off != t.rngOff || e.Bytes != t.rngBytes || !t.rngOK {
-		t.renderRange(e.Off, e.Bytes)
 	}
 	t.buf = put(b, &t.rng)
 	t.n++
