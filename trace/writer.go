@@ -23,7 +23,11 @@
 //     nested spans and perhaps a yield with nothing inside it (a plain
 //     read or write) is a complete "X" slice too, with the same name,
 //     category, id and args as its begin would have had, in its place:
-//     see chain. Read turns them back into begins and ends.
+//     see chain. A span's slice that continues a chain has no "req" or
+//     "parent" arg when they are those of the slice before it (see
+//     span). Read turns them back into begins and ends, with those
+//     args. Most chains (plain reads and writes) are written from a
+//     template of their slices (see plainChain).
 //
 // A trace holds what a reader needs once: end events ("E", "e") carry no
 // name or category beyond what matches them to their begin, request lanes
@@ -114,7 +118,8 @@ func put16(b []byte, p *[16]byte, n int) []byte {
 // it on the spot, on the loop's goroutine, into a buffer (fixed-size
 // pieces copied whole, cached timestamps, request numbers, span numbers
 // and ranges, small tables instead of maps), folding chains (see chain:
-// a plain request is three events instead of seven), and writes 64 KiB
+// a plain request is three events instead of seven; the usual chains
+// from a template, plainChain), and writes 64 KiB
 // at a time (bench/trace-overhead.sh measures the whole; BenchmarkWriter
 // here the formatting). Batches and buffers are reused: a trace makes no
 // garbage per event.
