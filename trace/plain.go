@@ -247,6 +247,20 @@ func fill(b []byte, sh *plainShape) []byte {
 	return b[:uintptr(d)-uintptr(base)+uintptr(n)]
 }
 
+// is reports whether sh is the shape of chain c, of k spans and a yield
+// for why.
+func (sh *plainShape) is(c []blk.TraceEvent, k int, why string) bool {
+	if sh.k != k || sh.why != why {
+		return false
+	}
+	for j := 1; j <= k; j++ {
+		if sh.nodes[j-1] != c[j].Node || sh.names[j-1] != c[j].Name {
+			return false
+		}
+	}
+	return true
+}
+
 // keepShape keeps the template of chain c (begins of them), just written
 // by foldChain with its yield in the request's args, if it is a plain
 // chain (see plainShape) whose shape is not kept.
@@ -274,6 +288,9 @@ func (t *Writer) keepShape(c []blk.TraceEvent, begins int) {
 		if c := &t.shapes[s]; c.nodes[0] == c1.Node && c.names[0] == c1.Name {
 			slot = s
 		}
+	}
+	if slot >= 0 && t.shapes[slot].is(c, k, y.Why) {
+		return // kept: plainChain passed this chain over for its values
 	}
 	// Build the template: the text foldChain writes, with holes.
 	v := &t.plain
