@@ -327,13 +327,14 @@ func (s *state) writeMeta(co *blk.Co, first, last int64) error {
 	}
 	binary.LittleEndian.PutUint32(s.hdr[offBlocksAlloc:], s.blocksAllocated)
 	h := s.hdr
-	s.metaBehind = true
 	if err := s.file.Node.PWrite(co, 0, h[:], 0); err != nil {
+		s.metaBehind = true
 		return err
 	}
 	fs, ls := first/entriesPerSec, last/entriesPerSec
 	sectors := append([]byte(nil), s.bmap[fs*sectorSize:min((ls+1)*sectorSize, int64(len(s.bmap)))]...)
 	if err := s.file.Node.PWrite(co, s.offsetBmap+fs*sectorSize, sectors, 0); err != nil {
+		s.metaBehind = true
 		return err
 	}
 	s.metaBehind = false
