@@ -161,6 +161,7 @@ func run(args []string) int {
 		colour    = repl.ColourAuto
 		record    string
 		tr        traceFlags
+		qtrace    qemuTrace
 	)
 	report := func(format string, a ...any) int {
 		out.Flush()
@@ -192,9 +193,9 @@ func run(args []string) int {
 			o.Format = op.Arg
 		case 'm':
 		case 'T':
-			out.Flush()
-			fmt.Fprintln(errw, traceOption(op.Arg))
-			return 1
+			if code, stop := qtrace.option(op.Arg, out, errw); stop {
+				return code
+			}
 		case optImageOpts:
 			imageOpts = true
 		case optObject:
@@ -224,6 +225,9 @@ func run(args []string) int {
 	}
 	if len(pos) > 1 {
 		fmt.Fprint(out, usageText)
+		return 1
+	}
+	if !qtrace.start(errw) {
 		return 1
 	}
 	if o.Format != "" && imageOpts {
