@@ -503,11 +503,20 @@ func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *
 	// The generic cache options override the inherited flags, for the
 	// node and its children (update_flags_from_options; the children get
 	// them by bdrv_inherited_options).
-	direct, err := opts.TakeBool("cache.direct", flags.Direct)
+	// Their names are whole in messages ("Parameter 'cache.direct'...").
+	takeCache := func(key string, def bool) (bool, error) {
+		v, ok := opts.Get(key)
+		if !ok {
+			return def, nil
+		}
+		opts.Del(key)
+		return qdict.ParseBool(key, v)
+	}
+	direct, err := takeCache("cache.direct", flags.Direct)
 	if err != nil {
 		return nil, err
 	}
-	noFlush, err := opts.TakeBool("cache.no-flush", flags.NoFlush)
+	noFlush, err := takeCache("cache.no-flush", flags.NoFlush)
 	if err != nil {
 		return nil, err
 	}
@@ -616,7 +625,9 @@ type Spec struct {
 	Filename string      // path, "json:{...}", "null-co://", "blkdebug:cfg:img"; may be empty
 	Opts     *qdict.Dict // -o / --image-opts options (may be nil)
 	Format   string      // -f
-	Flags    OpenFlags
+	// EmptyName says Filename is an empty name given as one, not none.
+	EmptyName bool
+	Flags     OpenFlags
 	// WriteThrough makes every write FUA (qemu-io's default cache mode).
 	WriteThrough bool
 	// ProbeWarning, if set, is called when probing picked raw for a
@@ -662,7 +673,7 @@ func (r *Registry) Open(spec Spec, loop *Loop) (*Backend, error) {
 			return nil, fmt.Errorf("Unknown driver '%s'", drvName)
 		}
 	}
-	if filename != "" {
+	if filename != "" || spec.EmptyName && spec.Filename == "" {
 		// bdrv_fill_options: a protocol cannot take both; a format
 		// leaves a "filename" option of its own to fail as unsupported.
 		if _, dup := opts.Get("filename"); dup && d != nil && !d.Format {

@@ -48,6 +48,9 @@ type OpenOptions struct {
 	Cache, Discard, AIO string
 	Format              string
 	Opts                *qdict.Dict
+	// EmptyName: the image was named, by an empty string (qemu-io ''),
+	// which QEMU opens as a file name and the file driver refuses.
+	EmptyName bool
 }
 
 // SetAIO records a -i value as bdrv_parse_aio does: "native" and
@@ -102,7 +105,7 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 	}
 	given := name
 	name = s.resolveScratch(name, o.Opts)
-	spec := blk.Spec{Filename: name, Opts: o.Opts, Format: o.Format, WriteThrough: true}
+	spec := blk.Spec{Filename: name, Opts: o.Opts, Format: o.Format, WriteThrough: true, EmptyName: o.EmptyName && name == ""}
 	spec.Flags.Unmap = true
 	if o.NoCache {
 		spec.Flags.Direct = true
@@ -139,7 +142,7 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 	spec.Flags.ReadOnly = o.ReadOnly
 	spec.Flags.ForceShare = o.ForceShare
 	device := ""
-	if given != "" {
+	if given != "" || o.EmptyName {
 		device = " device " + given
 	}
 	if aio == "native" && !spec.Flags.Direct {

@@ -273,6 +273,7 @@ func run(args []string) int {
 			o.Opts = d
 			ok = s.OpenImage("", o)
 		} else {
+			o.EmptyName = pos[0] == ""
 			ok = s.OpenImage(pos[0], o)
 		}
 		if !ok {
