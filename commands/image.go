@@ -450,7 +450,7 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 				// A child's option is checked by the child's own reopen,
 				// which names it without the prefix ("file.align" is
 				// 'align'), after the node's own options.
-				s.errorReport("Cannot change the option '%s'", reopenKey(s.Img.Root, ropts.Keys()))
+				s.errorReport("Cannot change the option '%s'", reopenKey(s.Img.Root, ropts.HashOrderKeys()))
 				return errFailed
 			}
 		}
@@ -538,7 +538,16 @@ func (s *Session) reopenOpts(opts []getopt.Opt) (reopenOptions, error) {
 			if !ok {
 				return r, errFailed
 			}
-			r.opts = d
+			if r.opts == nil {
+				r.opts = d
+				break
+			}
+			// Every -o goes into the same QemuOpts (reopen_opts
+			// merges its lists): a later value of a key wins.
+			for _, k := range d.Keys() {
+				v, kind, _ := d.Lookup(k)
+				r.opts.SetKind(k, v, kind)
+			}
 		case 'r', 'w':
 			if r.hasRW {
 				s.errorReport("Only one -r/-w option may be given")
