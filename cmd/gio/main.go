@@ -134,6 +134,11 @@ func newRegistry(out io.Writer) *blk.Registry {
 	return withSecrets(blk.NewRegistry(append(drivers, nbd.Drivers...)...))
 }
 
+// qemuIOVersionText is what qemu-io -V prints: the qemu-io gio follows
+// (Debian 12's 7.2.22).
+const qemuIOVersionText = "qemu-io version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n" +
+	"Copyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers\n"
+
 func run(args []string) int {
 	if sub, rest, ok := subcommand(args); ok {
 		// Subcommands read no commands from a terminal: Ctrl-C ends
@@ -185,7 +190,12 @@ func run(args []string) int {
 			}
 			return 0
 		case 'V':
-			fmt.Fprintf(out, "gio version %s (qemu-io 7.2 compatible)\n", version)
+			// As -h: piped, qemu-io 7.2's text byte for byte (the
+			// version gio answers as); at a terminal gio's own too.
+			fmt.Fprint(out, qemuIOVersionText)
+			if stdoutTTY {
+				fmt.Fprintf(out, "gio version %s (qemu-io 7.2 compatible)\n", version)
+			}
 			return 0
 		case 'c':
 			cmds = append(cmds, op.Arg)
