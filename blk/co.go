@@ -217,6 +217,7 @@ type Loop struct {
 	interrupted atomic.Bool
 	stopMu      sync.Mutex
 	stop        chan struct{} // closed while interrupted
+	waiter      Waiter        // an engine waiting on the loop's goroutine; under stopMu
 }
 
 // NewLoop returns a loop on the given clock (a real clock if nil).
@@ -242,6 +243,9 @@ func (l *Loop) Interrupt() {
 		l.stop = make(chan struct{})
 	}
 	close(l.stop)
+	if l.waiter != nil {
+		l.waiter.Unwait()
+	}
 }
 
 // ClearInterrupt ends the interrupted state (before the next command).
