@@ -512,7 +512,7 @@ func (l *Loop) step() bool {
 		l.ioDone = l.ioDone[:0]
 		return true
 	}
-	return len(l.engines) > 0 && l.pollEngines(false)
+	return len(l.engines) > 0 && l.pollEngines()
 }
 
 // fireTimer advances the clock to the first timer if it is due no later
@@ -629,7 +629,8 @@ func (l *Loop) RunUntil(what string, cond func() bool) error {
 		if l.step() {
 			continue
 		}
-		if len(l.engines) > 0 && l.pollEngines(true) {
+		// step polled the engines last, and found nothing.
+		if len(l.engines) > 0 && l.waitEngines() {
 			continue
 		}
 		if len(l.held) > 0 && l.releaseHeld() {

@@ -64,24 +64,27 @@ type Waiter interface {
 	Unwait()
 }
 
-// pollEngines polls every engine; with block set it waits, when no
-// engine had a completion ready, on every pending engine at once (and on
-// an interrupt).
-func (l *Loop) pollEngines(block bool) bool {
+// pollEngines polls every engine without waiting.
+func (l *Loop) pollEngines() bool {
 	progress := false
+	for _, e := range l.engines {
+		if e.Pending() > 0 && e.Poll(false) {
+			progress = true
+		}
+	}
+	return progress
+}
+
+// waitEngines waits on every pending engine at once (and on an
+// interrupt). The caller has just polled them all, in vain.
+func (l *Loop) waitEngines() bool {
 	npending := 0
 	var last Engine
 	for _, e := range l.engines {
 		if e.Pending() > 0 {
-			if e.Poll(false) {
-				progress = true
-			}
 			npending++
 			last = e
 		}
-	}
-	if progress || !block {
-		return progress
 	}
 	if npending == 0 {
 		return false
