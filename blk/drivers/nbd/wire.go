@@ -42,6 +42,9 @@ const replyBuffer = 64 << 10
 // maxChunk bounds a structured chunk's payload other than read data.
 const maxChunk = 1<<20 + 8
 
+// sendBuffer is the socket send buffer asked for.
+const sendBuffer = 4 << 20
+
 // maxIov bounds the pieces of one writev (IOV_MAX).
 const maxIov = 1024
 
@@ -65,6 +68,12 @@ func (c *client) useConn() {
 	c.rpos, c.rend = 0, 0
 	c.cur, c.curDst = nil, nil
 	c.fd = -1
+	if wb, ok := c.conn.(interface{ SetWriteBuffer(int) error }); ok {
+		// Room for a few large writes in the socket (as far as
+		// net.core.wmem_max allows): a write that does not fit waits
+		// in poll(2) (see Wait), which costs more than the write.
+		wb.SetWriteBuffer(sendBuffer)
+	}
 	sc, ok := c.conn.(syscall.Conn)
 	if !ok {
 		c.fail(fmt.Errorf("%T has no file descriptor", c.conn))
