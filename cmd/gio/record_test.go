@@ -81,6 +81,9 @@ package main
 //   - anything else (sh, od, cp, mv): that program (the case skips without).
 // Secrets and other objects are plain arguments (--object secret,...).
 //
+// The files of setup lines that make LUKS images come from
+// testdata/setups (setups_test.go), not from qemu-img, unless -update.
+//
 // Plain "go test" runs gio and compares with the record. With
 // GIO_QEMU_ORACLE=1 each case also runs the real qemu-io and fails if gio
 // or the record differs from it (CI does this, so records cannot go
