@@ -1150,15 +1150,11 @@ func copyFiles(src, dst string) error {
 // copySparse copies a file's data extents (a 2 GiB sparse vmdk extent
 // copies in no time).
 func copySparse(src, dst string) error {
-	in, err := os.Open(src)
+	in, st, err := openStat(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return err
-	}
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, st.Mode().Perm())
 	if err != nil {
 		return err
@@ -1198,6 +1194,20 @@ func copySparse(src, dst string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// openStat opens the file at path for reading, with its FileInfo.
+func openStat(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, st, nil
 }
 
 // dataExtents calls fn for each data extent [data, hole) of the file f

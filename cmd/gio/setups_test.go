@@ -115,15 +115,11 @@ func (cs committedStore) save(t *testing.T, key, dir string) {
 // file comes back with its holes where they were (block status of a raw
 // or LUKS image reports them).
 func writeExtents(src, dst string) error {
-	in, err := os.Open(src)
+	in, st, err := openStat(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return err
-	}
 	var b bytes.Buffer
 	z := gzip.NewWriter(&b)
 	fmt.Fprintf(z, "gio-extents %d %o\n", st.Size(), st.Mode().Perm())
