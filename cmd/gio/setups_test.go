@@ -207,9 +207,10 @@ func TestCommittedSetups(t *testing.T) {
 	}
 }
 
-// TestCommittedSetupFresh: a LUKS image and a LUKS-encrypted qcow2 one
-// that the installed qemu-img makes now, not the committed ones, give
-// the recorded answers.
+// TestCommittedSetupFresh: a LUKS-encrypted qcow2 image that the
+// installed qemu-img makes now, not the committed one, gives the
+// recorded answers (one case: each fresh LUKS header costs qemu-img
+// 2 s of CPU, and the qcow2 one holds a LUKS header too).
 func TestCommittedSetupFresh(t *testing.T) {
 	if !haveTool("qemu-img") {
 		t.Skip("needs qemu-img")
@@ -221,7 +222,7 @@ func TestCommittedSetupFresh(t *testing.T) {
 			cases[rf.dir+"/"+c.name] = c
 		}
 	}
-	for _, name := range []string{"testdata/crypto/diff/luks/data", "testdata/crypto/diff/qcow2-luks/data"} {
+	for _, name := range []string{"testdata/crypto/diff/qcow2-luks/data"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			c, ok := cases[name]
