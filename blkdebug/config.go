@@ -319,7 +319,7 @@ func (s *optsStore) parseConfig(data []byte) error {
 // taken out of options ("inject-error.event" or "inject-error.N.event")
 // and become one section, or one per index.
 func (s *optsStore) parseDictSection(options *qdict.Dict, list *optsList) error {
-	sub := extract(options, list.name+".")
+	sub := options.ExtractPrefix(list.name)
 	orig := sub.Len()
 	if orig == 0 {
 		return nil
@@ -380,7 +380,7 @@ func arraySplit(src *qdict.Dict) []*qdict.Dict {
 			return out
 		}
 		if prefixed {
-			out = append(out, extract(src, idx+"."))
+			out = append(out, src.ExtractPrefix(idx))
 		} else {
 			src.Del(idx)
 			out = append(out, nil)

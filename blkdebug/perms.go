@@ -57,7 +57,7 @@ func takePerms(opts *qdict.Dict, prefix string) (blk.Perm, error) {
 			full.Set(k, v)
 		}
 	}
-	sub := extract(full, prefix)
+	sub := full.ExtractPrefix(strings.TrimSuffix(prefix, "."))
 	if sub.Len() == 0 {
 		return 0, nil
 	}

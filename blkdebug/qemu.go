@@ -1,8 +1,6 @@
 package blkdebug
 
 import (
-	"strings"
-
 	"gio/blk/qdict"
 	"gio/internal/cutils"
 )
@@ -43,23 +41,6 @@ func qdictOrder(keys []string) []string {
 		d.Set(k, "")
 	}
 	return d.HashOrderKeys()
-}
-
-// extract is qdict_extract_subqdict as QEMU runs it: the keys starting
-// with prefix are visited in QEMU's iteration order, which decides their
-// order in the new dict, and move there without the prefix. (qdict's
-// ExtractPrefix keeps insertion order; blkdebug's error messages name
-// "the first" leftover key, so the order matters here.)
-func extract(d *qdict.Dict, prefix string) *qdict.Dict {
-	out := qdict.New()
-	for _, k := range d.HashOrderKeys() {
-		if rest, ok := strings.CutPrefix(k, prefix); ok {
-			v, _ := d.Get(k)
-			out.Set(rest, v)
-			d.Del(k)
-		}
-	}
-	return out
 }
 
 // firstKey is qdict_first(d)->key.

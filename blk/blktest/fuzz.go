@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"io"
+	"maps"
 	"strconv"
 	"sync"
 	"testing"
@@ -23,6 +24,14 @@ import (
 type Bounded struct {
 	Data      []byte
 	Violation string
+	// FarFails: a write or truncation far past the end fails with
+	// EFBIG, as on a file system that cannot hold the file, and is no
+	// violation. For files whose far offsets are legitimate: a vmdk
+	// flat extent (the descriptor says where the data goes, and a write
+	// past the end grows the file), a qcow2 image while check repairs
+	// it (a rebuilt refcount block goes after the end, at offsets taken
+	// from the metadata).
+	FarFails bool
 }
 
 // boundedSlack is how far past the end a write may go (appending
@@ -35,9 +44,10 @@ var (
 )
 
 // BoundedDriver ("bounded") opens the Bounded registered under the "id"
-// option.
+// option (AddBounded); a "filename" option is ignored.
 var BoundedDriver = &blk.Driver{Name: "bounded", Open: func(a *blk.OpenArgs) (blk.Impl, error) {
 	id, _ := a.Opts.TakeString("id")
+	a.Opts.TakeString("filename")
 	boundedMu.Lock()
 	defer boundedMu.Unlock()
 	if f := bounded[id]; f != nil {
@@ -45,6 +55,21 @@ var BoundedDriver = &blk.Driver{Name: "bounded", Open: func(a *blk.OpenArgs) (bl
 	}
 	return nil, unix.ENOENT
 }}
+
+// AddBounded registers files under their ids for BoundedDriver until t
+// ends.
+func AddBounded(t testing.TB, files map[string]*Bounded) {
+	boundedMu.Lock()
+	maps.Copy(bounded, files)
+	boundedMu.Unlock()
+	t.Cleanup(func() {
+		boundedMu.Lock()
+		for id := range files {
+			delete(bounded, id)
+		}
+		boundedMu.Unlock()
+	})
+}
 
 func (f *Bounded) PRead(co *blk.Co, off int64, buf []byte, _ blk.ReqFlags) error {
 	if end := (int64(len(f.Data)) + 511) &^ 511; off < 0 || off+int64(len(buf)) > end {
@@ -57,6 +82,9 @@ func (f *Bounded) PRead(co *blk.Co, off int64, buf []byte, _ blk.ReqFlags) error
 
 func (f *Bounded) PWrite(co *blk.Co, off int64, buf []byte, _ blk.ReqFlags) error {
 	end := off + int64(len(buf))
+	if off >= 0 && f.FarFails && end > int64(len(f.Data))+boundedSlack {
+		return unix.EFBIG
+	}
 	if off < 0 || end > int64(len(f.Data))+boundedSlack {
 		f.Violation = "write at " + strconv.FormatInt(off, 10) + " far past the end " + strconv.Itoa(len(f.Data))
 		return unix.EIO
@@ -74,6 +102,9 @@ func (f *Bounded) grow(end int64) {
 
 func (f *Bounded) Truncate(co *blk.Co, size int64, exact bool, p blk.Prealloc) error {
 	if size > int64(len(f.Data))+boundedSlack {
+		if f.FarFails {
+			return unix.EFBIG
+		}
 		f.Violation = "truncate far past the end"
 		return unix.EIO
 	}
@@ -100,14 +131,7 @@ type OpenOptions struct {
 func openBounded(t testing.TB, d *blk.Driver, img []byte, flags blk.OpenFlags, extra OpenOptions) (*Bounded, *blk.Backend, error) {
 	id := t.Name()
 	f := &Bounded{Data: append([]byte(nil), img...)}
-	boundedMu.Lock()
-	bounded[id] = f
-	boundedMu.Unlock()
-	t.Cleanup(func() {
-		boundedMu.Lock()
-		delete(bounded, id)
-		boundedMu.Unlock()
-	})
+	AddBounded(t, map[string]*Bounded{id: f})
 	reg := blk.NewRegistry(BoundedDriver, d)
 	if extra.Secrets != nil {
 		reg.SetSecrets(extra.Secrets)

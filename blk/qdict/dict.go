@@ -212,22 +212,36 @@ func (d *Dict) HasPrefix(prefix string) bool {
 }
 
 // ExtractPrefix removes every key starting with prefix + "." from d and
-// returns those entries with that prefix stripped, in order. This is
+// returns those entries with that prefix stripped. This is
 // qdict_extract_subqdict, used to hand "file.*" to a child node. A key
 // equal to prefix itself (e.g. "file=node-name") stays in d.
+//
+// QEMU walks the source QDict (qdict_first/qdict_next, its hash-table
+// order) and qdict_puts each match into the new dict, so the new dict's
+// insertion order is the source's hash order, not the order the keys
+// were typed. That insertion order decides which of two keys sharing a
+// bucket of the new dict QEMU visits first (HashOrderKeys), so the
+// entries go into the result in d's hash order here too.
 func (d *Dict) ExtractPrefix(prefix string) *Dict {
 	sub := New()
 	if d == nil {
 		return sub
 	}
 	p := prefix + "."
+	for _, k := range d.HashOrderKeys() {
+		if rest, ok := strings.CutPrefix(k, p); ok {
+			e := d.ents[d.index()[k]]
+			sub.SetKind(rest, e.val, e.kind)
+		}
+	}
+	if sub.Len() == 0 {
+		return sub
+	}
 	kept := d.ents[:0]
 	for _, e := range d.ents {
-		if rest, ok := strings.CutPrefix(e.key, p); ok {
-			sub.SetKind(rest, e.val, e.kind)
-			continue
+		if !strings.HasPrefix(e.key, p) {
+			kept = append(kept, e)
 		}
-		kept = append(kept, e)
 	}
 	// Clear the tail so removed entries do not linger in the array.
 	for i := len(kept); i < len(d.ents); i++ {

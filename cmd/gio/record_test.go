@@ -81,6 +81,9 @@ package main
 //   - anything else (sh, od, cp, mv): that program (the case skips without).
 // Secrets and other objects are plain arguments (--object secret,...).
 //
+// The files of setup lines that make LUKS images come from
+// testdata/setups (setups_test.go), not from qemu-img, unless -update.
+//
 // Plain "go test" runs gio and compares with the record. With
 // GIO_QEMU_ORACLE=1 each case also runs the real qemu-io and fails if gio
 // or the record differs from it (CI does this, so records cannot go
@@ -181,6 +184,8 @@ type recCase struct {
 	filters   []*regexp.Regexp
 	realQemu  string
 	image     string // a setup case's image when not img.qcow2
+
+	freshSetup bool // its setup lines run, whatever the setup caches hold (TestCommittedSetupFresh)
 
 	// The record: one output and exit status per program run.
 	recorded bool
@@ -897,9 +902,21 @@ func setupCaseWith(t *testing.T, dir string, c *recCase, tool string, useQemuImg
 		}
 	}
 	lines := c.setup
-	if n := cacheablePrefix(c); n > 0 {
+	if n := cacheablePrefix(c); n > 0 && !c.freshSetup {
 		key := fmt.Sprintf("%s %v %d %q %v %q", tool, useQemuImg, c.size, c.prep, c.files, c.setup[:n])
 		setupCache.restoreOrBuild(t, key, dir, func() {
+			if ck := committedKey(c, n); ck != "" {
+				if !*update && committedSetups.restore(t, ck, dir) {
+					return
+				}
+				if *update {
+					for _, argv := range c.setup[:n] {
+						runSetup(t, dir, c, argv, tool, true)
+					}
+					committedSetups.save(t, ck, dir)
+					return
+				}
+			}
 			lk := lastingKey(c, n, useQemuImg)
 			if lk != "" && lastingSetups.restore(t, lk, dir) {
 				return
@@ -945,25 +962,30 @@ func cacheablePrefix(c *recCase) int {
 
 // lastingKey is the key under which the files of c's first n setup
 // lines are kept from one test run to the next ("": they are not).
-// That is done for the setups that create LUKS images only: QEMU's
-// qcrypto_pbkdf2_count_iters runs PBKDF2 for at least 500 ms of CPU, twice
-// per create, whatever iter-time says, so each costs qemu-img about 2 s
-// of CPU (some 20 of them made up a tenth of the suite's CPU time). Only
-// the real tools' setups of cases without prep lines qualify; the key
-// holds the tools' version and everything the files come from.
+// That is done for the setups that create LUKS images only (see
+// makesLUKS) that have no committed entry (committedSetups). Only the
+// real tools' setups of cases without prep lines qualify; the key holds
+// the tools' version and everything the files come from.
 func lastingKey(c *recCase, n int, useQemuImg bool) string {
-	if !useQemuImg || len(c.prep) > 0 || !haveTool("qemu-io") || os.Getenv("GIO_TEST_CACHE") == "off" {
+	if !useQemuImg || !haveTool("qemu-io") || os.Getenv("GIO_TEST_CACHE") == "off" {
 		return ""
 	}
-	luks := false
-	for _, a := range c.setup[:n] {
-		luks = luks || a[0] == "qemu-img" && len(a) > 1 && a[1] == "create" && strings.Contains(quoteArgs(a), "luks")
+	k := setupKey(c, n)
+	if k == "" {
+		return ""
 	}
-	if !luks {
+	return qemuVersion() + "\n" + k
+}
+
+// setupKey is everything the files of c's first n setup lines come
+// from, for the setups worth keeping ("": not worth it): those without
+// prep lines that create a LUKS image (makesLUKS).
+func setupKey(c *recCase, n int) string {
+	if len(c.prep) > 0 || !makesLUKS(c.setup[:n]) {
 		return ""
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s\nsize %d\n", qemuVersion(), c.size)
+	fmt.Fprintf(&b, "size %d\n", c.size)
 	for _, f := range c.files {
 		fmt.Fprintf(&b, "file %s %q %d\n", f.name, f.content, f.sparse)
 	}
@@ -971,6 +993,21 @@ func lastingKey(c *recCase, n int, useQemuImg bool) string {
 		fmt.Fprintf(&b, "setup %s\n", quoteArgs(a))
 	}
 	return b.String()
+}
+
+// makesLUKS says whether lines create a LUKS image (of format luks, or a
+// qcow2 one with LUKS encryption) or add a LUKS key slot (qemu-img
+// amend): QEMU's qcrypto_pbkdf2_count_iters runs PBKDF2 for at least
+// 500 ms of CPU, twice per create, whatever iter-time says, so each costs
+// qemu-img about 2 s of CPU (some 20 of them made up a tenth of the
+// suite's CPU time).
+func makesLUKS(lines [][]string) bool {
+	for _, a := range lines {
+		if a[0] == "qemu-img" && len(a) > 1 && (a[1] == "create" || a[1] == "amend") && strings.Contains(quoteArgs(a), "luks") {
+			return true
+		}
+	}
+	return false
 }
 
 // qemuVersion is the first line of qemu-img --version (qemu-io comes
@@ -1113,15 +1150,11 @@ func copyFiles(src, dst string) error {
 // copySparse copies a file's data extents (a 2 GiB sparse vmdk extent
 // copies in no time).
 func copySparse(src, dst string) error {
-	in, err := os.Open(src)
+	in, st, err := openStat(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return err
-	}
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, st.Mode().Perm())
 	if err != nil {
 		return err
@@ -1129,19 +1162,8 @@ func copySparse(src, dst string) error {
 	defer out.Close()
 	size := st.Size()
 	buf := make([]byte, 1<<20)
-	for off := int64(0); off < size; {
-		data, err := unix.Seek(int(in.Fd()), off, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) {
-			break
-		}
-		if err != nil {
-			data = off
-		}
-		hole, err := unix.Seek(int(in.Fd()), data, unix.SEEK_HOLE)
-		if err != nil {
-			hole = size
-		}
-		for off = data; off < hole; {
+	err = dataExtents(in, size, func(data, hole int64) error {
+		for off := data; off < hole; {
 			// In the kernel when it can: no user-space buffer to fill,
 			// nor (under -race) to annotate.
 			roff, woff := off, off
@@ -1158,19 +1180,58 @@ func copySparse(src, dst string) error {
 			off += int64(n)
 			if err != nil {
 				if err == io.EOF {
-					break
+					return nil
 				}
 				return err
 			}
 		}
-		if off < hole {
-			off = hole
-		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if err := out.Truncate(size); err != nil {
 		return err
 	}
 	return out.Close()
+}
+
+// openStat opens the file at path for reading, with its FileInfo.
+func openStat(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, st, nil
+}
+
+// dataExtents calls fn for each data extent [data, hole) of the file f
+// of size bytes, in order (SEEK_DATA/SEEK_HOLE; where the file system
+// cannot say, the whole file is data).
+func dataExtents(f *os.File, size int64, fn func(data, hole int64) error) error {
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			return nil
+		}
+		if err != nil {
+			data = off
+		}
+		hole, err := unix.Seek(int(f.Fd()), data, unix.SEEK_HOLE)
+		if err != nil {
+			hole = size
+		}
+		if err := fn(data, hole); err != nil {
+			return err
+		}
+		off = hole
+	}
+	return nil
 }
 
 // runSetupLine runs one setup line in dir.

@@ -19,7 +19,7 @@ import (
 
 func TestVhdxCrash(t *testing.T) {
 	t.Parallel()
-	kills := crashKills(t, 100)
+	kills := crashKills(t, 60) // see TestQcow2Crash
 	geos := []struct{ opts, cache string }{
 		{"block_size=1M", "writethrough"},
 		{"block_size=1M", "writeback"},

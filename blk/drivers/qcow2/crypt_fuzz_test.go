@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"gio/blk"
+	"gio/blk/blktest"
 	"gio/blk/drivers/qcow2"
 	"gio/blk/qcrypto"
 	"gio/blk/qdict"
@@ -79,25 +80,18 @@ func FuzzOpenEncrypted(f *testing.F) {
 		}
 		defer watchdog.Start("qcow2 crypt fuzz", 20*time.Second)()
 		id := t.Name()
-		mf := &memFile{data: append([]byte(nil), img...)}
-		memMu.Lock()
-		memFiles[id] = mf
-		memMu.Unlock()
-		defer func() {
-			memMu.Lock()
-			delete(memFiles, id)
-			memMu.Unlock()
-		}()
-		reg := blk.NewRegistry(memDriver, qcow2.Driver)
+		mf := &blktest.Bounded{Data: append([]byte(nil), img...)}
+		blktest.AddBounded(t, map[string]*blktest.Bounded{id: mf})
+		reg := blk.NewRegistry(blktest.BoundedDriver, qcow2.Driver)
 		reg.SetSecrets(fuzzSecrets{})
 		opts := qdict.New()
-		opts.Set("file.driver", "mem")
+		opts.Set("file.driver", "bounded")
 		opts.Set("file.id", id)
 		opts.Set("backing", "")
 		opts.Set("encrypt.key-secret", "s")
 		b, err := reg.Open(blk.Spec{Format: "qcow2", Opts: opts}, blk.NewLoop(blk.NewVirtualClock()))
-		if mf.violation != "" {
-			t.Fatalf("open: %s", mf.violation)
+		if mf.Violation != "" {
+			t.Fatalf("open: %s", mf.Violation)
 		}
 		if err != nil {
 			return
@@ -122,8 +116,8 @@ func FuzzOpenEncrypted(f *testing.F) {
 					return b.PWriteZeroes(co, off, n, blk.MayUnmap)
 				}
 			})
-			if mf.violation != "" {
-				t.Fatalf("op %d: %s", op%3, mf.violation)
+			if mf.Violation != "" {
+				t.Fatalf("op %d: %s", op%3, mf.Violation)
 			}
 		}
 	})

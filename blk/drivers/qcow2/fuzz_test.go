@@ -7,102 +7,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"gio/blk"
+	"gio/blk/blktest"
 	"gio/blk/drivers/qcow2"
 	"gio/blk/qdict"
 	"gio/internal/watchdog"
-
-	"golang.org/x/sys/unix"
 )
-
-// memFile is an in-memory protocol driver for the fuzzer. It records
-// accesses outside the file: reads past its end (blk zero-fills those
-// before they reach a driver, so the check is on what blk hands down,
-// which is what qcow2 asked for, widened to 512) and writes far past it.
-type memFile struct {
-	data      []byte
-	violation string
-	// checking: a check runs, whose repair of a refcount block past
-	// the end grows the file to hold it (offsets from the metadata);
-	// a size the fuzzer's memory cannot hold fails as EFBIG would.
-	checking bool
-}
-
-// writeSlack bounds how far past the end of the file qcow2 may extend
-// it in one write: allocations grow the file cluster by cluster, so a
-// write far beyond this means an offset taken from corrupt metadata.
-const writeSlack = 64 << 20
-
-var (
-	memMu    sync.Mutex
-	memFiles = map[string]*memFile{}
-)
-
-var memDriver = &blk.Driver{
-	Name: "mem",
-	Open: func(a *blk.OpenArgs) (blk.Impl, error) {
-		id, _ := a.Opts.TakeString("id")
-		a.Opts.TakeString("filename")
-		memMu.Lock()
-		defer memMu.Unlock()
-		f := memFiles[id]
-		if f == nil {
-			return nil, unix.ENOENT
-		}
-		return f, nil
-	},
-}
-
-func (f *memFile) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) error {
-	end := (int64(len(f.data)) + 511) &^ 511
-	if off < 0 || off+int64(len(buf)) > end {
-		f.violation = "read at " + strconv.FormatInt(off, 10) + "+" + strconv.Itoa(len(buf)) + " past end " + strconv.Itoa(len(f.data))
-		return unix.EIO
-	}
-	n := copy(buf, f.data[min(off, int64(len(f.data))):])
-	clear(buf[n:])
-	return nil
-}
-
-func (f *memFile) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) error {
-	if off < 0 || off > int64(len(f.data))+writeSlack {
-		f.violation = "write at " + strconv.FormatInt(off, 10) + " far past end " + strconv.Itoa(len(f.data))
-		if os.Getenv("QCOW2_FUZZ_STACK") != "" {
-			debug.PrintStack()
-		}
-		return unix.EIO
-	}
-	if end := off + int64(len(buf)); end > int64(len(f.data)) {
-		f.data = append(f.data, make([]byte, end-int64(len(f.data)))...)
-	}
-	copy(f.data[off:], buf)
-	return nil
-}
-
-func (f *memFile) Length(co *blk.Co) (int64, error) { return int64(len(f.data)), nil }
-func (f *memFile) Close() error                     { return nil }
-
-func (f *memFile) Truncate(co *blk.Co, size int64, exact bool, prealloc blk.Prealloc) error {
-	if size > int64(len(f.data))+writeSlack {
-		if f.checking {
-			return unix.EFBIG
-		}
-		f.violation = "truncate far past end"
-		return unix.EIO
-	}
-	if size < int64(len(f.data)) {
-		f.data = f.data[:size]
-	} else {
-		f.data = append(f.data, make([]byte, size-int64(len(f.data)))...)
-	}
-	return nil
-}
 
 // seeds returns images made by gio's create plus some writes, small
 // enough for the fuzzer.
@@ -217,18 +131,11 @@ func FuzzOpen(f *testing.F) {
 		// the fuzzer: the watchdog crashes the worker and the input is kept.
 		defer watchdog.Start("qcow2 fuzz", 20*time.Second)()
 		id := t.Name()
-		mf := &memFile{data: append([]byte(nil), img...)}
-		memMu.Lock()
-		memFiles[id] = mf
-		memMu.Unlock()
-		defer func() {
-			memMu.Lock()
-			delete(memFiles, id)
-			memMu.Unlock()
-		}()
-		reg := blk.NewRegistry(memDriver, qcow2.Driver)
+		mf := &blktest.Bounded{Data: append([]byte(nil), img...)}
+		blktest.AddBounded(t, map[string]*blktest.Bounded{id: mf})
+		reg := blk.NewRegistry(blktest.BoundedDriver, qcow2.Driver)
 		opts := qdict.New()
-		opts.Set("file.driver", "mem")
+		opts.Set("file.driver", "bounded")
 		opts.Set("file.id", id)
 		opts.Set("backing", "")
 		if len(ops) > 0 {
@@ -238,16 +145,8 @@ func FuzzOpen(f *testing.F) {
 			}
 			if ops[0]&0x80 != 0 {
 				// An external data file, for images with the data file bit.
-				df := &memFile{}
-				memMu.Lock()
-				memFiles[id+"-data"] = df
-				memMu.Unlock()
-				defer func() {
-					memMu.Lock()
-					delete(memFiles, id+"-data")
-					memMu.Unlock()
-				}()
-				opts.Set("data-file.driver", "mem")
+				blktest.AddBounded(t, map[string]*blktest.Bounded{id + "-data": {}})
+				opts.Set("data-file.driver", "bounded")
 				opts.Set("data-file.id", id+"-data")
 			}
 		}
@@ -257,8 +156,8 @@ func FuzzOpen(f *testing.F) {
 		ro := len(ops) > 0 && ops[0]&0x40 != 0
 		check := len(ops) > 0 && ops[0]&0x20 != 0
 		b, err := reg.Open(blk.Spec{Format: "qcow2", Opts: opts, Flags: blk.OpenFlags{Unmap: true, ReadOnly: ro, Check: check}}, blk.NewLoop(blk.NewVirtualClock()))
-		if mf.violation != "" {
-			t.Fatalf("open: %s", mf.violation)
+		if mf.Violation != "" {
+			t.Fatalf("open: %s", mf.Violation)
 		}
 		if err != nil {
 			if blk.ErrnoOf(err) == 0 {
@@ -298,7 +197,7 @@ func FuzzOpen(f *testing.F) {
 							return err
 						}
 						if st.Pnum <= 0 {
-							mf.violation = "block status made no progress at " + strconv.FormatInt(o, 10)
+							mf.Violation = "block status made no progress at " + strconv.FormatInt(o, 10)
 							return nil
 						}
 						o += st.Pnum
@@ -322,8 +221,8 @@ func FuzzOpen(f *testing.F) {
 				ro = !ro
 				_ = b.SetReadOnly(ro)
 			}
-			if mf.violation != "" {
-				t.Fatalf("op %d: %s", op%10, mf.violation)
+			if mf.Violation != "" {
+				t.Fatalf("op %d: %s", op%10, mf.Violation)
 			}
 		}
 		// The consistency check, repairing as the last op says, then
@@ -332,21 +231,21 @@ func FuzzOpen(f *testing.F) {
 		if len(ops) > 0 && !b.ReadOnly() {
 			fix = blk.CheckMode(ops[len(ops)-1] & 3)
 		}
-		mf.checking = true
+		mf.FarFails = true // a check repairs refcount blocks past the end
 		for _, mode := range []blk.CheckMode{fix, 0} {
 			_ = blktest_do(t, b, func(co *blk.Co) error {
 				_, err := b.Check(co, mode, io.Discard)
 				return err
 			})
-			if mf.violation != "" {
-				t.Fatalf("check %d: %s", mode, mf.violation)
+			if mf.Violation != "" {
+				t.Fatalf("check %d: %s", mode, mf.Violation)
 			}
 		}
 		// Close stores the bitmaps: it must stay inside the file too.
 		closed = true
 		_ = b.Close()
-		if mf.violation != "" {
-			t.Fatalf("close: %s", mf.violation)
+		if mf.Violation != "" {
+			t.Fatalf("close: %s", mf.Violation)
 		}
 	})
 }

@@ -3,16 +3,15 @@ package vmdk_test
 import (
 	"bytes"
 	"encoding/binary"
-	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"gio/blk"
+	"gio/blk/blktest"
 	"gio/blk/drivers/file"
 	"gio/blk/drivers/vmdk"
 	"gio/blk/qdict"
@@ -21,87 +20,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// memFile is an in-memory protocol node for the fuzzer that records
-// accesses outside the file (reads past its end, writes far past it).
-type memFile struct {
-	data      []byte
-	violation string
-	// flat: the file is a flat extent, which QEMU writes anywhere in
-	// (its offset comes from the descriptor, and a write past the end
-	// grows the file): a write far past the end is refused (the fuzzer
-	// cannot hold the file) but is no violation.
-	flat bool
-}
-
-const writeSlack = 64 << 20
-
 // flatExtent finds a flat extent line in a descriptor (its first extent
 // is the one the fuzzer gives bytes to; a descriptor naming a flat one
 // anywhere is taken as flat, which only loosens the check).
 var flatExtent = regexp.MustCompile(`(?m)^\s*(RW|RDONLY|NOACCESS)\s+\d+\s+(FLAT|VMFS)\b`)
-
-var (
-	memMu    sync.Mutex
-	memFiles = map[string]*memFile{}
-)
-
-// addMemFiles registers files under their ids for the "mem" driver until
-// the test ends.
-func addMemFiles(t testing.TB, files map[string]*memFile) {
-	memMu.Lock()
-	maps.Copy(memFiles, files)
-	memMu.Unlock()
-	t.Cleanup(func() {
-		memMu.Lock()
-		for id := range files {
-			delete(memFiles, id)
-		}
-		memMu.Unlock()
-	})
-}
-
-var memDriver = &blk.Driver{
-	Name: "mem",
-	Open: func(a *blk.OpenArgs) (blk.Impl, error) {
-		id, _ := a.Opts.TakeString("id")
-		a.Opts.TakeString("filename")
-		memMu.Lock()
-		defer memMu.Unlock()
-		if f := memFiles[id]; f != nil {
-			return f, nil
-		}
-		return nil, unix.ENOENT
-	},
-}
-
-func (f *memFile) PRead(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) error {
-	end := (int64(len(f.data)) + 511) &^ 511
-	if off < 0 || off+int64(len(buf)) > end {
-		f.violation = "read at " + strconv.FormatInt(off, 10) + "+" + strconv.Itoa(len(buf)) + " past end " + strconv.Itoa(len(f.data))
-		return unix.EIO
-	}
-	n := copy(buf, f.data[min(off, int64(len(f.data))):])
-	clear(buf[n:])
-	return nil
-}
-
-func (f *memFile) PWrite(co *blk.Co, off int64, buf []byte, flags blk.ReqFlags) error {
-	if f.flat && off > int64(len(f.data))+writeSlack {
-		return unix.EFBIG
-	}
-	if off < 0 || off > int64(len(f.data))+writeSlack {
-		f.violation = "write at " + strconv.FormatInt(off, 10) + " far past end " + strconv.Itoa(len(f.data))
-		return unix.EIO
-	}
-	if end := off + int64(len(buf)); end > int64(len(f.data)) {
-		f.data = append(f.data, make([]byte, end-int64(len(f.data)))...)
-	}
-	copy(f.data[off:], buf)
-	return nil
-}
-
-func (f *memFile) Length(co *blk.Co) (int64, error) { return int64(len(f.data)), nil }
-func (f *memFile) Close() error                     { return nil }
 
 func do(t testing.TB, b *blk.Backend, fn func(co *blk.Co) error) error {
 	var err error
@@ -260,17 +182,20 @@ func FuzzOpen(f *testing.F) {
 		}
 		defer watchdog.Start("vmdk fuzz", 20*time.Second)()
 		id := t.Name()
-		mf := &memFile{data: append([]byte(nil), img...)}
-		ef := &memFile{data: append([]byte(nil), ext...), flat: flatExtent.Match(img)}
-		addMemFiles(t, map[string]*memFile{id: mf, id + "/ext": ef})
-		violation := func() string { return mf.violation + ef.violation }
-		reg := blk.NewRegistry(memDriver, vmdk.Driver)
+		mf := &blktest.Bounded{Data: append([]byte(nil), img...)}
+		// A flat extent: QEMU writes anywhere in it (its offset comes
+		// from the descriptor, and a write past the end grows the
+		// file).
+		ef := &blktest.Bounded{Data: append([]byte(nil), ext...), FarFails: flatExtent.Match(img)}
+		blktest.AddBounded(t, map[string]*blktest.Bounded{id: mf, id + "/ext": ef})
+		violation := func() string { return mf.Violation + ef.Violation }
+		reg := blk.NewRegistry(blktest.BoundedDriver, vmdk.Driver)
 		open := func(ro bool) (*blk.Backend, error) {
 			opts := qdict.New()
-			opts.Set("file.driver", "mem")
+			opts.Set("file.driver", "bounded")
 			opts.Set("file.id", id)
 			if ext != nil {
-				opts.Set("extents.0.driver", "mem")
+				opts.Set("extents.0.driver", "bounded")
 				opts.Set("extents.0.id", id+"/ext")
 			}
 			return reg.Open(blk.Spec{Format: "vmdk", Opts: opts, Flags: blk.OpenFlags{Unmap: true, ReadOnly: ro}}, blk.NewLoop(blk.NewVirtualClock()))
@@ -316,7 +241,7 @@ func FuzzOpen(f *testing.F) {
 							return err
 						}
 						if st.Pnum <= 0 {
-							ef.violation = "block status made no progress at " + strconv.FormatInt(o, 10)
+							ef.Violation = "block status made no progress at " + strconv.FormatInt(o, 10)
 							return nil
 						}
 						o += st.Pnum

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"gio/blk"
+	"gio/blk/blktest"
 	"gio/blk/drivers/file"
 	"gio/blk/drivers/vmdk"
 	"gio/blk/qdict"
@@ -31,14 +32,14 @@ func TestESXExtents(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			id := t.Name()
-			ef := &memFile{data: c.ext}
-			addMemFiles(t, map[string]*memFile{id: {data: []byte(esxDescriptor(c.createType, c.extentType))}, id + "/ext": ef})
-			reg := blk.NewRegistry(memDriver, vmdk.Driver)
+			ef := &blktest.Bounded{Data: c.ext}
+			blktest.AddBounded(t, map[string]*blktest.Bounded{id: {Data: []byte(esxDescriptor(c.createType, c.extentType))}, id + "/ext": ef})
+			reg := blk.NewRegistry(blktest.BoundedDriver, vmdk.Driver)
 			open := func(ro bool) (*blk.Backend, error) {
 				o := qdict.New()
-				o.Set("file.driver", "mem")
+				o.Set("file.driver", "bounded")
 				o.Set("file.id", id)
-				o.Set("extents.0.driver", "mem")
+				o.Set("extents.0.driver", "bounded")
 				o.Set("extents.0.id", id+"/ext")
 				return reg.Open(blk.Spec{Format: "vmdk", Opts: o, Flags: blk.OpenFlags{ReadOnly: ro}}, blk.NewLoop(blk.NewVirtualClock()))
 			}
@@ -69,12 +70,12 @@ func TestESXExtents(t *testing.T) {
 				}
 			}
 			if c.writable {
-				n := len(ef.data)
+				n := len(ef.Data)
 				if err := do(t, b, func(co *blk.Co) error { return b.PWrite(co, 8192, []byte{1, 2, 3}, 0) }); err != nil {
 					t.Fatal(err)
 				}
-				if len(ef.data) != n+4096 || ef.data[n] != 1 {
-					t.Errorf("the write did not allocate grain 2 at the end: extent %d bytes, was %d", len(ef.data), n)
+				if len(ef.Data) != n+4096 || ef.Data[n] != 1 {
+					t.Errorf("the write did not allocate grain 2 at the end: extent %d bytes, was %d", len(ef.Data), n)
 				}
 			}
 		})
@@ -101,12 +102,12 @@ func TestGrainPastEOF(t *testing.T) {
 	gt := le.Uint32(img[gd*512:])
 	le.PutUint32(img[gt*512+4:], 0x80000001) // grain 1 at 1 TiB
 	id := t.Name()
-	mf := &memFile{data: img}
-	addMemFiles(t, map[string]*memFile{id: mf})
+	mf := &blktest.Bounded{Data: img}
+	blktest.AddBounded(t, map[string]*blktest.Bounded{id: mf})
 	o := qdict.New()
-	o.Set("file.driver", "mem")
+	o.Set("file.driver", "bounded")
 	o.Set("file.id", id)
-	b, err := blk.NewRegistry(memDriver, vmdk.Driver).Open(blk.Spec{Format: "vmdk", Opts: o}, blk.NewLoop(blk.NewVirtualClock()))
+	b, err := blk.NewRegistry(blktest.BoundedDriver, vmdk.Driver).Open(blk.Spec{Format: "vmdk", Opts: o}, blk.NewLoop(blk.NewVirtualClock()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +119,7 @@ func TestGrainPastEOF(t *testing.T) {
 	if err := do(t, b, func(co *blk.Co) error { return b.PWrite(co, 64<<10, []byte{1}, 0) }); blk.ErrnoOf(err) != unix.EIO {
 		t.Errorf("write: %v, want EIO", err)
 	}
-	if mf.violation != "" {
-		t.Error(mf.violation)
+	if mf.Violation != "" {
+		t.Error(mf.Violation)
 	}
 }
