@@ -29,7 +29,7 @@ func (a *OpenArgs) OpenBacking(filename, format, base string) (*Child, error) {
 	if a.noBacking {
 		return nil, nil
 	}
-	if ref, ok := a.Opts.Get("backing"); ok {
+	if ref, ok := a.Opts.GetStr("backing"); ok {
 		// A reference to another node (bdrv_open_child_bs): gio's graph
 		// has none to offer.
 		a.Opts.Del("backing")

@@ -220,6 +220,7 @@ type Loop struct {
 	interrupted atomic.Bool
 	stopMu      sync.Mutex
 	stop        chan struct{} // closed while interrupted
+	waiter      Waiter        // an engine waiting on the loop's goroutine; under stopMu
 }
 
 // NewLoop returns a loop on the given clock (a real clock if nil).
@@ -246,6 +247,9 @@ func (l *Loop) Interrupt() {
 		l.stop = make(chan struct{})
 	}
 	close(l.stop)
+	if l.waiter != nil {
+		l.waiter.Unwait()
+	}
 }
 
 // ClearInterrupt ends the interrupted state (before the next command).
@@ -521,7 +525,7 @@ func (l *Loop) step() bool {
 		l.ioDone = l.ioDone[:0]
 		return true
 	}
-	return len(l.engines) > 0 && l.pollEngines(false)
+	return len(l.engines) > 0 && l.pollEngines()
 }
 
 // fireTimer advances the clock to the first timer if it is due no later
@@ -638,7 +642,8 @@ func (l *Loop) RunUntil(what string, cond func() bool) error {
 		if l.step() {
 			continue
 		}
-		if len(l.engines) > 0 && l.pollEngines(true) {
+		// step polled the engines last, and found nothing.
+		if len(l.engines) > 0 && l.waitEngines() {
 			continue
 		}
 		if len(l.held) > 0 && l.releaseHeld() {

@@ -49,27 +49,70 @@ type Waker interface {
 	WakeChan() <-chan struct{}
 }
 
-// pollEngines polls every engine; with block set it waits, when no
-// engine had a completion ready, on every pending engine at once (and on
-// an interrupt).
-func (l *Loop) pollEngines(block bool) bool {
+// Waiter is implemented by engines that wait for their own progress on
+// the calling goroutine, through the Go runtime's netpoller (the NBD
+// client reads its socket, the io_uring engine its eventfd): no goroutine
+// of theirs hands completions over, which would cost a wake-up of
+// another thread per batch. When such an engine is the only one pending,
+// the loop's wait calls Wait on the loop's own goroutine.
+type Waiter interface {
+	// Wait blocks until the engine may have progress, or until Unwait.
+	// It may return early (a spurious wake-up).
+	Wait()
+	// Unwait ends a Wait in progress, or makes the next one return at
+	// once. Any goroutine may call it (Loop.Interrupt does).
+	Unwait()
+}
+
+// pollEngines polls every engine without waiting.
+func (l *Loop) pollEngines() bool {
 	progress := false
 	for _, e := range l.engines {
 		if e.Pending() > 0 && e.Poll(false) {
 			progress = true
 		}
 	}
-	if progress || !block {
-		return progress
+	return progress
+}
+
+// waitEngines waits on every pending engine at once (and on an
+// interrupt). The caller has just polled them all, in vain.
+func (l *Loop) waitEngines() bool {
+	npending := 0
+	var last Engine
+	for _, e := range l.engines {
+		if e.Pending() > 0 {
+			npending++
+			last = e
+		}
+	}
+	if npending == 0 {
+		return false
+	}
+	if npending == 1 {
+		// The common case (one image, one engine) waits without
+		// reflect.Select and its allocations.
+		if w, ok := last.(Waiter); ok {
+			l.waitOn(w)
+			last.Poll(false)
+			return true
+		}
+		w, ok := last.(Waker)
+		if !ok {
+			return last.Poll(true)
+		}
+		select {
+		case <-w.WakeChan():
+		case <-l.stopChan():
+		}
+		last.Poll(false)
+		return true
 	}
 	var pending []Engine
 	for _, e := range l.engines {
 		if e.Pending() > 0 {
 			pending = append(pending, e)
 		}
-	}
-	if len(pending) == 0 {
-		return false
 	}
 	cases := make([]reflect.SelectCase, 0, len(pending)+1)
 	for _, e := range pending {
@@ -89,6 +132,22 @@ func (l *Loop) pollEngines(block bool) bool {
 	// A wake counts as progress even when nothing became runnable: the
 	// waiter looks at its condition again (a client came or went).
 	return true
+}
+
+// waitOn lets w wait on the loop's goroutine; Interrupt ends the wait
+// through w.Unwait.
+func (l *Loop) waitOn(w Waiter) {
+	l.stopMu.Lock()
+	if l.interrupted.Load() {
+		l.stopMu.Unlock()
+		return
+	}
+	l.waiter = w
+	l.stopMu.Unlock()
+	w.Wait()
+	l.stopMu.Lock()
+	l.waiter = nil
+	l.stopMu.Unlock()
 }
 
 // ThreadJob is blocking work (a pread, a pwrite, an fdatasync) that a

@@ -83,3 +83,65 @@ func TestInterruptVirtual(t *testing.T) {
 		t.Error("timer did not fire after ClearInterrupt")
 	}
 }
+
+// chanWaiter is an engine that waits on the loop's goroutine (a
+// blk.Waiter) for a channel that only Unwait or the test fills.
+type chanWaiter struct {
+	co     *blk.Co
+	wake   chan struct{}
+	woken  bool
+	waited int
+}
+
+func (w *chanWaiter) Pending() int {
+	if w.co != nil && !w.woken {
+		return 1
+	}
+	return 0
+}
+
+func (w *chanWaiter) Poll(block bool) bool {
+	select {
+	case <-w.wake:
+		w.woken = true
+		w.co.Wake()
+		return true
+	default:
+		return false
+	}
+}
+
+func (w *chanWaiter) Wait() {
+	w.waited++
+	<-w.wake
+	w.wake <- struct{}{} // for Poll
+}
+
+func (w *chanWaiter) Unwait() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// An engine that waits on the loop's goroutine (blk.Waiter) is woken by
+// Interrupt through Unwait.
+func TestInterruptWaiter(t *testing.T) {
+	l := blk.NewLoop(blk.NewRealClock())
+	w := &chanWaiter{wake: make(chan struct{}, 1)}
+	l.AddEngine(w)
+	co := l.Spawn("waiter", func(co *blk.Co) {
+		w.co = co
+		co.Park("waits for the engine")
+	})
+	interruptAfter(l, 20*time.Millisecond)
+	if err := l.RunUntil("waiter", co.Done); err != nil && !errors.Is(err, blk.ErrInterrupted) {
+		t.Fatalf("RunUntil = %v", err)
+	}
+	if w.waited == 0 {
+		t.Error("the loop never called Wait")
+	}
+	if !l.Interrupted() {
+		t.Error("not interrupted")
+	}
+}

@@ -623,6 +623,10 @@ func (n *Node) BlockStatus(co *Co, wantZero bool, off, bytes int64) (Status, err
 	return st, nil
 }
 
+// MaxLength is the largest image length and request end the block layer
+// takes (BDRV_MAX_LENGTH: INT64_MAX rounded down to 1 GiB).
+const MaxLength = (1<<63 - 1) &^ (1<<30 - 1)
+
 // Truncate resizes the node (bdrv_co_truncate).
 func (n *Node) Truncate(co *Co, size int64, exact bool, prealloc Prealloc) error {
 	if n.readOnly {
@@ -630,6 +634,10 @@ func (n *Node) Truncate(co *Co, size int64, exact bool, prealloc Prealloc) error
 	}
 	if size < 0 {
 		return Msgf(unix.EINVAL, "Image size cannot be negative")
+	}
+	if size > MaxLength {
+		// bdrv_check_request(offset, 0) in bdrv_co_truncate.
+		return Msgf(unix.EIO, "offset(%d) exceeds maximum(%d)", size, int64(MaxLength))
 	}
 	if n.ops.trunc == nil {
 		return Msgf(unix.ENOTSUP, "Image format driver does not support resize")

@@ -377,11 +377,13 @@ func (a *OpenArgs) OpenChild(name string, primary, required bool) (*Child, error
 		}
 	} else {
 		copts := a.Opts.ExtractPrefix(name)
-		if ref, ok := a.Opts.Get(name); ok {
+		if ref, ok := a.Opts.GetStr(name); ok {
+			// bdrv_open_child_bs: a node reference, alone.
 			a.Opts.Del(name)
-			if copts.Len() == 0 {
-				return nil, fmt.Errorf("Cannot find device='%s' nor node-name='%s'", ref, ref)
+			if copts.Len() != 0 {
+				return nil, fmt.Errorf("Cannot reference an existing block device with additional options or a new filename")
 			}
+			return nil, fmt.Errorf("Cannot find device='%s' nor node-name='%s'", ref, ref)
 		}
 		if copts.Len() == 0 {
 			if required {
@@ -454,7 +456,10 @@ func (a *OpenArgs) OpenImageChild(name, filename string) (*Child, error) {
 // openNode opens one node from its options: the driver named by "driver",
 // else the protocol owning "filename".
 func (r *Registry) openNode(opts *qdict.Dict, flags OpenFlags, loop *Loop, probed bool) (*Node, error) {
-	name, hasDriver := opts.Get("driver")
+	// bdrv_fill_options reads "driver" and "filename" as strings only: a
+	// number or boolean there is as good as absent (and a deduced
+	// driver replaces it).
+	name, hasDriver := opts.GetStr("driver")
 	var d *Driver
 	if hasDriver {
 		opts.Del("driver")
@@ -462,10 +467,11 @@ func (r *Registry) openNode(opts *qdict.Dict, flags OpenFlags, loop *Loop, probe
 			return nil, fmt.Errorf("Unknown driver '%s'", name)
 		}
 	} else {
-		fn, ok := opts.Get("filename")
+		fn, ok := opts.GetStr("filename")
 		if !ok {
 			return nil, fmt.Errorf("Must specify either driver or file")
 		}
+		opts.Del("driver")
 		var err error
 		if d, err = r.protocolFor(fn); err != nil {
 			return nil, err
@@ -494,6 +500,27 @@ func (r *Registry) openNode(opts *qdict.Dict, flags OpenFlags, loop *Loop, probe
 
 // warn is the probe warning a probed raw driver prints (OpenArgs.WarnProbed).
 func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *Loop, probed bool, pre map[string]*Node, warn func(*Node)) (*Node, error) {
+	// The generic cache options override the inherited flags, for the
+	// node and its children (update_flags_from_options; the children get
+	// them by bdrv_inherited_options).
+	// Their names are whole in messages ("Parameter 'cache.direct'...").
+	takeCache := func(key string, def bool) (bool, error) {
+		v, ok := opts.Get(key)
+		if !ok {
+			return def, nil
+		}
+		opts.Del(key)
+		return qdict.ParseBool(key, v)
+	}
+	direct, err := takeCache("cache.direct", flags.Direct)
+	if err != nil {
+		return nil, err
+	}
+	noFlush, err := takeCache("cache.no-flush", flags.NoFlush)
+	if err != nil {
+		return nil, err
+	}
+	flags.Direct, flags.NoFlush = direct, noFlush
 	// The generic read-only option overrides the inherited flag, for the
 	// node and its children (update_flags_from_options).
 	ro, err := opts.TakeBool("read-only", flags.ReadOnly)
@@ -550,7 +577,8 @@ func (r *Registry) openWith(d *Driver, opts *qdict.Dict, flags OpenFlags, loop *
 		return nil, err
 	}
 	n.setImpl(impl)
-	if !noBacking && !d.SupportsBacking && (opts.Has("backing") || opts.HasPrefix("backing")) {
+	_, backingRef := opts.GetStr("backing")
+	if !noBacking && !d.SupportsBacking && (backingRef || opts.HasPrefix("backing")) {
 		// bdrv_open_backing_file, before the unused options are named.
 		n.close()
 		return nil, Msgf(unix.EINVAL, "Driver doesn't support backing files")
@@ -597,7 +625,9 @@ type Spec struct {
 	Filename string      // path, "json:{...}", "null-co://", "blkdebug:cfg:img"; may be empty
 	Opts     *qdict.Dict // -o / --image-opts options (may be nil)
 	Format   string      // -f
-	Flags    OpenFlags
+	// EmptyName says Filename is an empty name given as one, not none.
+	EmptyName bool
+	Flags     OpenFlags
 	// WriteThrough makes every write FUA (qemu-io's default cache mode).
 	WriteThrough bool
 	// ProbeWarning, if set, is called when probing picked raw for a
@@ -631,14 +661,19 @@ func (r *Registry) Open(spec Spec, loop *Loop) (*Backend, error) {
 	if spec.Format != "" {
 		opts.Set("driver", spec.Format)
 	}
-	drvName, hasDriver := opts.Get("driver")
+	drvName, hasDriver := opts.GetStr("driver")
+	if !hasDriver {
+		// A "driver" that is no string: bdrv_open_inherit probes as
+		// without one and puts the probed name in its place.
+		opts.Del("driver")
+	}
 	var d *Driver
 	if hasDriver {
 		if d = r.Lookup(drvName); d == nil {
 			return nil, fmt.Errorf("Unknown driver '%s'", drvName)
 		}
 	}
-	if filename != "" {
+	if filename != "" || spec.EmptyName && spec.Filename == "" {
 		// bdrv_fill_options: a protocol cannot take both; a format
 		// leaves a "filename" option of its own to fail as unsupported.
 		if _, dup := opts.Get("filename"); dup && d != nil && !d.Format {
@@ -653,6 +688,14 @@ func (r *Registry) Open(spec Spec, loop *Loop) (*Backend, error) {
 		if err != nil {
 			return nil, err
 		}
+	} else if _, ref := opts.GetStr("file"); d == nil && ref {
+		// Probing would open the node the reference names (gio has no
+		// other nodes to name).
+		ref, _ := opts.GetStr("file")
+		if opts.HasPrefix("file") {
+			return nil, fmt.Errorf("Cannot reference an existing block device with additional options or a new filename")
+		}
+		return nil, fmt.Errorf("Cannot find device='%s' nor node-name='%s'", ref, ref)
 	} else if d == nil && !opts.HasPrefix("file") {
 		// Probing needs a file child; a top-level "filename" option
 		// does not name one.
@@ -683,10 +726,28 @@ func (r *Registry) Open(spec Spec, loop *Loop) (*Backend, error) {
 // child, parsed by the protocol that owns its prefix, unless the child's
 // own options name a file already.
 func (r *Registry) fileChildFromFilename(filename string, opts *qdict.Dict) error {
-	if _, ok := opts.Get("file.filename"); ok {
-		return nil
+	if _, ok := opts.GetStr("file"); ok {
+		// bdrv_open_child_bs: a reference to a node and a file name.
+		return fmt.Errorf("Cannot reference an existing block device with additional options or a new filename")
 	}
 	child := opts.ExtractPrefix("file")
+	if child.Has("filename") {
+		// The file child's bdrv_fill_options: a protocol child (named
+		// or deduced) takes the name as its "filename", which the
+		// options must not give as well.
+		var proto *Driver
+		if dn, ok := child.GetStr("driver"); ok {
+			proto = r.Lookup(dn)
+		}
+		for _, k := range child.Keys() {
+			v, kind, _ := child.Lookup(k)
+			opts.SetKind("file."+k, v, kind)
+		}
+		if proto == nil || !proto.Format {
+			return fmt.Errorf("Can't specify 'file' and 'filename' options at the same time")
+		}
+		return nil
+	}
 	var proto *Driver
 	if dn, ok := child.Get("driver"); ok {
 		proto = r.Lookup(dn)

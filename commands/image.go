@@ -48,6 +48,9 @@ type OpenOptions struct {
 	Cache, Discard, AIO string
 	Format              string
 	Opts                *qdict.Dict
+	// EmptyName: the image was named, by an empty string (qemu-io ''),
+	// which QEMU opens as a file name and the file driver refuses.
+	EmptyName bool
 }
 
 // SetAIO records a -i value as bdrv_parse_aio does: "native" and
@@ -102,7 +105,7 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 	}
 	given := name
 	name = s.resolveScratch(name, o.Opts)
-	spec := blk.Spec{Filename: name, Opts: o.Opts, Format: o.Format, WriteThrough: true}
+	spec := blk.Spec{Filename: name, Opts: o.Opts, Format: o.Format, WriteThrough: true, EmptyName: o.EmptyName && name == ""}
 	spec.Flags.Unmap = true
 	if o.NoCache {
 		spec.Flags.Direct = true
@@ -139,7 +142,7 @@ func (s *Session) OpenImage(name string, o OpenOptions) bool {
 	spec.Flags.ReadOnly = o.ReadOnly
 	spec.Flags.ForceShare = o.ForceShare
 	device := ""
-	if given != "" {
+	if given != "" || o.EmptyName {
 		device = " device " + given
 	}
 	if aio == "native" && !spec.Flags.Direct {
@@ -447,7 +450,7 @@ func reopenCmd(s *Session, name string, opts []getopt.Opt, args []string) error 
 				// A child's option is checked by the child's own reopen,
 				// which names it without the prefix ("file.align" is
 				// 'align'), after the node's own options.
-				s.errorReport("Cannot change the option '%s'", reopenKey(s.Img.Root, ropts.Keys()))
+				s.errorReport("Cannot change the option '%s'", reopenKey(s.Img.Root, ropts.HashOrderKeys()))
 				return errFailed
 			}
 		}
@@ -535,7 +538,16 @@ func (s *Session) reopenOpts(opts []getopt.Opt) (reopenOptions, error) {
 			if !ok {
 				return r, errFailed
 			}
-			r.opts = d
+			if r.opts == nil {
+				r.opts = d
+				break
+			}
+			// Every -o goes into the same QemuOpts (reopen_opts
+			// merges its lists): a later value of a key wins.
+			for _, k := range d.Keys() {
+				v, kind, _ := d.Lookup(k)
+				r.opts.SetKind(k, v, kind)
+			}
 		case 'r', 'w':
 			if r.hasRW {
 				s.errorReport("Only one -r/-w option may be given")

@@ -3,6 +3,7 @@ package commands
 import (
 	"strings"
 
+	"gio/blk"
 	"gio/blk/qdict"
 )
 
@@ -56,7 +57,50 @@ func reopenGeneric(s *Session, ropts *qdict.Dict, cacheGiven bool, cache map[str
 		v, _ := ropts.Get(k)
 		if rest == "node-name" && v == n.NodeName() || rest == "driver" && v == n.Driver().Name {
 			ropts.Del(k)
+			continue
+		}
+		if rest == "file" || rest == "backing" {
+			// bdrv_reopen_parse_file_or_backing: a node reference,
+			// looked up by node name; the current child is no change.
+			if c := childNamed(n, rest); c != nil && v != "" && c.Node.NodeName() == v {
+				ropts.Del(k)
+				continue
+			}
+			if !graphHasNode(s.Img.Root, v) {
+				s.errorReport("Cannot find device='' nor node-name='%s'", v)
+				return false
+			}
+			continue
+		}
+		// bdrv_reopen_prepare refuses only options whose value changes:
+		// one given again as the node was opened with it is no change.
+		if old, ok := n.Options().Get(rest); ok && old == v {
+			ropts.Del(k)
 		}
 	}
 	return true
+}
+
+// childNamed returns n's child called name, or nil.
+func childNamed(n *blk.Node, name string) *blk.Child {
+	for _, c := range n.Children() {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// graphHasNode says whether a node of the graph below root (root too) has
+// the node name name.
+func graphHasNode(root *blk.Node, name string) bool {
+	if name != "" && root.NodeName() == name {
+		return true
+	}
+	for _, c := range root.Children() {
+		if graphHasNode(c.Node, name) {
+			return true
+		}
+	}
+	return false
 }

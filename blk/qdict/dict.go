@@ -95,6 +95,17 @@ func (d *Dict) Get(key string) (string, bool) {
 	return v, true
 }
 
+// GetStr returns the value of key only if it is a string (QEMU's
+// qdict_get_try_str): a JSON number, boolean or null there is absent to
+// the code that picks drivers, file names and node references.
+func (d *Dict) GetStr(key string) (string, bool) {
+	v, k, ok := d.Lookup(key)
+	if !ok || k != String {
+		return "", false
+	}
+	return v, true
+}
+
 // Lookup returns the value and kind of key, whatever the kind.
 func (d *Dict) Lookup(key string) (value string, kind Kind, ok bool) {
 	if d == nil {

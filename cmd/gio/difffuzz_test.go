@@ -52,6 +52,17 @@ type diffConfig struct {
 	// post: commands run after the image is made (programs and
 	// arguments), e.g. data written and an internal snapshot taken.
 	post [][]string
+	// sample, baseSample: an iotests sample image (sample_images/NAME.bz2)
+	// used as the image, or as the backing file, instead of qemu-img
+	// create (read-only formats qemu-img cannot make); size: its
+	// virtual size, which the generator then uses.
+	sample, baseSample string
+	size               int64
+	// baseOpen: how qemu-io opens the backing file to fill it (default
+	// -f baseFmt base).
+	baseOpen []string
+	// extra: qemu-io options the configuration always needs (-r).
+	extra []string
 }
 
 // clusterOf is the cluster size create options give a format.
@@ -383,10 +394,21 @@ func (g *diffGen) command() []string {
 		if g.pick(2) == 0 {
 			return []string{g.rare(o, l)}
 		}
-		return []string{g.invalid()}
+		return g.invalidFlushed()
 	default:
-		return []string{g.invalid()}
+		return g.invalidFlushed()
 	}
+}
+
+// invalidFlushed is invalid, with an aio_flush after an aio request (one
+// still in flight at a later command makes qemu-io's output depend on its
+// thread pool).
+func (g *diffGen) invalidFlushed() []string {
+	c := g.invalid()
+	if strings.HasPrefix(c, "aio_read") || strings.HasPrefix(c, "aio_write") {
+		return []string{c, "aio_flush"}
+	}
+	return []string{c}
 }
 
 // openCmd is the open command that opens the configuration's image again
@@ -478,8 +500,101 @@ func (g *diffGen) vec() string {
 	return strings.Join(v, " ")
 }
 
+// grammarCmds are qemu-io 7.2's commands with their getopt strings
+// (qemu-io-cmds.c), for grammar.
+var grammarCmds = []struct{ name, opts string }{
+	{"read", "bCl:pP:qs:v"}, {"write", "bcCfnpP:quzs:"}, {"aio_read", "CP:iqv"}, {"aio_write", "CfiqP:uz"},
+	{"readv", "CP:qv"}, {"writev", "CfqP:"}, {"discard", "Cq"}, {"alloc", ""}, {"map", ""},
+	{"truncate", "m:"}, {"length", ""}, {"info", ""}, {"flush", ""}, {"aio_flush", ""},
+	{"reopen", "c:o:rw"}, {"help", ""}, {"sleep", ""},
+}
+
+// grammarNums are numbers as users write them, good and bad: suffixes,
+// hex, fractions, negative, overflowing, empty.
+var grammarNums = []string{"0", "1", "512", "4k", "64k", "1M", "0x200", "1.5k", "-1", "abc", "1e", "0x",
+	"99999999999999999999", "2G", "1536", "7", "1k", "1K", "513", "0x10000", "8E", "1T", "0.5", "1kk", "+1"}
+
+// grammar draws a command from qemu-io's command and option space: any
+// command, zero to three of its options (now and then one it does not
+// have, or an option without its value), and a number of arguments that
+// is often wrong. Argument, option and number errors, and the commands
+// that succeed among them, are compared.
+func (g *diffGen) grammar() string {
+	c := grammarCmds[g.pick(len(grammarCmds))]
+	toks := []string{c.name}
+	type opt struct {
+		letter byte
+		arg    bool
+	}
+	var opts []opt
+	for i := 0; i < len(c.opts); i++ {
+		o := opt{letter: c.opts[i]}
+		if i+1 < len(c.opts) && c.opts[i+1] == ':' {
+			o.arg = true
+			i++
+		}
+		opts = append(opts, o)
+	}
+	if g.pick(10) == 0 {
+		opts = append(opts, opt{letter: 'x'})
+	}
+	for n := []int{0, 0, 1, 1, 2, 3}[g.pick(6)]; n > 0 && len(opts) > 0; n-- {
+		o := opts[g.pick(len(opts))]
+		toks = append(toks, "-"+string(o.letter))
+		if o.arg && g.pick(20) != 0 {
+			toks = append(toks, g.optValue(c.name, o.letter))
+		}
+	}
+	switch c.name {
+	case "help":
+		names := []string{"x", "", "open", "close", "sigraise", "abort", "quit"}
+		for _, gc := range grammarCmds {
+			names = append(names, gc.name)
+		}
+		toks = append(toks, names[g.pick(len(names))])
+	case "sleep":
+		toks = append(toks, []string{"0", "1", "x", "-1", "", "1k", "0x1"}[g.pick(7)])
+	case "reopen", "info", "length", "map", "flush", "aio_flush":
+		if g.pick(7) == 0 {
+			toks = append(toks, "x")
+		}
+	default:
+		n := []int{0, 1, 2, 2, 2, 2, 2, 3}[g.pick(8)]
+		if strings.HasSuffix(c.name, "v") || strings.HasPrefix(c.name, "aio_") {
+			n = []int{0, 1, 2, 2, 3, 4}[g.pick(6)]
+		}
+		for ; n > 0; n-- {
+			toks = append(toks, grammarNums[g.pick(len(grammarNums))])
+		}
+	}
+	return strings.TrimSpace(strings.Join(toks, " "))
+}
+
+// optValue draws a value for option letter of command c.
+func (g *diffGen) optValue(c string, letter byte) string {
+	switch {
+	case letter == 'P':
+		return []string{"0", "1", "0xff", "0x100", "-1", "a", "077", "1.5"}[g.pick(8)]
+	case letter == 'l' || letter == 's' && c == "read":
+		return grammarNums[g.pick(len(grammarNums))]
+	case letter == 's':
+		return []string{"img", "nonexist"}[g.pick(2)]
+	case letter == 'm':
+		return []string{"off", "metadata", "falloc", "full", "x"}[g.pick(5)]
+	case letter == 'c':
+		return []string{"none", "writeback", "writethrough", "unsafe", "directsync", "x"}[g.pick(6)]
+	case letter == 'o':
+		return []string{"x", "x=1", "cache.no-flush=on", "cache.direct=x", "file.x=1", "node-name=n1",
+			"discard=unmap", "file=x", "backing=", "read-only=on", "driver=raw", "driver=qcow2"}[g.pick(12)]
+	}
+	return "x"
+}
+
 // invalid draws a command with a bad number or option.
 func (g *diffGen) invalid() string {
+	if g.pick(2) == 0 {
+		return g.grammar()
+	}
 	bad := []string{
 		"read abc 512", "read 0 xyz", "read -P 0x100 0 512", "read -P -1 0 512",
 		"write 0", "write -z -P 1 0 512", "write -c -z 0 512", "read 0 -512",
@@ -493,6 +608,8 @@ func (g *diffGen) invalid() string {
 		"read 9223372036854775807 1", "write 0 9223372036854775807", "discard -u 0 512",
 		"write -P 1 " + g.num(g.size-1) + " 2", "read " + g.num(g.size) + " 1",
 		"read -P 1 -q 0 0", "aio_flush x", "flush x",
+		"truncate 9223372035781033985", "truncate 8E", "reopen -o file=x", "reopen -o backing=",
+		"reopen -o cache.no-flush=on", "reopen -o cache.direct=x",
 	}
 	return bad[g.pick(len(bad))]
 }
@@ -516,17 +633,25 @@ func drawSeq(seed int64, cfgs []diffConfig) diffSeq {
 	if r.Intn(3) == 0 {
 		s.baseSize = s.size / 2
 	}
+	if cfg.size > 0 {
+		s.size = cfg.size
+	}
 	// qemu-io options: none, one or (1 in 4) two of them.
 	extras := [][]string{{"-t", "writethrough"}, {"-t", "none"}, {"-r"}, {"-C"}, {"-s"},
 		{"-d", "unmap"}, {"-U"}, {"-n"}, {"-t", "directsync"}, {"-t", "unsafe"},
 		{"-t", "writeback"}, {"-d", "ignore"}, {"-d", "off"}, {"-i", "threads"},
-		{"-k", "-t", "none"}, {"-d", "on"}}
+		{"-k", "-t", "none"}, {"-d", "on"},
+		// Options with no effect on the image: their parsing and
+		// messages are compared.
+		{"-T", "no_such_event"}, {"-T", "zzz_*,id=t0"}, {"-m"},
+		{"--object", "secret,id=s9,data=x"}, {"--object", `{"qom-type": "secret", "id": "s9", "data": "x"}`}}
 	if r.Intn(12) < 7 {
 		s.extra = append(s.extra, extras[r.Intn(len(extras))]...)
 		if r.Intn(4) == 0 {
 			s.extra = append(s.extra, extras[r.Intn(len(extras))]...)
 		}
 	}
+	s.extra = append(append([]string(nil), cfg.extra...), s.extra...)
 	s.stdin = r.Intn(6) == 0
 	g := &diffGen{r: r, size: s.size, cfg: cfg}
 	for i := 0; i < 3+r.Intn(12); i++ {
@@ -630,11 +755,29 @@ func (s diffSeq) makeImage(dir string) error {
 		}
 		return nil
 	}
+	if s.cfg.baseSample != "" {
+		if err := unpackSample(s.cfg.baseSample, filepath.Join(dir, "base")); err != nil {
+			return err
+		}
+	}
+	if s.cfg.sample != "" {
+		return unpackSample(s.cfg.sample, filepath.Join(dir, "img"))
+	}
 	if s.cfg.backing != nil {
 		if err := run(append(append([]string(nil), s.cfg.backing...), "base", strconv.FormatInt(s.baseSize, 10))...); err != nil {
 			return err
 		}
-		r := diffExec(dir, "qemu-io", []string{"-f", s.cfg.baseFmt, "-c", "write -P 0x5b 0 " + strconv.FormatInt(s.baseSize, 10), "-c", "write -z 64k 64k", "base"}, "", time.Minute)
+		open := s.cfg.baseOpen
+		if open == nil {
+			open = []string{"-f", s.cfg.baseFmt, "base"}
+		}
+		fill := []string{"-c", "write -P 0x5b 0 " + strconv.FormatInt(s.baseSize, 10)}
+		if !strings.Contains(strings.Join(s.cfg.backing, " "), "streamOptimized") {
+			// (streamOptimized cannot write over an allocated grain.)
+			fill = append(fill, "-c", "write -z 64k 64k")
+		}
+		fill = append(fill, open...)
+		r := diffExec(dir, "qemu-io", fill, "", 5*time.Minute)
 		if r.rc != 0 {
 			return fmt.Errorf("filling base: %s%s", r.stdout, r.stderr)
 		}

@@ -134,6 +134,11 @@ func newRegistry(out io.Writer) *blk.Registry {
 	return withSecrets(blk.NewRegistry(append(drivers, nbd.Drivers...)...))
 }
 
+// qemuIOVersionText is what qemu-io -V prints: the qemu-io gio follows
+// (Debian 12's 7.2.22).
+const qemuIOVersionText = "qemu-io version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n" +
+	"Copyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers\n"
+
 func run(args []string) int {
 	if sub, rest, ok := subcommand(args); ok {
 		// Subcommands read no commands from a terminal: Ctrl-C ends
@@ -161,6 +166,7 @@ func run(args []string) int {
 		colour    = repl.ColourAuto
 		record    string
 		tr        traceFlags
+		qtrace    qemuTrace
 	)
 	report := func(format string, a ...any) int {
 		out.Flush()
@@ -184,7 +190,12 @@ func run(args []string) int {
 			}
 			return 0
 		case 'V':
-			fmt.Fprintf(out, "gio version %s (qemu-io 7.2 compatible)\n", version)
+			// As -h: piped, qemu-io 7.2's text byte for byte (the
+			// version gio answers as); at a terminal gio's own too.
+			fmt.Fprint(out, qemuIOVersionText)
+			if stdoutTTY {
+				fmt.Fprintf(out, "gio version %s (qemu-io 7.2 compatible)\n", version)
+			}
 			return 0
 		case 'c':
 			cmds = append(cmds, op.Arg)
@@ -192,9 +203,9 @@ func run(args []string) int {
 			o.Format = op.Arg
 		case 'm':
 		case 'T':
-			out.Flush()
-			fmt.Fprintln(errw, traceOption(op.Arg))
-			return 1
+			if code, stop := qtrace.option(op.Arg, out, errw); stop {
+				return code
+			}
 		case optImageOpts:
 			imageOpts = true
 		case optObject:
@@ -224,6 +235,9 @@ func run(args []string) int {
 	}
 	if len(pos) > 1 {
 		fmt.Fprint(out, usageText)
+		return 1
+	}
+	if !qtrace.start(errw) {
 		return 1
 	}
 	if o.Format != "" && imageOpts {
@@ -269,6 +283,7 @@ func run(args []string) int {
 			o.Opts = d
 			ok = s.OpenImage("", o)
 		} else {
+			o.EmptyName = pos[0] == ""
 			ok = s.OpenImage(pos[0], o)
 		}
 		if !ok {

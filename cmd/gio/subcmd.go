@@ -270,9 +270,3 @@ func runTests(args []string) int {
 	}
 	return 0
 }
-
-// traceOption answers -T/--trace: QEMU's trace events do not exist in
-// gio, and accepting the option silently would suggest they do.
-func traceOption(arg string) string {
-	return fmt.Sprintf("gio: -T %s: gio has none of QEMU's trace events, so there is nothing to enable", arg)
-}

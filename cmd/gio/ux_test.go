@@ -82,7 +82,7 @@ func TestHonestRefusals(t *testing.T) {
 		rc   int
 		want string
 	}{
-		{[]string{"-T", "bdrv_*", "-c", "quit"}, 1, "gio: -T bdrv_*: gio has none of QEMU's trace events"},
+		{[]string{"-T", "no_such_event", "-c", "quit"}, 0, "qemu-io: warning: trace event 'no_such_event' does not exist"},
 		{[]string{"--object", "throttle-group,id=t0", "-c", "quit"}, 1, "gio: --object throttle-group: gio has no 'throttle-group' objects yet"},
 		{[]string{"--object", "qom-type=secret,id=sec0", "-c", "quit"}, 1, "qemu-io: Either 'file' or 'data' must be provided"},
 		{[]string{"-c", "open ssh://localhost/x"}, 1, "qemu-io: can't open device ssh://localhost/x: Unknown protocol 'ssh'"},

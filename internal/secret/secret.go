@@ -59,6 +59,43 @@ func (s *Store) Add(def string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	return s.add(params, help, w)
+}
+
+// Member is one member of a JSON --object ('{"qom-type": "secret", ...}'):
+// its value's text and its JSON type ("string", "number", "boolean",
+// "null", "object", "array").
+type Member struct{ Key, Value, Type string }
+
+// AddJSON defines an object from the members of a JSON --object, as
+// QEMU's QAPI visitor takes them: typed, so a member of the wrong type is
+// refused ("Invalid parameter type for 'data', expected: string"), in the
+// order of the schema (qom-type, id, then the secret's own members).
+func (s *Store) AddJSON(members []Member, w io.Writer) error {
+	byKey := map[string]Member{}
+	var params []param
+	for _, m := range members {
+		byKey[m.Key] = m
+		params = append(params, param{m.Key, m.Value})
+	}
+	for _, k := range []string{"qom-type", "id", "loaded", "format", "keyid", "iv", "data", "file"} {
+		m, ok := byKey[k]
+		want := "string"
+		if k == "loaded" {
+			want = "boolean"
+		}
+		if ok && m.Type != want {
+			return fmt.Errorf("Invalid parameter type for '%s', expected: %s", k, want)
+		}
+		if k == "qom-type" && ok && m.Value == "help" {
+			// Only the keyval syntax has help.
+			return fmt.Errorf("Parameter 'qom-type' does not accept value 'help'")
+		}
+	}
+	return s.add(params, false, w)
+}
+
+func (s *Store) add(params []param, help bool, w io.Writer) error {
 	typ, hasType := "", false
 	for _, p := range params {
 		if p.key == "qom-type" {
@@ -93,6 +130,14 @@ func (s *Store) Add(def string, w io.Writer) error {
 	}
 	o := map[string]string{}
 	has := map[string]bool{}
+	hasID := false
+	for _, p := range params {
+		hasID = hasID || p.key == "id"
+	}
+	if !hasID {
+		// The visitor reads qom-type and id before the type's members.
+		return fmt.Errorf("Parameter 'id' is missing")
+	}
 	for _, p := range params {
 		if p.key == "qom-type" {
 			continue
@@ -142,6 +187,7 @@ func (s *Store) Add(def string, w io.Writer) error {
 		return fmt.Errorf("Either 'file' or 'data' must be provided")
 	}
 	// qcrypto_secret_complete.
+	var err error
 	if has["keyid"] {
 		if input, err = s.decrypt(o["keyid"], o["iv"], has["iv"], format, input); err != nil {
 			return err
@@ -299,6 +345,9 @@ func parseKeyval(s string) ([]param, bool, error) {
 				s = rest(s, i)
 				first = false
 				continue
+			}
+			if word == "" {
+				return nil, false, fmt.Errorf("Invalid parameter ''")
 			}
 			if first {
 				v, r := value(s)

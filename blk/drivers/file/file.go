@@ -142,8 +142,11 @@ func open(a *blk.OpenArgs) (blk.Impl, error) { return openPosix(a, kindFile) }
 // openPosix is raw_open_common: kind says which of file-posix's drivers
 // opens (file, host_device, host_cdrom; see hostdev.go).
 func openPosix(a *blk.OpenArgs, kind kind) (blk.Impl, error) {
+	// bdrv_open_common reads the name as a string only (a JSON number or
+	// boolean is no file name).
+	_, isStr := a.Opts.GetStr("filename")
 	filename, ok := a.Opts.TakeString("filename")
-	if !ok || filename == "" {
+	if !ok || !isStr || filename == "" {
 		return nil, blk.Msgf(unix.EINVAL, "The '%s' block driver requires a file name", kind.name())
 	}
 

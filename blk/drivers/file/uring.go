@@ -1,7 +1,10 @@
 package file
 
 import (
+	"os"
 	"sync/atomic"
+	"syscall"
+	"time"
 	"unsafe"
 
 	"gio/blk"
@@ -31,6 +34,8 @@ const (
 	uringFsyncDatasync  = 1
 	uringEnterGetEvents = 1
 	uringFeatSingleMmap = 1
+
+	uringRegisterEventFD = 4
 
 	uringOffSQRing = 0
 	uringOffCQRing = 0x8000000
@@ -102,6 +107,15 @@ type uring struct {
 	slots     []uringSlot
 	freeSlots []uint32
 	backlog   []*blk.Co // requests waiting for a slot, FIFO
+
+	// The eventfd the kernel signals for every completion, in the Go
+	// runtime's netpoller: the loop waits for completions there
+	// (Wait) instead of in a blocking io_uring_enter, during which the
+	// runtime's monitor thread, waking every 20 µs, hands the loop's P
+	// over to another thread. nil when the kernel refused it.
+	event    *os.File
+	eventRC  syscall.RawConn
+	unwaited atomic.Bool
 }
 
 type uringSlot struct {
@@ -110,7 +124,10 @@ type uringSlot struct {
 	res int32
 }
 
-var _ blk.Engine = (*uring)(nil)
+var (
+	_ blk.Engine = (*uring)(nil)
+	_ blk.Waiter = (*uring)(nil)
+)
 
 func newURing(loop *blk.Loop, entries uint32) (*uring, error) {
 	var p uringParams
@@ -166,8 +183,64 @@ func newURing(loop *blk.Loop, entries uint32) (*uring, error) {
 	for i := int(p.cqEntries) - 1; i >= 0; i-- {
 		r.freeSlots = append(r.freeSlots, uint32(i))
 	}
+	r.registerEventFD()
 	loop.AddEngine(r)
 	return r, nil
+}
+
+// registerEventFD sets up r.event; without it, Wait waits in
+// io_uring_enter.
+func (r *uring) registerEventFD() {
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return
+	}
+	fd32 := int32(efd)
+	if _, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), uringRegisterEventFD, uintptr(unsafe.Pointer(&fd32)), 1, 0, 0); errno != 0 {
+		unix.Close(efd)
+		return
+	}
+	f := os.NewFile(uintptr(efd), "io_uring eventfd")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return
+	}
+	r.event, r.eventRC = f, rc
+}
+
+// Wait implements blk.Waiter: it parks the loop's goroutine until the
+// kernel has posted a completion (or Unwait).
+func (r *uring) Wait() {
+	if r.unwaited.Swap(false) {
+		if r.event != nil {
+			r.event.SetReadDeadline(time.Time{})
+		}
+		return
+	}
+	if r.event == nil {
+		r.enter(1, uringEnterGetEvents)
+		return
+	}
+	var b [8]byte
+	r.eventRC.Read(func(fd uintptr) bool {
+		if atomic.LoadUint32(r.cqHead) != atomic.LoadUint32(r.cqTail) {
+			return true
+		}
+		// Reading resets the counter; the kernel posts a CQE before
+		// it signals, so a completion after the check above shows
+		// here.
+		_, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		return errno != unix.EAGAIN
+	})
+}
+
+// Unwait implements blk.Waiter.
+func (r *uring) Unwait() {
+	r.unwaited.Store(true)
+	if r.event != nil {
+		r.event.SetReadDeadline(time.Unix(1, 0))
+	}
 }
 
 func (r *uring) close() {
@@ -178,6 +251,10 @@ func (r *uring) close() {
 		_ = unix.Munmap(m)
 	}
 	r.mems = nil
+	if r.event != nil {
+		r.event.Close()
+		r.event = nil
+	}
 	if r.fd >= 0 {
 		unix.Close(r.fd)
 		r.fd = -1
@@ -211,7 +288,19 @@ func (r *uring) Poll(block bool) bool {
 // enter submits the queued SQEs and optionally waits for completions.
 func (r *uring) enter(minComplete uint32, flags uintptr) {
 	for {
-		n, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(r.queued), uintptr(minComplete), flags, 0, 0)
+		var n uintptr
+		var errno unix.Errno
+		if minComplete == 0 {
+			// Submission does not sleep for long (the kernel hands
+			// what would block to its workers), so it goes without
+			// the runtime's syscall bookkeeping: entering a syscall
+			// wakes the runtime's monitor thread when it sleeps,
+			// which then polls every 20 µs for a while. Waiting
+			// for completions (below, and Wait) is a real syscall.
+			n, _, errno = unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(r.queued), 0, flags, 0, 0)
+		} else {
+			n, _, errno = unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(r.queued), uintptr(minComplete), flags, 0, 0)
+		}
 		switch errno {
 		case 0:
 			r.queued -= uint32(n)

@@ -1,12 +1,12 @@
 package nbd
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"gio/blk"
@@ -19,9 +19,9 @@ import (
 // stops answering fails the open instead of hanging it.
 const handshakeTimeout = 30 * time.Second
 
-// client is an open export. Fields above mu are set during Open and
-// then touched only under the scheduler token; the reader goroutine
-// shares the ones below mu.
+// client is an open export. Everything is touched under the scheduler
+// token only: the loop sends requests and reads replies itself (wire.go),
+// with no goroutine of the connection's own.
 type client struct {
 	self       *blk.Node
 	loop       *blk.Loop
@@ -31,27 +31,51 @@ type client struct {
 	hasCtx     bool
 	ctxID      uint32
 	nextCookie uint64
-	inflight   int    // parked requests; under the token
-	wbuf       []byte // request encoding; under the token
+	inflight   int // parked requests
 	spare      []*request
-	readerDone chan struct{}
 
 	// Reconnection (reconnect-delay): where and what to ask again.
 	addr           address
 	export, ctx    string
 	reconnectDelay time.Duration
 
-	mu      sync.Mutex
 	pending map[uint64]*request
-	done    []*request
-	dead    error // the connection failed: every request fails
+	done    []*request // replied to (or failed), to wake at the next Poll
+	dead    error      // the connection failed: every request fails
 	lostAt  time.Time
 	closing bool
-	notify  chan struct{}
+
+	// The socket, non-blocking (wire.go).
+	fd int
+	rc syscall.RawConn
+	// Replies are read into rbuf[rpos:rend]; cur is the request whose
+	// read data is arriving, curDst where the rest of it goes, and
+	// curDone whether its chunk ends the request.
+	rbuf       []byte
+	rpos, rend int
+	cur        *request
+	curDst     []byte
+	curDone    bool
+	curCookie  uint64
+	readErr    error // the read that failed the connection
+	// Requests to send: out[outHead:] are pieces (headers, write
+	// payloads) not yet written; flushBH writes them at the next loop
+	// point, all in one writev. outBlocked: the socket was full.
+	out        [][]byte
+	outHead    int
+	outBlocked bool
+	iov        []unix.Iovec
+	flushBH    func()
+
+	// Waiting (blk.Waiter, blk.Waker).
+	waitRead func(fd uintptr) bool
+	unwaited atomic.Bool
+	watching atomic.Bool
+	notify   chan struct{}
 }
 
-// request is one command in flight. The reader goroutine fills it while
-// the request is parked; the request reads it after it is woken.
+// request is one command in flight. The loop fills it while the request
+// is parked; the request reads it after it is woken.
 type request struct {
 	co     *blk.Co
 	typ    uint16
@@ -61,6 +85,7 @@ type request struct {
 	err    error
 	ext    nbdproto.Extent
 	gotExt bool
+	hdr    [nbdproto.RequestSize]byte // the encoded request, until written
 }
 
 var (
@@ -73,6 +98,7 @@ var (
 	_ blk.Infoer          = (*client)(nil)
 	_ blk.Engine          = (*client)(nil)
 	_ blk.Waker           = (*client)(nil)
+	_ blk.Waiter          = (*client)(nil)
 )
 
 var optNames = map[uint32]string{
@@ -349,353 +375,4 @@ func (c *client) optGo(export string) (done bool, err error) {
 			return false, fmt.Errorf("Unexpected reply type %d for option %d (%s)", r.Type, r.Option, optName(r.Option))
 		}
 	}
-}
-
-// start begins the transmission phase: the reader goroutine, and the
-// client as an engine of the loop.
-func (c *client) start() {
-	c.pending = map[uint64]*request{}
-	c.notify = make(chan struct{}, 1)
-	c.readerDone = make(chan struct{})
-	c.wbuf = make([]byte, nbdproto.RequestSize)
-	if c.loop != nil {
-		c.loop.AddEngine(c)
-	}
-	go c.reader()
-}
-
-// Pending implements blk.Engine.
-func (c *client) Pending() int { return c.inflight }
-
-// WakeChan implements blk.Waker.
-func (c *client) WakeChan() <-chan struct{} { return c.notify }
-
-// Poll implements blk.Engine: it wakes the requests whose replies have
-// arrived, in arrival order.
-func (c *client) Poll(block bool) bool {
-	for {
-		c.mu.Lock()
-		done := c.done
-		c.done = nil
-		c.mu.Unlock()
-		if len(done) > 0 {
-			for _, r := range done {
-				c.inflight--
-				r.co.Wake()
-			}
-			return true
-		}
-		if !block || c.inflight == 0 {
-			return false
-		}
-		<-c.notify
-	}
-}
-
-// errDead is the error of requests on a broken connection.
-var errDead = blk.Msgf(unix.EIO, "Input/output error")
-
-// do sends one command and parks until its reply. payload is sent after
-// the header (WRITE); r.buf receives READ data. With reconnect-delay, a
-// request whose connection broke is sent again on a new one, as QEMU's
-// nbd_co_request does, until the delay has passed.
-func (c *client) do(co *blk.Co, r *request, flags uint16, payload []byte) error {
-	for {
-		if err := c.ensureConnected(); err != nil {
-			return err
-		}
-		c.mu.Lock()
-		c.nextCookie++
-		cookie := c.nextCookie
-		r.co = co
-		r.err = nil
-		r.gotExt = false
-		c.pending[cookie] = r
-		c.mu.Unlock()
-		req := nbdproto.Request{Flags: flags, Type: r.typ, Cookie: cookie, Offset: r.off, Length: r.length}
-		hdr := req.Encode(c.wbuf)
-		var err error
-		if len(payload) > 0 {
-			bufs := net.Buffers{hdr, payload}
-			_, err = bufs.WriteTo(c.conn)
-		} else {
-			_, err = c.conn.Write(hdr)
-		}
-		if err != nil {
-			c.fail(err)
-		}
-		c.inflight++
-		co.Park("waits for NBD reply")
-		if r.err != errRetry {
-			return r.err
-		}
-	}
-}
-
-// errRetry marks a request whose connection broke while reconnection
-// is allowed.
-var errRetry = errors.New("retry on a new connection")
-
-// ensureConnected reconnects a broken connection when reconnect-delay
-// allows it; it fails with EIO otherwise.
-func (c *client) ensureConnected() error {
-	c.mu.Lock()
-	dead, lost := c.dead, c.lostAt
-	c.mu.Unlock()
-	if dead == nil {
-		return nil
-	}
-	if c.reconnectDelay == 0 {
-		return unix.EIO
-	}
-	deadline := lost.Add(c.reconnectDelay)
-	for {
-		if err := c.reconnect(); err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return unix.EIO
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// reconnect dials the server again and redoes the handshake. It runs
-// under the token, so no request can use the connection meanwhile.
-func (c *client) reconnect() error {
-	<-c.readerDone
-	conn, err := net.DialTimeout(c.addr.network, c.addr.addr, time.Second)
-	if err != nil {
-		return err
-	}
-	old := c.info
-	c.conn, c.info, c.hasCtx = conn, nbdproto.ExportInfo{}, false
-	if err := c.handshake(c.export, c.ctx); err != nil {
-		conn.Close()
-		c.info = old
-		return err
-	}
-	if c.info.Size != old.Size {
-		conn.Close()
-		c.info = old
-		return fmt.Errorf("export size changed on reconnection")
-	}
-	c.mu.Lock()
-	c.dead = nil
-	c.mu.Unlock()
-	c.readerDone = make(chan struct{})
-	go c.reader()
-	return nil
-}
-
-// fail marks the connection dead and completes every pending request
-// with EIO (QEMU's nbd_channel_error without reconnection).
-func (c *client) fail(err error) {
-	c.mu.Lock()
-	if c.dead == nil {
-		c.dead = err
-		c.lostAt = time.Now()
-		c.conn.Close()
-	}
-	retry := c.reconnectDelay > 0 && !c.closing
-	for k, r := range c.pending {
-		if retry {
-			r.err = errRetry
-		} else if r.err == nil {
-			r.err = unix.EIO
-		}
-		c.done = append(c.done, r)
-		delete(c.pending, k)
-	}
-	c.mu.Unlock()
-	c.wake()
-}
-
-func (c *client) wake() {
-	select {
-	case c.notify <- struct{}{}:
-	default:
-	}
-}
-
-func (c *client) complete(cookie uint64) {
-	c.mu.Lock()
-	if r, ok := c.pending[cookie]; ok {
-		delete(c.pending, cookie)
-		c.done = append(c.done, r)
-	}
-	c.mu.Unlock()
-	c.wake()
-}
-
-// lookup finds the request a reply is for. The request stays pending
-// (and parked) until complete.
-func (c *client) lookup(cookie uint64) *request {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.pending[cookie]
-}
-
-// reader reads replies until the connection ends.
-func (c *client) reader() {
-	defer close(c.readerDone)
-	err := c.readReplies()
-	c.fail(err)
-}
-
-// maxChunk bounds a structured chunk's payload other than read data.
-const maxChunk = 1<<20 + 8
-
-// replyBuffer is the reader's buffer: with many requests in flight,
-// one read takes in several replies (headers and data), where reading
-// each header, offset and payload straight from the socket took four
-// system calls a reply. Payloads at least this big bypass it.
-const replyBuffer = 64 << 10
-
-func (c *client) readReplies() error {
-	hdr := make([]byte, nbdproto.StructReplySize)
-	var scratch []byte
-	conn := bufio.NewReaderSize(c.conn, replyBuffer)
-	for {
-		rep, err := nbdproto.ReadReply(conn, hdr)
-		if err != nil {
-			return err
-		}
-		r := c.lookup(rep.Cookie())
-		if r == nil {
-			return fmt.Errorf("%w: unexpected cookie %#x", nbdproto.ErrProtocol, rep.Cookie())
-		}
-		if !rep.Structured {
-			if rep.Error != 0 {
-				r.err = nbdproto.WireToErrno(rep.Error)
-			} else if r.typ == nbdproto.CmdRead {
-				if _, err := io.ReadFull(conn, r.buf); err != nil {
-					return err
-				}
-			} else if r.typ == nbdproto.CmdBlockStatus {
-				return fmt.Errorf("%w: simple reply to block status", nbdproto.ErrProtocol)
-			}
-			c.complete(rep.Cookie())
-			continue
-		}
-		if !c.structured {
-			return fmt.Errorf("%w: structured reply not negotiated", nbdproto.ErrProtocol)
-		}
-		ch := rep.Chunk
-		switch {
-		case ch.Type == nbdproto.ReplyTypeOffsetData && r.typ == nbdproto.CmdRead:
-			if ch.Length < 9 {
-				return fmt.Errorf("%w: short data chunk", nbdproto.ErrProtocol)
-			}
-			var ob [8]byte
-			if _, err := io.ReadFull(conn, ob[:]); err != nil {
-				return err
-			}
-			off, n := nbdproto.BE.Uint64(ob[:]), uint64(ch.Length-8)
-			if off < r.off || off-r.off > uint64(r.length) || n > uint64(r.length)-(off-r.off) {
-				return fmt.Errorf("%w: data chunk outside the request", nbdproto.ErrProtocol)
-			}
-			if _, err := io.ReadFull(conn, r.buf[off-r.off:off-r.off+n]); err != nil {
-				return err
-			}
-		default:
-			if ch.Length > maxChunk {
-				return fmt.Errorf("%w: chunk too large", nbdproto.ErrProtocol)
-			}
-			if cap(scratch) < int(ch.Length) {
-				scratch = make([]byte, ch.Length)
-			}
-			p := scratch[:ch.Length]
-			if _, err := io.ReadFull(conn, p); err != nil {
-				return err
-			}
-			if err := c.chunk(r, ch, p); err != nil {
-				return err
-			}
-		}
-		if ch.Flags&nbdproto.ReplyFlagDone != 0 {
-			if r.typ == nbdproto.CmdBlockStatus && !r.gotExt && r.err == nil {
-				r.err = unix.EIO
-			}
-			c.complete(ch.Cookie)
-		}
-	}
-}
-
-// chunk applies a chunk other than read data to its request.
-func (c *client) chunk(r *request, ch nbdproto.ChunkHeader, p []byte) error {
-	switch ch.Type {
-	case nbdproto.ReplyTypeNone:
-		if ch.Flags&nbdproto.ReplyFlagDone == 0 || len(p) != 0 {
-			return fmt.Errorf("%w: bad NONE chunk", nbdproto.ErrProtocol)
-		}
-	case nbdproto.ReplyTypeOffsetHole:
-		if r.typ != nbdproto.CmdRead || len(p) != 12 {
-			return fmt.Errorf("%w: unexpected hole chunk", nbdproto.ErrProtocol)
-		}
-		off, n := nbdproto.BE.Uint64(p), uint64(nbdproto.BE.Uint32(p[8:]))
-		if n == 0 || off < r.off || off-r.off > uint64(r.length) || n > uint64(r.length)-(off-r.off) {
-			return fmt.Errorf("%w: hole chunk outside the request", nbdproto.ErrProtocol)
-		}
-		clear(r.buf[off-r.off : off-r.off+n])
-	case nbdproto.ReplyTypeBlockStatus:
-		if r.typ != nbdproto.CmdBlockStatus {
-			return fmt.Errorf("%w: unexpected block status chunk", nbdproto.ErrProtocol)
-		}
-		id, ext, err := nbdproto.DecodeBlockStatus(p, 1<<17)
-		if err != nil {
-			return err
-		}
-		if !c.hasCtx || id != c.ctxID || r.gotExt {
-			return fmt.Errorf("%w: unexpected block status context", nbdproto.ErrProtocol)
-		}
-		e := ext[0]
-		if e.Length == 0 {
-			return fmt.Errorf("%w: server sent status chunk with zero length", nbdproto.ErrProtocol)
-		}
-		r.ext, r.gotExt = e, true
-	case nbdproto.ReplyTypeError, nbdproto.ReplyTypeErrorOffset:
-		e, err := nbdproto.DecodeErrorChunk(ch.Type, p)
-		if err != nil {
-			return err
-		}
-		if r.err == nil {
-			r.err = nbdproto.WireToErrno(e.Error)
-		}
-	default:
-		if ch.Type&(1<<15) != 0 {
-			// An unknown error type: the request failed.
-			if r.err == nil {
-				r.err = unix.EINVAL
-			}
-		}
-		// Unknown informational chunks are ignored.
-	}
-	return nil
-}
-
-func (c *client) newRequest(typ uint16, off int64, n int64) *request {
-	var r *request
-	if k := len(c.spare); k > 0 {
-		r = c.spare[k-1]
-		c.spare = c.spare[:k-1]
-	} else {
-		r = &request{}
-	}
-	*r = request{typ: typ, off: uint64(off), length: uint32(n)}
-	return r
-}
-
-func (c *client) release(r *request) {
-	*r = request{}
-	c.spare = append(c.spare, r)
-}
-
-// run sends a command without payload and returns its error.
-func (c *client) run(co *blk.Co, typ uint16, off, n int64, flags uint16, payload, buf []byte) error {
-	r := c.newRequest(typ, off, n)
-	r.buf = buf
-	err := c.do(co, r, flags, payload)
-	c.release(r)
-	return err
 }

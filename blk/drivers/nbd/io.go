@@ -183,21 +183,21 @@ func (c *client) RefreshLimits(l *blk.Limits) {
 // Info implements blk.Infoer: a protocol node has no cluster size.
 func (c *client) Info() (blk.Info, error) { return blk.Info{}, nil }
 
-// Close sends NBD_CMD_DISC and ends the connection and its reader.
+// Close sends NBD_CMD_DISC and ends the connection.
 func (c *client) Close() error {
 	if c.loop != nil {
 		c.loop.RemoveEngine(c)
 	}
-	c.mu.Lock()
-	alive := c.dead == nil
 	c.closing = true
-	c.mu.Unlock()
-	if alive {
+	if c.dead == nil {
+		c.flush()
+	}
+	if c.dead == nil {
 		req := nbdproto.Request{Type: nbdproto.CmdDisc}
-		c.conn.Write(req.Encode(c.wbuf))
+		var b [nbdproto.RequestSize]byte
+		c.conn.Write(req.Encode(b[:]))
 		c.fail(fmt.Errorf("closed"))
 	}
 	c.conn.Close()
-	<-c.readerDone
 	return nil
 }

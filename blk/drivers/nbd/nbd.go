@@ -3,11 +3,12 @@
 // an export of a remote server with the fixed newstyle handshake and
 // turns block requests into NBD commands.
 //
-// Socket I/O is a yield point on the loop: a request sends its command
-// under the token and parks; a reader goroutine per connection matches
-// replies to requests by cookie and the loop wakes them when it polls the
-// connection (blk.Engine). Several requests are in flight at once, and
-// they complete in the order the server answers, as in QEMU.
+// Socket I/O is a yield point on the loop: a request queues its command
+// under the token and parks; the loop sends what was queued at its next
+// loop point, and when it polls the connection (blk.Engine) it reads the
+// replies, matches them to requests by cookie and wakes them (wire.go).
+// Several requests are in flight at once, and they complete in the order
+// the server answers, as in QEMU.
 package nbd
 
 import (
