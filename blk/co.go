@@ -204,13 +204,16 @@ type Loop struct {
 	// traceBuf is the batch of events the tracer lent, of which
 	// tracePos are filled; traceSpare takes an event when a tracer stops
 	// while lending. traceSeq counts the events made (and tracer
-	// changes); traceLast is the last one, which the loop may still
-	// change (see Tracer).
+	// changes): while it has not moved since an event was made, that
+	// event is traceBuf[tracePos-1], which the loop may still change
+	// (see Tracer). vclock is clock when it is a *VirtualClock, so that
+	// an event reads the time without a call through the interface.
 	traceBuf   []TraceEvent
 	tracePos   int
 	traceSpare [1]TraceEvent
 	traceSeq   uint64
-	traceLast  *TraceEvent
+	vclock     *VirtualClock
+	traceEnd   int
 
 	// interrupted and stop are the Ctrl-C state; the only fields another
 	// goroutine (a signal handler) may touch.
@@ -225,7 +228,8 @@ func NewLoop(clock Clock) *Loop {
 	if clock == nil {
 		clock = NewRealClock()
 	}
-	return &Loop{clock: clock, live: map[*Co]struct{}{}}
+	vclock, _ := clock.(*VirtualClock)
+	return &Loop{clock: clock, vclock: vclock, live: map[*Co]struct{}{}}
 }
 
 // Interrupt asks the loop to stop waiting (Ctrl-C at the shell). It may be
@@ -298,7 +302,11 @@ func (l *Loop) Spawn(name string, fn func(co *Co)) *Co {
 	l.live[co] = struct{}{}
 	l.ready = append(l.ready, co)
 	if l.tracer != nil {
-		l.event(TraceSubmit, co.id).Name = name
+		e := l.fastEvent(TraceSubmit, co.id)
+		if e == nil {
+			e = l.event(TraceSubmit, co.id)
+		}
+		e.Name = name
 	}
 	return co
 }
@@ -313,7 +321,12 @@ func (co *Co) resume() {
 	co.w.next()
 	if co.done {
 		if co.loop.tracer != nil && co.req == nil {
-			co.loop.event(TraceComplete, co.id).Err = co.err
+			l := co.loop
+			e := l.fastEvent(TraceComplete, co.id)
+			if e == nil {
+				e = l.event(TraceComplete, co.id)
+			}
+			e.Err = co.err
 		}
 		w := co.w
 		co.w = nil

@@ -120,7 +120,8 @@ type TraceEvent struct {
 // the loop's driver calls it, between commands.
 func (l *Loop) SetTracer(t Tracer) {
 	old, n := l.tracer, l.tracePos
-	l.tracer, l.traceBuf, l.tracePos, l.traceLast = t, nil, 0, nil
+	l.tracer = t
+	l.setBatch(nil)
 	l.traceSeq++
 	if old != nil && n > 0 {
 		old.Events(n) // the last events; the batch returned goes unused
@@ -148,7 +149,8 @@ func (l *Loop) Trace(ev TraceEvent) {
 // event returns the tracer's next event, of kind k for request req at the
 // loop's time, for the caller to fill in. Tracing must be on.
 // It takes the next event of the batch, asking the tracer for a new
-// batch when it is full.
+// batch when it is full. The hooks a plain request runs through (a
+// traced write makes seven events) try fastEvent first, inlined.
 func (l *Loop) event(k TraceKind, req int) *TraceEvent {
 	if l.tracePos == len(l.traceBuf) {
 		l.refill()
@@ -156,17 +158,30 @@ func (l *Loop) event(k TraceKind, req int) *TraceEvent {
 	e := &l.traceBuf[l.tracePos]
 	l.tracePos++
 	l.traceSeq++
-	l.traceLast = e
-	// The virtual clock's time without a call through the interface:
-	// a traced plain write makes seven events.
-	var at time.Duration
-	if c, ok := l.clock.(*VirtualClock); ok {
-		at = c.offset
-	} else {
-		at = l.clock.Now()
-	}
-	*e = TraceEvent{Kind: k, At: at, Req: req}
+	*e = TraceEvent{Kind: k, At: l.clock.Now(), Req: req}
 	return e
+}
+
+// fastEvent is event without a call, small enough to be inlined: it
+// returns nil, and does nothing, when the batch is full or the clock is
+// not a virtual one (traceEnd is 0 then), for the caller to call event.
+func (l *Loop) fastEvent(k TraceKind, req int) *TraceEvent {
+	if l.tracePos >= l.traceEnd {
+		return nil
+	}
+	e := &l.traceBuf[l.tracePos]
+	l.tracePos++
+	l.traceSeq++
+	*e = TraceEvent{Kind: k, At: l.vclock.offset, Req: req}
+	return e
+}
+
+// setBatch makes b the batch events are taken from, from its start.
+func (l *Loop) setBatch(b []TraceEvent) {
+	l.traceBuf, l.tracePos, l.traceEnd = b, 0, 0
+	if l.vclock != nil {
+		l.traceEnd = len(b)
+	}
 }
 
 // refill hands the full batch back and takes the next one. A tracer that
@@ -174,19 +189,24 @@ func (l *Loop) event(k TraceKind, req int) *TraceEvent {
 // made goes to a spare the loop never hands over.
 func (l *Loop) refill() {
 	t, n := l.tracer, l.tracePos
-	l.traceBuf, l.tracePos = nil, 0
+	l.setBatch(nil)
 	b := t.Events(n)
 	if l.tracer != t || len(b) == 0 {
 		b = l.traceSpare[:]
 	}
-	l.traceBuf, l.tracePos = b, 0
+	l.setBatch(b)
 }
 
 // traceYield reports that co gives up the token for why; it returns the
 // event's sequence number for traceResume.
 func (co *Co) traceYield(why string) uint64 {
-	co.loop.event(TraceYield, co.id).Why = why
-	return co.loop.traceSeq
+	l := co.loop
+	e := l.fastEvent(TraceYield, co.id)
+	if e == nil {
+		e = l.event(TraceYield, co.id)
+	}
+	e.Why = why
+	return l.traceSeq
 }
 
 // traceResume reports that co holds the token again, after the yield
@@ -194,8 +214,10 @@ func (co *Co) traceYield(why string) uint64 {
 // still the tracer's last, becomes a TraceWaited.
 func (co *Co) traceResume(seq uint64) {
 	l := co.loop
-	if seq == l.traceSeq && l.traceLast != nil {
-		e := l.traceLast
+	// The yield is the batch's last event: an event since, a new batch
+	// or a tracer change would have moved traceSeq on.
+	if seq == l.traceSeq && l.tracePos > 0 {
+		e := &l.traceBuf[l.tracePos-1]
 		e.Kind, e.End = TraceWaited, l.clock.Now()
 		return
 	}
@@ -225,7 +247,10 @@ func (co *Co) traceSpan(r *trackedReq) {
 		co.spans = co.spanBuf[:0]
 	}
 	co.spans = append(co.spans, r.span)
-	e := l.event(TraceBegin, co.id)
+	e := l.fastEvent(TraceBegin, co.id)
+	if e == nil {
+		e = l.event(TraceBegin, co.id)
+	}
 	e.Span, e.Parent, e.Node, e.Name, e.Off, e.Bytes = r.span, parent, r.node, r.kind.String(), r.off, r.bytes
 }
 
@@ -234,7 +259,11 @@ func (co *Co) traceSpanEnd(r *trackedReq) {
 	if k := len(co.spans); k > 0 && co.spans[k-1] == r.span {
 		co.spans = co.spans[:k-1]
 	}
-	e := co.loop.event(TraceEnd, co.id)
+	l := co.loop
+	e := l.fastEvent(TraceEnd, co.id)
+	if e == nil {
+		e = l.event(TraceEnd, co.id)
+	}
 	e.Span, e.Node = r.span, r.node
 }
 
