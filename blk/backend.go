@@ -257,14 +257,23 @@ func eachDataNode(n *Node, fn func(*Node) error) error {
 	return fn(n)
 }
 
-// CheckReopen fails, with QEMU's message, when a data node's driver
-// cannot be reopened at all (Driver.NoReopen); reopen -r/-w and option
-// changes call it before changing anything.
+// CheckReopen fails, with QEMU's message, when the driver of a node in
+// the graph cannot be reopened at all (Driver.NoReopen); reopen -r/-w and
+// option changes call it before changing anything. bdrv_reopen queues
+// every child, backing files included, so a bochs or cloop backing file
+// fails the reopen of the qcow2 image above it too.
 func (b *Backend) CheckReopen() error {
-	for _, n := range b.dataNodes() {
-		if n.driver.NoReopen {
-			return Msgf(unix.ENOTSUP, "Block format '%s' used by node '%s' does not support reopening files", n.driver.Name, n.MessageName())
+	return checkReopen(b.Root)
+}
+
+func checkReopen(n *Node) error {
+	for _, c := range n.children {
+		if err := checkReopen(c.Node); err != nil {
+			return err
 		}
+	}
+	if n.driver.NoReopen {
+		return Msgf(unix.ENOTSUP, "Block format '%s' used by node '%s' does not support reopening files", n.driver.Name, n.MessageName())
 	}
 	return nil
 }

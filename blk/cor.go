@@ -44,19 +44,34 @@ func (n *Node) ReadCopyOnRead(co *Co, off int64, buf []byte) error {
 		if align := n.Limits().RequestAlignment; align > 1 && off%align != 0 {
 			return nil
 		}
-	} else if alloc, pnum, err := n.isAllocated(co, off, bytes); err != nil {
+	}
+	// bdrv_aligned_preadv makes a copy-on-read request serialising over
+	// whole clusters: it waits for the overlapping requests in flight
+	// (an aio_write being allocated) and later ones wait for it, so the
+	// read and its write-back are atomic.
+	align := n.Limits().RequestAlignment
+	if info, err := infoFrom(n); err == nil && info.ClusterSize > 0 {
+		align = info.ClusterSize
+	}
+	req := n.track(co, off, bytes, trackRead)
+	defer req.end()
+	if err := n.makeSerialising(co, req, align); err != nil {
 		return err
-	} else if alloc && pnum == bytes {
-		return n.PRead(co, off, buf, 0)
+	}
+	if bytes > 0 {
+		alloc, pnum, err := n.isAllocated(co, off, bytes)
+		if err != nil {
+			return err
+		}
+		if alloc && pnum == bytes {
+			return n.PRead(co, off, buf, 0)
+		}
 	}
 	length, err := n.Length(co)
 	if err != nil {
 		return err
 	}
-	cluster := n.Limits().RequestAlignment
-	if info, err := infoFrom(n); err == nil && info.ClusterSize > 0 {
-		cluster = info.ClusterSize
-	}
+	cluster := align
 	maxTransfer := roundDown(minNonZero(n.Limits().MaxTransfer, reqMaxBytes), cluster)
 	cstart := roundDown(off, cluster)
 	cbytes := roundUp(off+bytes, cluster) - cstart

@@ -379,10 +379,14 @@ func (r *trackedReq) overlaps(off, bytes int64) bool {
 
 // findConflict mirrors bdrv_find_conflicting_request: an overlapping
 // request where one side is serialising, unless that request is itself
-// waiting (it would wait for us, so going on avoids a deadlock).
+// waiting (it would wait for us, so going on avoids a deadlock). A
+// request of the same coroutine is the caller's own outer request (a
+// copy-on-read writes back through the generic path inside its
+// serialising read, where QEMU calls the driver directly): never a
+// conflict.
 func (n *Node) findConflict(self *trackedReq) *trackedReq {
 	for r := n.tracked; r != nil; r = r.next {
-		if r == self || (!r.serialising && !self.serialising) {
+		if r == self || r.co == self.co || (!r.serialising && !self.serialising) {
 			continue
 		}
 		if r.overlaps(self.overlapOff, self.overlapLen) && r.waitingFor == nil {

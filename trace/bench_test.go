@@ -77,8 +77,9 @@ func (n *nopTracer) Events(int) []blk.TraceEvent { return n.b[:] }
 
 // BenchmarkWriter is the whole cost of tracing one piped 4 KiB write
 // (its seven events, formatted as three and written to io.Discard), per
-// write; "none" is the cost of making the events alone. Timings on a shared
-// machine are noisy; instruction counts are not:
+// write; "none" is the cost of making the events alone, "json-fold"
+// that of JSON without the templates of plain chains (plainChain).
+// Timings on a shared machine are noisy; instruction counts are not:
 //
 //	go test -run '^$' -bench Writer -benchmem ./trace
 //	go test -c -o /tmp/trace.test ./trace
@@ -86,9 +87,13 @@ func (n *nopTracer) Events(int) []blk.TraceEvent { return n.b[:] }
 //	    -test.run '^$' -test.bench 'Writer/json$' -test.benchtime 20000x
 func BenchmarkWriter(b *testing.B) {
 	evs := newWriteEvents()
-	for _, f := range []Format{-1, Chrome, JSONL} {
-		b.Run(map[Format]string{-1: "none", Chrome: "json", JSONL: "jsonl"}[f], func(b *testing.B) {
+	for _, f := range []Format{-1, Chrome, JSONL, -2} {
+		b.Run(map[Format]string{-1: "none", Chrome: "json", JSONL: "jsonl", -2: "json-fold"}[f], func(b *testing.B) {
 			b.ReportAllocs()
+			if f == -2 { // without the templates: every chain through foldChain
+				noPlain, f = true, Chrome
+				defer func() { noPlain = false }()
+			}
 			if f < 0 {
 				f := &filler{t: &nopTracer{}}
 				for i := 0; i < b.N; i++ {

@@ -112,7 +112,9 @@ func Read(r io.Reader) ([]Event, error) {
 // lane first appears) do not break it, and go before the next event. A
 // request slice that heads a chain may hold its yield as its "yield" arg
 // (the reason; the yield lasted as long as the request): it becomes the
-// chain's innermost slice. Readers then
+// chain's innermost slice. A span's slice that continues a chain and has
+// no "req" arg takes its request from the slice before it, and its
+// parent, if that is a span's, from its id. Readers then
 // see every request and span as a begin and an end, as in traces
 // written before chains were folded, which read as they are.
 func unfold(evs []Event) []Event {
@@ -159,20 +161,32 @@ func unfold(evs []Event) []Event {
 		fold := e.Ph == "X" && (e.Cat == "request" || e.Cat == "req")
 		yield := e.Ph == "X" && e.Cat == "yield"
 		req := e.Tid
+		_, hasReq := e.Args["req"]
+		derived := fold && e.Cat == "req" && !hasReq // see below
 		if e.Cat == "req" {
 			req = e.IntArg("req")
 		}
+		var parent any // a derived span's parent
 		end := e.End()
 		if k := len(chain); k > 0 {
 			top := &chain[k-1]
+			if derived {
+				req = top.req
+			}
 			if !(fold || yield) || top.leaf || top.child || req != top.req || e.Ts < top.ts || end > top.end ||
 				yield && chain[0].yield != "" {
 				closeChain()
+				derived = false
 			} else {
 				top.child = true
+				if top.ev.Cat == "req" {
+					parent = top.ev.ID
+				}
 			}
 			out = append(out, meta...)
 			meta = meta[:0]
+		} else {
+			derived = false
 		}
 		if !fold && !(yield && len(chain) > 0) {
 			out = append(out, *e)
@@ -186,6 +200,16 @@ func unfold(evs []Event) []Event {
 			if e.Cat == "req" {
 				b.Ph = "b"
 			}
+		}
+		if derived { // its request and parent, as the writer left them out
+			args := map[string]any{"req": float64(req)}
+			if parent != nil {
+				args["parent"] = parent
+			}
+			for k, v := range e.Args {
+				args[k] = v
+			}
+			b.Args = args
 		}
 		if why, ok := e.Args["yield"].(string); ok && fold && e.Cat == "request" && len(chain) == 0 {
 			l.yield = why

@@ -60,6 +60,16 @@ func TestAppendMicros(t *testing.T) {
 			t.Errorf("appendMicros(%d) = %s, want %s", tc.d, got, tc.want)
 		}
 	}
+	// The word-at-a-time rendering against the long one, across
+	// digit counts.
+	for e := time.Duration(1); e < 1e13; e *= 10 {
+		for _, d := range []time.Duration{e - 1, e, e + 1, 3 * e, 9*e + 7, -e} {
+			b := make([]byte, 1, 64)
+			if got, want := string(appendMicros(b, d)), string(appendMicrosLong([]byte{0}, d)); got != want {
+				t.Errorf("appendMicros(%d) = %q, want %q", d, got, want)
+			}
+		}
+	}
 }
 
 func TestCheck(t *testing.T) {
@@ -243,10 +253,13 @@ func TestStepDecimal(t *testing.T) {
 // TestAppendHex checks the two-digits-a-step hex rendering against
 // strconv, across digit counts.
 func TestAppendHex(t *testing.T) {
-	for _, v := range []uint64{0, 1, 0xf, 0x10, 0xff, 0x100, 0x1000, 0xabcde, 0x7fffffffffffffff, 1<<64 - 1} {
+	for _, v := range []uint64{0, 1, 0xf, 0x10, 0xff, 0x100, 0x1000, 0xabcde, 0x9a9a9a9, 0xfedcba98, 0x10000000, 1 << 32, 0x7fffffffffffffff, 1<<64 - 1} {
 		for _, w := range []uint64{v, v + 1, v - 1} {
-			if got, want := string(appendHex([]byte("x"), w)), "x"+strconv.FormatUint(w, 16); got != want {
-				t.Errorf("appendHex(%#x) = %s, want %s", w, got, want)
+			for _, c := range []int{1, 64} { // no room, and room for a word
+				b := append(make([]byte, 0, c), 'x')
+				if got, want := string(appendHex(b, w)), "x"+strconv.FormatUint(w, 16); got != want {
+					t.Errorf("appendHex(%#x) = %s, want %s", w, got, want)
+				}
 			}
 		}
 	}

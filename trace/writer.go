@@ -23,7 +23,11 @@
 //     nested spans and perhaps a yield with nothing inside it (a plain
 //     read or write) is a complete "X" slice too, with the same name,
 //     category, id and args as its begin would have had, in its place:
-//     see chain. Read turns them back into begins and ends.
+//     see chain. A span's slice that continues a chain has no "req" or
+//     "parent" arg when they are those of the slice before it (see
+//     span). Read turns them back into begins and ends, with those
+//     args. Most chains (plain reads and writes) are written from a
+//     template of their slices (see plainChain).
 //
 // A trace holds what a reader needs once: end events ("E", "e") carry no
 // name or category beyond what matches them to their begin, request lanes
@@ -35,6 +39,7 @@
 package trace
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math/bits"
@@ -113,7 +118,8 @@ func put16(b []byte, p *[16]byte, n int) []byte {
 // it on the spot, on the loop's goroutine, into a buffer (fixed-size
 // pieces copied whole, cached timestamps, request numbers, span numbers
 // and ranges, small tables instead of maps), folding chains (see chain:
-// a plain request is three events instead of seven), and writes 64 KiB
+// a plain request is three events instead of seven; the usual chains
+// from a template, plainChain), and writes 64 KiB
 // at a time (bench/trace-overhead.sh measures the whole; BenchmarkWriter
 // here the formatting). Batches and buffers are reused: a trace makes no
 // garbage per event.
@@ -190,6 +196,15 @@ type Writer struct {
 	rngOK            bool  // rng and rngTail hold rngOff and rngBytes
 	// open is a request known to have its lane (adopt's fast path).
 	open int
+	// shapes are the templates of plain chains (see plainShape), plain
+	// the values of their holes.
+	shapes  [maxShapes]plainShape
+	nShapes int
+	plain   plainValues
+	plains  int // chains written from a template
+	// hotName is hot.name in a word, for appendName.
+	hotName  [16]byte
+	hotNameN int
 }
 
 // batchSize is how many events the loop fills before handing them over,
@@ -221,6 +236,7 @@ func NewWriter(w io.Writer, format Format) *Writer {
 		t.buf = append(t.buf, "[\n"...)
 	}
 	t.hot = hotHeadsOf[format]
+	t.hotNameN = copy(t.hotName[:], t.hot.name)
 	t.reqN = -1 // nothing rendered
 	t.sliceE.setString(t.hot.sliceE)
 	t.reqE.setString(t.hot.reqE)
@@ -275,6 +291,12 @@ func (t *Writer) formatBatch(evs []blk.TraceEvent, final bool) {
 	for i < len(evs) {
 		e := &evs[i]
 		if k := e.Kind; k == blk.TraceSubmit || k == blk.TraceBegin {
+			if k == blk.TraceSubmit && t.nShapes > 0 && !noPlain {
+				if n := t.plainChain(evs, i); n > 0 {
+					i += n
+					goto next
+				}
+			}
 			begins, n := chain(evs, i)
 			if n < 0 && !final {
 				break // held over
@@ -379,7 +401,14 @@ func (t *Writer) foldChain(c []blk.TraceEvent, begins int) bool {
 			}
 			t.requestX(b, end, why)
 		} else {
-			t.span(b, true, end)
+			// A span that continues the chain, and whose parent is
+			// the span before it in the chain (none after the
+			// request), has its request and parent from there.
+			parent := 0
+			if d > 0 && c[d-1].Kind == blk.TraceBegin {
+				parent = c[d-1].Span
+			}
+			t.span(b, true, end, d > 0 && b.Parent == parent && b.Req == e.Req)
 		}
 	}
 	in := &c[begins-1]
@@ -395,8 +424,15 @@ func (t *Writer) foldChain(c []blk.TraceEvent, begins int) bool {
 	if e.Kind == blk.TraceSubmit {
 		t.open = 0
 	}
+	if inArgs {
+		t.keepShape(c, begins)
+	}
 	return true
 }
+
+// noPlain turns plainChain off, for tests that compare its bytes with
+// foldChain's.
+var noPlain = false
 
 // foldState is what the last chain written left for a reader to see: a
 // complete slice of request req from at to end, the innermost of the
@@ -684,8 +720,29 @@ type decimal struct {
 }
 
 func (d *decimal) set(v int) {
+	// The same number, or one a few more than the last (the spans of
+	// the next plain chain) that differs in its last digit alone.
+	if l := uint(d.p.n - 1); uint(v-d.v) < 10 && l < pieceSize && d.v > 0 {
+		if c := d.p.b[l] + byte(v-d.v); c <= '9' {
+			d.p.b[l], d.v = c, v
+			return
+		}
+	}
+	d.setCarry(v)
+}
+
+// setCarry is set for any other number.
+func (d *decimal) setCarry(v int) {
 	if v == d.v && d.p.n > 0 {
 		return
+	}
+	if dv := v - d.v; dv > 0 && dv < 10 && d.p.n > 0 && d.v > 0 {
+		l := (d.p.n - 1) & (pieceSize - 1)
+		c := d.p.b[l] + byte(dv)
+		if l > 0 && c > '9' && stepDecimal(d.p.b[:], l) { // a carry
+			d.p.b[l], d.v = c-10, v
+			return
+		}
 	}
 	if v == d.v+1 && v > 1 && d.p.n > 0 && stepDecimal(d.p.b[:], d.p.n) {
 		d.v = v
@@ -763,10 +820,22 @@ func appendUint(b []byte, v uint64) []byte {
 	return b[:len(b)+n]
 }
 
-// appendHex appends v in lower-case hex, written in place from its last
-// digit.
+// appendHex appends v in lower-case hex. A v of up to eight digits, with
+// room in b, is rendered in one word: its nibbles spread to bytes, made
+// digits all at once, the leading zeros shifted out.
 func appendHex(b []byte, v uint64) []byte {
 	n := (bits.Len64(v|1) + 3) / 4
+	if l := len(b); v < 1<<32 && cap(b)-l >= 8 {
+		x := v
+		x = (x | x<<16) & 0x0000ffff0000ffff
+		x = (x | x<<8) & 0x00ff00ff00ff00ff
+		x = (x | x<<4) & 0x0f0f0f0f0f0f0f0f // nibble i in byte i
+		x = bits.ReverseBytes64(x)          // the first digit first
+		letters := (x + 0x0606060606060606) >> 4 & 0x0101010101010101
+		x += 0x3030303030303030 + letters*('a'-'0'-10)
+		binary.LittleEndian.PutUint64(b[l:l+8], x>>(8*(8-n)))
+		return b[:l+n]
+	}
 	if cap(b)-len(b) < n {
 		b = append(b, make([]byte, n)...)[:len(b)]
 	}
@@ -976,7 +1045,7 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 		t.n++
 		t.reqs.set(e.Req, d-1)
 	case blk.TraceBegin:
-		t.span(e, false, 0)
+		t.span(e, false, 0, false)
 	case blk.TraceEnd:
 		s, ok := t.spans.get(e.Span)
 		if !ok {
@@ -1048,8 +1117,10 @@ func (t *Writer) formatEvent(e *blk.TraceEvent) {
 }
 
 // span writes the begin of span e (a TraceBegin): an async begin, or,
-// folded (see chain), a complete slice that ends at end.
-func (t *Writer) span(e *blk.TraceEvent, folded bool, end time.Duration) {
+// folded (see chain), a complete slice that ends at end; one that
+// continues a chain (derived) has no "req" or "parent" arg (Read gives
+// them back from the slice before it).
+func (t *Writer) span(e *blk.TraceEvent, folded bool, end time.Duration, derived bool) {
 	l := t.lane(e.Node)
 	// The parent: most often the span begun last (spanD), else an
 	// open one.
@@ -1089,6 +1160,17 @@ func (t *Writer) span(e *blk.TraceEvent, folded bool, end time.Duration) {
 		}
 		t.spans.set(e.Span, si)
 	}
+	// A span's parent usually has the same range: its rendering,
+	// with the end of the event, is kept.
+	if e.Off != t.rngOff || e.Bytes != t.rngBytes || !t.rngOK {
+		t.renderRange(e.Off, e.Bytes)
+	}
+	if derived {
+		b = append(b, `,"args":{`...)
+		t.buf = append(b, t.rng.b[1:t.rng.n]...) // the range without its comma
+		t.n++
+		return
+	}
 	t.renderReq(e.Req)
 	b = put(b, &t.reqArgs)
 	if parent.n > 0 {
@@ -1096,11 +1178,6 @@ func (t *Writer) span(e *blk.TraceEvent, folded bool, end time.Duration) {
 	} else if ok {
 		b = append(b, `,"parent":`...)
 		b = ps.appendID(b, e.Parent)
-	}
-	// A span's parent usually has the same range: its rendering,
-	// with the end of the event, is kept.
-	if e.Off != t.rngOff || e.Bytes != t.rngBytes || !t.rngOK {
-		t.renderRange(e.Off, e.Bytes)
 	}
 	t.buf = put(b, &t.rng)
 	t.n++
@@ -1290,8 +1367,44 @@ func (t *table[V]) ids() []int {
 	return ids
 }
 
-// appendMicros renders d in microseconds with three decimals.
+// appendMicros renders d in microseconds with three decimals. A time
+// under 100 s (eight digits before the point), with room in b, is
+// rendered in words: its digit pairs packed into one, less the leading
+// zeros, and the point and decimals into another.
 func appendMicros(b []byte, d time.Duration) []byte {
+	ns := uint64(d)
+	l := len(b)
+	if ns >= 1e11 || cap(b)-l < 16 { // or negative
+		return appendMicrosLong(b, d)
+	}
+	us := ns / 1000
+	f := ns - us*1000
+	hi := us / 10000
+	lo := us - hi*10000
+	h1, l1 := hi/100, lo/100
+	w := pair(h1) | pair(hi-h1*100)<<16 | pair(l1)<<32 | pair(lo-l1*100)<<48
+	n := (bits.Len64(us) * 1233) >> 12 // digits before the point (see appendUint)
+	if us >= pow10[n&15] {
+		n++
+	}
+	n = max(n, 1) & 15
+	w >>= 8 * (8 - n)
+	f1 := f / 100
+	f23 := pair(f - f1*100)
+	frac := uint32('.') | uint32('0'+f1)<<8 | uint32(f23)<<16
+	binary.LittleEndian.PutUint64(b[l:l+8], w)
+	binary.LittleEndian.PutUint32(b[l+n:l+n+4], frac)
+	return b[:l+n+4]
+}
+
+// pair returns the two digits of v (under 100) as the bytes of a
+// little-endian word.
+func pair(v uint64) uint64 {
+	return uint64(digits2[2*v]) | uint64(digits2[2*v+1])<<8
+}
+
+// appendMicrosLong is appendMicros for any time.
+func appendMicrosLong(b []byte, d time.Duration) []byte {
 	ns := int64(d)
 	if ns < 0 {
 		b = append(b, '-')

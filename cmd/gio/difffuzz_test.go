@@ -52,6 +52,17 @@ type diffConfig struct {
 	// post: commands run after the image is made (programs and
 	// arguments), e.g. data written and an internal snapshot taken.
 	post [][]string
+	// sample, baseSample: an iotests sample image (sample_images/NAME.bz2)
+	// used as the image, or as the backing file, instead of qemu-img
+	// create (read-only formats qemu-img cannot make); size: its
+	// virtual size, which the generator then uses.
+	sample, baseSample string
+	size               int64
+	// baseOpen: how qemu-io opens the backing file to fill it (default
+	// -f baseFmt base).
+	baseOpen []string
+	// extra: qemu-io options the configuration always needs (-r).
+	extra []string
 }
 
 // clusterOf is the cluster size create options give a format.
@@ -516,6 +527,9 @@ func drawSeq(seed int64, cfgs []diffConfig) diffSeq {
 	if r.Intn(3) == 0 {
 		s.baseSize = s.size / 2
 	}
+	if cfg.size > 0 {
+		s.size = cfg.size
+	}
 	// qemu-io options: none, one or (1 in 4) two of them.
 	extras := [][]string{{"-t", "writethrough"}, {"-t", "none"}, {"-r"}, {"-C"}, {"-s"},
 		{"-d", "unmap"}, {"-U"}, {"-n"}, {"-t", "directsync"}, {"-t", "unsafe"},
@@ -527,6 +541,7 @@ func drawSeq(seed int64, cfgs []diffConfig) diffSeq {
 			s.extra = append(s.extra, extras[r.Intn(len(extras))]...)
 		}
 	}
+	s.extra = append(append([]string(nil), cfg.extra...), s.extra...)
 	s.stdin = r.Intn(6) == 0
 	g := &diffGen{r: r, size: s.size, cfg: cfg}
 	for i := 0; i < 3+r.Intn(12); i++ {
@@ -630,11 +645,29 @@ func (s diffSeq) makeImage(dir string) error {
 		}
 		return nil
 	}
+	if s.cfg.baseSample != "" {
+		if err := unpackSample(s.cfg.baseSample, filepath.Join(dir, "base")); err != nil {
+			return err
+		}
+	}
+	if s.cfg.sample != "" {
+		return unpackSample(s.cfg.sample, filepath.Join(dir, "img"))
+	}
 	if s.cfg.backing != nil {
 		if err := run(append(append([]string(nil), s.cfg.backing...), "base", strconv.FormatInt(s.baseSize, 10))...); err != nil {
 			return err
 		}
-		r := diffExec(dir, "qemu-io", []string{"-f", s.cfg.baseFmt, "-c", "write -P 0x5b 0 " + strconv.FormatInt(s.baseSize, 10), "-c", "write -z 64k 64k", "base"}, "", time.Minute)
+		open := s.cfg.baseOpen
+		if open == nil {
+			open = []string{"-f", s.cfg.baseFmt, "base"}
+		}
+		fill := []string{"-c", "write -P 0x5b 0 " + strconv.FormatInt(s.baseSize, 10)}
+		if !strings.Contains(strings.Join(s.cfg.backing, " "), "streamOptimized") {
+			// (streamOptimized cannot write over an allocated grain.)
+			fill = append(fill, "-c", "write -z 64k 64k")
+		}
+		fill = append(fill, open...)
+		r := diffExec(dir, "qemu-io", fill, "", 5*time.Minute)
 		if r.rc != 0 {
 			return fmt.Errorf("filling base: %s%s", r.stdout, r.stderr)
 		}

@@ -165,6 +165,21 @@ func open(a *blk.OpenArgs) (blk.Impl, error) {
 	if !s.readOnly {
 		binary.LittleEndian.PutUint32(s.header[offInUse:], inUseMagic)
 		if err := s.loop.RunSync("parallels open", s.updateHeader); err != nil {
+			// The mark may have reached the file although the write
+			// failed (an error on its flush, or on its completion).
+			// QEMU leaves it there, and the image then no longer
+			// opens read/write ("Image was not closed correctly"): a
+			// failed open must leave the image as it was, so take
+			// the mark back, as well as one can (a file that keeps
+			// failing keeps it).
+			binary.LittleEndian.PutUint32(s.header[offInUse:], 0)
+			_ = s.loop.RunSync("parallels open", s.updateHeader)
+			if name := s.file.Node.Filename(); name != "" {
+				// bdrv_open_driver's message for an errno alone
+				// (QEMU names a blkdebug file by its json: form,
+				// which gio does not build).
+				return nil, blk.Errorf(blk.ErrnoOf(err), "Could not open '%s'", name)
+			}
 			return nil, err
 		}
 	}

@@ -106,6 +106,10 @@ func (s *state) getClusterOffset(co *blk.Co, off int64, allocate int, csize, nSt
 		binary.BigEndian.PutUint64(tmp[:], l2off)
 		s.file.Event(co, blk.EvL1Update)
 		if err := s.writeSync(co, s.l1TableOffset+l1i*8, tmp[:]); err != nil {
+			// QEMU keeps the entry: the next allocation then puts a
+			// data cluster where the table is, and the table's
+			// entries overwrite the guest's data. Forget it.
+			s.l1[l1i] = 0
 			return 0, err
 		}
 		fresh = true
@@ -189,6 +193,7 @@ func (s *state) getClusterOffset(co *blk.Co, off int64, allocate int, csize, nSt
 			entry |= oflagCompress | uint64(csize)<<(63-s.clusterBits)
 		}
 	}
+	old := t[l2i]
 	t[l2i] = entry
 	var tmp [8]byte
 	binary.BigEndian.PutUint64(tmp[:], entry)
@@ -198,6 +203,10 @@ func (s *state) getClusterOffset(co *blk.Co, off int64, allocate int, csize, nSt
 		s.file.Event(co, blk.EvL2Update)
 	}
 	if err := s.writeSync(co, int64(l2off)+l2i*8, tmp[:]); err != nil {
+		// QEMU keeps the entry in its cached table: a later write to
+		// the cluster lands in place, succeeds, and is gone after a
+		// reopen. Forget it (the cluster leaks).
+		t[l2i] = old
 		return 0, err
 	}
 	return entry, nil

@@ -110,6 +110,12 @@ type state struct {
 	// gets the lock, so the last write to land is the newest, even when
 	// the file completes overlapping writes out of order (aio threads).
 	meta coMutex
+	// metaBehind says a header or block-map write failed: the map in
+	// memory is ahead of the file's, and the next write rewrites both
+	// whole. QEMU leaves them behind, so that a later write into such a
+	// block lands in place, succeeds, and is gone after a reopen; gio
+	// must not lose data a write reported written.
+	metaBehind bool
 }
 
 var (
@@ -276,6 +282,7 @@ func (s *state) PWrite(co *blk.Co, off int64, buf []byte, _ blk.ReqFlags) error 
 				return err
 			}
 		} else {
+			old := s.entry(idx)
 			s.setEntry(idx, e)
 			s.blocksAllocated++
 			if block == nil {
@@ -284,32 +291,54 @@ func (s *state) PWrite(co *blk.Co, off int64, buf []byte, _ blk.ReqFlags) error 
 			} else {
 				clear(block)
 			}
-			last = idx
 			copy(block[in:], buf[:n])
 			err := s.file.Node.PWrite(co, s.hostOffset(e, 0), block, 0)
-			if err == nil {
-				s.fileLen = max(s.fileLen, s.hostOffset(e, blockSize))
-			}
-			s.mu.unlock()
 			if err != nil {
+				// The block was not written: give it back, so that no
+				// entry points at data that is not there (QEMU keeps
+				// it), and record the blocks this request did write.
+				s.setEntry(idx, old)
+				s.blocksAllocated--
+				s.mu.unlock()
+				if last >= 0 {
+					s.writeMeta(co, first, last)
+				}
 				return err
 			}
+			last = idx
+			s.fileLen = max(s.fileLen, s.hostOffset(e, blockSize))
+			s.mu.unlock()
 		}
 		off, buf = off+n, buf[n:]
 	}
-	if block == nil {
+	if block == nil && !s.metaBehind {
 		return nil
 	}
+	return s.writeMeta(co, first, last)
+}
+
+// writeMeta writes the header and the block-map sectors of blocks first
+// to last, or the whole map when an earlier write of it failed.
+func (s *state) writeMeta(co *blk.Co, first, last int64) error {
 	s.meta.lock(co)
 	defer s.meta.unlock()
+	if s.metaBehind || first < 0 {
+		first, last = 0, int64(len(s.bmap)/4)-1
+	}
 	binary.LittleEndian.PutUint32(s.hdr[offBlocksAlloc:], s.blocksAllocated)
 	h := s.hdr
 	if err := s.file.Node.PWrite(co, 0, h[:], 0); err != nil {
+		s.metaBehind = true
 		return err
 	}
 	fs, ls := first/entriesPerSec, last/entriesPerSec
-	sectors := append([]byte(nil), s.bmap[fs*sectorSize:(ls+1)*sectorSize]...)
-	return s.file.Node.PWrite(co, s.offsetBmap+fs*sectorSize, sectors, 0)
+	sectors := append([]byte(nil), s.bmap[fs*sectorSize:min((ls+1)*sectorSize, int64(len(s.bmap)))]...)
+	if err := s.file.Node.PWrite(co, s.offsetBmap+fs*sectorSize, sectors, 0); err != nil {
+		s.metaBehind = true
+		return err
+	}
+	s.metaBehind = false
+	return nil
 }
 
 // Length is the disk size, rounded up to a sector.

@@ -299,6 +299,10 @@ func (s *state) allocBlock(co *blk.Co, off int64) (int64, error) {
 	old := s.pagetable[idx]
 	s.pagetable[idx] = uint32(s.freeDataBlock / 512)
 	if err := s.writeSync(co, s.freeDataBlock, s.ones()); err != nil {
+		// QEMU keeps the entry: the block then maps to where the
+		// footer is, a later write lands over the footer and is gone
+		// after a reopen. Give it back.
+		s.pagetable[idx] = old
 		return 0, err
 	}
 	s.freeDataBlock += s.blockSize + s.bitmapSize
