@@ -135,6 +135,17 @@ type Discarder interface {
 	PDiscard(co *Co, off, n int64) error
 }
 
+// RequestShaped is implemented by formats whose image shows how a write
+// was cut into requests. QED allocates a missing L2 table right after the
+// data clusters of the request that needed it (qed_aio_write_alloc, then
+// qed_aio_write_l2_update): one 256 MiB write leaves the table after all
+// the data, 32 writes of 8 MiB leave it after the first 8 MiB. A graph
+// holding such a node has no Backend.SplittableWrites, so that gio's
+// large writes stay one request, as qemu-io's are.
+type RequestShaped interface {
+	RequestShaped()
+}
+
 // CompressedWriter is implemented by formats that can store data
 // compressed (qcow2's write -c). blk guarantees the request lies inside
 // the node and is tracked; the driver checks its own alignment rules
@@ -401,6 +412,7 @@ type nodeOps struct {
 	check      Checker
 	dirty      DirtyTracker
 	finish     ReopenFinisher
+	shaped     RequestShaped
 }
 
 // setImpl installs a node's implementation and resolves its capabilities.
@@ -424,6 +436,7 @@ func (n *Node) setImpl(impl Impl) {
 	n.ops.check, _ = impl.(Checker)
 	n.ops.dirty, _ = impl.(DirtyTracker)
 	n.ops.finish, _ = impl.(ReopenFinisher)
+	n.ops.shaped, _ = impl.(RequestShaped)
 }
 
 // readonlyBitmaps says whether the node's dirty bitmaps forbid writes.

@@ -49,12 +49,33 @@ func streamPieces(co *Co, off, bytes, size int64, fn func(pos, n int64, last boo
 	return nil
 }
 
+// SplittableWrites is Splittable for writes: also no node of the graph
+// lays out its image by the requests it is given (RequestShaped).
+func (b *Backend) SplittableWrites() bool {
+	if !b.Splittable() {
+		return false
+	}
+	var walk func(n *Node) bool
+	walk = func(n *Node) bool {
+		if n.ops.shaped != nil {
+			return false
+		}
+		for _, c := range n.children {
+			if !walk(c.Node) {
+				return false
+			}
+		}
+		return true
+	}
+	return walk(b.Root)
+}
+
 // PWriteRepeat writes bytes bytes at off, each piece taken from the start
 // of chunk: a pattern write of any length through a buffer of len(chunk)
 // bytes, filled with one byte value. It checks the whole range first,
 // as PWrite does, and in writethrough mode only the last piece is FUA:
 // one flush makes everything stable, as the single FUA write it stands
-// for would. Use it only when Splittable.
+// for would. Use it only when SplittableWrites.
 func (b *Backend) PWriteRepeat(co *Co, off, bytes int64, chunk []byte, flags ReqFlags) error {
 	if err := b.checkByteRequest(co, off, bytes); err != nil {
 		return err

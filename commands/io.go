@@ -327,7 +327,7 @@ func writeCmd(s *Session, name string, opts []getopt.Opt, args []string) error {
 			return err
 		}
 	}
-	if !zflag && !sflag && !bflag && !cflag && s.canStream(count) {
+	if !zflag && !sflag && !bflag && !cflag && s.canStreamWrite(count) {
 		return s.writeStream(off, count, pat, flags, qflag, Cflag)
 	}
 	var buf []byte

@@ -11,8 +11,9 @@ import (
 // the size of the request; for a large pattern write or a read that
 // dumps nothing (no -v), gio moves the request through a buffer of
 // streamChunk bytes instead, so that "write -P 0xab 0 1G" needs a few MiB
-// rather than 1 GiB. The output is the same; blk.Backend.Splittable says
-// when the pieces cannot be told from one request.
+// rather than 1 GiB. The output is the same; blk.Backend.Splittable
+// (SplittableWrites for writes) says when the pieces cannot be told from
+// one request.
 
 const (
 	// streamChunk is the piece size: large enough that the syscalls
@@ -24,9 +25,14 @@ const (
 	streamMin = 32 << 20
 )
 
-// canStream reports whether a request of count bytes should stream.
+// canStream reports whether a read of count bytes should stream.
 func (s *Session) canStream(count int64) bool {
 	return count >= streamMin && s.Img.Splittable()
+}
+
+// canStreamWrite reports whether a write of count bytes should stream.
+func (s *Session) canStreamWrite(count int64) bool {
+	return count >= streamMin && s.Img.SplittableWrites()
 }
 
 // readStream is the rest of readCmd for a streamed read: the same

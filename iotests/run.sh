@@ -7,6 +7,9 @@
 #   iotests/run.sh -raw                 every test of iotests/expected-raw.txt
 #   iotests/run.sh -qcow2 039 052       a subset (still compared: each must pass)
 #   iotests/run.sh -nbd                 raw images served by qemu-nbd (expected-nbd.txt)
+#   iotests/run.sh -fuse                raw images exported through FUSE by
+#                                       qemu-storage-daemon (expected-fuse.txt;
+#                                       other formats: -qcow2 -fuse, expected-fuse-qcow2.txt)
 #   iotests/run.sh --baseline -qcow2    re-record expected-qcow2.txt with the real qemu-io
 #   iotests/run.sh --no-compare -raw 052   just run ./check and show its result
 #   iotests/run.sh --known-failures -raw   CI mode: failures listed in
@@ -60,7 +63,7 @@ while [ $# -gt 0 ]; do
     --keep) keep=1 ;;
     -j) shift; jobs=$1 ;;
     -j*) jobs=${1#-j} ;;
-    -nbd|-file) proto=${1#-} ;;
+    -nbd|-file|-fuse) proto=${1#-} ;;
     -o) shift; imgopts=$1 ;;
     -c) shift; cachemode=$1 ;;
     -nocache) cachemode=none ;;
@@ -74,9 +77,11 @@ while [ $# -gt 0 ]; do
 done
 
 # The name of a run: the format, or "nbd" for raw images over NBD
-# (./check -nbd), or "nbd-FMT" for other formats over NBD.
-if [ "$proto" = nbd ]; then
-  [ "$fmt" = raw ] && key=nbd || key=nbd-$fmt
+# (./check -nbd), or "nbd-FMT" for other formats over NBD; "fuse" and
+# "fuse-FMT" likewise for images exported through FUSE by
+# qemu-storage-daemon (./check -fuse).
+if [ "$proto" != file ]; then
+  [ "$fmt" = raw ] && key=$proto || key=$proto-$fmt
 else
   key=$fmt
 fi
@@ -97,7 +102,7 @@ if [ -n "$aiomode" ]; then
 fi
 # The run.sh options that name this run, for the lists' headers.
 runflags="-$fmt"
-[ "$proto" = nbd ] && runflags="$runflags -nbd"
+[ "$proto" != file ] && runflags="$runflags -$proto"
 [ ${#confflag[@]} -gt 0 ] && runflags="$runflags ${confflag[*]}"
 expected=$here/expected-$key.txt
 baseexpected=$here/expected-$basekey.txt
@@ -162,12 +167,18 @@ fi
 # Which tests: the given ones, else every test (--all, --baseline of a
 # format's default configuration) or the listed ones (a configuration's
 # --baseline: those of the format's own list).
+# A FUSE run's baseline runs the tests of the format's own list (the
+# file protocol's): FUSE only changes what is below the format, and the
+# whole suite would cost an hour for the tests that fail anyway.
 listfile=$expected
 if [ "$baseline" = 1 ] && [ "$key" != "$basekey" ]; then
   listfile=$baseexpected
 fi
+if [ "$baseline" = 1 ] && [ "$proto" = fuse ] && [ "$key" = "$basekey" ]; then
+  listfile=$here/expected-$fmt.txt
+fi
 if [ ${#tests[@]} -eq 0 ]; then
-  if [ "$all" = 1 ] || { [ "$baseline" = 1 ] && [ "$key" = "$basekey" ]; }; then
+  if [ "$all" = 1 ] || { [ "$baseline" = 1 ] && [ "$key" = "$basekey" ] && [ "$proto" != fuse ]; }; then
     tests=()
   elif [ -f "$listfile" ]; then
     mapfile -t tests < <(grep -v '^#' "$listfile" | grep .)
@@ -202,12 +213,20 @@ fi
 
 # Only [-_a-zA-Z0-9/] in the path: 197 and 215 refuse other TEST_DIRs.
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/gio-iotests-$(printf %s "$key" | tr -c -- '-_a-zA-Z0-9' _)-XXXXXX")
-cleanup() { [ "$keep" = 1 ] && echo "scratch kept: $scratch" >&2 || rm -rf "$scratch"; }
+cleanup() {
+  # A FUSE export whose qemu-storage-daemon was killed (the watchdog)
+  # stays mounted, and rm cannot remove a mount point.
+  local m
+  for m in $(awk -v d="$scratch/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts); do
+    as_root umount -l "$m" 2>/dev/null || true
+  done
+  [ "$keep" = 1 ] && echo "scratch kept: $scratch" >&2 || rm -rf "$scratch"
+}
 trap cleanup EXIT
 mkdir -p "$scratch/test" "$scratch/sock"
 
 protoflag=()
-[ "$proto" = nbd ] && protoflag=(-nbd)
+[ "$proto" != file ] && protoflag=(-$proto)
 
 # The tests' VMs run the real qemu-system-x86_64 with a firmware that
 # halts the CPU at once, as the qtest accelerator the tests are written

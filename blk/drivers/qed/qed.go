@@ -454,3 +454,9 @@ func (s *state) Close() error {
 }
 
 func (s *state) String() string { return fmt.Sprintf("qed(%d)", s.clusterSize) }
+
+// RequestShaped marks QED as laying its image out by the requests it is
+// given: a write that needs a new L2 table gets it right after its own
+// data clusters (qed_aio_write_alloc, then qed_aio_write_l2_update), so
+// gio's commands must not cut a large write into pieces.
+func (s *state) RequestShaped() {}
