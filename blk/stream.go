@@ -15,19 +15,20 @@ func (b *Backend) Splittable() bool {
 	if b.loop.InFlight() > 0 {
 		return false
 	}
-	var walk func(n *Node) bool
-	walk = func(n *Node) bool {
-		if n.ops.events != nil || n.ops.brk != nil {
+	return everyNode(b.Root, func(n *Node) bool { return n.ops.events == nil && n.ops.brk == nil })
+}
+
+// everyNode reports whether ok holds for n and every node below it.
+func everyNode(n *Node, ok func(*Node) bool) bool {
+	if !ok(n) {
+		return false
+	}
+	for _, c := range n.children {
+		if !everyNode(c.Node, ok) {
 			return false
 		}
-		for _, c := range n.children {
-			if !walk(c.Node) {
-				return false
-			}
-		}
-		return true
 	}
-	return walk(b.Root)
+	return true
 }
 
 // streamPieces calls fn for the pieces of [off, off+bytes) cut at
@@ -52,22 +53,7 @@ func streamPieces(co *Co, off, bytes, size int64, fn func(pos, n int64, last boo
 // SplittableWrites is Splittable for writes: also no node of the graph
 // lays out its image by the requests it is given (RequestShaped).
 func (b *Backend) SplittableWrites() bool {
-	if !b.Splittable() {
-		return false
-	}
-	var walk func(n *Node) bool
-	walk = func(n *Node) bool {
-		if n.ops.shaped != nil {
-			return false
-		}
-		for _, c := range n.children {
-			if !walk(c.Node) {
-				return false
-			}
-		}
-		return true
-	}
-	return walk(b.Root)
+	return b.Splittable() && everyNode(b.Root, func(n *Node) bool { return n.ops.shaped == nil })
 }
 
 // PWriteRepeat writes bytes bytes at off, each piece taken from the start

@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"gio/internal/cutils"
 	"io"
 	"os"
 	"strings"
@@ -45,9 +46,9 @@ func parseTraceOpts(arg string, warn func(string)) (opts []traceOpt, help bool, 
 		var name, value string
 		if n := strings.IndexAny(p, "=,"); n >= 0 && p[n] == '=' {
 			name = p[:n]
-			value, p = optValue(p[n+1:])
+			value, p = cutils.OptValue(p[n+1:])
 		} else {
-			name, p = optValue(p)
+			name, p = cutils.OptValue(p)
 			value = "on"
 			if strings.HasPrefix(name, "no") {
 				name, value = name[2:], "off"
@@ -67,9 +68,9 @@ func parseTraceOpts(arg string, warn func(string)) (opts []traceOpt, help bool, 
 		if n < 0 || p[n] != '=' {
 			if first {
 				o.name = "enable"
-				o.value, p = optValue(p)
+				o.value, p = cutils.OptValue(p)
 			} else {
-				o.name, p = optValue(p)
+				o.name, p = cutils.OptValue(p)
 				if o.name == "help" || o.name == "?" {
 					return nil, true, nil
 				}
@@ -82,7 +83,7 @@ func parseTraceOpts(arg string, warn func(string)) (opts []traceOpt, help bool, 
 			}
 		} else {
 			o.name = p[:n]
-			o.value, p = optValue(p[n+1:])
+			o.value, p = cutils.OptValue(p[n+1:])
 		}
 		first = false
 		if o.name == "id" {
@@ -96,24 +97,6 @@ func parseTraceOpts(arg string, warn func(string)) (opts []traceOpt, help bool, 
 		opts = append(opts, o)
 	}
 	return opts, false, nil
-}
-
-// optValue reads a value up to a single comma (",," is a comma) and
-// returns it with what follows the comma.
-func optValue(p string) (string, string) {
-	var b strings.Builder
-	for i := 0; i < len(p); i++ {
-		if p[i] == ',' {
-			if i+1 < len(p) && p[i+1] == ',' {
-				b.WriteByte(',')
-				i++
-				continue
-			}
-			return b.String(), p[i+1:]
-		}
-		b.WriteByte(p[i])
-	}
-	return b.String(), ""
 }
 
 // last returns the value of the last option called name.

@@ -53,3 +53,23 @@ func IDWellFormed(id string) bool {
 	}
 	return true
 }
+
+// OptValue reads a QemuOpts value up to its first single comma, as
+// util/qemu-option.c's get_opt_value does (",," is a literal comma), and
+// returns it with what follows that comma. --object, -T and the other
+// QemuOpts-style arguments all read their values this way.
+func OptValue(p string) (value, rest string) {
+	var b []byte
+	for i := 0; i < len(p); i++ {
+		if p[i] == ',' {
+			if i+1 < len(p) && p[i+1] == ',' {
+				b = append(b, ',')
+				i++
+				continue
+			}
+			return string(b), p[i+1:]
+		}
+		b = append(b, p[i])
+	}
+	return string(b), ""
+}

@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"gio/internal/cutils"
 	"io"
 	"os"
 	"strings"
@@ -350,7 +351,7 @@ func parseKeyval(s string) ([]param, bool, error) {
 				return nil, false, fmt.Errorf("Invalid parameter ''")
 			}
 			if first {
-				v, r := value(s)
+				v, r := cutils.OptValue(s)
 				params = append(params, param{"qom-type", v})
 				s, first = r, false
 				continue
@@ -361,7 +362,7 @@ func parseKeyval(s string) ([]param, bool, error) {
 		if key == "" || !validKey(key) {
 			return nil, false, fmt.Errorf("Invalid parameter '%s'", key)
 		}
-		v, r := value(s[i+1:])
+		v, r := cutils.OptValue(s[i+1:])
 		params = append(params, param{key, v})
 		s, first = r, false
 	}
@@ -373,23 +374,6 @@ func rest(s string, i int) string {
 		return ""
 	}
 	return s[i+1:]
-}
-
-// value reads a value up to an unescaped ',' and returns it with the rest.
-func value(s string) (string, string) {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == ',' {
-			if i+1 < len(s) && s[i+1] == ',' {
-				b.WriteByte(',')
-				i++
-				continue
-			}
-			return b.String(), s[i+1:]
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String(), ""
 }
 
 func validKey(k string) bool {
