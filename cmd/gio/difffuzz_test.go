@@ -821,6 +821,27 @@ func diffFilter(s string) string {
 	return s
 }
 
+// execBoth runs one command list through qemu-io in qd and gio in gd.
+// done is set when a crash or hang leaves nothing to compare: qemu-io's
+// (no oracle, but gio must not crash or hang too; qemuCrashed) or gio's,
+// each reported in diffs.
+func (s diffSeq) execBoth(qd, gd string, cmds [][]string) (q, g diffRun, diffs []string, done, qemuCrashed bool) {
+	args := s.args(cmds)
+	q = diffExec(qd, "qemu-io", args, s.input(cmds), 30*time.Second)
+	g = diffExec(gd, gioBin, args, s.input(cmds), 30*time.Second)
+	if q.crashed {
+		if g.crashed || strings.Contains(g.stderr, "\ngoroutine ") {
+			diffs = append(diffs, fmt.Sprintf("gio crashed or hung (rc %d) where qemu-io did too: %s", g.rc, g.stderr))
+		}
+		return q, g, diffs, true, true
+	}
+	if g.crashed {
+		diffs = append(diffs, fmt.Sprintf("gio crashed or hung (rc %d): %s", g.rc, g.stderr))
+		return q, g, diffs, true, false
+	}
+	return q, g, nil, false, false
+}
+
 // outcome runs one command list on fresh copies and returns the
 // differences found (none: they agree), and whether qemu-io crashed.
 func (s diffSeq) outcome(t *testing.T, proto string, cmds [][]string) (diffs []string, qemuCrashed bool) {
@@ -832,19 +853,9 @@ func (s diffSeq) outcome(t *testing.T, proto string, cmds [][]string) (diffs []s
 	if err := copyFiles(proto, gd); err != nil {
 		t.Fatal(err)
 	}
-	args := s.args(cmds)
-	q := diffExec(qd, "qemu-io", args, s.input(cmds), 30*time.Second)
-	g := diffExec(gd, gioBin, args, s.input(cmds), 30*time.Second)
-	if q.crashed {
-		// qemu-io aborts or hangs: no oracle, but gio must not.
-		if g.crashed || strings.Contains(g.stderr, "\ngoroutine ") {
-			diffs = append(diffs, fmt.Sprintf("gio crashed or hung (rc %d) where qemu-io did too: %s", g.rc, g.stderr))
-		}
-		return diffs, true
-	}
-	if g.crashed {
-		diffs = append(diffs, fmt.Sprintf("gio crashed or hung (rc %d): %s", g.rc, g.stderr))
-		return diffs, false
+	q, g, diffs, done, qemuCrashed := s.execBoth(qd, gd, cmds)
+	if done {
+		return diffs, qemuCrashed
 	}
 	qo, gout := diffFilter(q.stdout), diffFilter(g.stdout)
 	if concurrentAIO(cmds) {

@@ -393,17 +393,9 @@ func (s diffSeq) servedContent(dir, name, ref string) string {
 // runPair runs one command list through qemu-io in qd and gio in gd and
 // compares what they print and leave.
 func (s diffSeq) runPair(qd, gd string, cmds [][]string, strict bool) (diffs []string, qemuCrashed bool) {
-	args := s.args(cmds)
-	q := diffExec(qd, "qemu-io", args, s.input(cmds), 30*time.Second)
-	g := diffExec(gd, gioBin, args, s.input(cmds), 30*time.Second)
-	if q.crashed {
-		if g.crashed || strings.Contains(g.stderr, "\ngoroutine ") {
-			diffs = append(diffs, fmt.Sprintf("gio crashed or hung (rc %d) where qemu-io did too: %s", g.rc, g.stderr))
-		}
-		return diffs, true
-	}
-	if g.crashed {
-		return append(diffs, fmt.Sprintf("gio crashed or hung (rc %d): %s", g.rc, g.stderr)), false
+	q, g, diffs, done, qemuCrashed := s.execBoth(qd, gd, cmds)
+	if done {
+		return diffs, qemuCrashed
 	}
 	qo, gout := fmtFilter(q.stdout), fmtFilter(g.stdout)
 	if concurrentAIO(cmds) {
