@@ -120,13 +120,17 @@ func (p *pane) waitExit() int {
 		// tmux is sometimes slow to reap its pane's process (seen in the
 		// full suite on a quiet machine: 20 s, twice in one run): a gio
 		// that has exited shows as a zombie. After a grace second that is
-		// an exit (status unknown, taken as 0); after 20 s anything else
+		// an exit, with the status the kernel keeps for it; after 20 s anything else
 		// is a hang.
 		if waited := time.Since(start); waited > time.Second {
 			pid := strings.TrimSpace(p.tmux("display-message", "-p", "-t", "gio", "#{pane_pid}"))
 			stat, err := os.ReadFile("/proc/" + pid + "/stat")
-			if err != nil || zombie(string(stat)) {
+			if err == nil && zombie(string(stat)) {
 				p.t.Logf("gio (pid %s) exited but tmux has not reaped it yet", pid)
+				return zombieStatus(p.t, string(stat))
+			}
+			if err != nil {
+				p.t.Logf("gio (pid %s) is gone, its status unknown", pid)
 				return 0
 			}
 			if waited > 20*time.Second {
@@ -363,6 +367,17 @@ func TestInteractiveTmux(t *testing.T) {
 }
 
 // zombie reports whether a /proc/PID/stat line is that of a zombie.
+// zombieStatus is a zombie's exit status: /proc/PID/stat's last field
+// (exit_code, Linux 3.5+) holds it in waitpid's form.
+func zombieStatus(t *testing.T, stat string) int {
+	f := strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:])
+	code, err := strconv.Atoi(f[len(f)-1])
+	if err != nil {
+		t.Fatalf("exit code in %q: %v", stat, err)
+	}
+	return (code >> 8) & 0xff
+}
+
 func zombie(stat string) bool {
 	i := strings.LastIndexByte(stat, ')')
 	return i >= 0 && len(stat) > i+2 && stat[i+2] == 'Z'
